@@ -1,0 +1,564 @@
+//! `lifeboat.toml`: the schema, loading with precise errors, environment overrides and
+//! secret resolution.
+//!
+//! Unknown keys and wrong types are errors that name the key, the file, the line and the
+//! column: a mistyped `keep-daily` must never silently disable retention. Secrets come from
+//! `*-env`, `*-file` or `*-command` keys and are held in [`Redacted`]; nothing here prints
+//! them. This module does not open repositories or databases.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{duration::HumanDuration, redact::Redacted, redact_url};
+
+/// Environment variables that override the file.
+pub const ENV_REPOSITORY: &str = "LIFEBOAT_REPOSITORY";
+pub const ENV_PASSWORD: &str = "LIFEBOAT_PASSWORD";
+pub const ENV_PASSWORD_FILE: &str = "LIFEBOAT_PASSWORD_FILE";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{what} not found: {message}")]
+    Secret { what: String, message: String },
+}
+
+impl ConfigError {
+    /// A `hint:` line for the person reading the error, when the fix is known.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Read { .. } => Some(
+                "pass the config with `-c FILE` or `$LIFEBOAT_CONFIG`, or run from the folder holding lifeboat.toml"
+                    .into(),
+            ),
+            Self::Parse { message, .. } if message.contains("unknown field") => {
+                Some("check the spelling against the config reference in README.md".into())
+            }
+            Self::Secret { .. } => Some(
+                "secrets come from `*-env` (an environment variable), `*-file` or `*-command` keys"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    pub repository: RepositoryConfig,
+    #[serde(default)]
+    pub retention: Retention,
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+    #[serde(default)]
+    pub checks: Vec<CheckConfig>,
+    /// Where the config was read from (for messages); not part of the file.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// Where a secret comes from: exactly one of the three.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SecretSource {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+    pub command: Option<String>,
+}
+
+impl SecretSource {
+    fn is_empty(&self) -> bool {
+        self.env.is_none() && self.file.is_none() && self.command.is_none()
+    }
+
+    /// Resolve the secret. `what` names it in errors ("repository password").
+    pub fn resolve(&self, what: &str) -> Result<Redacted, ConfigError> {
+        let secret_err = |message: String| ConfigError::Secret {
+            what: what.to_string(),
+            message,
+        };
+        if let Some(var) = &self.env {
+            return std::env::var(var)
+                .map(Redacted::new)
+                .map_err(|_| secret_err(format!("environment variable `{var}` is not set")));
+        }
+        if let Some(path) = &self.file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| secret_err(format!("cannot read `{}`: {e}", path.display())))?;
+            return Ok(Redacted::new(text.trim_end_matches(['\n', '\r'])));
+        }
+        if let Some(command) = &self.command {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .output()
+                .map_err(|e| secret_err(format!("cannot run `{command}`: {e}")))?;
+            if !out.status.success() {
+                return Err(secret_err(format!(
+                    "`{command}` exited with {}",
+                    out.status
+                )));
+            }
+            let text = String::from_utf8(out.stdout)
+                .map_err(|_| secret_err(format!("`{command}` printed non-UTF-8")))?;
+            return Ok(Redacted::new(text.trim_end_matches(['\n', '\r'])));
+        }
+        Err(secret_err("no source configured".into()))
+    }
+
+    fn describe(&self) -> String {
+        if let Some(v) = &self.env {
+            format!("env `{v}`")
+        } else if let Some(f) = &self.file {
+            format!("file `{}`", f.display())
+        } else if let Some(c) = &self.command {
+            format!("command `{c}`")
+        } else {
+            "none".into()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RepositoryConfig {
+    /// A local path, or (later) `s3://bucket/prefix`.
+    pub url: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_command: Option<String>,
+}
+
+impl RepositoryConfig {
+    pub fn password_source(&self) -> SecretSource {
+        SecretSource {
+            env: self.password_env.clone(),
+            file: self.password_file.clone(),
+            command: self.password_command.clone(),
+        }
+    }
+}
+
+/// Retention rules (restic's `keep-*`), per target unless overridden there.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Retention {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    pub keep_within: Option<HumanDuration>,
+}
+
+impl Retention {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Recovery objectives of one target.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Objectives {
+    pub rpo: Option<HumanDuration>,
+    pub rto: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    Postgres,
+    Files,
+}
+
+impl fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Postgres => "postgres",
+            Self::Files => "files",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PostgresMode {
+    #[default]
+    Logical,
+}
+
+/// One `[targets.<name>]` table. The keys of every kind live in one struct so that serde
+/// reports unknown keys with their exact position; [`Config::validate`] then rejects keys
+/// that do not belong to the target's kind.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TargetConfig {
+    pub kind: TargetKind,
+    #[serde(default)]
+    pub objectives: Objectives,
+    pub schedule: Option<String>,
+    pub retention: Option<Retention>,
+
+    // postgres
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub url_file: Option<PathBuf>,
+    pub mode: Option<PostgresMode>,
+    pub pg_bin_dir: Option<PathBuf>,
+    /// `pg_dumpall --globals-only` needs rights managed services may not give; `false` skips it.
+    pub globals: Option<bool>,
+
+    // files
+    pub paths: Option<Vec<PathBuf>>,
+    pub exclude: Option<Vec<String>>,
+}
+
+impl TargetConfig {
+    /// The PostgreSQL connection URL, resolved from `url`, `url-env` or `url-file`.
+    pub fn postgres_url(&self, target: &str) -> Result<Redacted, ConfigError> {
+        if let Some(url) = &self.url {
+            return Ok(Redacted::new(url.clone()));
+        }
+        SecretSource {
+            env: self.url_env.clone(),
+            file: self.url_file.clone(),
+            command: None,
+        }
+        .resolve(&format!("database URL of target `{target}`"))
+    }
+
+    pub fn effective_retention<'a>(&'a self, global: &'a Retention) -> &'a Retention {
+        self.retention.as_ref().unwrap_or(global)
+    }
+}
+
+/// A `[[checks]]` rule, run by drills (a later issue) and shown by `config check`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CheckConfig {
+    pub target: String,
+    pub name: String,
+    pub sql: Option<String>,
+    pub command: Option<String>,
+    pub expect: Option<String>,
+    pub expect_min: Option<f64>,
+    pub expect_max: Option<f64>,
+}
+
+impl Config {
+    /// Read, parse and validate a config file, then apply environment overrides.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, path)?;
+        config.apply_env();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parse TOML text; errors carry line and column.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((1, 1));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim_end().to_string(),
+            }
+        })?;
+        config.source = path.to_path_buf();
+        Ok(config)
+    }
+
+    fn apply_env(&mut self) {
+        if let Ok(url) = std::env::var(ENV_REPOSITORY)
+            && !url.is_empty()
+        {
+            self.repository.url = Some(url);
+        }
+    }
+
+    /// Checks serde cannot express: one secret source, keys that belong to the kind.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: self.source.clone(),
+            message,
+        };
+        if self.repository.url.as_deref().unwrap_or("").is_empty() {
+            return Err(invalid(format!(
+                "`repository.url` is not set (set it in the file or `${ENV_REPOSITORY}`)"
+            )));
+        }
+        let pw = self.repository.password_source();
+        let sources = [pw.env.is_some(), pw.file.is_some(), pw.command.is_some()];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            return Err(invalid(
+                "`repository`: set only one of `password-env`, `password-file`, `password-command`"
+                    .into(),
+            ));
+        }
+        for (name, t) in &self.targets {
+            validate_target_name(name).map_err(|m| invalid(m.to_string()))?;
+            let wrong = |key: &str| {
+                invalid(format!(
+                    "`targets.{name}.{key}` does not apply to kind `{}`",
+                    t.kind
+                ))
+            };
+            match t.kind {
+                TargetKind::Postgres => {
+                    if t.paths.is_some() {
+                        return Err(wrong("paths"));
+                    }
+                    if t.exclude.is_some() {
+                        return Err(wrong("exclude"));
+                    }
+                    let n = [t.url.is_some(), t.url_env.is_some(), t.url_file.is_some()]
+                        .iter()
+                        .filter(|s| **s)
+                        .count();
+                    if n != 1 {
+                        return Err(invalid(format!(
+                            "`targets.{name}`: set exactly one of `url`, `url-env`, `url-file`"
+                        )));
+                    }
+                }
+                TargetKind::Files => {
+                    for (key, set) in [
+                        ("url", t.url.is_some()),
+                        ("url-env", t.url_env.is_some()),
+                        ("url-file", t.url_file.is_some()),
+                        ("mode", t.mode.is_some()),
+                        ("pg-bin-dir", t.pg_bin_dir.is_some()),
+                        ("globals", t.globals.is_some()),
+                    ] {
+                        if set {
+                            return Err(wrong(key));
+                        }
+                    }
+                    if t.paths.as_ref().is_none_or(Vec::is_empty) {
+                        return Err(invalid(format!("`targets.{name}.paths` is empty or missing")));
+                    }
+                }
+            }
+        }
+        for check in &self.checks {
+            if !self.targets.contains_key(&check.target) {
+                return Err(invalid(format!(
+                    "check `{}` names target `{}`, which is not configured",
+                    check.name, check.target
+                )));
+            }
+            if check.sql.is_some() == check.command.is_some() {
+                return Err(invalid(format!(
+                    "check `{}`: set exactly one of `sql`, `command`",
+                    check.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn repository_url(&self) -> &str {
+        self.repository.url.as_deref().unwrap_or_default()
+    }
+
+    /// The repository password: `$LIFEBOAT_PASSWORD`, `$LIFEBOAT_PASSWORD_FILE`, then the file's keys.
+    pub fn repository_password(&self) -> Result<Redacted, ConfigError> {
+        if let Ok(pw) = std::env::var(ENV_PASSWORD) {
+            return Ok(Redacted::new(pw));
+        }
+        if let Ok(file) = std::env::var(ENV_PASSWORD_FILE) {
+            return SecretSource {
+                file: Some(file.into()),
+                ..Default::default()
+            }
+            .resolve("repository password");
+        }
+        let source = self.repository.password_source();
+        if source.is_empty() {
+            return Err(ConfigError::Secret {
+                what: "repository password".into(),
+                message: format!(
+                    "set `password-env`, `password-file` or `password-command` in [repository], or `${ENV_PASSWORD}`"
+                ),
+            });
+        }
+        source.resolve("repository password")
+    }
+
+    /// Where the repository password comes from, for hints ("env `LIFEBOAT_PASSWORD`").
+    pub fn password_origin(&self) -> String {
+        if std::env::var_os(ENV_PASSWORD).is_some() {
+            return format!("`${ENV_PASSWORD}`");
+        }
+        self.repository.password_source().describe()
+    }
+
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.get(name)
+    }
+
+    /// The resolved config as TOML-like JSON with every secret and URL password redacted.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(url) = value.pointer_mut("/repository/url")
+            && let Some(s) = url.as_str()
+        {
+            *url = redact_url(s).into();
+        }
+        if let Some(targets) = value.get_mut("targets").and_then(|t| t.as_object_mut()) {
+            for t in targets.values_mut() {
+                if let Some(url) = t.get_mut("url")
+                    && let Some(s) = url.as_str()
+                {
+                    *url = redact_url(s).into();
+                }
+            }
+        }
+        strip_nulls(&mut value);
+        value
+    }
+}
+
+fn strip_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+/// Target names become tags (`target=<name>`) and paths: keep them plain.
+pub fn validate_target_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "target name `{name}` must be 1-64 characters of letters, digits, `-` and `_`"
+        ))
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[repository]
+url = "/var/backups/lifeboat"
+password-env = "LB_TEST_PW"
+
+[retention]
+keep-daily = 7
+keep-within = "2d"
+
+[targets.app]
+kind = "postgres"
+url = "postgres://app:s3cret@db/app"
+mode = "logical"
+objectives = { rpo = "15m", rto = "2h" }
+
+[targets.env]
+kind = "files"
+paths = ["/srv/app/.env"]
+exclude = ["*.tmp"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let c = Config::parse(text, Path::new("lifeboat.toml"))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn parses_the_design_example() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.retention.keep_daily, Some(7));
+        assert_eq!(c.targets["app"].objectives.rpo.unwrap().as_secs(), 900);
+        assert_eq!(c.targets["env"].kind, TargetKind::Files);
+    }
+
+    #[test]
+    fn unknown_key_names_key_line_and_column() {
+        let text = GOOD.replace("keep-daily = 7", "keep-dailly = 7");
+        let err = parse(&text).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("lifeboat.toml:7:1:"), "{msg}");
+        assert!(msg.contains("keep-dailly"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_position() {
+        let text = GOOD.replace("keep-daily = 7", "keep-daily = \"seven\"");
+        let msg = parse(&text).unwrap_err().to_string();
+        assert!(msg.starts_with("lifeboat.toml:7:14:"), "{msg}");
+    }
+
+    #[test]
+    fn key_of_another_kind_is_rejected() {
+        let text = GOOD.replace("paths = [", "url = \"x\"\npaths = [");
+        let msg = parse(&text).unwrap_err().to_string();
+        assert!(msg.contains("targets.env.url"), "{msg}");
+    }
+
+    #[test]
+    fn redaction_hides_url_passwords() {
+        let c = parse(GOOD).unwrap();
+        let shown = c.redacted().to_string();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+    }
+
+    #[test]
+    fn line_column_counts_from_one() {
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+        assert_eq!(line_column("ab", 0), (1, 1));
+    }
+}

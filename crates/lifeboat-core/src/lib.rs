@@ -1,0 +1,15 @@
+//! The pure domain of lifeboat: the config schema and its loading, objectives and durations,
+//! retention rules, the `lifeboat.json` manifest, target names and secret redaction.
+//!
+//! Deliberately no I/O beyond reading the config file and resolving secrets, no async, no
+//! terminal code: adapters (repository, PostgreSQL, sources) and the binary build on this.
+
+pub mod config;
+pub mod duration;
+pub mod manifest;
+pub mod redact;
+
+pub use config::{Config, ConfigError, TargetConfig, TargetKind};
+pub use duration::HumanDuration;
+pub use manifest::Manifest;
+pub use redact::{Redacted, redact_url};

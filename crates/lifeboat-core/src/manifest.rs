@@ -1,0 +1,200 @@
+//! `lifeboat.json`, the manifest stored inside every snapshot: what was backed up, how,
+//! when, sizes, checksums and row counts. It is the source of truth about a snapshot
+//! (restic tools may rewrite tags); listing, restore verification and drills read it.
+//!
+//! A manifest is written only after every stream of its snapshot ended well, so a snapshot
+//! without one, or with `complete = false`, never counts as a backup.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::TargetKind;
+
+/// The file name of the manifest inside a snapshot (`<target>/lifeboat.json`).
+pub const MANIFEST_FILE: &str = "lifeboat.json";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Manifest {
+    pub format: u32,
+    pub target: String,
+    pub kind: TargetKind,
+    /// `logical` for PostgreSQL dumps, `files` for file sets.
+    pub method: String,
+    pub lifeboat_version: String,
+    /// RFC 3339 timestamps.
+    pub started_at: String,
+    pub finished_at: String,
+    /// True only when every stream ended well; a snapshot whose manifest says false is a
+    /// failed backup that could not be deleted.
+    pub complete: bool,
+    /// Taken automatically before a restore overwrote the target.
+    #[serde(default)]
+    pub emergency: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresManifest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesManifest>,
+}
+
+/// A stream stored in a snapshot, with what lifeboat measured while storing it (the
+/// repository records stream sizes as 0).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct StreamRecord {
+    /// Path inside the snapshot, e.g. `app/db.dump`.
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct PostgresManifest {
+    pub database: String,
+    /// Host, port and user; never the password.
+    pub server: String,
+    pub server_version: String,
+    pub server_version_num: u32,
+    pub pg_dump_version: String,
+    pub database_size: u64,
+    /// The exported snapshot both the counts and the dump saw.
+    pub snapshot_lsn: String,
+    pub snapshot_time: String,
+    pub tables: Vec<TableRecord>,
+    pub dump: StreamRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub globals: Option<StreamRecord>,
+}
+
+impl PostgresManifest {
+    pub fn total_rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows).sum()
+    }
+
+    pub fn table(&self, qualified: &str) -> Option<&TableRecord> {
+        self.tables.iter().find(|t| t.matches(qualified))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct TableRecord {
+    pub schema: String,
+    pub name: String,
+    /// Exact `count(*)` inside the exported snapshot.
+    pub rows: u64,
+    /// Index names, so that one table can be restored with its indexes.
+    #[serde(default)]
+    pub indexes: Vec<String>,
+    /// Sequences owned by the table's columns.
+    #[serde(default)]
+    pub sequences: Vec<String>,
+}
+
+impl TableRecord {
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+
+    /// `users` matches `public.users`; `billing.users` matches only that schema.
+    pub fn matches(&self, wanted: &str) -> bool {
+        match wanted.split_once('.') {
+            Some((schema, name)) => self.schema == schema && self.name == name,
+            None => self.name == wanted,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct FilesManifest {
+    /// The configured paths, as given.
+    pub roots: Vec<String>,
+    pub files: Vec<FileRecord>,
+    pub total_bytes: u64,
+    /// Paths that were skipped (sockets, devices, excluded by a rule) are not listed;
+    /// anything that could not be read fails the backup instead.
+    #[serde(default)]
+    pub symlinks: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct FileRecord {
+    /// Absolute path on the source host.
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// Bytes of the backed-up content as lifeboat measured it.
+    pub fn logical_bytes(&self) -> u64 {
+        let pg = self.postgres.as_ref().map_or(0, |p| {
+            p.dump.bytes + p.globals.as_ref().map_or(0, |g| g.bytes)
+        });
+        pg + self.files.as_ref().map_or(0, |f| f.total_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json() {
+        let m = Manifest {
+            format: FORMAT_VERSION,
+            target: "app".into(),
+            kind: TargetKind::Postgres,
+            method: "logical".into(),
+            lifeboat_version: "0.1.0".into(),
+            started_at: "2026-11-22T02:00:00Z".into(),
+            finished_at: "2026-11-22T02:00:05Z".into(),
+            complete: true,
+            emergency: false,
+            postgres: Some(PostgresManifest {
+                database: "app".into(),
+                server: "db:5432".into(),
+                server_version: "15.8".into(),
+                server_version_num: 150008,
+                pg_dump_version: "15.8".into(),
+                database_size: 1 << 20,
+                snapshot_lsn: "0/16B3748".into(),
+                snapshot_time: "2026-11-22T02:00:00Z".into(),
+                tables: vec![TableRecord {
+                    schema: "public".into(),
+                    name: "users".into(),
+                    rows: 3,
+                    indexes: vec!["users_pkey".into()],
+                    sequences: vec![],
+                }],
+                dump: StreamRecord {
+                    path: "app/db.dump".into(),
+                    bytes: 10,
+                    sha256: "ab".into(),
+                },
+                globals: None,
+            }),
+            files: None,
+        };
+        let back = Manifest::from_json(&m.to_json()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.logical_bytes(), 10);
+        let pg = back.postgres.unwrap();
+        assert!(pg.table("users").is_some());
+        assert!(pg.table("public.users").is_some());
+        assert!(pg.table("other.users").is_none());
+    }
+}
