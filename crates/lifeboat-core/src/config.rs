@@ -366,7 +366,9 @@ impl Config {
                         }
                     }
                     if t.paths.as_ref().is_none_or(Vec::is_empty) {
-                        return Err(invalid(format!("`targets.{name}.paths` is empty or missing")));
+                        return Err(invalid(format!(
+                            "`targets.{name}.paths` is empty or missing"
+                        )));
                     }
                 }
             }
@@ -482,7 +484,10 @@ pub fn validate_target_name(name: &str) -> Result<(), String> {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 

@@ -97,7 +97,11 @@ mod tests {
 
     #[test]
     fn leaves_urls_without_passwords_alone() {
-        for url in ["postgres://app@db/app", "/var/backups/lifeboat", "s3://bucket/x"] {
+        for url in [
+            "postgres://app@db/app",
+            "/var/backups/lifeboat",
+            "s3://bucket/x",
+        ] {
             assert_eq!(redact_url(url), url);
         }
     }

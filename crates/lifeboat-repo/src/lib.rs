@@ -1,1 +1,622 @@
-//! placeholder
+//! lifeboat's repository: a restic-format repository (v2, zstd, encrypted) reached through
+//! rustic_core, plus lifeboat's side area and locks.
+//!
+//! This is the only crate that names rustic_core; its pitfalls (notes/rustic_core.md) are
+//! handled here: streams are read through a full-read wrapper, entries record what was
+//! read so that a failed stream deletes its snapshot instead of leaving a truncated one,
+//! and parent reuse is forced off. rustic_core is synchronous: async callers use
+//! `spawn_blocking`. This crate knows nothing of PostgreSQL or of the CLI.
+
+pub mod files;
+pub mod side;
+pub mod source;
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use lifeboat_core::{Manifest, Redacted, config::Retention, manifest::MANIFEST_FILE};
+use rustic_backend::BackendOptions;
+use rustic_core::{
+    CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions, LocalDestination, LsOptions,
+    OpenStatus, ProgressBars, PruneOptions, Repository, RepositoryOptions, RestoreOptions,
+    RusticError, SnapshotOptions,
+    repofile::{SnapshotFile, SnapshotSummary},
+};
+
+pub use rustic_core::{Progress, ProgressType, RusticProgress};
+pub use side::{LockGuard, LockKind, SideArea};
+pub use source::{Content, EntrySource, SourceEntry, StreamOutcome, StreamStat};
+
+/// The tag every lifeboat snapshot carries.
+pub const TAG: &str = "lifeboat";
+pub const TAG_EMERGENCY: &str = "emergency";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("cannot open repository `{url}`: wrong password")]
+    WrongPassword { url: String },
+    #[error("no repository at `{url}`")]
+    NotARepository { url: String },
+    #[error("a repository already exists at `{url}`")]
+    AlreadyExists { url: String },
+    #[error("repository URL `{url}` is not supported yet")]
+    Unsupported { url: String },
+    #[error("{context}: {message}")]
+    Rustic { context: String, message: String },
+    #[error(transparent)]
+    Side(#[from] side::SideError),
+    #[error("snapshot `{0}` not found")]
+    SnapshotNotFound(String),
+    #[error("backup failed: {0}; the incomplete snapshot was deleted")]
+    BackupFailed(String),
+    #[error("snapshot `{id}` has no readable manifest: {message}")]
+    BadManifest { id: String, message: String },
+}
+
+impl RepoError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::NotARepository { .. } => {
+                Some("create it with `lifeboat init`, or check `repository.url`".into())
+            }
+            Self::AlreadyExists { .. } => {
+                Some("`lifeboat init` never touches an existing repository".into())
+            }
+            Self::Side(side::SideError::Locked { .. }) => Some(
+                "wait for it to finish; if its process is gone, the lock expires within 5 minutes"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+fn rustic(context: impl Into<String>) -> impl FnOnce(Box<RusticError>) -> RepoError {
+    let context = context.into();
+    move |e| RepoError::Rustic {
+        context,
+        message: first_line(&e.to_string()),
+    }
+}
+
+/// rustic's errors span many lines of guidance; the first says what went wrong.
+fn first_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unknown error")
+        .to_string()
+}
+
+/// Progress bars handed to rustic (the binary shows them on a TTY).
+#[derive(Debug, Clone, Default)]
+pub struct Bars(pub Option<Arc<dyn ProgressBars>>);
+
+impl ProgressBars for Bars {
+    fn progress(&self, t: ProgressType, prefix: &str) -> Progress {
+        match &self.0 {
+            Some(p) => p.progress(t, prefix),
+            None => Progress::hidden(),
+        }
+    }
+}
+
+/// An open repository.
+pub struct Repo {
+    /// rustic's index-loading calls consume the repository; it is taken out for them and
+    /// put back (`drop_index`) afterwards.
+    inner: std::sync::Mutex<Option<Repository<OpenStatus>>>,
+    url: String,
+    side: SideArea,
+}
+
+/// A lifeboat snapshot with its manifest.
+#[derive(Debug, Clone)]
+pub struct SnapshotInfo {
+    pub id: String,
+    pub time: jiff::Zoned,
+    pub target: String,
+    pub kind: String,
+    pub emergency: bool,
+    pub summary: Option<SnapshotSummary>,
+    pub manifest: Result<Manifest, String>,
+}
+
+impl SnapshotInfo {
+    pub fn short_id(&self) -> &str {
+        &self.id[..8.min(self.id.len())]
+    }
+
+    /// Complete, with a manifest: a snapshot that counts as a backup.
+    pub fn is_good(&self) -> bool {
+        self.manifest.as_ref().is_ok_and(|m| m.complete)
+    }
+
+    /// Bytes this snapshot added to the repository (after dedup and compression).
+    pub fn stored_bytes(&self) -> u64 {
+        self.summary.as_ref().map_or(0, |s| s.data_added_packed)
+    }
+}
+
+fn local_path(url: &str) -> Result<PathBuf, RepoError> {
+    if url.contains("://") {
+        return Err(RepoError::Unsupported {
+            url: url.to_string(),
+        });
+    }
+    Ok(PathBuf::from(url))
+}
+
+fn backends(url: &str) -> Result<rustic_core::RepositoryBackends, RepoError> {
+    BackendOptions::default()
+        .repository(url)
+        .to_backends()
+        .map_err(rustic(format!("cannot reach repository `{url}`")))
+}
+
+impl Repo {
+    /// Create a repository; refuses an existing one (even a foreign restic repository).
+    pub fn init(url: &str, password: &Redacted, bars: Bars) -> Result<Self, RepoError> {
+        let path = local_path(url)?;
+        if path.join("config").exists() || path.join(side::SIDE_DIR).exists() {
+            return Err(RepoError::AlreadyExists {
+                url: url.to_string(),
+            });
+        }
+        if path.exists() && std::fs::read_dir(&path).map_or(false, |mut d| d.next().is_some()) {
+            return Err(RepoError::Rustic {
+                context: format!("cannot create repository `{url}`"),
+                message: "the directory exists and is not empty".into(),
+            });
+        }
+        let be = backends(url)?;
+        let repo = Repository::new_with_progress(&RepositoryOptions::default(), &be, bars)
+            .map_err(rustic("cannot create repository"))?;
+        let inner = repo
+            .init(
+                &Credentials::password(password.expose()),
+                &KeyOptions::default(),
+                &ConfigOptions::default(),
+            )
+            .map_err(rustic(format!("cannot create repository `{url}`")))?;
+        let side = SideArea::new(&path);
+        side.create()?;
+        Ok(Self {
+            inner: std::sync::Mutex::new(Some(inner)),
+            url: url.to_string(),
+            side,
+        })
+    }
+
+    pub fn open(url: &str, password: &Redacted, bars: Bars) -> Result<Self, RepoError> {
+        let path = local_path(url)?;
+        if !path.join("config").exists() {
+            return Err(RepoError::NotARepository {
+                url: url.to_string(),
+            });
+        }
+        let be = backends(url)?;
+        let repo = Repository::new_with_progress(&RepositoryOptions::default(), &be, bars)
+            .map_err(rustic(format!("cannot open repository `{url}`")))?;
+        let inner = repo
+            .open(&Credentials::password(password.expose()))
+            .map_err(|e| {
+                if e.is_incorrect_password() {
+                    RepoError::WrongPassword {
+                        url: url.to_string(),
+                    }
+                } else {
+                    rustic(format!("cannot open repository `{url}`"))(e)
+                }
+            })?;
+        let side = SideArea::new(&path);
+        side.create()?;
+        Ok(Self {
+            inner: std::sync::Mutex::new(Some(inner)),
+            url: url.to_string(),
+            side,
+        })
+    }
+
+    fn take(&self) -> Result<Repository<OpenStatus>, RepoError> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| RepoError::Rustic {
+                context: format!("repository `{}`", self.url),
+                message: "unavailable after an earlier index error".into(),
+            })
+    }
+
+    fn put_back(&self, repo: Repository<OpenStatus>) {
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Some(repo);
+    }
+
+    /// Run `f` on the fully indexed repository.
+    fn with_indexed<T>(
+        &self,
+        f: impl FnOnce(&Repository<rustic_core::IndexedFullStatus>) -> Result<T, RepoError>,
+    ) -> Result<T, RepoError> {
+        let indexed = self
+            .take()?
+            .to_indexed()
+            .map_err(rustic("cannot read the repository index"))?;
+        let result = f(&indexed);
+        self.put_back(indexed.drop_index());
+        result
+    }
+
+    /// Run `f` on the open (not indexed) repository.
+    fn with_open<T>(
+        &self,
+        f: impl FnOnce(&Repository<OpenStatus>) -> Result<T, RepoError>,
+    ) -> Result<T, RepoError> {
+        let repo = self.take()?;
+        let result = f(&repo);
+        self.put_back(repo);
+        result
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn side(&self) -> &SideArea {
+        &self.side
+    }
+
+    pub fn lock(&self, kind: LockKind, command: &str) -> Result<LockGuard, RepoError> {
+        let wait = std::env::var("LIFEBOAT_LOCK_WAIT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(
+                std::time::Duration::from_secs(30),
+                std::time::Duration::from_secs,
+            );
+        Ok(self.side.lock(kind, command, wait)?)
+    }
+
+    /// Store `entries` as one snapshot. `stats` are every entry's records (manifest
+    /// included): if any failed, the snapshot is deleted and the backup fails.
+    pub fn backup(
+        &self,
+        target: &str,
+        kind_tag: &str,
+        extra_tags: &[&str],
+        entries: Vec<SourceEntry>,
+        stats: &[(String, Arc<StreamStat>)],
+    ) -> Result<SnapshotInfo, RepoError> {
+        let mut tags = vec![
+            TAG.to_string(),
+            format!("target={target}"),
+            format!("kind={kind_tag}"),
+        ];
+        tags.extend(extra_tags.iter().map(|t| t.to_string()));
+        let snap = SnapshotOptions::default()
+            .add_tags(&tags.join(","))
+            .and_then(|o| o.to_snapshot())
+            .map_err(rustic("cannot prepare snapshot"))?;
+        let mut opts = rustic_core::BackupOptions::default().no_scan(true);
+        // Stream entries have no size or mtime, so they would "match" the parent snapshot
+        // and never be read (pitfall 3): never use a parent.
+        opts.parent_opts.force = true;
+        let source = EntrySource::new(entries, None);
+        let indexed = self
+            .take()?
+            .to_indexed_ids()
+            .map_err(rustic("cannot read the repository index"))?;
+        let saved = indexed
+            .archive(&opts, &source, snap, &[PathBuf::from(target)])
+            .map_err(rustic(format!("backup of `{target}` failed")));
+        self.put_back(indexed.drop_index());
+        // Whatever the archiver said, the records decide.
+        let failures: Vec<String> = stats
+            .iter()
+            .filter_map(|(name, s)| s.outcome_now().err().map(|e| format!("`{name}`: {e}")))
+            .collect();
+        match saved {
+            Ok(snap) if failures.is_empty() => Ok(self.info(snap)),
+            Ok(snap) => {
+                if let Err(e) = self.with_open(|r| {
+                    r.delete_snapshots(&[snap.id])
+                        .map_err(rustic("cannot delete snapshot"))
+                }) {
+                    return Err(RepoError::Rustic {
+                        context: format!(
+                            "backup failed ({}) and its snapshot `{}` could not be deleted",
+                            failures.join("; "),
+                            snap.id
+                        ),
+                        message: e.to_string(),
+                    });
+                }
+                Err(RepoError::BackupFailed(failures.join("; ")))
+            }
+            Err(e) if failures.is_empty() => Err(e),
+            Err(e) => Err(RepoError::BackupFailed(format!(
+                "{}; {e}",
+                failures.join("; ")
+            ))),
+        }
+    }
+
+    fn info(&self, snap: SnapshotFile) -> SnapshotInfo {
+        let tag = |prefix: &str| {
+            snap.tags
+                .iter()
+                .find_map(|t| t.strip_prefix(prefix).map(str::to_string))
+                .unwrap_or_default()
+        };
+        let target = tag("target=");
+        let kind = tag("kind=");
+        let emergency = snap.tags.contains(TAG_EMERGENCY);
+        SnapshotInfo {
+            id: snap.id.to_string(),
+            time: snap.time.clone(),
+            target,
+            kind,
+            emergency,
+            summary: snap.summary.clone(),
+            manifest: Err("not read".into()),
+        }
+    }
+
+    /// All lifeboat snapshots, oldest first, with manifests read.
+    pub fn snapshots(&self, target: Option<&str>) -> Result<Vec<SnapshotInfo>, RepoError> {
+        let mut snaps = self.all_snapshots()?;
+        snaps.retain(|s| s.tags.contains(TAG));
+        snaps.sort_by(|a, b| a.time.cmp(&b.time));
+        let mut infos: Vec<SnapshotInfo> = snaps.into_iter().map(|s| self.info(s)).collect();
+        if let Some(t) = target {
+            infos.retain(|i| i.target == t);
+        }
+        if infos.is_empty() {
+            return Ok(infos);
+        }
+        self.with_indexed(|indexed| {
+            for info in &mut infos {
+                let path = format!("{}:{}/{MANIFEST_FILE}", info.id, info.target);
+                let mut buf = Vec::new();
+                info.manifest = indexed
+                    .node_from_snapshot_path(&path, |_| true)
+                    .and_then(|node| indexed.dump(&node, &mut buf))
+                    .map_err(|e| first_line(&e.to_string()))
+                    .and_then(|()| Manifest::from_json(&buf).map_err(|e| e.to_string()));
+            }
+            Ok(())
+        })?;
+        Ok(infos)
+    }
+
+    /// Find a snapshot by id prefix or `latest` (newest complete, non-emergency) of a target.
+    pub fn find_snapshot(&self, target: &str, wanted: &str) -> Result<SnapshotInfo, RepoError> {
+        let snaps = self.snapshots(Some(target))?;
+        let found = if wanted == "latest" {
+            snaps
+                .into_iter()
+                .rev()
+                .find(|s| s.is_good() && !s.emergency)
+        } else {
+            let matching: Vec<_> = snaps
+                .into_iter()
+                .filter(|s| s.id.starts_with(wanted))
+                .collect();
+            if matching.len() > 1 {
+                return Err(RepoError::Rustic {
+                    context: format!("snapshot id `{wanted}`"),
+                    message: "matches several snapshots; give more characters".into(),
+                });
+            }
+            matching.into_iter().next()
+        };
+        found.ok_or_else(|| RepoError::SnapshotNotFound(format!("{wanted}` of target `{target}")))
+    }
+
+    /// Stream one file of a snapshot into `w`.
+    pub fn dump(&self, snapshot_id: &str, path: &str, w: &mut impl Write) -> Result<(), RepoError> {
+        self.with_indexed(|indexed| {
+            let node = indexed
+                .node_from_snapshot_path(&format!("{snapshot_id}:{path}"), |_| true)
+                .map_err(rustic(format!(
+                    "cannot find `{path}` in snapshot `{snapshot_id}`"
+                )))?;
+            indexed.dump(&node, w).map_err(rustic(format!(
+                "cannot read `{path}` from snapshot `{snapshot_id}`"
+            )))
+        })
+    }
+
+    /// Restore the directory `path` of a snapshot into `dest` (created if missing).
+    pub fn restore_dir(
+        &self,
+        snapshot_id: &str,
+        path: &str,
+        dest: &Path,
+        dry_run: bool,
+    ) -> Result<RestoreSummary, RepoError> {
+        self.with_indexed(|indexed| {
+            let node = indexed
+                .node_from_snapshot_path(&format!("{snapshot_id}:{path}"), |_| true)
+                .map_err(rustic(format!(
+                    "cannot find `{path}` in snapshot `{snapshot_id}`"
+                )))?;
+            let ls = indexed
+                .ls(&node, &LsOptions::default())
+                .map_err(rustic("cannot list snapshot"))?;
+            let dest_str = format!("{}/", dest.display());
+            let dest = LocalDestination::new(&dest_str, !dry_run, !node.is_dir())
+                .map_err(rustic(format!("cannot restore into `{}`", dest.display())))?;
+            let opts = RestoreOptions::default();
+            let plan = indexed
+                .prepare_restore(&opts, ls.clone(), &dest, dry_run)
+                .map_err(rustic("cannot plan restore"))?;
+            let summary = RestoreSummary {
+                files: plan.stats.files.restore + plan.stats.files.modify,
+                bytes: plan.restore_size,
+                unchanged: plan.stats.files.unchanged + plan.stats.files.verified,
+            };
+            if !dry_run {
+                indexed
+                    .restore(plan, &opts, ls, &dest)
+                    .map_err(rustic("restore failed"))?;
+            }
+            Ok(summary)
+        })
+    }
+
+    fn all_snapshots(&self) -> Result<Vec<SnapshotFile>, RepoError> {
+        self.with_open(|r| {
+            r.get_all_snapshots()
+                .map_err(rustic("cannot list snapshots"))
+        })
+    }
+
+    pub fn delete_snapshots(&self, ids: &[String]) -> Result<(), RepoError> {
+        let ids: Vec<_> = ids
+            .iter()
+            .map(|i| i.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| RepoError::SnapshotNotFound(ids.join(",")))?;
+        self.with_open(|r| {
+            r.delete_snapshots(&ids)
+                .map_err(rustic("cannot delete snapshots"))
+        })
+    }
+
+    /// Decide, per group (target + tag set), which snapshots retention keeps and why.
+    pub fn forget_plan(
+        &self,
+        snapshots: Vec<SnapshotInfo>,
+        retention_of: impl Fn(&str) -> Retention,
+    ) -> Result<Vec<ForgetDecision>, RepoError> {
+        let all = self.all_snapshots()?;
+        let by_id: BTreeMap<String, SnapshotFile> =
+            all.into_iter().map(|s| (s.id.to_string(), s)).collect();
+        let mut groups: BTreeMap<(String, bool), Vec<SnapshotFile>> = BTreeMap::new();
+        for info in &snapshots {
+            if let Some(s) = by_id.get(&info.id) {
+                groups
+                    .entry((info.target.clone(), info.emergency))
+                    .or_default()
+                    .push(s.clone());
+            }
+        }
+        let now = jiff::Zoned::now();
+        let mut decisions = Vec::new();
+        for ((target, _emergency), snaps) in groups {
+            let retention = retention_of(&target);
+            if retention.is_empty() {
+                for s in snaps {
+                    decisions.push(ForgetDecision {
+                        id: s.id.to_string(),
+                        target: target.clone(),
+                        time: s.time.clone(),
+                        keep: true,
+                        reasons: vec!["no retention rules".into()],
+                    });
+                }
+                continue;
+            }
+            let keep = keep_options(&retention)?;
+            let mut criterion = rustic_core::SnapshotGroupCriterion::new();
+            criterion.hostname = false;
+            criterion.label = false;
+            criterion.paths = false;
+            criterion.tags = true;
+            let grouped = rustic_core::Grouped::from_items(snaps, criterion);
+            let result = rustic_core::ForgetGroups::from_grouped_snapshots_with_retention(
+                grouped, &keep, &now,
+            )
+            .map_err(rustic("cannot apply retention"))?;
+            for group in result.0 {
+                for item in group.items {
+                    decisions.push(ForgetDecision {
+                        id: item.snapshot.id.to_string(),
+                        target: target.clone(),
+                        time: item.snapshot.time.clone(),
+                        keep: item.keep,
+                        reasons: item.reasons,
+                    });
+                }
+            }
+        }
+        decisions.sort_by(|a, b| (&a.target, &a.time).cmp(&(&b.target, &b.time)));
+        Ok(decisions)
+    }
+
+    /// Remove unreferenced data. Returns (packs removed, bytes freed) of the plan.
+    pub fn prune(&self, dry_run: bool) -> Result<PruneSummary, RepoError> {
+        let mut opts = PruneOptions::default();
+        // A prune already runs under lifeboat's exclusive lock: nothing writes meanwhile.
+        opts.instant_delete = true;
+        self.with_open(|r| {
+            let plan = r.prune_plan(&opts).map_err(rustic("cannot plan prune"))?;
+            let summary = PruneSummary {
+                packs_removed: plan.stats.packs_to_delete.remove,
+                packs_repacked: plan.stats.packs.repack,
+                bytes_freed: plan.stats.size_sum().remove + plan.stats.size_unref,
+            };
+            if !dry_run {
+                r.prune(&opts, plan).map_err(rustic("prune failed"))?;
+            }
+            Ok(summary)
+        })
+    }
+
+    /// Verify the repository; `Ok(errors)` lists what `check` found.
+    pub fn check(&self, read_data: bool) -> Result<Vec<String>, RepoError> {
+        let results = self.with_open(|r| {
+            r.check(CheckOptions::default().read_data(read_data))
+                .map_err(rustic("check failed"))
+        })?;
+        Ok(results
+            .0
+            .iter()
+            .filter(|(level, _)| format!("{level:?}") == "Error")
+            .map(|(_, e)| e.to_string())
+            .collect())
+    }
+}
+
+fn keep_options(r: &Retention) -> Result<KeepOptions, RepoError> {
+    let n = |v: Option<u32>| v.map(|v| v.min(i32::MAX as u32) as i32);
+    let mut k = KeepOptions::default();
+    k.keep_last = n(r.keep_last);
+    k.keep_hourly = n(r.keep_hourly);
+    k.keep_daily = n(r.keep_daily);
+    k.keep_weekly = n(r.keep_weekly);
+    k.keep_monthly = n(r.keep_monthly);
+    k.keep_yearly = n(r.keep_yearly);
+    k.keep_within = r
+        .keep_within
+        .map(|d| jiff::Span::new().seconds(d.as_secs() as i64));
+    Ok(k)
+}
+
+#[derive(Debug, Clone)]
+pub struct ForgetDecision {
+    pub id: String,
+    pub target: String,
+    pub time: jiff::Zoned,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PruneSummary {
+    pub packs_removed: u64,
+    pub packs_repacked: u64,
+    pub bytes_freed: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreSummary {
+    pub files: u64,
+    pub bytes: u64,
+    pub unchanged: u64,
+}
