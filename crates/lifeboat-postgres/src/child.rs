@@ -32,8 +32,14 @@ impl ChildStream {
         let mut child = cmd
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot start `{name}`: {e}")))?;
-        let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout"))?;
-        let mut err_pipe = child.stderr.take().ok_or_else(|| io::Error::other("no stderr"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("no stdout"))?;
+        let mut err_pipe = child
+            .stderr
+            .take()
+            .ok_or_else(|| io::Error::other("no stderr"))?;
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = stderr.clone();
         let stderr_thread = thread::spawn(move || {

@@ -83,7 +83,8 @@ impl Cluster {
         std::fs::create_dir(root.join("sock")).map_err(io("create socket folder"))?;
         if let Some((uid, gid)) = run_as {
             for p in [root.as_path(), &pwfile, &root.join("sock")] {
-                std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(io("chown cluster folder"))?;
+                std::os::unix::fs::chown(p, Some(uid), Some(gid))
+                    .map_err(io("chown cluster folder"))?;
             }
         }
         let mut cluster = Self {
@@ -126,11 +127,21 @@ impl Cluster {
             for (k, v) in settings {
                 text.push_str(&format!("{k} = {v}\n"));
             }
-            conf.write_all(text.as_bytes()).map_err(io("write postgresql.conf"))?;
+            conf.write_all(text.as_bytes())
+                .map_err(io("write postgresql.conf"))?;
             let log = cluster.root.join("server.log").display().to_string();
             match cluster.run(
                 "pg_ctl",
-                &["-D", &cluster.data().display().to_string(), "-l", &log, "-w", "-t", "60", "start"],
+                &[
+                    "-D",
+                    &cluster.data().display().to_string(),
+                    "-l",
+                    &log,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
             ) {
                 Ok(()) => {
                     cluster.running = true;
@@ -200,7 +211,16 @@ impl Cluster {
             .command("psql")
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.root.join("sock"))
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-c", sql])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .output()
             .map_err(|e| PgError::Io(format!("cannot run psql: {e}")))?;
         if out.status.success() {

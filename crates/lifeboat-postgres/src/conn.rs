@@ -185,7 +185,10 @@ impl Target {
         env.push(("PGUSER".into(), self.user().to_string()));
         env.push(("PGDATABASE".into(), self.database().to_string()));
         if let Some(pw) = self.config.get_password() {
-            env.push(("PGPASSWORD".into(), String::from_utf8_lossy(pw).into_owned()));
+            env.push((
+                "PGPASSWORD".into(),
+                String::from_utf8_lossy(pw).into_owned(),
+            ));
         }
         let sslmode = match self.config.get_ssl_mode() {
             tokio_postgres::config::SslMode::Disable => "disable",

@@ -117,7 +117,11 @@ impl SnapshotSession {
 }
 
 /// Start `pg_dump` of the exported snapshot, custom format, uncompressed, to a stream.
-pub fn spawn_dump(tools: &PgTools, target: &Target, snapshot: &str) -> Result<ChildStream, PgError> {
+pub fn spawn_dump(
+    tools: &PgTools,
+    target: &Target,
+    snapshot: &str,
+) -> Result<ChildStream, PgError> {
     let mut cmd = target.command(&tools.path("pg_dump"));
     cmd.args(["--format=custom", "--compress=0", "--no-password"])
         .arg(format!("--snapshot={snapshot}"));
@@ -131,7 +135,7 @@ pub fn dump_globals(tools: &PgTools, target: &Target) -> Result<(Vec<u8>, bool),
         let out = target
             .command(&tools.path("pg_dumpall"))
             .args(["--globals-only", "--no-password"])
-            .arg(format!("--dbname={}", target.database()))
+            .arg(format!("--database={}", target.database()))
             .args(extra)
             .output()
             .map_err(|e| format!("cannot start pg_dumpall: {e}"))?;
@@ -145,10 +149,14 @@ pub fn dump_globals(tools: &PgTools, target: &Target) -> Result<(Vec<u8>, bool),
         Ok(sql) => Ok((sql, false)),
         Err(first) => match run(&["--no-role-passwords"]) {
             Ok(sql) => {
-                log::warn!("role passwords could not be read ({first}); globals saved without them");
+                log::warn!(
+                    "role passwords could not be read ({first}); globals saved without them"
+                );
                 Ok((sql, true))
             }
-            Err(e) => Err(PgError::Io(format!("pg_dumpall --globals-only failed: {e}"))),
+            Err(e) => Err(PgError::Io(format!(
+                "pg_dumpall --globals-only failed: {e}"
+            ))),
         },
     }
 }

@@ -64,9 +64,15 @@ async fn maintenance_client(target: &Target) -> Result<tokio_postgres::Client, P
 pub async fn create_database(target: &Target) -> Result<(), PgError> {
     let client = maintenance_client(target).await?;
     client
-        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(target.database())))
+        .batch_execute(&format!(
+            "CREATE DATABASE {}",
+            quote_ident(target.database())
+        ))
         .await
-        .map_err(PgError::query(format!("create database `{}`", target.database())))
+        .map_err(PgError::query(format!(
+            "create database `{}`",
+            target.database()
+        )))
 }
 
 /// Rows of a table, or `None` if it does not exist.
@@ -116,7 +122,10 @@ impl RowCheck {
 }
 
 /// Count `tables` in the restored database and compare with the manifest.
-pub async fn verify_rows(target: &Target, tables: &[TableRecord]) -> Result<Vec<RowCheck>, PgError> {
+pub async fn verify_rows(
+    target: &Target,
+    tables: &[TableRecord],
+) -> Result<Vec<RowCheck>, PgError> {
     let client = target.connect().await?;
     let mut checks = Vec::new();
     for t in tables {
@@ -150,7 +159,11 @@ pub struct RestoreOptions {
 }
 
 /// Start `pg_restore` into `target`; write the archive to its stdin unless `opts.input`.
-pub fn spawn_restore(tools: &PgTools, target: &Target, opts: &RestoreOptions) -> Result<Child, PgError> {
+pub fn spawn_restore(
+    tools: &PgTools,
+    target: &Target,
+    opts: &RestoreOptions,
+) -> Result<Child, PgError> {
     let mut cmd = target.command(&tools.path("pg_restore"));
     cmd.args(["--no-password", "--exit-on-error"])
         .arg(format!("--dbname={}", target.database()));
@@ -277,6 +290,9 @@ mod tests {
         };
         let list = table_list(TOC, &t);
         let ids: Vec<&str> = list.lines().map(|l| l.split(';').next().unwrap()).collect();
-        assert_eq!(ids, ["215", "216", "3340", "3180", "3330", "3341", "3185", "3187"]);
+        assert_eq!(
+            ids,
+            ["215", "216", "3340", "3180", "3330", "3341", "3185", "3187"]
+        );
     }
 }

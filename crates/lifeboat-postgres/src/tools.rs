@@ -39,7 +39,10 @@ impl PgTools {
         for dir in candidates {
             let pg_dump = dir.join("pg_dump");
             if pg_dump.exists() && version_major(&pg_dump) == Some(major) {
-                return Ok(Self { bin_dir: dir, major });
+                return Ok(Self {
+                    bin_dir: dir,
+                    major,
+                });
             }
         }
         Err(PgError::Tools(format!(
@@ -59,7 +62,10 @@ impl PgTools {
         for major in majors.into_iter().rev() {
             let dir = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
             if dir.join("initdb").exists() {
-                return Ok(Self { bin_dir: dir, major });
+                return Ok(Self {
+                    bin_dir: dir,
+                    major,
+                });
             }
         }
         Err(PgError::Tools(

@@ -22,12 +22,12 @@ use lifeboat_core::{Manifest, Redacted, config::Retention, manifest::MANIFEST_FI
 use rustic_backend::BackendOptions;
 use rustic_core::{
     CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions, LocalDestination, LsOptions,
-    OpenStatus, ProgressBars, PruneOptions, Repository, RepositoryOptions, RestoreOptions,
-    RusticError, SnapshotOptions,
+    OpenStatus, PruneOptions, Repository, RepositoryOptions, RestoreOptions, RusticError,
+    SnapshotOptions,
     repofile::{SnapshotFile, SnapshotSummary},
 };
 
-pub use rustic_core::{Progress, ProgressType, RusticProgress};
+pub use rustic_core::{Progress, ProgressBars, ProgressType, RusticProgress};
 pub use side::{LockGuard, LockKind, SideArea};
 pub use source::{Content, EntrySource, SourceEntry, StreamOutcome, StreamStat};
 

@@ -1,1 +1,55 @@
-fn main() {}
+//! The `lifeboat` binary: parses the command line, builds a runtime, dispatches to
+//! `commands/<verb>.rs`, and turns errors into a message, a `hint:` line and an exit code.
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage or config error, 3 verification failed or
+//! objective missed.
+
+mod cli;
+mod commands;
+mod error;
+mod output;
+mod progress;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+
+fn main() {
+    let cli = Cli::parse();
+    output::init_logging(cli.global.verbose, cli.global.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match runtime.block_on(commands::dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            e.print();
+            e.code
+        }
+    };
+    // Children and blocking tasks are done; don't wait for idle runtime threads.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn errors_have_codes() {
+        let e = crate::error::CliError::usage("bad", None);
+        assert_eq!(e.code, 2);
+    }
+}

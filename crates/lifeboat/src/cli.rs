@@ -1,0 +1,131 @@
+//! The command line. The doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// lifeboat — disaster recovery that proves itself.
+///
+/// Backs up PostgreSQL and files into one encrypted, deduplicated, restic-format
+/// repository and restores them with one command.
+///
+/// Exit codes: 0 success, 1 failure, 2 usage or config error, 3 verification failed.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file [default: $LIFEBOAT_CONFIG, else ./lifeboat.toml]
+    #[arg(short, long, global = true, env = "LIFEBOAT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the repository (refuses an existing one)
+    Init,
+    /// Validate the config and show it resolved, secrets redacted
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Back up targets (default: all)
+    Backup(BackupArgs),
+    /// List snapshots: id, target, kind, time, size, stored size
+    Snapshots(SnapshotsArgs),
+    /// Restore a target from a snapshot
+    Restore(RestoreArgs),
+    /// Apply the retention rules; with --prune, free the space
+    Forget(ForgetArgs),
+    /// Verify the repository's integrity
+    Check(CheckArgs),
+    /// Remove repository locks left by processes that are gone
+    Unlock,
+    /// A self-contained tour on a throwaway PostgreSQL: backup, disaster, restore
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config and print it resolved, every secret redacted
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Targets to back up (default: all configured targets)
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Only this target's snapshots
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The target to restore
+    pub target: String,
+    /// Snapshot id (or a unique prefix), or `latest`
+    #[arg(long, default_value = "latest")]
+    pub snapshot: String,
+    /// PostgreSQL: the database to restore into [default: the target's own URL]
+    #[arg(long, value_name = "URL", conflicts_with = "to_dir")]
+    pub to: Option<String>,
+    /// Files: the folder to restore into (the files keep their absolute paths below it)
+    #[arg(long, value_name = "DIR")]
+    pub to_dir: Option<PathBuf>,
+    /// PostgreSQL: restore only this table (`name` or `schema.name`)
+    #[arg(long, value_name = "TABLE")]
+    pub table: Option<String>,
+    /// Print the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Overwrite existing data, after an emergency backup of it
+    #[arg(long)]
+    pub force: bool,
+    /// Parallel pg_restore jobs (> 1 stages the dump in a temporary file first)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+    /// Keep the dump's owners and privileges (the roles must exist on the target)
+    #[arg(long)]
+    pub keep_owners: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Also remove the data no snapshot needs any more
+    #[arg(long)]
+    pub prune: bool,
+    /// Show what would be forgotten and pruned; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also read and verify every pack file (slow: reads the whole repository)
+    #[arg(long)]
+    pub read_data: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's folder (repository, config) and print where it is
+    #[arg(long)]
+    pub keep: bool,
+}

@@ -1,0 +1,29 @@
+//! `lifeboat config check`: validate the config, resolve secrets (to prove they resolve)
+//! and print it with every secret and URL password redacted.
+
+use serde_json::json;
+
+use super::Context;
+use crate::{error::CliResult, output};
+
+pub fn check(ctx: &Context) -> CliResult<i32> {
+    let config = ctx.load_config()?;
+    // Resolve every secret now, so a missing variable shows here rather than at 3 a.m.
+    config.repository_password()?;
+    for (name, t) in &config.targets {
+        if t.kind == lifeboat_core::TargetKind::Postgres {
+            t.postgres_url(name)?;
+        }
+    }
+    let resolved = config.redacted();
+    if ctx.json {
+        output::json(&json!({ "valid": true, "config": resolved }));
+    } else {
+        println!("config `{}` is valid", config.source.display());
+        println!(
+            "{}",
+            toml::to_string_pretty(&resolved).unwrap_or_else(|_| resolved.to_string())
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,106 @@
+//! `lifeboat forget [--prune] [--dry-run]`: apply `[retention]` per target (a target's own
+//! `retention` table overrides it), print what is kept and why, and with `--prune` free the
+//! space. Runs under the exclusive repository lock: never beside a backup or restore.
+
+use lifeboat_repo::LockKind;
+use serde_json::json;
+
+use super::Context;
+use crate::{cli::ForgetArgs, error::CliResult, output};
+
+pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
+    let config = ctx.load_config()?;
+    let repo = ctx.open_repo(&config).await?;
+    let r = repo.clone();
+    let command = if args.prune {
+        "lifeboat forget --prune"
+    } else {
+        "lifeboat forget"
+    };
+    let _lock = tokio::task::spawn_blocking(move || r.lock(LockKind::Exclusive, command)).await??;
+    let r = repo.clone();
+    let cfg = config.clone();
+    let decisions = tokio::task::spawn_blocking(move || {
+        let snaps = r.snapshots(None)?;
+        r.forget_plan(snaps, |target| match cfg.target(target) {
+            Some(t) => t.effective_retention(&cfg.retention).clone(),
+            // Snapshots of targets no longer configured follow the global rules.
+            None => cfg.retention.clone(),
+        })
+    })
+    .await??;
+    let forget: Vec<String> = decisions
+        .iter()
+        .filter(|d| !d.keep)
+        .map(|d| d.id.clone())
+        .collect();
+    if !ctx.json {
+        let rows: Vec<Vec<String>> = decisions
+            .iter()
+            .map(|d| {
+                vec![
+                    d.id[..8].to_string(),
+                    d.target.clone(),
+                    output::time(&d.time),
+                    if d.keep {
+                        "keep".into()
+                    } else {
+                        "forget".into()
+                    },
+                    d.reasons.join(", "),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            println!("no snapshots");
+        } else {
+            output::table(&["ID", "TARGET", "TIME", "ACTION", "WHY"], &rows);
+        }
+    }
+    if !args.dry_run && !forget.is_empty() {
+        let (r, ids) = (repo.clone(), forget.clone());
+        tokio::task::spawn_blocking(move || r.delete_snapshots(&ids)).await??;
+    }
+    let mut pruned = None;
+    if args.prune {
+        let r = repo.clone();
+        let dry = args.dry_run;
+        let p = tokio::task::spawn_blocking(move || r.prune(dry)).await??;
+        pruned = Some(json!({
+            "packs_removed": p.packs_removed,
+            "packs_repacked": p.packs_repacked,
+            "bytes_freed": p.bytes_freed,
+        }));
+        if !ctx.json {
+            println!(
+                "prune{}: {} pack(s) removed, {} repacked, {} freed",
+                if dry { " (dry run)" } else { "" },
+                p.packs_removed,
+                p.packs_repacked,
+                output::bytes(p.bytes_freed)
+            );
+        }
+    }
+    if ctx.json {
+        output::json(&json!({
+            "dry_run": args.dry_run,
+            "decisions": decisions.iter().map(|d| json!({
+                "id": d.id, "target": d.target, "time": d.time.timestamp().to_string(),
+                "keep": d.keep, "reasons": d.reasons,
+            })).collect::<Vec<_>>(),
+            "forgotten": if args.dry_run { Vec::new() } else { forget.clone() },
+            "prune": pruned,
+        }));
+    } else {
+        println!(
+            "{} snapshot(s) {}",
+            forget.len(),
+            if args.dry_run {
+                "would be forgotten (dry run)"
+            } else {
+                "forgotten"
+            }
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,24 @@
+//! `lifeboat init`: create the repository and its side area; refuse an existing one.
+
+use lifeboat_repo::Repo;
+use serde_json::json;
+
+use super::Context;
+use crate::{error::CliResult, output};
+
+pub async fn run(ctx: &Context) -> CliResult<i32> {
+    let config = ctx.load_config()?;
+    let password = config.repository_password()?;
+    let url = config.repository_url().to_string();
+    let u = url.clone();
+    tokio::task::spawn_blocking(move || Repo::init(&u, &password, Default::default())).await??;
+    if ctx.json {
+        output::json(&json!({ "repository": lifeboat_core::redact_url(&url), "created": true }));
+    } else {
+        println!(
+            "created repository `{}` (restic format v2, zstd, encrypted)",
+            lifeboat_core::redact_url(&url)
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,84 @@
+//! One module per command. Each command takes the parsed arguments and a [`Context`]
+//! (config, output mode) and returns an exit code.
+
+mod backup;
+mod check;
+mod config;
+mod demo;
+mod forget;
+mod init;
+mod restore;
+mod snapshots;
+
+use std::{path::PathBuf, sync::Arc};
+
+use lifeboat_core::Config;
+use lifeboat_repo::Repo;
+
+use crate::{
+    cli::{Cli, Command, ConfigCommand},
+    error::{CliError, CliResult},
+};
+
+pub use backup::backup_target;
+
+pub struct Context {
+    pub config_path: PathBuf,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl Context {
+    pub fn load_config(&self) -> CliResult<Config> {
+        Ok(Config::load(&self.config_path)?)
+    }
+
+    /// Open the repository named in the config, with a hint on a wrong password.
+    pub async fn open_repo(&self, config: &Config) -> CliResult<Arc<Repo>> {
+        let password = config.repository_password()?;
+        let url = config.repository_url().to_string();
+        let bars = crate::progress::bars(!self.json && !self.quiet);
+        let origin = config.password_origin();
+        let repo = tokio::task::spawn_blocking(move || Repo::open(&url, &password, bars))
+            .await?
+            .map_err(|e| {
+                let wrong = matches!(e, lifeboat_repo::RepoError::WrongPassword { .. });
+                let mut err = CliError::from(e);
+                if wrong {
+                    err.hint = Some(format!("the password comes from {origin}"));
+                }
+                err
+            })?;
+        Ok(Arc::new(repo))
+    }
+
+    /// Progress text on stderr (not with --json or --quiet).
+    pub fn say(&self, text: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", text.as_ref());
+        }
+    }
+}
+
+pub async fn dispatch(cli: Cli) -> CliResult<i32> {
+    let ctx = Context {
+        config_path: cli
+            .global
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("lifeboat.toml")),
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+    };
+    match cli.command {
+        Command::Init => init::run(&ctx).await,
+        Command::Config(ConfigCommand::Check) => config::check(&ctx),
+        Command::Backup(args) => backup::run(&ctx, args).await,
+        Command::Snapshots(args) => snapshots::run(&ctx, args).await,
+        Command::Restore(args) => restore::run(&ctx, args).await,
+        Command::Forget(args) => forget::run(&ctx, args).await,
+        Command::Check(args) => check::run(&ctx, args).await,
+        Command::Unlock => check::unlock(&ctx).await,
+        Command::Demo(args) => demo::run(&ctx, args).await,
+    }
+}

@@ -1,0 +1,614 @@
+//! `lifeboat restore`: plan, then act.
+//!
+//! Plan: pick the snapshot (`latest` = newest complete, non-emergency), read its manifest,
+//! look at the destination (does it exist, is it empty), and list the steps. `--dry-run`
+//! prints the plan and stops. Act: refuse to overwrite without `--force`; with it, take an
+//! emergency backup of what is there first; stream the dump into `pg_restore` (one
+//! transaction, so a failed restore leaves the destination as it was); then count rows and
+//! compare with the manifest (a mismatch exits 3). Files are restored below `--to-dir` and
+//! every file's size and hash is checked against the manifest.
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use lifeboat_core::{Manifest, Redacted, TargetConfig, TargetKind, manifest::TableRecord};
+use lifeboat_postgres::{
+    PgTools, Target,
+    restore::{self as pg, RowCheck},
+};
+use lifeboat_repo::{LockKind, Repo, SnapshotInfo};
+use serde::Serialize;
+use serde_json::json;
+use sha2::Digest;
+
+use super::{Context, backup_target};
+use crate::{
+    cli::RestoreArgs,
+    error::{CliError, CliResult},
+    output,
+};
+
+#[derive(Debug, Serialize)]
+struct Plan {
+    target: String,
+    snapshot: String,
+    snapshot_time: String,
+    destination: String,
+    steps: Vec<String>,
+    /// Existing data would be overwritten (needs --force, takes an emergency backup).
+    overwrites: bool,
+}
+
+impl Plan {
+    fn print(&self, dry_run: bool) {
+        println!(
+            "{}restore `{}` from snapshot {} ({})",
+            if dry_run { "plan (dry run): " } else { "" },
+            self.target,
+            &self.snapshot[..8.min(self.snapshot.len())],
+            self.snapshot_time
+        );
+        println!("  into {}", self.destination);
+        for (i, s) in self.steps.iter().enumerate() {
+            println!("  {}. {s}", i + 1);
+        }
+    }
+}
+
+pub async fn run(ctx: &Context, args: RestoreArgs) -> CliResult<i32> {
+    let config = ctx.load_config()?;
+    let Some(target_cfg) = config.target(&args.target).cloned() else {
+        let known: Vec<&str> = config.targets.keys().map(String::as_str).collect();
+        return Err(CliError::usage(
+            format!("no target `{}` in the config", args.target),
+            Some(format!("configured targets: {}", known.join(", "))),
+        ));
+    };
+    let repo = ctx.open_repo(&config).await?;
+    let (r, name, wanted) = (repo.clone(), args.target.clone(), args.snapshot.clone());
+    let snapshot = tokio::task::spawn_blocking(move || r.find_snapshot(&name, &wanted))
+        .await?
+        .map_err(|e| {
+            CliError::from(e)
+                .context("cannot choose a snapshot")
+                .with_hint(format!(
+                    "list them with `lifeboat snapshots {}`",
+                    args.target
+                ))
+        })?;
+    let manifest = match &snapshot.manifest {
+        Ok(m) if m.complete => m.clone(),
+        Ok(_) => {
+            return Err(CliError::failure(
+                format!("snapshot `{}` is an incomplete backup", snapshot.short_id()),
+                Some("choose another with `--snapshot`".into()),
+            ));
+        }
+        Err(e) => {
+            return Err(CliError::failure(
+                format!(
+                    "snapshot `{}` has no readable manifest: {e}",
+                    snapshot.short_id()
+                ),
+                None,
+            ));
+        }
+    };
+    let lock_repo = repo.clone();
+    let _lock =
+        tokio::task::spawn_blocking(move || lock_repo.lock(LockKind::Shared, "lifeboat restore"))
+            .await??;
+    match target_cfg.kind {
+        TargetKind::Postgres => {
+            restore_postgres(ctx, &args, &repo, &target_cfg, &snapshot, &manifest).await
+        }
+        TargetKind::Files => restore_files(ctx, &args, &repo, &snapshot, &manifest).await,
+    }
+}
+
+trait WithHint {
+    fn with_hint(self, hint: String) -> Self;
+}
+
+impl WithHint for CliError {
+    fn with_hint(mut self, hint: String) -> Self {
+        if self.hint.is_none() {
+            self.hint = Some(hint);
+        }
+        self
+    }
+}
+
+async fn restore_postgres(
+    ctx: &Context,
+    args: &RestoreArgs,
+    repo: &Arc<Repo>,
+    target_cfg: &TargetConfig,
+    snapshot: &SnapshotInfo,
+    manifest: &Manifest,
+) -> CliResult<i32> {
+    if args.to_dir.is_some() {
+        return Err(CliError::usage(
+            "`--to-dir` is for files targets; a PostgreSQL target restores into a database",
+            Some("use `--to postgres://...`".into()),
+        ));
+    }
+    let pgm = manifest
+        .postgres
+        .as_ref()
+        .ok_or_else(|| CliError::failure("the manifest has no PostgreSQL section", None))?;
+    let url = match &args.to {
+        Some(u) => Redacted::new(u.clone()),
+        None => target_cfg.postgres_url(&args.target)?,
+    };
+    let dest = Target::parse(&url)?;
+    let table: Option<TableRecord> = match &args.table {
+        Some(t) => Some(pgm.table(t).cloned().ok_or_else(|| {
+            let names: Vec<String> = pgm.tables.iter().map(TableRecord::qualified).collect();
+            CliError::failure(
+                format!("table `{t}` is not in snapshot `{}`", snapshot.short_id()),
+                Some(format!("tables in it: {}", names.join(", "))),
+            )
+        })?),
+        None => None,
+    };
+    let state = pg::inspect(&dest).await?;
+    let existing_table_rows = match (&table, state.exists) {
+        (Some(t), true) => pg::table_rows(&dest, t).await?,
+        _ => None,
+    };
+
+    // Plan.
+    let mut steps = Vec::new();
+    let overwrites = match &table {
+        Some(_) => existing_table_rows.is_some(),
+        None => state.exists && state.tables > 0,
+    };
+    if !state.exists {
+        steps.push(format!("create database `{}`", dest.database()));
+    }
+    if overwrites {
+        steps.push(format!(
+            "emergency backup of database `{}` (tagged `emergency`)",
+            dest.database()
+        ));
+    }
+    let dump_path = pgm.dump.path.clone();
+    let restore_step = match (&table, overwrites) {
+        (Some(t), true) => format!(
+            "replace table `{}` ({} rows now) with its {} rows, indexes and constraints",
+            t.qualified(),
+            existing_table_rows.unwrap_or(0),
+            output::thousands(t.rows)
+        ),
+        (Some(t), false) => format!(
+            "restore table `{}` ({} rows) with its indexes and constraints",
+            t.qualified(),
+            output::thousands(t.rows)
+        ),
+        (None, true) => format!(
+            "restore {} over the existing {} tables (pg_restore --clean, one transaction)",
+            output::bytes(pgm.dump.bytes),
+            state.tables
+        ),
+        (None, false) => format!(
+            "restore {} dump ({} tables, {} rows)",
+            output::bytes(pgm.dump.bytes),
+            pgm.tables.len(),
+            output::thousands(pgm.total_rows())
+        ),
+    };
+    steps.push(format!(
+        "{restore_step}{}",
+        if args.jobs > 1 {
+            format!(" with {} jobs (dump staged in a temporary file)", args.jobs)
+        } else {
+            String::new()
+        }
+    ));
+    let verify_tables: Vec<TableRecord> = match &table {
+        Some(t) => vec![t.clone()],
+        None => pgm.tables.clone(),
+    };
+    steps.push(format!(
+        "verify row counts of {} table(s) against the manifest",
+        verify_tables.len()
+    ));
+    let plan = Plan {
+        target: args.target.clone(),
+        snapshot: snapshot.id.clone(),
+        snapshot_time: output::time(&snapshot.time),
+        destination: dest.redacted(),
+        steps,
+        overwrites,
+    };
+    if args.dry_run {
+        if ctx.json {
+            output::json(
+                &json!({ "dry_run": true, "plan": plan, "needs_force": overwrites && !args.force }),
+            );
+        } else {
+            plan.print(true);
+            if overwrites && !args.force {
+                println!("  (would refuse without --force: the destination holds data)");
+            }
+            println!("nothing was changed");
+        }
+        return Ok(0);
+    }
+    if overwrites && !args.force {
+        let what = match &table {
+            Some(t) => format!(
+                "table `{}` exists in database `{}`",
+                t.qualified(),
+                dest.database()
+            ),
+            None => format!(
+                "database `{}` on `{}` is not empty ({} tables)",
+                dest.database(),
+                dest.server(),
+                state.tables
+            ),
+        };
+        return Err(CliError::failure(
+            format!("refusing to overwrite: {what}"),
+            Some("restore into a new database with `--to`, or pass `--force` to overwrite it after an emergency backup".into()),
+        ));
+    }
+    if !ctx.json {
+        plan.print(false);
+    }
+
+    // Act.
+    let mut emergency = None;
+    if overwrites {
+        ctx.say(format!(
+            "taking an emergency backup of `{}`",
+            dest.database()
+        ));
+        let report = backup_target(repo, &args.target, target_cfg, Some(url.clone()), true)
+            .await
+            .map_err(|e| e.context("emergency backup failed; nothing was changed"))?;
+        if !ctx.json {
+            println!(
+                "emergency backup: snapshot {} ({}); restore it with `lifeboat restore {} --snapshot {}`",
+                &report.snapshot[..8],
+                output::bytes(report.bytes),
+                args.target,
+                &report.snapshot[..8]
+            );
+        }
+        emergency = Some(report.snapshot);
+    }
+    if !state.exists {
+        pg::create_database(&dest).await?;
+    }
+    let tools = PgTools::find(
+        pgm.server_version_num / 10_000,
+        target_cfg.pg_bin_dir.as_deref(),
+    )
+    .or_else(|_| PgTools::newest_installed())?;
+    let started = std::time::Instant::now();
+    let stage = tempfile::Builder::new()
+        .prefix("lifeboat-restore-")
+        .tempdir()?;
+    let mut opts = pg::RestoreOptions {
+        clean: overwrites,
+        keep_owners: args.keep_owners,
+        jobs: args.jobs,
+        list_file: None,
+        input: None,
+    };
+    if let Some(t) = &table {
+        let toc = read_toc(repo, &snapshot.id, &dump_path, &tools).await?;
+        let list = pg::table_list(&toc, t);
+        let list_file = stage.path().join("table.list");
+        std::fs::write(&list_file, list)?;
+        opts.list_file = Some(list_file);
+    }
+    if args.jobs > 1 {
+        let file = stage.path().join("db.dump");
+        let (r, id, p, f) = (
+            repo.clone(),
+            snapshot.id.clone(),
+            dump_path.clone(),
+            file.clone(),
+        );
+        tokio::task::spawn_blocking(move || -> CliResult<()> {
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&f)?);
+            r.dump(&id, &p, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            Ok(())
+        })
+        .await??;
+        opts.input = Some(file);
+    }
+    let child = pg::spawn_restore(&tools, &dest, &opts)?;
+    run_restore(repo, &snapshot.id, &dump_path, child).await?;
+    let restore_secs = started.elapsed().as_secs_f64();
+
+    let checks = pg::verify_rows(&dest, &verify_tables).await?;
+    let ok = checks.iter().all(RowCheck::ok);
+    if ctx.json {
+        output::json(&json!({
+            "plan": plan,
+            "emergency_snapshot": emergency,
+            "restore_seconds": restore_secs,
+            "row_checks": checks,
+            "verified": ok,
+        }));
+    } else {
+        println!("restored in {restore_secs:.1} s; row counts against the manifest:");
+        let rows: Vec<Vec<String>> = checks
+            .iter()
+            .map(|c| {
+                vec![
+                    c.table.clone(),
+                    output::thousands(c.expected),
+                    c.restored.map_or("missing".into(), output::thousands),
+                    if c.ok() {
+                        "ok".into()
+                    } else {
+                        "MISMATCH".into()
+                    },
+                ]
+            })
+            .collect();
+        output::table(&["TABLE", "EXPECTED", "RESTORED", ""], &rows);
+        if ok {
+            println!("verified: {} table(s) match", checks.len());
+        }
+    }
+    if !ok {
+        eprintln!("error: restored row counts differ from the manifest");
+        return Ok(3);
+    }
+    Ok(0)
+}
+
+/// Feed the dump into `pg_restore`'s stdin (unless it reads a file) and wait for it.
+async fn run_restore(
+    repo: &Arc<Repo>,
+    id: &str,
+    path: &str,
+    mut child: std::process::Child,
+) -> CliResult<()> {
+    let stdin = child.stdin.take();
+    let (r, id, path) = (repo.clone(), id.to_string(), path.to_string());
+    let feed = tokio::task::spawn_blocking(move || -> Result<(), lifeboat_repo::RepoError> {
+        match stdin {
+            Some(mut stdin) => r.dump(&id, &path, &mut stdin),
+            None => Ok(()),
+        }
+    });
+    let fed = feed.await?;
+    let waited = tokio::task::spawn_blocking(move || pg::wait_restore(child)).await?;
+    // pg_restore's own error explains a broken pipe better than the pipe does.
+    waited?;
+    fed?;
+    Ok(())
+}
+
+/// The archive's table of contents (`pg_restore -l`), read from the start of the dump.
+async fn read_toc(repo: &Arc<Repo>, id: &str, path: &str, tools: &PgTools) -> CliResult<String> {
+    let mut child = std::process::Command::new(tools.path("pg_restore"))
+        .arg("--list")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stdin = child.stdin.take();
+    let (r, id, path) = (repo.clone(), id.to_string(), path.to_string());
+    // pg_restore --list stops reading after the TOC: a broken pipe here is expected.
+    let feed = tokio::task::spawn_blocking(move || {
+        if let Some(mut s) = stdin {
+            let _ = r.dump(&id, &path, &mut s);
+        }
+    });
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    feed.await?;
+    if !out.status.success() {
+        return Err(CliError::failure(
+            format!(
+                "cannot read the dump's table of contents: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            None,
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[derive(Debug, Serialize)]
+struct FileCheck {
+    path: String,
+    ok: bool,
+    problem: Option<String>,
+}
+
+async fn restore_files(
+    ctx: &Context,
+    args: &RestoreArgs,
+    repo: &Arc<Repo>,
+    snapshot: &SnapshotInfo,
+    manifest: &Manifest,
+) -> CliResult<i32> {
+    let Some(dir) = args.to_dir.clone() else {
+        return Err(CliError::usage(
+            "a files target is restored with `--to-dir DIR`",
+            Some(
+                "files keep their absolute paths below DIR; restoring in place comes later".into(),
+            ),
+        ));
+    };
+    if args.to.is_some() || args.table.is_some() {
+        return Err(CliError::usage(
+            "`--to` and `--table` are for PostgreSQL targets",
+            None,
+        ));
+    }
+    let fm = manifest
+        .files
+        .clone()
+        .ok_or_else(|| CliError::failure("the manifest has no files section", None))?;
+    let existing: Vec<&str> = fm
+        .files
+        .iter()
+        .filter(|f| below(&dir, &f.path).exists())
+        .map(|f| f.path.as_str())
+        .collect();
+    let overwrites = !existing.is_empty();
+    let mut steps = Vec::new();
+    if overwrites {
+        steps.push(format!(
+            "emergency backup of {} existing file(s) below `{}`",
+            existing.len(),
+            dir.display()
+        ));
+    }
+    steps.push(format!(
+        "restore {} file(s), {}",
+        fm.files.len(),
+        output::bytes(fm.total_bytes)
+    ));
+    steps.push("verify every file's size and SHA-256 against the manifest".into());
+    let plan = Plan {
+        target: args.target.clone(),
+        snapshot: snapshot.id.clone(),
+        snapshot_time: output::time(&snapshot.time),
+        destination: dir.display().to_string(),
+        steps,
+        overwrites,
+    };
+    if args.dry_run {
+        if ctx.json {
+            output::json(
+                &json!({ "dry_run": true, "plan": plan, "needs_force": overwrites && !args.force }),
+            );
+        } else {
+            plan.print(true);
+            if overwrites && !args.force {
+                println!(
+                    "  (would refuse without --force: {} file(s) exist)",
+                    existing.len()
+                );
+            }
+            println!("nothing was changed");
+        }
+        return Ok(0);
+    }
+    if overwrites && !args.force {
+        return Err(CliError::failure(
+            format!(
+                "refusing to overwrite {} existing file(s) below `{}` (first: `{}`)",
+                existing.len(),
+                dir.display(),
+                existing[0]
+            ),
+            Some("restore into an empty folder, or pass `--force` to overwrite after an emergency backup".into()),
+        ));
+    }
+    if !ctx.json {
+        plan.print(false);
+    }
+    let mut emergency = None;
+    if overwrites {
+        let paths: Vec<PathBuf> = existing.iter().map(|p| below(&dir, p)).collect();
+        let cfg = TargetConfig {
+            kind: TargetKind::Files,
+            objectives: Default::default(),
+            schedule: None,
+            retention: None,
+            url: None,
+            url_env: None,
+            url_file: None,
+            mode: None,
+            pg_bin_dir: None,
+            globals: None,
+            paths: Some(paths),
+            exclude: None,
+        };
+        let report = backup_target(repo, &args.target, &cfg, None, true)
+            .await
+            .map_err(|e| e.context("emergency backup failed; nothing was changed"))?;
+        if !ctx.json {
+            println!("emergency backup: snapshot {}", &report.snapshot[..8]);
+        }
+        emergency = Some(report.snapshot);
+    }
+    let (r, id, src, d) = (
+        repo.clone(),
+        snapshot.id.clone(),
+        format!("{}/files", args.target),
+        dir.clone(),
+    );
+    let summary =
+        tokio::task::spawn_blocking(move || r.restore_dir(&id, &src, &d, false)).await??;
+    let checks: Vec<FileCheck> = fm
+        .files
+        .iter()
+        .map(|f| {
+            let problem = match hash_file(&below(&dir, &f.path)) {
+                Err(e) => Some(format!("cannot read: {e}")),
+                Ok((bytes, _)) if bytes != f.bytes => {
+                    Some(format!("{bytes} bytes, expected {}", f.bytes))
+                }
+                Ok((_, hash)) if hash != f.sha256 => Some("SHA-256 differs".into()),
+                Ok(_) => None,
+            };
+            FileCheck {
+                path: f.path.clone(),
+                ok: problem.is_none(),
+                problem,
+            }
+        })
+        .collect();
+    let bad: Vec<&FileCheck> = checks.iter().filter(|c| !c.ok).collect();
+    if ctx.json {
+        output::json(&json!({
+            "plan": plan, "emergency_snapshot": emergency,
+            "files_restored": summary.files, "bytes": summary.bytes,
+            "file_checks_failed": bad, "verified": bad.is_empty(),
+        }));
+    } else {
+        println!(
+            "restored {} file(s) into `{}`; {} of {} verified by size and SHA-256",
+            summary.files + summary.unchanged,
+            dir.display(),
+            checks.len() - bad.len(),
+            checks.len()
+        );
+        for b in &bad {
+            println!(
+                "  MISMATCH {}: {}",
+                b.path,
+                b.problem.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(if bad.is_empty() { 0 } else { 3 })
+}
+
+/// Where an absolute source path lands below the restore folder.
+fn below(dir: &Path, path: &str) -> PathBuf {
+    dir.join(path.trim_start_matches('/'))
+}
+
+fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, hex::encode(h.finalize())))
+}
