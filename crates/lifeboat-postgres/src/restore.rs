@@ -202,8 +202,17 @@ pub fn wait_restore(child: Child) -> Result<(), PgError> {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = lines[lines.len().saturating_sub(4)..].join(" / ");
+    // pg_restore echoes the failing statement after the error: the error lines say why.
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("error") || l.contains("ERROR") || l.contains("FATAL"))
+        .collect();
+    let lines: Vec<&str> = if errors.is_empty() {
+        stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+    } else {
+        errors
+    };
+    let tail = lines[lines.len().saturating_sub(3)..].join(" / ");
     Err(PgError::Io(format!("pg_restore failed: {tail}")))
 }
 

@@ -1,0 +1,317 @@
+//! End to end: logical PostgreSQL backup and restore through the `lifeboat` binary,
+//! against real throwaway clusters.
+
+use lifeboat_testkit::{Cluster, Workspace, postgres, postgres_target};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
+
+const APP: &str = "
+CREATE SCHEMA billing;
+CREATE TABLE users (id bigserial PRIMARY KEY, email text UNIQUE NOT NULL);
+CREATE TABLE images (id bigserial PRIMARY KEY, user_id bigint REFERENCES users(id), url text);
+CREATE INDEX images_user_idx ON images(user_id);
+CREATE TABLE billing.ledger (id bigserial PRIMARY KEY, user_id bigint, amount int);
+INSERT INTO users (email) SELECT 'u' || i || '@example.com' FROM generate_series(1, 500) i;
+INSERT INTO images (user_id, url) SELECT 1 + i % 500, md5(i::text) FROM generate_series(1, 1500) i;
+INSERT INTO billing.ledger (user_id, amount) SELECT 1 + i % 500, i % 97 FROM generate_series(1, 3000) i;
+";
+
+/// A content fingerprint of the app's tables.
+const FINGERPRINT: &str = "SELECT md5(string_agg(x, ',' ORDER BY x)) FROM (
+    SELECT 'u' || id || email AS x FROM users
+    UNION ALL SELECT 'i' || id || user_id || url FROM images
+    UNION ALL SELECT 'l' || id || user_id || amount FROM billing.ledger) t";
+
+fn setup() -> (Cluster, Workspace) {
+    let pg = postgres();
+    pg.psql("postgres", "CREATE DATABASE app").unwrap();
+    pg.psql("app", APP).unwrap();
+    let ws = Workspace::new(BIN);
+    ws.write_config(&format!(
+        "[retention]\nkeep-last = 10\n\n{}",
+        postgres_target("app", &pg.url("app"))
+    ));
+    ws.run(&["init"]).expect_code(0);
+    (pg, ws)
+}
+
+#[test]
+fn backup_then_restore_into_a_new_database_matches_exactly() {
+    let (pg, ws) = setup();
+    let before = pg.psql("app", FINGERPRINT).unwrap();
+    let run = ws.run(&["backup", "--json"]);
+    run.expect_code(0);
+    let b = &run.json()["backups"][0];
+    assert_eq!(b["target"], "app");
+    assert_eq!(b["tables"], 3);
+    assert_eq!(b["rows"], 5000);
+
+    let snaps = ws.run(&["snapshots", "--json"]).json();
+    let s = &snaps["snapshots"][0];
+    assert_eq!(s["kind"], "logical");
+    assert!(s["stored_bytes"].as_u64().unwrap() > 0);
+    let m = &s["manifest"]["postgres"];
+    assert_eq!(m["database"], "app");
+    assert!(m["dump"]["bytes"].as_u64().unwrap() > 10_000);
+    assert_eq!(m["dump"]["sha256"].as_str().unwrap().len(), 64);
+    let ledger = m["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["schema"] == "billing")
+        .unwrap();
+    assert_eq!(ledger["rows"], 3000);
+    assert!(
+        !s.to_string().contains(&pg.password),
+        "password leaked into the manifest"
+    );
+
+    let to = pg.url("copy");
+    let run = ws.run(&["restore", "app", "--to", &to]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("verified: 3 table(s) match"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(pg.psql("copy", FINGERPRINT).unwrap(), before);
+    assert!(!run.stdout.contains(&pg.password) && !run.stderr.contains(&pg.password));
+
+    // Parallel restore stages the dump in a file.
+    let run = ws.run(&["restore", "app", "--to", &pg.url("copy2"), "--jobs", "2"]);
+    run.expect_code(0);
+    assert_eq!(pg.psql("copy2", FINGERPRINT).unwrap(), before);
+}
+
+#[test]
+fn restore_over_data_needs_force_and_takes_an_emergency_backup() {
+    let (pg, ws) = setup();
+    ws.run(&["backup"]).expect_code(0);
+    let original = pg.psql("app", FINGERPRINT).unwrap();
+    pg.psql(
+        "app",
+        "DROP TABLE images; UPDATE billing.ledger SET amount = -amount",
+    )
+    .unwrap();
+    let broken = pg
+        .psql("app", "SELECT sum(amount) FROM billing.ledger")
+        .unwrap();
+
+    // The dry run changes nothing.
+    let run = ws.run(&["restore", "app", "--dry-run"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("emergency backup"), "{}", run.stdout);
+    assert!(run.stdout.contains("nothing was changed"));
+    assert_eq!(
+        pg.psql("app", "SELECT sum(amount) FROM billing.ledger")
+            .unwrap(),
+        broken
+    );
+
+    // Without --force: refused, nothing changed.
+    let run = ws.run(&["restore", "app"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("refusing to overwrite"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    assert_eq!(
+        pg.psql("app", "SELECT sum(amount) FROM billing.ledger")
+            .unwrap(),
+        broken
+    );
+
+    let run = ws.run(&["restore", "app", "--force"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("emergency backup: snapshot"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(pg.psql("app", FINGERPRINT).unwrap(), original);
+
+    // The emergency snapshot holds the broken state and is never `latest`.
+    let snaps = ws.run(&["snapshots", "--json"]).json();
+    let list = snaps["snapshots"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let emergency = list.iter().find(|s| s["emergency"] == true).unwrap();
+    assert_eq!(
+        emergency["manifest"]["postgres"]["tables"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let id = emergency["id"].as_str().unwrap();
+    ws.run(&[
+        "restore",
+        "app",
+        "--snapshot",
+        &id[..8],
+        "--to",
+        &pg.url("broken"),
+    ])
+    .expect_code(0);
+    assert_eq!(
+        pg.psql("broken", "SELECT sum(amount) FROM billing.ledger")
+            .unwrap(),
+        broken
+    );
+}
+
+#[test]
+fn one_table_is_restored_without_touching_the_others() {
+    let (pg, ws) = setup();
+    ws.run(&["backup"]).expect_code(0);
+    pg.psql(
+        "app",
+        "DROP TABLE images; INSERT INTO users (email) VALUES ('late@example.com')",
+    )
+    .unwrap();
+    let run = ws.run(&["restore", "app", "--table", "images"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("verified: 1 table(s) match"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        pg.psql("app", "SELECT count(*) FROM images").unwrap(),
+        "1500"
+    );
+    // The user added after the backup is still there.
+    assert_eq!(pg.psql("app", "SELECT count(*) FROM users").unwrap(), "501");
+    // Its index and foreign key came back with it.
+    assert_eq!(
+        pg.psql(
+            "app",
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'images_user_idx'"
+        )
+        .unwrap(),
+        "1"
+    );
+    assert_eq!(
+        pg.psql(
+            "app",
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'images_user_id_fkey'"
+        )
+        .unwrap(),
+        "1"
+    );
+    // An existing table is not replaced without --force.
+    let run = ws.run(&["restore", "app", "--table", "images"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("table `public.images` exists"),
+        "{}",
+        run.stderr
+    );
+    let run = ws.run(&["restore", "app", "--table", "nope"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("not in snapshot"), "{}", run.stderr);
+}
+
+#[test]
+fn a_row_count_mismatch_after_restore_exits_3() {
+    let (pg, ws) = setup();
+    ws.run(&["backup"]).expect_code(0);
+    // A destination that silently drops rows: every new table gets a trigger that
+    // discards inserts (COPY fires row triggers).
+    pg.psql("postgres", "CREATE DATABASE lossy").unwrap();
+    pg.psql(
+        "lossy",
+        "CREATE FUNCTION drop_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+         CREATE FUNCTION add_trigger() RETURNS event_trigger LANGUAGE plpgsql AS $$
+         DECLARE r record;
+         BEGIN
+           FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' LOOP
+             IF r.object_identity = 'public.images' THEN
+               EXECUTE format('CREATE TRIGGER lose BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.drop_row()', r.object_identity);
+             END IF;
+           END LOOP;
+         END $$;
+         CREATE EVENT TRIGGER lossy ON ddl_command_end EXECUTE FUNCTION add_trigger();",
+    )
+    .unwrap();
+    let run = ws.run(&["restore", "app", "--to", &pg.url("lossy")]);
+    run.expect_code(3);
+    assert!(run.stdout.contains("MISMATCH"), "{}", run.stdout);
+    assert!(run.stderr.contains("row counts differ"), "{}", run.stderr);
+}
+
+#[test]
+fn unreachable_server_and_wrong_password_fail_clearly_and_leave_no_snapshot() {
+    let (pg, ws) = setup();
+    let wrong_pw = pg.url("app").replace(&pg.password, "not-the-password");
+    let closed = format!(
+        "postgres://postgres:x@127.0.0.1:{}/app",
+        lifeboat_postgres_free_port()
+    );
+    for (url, expect) in [
+        (wrong_pw.as_str(), "password authentication failed"),
+        (closed.as_str(), "cannot connect"),
+        (
+            "postgres://postgres@127.0.0.1:1/app?connect_timeout=oops",
+            "invalid PostgreSQL URL",
+        ),
+    ] {
+        ws.write_config(&postgres_target("app", url));
+        let run = ws.run(&["backup"]);
+        run.expect_code(1);
+        assert!(run.stderr.contains(expect), "{expect}: {}", run.stderr);
+        assert!(!run.stderr.contains("not-the-password"), "{}", run.stderr);
+    }
+    let snaps = ws.run(&["snapshots", "--json"]).json();
+    assert!(snaps["snapshots"].as_array().unwrap().is_empty());
+}
+
+fn lifeboat_postgres_free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// pg_dump killed mid-stream: its pipe ends cleanly, only the exit status tells. The
+/// backup must fail and leave no snapshot, and the repository stays healthy.
+#[test]
+fn a_killed_pg_dump_leaves_no_snapshot() {
+    let (pg, ws) = setup();
+    pg.psql(
+        "app",
+        "CREATE TABLE big AS SELECT i, md5(i::text) || md5((i * 7)::text) AS pad FROM generate_series(1, 400000) i",
+    )
+    .unwrap();
+    // A bin dir whose pg_dump is killed after it has streamed part of the dump.
+    let bin = ws.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let real = pg.tools().bin_dir.clone();
+    for tool in ["pg_dumpall", "pg_restore", "psql"] {
+        std::os::unix::fs::symlink(real.join(tool), bin.join(tool)).unwrap();
+    }
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then exec {real}/pg_dump --version; fi\n{real}/pg_dump \"$@\" | head -c 300000\nkill -9 $$\n",
+        real = real.display()
+    );
+    std::fs::write(bin.join("pg_dump"), script).unwrap();
+    std::fs::set_permissions(
+        bin.join("pg_dump"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    ws.write_config(&format!(
+        "{}pg-bin-dir = \"{}\"\n",
+        postgres_target("app", &pg.url("app")),
+        bin.display()
+    ));
+    let run = ws.run(&["backup"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("pg_dump"), "{}", run.stderr);
+    assert!(run.stderr.contains("signal 9"), "{}", run.stderr);
+    let snaps = ws.run(&["snapshots", "--json"]).json();
+    assert!(snaps["snapshots"].as_array().unwrap().is_empty(), "{snaps}");
+    ws.run(&["check"]).expect_code(0);
+}
