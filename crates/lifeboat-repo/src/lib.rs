@@ -356,7 +356,7 @@ impl Repo {
         let kind = tag("kind=");
         let emergency = snap.tags.contains(TAG_EMERGENCY);
         SnapshotInfo {
-            id: snap.id.to_string(),
+            id: full_id(&snap.id),
             time: snap.time.clone(),
             target,
             kind,
@@ -496,7 +496,7 @@ impl Repo {
     ) -> Result<Vec<ForgetDecision>, RepoError> {
         let all = self.all_snapshots()?;
         let by_id: BTreeMap<String, SnapshotFile> =
-            all.into_iter().map(|s| (s.id.to_string(), s)).collect();
+            all.into_iter().map(|s| (full_id(&s.id), s)).collect();
         let mut groups: BTreeMap<(String, bool), Vec<SnapshotFile>> = BTreeMap::new();
         for info in &snapshots {
             if let Some(s) = by_id.get(&info.id) {
@@ -513,7 +513,7 @@ impl Repo {
             if retention.is_empty() {
                 for s in snaps {
                     decisions.push(ForgetDecision {
-                        id: s.id.to_string(),
+                        id: full_id(&s.id),
                         target: target.clone(),
                         time: s.time.clone(),
                         keep: true,
@@ -536,7 +536,7 @@ impl Repo {
             for group in result.0 {
                 for item in group.items {
                     decisions.push(ForgetDecision {
-                        id: item.snapshot.id.to_string(),
+                        id: full_id(&item.snapshot.id),
                         target: target.clone(),
                         time: item.snapshot.time.clone(),
                         keep: item.keep,
@@ -619,4 +619,9 @@ pub struct RestoreSummary {
     pub files: u64,
     pub bytes: u64,
     pub unchanged: u64,
+}
+
+/// The full hex id (rustic's `Display` shows only the first 8 characters).
+fn full_id(id: &rustic_core::repofile::SnapshotId) -> String {
+    String::from(&*id.to_hex())
 }

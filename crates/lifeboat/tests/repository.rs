@@ -1,0 +1,300 @@
+//! End to end: config errors, the repository (init, password, check, locks, retention),
+//! files targets, and the restic interop promise.
+
+use lifeboat_testkit::{Workspace, postgres, postgres_target};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
+
+#[test]
+fn config_errors_name_the_key_line_and_column() {
+    let ws = Workspace::new(BIN);
+    ws.write_config("[retention]\nkeep-dailly = 7\n");
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("lifeboat.toml:6:1"), "{}", run.stderr);
+    assert!(run.stderr.contains("keep-dailly"), "{}", run.stderr);
+
+    ws.write_config("[retention]\nkeep-daily = \"seven\"\n");
+    let run = ws.run(&["backup"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("lifeboat.toml:6:14"), "{}", run.stderr);
+
+    let missing = ws.path().join("nope.toml");
+    let run = ws.run_env(&["snapshots"], &[("LIFEBOAT_CONFIG", "/dev/null/x")]);
+    // -c wins over $LIFEBOAT_CONFIG; the workspace passes -c, so this reads the broken file.
+    run.expect_code(2);
+    let out = std::process::Command::new(BIN)
+        .args(["-c", missing.to_str().unwrap(), "snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config"));
+}
+
+#[test]
+fn config_check_redacts_every_secret() {
+    let ws = Workspace::new(BIN);
+    ws.write_config(&postgres_target(
+        "app",
+        "postgres://app:s3cret-pw@db.example.com:5432/app",
+    ));
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(0);
+    assert!(!run.stdout.contains("s3cret-pw"), "{}", run.stdout);
+    assert!(run.stdout.contains("[redacted]"), "{}", run.stdout);
+    let json = ws.run(&["config", "check", "--json"]).json();
+    assert!(!json.to_string().contains("s3cret-pw"));
+    assert_eq!(json["valid"], true);
+}
+
+#[test]
+fn init_refuses_an_existing_repository_and_a_wrong_password_is_explained() {
+    let ws = Workspace::new(BIN);
+    ws.write_config("");
+    ws.run(&["init"]).expect_code(0);
+    let run = ws.run(&["init"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("already exists"), "{}", run.stderr);
+
+    let run = ws.run_env(&["snapshots"], &[("LIFEBOAT_PASSWORD", "wrong")]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("wrong password"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("hint: the password comes from `$LIFEBOAT_PASSWORD`"),
+        "{}",
+        run.stderr
+    );
+
+    let other = Workspace::new(BIN);
+    other.write_config("");
+    let run = other.run(&["snapshots"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("lifeboat init"), "{}", run.stderr);
+}
+
+#[test]
+fn files_are_backed_up_restored_and_verified() {
+    let ws = Workspace::new(BIN);
+    let src = ws.path().join("srv");
+    std::fs::create_dir_all(src.join("app/cache")).unwrap();
+    std::fs::write(src.join("app/.env.production"), "SECRET_KEY=abc\n").unwrap();
+    std::fs::write(src.join("app/config.yml"), "a: 1\n".repeat(1000)).unwrap();
+    std::fs::write(src.join("app/cache/blob.tmp"), "skip me").unwrap();
+    ws.write_config(&format!(
+        "[targets.env]\nkind = \"files\"\npaths = [\"{}\"]\nexclude = [\"cache\"]\n",
+        src.display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    let run = ws.run(&["backup", "env", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["backups"][0]["files"], 2);
+
+    let out = ws.path().join("restored");
+    let run = ws.run(&["restore", "env", "--to-dir", out.to_str().unwrap()]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("2 of 2 verified"), "{}", run.stdout);
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read_to_string(restored.join("app/.env.production")).unwrap(),
+        "SECRET_KEY=abc\n"
+    );
+    assert!(!restored.join("app/cache").exists());
+
+    // Restoring again over the same files needs --force and saves them first.
+    std::fs::write(restored.join("app/config.yml"), "changed").unwrap();
+    ws.run(&["restore", "env", "--to-dir", out.to_str().unwrap()])
+        .expect_code(1);
+    let run = ws.run(&[
+        "restore",
+        "env",
+        "--to-dir",
+        out.to_str().unwrap(),
+        "--force",
+    ]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("emergency backup"), "{}", run.stdout);
+    assert_eq!(
+        std::fs::read_to_string(restored.join("app/config.yml")).unwrap(),
+        "a: 1\n".repeat(1000)
+    );
+    // A missing path fails the backup.
+    ws.write_config("[targets.env]\nkind = \"files\"\npaths = [\"/nonexistent/lifeboat\"]\n");
+    let run = ws.run(&["backup"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("/nonexistent/lifeboat"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn forget_applies_retention_and_prune_frees_space() {
+    let ws = Workspace::new(BIN);
+    let src = ws.path().join("data");
+    std::fs::create_dir_all(&src).unwrap();
+    ws.write_config(&format!(
+        "[retention]\nkeep-last = 1\n\n[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n",
+        src.display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    for i in 0..3 {
+        // Different random-ish content each time, so forgetting frees real data.
+        let content: String = (0..200_000)
+            .map(|j| char::from(b'a' + ((j * (i + 7)) % 26) as u8))
+            .collect();
+        std::fs::write(src.join("f"), content).unwrap();
+        ws.run(&["backup"]).expect_code(0);
+    }
+    let run = ws.run(&["forget", "--dry-run", "--json"]);
+    run.expect_code(0);
+    let plan = run.json();
+    let decisions = plan["decisions"].as_array().unwrap();
+    assert_eq!(decisions.iter().filter(|d| d["keep"] == true).count(), 1);
+    assert_eq!(decisions.iter().filter(|d| d["keep"] == false).count(), 2);
+    assert_eq!(
+        ws.run(&["snapshots", "--json"]).json()["snapshots"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let run = ws.run(&["forget", "--prune"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("last"),
+        "why is printed: {}",
+        run.stdout
+    );
+    assert_eq!(
+        ws.run(&["snapshots", "--json"]).json()["snapshots"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    ws.run(&["check", "--read-data"]).expect_code(0);
+    // The kept snapshot still restores.
+    let out = ws.path().join("out");
+    ws.run(&["restore", "d", "--to-dir", out.to_str().unwrap()])
+        .expect_code(0);
+}
+
+/// forget/prune hold the exclusive lock: a backup meanwhile waits, then fails clearly.
+#[test]
+fn a_backup_never_runs_during_a_prune() {
+    let ws = Workspace::new(BIN);
+    let src = ws.path().join("data");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    ws.write_config(&format!(
+        "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n",
+        src.display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    // A live exclusive lock, as `forget --prune` holds it (this test process is its owner).
+    let lock = serde_json::json!({
+        "kind": "exclusive", "host": std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(),
+        "pid": std::process::id(), "command": "lifeboat forget --prune",
+        "created": "2026-11-22T03:00:00Z", "expires": 4_000_000_000i64,
+    });
+    let path = ws.repo().join("lifeboat/locks/exclusive.json");
+    std::fs::write(&path, lock.to_string()).unwrap();
+    let run = ws.run_env(&["backup"], &[("LIFEBOAT_LOCK_WAIT", "1")]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("locked by `lifeboat forget --prune`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    assert!(
+        ws.run(&["snapshots", "--json"]).json()["snapshots"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // A second prune is refused too.
+    ws.run_env(&["forget", "--prune"], &[("LIFEBOAT_LOCK_WAIT", "1")])
+        .expect_code(1);
+    // The owner finishes: the backup goes through.
+    std::fs::remove_file(&path).unwrap();
+    ws.run(&["backup"]).expect_code(0);
+    // `unlock` clears locks left by dead processes.
+    std::fs::write(&path, lock.to_string()).unwrap();
+    let run = ws.run(&["unlock"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("removed lock"), "{}", run.stdout);
+    assert!(!path.exists());
+}
+
+/// The restic-format promise: restic itself lists lifeboat's snapshots, checks the
+/// repository and dumps a byte-identical database dump.
+#[test]
+fn restic_reads_lifeboat_repositories() {
+    let pg = postgres();
+    pg.psql("postgres", "CREATE DATABASE app").unwrap();
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT i, md5(i::text) FROM generate_series(1, 20000) i",
+    )
+    .unwrap();
+    let ws = Workspace::new(BIN);
+    ws.write_config(&postgres_target("app", &pg.url("app")));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup"]).expect_code(0);
+    let snaps = ws.run(&["snapshots", "--json"]).json();
+    let s = &snaps["snapshots"][0];
+    let id = s["id"].as_str().unwrap();
+    let sha = s["manifest"]["postgres"]["dump"]["sha256"]
+        .as_str()
+        .unwrap();
+
+    let restic = |args: &[&str]| {
+        let out = std::process::Command::new("restic")
+            .args(["--no-cache", "-r"])
+            .arg(ws.repo())
+            .args(args)
+            .env("RESTIC_PASSWORD_FILE", ws.path().join("password"))
+            .output()
+            .expect("restic is installed (scripts/install-deps.sh)");
+        assert!(
+            out.status.success(),
+            "restic {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let listed: serde_json::Value =
+        serde_json::from_slice(&restic(&["snapshots", "--json"])).unwrap();
+    let listed = &listed[0];
+    assert_eq!(listed["id"], id);
+    let tags: Vec<&str> = listed["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tags.contains(&"lifeboat")
+            && tags.contains(&"target=app")
+            && tags.contains(&"kind=logical")
+    );
+    restic(&["check", "--read-data"]);
+    let dump = restic(&["dump", id, "/app/db.dump"]);
+    use std::io::Write;
+    let mut sha256 = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sha256.stdin.take().unwrap().write_all(&dump).unwrap();
+    let out = sha256.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(sha),
+        "restic dump differs from the manifest's hash"
+    );
+    assert!(dump.len() > 100_000);
+}
