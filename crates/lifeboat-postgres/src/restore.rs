@@ -253,9 +253,9 @@ pub fn table_list(toc: &str, table: &TableRecord) -> String {
             "TABLE" | "TABLE DATA" => tag == table.name,
             "CONSTRAINT" | "FK CONSTRAINT" | "DEFAULT" | "TRIGGER" | "POLICY" | "RULE"
             | "ROW SECURITY" => tag == table.name || tag.starts_with(&format!("{} ", table.name)),
-            "INDEX" => table.indexes.iter().any(|i| *i == tag),
+            "INDEX" => table.indexes.contains(&tag),
             "SEQUENCE" | "SEQUENCE OWNED BY" | "SEQUENCE SET" => {
-                table.sequences.iter().any(|s| *s == tag)
+                table.sequences.contains(&tag)
             }
             _ => false,
         };

@@ -167,7 +167,7 @@ impl Repo {
                 url: url.to_string(),
             });
         }
-        if path.exists() && std::fs::read_dir(&path).map_or(false, |mut d| d.next().is_some()) {
+        if path.exists() && std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_some()) {
             return Err(RepoError::Rustic {
                 context: format!("cannot create repository `{url}`"),
                 message: "the directory exists and is not empty".into(),

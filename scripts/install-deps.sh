@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what lifeboat's demo, tests and benchmarks need on Debian 12, if missing:
+# PostgreSQL (server and client tools), restic and pgBackRest (peers for interop tests and
+# benchmarks) and Redis. Idempotent; needs root or sudo when something is missing.
+set -euo pipefail
+
+want=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql postgresql-contrib)
+command -v restic >/dev/null 2>&1 || want+=(restic)
+command -v pgbackrest >/dev/null 2>&1 || want+=(pgbackrest)
+command -v redis-server >/dev/null 2>&1 || want+=(redis-server)
+command -v sha256sum >/dev/null 2>&1 || want+=(coreutils)
+
+if [ ${#want[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "error: need root (or sudo) to install: ${want[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "installing: ${want[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# policy-rc.d keeps Debian from starting the packaged default cluster: tests start their own.
+$sudo apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
