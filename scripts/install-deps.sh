@@ -10,6 +10,7 @@ command -v restic >/dev/null 2>&1 || want+=(restic)
 command -v pgbackrest >/dev/null 2>&1 || want+=(pgbackrest)
 command -v redis-server >/dev/null 2>&1 || want+=(redis-server)
 command -v sha256sum >/dev/null 2>&1 || want+=(coreutils)
+command -v openssl >/dev/null 2>&1 || want+=(openssl)
 
 if [ ${#want[@]} -eq 0 ]; then
   exit 0

@@ -5,7 +5,7 @@
 use std::{str::FromStr, time::Duration};
 
 use lifeboat_core::{Redacted, redact_url};
-use tokio_postgres::{Client, Config, NoTls, config::Host};
+use tokio_postgres::{Client, Config, config::Host};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
@@ -131,7 +131,12 @@ impl Target {
     }
 
     pub async fn connect(&self) -> Result<Client, PgError> {
-        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
+        let tls = crate::tls::connector().map_err(|e| PgError::Connect {
+            server: self.server(),
+            message: format!("cannot set up TLS: {e}"),
+            hint: None,
+        })?;
+        let (client, connection) = self.config.connect(tls).await.map_err(|e| {
             let message = describe_pg_error(&e);
             let code = e.as_db_error().map(|d| d.code().code().to_string());
             let hint = match code.as_deref() {

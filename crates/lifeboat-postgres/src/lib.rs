@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod conn;
 pub mod logical;
 pub mod restore;
+pub mod tls;
 pub mod tools;
 
 pub use child::ChildStream;

@@ -254,9 +254,7 @@ pub fn table_list(toc: &str, table: &TableRecord) -> String {
             "CONSTRAINT" | "FK CONSTRAINT" | "DEFAULT" | "TRIGGER" | "POLICY" | "RULE"
             | "ROW SECURITY" => tag == table.name || tag.starts_with(&format!("{} ", table.name)),
             "INDEX" => table.indexes.contains(&tag),
-            "SEQUENCE" | "SEQUENCE OWNED BY" | "SEQUENCE SET" => {
-                table.sequences.contains(&tag)
-            }
+            "SEQUENCE" | "SEQUENCE OWNED BY" | "SEQUENCE SET" => table.sequences.contains(&tag),
             _ => false,
         };
         if keep {

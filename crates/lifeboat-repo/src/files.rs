@@ -228,7 +228,12 @@ mod tests {
         std::fs::write(root.join("b/c.txt"), "cc").unwrap();
         std::fs::write(root.join("b/skip.tmp"), "x").unwrap();
         std::os::unix::fs::symlink("a.txt", root.join("link")).unwrap();
-        let w = walk(std::slice::from_ref(&root), &["*.tmp".into()], Path::new("t/files")).unwrap();
+        let w = walk(
+            std::slice::from_ref(&root),
+            &["*.tmp".into()],
+            Path::new("t/files"),
+        )
+        .unwrap();
         let paths: Vec<String> = w
             .entries
             .iter()

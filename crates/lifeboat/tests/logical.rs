@@ -315,3 +315,84 @@ fn a_killed_pg_dump_leaves_no_snapshot() {
     assert!(snaps["snapshots"].as_array().unwrap().is_empty(), "{snaps}");
     ws.run(&["check"]).expect_code(0);
 }
+
+/// Managed services take TLS-only connections (`sslmode=require`): lifeboat's own session
+/// and pg_dump must both speak TLS to a server that refuses anything else.
+#[test]
+fn a_tls_only_server_is_backed_up_with_sslmode_require() {
+    let (pg, ws) = setup();
+    let data = pg.data();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(data.join("server.key"))
+        .arg("-out")
+        .arg(data.join("server.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&data).unwrap());
+    let group = std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&data).unwrap());
+    for f in ["server.key", "server.crt"] {
+        std::os::unix::fs::chown(data.join(f), Some(owner), Some(group)).unwrap();
+    }
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    pg.psql("postgres", "ALTER SYSTEM SET ssl = on").unwrap();
+    pg.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    ws.write_config(&postgres_target(
+        "app",
+        &format!("{}?sslmode=disable", pg.url("app")),
+    ));
+    let run = ws.run(&["backup"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("no encryption") || run.stderr.contains("pg_hba.conf"),
+        "{}",
+        run.stderr
+    );
+
+    ws.write_config(&postgres_target(
+        "app",
+        &format!("{}?sslmode=require", pg.url("app")),
+    ));
+    let run = ws.run(&["backup", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["backups"][0]["rows"], 5000);
+    let run = ws.run(&[
+        "restore",
+        "app",
+        "--to",
+        &format!("{}?sslmode=require", pg.url("copy")),
+    ]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("verified: 3 table(s) match"),
+        "{}",
+        run.stdout
+    );
+}

@@ -68,9 +68,6 @@ pub async fn run(ctx: &Context, args: DemoArgs) -> CliResult<i32> {
         cluster.root().display()
     );
     let result = tour(ctx, &cluster, &args).await;
-    if args.keep {
-        println!("\nkept: PostgreSQL is stopped; the demo folder is listed above");
-    }
     drop(cluster);
     match result {
         Ok(code) => {

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Benchmark: logical PostgreSQL backup and restore, lifeboat against its peers, all in one
+# run on the same data. Two datasets: pgbench (its padding compresses to almost nothing)
+# and a generated app dataset (users, images with URLs, JSON metadata, a credit ledger,
+# random text) that compresses like real data.
+#
+#   bench/logical.sh                       # pgbench scale 50, app scale 1 (~1 GB)
+#   PGBENCH_SCALE=10 APP_SCALE=0.2 bench/logical.sh   # a quick run
+#
+# Prints a Markdown report on stdout (copy it into docs/benchmarks.md) and keeps the raw
+# figures in $WORK/results.tsv.
+source "$(dirname "$0")/lib.sh"
+
+PGBENCH_SCALE=${PGBENCH_SCALE:-50}
+APP_SCALE=${APP_SCALE:-1}
+JOBS=${JOBS:-2}
+WORK=${WORK:-/tmp/lifeboat-bench-logical}
+PORT=${PORT:-55432}
+
+[ -x "$LIFEBOAT" ] || cargo build --release --locked -p lifeboat --manifest-path "$ROOT/Cargo.toml" >&2
+bash "$ROOT/scripts/install-deps.sh"
+
+rm -rf "$WORK"; mkdir -p "$WORK"
+trap 'stop_cluster "$WORK/pg"' EXIT
+start_cluster "$WORK/pg" "$PORT"
+export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1)
+RESULTS="$WORK/results.tsv"
+: > "$RESULTS"
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RESULTS"; }  # dataset what seconds bytes
+
+log() { echo "[$(date +%T)] $*" >&2; }
+
+log "generating pgbench scale $PGBENCH_SCALE"
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE pgb"
+"$PGBIN/pgbench" -i -q -s "$PGBENCH_SCALE" pgb >/dev/null 2>&1
+
+log "generating the app dataset, scale $APP_SCALE"
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE app"
+"${PSQL[@]}" -d app -v scale="$APP_SCALE" <<'SQL'
+SELECT setseed(0.42);
+CREATE TABLE words AS SELECT w, row_number() OVER () AS n FROM unnest(string_to_array(
+ 'the of and to in is you that it he was for on are as with his they at be this have from or one had by word but not what all were we when your can said there use an each which she do how their if will up other about out many then them these so some her would make like him into time has look two more write go see number no way could people my than first water been call who oil its now find long down day did get come made may part over new sound take only little work know place year live me back give most very after thing our just name good sentence man think say great where help through much before line right too mean old any same tell boy follow came want show also around form three small set put end does another well large must big even such because turn here why ask went men read need land different home us move try kind hand picture again change off play spell air away animal house point page letter mother answer found study still learn should america world invoice payment refund subscription upload image avatar credit balance order customer shipment'
+ , ' ')) AS w;
+SELECT count(*) AS nw FROM words \gset
+CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, name text NOT NULL, plan text NOT NULL, created_at timestamptz NOT NULL);
+INSERT INTO users SELECT i, 'user' || i || '@' || (ARRAY['gmail.com','example.com','proton.me','company.io'])[1 + i % 4],
+  initcap((SELECT w FROM words WHERE n = 1 + (i * 7) % :nw)) || ' ' || initcap((SELECT w FROM words WHERE n = 1 + (i * 13) % :nw)),
+  (ARRAY['free','pro','team'])[1 + (i % 7) % 3], timestamptz '2024-01-01' + (i * interval '37 seconds')
+  FROM generate_series(1::bigint, (400000 * :scale)::bigint) i;
+CREATE TABLE images (id bigint PRIMARY KEY, user_id bigint NOT NULL, url text NOT NULL, metadata jsonb NOT NULL, created_at timestamptz NOT NULL);
+INSERT INTO images SELECT i, 1 + (i * 31) % (400000 * :scale)::int,
+  'https://media.example.com/u/' || (1 + (i * 31) % 400000) || '/' || md5(i::text) || '.jpg',
+  jsonb_build_object('width', 320 + (i * 17) % 1600, 'height', 240 + (i * 13) % 1200, 'bytes', 20000 + (i * 7919) % 4000000,
+                     'mime', 'image/jpeg', 'exif', jsonb_build_object('camera', 'cam-' || (i % 37), 'iso', 100 * (1 + i % 32))),
+  timestamptz '2024-01-01' + (i * interval '11 seconds')
+  FROM generate_series(1::bigint, (1500000 * :scale)::bigint) i;
+CREATE TABLE credit_ledger (id bigint PRIMARY KEY, user_id bigint NOT NULL, amount integer NOT NULL, reason text NOT NULL, ref text NOT NULL, created_at timestamptz NOT NULL);
+INSERT INTO credit_ledger SELECT i, 1 + (i * 7) % (400000 * :scale)::int, CASE WHEN i % 5 = 0 THEN -(i % 300) ELSE i % 500 END,
+  (ARRAY['purchase','bonus','refund','usage','referral'])[1 + i % 5], md5((i * 3)::text), timestamptz '2024-01-01' + (i * interval '3 seconds')
+  FROM generate_series(1::bigint, (4000000 * :scale)::bigint) i;
+CREATE TABLE posts (id bigint PRIMARY KEY, user_id bigint NOT NULL, title text NOT NULL, body text NOT NULL);
+INSERT INTO posts SELECT i, 1 + i % (400000 * :scale)::int,
+  (SELECT string_agg(w, ' ') FROM words WHERE n IN (1 + (i * 3) % :nw, 1 + (i * 5) % :nw, 1 + (i * 11) % :nw)),
+  (SELECT string_agg(w, ' ' ORDER BY hashint8(i * 1000 + g)) FROM generate_series(1, 60) g JOIN words ON n = 1 + abs(hashint8(i * 100 + g)) % :nw)
+  FROM generate_series(1::bigint, (600000 * :scale)::bigint) i;
+VACUUM ANALYZE;
+SQL
+
+mkdir -p "$WORK/lb" "$WORK/out"
+echo "bench-password" > "$WORK/lb/password"
+for db in pgb app; do echo "postgres://postgres@127.0.0.1:$PORT/$db" > "$WORK/lb/$db.url"; done
+cat > "$WORK/lb/lifeboat.toml" <<TOML
+[repository]
+url = "$WORK/lb/repo"
+password-file = "$WORK/lb/password"
+
+[targets.pgb]
+kind = "postgres"
+url-file = "$WORK/lb/pgb.url"
+globals = false
+
+[targets.app]
+kind = "postgres"
+url-file = "$WORK/lb/app.url"
+globals = false
+TOML
+LB=("$LIFEBOAT" -q -c "$WORK/lb/lifeboat.toml")
+"${LB[@]}" init >/dev/null
+export RESTIC_PASSWORD=bench-password RESTIC_REPOSITORY="$WORK/restic"
+restic init -q >/dev/null
+
+drop_caches() { sync; }
+
+# backup_round DATASET LABEL: every tool once; records wall time and bytes.
+backup_round() {
+  local db=$1 label=$2 s before
+  drop_caches
+  s=$(now); "$PGBIN/pg_dump" --no-sync -Fc -Z0 -f /dev/null "$db"; record "$db" "$label floor (pg_dump -Fc -Z0 > /dev/null)" "$(elapsed "$s")" 0
+  s=$(now); "$PGBIN/pg_dump" -Fc -f "$WORK/out/$db.$label.dump" "$db"
+  record "$db" "$label pg_dump -Fc (file)" "$(elapsed "$s")" "$(bytes "$WORK/out/$db.$label.dump")"
+  s=$(now); "$PGBIN/pg_dump" "$db" | gzip > "$WORK/out/$db.$label.sql.gz"
+  record "$db" "$label pg_dump | gzip" "$(elapsed "$s")" "$(bytes "$WORK/out/$db.$label.sql.gz")"
+  before=$(bytes "$WORK/restic")
+  s=$(now); "$PGBIN/pg_dump" -Fc -Z0 "$db" | restic backup -q --stdin --stdin-filename "$db.dump" --tag "$db" >/dev/null
+  record "$db" "$label restic --stdin (pg_dump -Fc -Z0)" "$(elapsed "$s")" "$(( $(bytes "$WORK/restic") - before ))"
+  before=$(bytes "$WORK/lb/repo")
+  s=$(now); "${LB[@]}" backup "$db" >/dev/null
+  record "$db" "$label lifeboat backup" "$(elapsed "$s")" "$(( $(bytes "$WORK/lb/repo") - before ))"
+}
+
+for db in pgb app; do
+  log "first backups of $db"
+  backup_round "$db" first
+done
+
+log "change: append 1% rows to the insert-only ledger (app)"
+"${PSQL[@]}" -d app -c "INSERT INTO credit_ledger SELECT id + 100000000, user_id, amount, reason, ref, created_at + interval '400 days' FROM credit_ledger WHERE id % 100 = 0"
+log "change: pgbench -T 30 random updates (pgb)"
+"$PGBIN/pgbench" -c 2 -j 2 -T 30 pgb >/dev/null 2>&1
+for db in pgb app; do
+  log "second backups of $db"
+  backup_round "$db" second
+done
+
+log "restores"
+for db in pgb app; do
+  for jobs in 1 "$JOBS"; do
+    "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS r_pg" -c "CREATE DATABASE r_pg"
+    s=$(now); "$PGBIN/pg_restore" -j "$jobs" -d r_pg "$WORK/out/$db.second.dump"
+    record "$db" "restore pg_restore -j $jobs (local -Fc file)" "$(elapsed "$s")" 0
+    "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS r_lb"
+    s=$(now); "${LB[@]}" restore "$db" --to "postgres://postgres@127.0.0.1:$PORT/r_lb" --jobs "$jobs" >/dev/null
+    record "$db" "restore lifeboat --jobs $jobs (incl. row-count verification)" "$(elapsed "$s")" 0
+  done
+done
+
+# Report.
+get() { awk -F'\t' -v d="$1" -v w="$2" -v c="$3" '$1 == d && $2 == w { print $c }' "$RESULTS"; }
+echo "## Logical backup — $(date -u +%Y-%m-%d), $(machine)"
+echo
+echo "pgbench scale $PGBENCH_SCALE; app dataset scale $APP_SCALE. Sizes of the databases:"
+for db in pgb app; do
+  echo "- \`$db\`: $("${PSQL[@]}" -At -d "$db" -c "SELECT pg_size_pretty(pg_database_size(current_database()))")"
+done
+for db in pgb app; do
+  floor=$(get "$db" "first floor (pg_dump -Fc -Z0 > /dev/null)" 3)
+  echo
+  echo "### \`$db\`"
+  echo
+  echo "| run | tool | wall s | × floor | stored MiB |"
+  echo "| --- | --- | ---: | ---: | ---: |"
+  awk -F'\t' -v d="$db" '$1 == d && $2 !~ /^restore/' "$RESULTS" | while IFS=$'\t' read -r _ what secs b; do
+    tool=${what#* }; echo "| ${what%% *} | ${tool//|/\\|} | $secs | $(ratio "$secs" "$floor") | $(mib "$b") |"
+  done
+  echo
+  echo "| restore | wall s |"
+  echo "| --- | ---: |"
+  awk -F'\t' -v d="$db" '$1 == d && $2 ~ /^restore/' "$RESULTS" | while IFS=$'\t' read -r _ what secs _; do
+    echo "| ${what#restore } | $secs |"
+  done
+  lb1=$(get "$db" "first lifeboat backup" 3); rs1=$(get "$db" "first restic --stdin (pg_dump -Fc -Z0)" 3)
+  fc1=$(get "$db" "first pg_dump -Fc (file)" 3); fcb=$(get "$db" "first pg_dump -Fc (file)" 4)
+  lbb=$(get "$db" "first lifeboat backup" 4); lb2b=$(get "$db" "second lifeboat backup" 4); rs2b=$(get "$db" "second restic --stdin (pg_dump -Fc -Z0)" 4)
+  r1=$(get "$db" "restore lifeboat --jobs 1 (incl. row-count verification)" 3); p1=$(get "$db" "restore pg_restore -j 1 (local -Fc file)" 3)
+  rj=$(get "$db" "restore lifeboat --jobs $JOBS (incl. row-count verification)" 3); pj=$(get "$db" "restore pg_restore -j $JOBS (local -Fc file)" 3)
+  echo
+  echo "Ratios: backup wall $(ratio "$lb1" "$floor")× the floor, $(ratio "$lb1" "$rs1")× restic, $(ratio "$lb1" "$fc1")× \`pg_dump -Fc\`;"
+  echo "stored $(ratio "$lbb" "$fcb")× \`pg_dump -Fc\`'s bytes; second backup stored $(ratio "$lb2b" "$lbb")× the first, $(ratio "$lb2b" "$rs2b")× restic's second;"
+  echo "restore $(ratio "$r1" "$p1")× \`pg_restore\` (1 job), $(ratio "$rj" "$pj")× with $JOBS jobs."
+done
