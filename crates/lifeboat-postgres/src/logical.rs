@@ -9,7 +9,7 @@
 use lifeboat_core::manifest::TableRecord;
 use tokio_postgres::Client;
 
-use crate::{ChildStream, PgError, PgTools, Target, quote_ident};
+use crate::{ChildStream, PgError, PgTools, Target};
 
 /// An open exported-snapshot transaction. Keep it alive until the dump has ended.
 pub struct SnapshotSession {
@@ -95,17 +95,7 @@ impl SnapshotSession {
     /// Count every table's rows exactly, inside the exported snapshot.
     pub async fn count_rows(&mut self) -> Result<Vec<TableRecord>, PgError> {
         for t in &mut self.tables {
-            let sql = format!(
-                "SELECT count(*) FROM {}.{}",
-                quote_ident(&t.schema),
-                quote_ident(&t.name)
-            );
-            let row = self
-                .client
-                .query_one(&sql, &[])
-                .await
-                .map_err(PgError::query(format!("count rows of `{}`", t.qualified())))?;
-            t.rows = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+            t.rows = crate::restore::count(&self.client, t).await?;
         }
         Ok(self.tables.clone())
     }

@@ -93,7 +93,11 @@ pub async fn table_rows(target: &Target, table: &TableRecord) -> Result<Option<u
     count(&client, table).await.map(Some)
 }
 
-async fn count(client: &tokio_postgres::Client, t: &TableRecord) -> Result<u64, PgError> {
+/// Exact `count(*)` of one table.
+pub(crate) async fn count(
+    client: &tokio_postgres::Client,
+    t: &TableRecord,
+) -> Result<u64, PgError> {
     let sql = format!(
         "SELECT count(*) FROM {}.{}",
         quote_ident(&t.schema),

@@ -173,6 +173,15 @@ fn manifest_base(
 /// Keeps the manifest's bytes so the caller can report from them.
 type Shared = Arc<std::sync::Mutex<Vec<u8>>>;
 
+/// Finish a manifest once every stream ended well: mark it complete, keep a copy.
+fn seal(mut manifest: Manifest, kept: &Shared) -> Vec<u8> {
+    manifest.finished_at = jiff::Timestamp::now().to_string();
+    manifest.complete = true;
+    let bytes = manifest.to_json();
+    *kept.lock().unwrap_or_else(|p| p.into_inner()) = bytes.clone();
+    bytes
+}
+
 async fn backup_postgres(
     repo: &Arc<Repo>,
     name: &str,
@@ -247,11 +256,7 @@ async fn backup_postgres(
         }
         pg.tables = tables;
         manifest.postgres = Some(pg);
-        manifest.finished_at = jiff::Timestamp::now().to_string();
-        manifest.complete = true;
-        let bytes = manifest.to_json();
-        *kept_in.lock().unwrap_or_else(|p| p.into_inner()) = bytes.clone();
-        Ok(bytes)
+        Ok(seal(manifest, &kept_in))
     };
     let (m_entry, m_stat) = SourceEntry::new(
         format!("{name}/lifeboat.json"),
@@ -330,11 +335,7 @@ async fn backup_files(
             total_bytes: read_bytes,
             symlinks,
         });
-        manifest.finished_at = jiff::Timestamp::now().to_string();
-        manifest.complete = true;
-        let bytes = manifest.to_json();
-        *kept_in.lock().unwrap_or_else(|p| p.into_inner()) = bytes.clone();
-        Ok(bytes)
+        Ok(seal(manifest, &kept_in))
     };
     let (m_entry, m_stat) = SourceEntry::new(
         format!("{name}/lifeboat.json"),

@@ -43,6 +43,20 @@ struct Plan {
 }
 
 impl Plan {
+    /// `--dry-run`: the plan, and whether the real run would refuse (`why`).
+    fn print_dry_run(&self, ctx: &Context, force: bool, why: &str) {
+        let needs_force = self.overwrites && !force;
+        if ctx.json {
+            output::json(&json!({ "dry_run": true, "plan": self, "needs_force": needs_force }));
+            return;
+        }
+        self.print(true);
+        if needs_force {
+            println!("  (would refuse without --force: {why})");
+        }
+        println!("nothing was changed");
+    }
+
     fn print(&self, dry_run: bool) {
         println!(
             "{}restore `{}` from snapshot {} ({})",
@@ -226,17 +240,7 @@ async fn restore_postgres(
         overwrites,
     };
     if args.dry_run {
-        if ctx.json {
-            output::json(
-                &json!({ "dry_run": true, "plan": plan, "needs_force": overwrites && !args.force }),
-            );
-        } else {
-            plan.print(true);
-            if overwrites && !args.force {
-                println!("  (would refuse without --force: the destination holds data)");
-            }
-            println!("nothing was changed");
-        }
+        plan.print_dry_run(ctx, args.force, "the destination holds data");
         return Ok(0);
     }
     if overwrites && !args.force {
@@ -484,20 +488,11 @@ async fn restore_files(
         overwrites,
     };
     if args.dry_run {
-        if ctx.json {
-            output::json(
-                &json!({ "dry_run": true, "plan": plan, "needs_force": overwrites && !args.force }),
-            );
-        } else {
-            plan.print(true);
-            if overwrites && !args.force {
-                println!(
-                    "  (would refuse without --force: {} file(s) exist)",
-                    existing.len()
-                );
-            }
-            println!("nothing was changed");
-        }
+        plan.print_dry_run(
+            ctx,
+            args.force,
+            &format!("{} file(s) exist", existing.len()),
+        );
         return Ok(0);
     }
     if overwrites && !args.force {
