@@ -27,7 +27,11 @@ impl SnapshotSession {
     pub async fn open(target: &Target) -> Result<Self, PgError> {
         let client = target.connect().await?;
         client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            // Counting runs beside pg_dump: parallel workers would only take CPU from it.
+            .batch_execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+                 SET LOCAL max_parallel_workers_per_gather = 0",
+            )
             .await
             .map_err(PgError::query("begin snapshot transaction"))?;
         let row = client

@@ -281,16 +281,20 @@ impl Repo {
         Ok(self.side.lock(kind, command, wait)?)
     }
 
-    /// Store `entries` as one snapshot. `stats` are every entry's records (manifest
-    /// included): if any failed, the snapshot is deleted and the backup fails.
+    /// Store `entries` (paths below `target/`) as one snapshot. If any entry was not read
+    /// to its end, or the snapshot does not hold exactly the bytes read, the snapshot is
+    /// deleted and the backup fails.
     pub fn backup(
         &self,
         target: &str,
         kind_tag: &str,
         extra_tags: &[&str],
         entries: Vec<SourceEntry>,
-        stats: &[(String, Arc<StreamStat>)],
     ) -> Result<SnapshotInfo, RepoError> {
+        let stats: Vec<(PathBuf, Arc<StreamStat>)> = entries
+            .iter()
+            .filter_map(|e| e.stat.clone().map(|s| (e.path.clone(), s)))
+            .collect();
         let mut tags = vec![
             TAG.to_string(),
             format!("target={target}"),
@@ -315,10 +319,20 @@ impl Repo {
             .map_err(rustic(format!("backup of `{target}` failed")));
         self.put_back(indexed.drop_index());
         // Whatever the archiver said, the records decide.
-        let failures: Vec<String> = stats
+        let mut failures: Vec<String> = stats
             .iter()
-            .filter_map(|(name, s)| s.outcome_now().err().map(|e| format!("`{name}`: {e}")))
+            .filter_map(|(path, s)| {
+                s.outcome_now()
+                    .err()
+                    .map(|e| format!("`{}`: {e}", path.display()))
+            })
             .collect();
+        if let (Ok(snap), true) = (&saved, failures.is_empty()) {
+            match self.stored_sizes(&full_id(&snap.id), target) {
+                Ok(sizes) => failures.extend(size_mismatches(&stats, &sizes)),
+                Err(e) => failures.push(format!("cannot verify the snapshot: {e}")),
+            }
+        }
         match saved {
             Ok(snap) if failures.is_empty() => Ok(self.info(snap)),
             Ok(snap) => {
@@ -343,6 +357,36 @@ impl Repo {
                 failures.join("; ")
             ))),
         }
+    }
+
+    /// Content bytes of every file below `target` in a snapshot, by path inside it.
+    fn stored_sizes(&self, id: &str, target: &str) -> Result<BTreeMap<PathBuf, u64>, RepoError> {
+        self.with_indexed(|indexed| {
+            let node = indexed
+                .node_from_snapshot_path(&format!("{id}:{target}"), |_| true)
+                .map_err(rustic("cannot read the new snapshot"))?;
+            let mut sizes = BTreeMap::new();
+            for item in indexed
+                .ls(&node, &LsOptions::default())
+                .map_err(rustic("cannot list the new snapshot"))?
+            {
+                let (path, node) = item.map_err(rustic("cannot list the new snapshot"))?;
+                let Some(content) = &node.content else {
+                    continue;
+                };
+                let mut size = 0u64;
+                for blob in content {
+                    size += u64::from(
+                        indexed
+                            .get_index_entry(blob)
+                            .map_err(rustic("a stored blob is missing from the index"))?
+                            .data_length(),
+                    );
+                }
+                sizes.insert(PathBuf::from(target).join(path), size);
+            }
+            Ok(sizes)
+        })
     }
 
     fn info(&self, snap: SnapshotFile) -> SnapshotInfo {
@@ -581,6 +625,28 @@ impl Repo {
             .map(|(_, e)| e.to_string())
             .collect())
     }
+}
+
+/// Entries whose stored size differs from what was read (or that are missing).
+fn size_mismatches(
+    stats: &[(PathBuf, Arc<StreamStat>)],
+    stored: &BTreeMap<PathBuf, u64>,
+) -> Vec<String> {
+    stats
+        .iter()
+        .filter_map(|(path, stat)| {
+            let read = stat.outcome_now().ok()?.bytes;
+            match stored.get(path) {
+                Some(&n) if n == read => None,
+                Some(&n) => Some(format!(
+                    "`{}`: {read} bytes read but {n} stored",
+                    path.display()
+                )),
+                None if read == 0 => None,
+                None => Some(format!("`{}`: missing from the snapshot", path.display())),
+            }
+        })
+        .collect()
 }
 
 fn keep_options(r: &Retention) -> Result<KeepOptions, RepoError> {

@@ -226,11 +226,13 @@ pub struct Opener {
 }
 
 impl ReadSourceOpen for Opener {
-    type Reader = Recorded<FullRead<BoxRead>>;
+    type Reader = FullRead<BoxRead>;
 
     fn open(self) -> RusticResult<Self::Reader> {
         let reader: BoxRead = match self.content {
-            Content::Stream(r) => r,
+            // Read, counted and hashed on a thread of its own, so that hashing the whole
+            // stream runs beside the archiver's chunking instead of in front of it.
+            Content::Stream(r) => return Ok(FullRead(Box::new(Pipelined::spawn(r, self.stat)))),
             Content::Bytes(b) => Box::new(io::Cursor::new(b)),
             Content::File(path) => match std::fs::File::open(&path) {
                 Ok(f) => Box::new(f),
@@ -254,7 +256,64 @@ impl ReadSourceOpen for Opener {
                 ));
             }
         };
-        Ok(Recorded::new(FullRead(reader), self.stat))
+        Ok(FullRead(Box::new(Recorded::new(reader, self.stat))))
+    }
+}
+
+/// Blocks handed from the reading thread to the archiver.
+const BLOCK: usize = 1 << 20;
+const BLOCKS_IN_FLIGHT: usize = 8;
+
+/// A stream read on its own thread through [`Recorded`], handed over in blocks. Dropped
+/// early, it stops the thread, which drops (and so stops) the inner stream.
+pub struct Pipelined {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    block: io::Cursor<Vec<u8>>,
+}
+
+impl Pipelined {
+    pub fn spawn(inner: BoxRead, stat: Arc<StreamStat>) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel(BLOCKS_IN_FLIGHT);
+        std::thread::spawn(move || {
+            let mut reader = FullRead(Recorded::new(inner, stat));
+            loop {
+                let mut block = vec![0u8; BLOCK];
+                match reader.read(&mut block) {
+                    // Recorded has seen the end and recorded it.
+                    Ok(0) => return,
+                    Ok(n) => {
+                        block.truncate(n);
+                        if tx.send(Ok(block)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        Self {
+            rx,
+            block: io::Cursor::new(Vec::new()),
+        }
+    }
+}
+
+impl Read for Pipelined {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let n = self.block.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            match self.rx.recv() {
+                Ok(Ok(block)) => self.block = io::Cursor::new(block),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
     }
 }
 
@@ -356,6 +415,31 @@ mod tests {
             o.sha256,
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
+    }
+
+    #[test]
+    fn pipelined_hands_over_everything_and_records_it() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let stat = StreamStat::new();
+        let mut p = Pipelined::spawn(Box::new(Trickle(io::Cursor::new(data.clone()), 5000)), stat.clone());
+        let mut out = Vec::new();
+        p.read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+        assert_eq!(stat.wait().unwrap().bytes, 3_000_000);
+    }
+
+    #[test]
+    fn pipelined_passes_errors_on() {
+        struct Fails;
+        impl Read for Fails {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("boom"))
+            }
+        }
+        let stat = StreamStat::new();
+        let mut p = Pipelined::spawn(Box::new(Fails), stat.clone());
+        assert!(p.read_to_end(&mut Vec::new()).is_err());
+        assert!(stat.wait().is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::{
 };
 
 use lifeboat_core::Redacted;
-use lifeboat_repo::{Bars, Content, Repo, RepoError, SourceEntry, StreamStat};
+use lifeboat_repo::{Bars, Content, Repo, RepoError, SourceEntry};
 
 fn repo() -> (tempfile::TempDir, Repo) {
     let dir = tempfile::tempdir().unwrap();
@@ -60,16 +60,13 @@ impl Read for PipeLike {
     }
 }
 
-fn stream_entries(
-    target: &str,
-    reader: impl Read + Send + 'static,
-) -> (Vec<SourceEntry>, Vec<(String, Arc<StreamStat>)>) {
+fn stream_entries(target: &str, reader: impl Read + Send + 'static) -> Vec<SourceEntry> {
     let (dump, dump_stat) = SourceEntry::new(
         format!("{target}/db.dump"),
         Content::Stream(Box::new(reader)),
     );
     let waited = dump_stat.clone();
-    let (manifest, manifest_stat) = SourceEntry::new(
+    let (manifest, _) = SourceEntry::new(
         format!("{target}/lifeboat.json"),
         Content::Deferred(Box::new(move || {
             let o = waited.wait()?;
@@ -80,13 +77,7 @@ fn stream_entries(
             .into_bytes())
         })),
     );
-    (
-        vec![dump, manifest],
-        vec![
-            ("db.dump".into(), dump_stat),
-            ("lifeboat.json".into(), manifest_stat),
-        ],
-    )
+    vec![dump, manifest]
 }
 
 /// Pitfall 1: the chunker shrinks its buffer to the size of a short read and never grows
@@ -99,8 +90,8 @@ fn pipes_are_read_in_full_buffers() {
     let len = 4 << 20;
     let pipe = PipeLike::new(len, 4096);
     let calls = pipe.calls.clone();
-    let (entries, stats) = stream_entries("t", pipe);
-    repo.backup("t", "logical", &[], entries, &stats).unwrap();
+    let entries = stream_entries("t", pipe);
+    repo.backup("t", "logical", &[], entries).unwrap();
     let reads = calls.load(Ordering::Relaxed);
     let ideal = len / 4096;
     assert!(
@@ -116,9 +107,9 @@ fn a_failing_stream_leaves_no_snapshot() {
     let (_dir, repo) = repo();
     let mut pipe = PipeLike::new(8 << 20, 65536);
     pipe.fail_after = Some(10);
-    let (entries, stats) = stream_entries("t", pipe);
+    let entries = stream_entries("t", pipe);
     let err = repo
-        .backup("t", "logical", &[], entries, &stats)
+        .backup("t", "logical", &[], entries)
         .unwrap_err();
     assert!(matches!(err, RepoError::BackupFailed(_)), "{err}");
     assert!(err.to_string().contains("child process killed"), "{err}");
@@ -131,8 +122,8 @@ fn a_failing_stream_leaves_no_snapshot() {
 fn a_second_stream_backup_stores_new_content() {
     let (_dir, repo) = repo();
     for content in [b"first version".to_vec(), b"second version".to_vec()] {
-        let (entries, stats) = stream_entries("t", io::Cursor::new(content.clone()));
-        let snap = repo.backup("t", "logical", &[], entries, &stats).unwrap();
+        let entries = stream_entries("t", io::Cursor::new(content.clone()));
+        let snap = repo.backup("t", "logical", &[], entries).unwrap();
         let mut out = Vec::new();
         repo.dump(&snap.id, "t/db.dump", &mut out).unwrap();
         assert_eq!(out, content);
@@ -144,8 +135,8 @@ fn a_second_stream_backup_stores_new_content() {
 #[test]
 fn the_manifest_sees_the_finished_stream() {
     let (_dir, repo) = repo();
-    let (entries, stats) = stream_entries("t", PipeLike::new(3 << 20, 8192));
-    let snap = repo.backup("t", "logical", &[], entries, &stats).unwrap();
+    let entries = stream_entries("t", PipeLike::new(3 << 20, 8192));
+    let snap = repo.backup("t", "logical", &[], entries).unwrap();
     let mut manifest = Vec::new();
     repo.dump(&snap.id, "t/lifeboat.json", &mut manifest)
         .unwrap();

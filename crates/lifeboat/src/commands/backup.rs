@@ -205,12 +205,10 @@ async fn backup_postgres(
     let globals_path = format!("{name}/globals.sql");
     let (dump_entry, dump_stat) = SourceEntry::new(&dump_path, Content::Stream(Box::new(dump)));
     let mut entries = vec![dump_entry];
-    let mut stats: Vec<(String, Arc<StreamStat>)> = vec![("pg_dump".into(), dump_stat.clone())];
     let mut globals_stat = None;
     if let Some((sql, _)) = globals {
         let (e, s) = SourceEntry::new(&globals_path, Content::Bytes(sql));
         entries.push(e);
-        stats.push(("globals.sql".into(), s.clone()));
         globals_stat = Some(s);
     }
 
@@ -258,12 +256,11 @@ async fn backup_postgres(
         manifest.postgres = Some(pg);
         Ok(seal(manifest, &kept_in))
     };
-    let (m_entry, m_stat) = SourceEntry::new(
+    let (m_entry, _) = SourceEntry::new(
         format!("{name}/lifeboat.json"),
         Content::Deferred(Box::new(produce)),
     );
     entries.push(m_entry);
-    stats.push(("lifeboat.json".into(), m_stat));
 
     let tags: Vec<&str> = if emergency {
         vec![TAG_EMERGENCY]
@@ -274,7 +271,7 @@ async fn backup_postgres(
     let tags: Vec<String> = tags.into_iter().map(String::from).collect();
     let archive = tokio::task::spawn_blocking(move || {
         let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-        repo2.backup(&name2, "logical", &tags, entries, &stats)
+        repo2.backup(&name2, "logical", &tags, entries)
     });
     let counts = session.count_rows().await.map_err(|e| e.to_string());
     let _ = tx.send(counts);
@@ -301,12 +298,11 @@ async fn backup_files(
         log::warn!("skipped `{s}`: not a regular file, directory or link");
     }
     let mut entries = walk.entries;
-    let mut stats: Vec<(String, Arc<StreamStat>)> = walk
+    let files: Vec<(String, Arc<StreamStat>)> = walk
         .files
         .iter()
         .map(|f| (f.source.display().to_string(), f.stat.clone()))
         .collect();
-    let files: Vec<(String, Arc<StreamStat>)> = stats.clone();
     let (total_bytes, symlinks) = (walk.total_bytes, walk.symlinks);
     let mut manifest = manifest_base(name, TargetKind::Files, "files", started_at);
     let kept: Shared = Default::default();
@@ -337,15 +333,14 @@ async fn backup_files(
         });
         Ok(seal(manifest, &kept_in))
     };
-    let (m_entry, m_stat) = SourceEntry::new(
+    let (m_entry, _) = SourceEntry::new(
         format!("{name}/lifeboat.json"),
         Content::Deferred(Box::new(produce)),
     );
     entries.push(m_entry);
-    stats.push(("lifeboat.json".into(), m_stat));
     let (repo2, name2) = (repo.clone(), name.to_string());
     let info =
-        tokio::task::spawn_blocking(move || repo2.backup(&name2, "files", &[], entries, &stats))
+        tokio::task::spawn_blocking(move || repo2.backup(&name2, "files", &[], entries))
             .await??;
     let bytes = kept.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok((info, bytes))
