@@ -130,21 +130,57 @@ pub async fn verify_rows(
     target: &Target,
     tables: &[TableRecord],
 ) -> Result<Vec<RowCheck>, PgError> {
-    let client = target.connect().await?;
-    let mut checks = Vec::new();
-    for t in tables {
-        let restored = match count(&client, t).await {
-            Ok(n) => Some(n),
-            Err(PgError::Query { message, .. }) if message.contains("42P01") => None,
-            Err(e) => return Err(e),
-        };
-        checks.push(RowCheck {
+    // The restore is done and the machine is free: count on one session per core, the
+    // largest tables first so the sessions finish together.
+    let sessions = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+        .min(tables.len().max(1));
+    let mut order: Vec<usize> = (0..tables.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(tables[i].rows));
+    let mut shares: Vec<Vec<usize>> = vec![Vec::new(); sessions];
+    let mut load = vec![0u64; sessions];
+    for i in order {
+        let least = (0..sessions).min_by_key(|&s| load[s]).unwrap_or(0);
+        load[least] += tables[i].rows.max(1);
+        shares[least].push(i);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for share in shares {
+        let (target, mine): (Target, Vec<(usize, TableRecord)>) = (
+            target.clone(),
+            share.into_iter().map(|i| (i, tables[i].clone())).collect(),
+        );
+        tasks.spawn(async move {
+            let client = target.connect().await?;
+            let mut counted = Vec::new();
+            for (i, t) in mine {
+                let restored = match count(&client, &t).await {
+                    Ok(n) => Some(n),
+                    Err(PgError::Query { message, .. }) if message.contains("42P01") => None,
+                    Err(e) => return Err(e),
+                };
+                counted.push((i, restored));
+            }
+            Ok::<_, PgError>(counted)
+        });
+    }
+    let mut restored = vec![None; tables.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let counted = joined.map_err(|e| PgError::Io(format!("row count task failed: {e}")))??;
+        for (i, n) in counted {
+            restored[i] = n;
+        }
+    }
+    Ok(tables
+        .iter()
+        .zip(restored)
+        .map(|(t, restored)| RowCheck {
             table: t.qualified(),
             expected: t.rows,
             restored,
-        });
-    }
-    Ok(checks)
+        })
+        .collect())
 }
 
 /// How `pg_restore` runs.
