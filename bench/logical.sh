@@ -90,22 +90,23 @@ LB=("$LIFEBOAT" -q -c "$WORK/lb/lifeboat.toml")
 export RESTIC_PASSWORD=bench-password RESTIC_REPOSITORY="$WORK/restic"
 restic init -q >/dev/null
 
-drop_caches() { sync; }
+# Before every timed step: flush dirty pages and checkpoint, so that no tool pays for the
+# writes of the one timed before it.
+settle() { sync; "${PSQL[@]}" -d postgres -c CHECKPOINT; sleep 1; }
 
 # backup_round DATASET LABEL: every tool once; records wall time and bytes.
 backup_round() {
   local db=$1 label=$2 s before
-  drop_caches
-  s=$(now); "$PGBIN/pg_dump" --no-sync -Fc -Z0 -f /dev/null "$db"; record "$db" "$label floor (pg_dump -Fc -Z0 > /dev/null)" "$(elapsed "$s")" 0
-  s=$(now); "$PGBIN/pg_dump" -Fc -f "$WORK/out/$db.$label.dump" "$db"
+  settle; s=$(now); "$PGBIN/pg_dump" --no-sync -Fc -Z0 -f /dev/null "$db"; record "$db" "$label floor (pg_dump -Fc -Z0 > /dev/null)" "$(elapsed "$s")" 0
+  settle; s=$(now); "$PGBIN/pg_dump" -Fc -f "$WORK/out/$db.$label.dump" "$db"
   record "$db" "$label pg_dump -Fc (file)" "$(elapsed "$s")" "$(bytes "$WORK/out/$db.$label.dump")"
-  s=$(now); "$PGBIN/pg_dump" "$db" | gzip > "$WORK/out/$db.$label.sql.gz"
+  settle; s=$(now); "$PGBIN/pg_dump" "$db" | gzip > "$WORK/out/$db.$label.sql.gz"
   record "$db" "$label pg_dump | gzip" "$(elapsed "$s")" "$(bytes "$WORK/out/$db.$label.sql.gz")"
   before=$(bytes "$WORK/restic")
-  s=$(now); "$PGBIN/pg_dump" -Fc -Z0 "$db" | restic backup -q --stdin --stdin-filename "$db.dump" --tag "$db" >/dev/null
+  settle; s=$(now); "$PGBIN/pg_dump" -Fc -Z0 "$db" | restic backup -q --stdin --stdin-filename "$db.dump" --tag "$db" >/dev/null
   record "$db" "$label restic --stdin (pg_dump -Fc -Z0)" "$(elapsed "$s")" "$(( $(bytes "$WORK/restic") - before ))"
   before=$(bytes "$WORK/lb/repo")
-  s=$(now); "${LB[@]}" backup "$db" >/dev/null
+  settle; s=$(now); "${LB[@]}" backup "$db" >/dev/null
   record "$db" "$label lifeboat backup" "$(elapsed "$s")" "$(( $(bytes "$WORK/lb/repo") - before ))"
 }
 
@@ -127,10 +128,10 @@ log "restores"
 for db in pgb app; do
   for jobs in 1 "$JOBS"; do
     "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS r_pg" -c "CREATE DATABASE r_pg"
-    s=$(now); "$PGBIN/pg_restore" -j "$jobs" -d r_pg "$WORK/out/$db.second.dump"
+    settle; s=$(now); "$PGBIN/pg_restore" -j "$jobs" -d r_pg "$WORK/out/$db.second.dump"
     record "$db" "restore pg_restore -j $jobs (local -Fc file)" "$(elapsed "$s")" 0
     "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS r_lb"
-    s=$(now); "${LB[@]}" restore "$db" --to "postgres://postgres@127.0.0.1:$PORT/r_lb" --jobs "$jobs" >/dev/null
+    settle; s=$(now); "${LB[@]}" restore "$db" --to "postgres://postgres@127.0.0.1:$PORT/r_lb" --jobs "$jobs" >/dev/null
     record "$db" "restore lifeboat --jobs $jobs (incl. row-count verification)" "$(elapsed "$s")" 0
   done
 done
