@@ -14,7 +14,8 @@ fn main() {
     let stdin: Box<dyn Read + Send> = Box::new(std::io::stdin());
     let (entry, stat) = SourceEntry::new("bench/stream", Content::Stream(stdin));
     let started = Instant::now();
-    repo.backup("bench", "stream", &[], vec![entry]).expect("backup");
+    repo.backup("bench", "stream", &[], vec![entry])
+        .expect("backup");
     let secs = started.elapsed().as_secs_f64();
     let bytes = stat.outcome_now().expect("stream finished").bytes;
     println!("{bytes} {secs:.2} {:.1}", bytes as f64 / secs / 1e6);

@@ -421,7 +421,10 @@ mod tests {
     fn pipelined_hands_over_everything_and_records_it() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let stat = StreamStat::new();
-        let mut p = Pipelined::spawn(Box::new(Trickle(io::Cursor::new(data.clone()), 5000)), stat.clone());
+        let mut p = Pipelined::spawn(
+            Box::new(Trickle(io::Cursor::new(data.clone()), 5000)),
+            stat.clone(),
+        );
         let mut out = Vec::new();
         p.read_to_end(&mut out).unwrap();
         assert_eq!(out, data);

@@ -108,9 +108,7 @@ fn a_failing_stream_leaves_no_snapshot() {
     let mut pipe = PipeLike::new(8 << 20, 65536);
     pipe.fail_after = Some(10);
     let entries = stream_entries("t", pipe);
-    let err = repo
-        .backup("t", "logical", &[], entries)
-        .unwrap_err();
+    let err = repo.backup("t", "logical", &[], entries).unwrap_err();
     assert!(matches!(err, RepoError::BackupFailed(_)), "{err}");
     assert!(err.to_string().contains("child process killed"), "{err}");
     assert!(repo.snapshots(None).unwrap().is_empty());

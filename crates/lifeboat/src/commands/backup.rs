@@ -340,8 +340,7 @@ async fn backup_files(
     entries.push(m_entry);
     let (repo2, name2) = (repo.clone(), name.to_string());
     let info =
-        tokio::task::spawn_blocking(move || repo2.backup(&name2, "files", &[], entries))
-            .await??;
+        tokio::task::spawn_blocking(move || repo2.backup(&name2, "files", &[], entries)).await??;
     let bytes = kept.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok((info, bytes))
 }
