@@ -183,13 +183,7 @@ impl Repo {
                 &ConfigOptions::default(),
             )
             .map_err(rustic(format!("cannot create repository `{url}`")))?;
-        let side = SideArea::new(&path);
-        side.create()?;
-        Ok(Self {
-            inner: std::sync::Mutex::new(Some(inner)),
-            url: url.to_string(),
-            side,
-        })
+        Self::with_side_area(inner, url, &path)
     }
 
     pub fn open(url: &str, password: &Redacted, bars: Bars) -> Result<Self, RepoError> {
@@ -213,7 +207,16 @@ impl Repo {
                     rustic(format!("cannot open repository `{url}`"))(e)
                 }
             })?;
-        let side = SideArea::new(&path);
+        Self::with_side_area(inner, url, &path)
+    }
+
+    /// Wrap an open repository, creating its side area if missing.
+    fn with_side_area(
+        inner: Repository<OpenStatus>,
+        url: &str,
+        path: &Path,
+    ) -> Result<Self, RepoError> {
+        let side = SideArea::new(path);
         side.create()?;
         Ok(Self {
             inner: std::sync::Mutex::new(Some(inner)),
