@@ -413,55 +413,78 @@ impl Repo {
         }
     }
 
-    /// All lifeboat snapshots, oldest first, with manifests read.
-    pub fn snapshots(&self, target: Option<&str>) -> Result<Vec<SnapshotInfo>, RepoError> {
+    /// lifeboat's snapshots (of `target`, if given), oldest first, manifests not read.
+    fn list(&self, target: Option<&str>) -> Result<Vec<(SnapshotFile, SnapshotInfo)>, RepoError> {
         let mut snaps = self.all_snapshots()?;
         snaps.retain(|s| s.tags.contains(TAG));
         snaps.sort_by(|a, b| a.time.cmp(&b.time));
-        let mut infos: Vec<SnapshotInfo> = snaps.into_iter().map(|s| self.info(s)).collect();
-        if let Some(t) = target {
-            infos.retain(|i| i.target == t);
-        }
-        if infos.is_empty() {
-            return Ok(infos);
+        Ok(snaps
+            .into_iter()
+            .map(|s| {
+                let info = self.info(s.clone());
+                (s, info)
+            })
+            .filter(|(_, i)| target.is_none_or(|t| i.target == t))
+            .collect())
+    }
+
+    fn read_manifest(
+        indexed: &Repository<rustic_core::IndexedFullStatus>,
+        snap: &SnapshotFile,
+        target: &str,
+    ) -> Result<Manifest, String> {
+        let mut buf = Vec::new();
+        indexed
+            .node_from_snapshot_and_path(snap, &format!("{target}/{MANIFEST_FILE}"))
+            .and_then(|node| indexed.dump(&node, &mut buf))
+            .map_err(|e| first_line(&e.to_string()))?;
+        Manifest::from_json(&buf).map_err(|e| e.to_string())
+    }
+
+    /// All lifeboat snapshots, oldest first, with manifests read.
+    pub fn snapshots(&self, target: Option<&str>) -> Result<Vec<SnapshotInfo>, RepoError> {
+        let mut items = self.list(target)?;
+        if items.is_empty() {
+            return Ok(Vec::new());
         }
         self.with_indexed(|indexed| {
-            for info in &mut infos {
-                let path = format!("{}:{}/{MANIFEST_FILE}", info.id, info.target);
-                let mut buf = Vec::new();
-                info.manifest = indexed
-                    .node_from_snapshot_path(&path, |_| true)
-                    .and_then(|node| indexed.dump(&node, &mut buf))
-                    .map_err(|e| first_line(&e.to_string()))
-                    .and_then(|()| Manifest::from_json(&buf).map_err(|e| e.to_string()));
+            for (snap, info) in &mut items {
+                info.manifest = Self::read_manifest(indexed, snap, &info.target);
             }
             Ok(())
         })?;
-        Ok(infos)
+        Ok(items.into_iter().map(|(_, info)| info).collect())
     }
 
     /// Find a snapshot by id prefix or `latest` (newest complete, non-emergency) of a target.
+    /// Reads manifests newest first and stops at the first that qualifies.
     pub fn find_snapshot(&self, target: &str, wanted: &str) -> Result<SnapshotInfo, RepoError> {
-        let snaps = self.snapshots(Some(target))?;
-        let found = if wanted == "latest" {
-            snaps
-                .into_iter()
-                .rev()
-                .find(|s| s.is_good() && !s.emergency)
-        } else {
-            let matching: Vec<_> = snaps
-                .into_iter()
-                .filter(|s| s.id.starts_with(wanted))
-                .collect();
-            if matching.len() > 1 {
+        let mut items = self.list(Some(target))?;
+        if wanted != "latest" {
+            items.retain(|(_, i)| i.id.starts_with(wanted));
+            if items.len() > 1 {
                 return Err(RepoError::Rustic {
                     context: format!("snapshot id `{wanted}`"),
                     message: "matches several snapshots; give more characters".into(),
                 });
             }
-            matching.into_iter().next()
-        };
-        found.ok_or_else(|| RepoError::SnapshotNotFound(format!("{wanted}` of target `{target}")))
+        }
+        let not_found = || RepoError::SnapshotNotFound(format!("{wanted}` of target `{target}"));
+        if items.is_empty() {
+            return Err(not_found());
+        }
+        self.with_indexed(|indexed| {
+            for (snap, mut info) in items.into_iter().rev() {
+                if wanted == "latest" && info.emergency {
+                    continue;
+                }
+                info.manifest = Self::read_manifest(indexed, &snap, target);
+                if wanted != "latest" || info.is_good() {
+                    return Ok(info);
+                }
+            }
+            Err(not_found())
+        })
     }
 
     /// Stream one file of a snapshot into `w`.
