@@ -66,6 +66,10 @@ impl RepoError {
             Self::AlreadyExists { .. } => {
                 Some("`lifeboat init` never touches an existing repository".into())
             }
+            Self::Rustic { message, .. } if message.contains("os error 28") => Some(
+                "the repository's filesystem is full: free space there; no snapshot was saved"
+                    .into(),
+            ),
             Self::Side(side::SideError::Locked { .. }) => Some(
                 "wait for it to finish; if its process is gone, the lock expires within 5 minutes"
                     .into(),
@@ -79,11 +83,27 @@ fn rustic(context: impl Into<String>) -> impl FnOnce(Box<RusticError>) -> RepoEr
     let context = context.into();
     move |e| RepoError::Rustic {
         context,
-        message: first_line(&e.to_string()),
+        message: describe(&e),
     }
 }
 
-/// rustic's errors span many lines of guidance; the first says what went wrong.
+/// rustic's errors span many lines of guidance, and the first is often generic
+/// ("an error related to input/output operations"): add the root cause (the OS error).
+fn describe(e: &RusticError) -> String {
+    let first = first_line(&e.to_string());
+    let mut cause: Option<String> = None;
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = Some(first_line(&s.to_string()));
+        source = s.source();
+    }
+    match cause {
+        Some(c) if !first.contains(&c) => format!("{}: {c}", first.trim_end_matches('.')),
+        _ => first,
+    }
+}
+
+/// The first non-empty line of a message.
 fn first_line(text: &str) -> String {
     text.lines()
         .map(str::trim)

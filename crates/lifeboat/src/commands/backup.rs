@@ -60,7 +60,11 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> CliResult<i32> {
                 reports.push(r);
             }
             Err(e) => {
-                let e = e.context(format!("backup of `{name}` failed"));
+                let e = if e.message.contains(&format!("`{name}`")) {
+                    e
+                } else {
+                    e.context(format!("backup of `{name}` failed"))
+                };
                 e.print();
                 failed.push(serde_json::json!({ "target": name, "error": e.message }));
             }
