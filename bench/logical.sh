@@ -124,20 +124,32 @@ for db in pgb app; do
   backup_round "$db" second
 done
 
-log "restores"
-for db in pgb app; do
-  for jobs in 1 "$JOBS"; do
-    "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS r_pg" -c "CREATE DATABASE r_pg"
-    settle; s=$(now); "$PGBIN/pg_restore" -j "$jobs" -d r_pg "$WORK/out/$db.second.dump"
-    record "$db" "restore pg_restore -j $jobs (local -Fc file)" "$(elapsed "$s")" 0
-    "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS r_lb"
-    settle; s=$(now); "${LB[@]}" restore "$db" --to "postgres://postgres@127.0.0.1:$PORT/r_lb" --jobs "$jobs" >/dev/null
-    record "$db" "restore lifeboat --jobs $jobs (incl. row-count verification)" "$(elapsed "$s")" 0
+log "restores (three rounds, alternating which tool goes first; the report shows medians)"
+restore_pg() {
+  "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS r_pg" -c "CREATE DATABASE r_pg"
+  settle; local s; s=$(now); "$PGBIN/pg_restore" -j "$2" -d r_pg "$WORK/out/$1.second.dump"
+  record "$1" "restore pg_restore -j $2 (local -Fc file)" "$(elapsed "$s")" 0
+}
+restore_lb() {
+  "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS r_lb"
+  settle; local s; s=$(now); "${LB[@]}" restore "$1" --to "postgres://postgres@127.0.0.1:$PORT/r_lb" --jobs "$2" >/dev/null
+  record "$1" "restore lifeboat --jobs $2 (incl. row-count verification)" "$(elapsed "$s")" 0
+}
+for round in 1 2 3; do
+  for db in pgb app; do
+    for jobs in 1 "$JOBS"; do
+      if [ $((round % 2)) -eq 1 ]; then restore_pg "$db" "$jobs"; restore_lb "$db" "$jobs"
+      else restore_lb "$db" "$jobs"; restore_pg "$db" "$jobs"; fi
+    done
   done
 done
 
 # Report.
-get() { awk -F'\t' -v d="$1" -v w="$2" -v c="$3" '$1 == d && $2 == w { print $c }' "$RESULTS"; }
+# get DATASET WHAT COLUMN: the value, or the median of repeated measurements.
+get() {
+  awk -F'\t' -v d="$1" -v w="$2" -v c="$3" '$1 == d && $2 == w { print $c }' "$RESULTS" |
+    sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
+}
 echo "## Logical backup — $(date -u +%Y-%m-%d), $(machine)"
 echo
 echo "pgbench scale $PGBENCH_SCALE; app dataset scale $APP_SCALE. Sizes of the databases:"
@@ -155,10 +167,12 @@ for db in pgb app; do
     tool=${what#* }; echo "| ${what%% *} | ${tool//|/\\|} | $secs | $(ratio "$secs" "$floor") | $(mib "$b") |"
   done
   echo
-  echo "| restore | wall s |"
-  echo "| --- | ---: |"
-  awk -F'\t' -v d="$db" '$1 == d && $2 ~ /^restore/' "$RESULTS" | while IFS=$'\t' read -r _ what secs _; do
-    echo "| ${what#restore } | $secs |"
+  echo "| restore | median wall s | the three rounds |"
+  echo "| --- | ---: | --- |"
+  for what in "restore pg_restore -j 1 (local -Fc file)" "restore lifeboat --jobs 1 (incl. row-count verification)" \
+              "restore pg_restore -j $JOBS (local -Fc file)" "restore lifeboat --jobs $JOBS (incl. row-count verification)"; do
+    all=$(awk -F'\t' -v d="$db" -v w="$what" '$1 == d && $2 == w { printf "%s%s", sep, $3; sep = ", " }' "$RESULTS")
+    echo "| ${what#restore } | $(get "$db" "$what" 3) | $all |"
   done
   lb1=$(get "$db" "first lifeboat backup" 3); rs1=$(get "$db" "first restic --stdin (pg_dump -Fc -Z0)" 3)
   fc1=$(get "$db" "first pg_dump -Fc (file)" 3); fcb=$(get "$db" "first pg_dump -Fc (file)" 4)
