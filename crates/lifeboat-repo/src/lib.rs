@@ -510,11 +510,7 @@ impl Repo {
     /// Stream one file of a snapshot into `w`.
     pub fn dump(&self, snapshot_id: &str, path: &str, w: &mut impl Write) -> Result<(), RepoError> {
         self.with_indexed(|indexed| {
-            let node = indexed
-                .node_from_snapshot_path(&format!("{snapshot_id}:{path}"), |_| true)
-                .map_err(rustic(format!(
-                    "cannot find `{path}` in snapshot `{snapshot_id}`"
-                )))?;
+            let node = node_at(indexed, snapshot_id, path)?;
             indexed.dump(&node, w).map_err(rustic(format!(
                 "cannot read `{path}` from snapshot `{snapshot_id}`"
             )))
@@ -530,11 +526,7 @@ impl Repo {
         dry_run: bool,
     ) -> Result<RestoreSummary, RepoError> {
         self.with_indexed(|indexed| {
-            let node = indexed
-                .node_from_snapshot_path(&format!("{snapshot_id}:{path}"), |_| true)
-                .map_err(rustic(format!(
-                    "cannot find `{path}` in snapshot `{snapshot_id}`"
-                )))?;
+            let node = node_at(indexed, snapshot_id, path)?;
             let ls = indexed
                 .ls(&node, &LsOptions::default())
                 .map_err(rustic("cannot list snapshot"))?;
@@ -671,6 +663,19 @@ impl Repo {
             .map(|(_, e)| e.to_string())
             .collect())
     }
+}
+
+/// The node at `path` inside snapshot `snapshot_id`.
+fn node_at(
+    indexed: &Repository<rustic_core::IndexedFullStatus>,
+    snapshot_id: &str,
+    path: &str,
+) -> Result<rustic_core::repofile::Node, RepoError> {
+    indexed
+        .node_from_snapshot_path(&format!("{snapshot_id}:{path}"), |_| true)
+        .map_err(rustic(format!(
+            "cannot find `{path}` in snapshot `{snapshot_id}`"
+        )))
 }
 
 /// Entries whose stored size differs from what was read (or that are missing).

@@ -35,6 +35,14 @@ impl CliError {
         self
     }
 
+    /// Add a hint unless the error already carries one.
+    pub fn with_hint(mut self, hint: String) -> Self {
+        if self.hint.is_none() {
+            self.hint = Some(hint);
+        }
+        self
+    }
+
     pub fn print(&self) {
         eprintln!("error: {}", self.message);
         if let Some(h) = &self.hint {

@@ -266,17 +266,10 @@ async fn backup_postgres(
     );
     entries.push(m_entry);
 
-    let tags: Vec<&str> = if emergency {
-        vec![TAG_EMERGENCY]
-    } else {
-        vec![]
-    };
+    let tags: &'static [&'static str] = if emergency { &[TAG_EMERGENCY] } else { &[] };
     let (repo2, name2) = (repo.clone(), name.to_string());
-    let tags: Vec<String> = tags.into_iter().map(String::from).collect();
-    let archive = tokio::task::spawn_blocking(move || {
-        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-        repo2.backup(&name2, "logical", &tags, entries)
-    });
+    let archive =
+        tokio::task::spawn_blocking(move || repo2.backup(&name2, "logical", tags, entries));
     let counts = session.count_rows().await.map_err(|e| e.to_string());
     let _ = tx.send(counts);
     let result = archive.await?;

@@ -123,19 +123,6 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> CliResult<i32> {
     }
 }
 
-trait WithHint {
-    fn with_hint(self, hint: String) -> Self;
-}
-
-impl WithHint for CliError {
-    fn with_hint(mut self, hint: String) -> Self {
-        if self.hint.is_none() {
-            self.hint = Some(hint);
-        }
-        self
-    }
-}
-
 async fn restore_postgres(
     ctx: &Context,
     args: &RestoreArgs,
