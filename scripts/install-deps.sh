@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what lifeboat's demo, tests and benchmarks need on Debian 12, if missing:
 # PostgreSQL (server and client tools), restic and pgBackRest (peers for interop tests and
-# benchmarks) and Redis. Idempotent; needs root or sudo when something is missing.
+# benchmarks), Redis and Chromium (a test renders drill reports in it). Idempotent; needs
+# root or sudo when something is missing.
 set -euo pipefail
 
 want=()
@@ -11,6 +12,8 @@ command -v pgbackrest >/dev/null 2>&1 || want+=(pgbackrest)
 command -v redis-server >/dev/null 2>&1 || want+=(redis-server)
 command -v sha256sum >/dev/null 2>&1 || want+=(coreutils)
 command -v openssl >/dev/null 2>&1 || want+=(openssl)
+# drill reports are rendered in headless Chromium by a test
+command -v chromium >/dev/null 2>&1 || want+=(chromium fonts-dejavu-core)
 
 if [ ${#want[@]} -eq 0 ]; then
   exit 0

@@ -73,6 +73,8 @@ pub struct Config {
     pub targets: BTreeMap<String, TargetConfig>,
     #[serde(default)]
     pub checks: Vec<CheckConfig>,
+    #[serde(default)]
+    pub drill: DrillConfig,
     /// Where the config was read from (for messages); not part of the file.
     #[serde(skip)]
     pub source: PathBuf,
@@ -255,7 +257,38 @@ impl TargetConfig {
     }
 }
 
-/// A `[[checks]]` rule, run by drills (a later issue) and shown by `config check`.
+/// `[drill]`: where drills restore and where they write reports.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DrillConfig {
+    /// A server the user provides for drills (a database `lifeboat_drill_<time>` is created
+    /// in it and dropped afterwards). Default: a throwaway cluster on a free port.
+    pub scratch_url: Option<String>,
+    pub scratch_url_env: Option<String>,
+    /// Also write every drill report (Markdown, JSON, HTML) into this folder.
+    pub report_dir: Option<PathBuf>,
+}
+
+impl DrillConfig {
+    /// The scratch server's URL, if one is configured.
+    pub fn scratch_url(&self) -> Result<Option<Redacted>, ConfigError> {
+        if let Some(url) = &self.scratch_url {
+            return Ok(Some(Redacted::new(url.clone())));
+        }
+        if self.scratch_url_env.is_none() {
+            return Ok(None);
+        }
+        SecretSource {
+            env: self.scratch_url_env.clone(),
+            file: None,
+            command: None,
+        }
+        .resolve("drill scratch URL")
+        .map(Some)
+    }
+}
+
+/// A `[[checks]]` rule of a target, run by every drill of it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CheckConfig {
@@ -434,6 +467,11 @@ impl Config {
     pub fn redacted(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or_default();
         if let Some(url) = value.pointer_mut("/repository/url")
+            && let Some(s) = url.as_str()
+        {
+            *url = redact_url(s).into();
+        }
+        if let Some(url) = value.pointer_mut("/drill/scratch-url")
             && let Some(s) = url.as_str()
         {
             *url = redact_url(s).into();

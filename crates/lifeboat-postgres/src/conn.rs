@@ -123,6 +123,13 @@ impl Target {
         format!("{host}:{port}")
     }
 
+    /// The password, if the URL has one (to mask it in text that might echo it).
+    pub fn password(&self) -> Option<String> {
+        self.config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+    }
+
     /// The same server, another database.
     pub fn with_database(&self, db: &str) -> Self {
         let mut t = self.clone();

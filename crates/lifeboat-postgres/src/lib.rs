@@ -9,6 +9,7 @@
 pub mod child;
 pub mod cluster;
 pub mod conn;
+pub mod integrity;
 pub mod logical;
 pub mod restore;
 pub mod tls;

@@ -28,7 +28,7 @@ use rustic_core::{
 };
 
 pub use rustic_core::{Progress, ProgressBars, ProgressType, RusticProgress};
-pub use side::{LockGuard, LockKind, SideArea};
+pub use side::{LockGuard, LockKind, SideArea, SideError, hostname};
 pub use source::{Content, EntrySource, SourceEntry, StreamOutcome, StreamStat};
 
 /// The tag every lifeboat snapshot carries.

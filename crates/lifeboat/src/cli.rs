@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 /// Backs up PostgreSQL and files into one encrypted, deduplicated, restic-format
 /// repository and restores them with one command.
 ///
-/// Exit codes: 0 success, 1 failure, 2 usage or config error, 3 verification failed.
+/// Exit codes: 0 success, 1 failure, 2 usage or config error, 3 verification failed or
+/// objective missed.
 #[derive(Debug, Parser)]
 #[command(name = "lifeboat", version, max_term_width = 100)]
 pub struct Cli {
@@ -54,7 +55,14 @@ pub enum Command {
     Check(CheckArgs),
     /// Remove repository locks left by processes that are gone
     Unlock,
-    /// A self-contained tour on a throwaway PostgreSQL: backup, disaster, restore
+    /// Restore into a throwaway environment, verify, measure RTO and RPO, write a report
+    Drill(DrillArgs),
+    /// Drill history: time, target, verdict, RTO, RPO
+    Drills(DrillsArgs),
+    /// Per target: last backup and its age vs the RPO, last drill and its RTO; exit 3 if
+    /// an objective is missed
+    Status,
+    /// A self-contained tour on a throwaway PostgreSQL: backup, disaster, restore, drill
     Demo(DemoArgs),
 }
 
@@ -121,6 +129,32 @@ pub struct CheckArgs {
     /// Also read and verify every pack file (slow: reads the whole repository)
     #[arg(long)]
     pub read_data: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Targets to drill (default: all configured targets)
+    pub targets: Vec<String>,
+    /// Drill this snapshot (id or unique prefix) instead of the latest
+    #[arg(long, conflicts_with = "time")]
+    pub snapshot: Option<String>,
+    /// Drill the newest snapshot taken at or before this time (RFC 3339 or
+    /// "2026-11-22 10:01:00+00")
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Also write each report (Markdown, JSON, HTML) into this folder [default: `[drill]
+    /// report-dir`]
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Parallel pg_restore jobs (> 1 stages the dump in a temporary file first)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillsArgs {
+    /// Only this target's drills
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,10 @@ fn the_demo_recovers_from_the_disaster() {
         "{stdout}"
     );
     assert!(stdout.contains("(emergency)"), "{stdout}");
+    // It ends with a passing drill and names its report.
+    assert!(stdout.contains("drill of `shop`: PASS"), "{stdout}");
+    assert!(stdout.contains("report: "), "{stdout}");
+    assert!(stdout.contains("checks: "), "{stdout}");
     // The throwaway folder named in the output is gone.
     let folder = stdout
         .split("(folder ")

@@ -1,7 +1,8 @@
 //! `lifeboat demo`: the README's first command. On a throwaway PostgreSQL it creates a
 //! small app (users, images, a credit ledger with balances), backs it up into a temporary
 //! repository, simulates a disaster (a dropped table, corrupted balances), restores over
-//! the broken database after an emergency backup, and shows the verification. Everything
+//! the broken database after an emergency backup, shows the verification, and ends with a
+//! drill (restore into a second throwaway server, checks, RTO and RPO, a report). Everything
 //! it creates is removed at the end (unless `--keep`).
 
 use std::time::Instant;
@@ -10,7 +11,7 @@ use lifeboat_postgres::{Cluster, PgTools};
 
 use super::Context;
 use crate::{
-    cli::{BackupArgs, DemoArgs, RestoreArgs, SnapshotsArgs},
+    cli::{BackupArgs, DemoArgs, DrillArgs, RestoreArgs, SnapshotsArgs},
     error::{CliError, CliResult},
 };
 
@@ -119,6 +120,18 @@ keep-daily = 7
 kind = "postgres"
 url-file = "{root}/database.url"
 objectives = {{ rpo = "15m", rto = "1h" }}
+
+[[checks]]
+target = "shop"
+name = "no negative credit balances"
+sql = "SELECT count(*) FROM user_credits WHERE balance < 0"
+expect = "0"
+
+[[checks]]
+target = "shop"
+name = "balances equal the ledger"
+sql = "SELECT count(*) FROM user_credits c JOIN (SELECT user_id, sum(amount) AS total FROM credit_ledger GROUP BY user_id) l USING (user_id) WHERE c.balance <> l.total"
+expect = "0"
 "#,
         repo = root.join("repo").display(),
         root = root.display()
@@ -183,8 +196,36 @@ objectives = {{ rpo = "15m", rto = "1h" }}
     );
     println!("\n$ lifeboat snapshots   (the emergency backup of the broken database is kept)");
     super::snapshots::run(&demo_ctx, SnapshotsArgs { target: None }).await?;
+    if code != 0 {
+        return Ok(code);
+    }
+
+    step(
+        7,
+        "drill: restore into a throwaway server, verify, measure RTO and RPO",
+    );
+    println!(
+        "$ lifeboat drill --report-dir {}",
+        root.join("reports").display()
+    );
+    let code = super::drill::run(
+        &demo_ctx,
+        DrillArgs {
+            targets: vec![],
+            snapshot: None,
+            time: None,
+            report_dir: Some(root.join("reports")),
+            jobs: 1,
+        },
+    )
+    .await?;
     if args.keep {
-        println!("\nthe demo's config and repository: {}", root.display());
+        println!(
+            "\nthe demo's config, repository and reports: {}",
+            root.display()
+        );
+    } else {
+        println!("\n(the reports go with the demo's folder; `lifeboat demo --keep` keeps them)");
     }
     Ok(code)
 }

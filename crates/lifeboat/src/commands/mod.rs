@@ -5,10 +5,13 @@ mod backup;
 mod check;
 mod config;
 mod demo;
+mod drill;
+mod drills;
 mod forget;
 mod init;
 mod restore;
 mod snapshots;
+mod status;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -79,6 +82,9 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Forget(args) => forget::run(&ctx, args).await,
         Command::Check(args) => check::run(&ctx, args).await,
         Command::Unlock => check::unlock(&ctx).await,
+        Command::Drill(args) => drill::run(&ctx, args).await,
+        Command::Drills(args) => drills::run(&ctx, args).await,
+        Command::Status => status::run(&ctx).await,
         Command::Demo(args) => demo::run(&ctx, args).await,
     }
 }

@@ -14,12 +14,15 @@ use std::{
     sync::Arc,
 };
 
-use lifeboat_core::{Manifest, Redacted, TargetConfig, TargetKind, manifest::TableRecord};
+use lifeboat_core::{
+    Manifest, Redacted, TargetConfig, TargetKind,
+    manifest::{FileRecord, FilesManifest, TableRecord},
+};
 use lifeboat_postgres::{
     PgTools, Target,
     restore::{self as pg, RowCheck},
 };
-use lifeboat_repo::{LockKind, Repo, SnapshotInfo};
+use lifeboat_repo::{LockKind, Repo, RestoreSummary, SnapshotInfo};
 use serde::Serialize;
 use serde_json::json;
 use sha2::Digest;
@@ -300,25 +303,16 @@ async fn restore_postgres(
         std::fs::write(&list_file, list)?;
         opts.list_file = Some(list_file);
     }
-    if args.jobs > 1 {
-        let file = stage.path().join("db.dump");
-        let (r, id, p, f) = (
-            repo.clone(),
-            snapshot.id.clone(),
-            dump_path.clone(),
-            file.clone(),
-        );
-        tokio::task::spawn_blocking(move || -> CliResult<()> {
-            let mut out = std::io::BufWriter::new(std::fs::File::create(&f)?);
-            r.dump(&id, &p, &mut out)?;
-            std::io::Write::flush(&mut out)?;
-            Ok(())
-        })
-        .await??;
-        opts.input = Some(file);
-    }
-    let child = pg::spawn_restore(&tools, &dest, &opts)?;
-    run_restore(repo, &snapshot.id, &dump_path, child).await?;
+    load_dump(
+        repo,
+        &snapshot.id,
+        &dump_path,
+        &tools,
+        &dest,
+        opts,
+        stage.path(),
+    )
+    .await?;
     let restore_secs = started.elapsed().as_secs_f64();
 
     let checks = pg::verify_rows(&dest, &verify_tables).await?;
@@ -358,6 +352,38 @@ async fn restore_postgres(
         return Ok(3);
     }
     Ok(0)
+}
+
+/// Load a snapshot's dump into `dest` with `pg_restore`: streamed into its stdin, or with
+/// `opts.jobs > 1` staged in a file below `stage` first (`pg_restore -j` cannot read a pipe).
+pub(super) async fn load_dump(
+    repo: &Arc<Repo>,
+    snapshot_id: &str,
+    dump_path: &str,
+    tools: &PgTools,
+    dest: &Target,
+    mut opts: pg::RestoreOptions,
+    stage: &Path,
+) -> CliResult<()> {
+    if opts.jobs > 1 {
+        let file = stage.join("db.dump");
+        let (r, id, p, f) = (
+            repo.clone(),
+            snapshot_id.to_string(),
+            dump_path.to_string(),
+            file.clone(),
+        );
+        tokio::task::spawn_blocking(move || -> CliResult<()> {
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&f)?);
+            r.dump(&id, &p, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            Ok(())
+        })
+        .await??;
+        opts.input = Some(file);
+    }
+    let child = pg::spawn_restore(tools, dest, &opts)?;
+    run_restore(repo, snapshot_id, dump_path, child).await
 }
 
 /// Feed the dump into `pg_restore`'s stdin (unless it reads a file) and wait for it.
@@ -414,10 +440,10 @@ async fn read_toc(repo: &Arc<Repo>, id: &str, path: &str, tools: &PgTools) -> Cl
 }
 
 #[derive(Debug, Serialize)]
-struct FileCheck {
-    path: String,
-    ok: bool,
-    problem: Option<String>,
+pub(super) struct FileCheck {
+    pub path: String,
+    pub ok: bool,
+    pub problem: Option<String>,
 }
 
 async fn restore_files(
@@ -521,33 +547,7 @@ async fn restore_files(
         }
         emergency = Some(report.snapshot);
     }
-    let (r, id, src, d) = (
-        repo.clone(),
-        snapshot.id.clone(),
-        format!("{}/files", args.target),
-        dir.clone(),
-    );
-    let summary =
-        tokio::task::spawn_blocking(move || r.restore_dir(&id, &src, &d, false)).await??;
-    let checks: Vec<FileCheck> = fm
-        .files
-        .iter()
-        .map(|f| {
-            let problem = match hash_file(&below(&dir, &f.path)) {
-                Err(e) => Some(format!("cannot read: {e}")),
-                Ok((bytes, _)) if bytes != f.bytes => {
-                    Some(format!("{bytes} bytes, expected {}", f.bytes))
-                }
-                Ok((_, hash)) if hash != f.sha256 => Some("SHA-256 differs".into()),
-                Ok(_) => None,
-            };
-            FileCheck {
-                path: f.path.clone(),
-                ok: problem.is_none(),
-                problem,
-            }
-        })
-        .collect();
+    let (summary, checks) = restore_files_to(repo, &snapshot.id, &args.target, &fm, &dir).await?;
     let bad: Vec<&FileCheck> = checks.iter().filter(|c| !c.ok).collect();
     if ctx.json {
         output::json(&json!({
@@ -572,6 +572,50 @@ async fn restore_files(
         }
     }
     Ok(if bad.is_empty() { 0 } else { 3 })
+}
+
+/// Restore a files snapshot below `dir` and check every file's size and SHA-256 against
+/// the manifest.
+pub(super) async fn restore_files_to(
+    repo: &Arc<Repo>,
+    snapshot_id: &str,
+    target: &str,
+    fm: &FilesManifest,
+    dir: &Path,
+) -> CliResult<(RestoreSummary, Vec<FileCheck>)> {
+    let (r, id, src, d) = (
+        repo.clone(),
+        snapshot_id.to_string(),
+        format!("{target}/files"),
+        dir.to_path_buf(),
+    );
+    let summary =
+        tokio::task::spawn_blocking(move || r.restore_dir(&id, &src, &d, false)).await??;
+    let (files, dir) = (fm.files.clone(), dir.to_path_buf());
+    let checks = tokio::task::spawn_blocking(move || verify_files(&files, &dir)).await?;
+    Ok((summary, checks))
+}
+
+/// Check every restored file's size and SHA-256 against its manifest record.
+pub(super) fn verify_files(files: &[FileRecord], dir: &Path) -> Vec<FileCheck> {
+    files
+        .iter()
+        .map(|f| {
+            let problem = match hash_file(&below(dir, &f.path)) {
+                Err(e) => Some(format!("cannot read: {e}")),
+                Ok((bytes, _)) if bytes != f.bytes => {
+                    Some(format!("{bytes} bytes, expected {}", f.bytes))
+                }
+                Ok((_, hash)) if hash != f.sha256 => Some("SHA-256 differs".into()),
+                Ok(_) => None,
+            };
+            FileCheck {
+                path: f.path.clone(),
+                ok: problem.is_none(),
+                problem,
+            }
+        })
+        .collect()
 }
 
 /// Where an absolute source path lands below the restore folder.
