@@ -448,4 +448,61 @@ fn a_files_drill_verifies_every_file() {
     let c = check(&r, "every file's size and SHA-256");
     assert_eq!(c["detail"], "2 of 2 files match the manifest");
     assert_eq!(check(&r, "env file present")["passed"], true);
+
+    // A chosen snapshot, and a time before any backup: nothing to restore is a failure.
+    let id = r["snapshot"].as_str().unwrap().to_string();
+    let run = ws.run(&["drill", "--json", "--snapshot", &id[..10]]);
+    run.expect_code(0);
+    assert_eq!(report(&run)["snapshot"], id.as_str());
+    let run = ws.run(&["drill", "--json", "--time", "2001-01-01 00:00:00+00"]);
+    run.expect_code(3);
+    let r = report(&run);
+    let c = check(&r, "a restorable snapshot");
+    assert!(
+        c["detail"].as_str().unwrap().contains("at or before"),
+        "{c}"
+    );
+}
+
+/// `[drill] scratch-url`: the drill restores into a new database on a server the user
+/// provides and drops it afterwards.
+#[test]
+fn a_drill_on_a_provided_server_leaves_it_as_it_was() {
+    let (pg, ws) = setup();
+    let scratch = postgres();
+    let before = scratch
+        .psql(
+            "postgres",
+            "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database",
+        )
+        .unwrap();
+    ws.write_config(&format!(
+        "{}
+[drill]
+scratch-url-env = \"SCRATCH_URL\"
+",
+        target(&pg.url("app"), "{ rpo = \"1h\" }", "")
+    ));
+    let run = ws.run_env(
+        &["drill", "--json"],
+        &[("SCRATCH_URL", &scratch.url("postgres"))],
+    );
+    run.expect_code(0);
+    let r = report(&run);
+    assert!(
+        r["scratch"]
+            .as_str()
+            .unwrap()
+            .starts_with("database `lifeboat_drill_"),
+        "{r:#}"
+    );
+    assert_eq!(check(&r, "rows of public.users")["passed"], true);
+    let after = scratch
+        .psql(
+            "postgres",
+            "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database",
+        )
+        .unwrap();
+    assert_eq!(before, after, "the drill database was not dropped");
+    assert!(!run.stdout.contains(&scratch.password));
 }
