@@ -1,0 +1,259 @@
+//! The drill of a logical PostgreSQL backup: a throwaway cluster of the backup's major
+//! version (or a new database on `[drill] scratch-url`), the dump streamed into
+//! `pg_restore`, then row counts, `pg_amcheck`, constraint re-validation and the target's
+//! `[[checks]]` rules.
+
+use std::sync::Arc;
+
+use lifeboat_core::{Redacted, config::CheckConfig, manifest::PostgresManifest};
+use lifeboat_postgres::{
+    Cluster, PgTools, Target, integrity, quote_ident,
+    restore::{self as pg, RowCheck},
+};
+use lifeboat_repo::Repo;
+
+use super::{Findings, Rehearsal, run_command};
+use crate::{commands::restore::load_dump, output};
+
+pub(super) struct PgRehearsal {
+    pub repo: Arc<Repo>,
+    pub snapshot: String,
+    pub manifest: PostgresManifest,
+    pub tools: PgTools,
+    pub rules: Vec<CheckConfig>,
+    pub scratch_url: Option<Redacted>,
+    pub started_at: jiff::Timestamp,
+    pub jobs: u32,
+    pub scratch: Option<Scratch>,
+}
+
+/// Where the drill restores to.
+pub(super) enum Scratch {
+    Cluster {
+        cluster: Cluster,
+        dest: Target,
+        url: Redacted,
+    },
+    /// A database created on the user's `[drill] scratch-url` server.
+    Server {
+        server: Target,
+        dest: Target,
+        url: Redacted,
+    },
+}
+
+impl Scratch {
+    fn dest(&self) -> (&Target, &Redacted) {
+        match self {
+            Self::Cluster { dest, url, .. } | Self::Server { dest, url, .. } => (dest, url),
+        }
+    }
+}
+
+impl PgRehearsal {
+    fn dest(&self) -> Result<(&Target, &Redacted), String> {
+        self.scratch
+            .as_ref()
+            .map(Scratch::dest)
+            .ok_or_else(|| "no scratch database".to_string())
+    }
+
+    /// A new database on the user's server; it is dropped at teardown.
+    async fn on_server(&mut self, server_url: &Redacted) -> Result<String, String> {
+        let server = Target::parse(server_url).map_err(|e| e.to_string())?;
+        let database = format!(
+            "lifeboat_drill_{}",
+            self.started_at.strftime("%Y%m%d%H%M%S%3f")
+        );
+        let url = Redacted::new(url_with_database(server_url.expose(), &database));
+        let dest = Target::parse(&url).map_err(|e| e.to_string())?;
+        let text = format!("database `{database}` on {}", server.server());
+        pg::create_database(&dest)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.scratch = Some(Scratch::Server { server, dest, url });
+        Ok(text)
+    }
+
+    async fn throwaway_cluster(&mut self) -> Result<String, String> {
+        let tools = self.tools.clone();
+        let cluster = tokio::task::spawn_blocking(move || Cluster::start(&tools, &[]))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let text = format!(
+            "throwaway PostgreSQL {} on 127.0.0.1:{}",
+            cluster.tools().major,
+            cluster.port
+        );
+        let url = Redacted::new(cluster.url(&self.manifest.database));
+        let dest = Target::parse(&url).map_err(|e| e.to_string())?;
+        self.scratch = Some(Scratch::Cluster {
+            cluster,
+            dest: dest.clone(),
+            url,
+        });
+        pg::create_database(&dest)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(text)
+    }
+
+    /// One `[[checks]]` rule: `Ok(detail)` when it passes.
+    async fn rule(&self, rule: &CheckConfig) -> Result<String, String> {
+        let (dest, url) = self.dest()?;
+        if let Some(sql) = &rule.sql {
+            let value = integrity::first_value(dest, sql)
+                .await
+                .map_err(|e| e.to_string())?;
+            return lifeboat_drill::expect::judge(rule, value.as_deref());
+        }
+        let secrets: Vec<String> = dest.password().into_iter().collect();
+        run_command(
+            rule.command.as_deref().unwrap_or_default(),
+            &[("LIFEBOAT_DRILL_URL", url.expose())],
+            &secrets,
+        )
+        .await
+    }
+}
+
+impl Rehearsal for PgRehearsal {
+    async fn provision(&mut self) -> Result<String, String> {
+        match self.scratch_url.clone() {
+            Some(url) => self.on_server(&url).await,
+            None => self.throwaway_cluster().await,
+        }
+    }
+
+    async fn restore(&mut self) -> Result<String, String> {
+        let (dest, _) = self.dest()?;
+        let stage = tempfile::Builder::new()
+            .prefix("lifeboat-drill-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let opts = pg::RestoreOptions {
+            jobs: self.jobs,
+            ..Default::default()
+        };
+        let m = &self.manifest;
+        load_dump(
+            &self.repo,
+            &self.snapshot,
+            &m.dump.path,
+            &self.tools,
+            dest,
+            opts,
+            stage.path(),
+        )
+        .await
+        .map_err(|e| e.message)?;
+        Ok(format!(
+            "{} dump, {} tables",
+            output::bytes(m.dump.bytes),
+            m.tables.len()
+        ))
+    }
+
+    async fn check(&mut self, findings: &mut Findings) {
+        let Ok((dest, _)) = self.dest() else {
+            return;
+        };
+        let jobs = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        let (rows, amcheck, constraints) = tokio::join!(
+            pg::verify_rows(dest, &self.manifest.tables),
+            integrity::amcheck(&self.tools, dest, jobs),
+            integrity::constraints(dest),
+        );
+        match rows {
+            Ok(rows) => rows.iter().for_each(|r| row_finding(findings, r)),
+            Err(e) => findings.add("rows", "row counts", false, e.to_string()),
+        }
+        match amcheck {
+            Ok(f) => findings.add(f.kind, f.name, f.passed, f.detail),
+            Err(e) => findings.add("amcheck", "pg_amcheck", false, e.to_string()),
+        }
+        match constraints {
+            Ok(fs) => fs
+                .into_iter()
+                .for_each(|f| findings.add(f.kind, f.name, f.passed, f.detail)),
+            Err(e) => findings.add(
+                "constraints",
+                "re-validate constraints",
+                false,
+                e.to_string(),
+            ),
+        }
+        for rule in &self.rules {
+            let result = self.rule(rule).await;
+            findings.rule(
+                if rule.sql.is_some() { "sql" } else { "command" },
+                rule,
+                result,
+            );
+        }
+    }
+
+    async fn teardown(&mut self) -> Result<(), String> {
+        match self.scratch.take() {
+            None => Ok(()),
+            Some(Scratch::Cluster { cluster, .. }) => {
+                tokio::task::spawn_blocking(move || drop(cluster))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Some(Scratch::Server { server, dest, .. }) => {
+                let client = server.connect().await.map_err(|e| e.to_string())?;
+                client
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        quote_ident(dest.database())
+                    ))
+                    .await
+                    .map_err(|e| lifeboat_postgres::conn::describe_pg_error(&e))
+            }
+        }
+    }
+}
+
+fn row_finding(findings: &mut Findings, r: &RowCheck) {
+    let detail = match r.restored {
+        Some(n) if n == r.expected => format!("{} rows, as in the manifest", output::thousands(n)),
+        Some(n) => format!(
+            "{} rows restored, the manifest says {}",
+            output::thousands(n),
+            output::thousands(r.expected)
+        ),
+        None => "table missing after restore".into(),
+    };
+    findings.add("rows", format!("rows of {}", r.table), r.ok(), detail);
+}
+
+/// `url` pointing at another database on the same server.
+fn url_with_database(url: &str, database: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return format!("{url} dbname={database}");
+    };
+    let rest = &url[scheme_end + 3..];
+    let (before_query, query) = match rest.find('?') {
+        Some(q) => (&rest[..q], &rest[q..]),
+        None => (rest, ""),
+    };
+    let authority = before_query.split('/').next().unwrap_or(before_query);
+    format!("{}{authority}/{database}{query}", &url[..scheme_end + 3])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_database_urls() {
+        assert_eq!(
+            url_with_database("postgres://u:p@h:5/db?sslmode=require", "x"),
+            "postgres://u:p@h:5/x?sslmode=require"
+        );
+        assert_eq!(url_with_database("postgresql://h", "x"), "postgresql://h/x");
+        assert_eq!(url_with_database("host=h", "x"), "host=h dbname=x");
+    }
+}
