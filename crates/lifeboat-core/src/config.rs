@@ -210,6 +210,8 @@ impl fmt::Display for TargetKind {
 pub enum PostgresMode {
     #[default]
     Logical,
+    /// Base backups of the data directory plus continuous WAL archiving (self-hosted).
+    Physical,
 }
 
 /// One `[targets.<name>]` table. The keys of every kind live in one struct so that serde
@@ -232,6 +234,8 @@ pub struct TargetConfig {
     pub pg_bin_dir: Option<PathBuf>,
     /// `pg_dumpall --globals-only` needs rights managed services may not give; `false` skips it.
     pub globals: Option<bool>,
+    /// Physical mode: the server's data directory (local to lifeboat).
+    pub data_dir: Option<PathBuf>,
 
     // files
     pub paths: Option<Vec<PathBuf>>,
@@ -384,6 +388,24 @@ impl Config {
                             "`targets.{name}`: set exactly one of `url`, `url-env`, `url-file`"
                         )));
                     }
+                    match (t.mode.unwrap_or_default(), &t.data_dir) {
+                        (PostgresMode::Logical, Some(_)) => {
+                            return Err(invalid(format!(
+                                "`targets.{name}.data-dir` applies to `mode = \"physical\"` only"
+                            )));
+                        }
+                        (PostgresMode::Physical, None) => {
+                            return Err(invalid(format!(
+                                "`targets.{name}`: `mode = \"physical\"` needs `data-dir`, the server's data directory"
+                            )));
+                        }
+                        (PostgresMode::Physical, Some(d)) if !d.is_absolute() => {
+                            return Err(invalid(format!(
+                                "`targets.{name}.data-dir` must be an absolute path"
+                            )));
+                        }
+                        _ => {}
+                    }
                 }
                 TargetKind::Files => {
                     for (key, set) in [
@@ -393,6 +415,7 @@ impl Config {
                         ("mode", t.mode.is_some()),
                         ("pg-bin-dir", t.pg_bin_dir.is_some()),
                         ("globals", t.globals.is_some()),
+                        ("data-dir", t.data_dir.is_some()),
                     ] {
                         if set {
                             return Err(wrong(key));

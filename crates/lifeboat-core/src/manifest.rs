@@ -35,6 +35,8 @@ pub struct Manifest {
     pub postgres: Option<PostgresManifest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<FilesManifest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical: Option<PhysicalManifest>,
 }
 
 /// A stream stored in a snapshot, with what lifeboat measured while storing it (the
@@ -119,6 +121,30 @@ pub struct FilesManifest {
     pub symlinks: u64,
 }
 
+/// A base backup of a PostgreSQL data directory (method `physical`): the files are under
+/// `<target>/data/` in the snapshot, `backup_label` and `tablespace_map` among them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct PhysicalManifest {
+    /// `pg_control_system()`: WAL of another cluster is refused.
+    pub system_id: String,
+    pub timeline: u32,
+    pub start_lsn: String,
+    pub stop_lsn: String,
+    /// The WAL segment holding `start_lsn` and the one holding `stop_lsn`: recovery needs
+    /// every segment from the first on, and at least up to the second.
+    pub start_wal: String,
+    pub stop_wal: String,
+    /// RFC 3339, from the server's clock.
+    pub start_time: String,
+    pub stop_time: String,
+    pub server_version: String,
+    pub server_version_num: u32,
+    pub data_dir: String,
+    pub wal_segment_size: u64,
+    pub files: FilesManifest,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub struct FileRecord {
@@ -145,6 +171,7 @@ impl Manifest {
             p.dump.bytes + p.globals.as_ref().map_or(0, |g| g.bytes)
         });
         pg + self.files.as_ref().map_or(0, |f| f.total_bytes)
+            + self.physical.as_ref().map_or(0, |p| p.files.total_bytes)
     }
 }
 
@@ -188,6 +215,7 @@ mod tests {
                 globals: None,
             }),
             files: None,
+            physical: None,
         };
         let back = Manifest::from_json(&m.to_json()).unwrap();
         assert_eq!(back, m);

@@ -27,7 +27,7 @@ pub struct Cluster {
 
 /// The `postgres` user's uid and gid when we are root and must not run server tools as
 /// ourselves.
-fn server_user() -> Result<Option<(u32, u32)>, PgError> {
+pub fn server_user() -> Result<Option<(u32, u32)>, PgError> {
     let euid = std::fs::metadata("/proc/self")
         .map(|m| m.uid())
         .unwrap_or(u32::MAX);
@@ -47,6 +47,17 @@ fn server_user() -> Result<Option<(u32, u32)>, PgError> {
     Err(PgError::Io(
         "running as root, but there is no `postgres` user to run the server as".into(),
     ))
+}
+
+/// A command for a server tool (`pg_ctl`, `initdb`), run as the `postgres` user when we
+/// are root.
+pub fn server_tool(tools: &PgTools, tool: &str) -> Result<Command, PgError> {
+    let mut cmd = tools.command(tool);
+    cmd.env_remove("PGDATA");
+    if let Some((uid, gid)) = server_user()? {
+        cmd.uid(uid).gid(gid);
+    }
+    Ok(cmd)
 }
 
 /// A free TCP port on 127.0.0.1 (free now; the caller retries if it is taken meanwhile).

@@ -130,6 +130,29 @@ impl Target {
             .map(|p| String::from_utf8_lossy(p).into_owned())
     }
 
+    /// Another server (host and port), same user, password and database.
+    pub fn with_host_port(&self, host: &str, port: u16) -> Self {
+        let mut t = self.clone();
+        let mut config = Config::new();
+        config
+            .host(host)
+            .port(port)
+            .user(self.user())
+            .dbname(self.database())
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(pw) = self.config.get_password() {
+            config.password(pw);
+        }
+        config.ssl_mode(self.config.get_ssl_mode());
+        t.config = config;
+        t.url = Redacted::new(format!(
+            "postgres://{}@{host}:{port}/{}",
+            self.user(),
+            self.database()
+        ));
+        t
+    }
+
     /// The same server, another database.
     pub fn with_database(&self, db: &str) -> Self {
         let mut t = self.clone();

@@ -11,9 +11,11 @@ pub mod cluster;
 pub mod conn;
 pub mod integrity;
 pub mod logical;
+pub mod physical;
 pub mod restore;
 pub mod tls;
 pub mod tools;
+pub mod wal;
 
 pub use child::ChildStream;
 pub use cluster::Cluster;

@@ -8,6 +8,7 @@
 //! `spawn_blocking`. This crate knows nothing of PostgreSQL or of the CLI.
 
 pub mod files;
+pub mod seal;
 pub mod side;
 pub mod source;
 
@@ -28,6 +29,7 @@ use rustic_core::{
 };
 
 pub use rustic_core::{Progress, ProgressBars, ProgressType, RusticProgress};
+pub use seal::{SealError, SideKey};
 pub use side::{LockGuard, LockKind, SideArea, SideError, hostname};
 pub use source::{Content, EntrySource, SourceEntry, StreamOutcome, StreamStat};
 
@@ -287,6 +289,17 @@ impl Repo {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The key for sealed side objects, derived from the repository's master key.
+    pub fn side_key(&self) -> Result<SideKey, RepoError> {
+        self.with_open(|repo| {
+            let master = repo.key();
+            let mut material = master.encrypt.clone();
+            material.extend_from_slice(&master.mac.k);
+            material.extend_from_slice(&master.mac.r);
+            Ok(SideKey::derive(&material))
+        })
     }
 
     pub fn side(&self) -> &SideArea {

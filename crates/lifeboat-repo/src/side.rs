@@ -89,6 +89,45 @@ impl SideArea {
             .map_err(io_err(&dir))
     }
 
+    /// Write `bytes` at `rel` atomically and durably, only if `rel` does not exist yet
+    /// (`Ok(false)` then): a temp file, fsync, a hard link to the name (which fails if it
+    /// exists), fsync of the directory. A reader never sees a partial object.
+    pub fn put_new(&self, rel: &str, bytes: &[u8]) -> Result<bool, SideError> {
+        let path = self.root.join(rel);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .map_err(io_err(&dir))?;
+        tmp.write_all(bytes).map_err(io_err(&path))?;
+        tmp.as_file().sync_all().map_err(io_err(&path))?;
+        match tmp.persist_noclobber(&path) {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => {
+                return Err(SideError::Io {
+                    path: path.clone(),
+                    source: e.error,
+                });
+            }
+        }
+        fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&dir))?;
+        Ok(true)
+    }
+
+    /// Modification time of `rel` (when it was written), if it exists.
+    pub fn written_at(&self, rel: &str) -> Result<Option<std::time::SystemTime>, SideError> {
+        let path = self.root.join(rel);
+        match fs::metadata(&path) {
+            Ok(m) => Ok(m.modified().ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
     /// Create `rel` only if it does not exist; `Ok(false)` if it does.
     pub fn create_new(&self, rel: &str, bytes: &[u8]) -> Result<bool, SideError> {
         let path = self.root.join(rel);

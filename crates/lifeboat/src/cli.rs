@@ -55,6 +55,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Remove repository locks left by processes that are gone
     Unlock,
+    /// PostgreSQL's archive_command and restore_command for physical targets
+    #[command(subcommand)]
+    Wal(WalCommand),
     /// Restore into a throwaway environment, verify, measure RTO and RPO, write a report
     Drill(DrillArgs),
     /// Drill history: time, target, verdict, RTO, RPO
@@ -70,6 +73,37 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Validate the config and print it resolved, every secret redacted
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WalCommand {
+    /// Archive one WAL file: `archive_command = 'lifeboat -c /etc/lifeboat.toml wal push %p'`
+    Push(WalPushArgs),
+    /// Fetch one WAL file: `restore_command = 'lifeboat wal fetch %f %p'` (written by restore)
+    Fetch(WalFetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WalPushArgs {
+    /// The WAL file (`%p`: relative to the data directory)
+    pub path: PathBuf,
+    /// The physical target [default: the only one configured]
+    #[arg(long)]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WalFetchArgs {
+    /// The WAL file's name (`%f`)
+    pub name: String,
+    /// Where to write it (`%p`)
+    pub path: PathBuf,
+    /// The physical target [default: the only one configured]
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The cluster's system identifier [default: from ./global/pg_control]
+    #[arg(long)]
+    pub system_id: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +146,37 @@ pub struct RestoreArgs {
     /// Keep the dump's owners and privileges (the roles must exist on the target)
     #[arg(long)]
     pub keep_owners: bool,
+    #[command(flatten)]
+    pub pitr: PitrArgs,
+}
+
+/// Point-in-time recovery of a physical target (with `--to-dir`).
+#[derive(Debug, Args, Default, Clone)]
+pub struct PitrArgs {
+    /// Recover to this moment (RFC 3339 or "2026-11-22 10:01:00+00")
+    #[arg(long, group = "recovery_target")]
+    pub time: Option<String>,
+    /// Recover to this WAL position (`0/3000060`)
+    #[arg(long, group = "recovery_target")]
+    pub lsn: Option<String>,
+    /// Recover to the end of this transaction id
+    #[arg(long, group = "recovery_target")]
+    pub xid: Option<String>,
+    /// Recover to a restore point made with `pg_create_restore_point(name)`
+    #[arg(long, group = "recovery_target")]
+    pub name: Option<String>,
+    /// Replay every archived WAL file
+    #[arg(long, group = "recovery_target")]
+    pub latest: bool,
+    /// Pause at the target instead of promoting (inspect, then `pg_wal_replay_resume()`)
+    #[arg(long)]
+    pub pause: bool,
+    /// Start the server on the restored directory and wait until it reaches the target
+    #[arg(long, requires = "port")]
+    pub start: bool,
+    /// The port for `--start`
+    #[arg(long)]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use lifeboat_core::{
     Config, Manifest, Redacted, TargetConfig, TargetKind,
+    config::PostgresMode,
     manifest::{
         FORMAT_VERSION, FileRecord, FilesManifest, PostgresManifest, StreamRecord, TableRecord,
     },
@@ -126,6 +127,10 @@ pub async fn backup_target(
     let started = Instant::now();
     let started_at = jiff::Timestamp::now();
     let (info, manifest_bytes) = match target.kind {
+        TargetKind::Postgres if target.mode == Some(PostgresMode::Physical) && !emergency => {
+            let url = target.postgres_url(name)?;
+            super::pitr::backup_physical(repo, name, target, &url, started_at).await?
+        }
         TargetKind::Postgres => {
             let url = match url {
                 Some(u) => u,
@@ -145,15 +150,17 @@ pub async fn backup_target(
         stored_bytes: info.stored_bytes(),
         tables: pg.map_or(0, |p| p.tables.len()),
         rows: pg.map_or(0, PostgresManifest::total_rows),
-        files: manifest
-            .as_ref()
-            .and_then(|m| m.files.as_ref())
-            .map_or(0, |f| f.files.len()),
+        files: manifest.as_ref().map_or(0, |m| {
+            m.files
+                .as_ref()
+                .or(m.physical.as_ref().map(|p| &p.files))
+                .map_or(0, |f| f.files.len())
+        }),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-fn manifest_base(
+pub(super) fn manifest_base(
     name: &str,
     kind: TargetKind,
     method: &str,
@@ -171,14 +178,15 @@ fn manifest_base(
         emergency: false,
         postgres: None,
         files: None,
+        physical: None,
     }
 }
 
 /// Keeps the manifest's bytes so the caller can report from them.
-type Shared = Arc<std::sync::Mutex<Vec<u8>>>;
+pub(super) type Shared = Arc<std::sync::Mutex<Vec<u8>>>;
 
 /// Finish a manifest once every stream ended well: mark it complete, keep a copy.
-fn seal(mut manifest: Manifest, kept: &Shared) -> Vec<u8> {
+pub(super) fn seal(mut manifest: Manifest, kept: &Shared) -> Vec<u8> {
     manifest.finished_at = jiff::Timestamp::now().to_string();
     manifest.complete = true;
     let bytes = manifest.to_json();

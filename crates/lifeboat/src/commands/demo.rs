@@ -177,6 +177,7 @@ expect = "0"
         force,
         jobs: 1,
         keep_owners: false,
+        pitr: Default::default(),
     };
     println!("$ lifeboat restore shop --dry-run");
     super::restore::run(&demo_ctx, restore(true, false)).await?;

@@ -9,9 +9,11 @@ mod drill;
 mod drills;
 mod forget;
 mod init;
+mod pitr;
 mod restore;
 mod snapshots;
 mod status;
+mod wal;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -82,6 +84,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Forget(args) => forget::run(&ctx, args).await,
         Command::Check(args) => check::run(&ctx, args).await,
         Command::Unlock => check::unlock(&ctx).await,
+        Command::Wal(cmd) => wal::run(&ctx, cmd).await,
         Command::Drill(args) => drill::run(&ctx, args).await,
         Command::Drills(args) => drills::run(&ctx, args).await,
         Command::Status => status::run(&ctx).await,

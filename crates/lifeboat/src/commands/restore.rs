@@ -16,6 +16,7 @@ use std::{
 
 use lifeboat_core::{
     Manifest, Redacted, TargetConfig, TargetKind,
+    config::PostgresMode,
     manifest::{FileRecord, FilesManifest, TableRecord},
 };
 use lifeboat_postgres::{
@@ -85,6 +86,14 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> CliResult<i32> {
         ));
     };
     let repo = ctx.open_repo(&config).await?;
+    if target_cfg.mode == Some(PostgresMode::Physical) {
+        let lock_repo = repo.clone();
+        let _lock = tokio::task::spawn_blocking(move || {
+            lock_repo.lock(LockKind::Shared, "lifeboat restore")
+        })
+        .await??;
+        return super::pitr::restore_physical(ctx, &args, &repo, &target_cfg).await;
+    }
     let (r, name, wanted) = (repo.clone(), args.target.clone(), args.snapshot.clone());
     let snapshot = tokio::task::spawn_blocking(move || r.find_snapshot(&name, &wanted))
         .await?
@@ -536,6 +545,7 @@ async fn restore_files(
             mode: None,
             pg_bin_dir: None,
             globals: None,
+            data_dir: None,
             paths: Some(paths),
             exclude: None,
         };

@@ -118,7 +118,7 @@ pub async fn run(ctx: &Context, args: DrillArgs) -> CliResult<i32> {
     Ok(code)
 }
 
-fn parse_time(text: &str) -> Result<jiff::Timestamp, String> {
+pub(super) fn parse_time(text: &str) -> Result<jiff::Timestamp, String> {
     text.parse::<jiff::Timestamp>()
         .or_else(|_| {
             // "2026-11-22 10:01:00+00"

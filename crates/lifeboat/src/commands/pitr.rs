@@ -1,0 +1,525 @@
+//! Physical targets: base backups of the data directory and point-in-time recovery.
+//!
+//! Backup: `pg_backup_start` → the data directory walked into the snapshot under
+//! `<target>/data/<data-dir>` (without what PostgreSQL's docs exclude, keeping the
+//! directories it needs) → once every file is read, `pg_backup_stop` on the same session;
+//! its `backup_label` and `tablespace_map` go to `<target>/meta/` and the manifest records
+//! system id, timeline, start/stop LSN and time and every file's size and hash.
+//!
+//! Restore (`--to-dir` with `--time`, `--lsn`, `--xid`, `--name` or `--latest`): the newest
+//! base backup that ends before the target, its files, `backup_label`, `recovery.signal`
+//! and the recovery settings (`restore_command` = `lifeboat wal fetch`); with `--start`,
+//! the server is started and watched until it reaches the target. A target before the
+//! oldest base backup, or after the newest archived WAL, is refused before anything is
+//! written.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use lifeboat_core::{
+    Manifest, Redacted, TargetConfig, TargetKind,
+    manifest::{FileRecord, FilesManifest, PhysicalManifest},
+};
+use lifeboat_postgres::{
+    PgTools, Target,
+    physical::{self, BaseBackup, RecoveryTarget},
+    wal::{self, WalKind},
+};
+use lifeboat_repo::{Content, Repo, SnapshotInfo, SourceEntry, StreamStat};
+use serde_json::json;
+
+use super::{
+    Context,
+    backup::{Shared, manifest_base, seal},
+    wal::{list as list_wal, object_name},
+};
+use crate::{
+    cli::{PitrArgs, RestoreArgs},
+    error::{CliError, CliResult},
+    output,
+};
+
+/// What the archiver thread and the session exchange when the files are read.
+struct StopInfo {
+    stop_lsn: String,
+    stop_time: String,
+    backup_label: String,
+    tablespace_map: String,
+}
+
+pub async fn backup_physical(
+    repo: &Arc<Repo>,
+    name: &str,
+    cfg: &TargetConfig,
+    url: &Redacted,
+    started_at: jiff::Timestamp,
+) -> CliResult<(lifeboat_repo::SnapshotInfo, Vec<u8>)> {
+    let target = Target::parse(url)?;
+    let data_dir = cfg
+        .data_dir
+        .clone()
+        .ok_or_else(|| CliError::usage(format!("target `{name}` has no `data-dir`"), None))?;
+    let session = BaseBackup::start(&target, &format!("lifeboat {name}")).await?;
+    let walk = lifeboat_repo::files::walk(
+        std::slice::from_ref(&data_dir),
+        &physical::excludes(&data_dir),
+        &PathBuf::from(name).join("data"),
+    )
+    .map_err(|e| CliError::failure(e.to_string(), None))?;
+    let mut entries = walk.entries;
+    let files: Vec<(String, Arc<StreamStat>)> = walk
+        .files
+        .iter()
+        .map(|f| (f.source.display().to_string(), f.stat.clone()))
+        .collect();
+
+    // The manifest entry waits for every file, asks for pg_backup_stop, and passes its
+    // result on to the backup_label and tablespace_map entries after it.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<Result<StopInfo, String>>();
+    let (label_tx, label_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (map_tx, map_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut manifest = manifest_base(name, TargetKind::Postgres, "physical", started_at);
+    let base = PhysicalManifest {
+        system_id: session.system_id.to_string(),
+        timeline: session.timeline,
+        start_lsn: session.start_lsn.clone(),
+        stop_lsn: String::new(),
+        start_wal: session.start_wal(),
+        stop_wal: String::new(),
+        start_time: session.start_time.clone(),
+        stop_time: String::new(),
+        server_version: session.server_version.clone(),
+        server_version_num: session.server_version_num,
+        data_dir: data_dir.display().to_string(),
+        wal_segment_size: session.segment_size,
+        files: FilesManifest {
+            roots: vec![data_dir.display().to_string()],
+            files: Vec::new(),
+            total_bytes: 0,
+            symlinks: walk.symlinks,
+        },
+    };
+    let kept: Shared = Default::default();
+    let kept_in = kept.clone();
+    let (timeline, segment_size) = (session.timeline, session.segment_size);
+    let produce = move || -> Result<Vec<u8>, String> {
+        let mut records = Vec::with_capacity(files.len());
+        for (path, stat) in files {
+            let o = stat.wait().map_err(|e| format!("`{path}`: {e}"))?;
+            records.push(FileRecord {
+                path,
+                bytes: o.bytes,
+                sha256: o.sha256,
+            });
+        }
+        done_tx
+            .send(())
+            .map_err(|_| "the backup session is gone".to_string())?;
+        let stop = stop_rx
+            .recv()
+            .map_err(|_| "pg_backup_stop never answered".to_string())??;
+        let _ = label_tx.send(stop.backup_label.into_bytes());
+        let _ = map_tx.send(stop.tablespace_map.into_bytes());
+        let mut p = base;
+        p.files.total_bytes = records.iter().map(|r| r.bytes).sum();
+        p.files.files = records;
+        p.stop_wal = wal::segment_of(&stop.stop_lsn, timeline, segment_size).unwrap_or_default();
+        p.stop_lsn = stop.stop_lsn;
+        p.stop_time = stop.stop_time;
+        manifest.physical = Some(p);
+        Ok(seal(manifest, &kept_in))
+    };
+    // Snapshot order is path order: `<name>/data/...`, `<name>/lifeboat.json`, `<name>/meta/...`.
+    entries.push(
+        SourceEntry::new(
+            format!("{name}/lifeboat.json"),
+            Content::Deferred(Box::new(produce)),
+        )
+        .0,
+    );
+    let from = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+        move || {
+            rx.recv()
+                .map_err(|_| "the base backup did not stop".to_string())
+        }
+    };
+    entries.push(
+        SourceEntry::new(
+            format!("{name}/meta/backup_label"),
+            Content::Deferred(Box::new(from(label_rx))),
+        )
+        .0,
+    );
+    entries.push(
+        SourceEntry::new(
+            format!("{name}/meta/tablespace_map"),
+            Content::Deferred(Box::new(from(map_rx))),
+        )
+        .0,
+    );
+
+    let (repo2, name2) = (repo.clone(), name.to_string());
+    let mut archive =
+        tokio::task::spawn_blocking(move || repo2.backup(&name2, "physical", &[], entries));
+    let files_done = tokio::task::spawn_blocking(move || done_rx.recv().is_ok());
+    tokio::select! {
+        done = files_done => {
+            // Every file is read: stop the backup on its own session.
+            let stopped = if done.unwrap_or(false) {
+                session.stop().await.map(|s| StopInfo {
+                    stop_lsn: s.stop_lsn,
+                    stop_time: s.stop_time,
+                    backup_label: s.backup_label,
+                    tablespace_map: s.tablespace_map,
+                }).map_err(|e| e.to_string())
+            } else {
+                Err("the backup ended before every file was read".to_string())
+            };
+            let _ = stop_tx.send(stopped);
+        }
+        result = &mut archive => {
+            // The archiver ended first: it failed; the session's end aborts the backup.
+            drop(session);
+            result??;
+            return Err(CliError::failure("the base backup ended early", None));
+        }
+    }
+    let info = archive.await??;
+    let bytes = kept.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok((info, bytes))
+}
+
+/// Where recovery should stop, from the command line.
+fn recovery_target(p: &PitrArgs) -> CliResult<Option<RecoveryTarget>> {
+    Ok(if let Some(t) = &p.time {
+        let ts = super::drill::parse_time(t)
+            .map_err(|e| CliError::usage(e, Some("write it like 2026-11-22T10:01:00Z".into())))?;
+        // PostgreSQL's own spelling, in UTC.
+        let utc = ts.to_zoned(jiff::tz::TimeZone::UTC);
+        Some(RecoveryTarget::Time(
+            utc.strftime("%Y-%m-%d %H:%M:%S%.f+00").to_string(),
+        ))
+    } else if let Some(l) = &p.lsn {
+        if wal::parse_lsn(l).is_none() {
+            return Err(CliError::usage(
+                format!("`{l}` is not an LSN"),
+                Some("write it like 0/3000060".into()),
+            ));
+        }
+        Some(RecoveryTarget::Lsn(l.clone()))
+    } else if let Some(x) = &p.xid {
+        Some(RecoveryTarget::Xid(x.clone()))
+    } else if let Some(n) = &p.name {
+        Some(RecoveryTarget::Name(n.clone()))
+    } else if p.latest {
+        Some(RecoveryTarget::Latest)
+    } else {
+        None
+    })
+}
+
+fn physical_of(s: &SnapshotInfo) -> Option<(&Manifest, &PhysicalManifest)> {
+    let m = s.manifest.as_ref().ok().filter(|m| m.complete)?;
+    Some((m, m.physical.as_ref()?))
+}
+
+/// Choose the base backup for `target`: the newest that ends before it.
+fn choose_base<'a>(
+    snaps: &'a [SnapshotInfo],
+    wanted: &str,
+    target: &RecoveryTarget,
+) -> CliResult<&'a SnapshotInfo> {
+    let bases: Vec<&SnapshotInfo> = snaps
+        .iter()
+        .filter(|s| physical_of(s).is_some() && (wanted == "latest" || s.id.starts_with(wanted)))
+        .collect();
+    let Some(oldest) = bases.first() else {
+        return Err(CliError::failure(
+            "no complete base backup to restore from",
+            Some("take one with `lifeboat backup`".into()),
+        ));
+    };
+    let ends_before = |s: &&&SnapshotInfo| {
+        let (_, p) = physical_of(s).expect("filtered above");
+        match target {
+            RecoveryTarget::Time(t) => parse_server_time(&p.stop_time)
+                .zip(parse_server_time(t))
+                .is_some_and(|(stop, t)| stop <= t),
+            RecoveryTarget::Lsn(l) => wal::parse_lsn(&p.stop_lsn)
+                .zip(wal::parse_lsn(l))
+                .is_some_and(|(stop, l)| stop <= l),
+            _ => true,
+        }
+    };
+    bases
+        .iter()
+        .rev()
+        .find(ends_before)
+        .copied()
+        .ok_or_else(|| {
+            let (_, p) = physical_of(oldest).expect("filtered above");
+            CliError::failure(
+                format!(
+                    "the target is before the oldest base backup, which ends at {} (LSN {})",
+                    p.stop_time, p.stop_lsn
+                ),
+                Some(
+                    "a point-in-time restore starts from a base backup taken before the target"
+                        .into(),
+                ),
+            )
+        })
+}
+
+/// `now()::text` of the server: "2026-11-22 10:01:00.123456+00".
+fn parse_server_time(text: &str) -> Option<jiff::Timestamp> {
+    super::drill::parse_time(text).ok().or_else(|| {
+        jiff::fmt::strtime::parse("%Y-%m-%d %H:%M:%S%.f%#z", text)
+            .ok()?
+            .to_timestamp()
+            .ok()
+    })
+}
+
+pub async fn restore_physical(
+    ctx: &Context,
+    args: &RestoreArgs,
+    repo: &Arc<Repo>,
+    cfg: &TargetConfig,
+) -> CliResult<i32> {
+    let Some(dir) = args.to_dir.clone() else {
+        return Err(CliError::usage(
+            "a physical target is restored into a new data directory with `--to-dir DIR`",
+            Some(
+                "add `--time T` (or --lsn, --xid, --name, --latest) and `--start --port P`".into(),
+            ),
+        ));
+    };
+    let Some(target) = recovery_target(&args.pitr)? else {
+        return Err(CliError::usage(
+            "say where recovery stops: `--time`, `--lsn`, `--xid`, `--name` or `--latest`",
+            None,
+        ));
+    };
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(CliError::failure(
+            format!("`{}` exists and is not empty", dir.display()),
+            Some("restore into a new folder; a restore never overwrites a data directory".into()),
+        ));
+    }
+    let (r, name) = (repo.clone(), args.target.clone());
+    let snaps = tokio::task::spawn_blocking(move || r.snapshots(Some(&name))).await??;
+    let base = choose_base(&snaps, &args.snapshot, &target)?;
+    let (_, p) = physical_of(base).expect("chosen among physical snapshots");
+    let system_id: u64 = p.system_id.parse().unwrap_or(0);
+
+    // The archive must hold the WAL from the backup's start on, and reach the target.
+    let (r, sid) = (repo.clone(), system_id);
+    let archived = tokio::task::spawn_blocking(move || list_wal(&r, sid)).await??;
+    let segments: Vec<&wal::WalName> = archived
+        .iter()
+        .filter(|w| w.kind == WalKind::Segment)
+        .collect();
+    let needed_from = wal::WalName::parse(&p.start_wal);
+    let needed_to = wal::WalName::parse(&p.stop_wal);
+    if let (Some(from), Some(to)) = (&needed_from, &needed_to) {
+        let missing: Vec<String> = segment_range(from, to, p.wal_segment_size)
+            .into_iter()
+            .filter(|n| !segments.iter().any(|s| &s.name == n))
+            .collect();
+        if !missing.is_empty() {
+            return Err(CliError::failure(
+                format!(
+                    "the WAL this base backup needs is not archived: {}",
+                    missing.join(", ")
+                ),
+                Some("is `archive_command = 'lifeboat wal push %p'` set on the server?".into()),
+            ));
+        }
+    }
+    let newest = segments.last().map(|s| s.name.clone()).unwrap_or_default();
+    if let RecoveryTarget::Time(t) = &target {
+        let rel = segments
+            .last()
+            .map(|s| object_name(system_id, s))
+            .unwrap_or_default();
+        let written = repo
+            .side()
+            .written_at(&rel)
+            .map_err(|e| CliError::failure(e.to_string(), None))?;
+        let t = parse_server_time(t).unwrap_or_default();
+        if let Some(w) = written.and_then(|w| jiff::Timestamp::try_from(w).ok())
+            && t > w + jiff::SignedDuration::from_secs(1)
+        {
+            return Err(CliError::failure(
+                format!(
+                    "the target {t} is past the archived WAL: the newest segment ({newest}) was archived at {w}"
+                ),
+                Some("recover to an earlier moment, or use `--latest`".into()),
+            ));
+        }
+    }
+
+    let exe = std::env::current_exe()?;
+    let config = std::fs::canonicalize(&ctx.config_path)?;
+    let restore_command = format!(
+        "{} -q -c {} wal fetch --target {} --system-id {system_id} %f %p",
+        shell_quote(&exe.display().to_string()),
+        shell_quote(&config.display().to_string()),
+        shell_quote(&args.target),
+    );
+    let steps = vec![
+        format!(
+            "restore base backup {} ({} files, {}; {} → {}, timeline {})",
+            base.short_id(),
+            p.files.files.len(),
+            output::bytes(p.files.total_bytes),
+            p.start_lsn,
+            p.stop_lsn,
+            p.timeline
+        ),
+        format!(
+            "WAL from {} (archived up to {newest}) fetched by restore_command",
+            p.start_wal
+        ),
+        format!(
+            "recovery target: {target:?}, then {}",
+            if args.pitr.pause { "pause" } else { "promote" }
+        ),
+        if args.pitr.start {
+            format!(
+                "start the server on port {} and wait for the target",
+                args.pitr.port.unwrap_or(0)
+            )
+        } else {
+            "leave the server stopped (start it with pg_ctl)".into()
+        },
+    ];
+    if args.dry_run {
+        if ctx.json {
+            output::json(&json!({
+                "dry_run": true, "base_backup": base.id, "start_wal": p.start_wal,
+                "newest_wal": newest, "restore_command": restore_command, "steps": steps,
+            }));
+        } else {
+            println!(
+                "plan (dry run): point-in-time restore of `{}` into `{}`",
+                args.target,
+                dir.display()
+            );
+            for (i, s) in steps.iter().enumerate() {
+                println!("  {}. {s}", i + 1);
+            }
+            println!("  restore_command = '{restore_command}'");
+            println!("nothing was changed");
+        }
+        return Ok(0);
+    }
+    if !ctx.json {
+        println!(
+            "point-in-time restore of `{}` into `{}`",
+            args.target,
+            dir.display()
+        );
+        for (i, s) in steps.iter().enumerate() {
+            println!("  {}. {s}", i + 1);
+        }
+    }
+
+    // Act: files, backup_label, recovery settings, ownership.
+    std::fs::create_dir_all(&dir)?;
+    let (r, id, src, d) = (
+        repo.clone(),
+        base.id.clone(),
+        format!("{}/data{}", args.target, p.data_dir),
+        dir.clone(),
+    );
+    tokio::task::spawn_blocking(move || r.restore_dir(&id, &src, &d, false)).await??;
+    for file in ["backup_label", "tablespace_map"] {
+        let mut bytes = Vec::new();
+        repo.dump(
+            &base.id,
+            &format!("{}/meta/{file}", args.target),
+            &mut bytes,
+        )?;
+        if !bytes.is_empty() {
+            std::fs::write(dir.join(file), bytes)?;
+        }
+    }
+    for d in physical::EMPTIED_DIRS {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    let settings = physical::write_recovery(&dir, &restore_command, &target, args.pitr.pause)?;
+    physical::hand_over(&dir)?;
+    log::info!("recovery settings: {settings:?}");
+    if !args.pitr.start {
+        if ctx.json {
+            output::json(&json!({ "data_dir": dir, "base_backup": base.id, "started": false }));
+        } else {
+            println!("restored; start it with: pg_ctl -D {} start", dir.display());
+        }
+        return Ok(0);
+    }
+    let port = args.pitr.port.unwrap_or(5432);
+    let tools = PgTools::find(p.server_version_num / 10_000, cfg.pg_bin_dir.as_deref())
+        .or_else(|_| PgTools::newest_installed())?;
+    let (t, d) = (tools.clone(), dir.clone());
+    let server =
+        tokio::task::spawn_blocking(move || physical::start_server(&t, &d, port)).await??;
+    let url = cfg.postgres_url(&args.target)?;
+    let watch = Target::parse(&url)?.with_host_port("127.0.0.1", port);
+    let point = physical::wait_recovered(&server, &watch, Duration::from_secs(3600)).await?;
+    if ctx.json {
+        output::json(&json!({
+            "data_dir": dir, "base_backup": base.id, "started": true, "port": port,
+            "state": point.state, "last_commit_time": point.last_commit_time,
+            "replay_lsn": point.replay_lsn, "timeline": point.timeline,
+        }));
+    } else {
+        println!(
+            "recovered: last replayed commit {} at LSN {}; timeline {}; server {} on port {port}",
+            point.last_commit_time.as_deref().unwrap_or("(none)"),
+            point.replay_lsn.as_deref().unwrap_or("?"),
+            point.timeline,
+            point.state
+        );
+    }
+    Ok(0)
+}
+
+/// Segment names from `from` to `to` inclusive (same timeline as `from`).
+fn segment_range(from: &wal::WalName, to: &wal::WalName, segment_size: u64) -> Vec<String> {
+    let (Some(a), Some(b)) = (from.segno(segment_size), to.segno(segment_size)) else {
+        return Vec::new();
+    };
+    let per_log = 0x1_0000_0000 / segment_size;
+    (a..=b)
+        .map(|n| {
+            format!(
+                "{:08X}{:08X}{:08X}",
+                from.timeline,
+                n / per_log,
+                n % per_log
+            )
+        })
+        .collect()
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-=".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!(
+            "\"{}\"",
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('$', "\\$")
+        )
+    }
+}
