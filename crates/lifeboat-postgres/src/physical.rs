@@ -203,17 +203,22 @@ fn conf_quote(value: &str) -> String {
 }
 
 /// Write `recovery.signal` and the recovery settings into a restored data directory.
+/// With `archive: false` the recovered server does not archive (`archive_mode = off`).
 pub fn write_recovery(
     data_dir: &Path,
     restore_command: &str,
     target: &RecoveryTarget,
     pause: bool,
+    archive: bool,
 ) -> std::io::Result<Vec<(String, String)>> {
     std::fs::write(data_dir.join("recovery.signal"), "")?;
     let mut settings: Vec<(String, String)> = vec![
         ("restore_command".into(), restore_command.to_string()),
         ("recovery_target_timeline".into(), "latest".into()),
     ];
+    if !archive {
+        settings.push(("archive_mode".into(), "off".into()));
+    }
     for (k, v) in target.settings() {
         settings.push((k.into(), v));
     }
@@ -380,6 +385,7 @@ mod tests {
             "lifeboat wal fetch %f %p",
             &RecoveryTarget::Name("it's here".into()),
             false,
+            false,
         )
         .unwrap();
         let conf = std::fs::read_to_string(dir.path().join("postgresql.auto.conf")).unwrap();
@@ -388,6 +394,7 @@ mod tests {
             "{conf}"
         );
         assert!(conf.contains("recovery_target_action = 'promote'"));
+        assert!(conf.contains("archive_mode = 'off'"));
         assert!(dir.path().join("recovery.signal").exists());
     }
 }

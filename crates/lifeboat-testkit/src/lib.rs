@@ -17,6 +17,23 @@ pub fn postgres() -> Cluster {
     Cluster::start(&tools, &[]).expect("start a throwaway PostgreSQL cluster")
 }
 
+/// Start a cluster that archives WAL with `archive_command` (quoted here).
+pub fn postgres_archiving(archive_command: &str) -> Cluster {
+    let tools = PgTools::newest_installed()
+        .expect("PostgreSQL server binaries are needed: run `bash scripts/install-deps.sh`");
+    let quoted = format!("'{}'", archive_command.replace('\'', "''"));
+    Cluster::start(
+        &tools,
+        &[
+            ("wal_level", "replica"),
+            ("archive_mode", "on"),
+            ("archive_command", &quoted),
+            ("max_wal_senders", "5"),
+        ],
+    )
+    .expect("start an archiving PostgreSQL cluster")
+}
+
 /// A scratch folder holding a repository, its password and a config.
 pub struct Workspace {
     dir: tempfile::TempDir,
@@ -82,6 +99,24 @@ impl Workspace {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Hand the workspace to the server's user (when we are root), so that the server's
+    /// `archive_command` / `restore_command` can read the config and write the archive.
+    pub fn share_with_server(&self) {
+        let Some((uid, gid)) = lifeboat_postgres::cluster::server_user().expect("server user")
+        else {
+            return;
+        };
+        let mut stack = vec![self.path().to_path_buf()];
+        while let Some(p) = stack.pop() {
+            std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).expect("chown");
+            if p.is_dir() && !p.is_symlink() {
+                for e in std::fs::read_dir(&p).expect("read dir") {
+                    stack.push(e.expect("dir entry").path());
+                }
+            }
+        }
     }
 
     pub fn repo(&self) -> PathBuf {

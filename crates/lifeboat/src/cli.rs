@@ -177,6 +177,10 @@ pub struct PitrArgs {
     /// The port for `--start`
     #[arg(long)]
     pub port: Option<u16>,
+    /// The restored server does not archive WAL (`archive_mode = off`): for a copy started
+    /// to look at, so that it never writes into the production archive
+    #[arg(long)]
+    pub no_archive: bool,
 }
 
 #[derive(Debug, Args)]

@@ -453,7 +453,13 @@ pub async fn restore_physical(
     for d in physical::EMPTIED_DIRS {
         std::fs::create_dir_all(dir.join(d))?;
     }
-    let settings = physical::write_recovery(&dir, &restore_command, &target, args.pitr.pause)?;
+    let settings = physical::write_recovery(
+        &dir,
+        &restore_command,
+        &target,
+        args.pitr.pause,
+        !args.pitr.no_archive,
+    )?;
     physical::hand_over(&dir)?;
     log::info!("recovery settings: {settings:?}");
     if !args.pitr.start {

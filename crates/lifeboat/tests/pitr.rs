@@ -1,0 +1,331 @@
+//! End to end: physical base backups, WAL archiving through `lifeboat wal push`, and
+//! point-in-time recovery with `lifeboat wal fetch`, against real archiving clusters.
+
+use std::{path::Path, time::Duration};
+
+use lifeboat_testkit::{Cluster, Run, Workspace, postgres_archiving};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
+
+/// An archiving cluster whose archive_command is `lifeboat wal push` into the workspace's
+/// repository, with a base backup taken.
+fn setup() -> (Cluster, Workspace) {
+    let ws = Workspace::new(BIN);
+    let pg = postgres_archiving(&format!(
+        "{BIN} -q -c {} wal push %p",
+        ws.config_path().display()
+    ));
+    ws.write_config(&format!(
+        "[targets.db]\nkind = \"postgres\"\nmode = \"physical\"\nurl = \"{}\"\ndata-dir = \"{}\"\n",
+        pg.url("postgres"),
+        pg.data().display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.share_with_server();
+    (pg, ws)
+}
+
+fn sql(pg: &Cluster, port: u16, q: &str) -> String {
+    let out = std::process::Command::new(pg.tools().path("psql"))
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            q,
+        ])
+        .env("PGPASSWORD", &pg.password)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{q}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Switch to a new segment and wait until the one holding everything so far is archived.
+fn archive_all(pg: &Cluster, port: u16) {
+    let done = sql(pg, port, "SELECT pg_walfile_name(pg_switch_wal())");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = sql(
+            pg,
+            port,
+            "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+        );
+        if last.as_str() >= done.as_str() && last.len() == 24 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "segment {done} never archived (last: {last}; failures: {})",
+            sql(
+                pg,
+                port,
+                "SELECT failed_count || ' ' || coalesce(last_failed_wal, '') FROM pg_stat_archiver"
+            )
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Restore into a new folder of the workspace, start it, return its port and the output.
+fn restore(ws: &Workspace, dir: &str, extra: &[&str]) -> (u16, Run) {
+    let port = free_port();
+    let to = ws.path().join(dir);
+    let mut args = vec![
+        "restore",
+        "db",
+        "--to-dir",
+        to.to_str().unwrap(),
+        "--start",
+        "--port",
+    ];
+    let p = port.to_string();
+    args.push(&p);
+    args.extend_from_slice(extra);
+    let run = ws.run(&args);
+    (port, run)
+}
+
+fn stop(pg: &Cluster, dir: &Path) {
+    let _ = pg
+        .server_command("pg_ctl")
+        .args(["-D", dir.to_str().unwrap(), "-m", "immediate", "-w", "stop"])
+        .output();
+}
+
+#[test]
+fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
+    let (pg, ws) = setup();
+    let main = pg.port;
+    sql(
+        &pg,
+        main,
+        "CREATE TABLE events (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())",
+    );
+    sql(
+        &pg,
+        main,
+        "INSERT INTO events (id) SELECT g FROM generate_series(1, 100) g",
+    );
+    let run = ws.run(&["backup", "--json"]);
+    run.expect_code(0);
+    let snaps = ws.run(&["snapshots", "--json"]).json();
+    let m = &snaps["snapshots"][0]["manifest"]["physical"];
+    assert_eq!(m["timeline"], 1);
+    assert!(m["files"]["files"].as_array().unwrap().len() > 500, "{m}");
+    assert!(m["start-lsn"].as_str().unwrap().contains('/'));
+    assert_eq!(
+        m["system-id"].as_str().unwrap(),
+        sql(
+            &pg,
+            main,
+            "SELECT system_identifier FROM pg_control_system()"
+        )
+    );
+
+    sql(
+        &pg,
+        main,
+        "INSERT INTO events (id) SELECT g FROM generate_series(101, 150) g",
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let between = sql(&pg, main, "SELECT now()");
+    std::thread::sleep(Duration::from_millis(1100));
+    sql(
+        &pg,
+        main,
+        "INSERT INTO events (id) SELECT g FROM generate_series(151, 175) g",
+    );
+    sql(&pg, main, "SELECT pg_create_restore_point('before-drop')");
+    let lsn = sql(&pg, main, "SELECT pg_current_wal_insert_lsn()");
+    sql(&pg, main, "DROP TABLE events");
+    archive_all(&pg, main);
+
+    // A moment between two inserts: exactly the rows before it.
+    let (port, run) = restore(&ws, "at-time", &["--time", &between, "--no-archive"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("recovered: last replayed commit"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        sql(&pg, port, "SELECT count(*), max(id) FROM events"),
+        "150|150"
+    );
+    stop(&pg, &ws.path().join("at-time"));
+
+    // A restore point and an LSN: everything before the DROP.
+    for (dir, extra) in [
+        ("at-name", ["--name", "before-drop"]),
+        ("at-lsn", ["--lsn", lsn.as_str()]),
+    ] {
+        let (port, run) = restore(&ws, dir, &[extra[0], extra[1], "--no-archive"]);
+        run.expect_code(0);
+        assert_eq!(
+            sql(&pg, port, "SELECT count(*) FROM events"),
+            "175",
+            "{dir} ({extra:?}): {}\n{}",
+            run.stdout,
+            std::fs::read_to_string(ws.path().join(dir).join("lifeboat-recovery.log"))
+                .unwrap_or_default()
+        );
+        stop(&pg, &ws.path().join(dir));
+    }
+
+    // The end of the archive: the table is gone, as on the server.
+    let (port, run) = restore(&ws, "at-end", &["--latest", "--no-archive"]);
+    run.expect_code(0);
+    assert_eq!(sql(&pg, port, "SELECT to_regclass('events') IS NULL"), "t");
+    stop(&pg, &ws.path().join("at-end"));
+
+    // A recovered server that archives makes timeline 2; recovering again follows it
+    // and makes timeline 3.
+    let (port, run) = restore(&ws, "tl2", &["--time", &between, "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["timeline"], 2);
+    sql(
+        &pg,
+        port,
+        "INSERT INTO events (id) SELECT g FROM generate_series(1001, 1010) g",
+    );
+    archive_all(&pg, port);
+    stop(&pg, &ws.path().join("tl2"));
+    let (port, run) = restore(&ws, "tl3", &["--latest", "--no-archive", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["timeline"], 3, "{}", run.stdout);
+    assert_eq!(sql(&pg, port, "SELECT count(*) FROM events"), "160");
+    stop(&pg, &ws.path().join("tl3"));
+}
+
+#[test]
+fn wal_push_is_create_only_refuses_strangers_and_fetch_is_quiet_when_missing() {
+    let (pg, ws) = setup();
+    sql(
+        &pg,
+        pg.port,
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g",
+    );
+    archive_all(&pg, pg.port);
+    let name = sql(
+        &pg,
+        pg.port,
+        "SELECT last_archived_wal FROM pg_stat_archiver",
+    );
+    ws.run(&["backup"]).expect_code(0);
+
+    // A segment the server archived, pushed again by hand: same content is fine.
+    let sysid = sql(
+        &pg,
+        pg.port,
+        "SELECT system_identifier FROM pg_control_system()",
+    );
+    let segment = ws.path().join("pushed").join(&name);
+    std::fs::create_dir_all(segment.parent().unwrap()).unwrap();
+    let fetch = |name: &str, to: &Path| {
+        ws.run(&[
+            "wal",
+            "fetch",
+            name,
+            to.to_str().unwrap(),
+            "--system-id",
+            &sysid,
+        ])
+    };
+    fetch(&name, &segment).expect_code(0);
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        16 << 20,
+        "{name}: {:?}",
+        std::process::Command::new("ls")
+            .arg("-lR")
+            .arg(ws.repo().join("lifeboat/wal"))
+            .output()
+    );
+    ws.run(&["wal", "push", segment.to_str().unwrap()])
+        .expect_code(0);
+    // Other content under the same name: refused.
+    let mut changed = std::fs::read(&segment).unwrap();
+    let n = changed.len() - 100;
+    changed[n] ^= 0xff;
+    let other = ws.path().join("other").join(&name);
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    std::fs::write(&other, &changed).unwrap();
+    let run = ws.run(&["wal", "push", other.to_str().unwrap()]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("different content"), "{}", run.stderr);
+
+    // A segment of another cluster (another system identifier in its header): refused.
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[24..32].copy_from_slice(&42u64.to_le_bytes());
+    let stranger = ws.path().join("stranger").join("0000000100000000000000AA");
+    std::fs::create_dir_all(stranger.parent().unwrap()).unwrap();
+    std::fs::write(&stranger, &bytes).unwrap();
+    let run = ws.run(&["wal", "push", stranger.to_str().unwrap()]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("belongs to cluster 42"),
+        "{}",
+        run.stderr
+    );
+
+    // A missing segment: exit 1 and nothing on stderr (how recovery learns it is done).
+    let nowhere = ws.path().join("nowhere");
+    let run = fetch("0000000100000000000000FF", &nowhere);
+    run.expect_code(1);
+    assert!(!nowhere.exists());
+    assert_eq!(run.stderr, "");
+
+    // A push killed at any moment leaves no object, or a whole one.
+    let big = ws.path().join("kill").join("0000000100000000000000BB");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    std::fs::copy(&segment, &big).unwrap();
+    for delay in [0u64, 20, 60, 150, 400] {
+        let mut child = ws
+            .command(&["wal", "push", big.to_str().unwrap()])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = ws.path().join(format!("after-kill-{delay}"));
+        let run = fetch("0000000100000000000000BB", &out);
+        match run.code {
+            1 => assert!(!out.exists()),
+            0 => assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&big).unwrap()),
+            c => panic!("fetch after a killed push exited {c}: {}", run.stderr),
+        }
+    }
+
+    // A target before the oldest base backup, or past the archived WAL: refused before
+    // anything is written.
+    for (time, why) in [
+        ("2001-01-01 00:00:00+00", "before the oldest base backup"),
+        ("2999-01-01 00:00:00+00", "past the archived WAL"),
+    ] {
+        let to = ws.path().join("never");
+        let run = ws.run(&[
+            "restore",
+            "db",
+            "--to-dir",
+            to.to_str().unwrap(),
+            "--time",
+            time,
+        ]);
+        run.expect_code(1);
+        assert!(run.stderr.contains(why), "{}", run.stderr);
+        assert!(!to.exists());
+    }
+}
