@@ -329,3 +329,78 @@ fn wal_push_is_create_only_refuses_strangers_and_fetch_is_quiet_when_missing() {
         assert!(!to.exists());
     }
 }
+
+/// Retention keeps the WAL the kept base backups need, deletes the rest, and a PITR to a
+/// moment after the oldest kept base backup still works.
+#[test]
+fn forget_prune_keeps_the_wal_kept_base_backups_need() {
+    let (pg, ws) = setup();
+    let main = pg.port;
+    sql(&pg, main, "CREATE TABLE events (id int PRIMARY KEY)");
+    sql(
+        &pg,
+        main,
+        "INSERT INTO events SELECT g FROM generate_series(1, 10) g",
+    );
+    ws.run(&["backup"]).expect_code(0);
+    sql(
+        &pg,
+        main,
+        "INSERT INTO events SELECT g FROM generate_series(11, 20) g",
+    );
+    archive_all(&pg, main);
+    let before_second = sql(&pg, main, "SELECT now()");
+    std::thread::sleep(Duration::from_millis(1100));
+    ws.run(&["backup"]).expect_code(0);
+    sql(
+        &pg,
+        main,
+        "INSERT INTO events SELECT g FROM generate_series(21, 30) g",
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let target = sql(&pg, main, "SELECT now()");
+    std::thread::sleep(Duration::from_millis(1100));
+    sql(&pg, main, "DELETE FROM events");
+    archive_all(&pg, main);
+
+    let config = std::fs::read_to_string(ws.config_path()).unwrap();
+    std::fs::write(
+        ws.config_path(),
+        format!("{config}\n[retention]\nkeep-last = 1\n"),
+    )
+    .unwrap();
+    let dry = ws.run(&["forget", "--prune", "--dry-run", "--json"]);
+    dry.expect_code(0);
+    let would = dry.json()["wal"]["deleted"].as_u64().unwrap();
+    assert!(would > 0, "{}", dry.stdout);
+    let run = ws.run(&["forget", "--prune", "--json"]);
+    run.expect_code(0);
+    let j = run.json();
+    assert_eq!(j["forgotten"].as_array().unwrap().len(), 1, "{j}");
+    assert_eq!(j["wal"]["deleted"].as_u64().unwrap(), would);
+    assert!(j["wal"]["kept"].as_u64().unwrap() > 0);
+    ws.run(&["check"]).expect_code(0);
+
+    // After the oldest kept base backup: recovered exactly.
+    let (port, run) = restore(&ws, "after-prune", &["--time", &target, "--no-archive"]);
+    run.expect_code(0);
+    assert_eq!(sql(&pg, port, "SELECT count(*) FROM events"), "30");
+    stop(&pg, &ws.path().join("after-prune"));
+    // Before it: refused, nothing written.
+    let to = ws.path().join("too-early");
+    let run = ws.run(&[
+        "restore",
+        "db",
+        "--to-dir",
+        to.to_str().unwrap(),
+        "--time",
+        &before_second,
+    ]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("before the oldest base backup"),
+        "{}",
+        run.stderr
+    );
+    assert!(!to.exists());
+}

@@ -20,13 +20,14 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
     let _lock = tokio::task::spawn_blocking(move || r.lock(LockKind::Exclusive, command)).await??;
     let r = repo.clone();
     let cfg = config.clone();
-    let decisions = tokio::task::spawn_blocking(move || {
+    let (decisions, snaps) = tokio::task::spawn_blocking(move || {
         let snaps = r.snapshots(None)?;
-        r.forget_plan(snaps, |target| match cfg.target(target) {
+        let plan = r.forget_plan(snaps.clone(), |target| match cfg.target(target) {
             Some(t) => t.effective_retention(&cfg.retention).clone(),
             // Snapshots of targets no longer configured follow the global rules.
             None => cfg.retention.clone(),
-        })
+        })?;
+        Ok::<_, lifeboat_repo::RepoError>((plan, snaps))
     })
     .await??;
     let forget: Vec<String> = decisions
@@ -81,9 +82,29 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
             );
         }
     }
+    let mut wal_pruned = None;
+    if args.prune {
+        let kept: Vec<lifeboat_core::manifest::PhysicalManifest> = snaps
+            .iter()
+            .filter(|s| decisions.iter().any(|d| d.keep && d.id == s.id))
+            .filter_map(|s| s.manifest.as_ref().ok().and_then(|m| m.physical.clone()))
+            .collect();
+        let (r, dry) = (repo.clone(), args.dry_run);
+        let w = tokio::task::spawn_blocking(move || super::wal::prune(&r, &kept, dry)).await??;
+        if !ctx.json {
+            println!(
+                "WAL{}: {} file(s) no kept base backup needs {}",
+                if dry { " (dry run)" } else { "" },
+                w.deleted,
+                if dry { "would be deleted" } else { "deleted" }
+            );
+        }
+        wal_pruned = Some(json!({ "deleted": w.deleted, "kept": w.kept }));
+    }
     if ctx.json {
         output::json(&json!({
             "dry_run": args.dry_run,
+            "wal": wal_pruned,
             "decisions": decisions.iter().map(|d| json!({
                 "id": d.id, "target": d.target, "time": d.time.timestamp().to_string(),
                 "keep": d.keep, "reasons": d.reasons,

@@ -17,7 +17,7 @@ use std::{
     sync::Arc,
 };
 
-use lifeboat_core::{Config, TargetConfig, config::PostgresMode};
+use lifeboat_core::{Config, TargetConfig, config::PostgresMode, manifest::PhysicalManifest};
 use lifeboat_postgres::wal::{self, WalKind, WalName};
 use lifeboat_repo::{Repo, SideKey};
 
@@ -204,6 +204,67 @@ fn write_atomically(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// What WAL retention did.
+pub struct WalPruned {
+    pub deleted: u64,
+    pub kept: u64,
+}
+
+/// Delete archived WAL that no kept base backup needs: per cluster, every segment (and
+/// `.backup`/`.partial` file) before the start segment of the oldest kept base backup, on
+/// any timeline. `.history` files are always kept; a cluster without any kept base backup
+/// keeps all its WAL.
+pub fn prune(repo: &Repo, kept: &[PhysicalManifest], dry_run: bool) -> CliResult<WalPruned> {
+    let mut result = WalPruned {
+        deleted: 0,
+        kept: 0,
+    };
+    let clusters = repo
+        .side()
+        .list(WAL_DIR)
+        .map_err(|e| CliError::failure(e.to_string(), None))?;
+    for cluster in clusters {
+        let Ok(system_id) = cluster.parse::<u64>() else {
+            continue;
+        };
+        let oldest = kept
+            .iter()
+            .filter(|m| m.system_id == cluster)
+            .filter_map(|m| {
+                WalName::parse(&m.start_wal)?
+                    .segno(m.wal_segment_size)
+                    .map(|n| (n, m.wal_segment_size))
+            })
+            .min();
+        let files = list(repo, system_id)?;
+        let Some((first_needed, segment_size)) = oldest else {
+            if !files.is_empty() {
+                log::warn!(
+                    "cluster {cluster}: no kept base backup; keeping all {} WAL files",
+                    files.len()
+                );
+            }
+            result.kept += files.len() as u64;
+            continue;
+        };
+        for w in files {
+            let unneeded = w.kind != WalKind::History
+                && w.segno(segment_size).is_some_and(|n| n < first_needed);
+            if !unneeded {
+                result.kept += 1;
+                continue;
+            }
+            result.deleted += 1;
+            if !dry_run {
+                repo.side()
+                    .delete(&object_name(system_id, &w))
+                    .map_err(|e| CliError::failure(e.to_string(), None))?;
+            }
+        }
+    }
+    Ok(result)
 }
 
 /// Every archived WAL file of cluster `system_id`: (timeline dir, name), sorted.
