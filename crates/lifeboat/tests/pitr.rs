@@ -309,6 +309,33 @@ fn wal_push_is_create_only_refuses_strangers_and_fetch_is_quiet_when_missing() {
         }
     }
 
+    // Look-ahead: one push also stores the other `.ready` files; the archiver's later
+    // calls for them are answered from the spool without opening the repository.
+    let pg_wal = ws.path().join("ahead").join("pg_wal");
+    std::fs::create_dir_all(pg_wal.join("archive_status")).unwrap();
+    let names = [
+        "0000000100000000000000C1",
+        "0000000100000000000000C2",
+        "0000000100000000000000C3",
+    ];
+    for n in names {
+        std::fs::copy(&segment, pg_wal.join(n)).unwrap();
+        std::fs::write(pg_wal.join("archive_status").join(format!("{n}.ready")), "").unwrap();
+    }
+    ws.run(&["wal", "push", pg_wal.join(names[0]).to_str().unwrap()])
+        .expect_code(0);
+    for n in &names[1..] {
+        let out = ws.path().join(format!("ahead-{n}"));
+        fetch(n, &out).expect_code(0);
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(&segment).unwrap()
+        );
+    }
+    let run = ws.run(&["-v", "wal", "push", pg_wal.join(names[2]).to_str().unwrap()]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("pushed ahead"), "{}", run.stderr);
+
     // A target before the oldest base backup, or past the archived WAL: refused before
     // anything is written.
     for (time, why) in [

@@ -118,19 +118,97 @@ async fn push(ctx: &Context, args: WalPushArgs) -> CliResult<i32> {
             Some("is `data-dir` the data directory of the server that archives?".into()),
         ));
     }
-    let (repo, key) = open(ctx, &config).await?;
+    let spool = Spool::new(cluster);
     let rel = object_name(cluster, &wal_name);
-    let (sealed, rel2) = (key.seal(&rel, &bytes), rel.clone());
-    let sealed = sealed.map_err(|e| CliError::failure(e.to_string(), None))?;
-    let r = repo.clone();
-    let created = tokio::task::spawn_blocking(move || r.side().put_new(&rel2, &sealed))
-        .await?
-        .map_err(|e| CliError::failure(e.to_string(), None))?;
-    if created {
-        log::info!("archived `{file_name}` as {rel}");
+    // Pushed ahead by an earlier call, with this content, and still in the archive: done,
+    // without deriving the repository key again.
+    let side = lifeboat_repo::SideArea::new(Path::new(config.repository_url()));
+    if spool.confirms(&wal_name.name, &bytes) && side.root().join(&rel).exists() {
+        log::info!("`{file_name}` was pushed ahead");
         return Ok(0);
     }
-    // Already archived: fine if it is the same file.
+    let (repo, key) = open(ctx, &config).await?;
+    let ahead = ready_besides(&file, &wal_name.name);
+    let (r, k, sp) = (repo.clone(), key.clone(), spool.clone());
+    tokio::task::spawn_blocking(move || -> CliResult<()> {
+        push_one(&r, &k, cluster, &wal_name, &bytes)?;
+        sp.record(&wal_name.name, &bytes);
+        look_ahead(&r, &k, &sp, cluster, &ahead);
+        Ok(())
+    })
+    .await??;
+    Ok(0)
+}
+
+/// How many other `.ready` files one call pushes ahead of the archiver.
+const LOOK_AHEAD: usize = 16;
+
+/// The other WAL files PostgreSQL marked ready to archive, oldest first.
+fn ready_besides(file: &Path, name: &str) -> Vec<PathBuf> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut ready: Vec<PathBuf> = std::fs::read_dir(dir.join("archive_status"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    let wal = n.strip_suffix(".ready")?.to_string();
+                    (wal != name && WalName::parse(&wal).is_some()).then(|| dir.join(wal))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ready.sort();
+    ready.truncate(LOOK_AHEAD);
+    ready
+}
+
+/// Push `files` on two threads; a failure here only means the archiver pushes that file
+/// itself later.
+fn look_ahead(repo: &Repo, key: &SideKey, spool: &Spool, cluster: u64, files: &[PathBuf]) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(path) = files.get(i) else { break };
+                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                    let Some(w) = name.as_deref().and_then(WalName::parse) else {
+                        continue;
+                    };
+                    let Ok(bytes) = std::fs::read(path) else {
+                        continue;
+                    };
+                    let foreign = matches!(w.kind, WalKind::Segment | WalKind::Partial)
+                        && wal::segment_system_id(&bytes).is_some_and(|id| id != cluster);
+                    if foreign {
+                        continue;
+                    }
+                    match push_one(repo, key, cluster, &w, &bytes) {
+                        Ok(()) => spool.record(&w.name, &bytes),
+                        Err(e) => log::debug!("look-ahead push of `{}`: {}", w.name, e.message),
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Store one WAL file create-only and durably; the same content again is fine, other
+/// content under the same name is an error.
+fn push_one(repo: &Repo, key: &SideKey, cluster: u64, w: &WalName, bytes: &[u8]) -> CliResult<()> {
+    let rel = object_name(cluster, w);
+    let sealed = key
+        .seal(&rel, bytes)
+        .map_err(|e| CliError::failure(e.to_string(), None))?;
+    let created = repo
+        .side()
+        .put_new(&rel, &sealed)
+        .map_err(|e| CliError::failure(e.to_string(), None))?;
+    if created {
+        log::info!("archived `{}` as {rel}", w.name);
+        return Ok(());
+    }
     let stored = repo
         .side()
         .get(&rel)
@@ -138,17 +216,48 @@ async fn push(ctx: &Context, args: WalPushArgs) -> CliResult<i32> {
         .unwrap_or_default();
     match key.open(&rel, &stored) {
         Ok(plain) if plain == bytes => {
-            log::info!("`{file_name}` was already archived with the same content");
-            Ok(0)
+            log::info!("`{}` was already archived with the same content", w.name);
+            Ok(())
         }
         Ok(_) => Err(CliError::failure(
-            format!("`{file_name}` is already archived with different content; refusing to replace it"),
+            format!("`{}` is already archived with different content; refusing to replace it", w.name),
             Some("two servers may be archiving into the same place; check `data-dir` and the repository".into()),
         )),
         Err(e) => Err(CliError::failure(
-            format!("`{file_name}` is archived but cannot be read back: {e}"),
+            format!("`{}` is archived but cannot be read back: {e}", w.name),
             None,
         )),
+    }
+}
+
+/// A local record of WAL files pushed ahead: `<tmp>/lifeboat-wal-spool-<system-id>/<name>`
+/// holds the SHA-256 of what was stored. Written only after the object is durable.
+#[derive(Clone)]
+struct Spool(PathBuf);
+
+impl Spool {
+    fn new(cluster: u64) -> Self {
+        Self(std::env::temp_dir().join(format!("lifeboat-wal-spool-{cluster}")))
+    }
+
+    fn hash(bytes: &[u8]) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(bytes))
+    }
+
+    fn record(&self, name: &str, bytes: &[u8]) {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.0);
+        if let Err(e) = write_atomically(&self.0.join(name), Self::hash(bytes).as_bytes()) {
+            log::debug!("spool record of `{name}`: {e}");
+        }
+    }
+
+    fn confirms(&self, name: &str, bytes: &[u8]) -> bool {
+        std::fs::read_to_string(self.0.join(name)).is_ok_and(|h| h == Self::hash(bytes))
     }
 }
 
@@ -192,7 +301,7 @@ async fn fetch(ctx: &Context, args: WalFetchArgs) -> CliResult<i32> {
 }
 
 /// Write to a temporary name beside `path`, then rename: the server never sees half a file.
-fn write_atomically(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
