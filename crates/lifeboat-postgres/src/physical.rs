@@ -29,6 +29,8 @@ pub const EXCLUDED_FILES: &[&str] = &[
     "standby.signal",
     "postgresql.auto.conf.tmp",
     "current_logfiles.tmp",
+    // segments `lifeboat wal fetch` fetched ahead during a recovery
+    "lifeboat-prefetch",
 ];
 pub const EMPTIED_DIRS: &[&str] = &[
     "pg_wal",

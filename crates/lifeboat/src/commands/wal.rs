@@ -281,23 +281,111 @@ async fn fetch(ctx: &Context, args: WalFetchArgs) -> CliResult<i32> {
                 )
             })?,
     };
-    let rel = object_name(cluster, &wal_name);
+    // Fetched ahead by an earlier call: move it into place.
+    let prefetched = Path::new(PREFETCH_DIR);
+    if wal_name.kind == WalKind::Segment && prefetched.join(&wal_name.name).is_file() {
+        std::fs::rename(prefetched.join(&wal_name.name), &args.path).map_err(|e| {
+            CliError::failure(format!("cannot write `{}`: {e}", args.path.display()), None)
+        })?;
+        forget_prefetched_before(prefetched, &wal_name);
+        return Ok(0);
+    }
     let (repo, key) = open(ctx, &config).await?;
+    let Some(plain) = get(&repo, &key, cluster, &wal_name)? else {
+        log::debug!("`{}` is not archived", args.name);
+        return Ok(1);
+    };
+    write_atomically(&args.path, &plain).map_err(|e| {
+        CliError::failure(format!("cannot write `{}`: {e}", args.path.display()), None)
+    })?;
+    if wal_name.kind == WalKind::Segment {
+        let (r, k, w) = (repo.clone(), key.clone(), wal_name.clone());
+        tokio::task::spawn_blocking(move || prefetch(&r, &k, cluster, &w, prefetched)).await?;
+    }
+    Ok(0)
+}
+
+/// Where `wal fetch` keeps segments fetched ahead, relative to the data directory it runs in.
+const PREFETCH_DIR: &str = "lifeboat-prefetch";
+/// How many segments after the requested one are fetched ahead.
+const PREFETCH: u64 = 16;
+/// Segment size assumed for naming the next segments (PostgreSQL's default).
+const SEGMENT_SIZE: u64 = 16 << 20;
+
+/// One archived WAL file, opened; `None` if it is not archived.
+fn get(repo: &Repo, key: &SideKey, cluster: u64, w: &WalName) -> CliResult<Option<Vec<u8>>> {
+    let rel = object_name(cluster, w);
     let Some(sealed) = repo
         .side()
         .get(&rel)
         .map_err(|e| CliError::failure(e.to_string(), None))?
     else {
-        log::debug!("`{}` is not archived", args.name);
-        return Ok(1);
+        return Ok(None);
     };
-    let plain = key
-        .open(&rel, &sealed)
-        .map_err(|e| CliError::failure(e.to_string(), None))?;
-    write_atomically(&args.path, &plain).map_err(|e| {
-        CliError::failure(format!("cannot write `{}`: {e}", args.path.display()), None)
-    })?;
-    Ok(0)
+    key.open(&rel, &sealed)
+        .map(Some)
+        .map_err(|e| CliError::failure(e.to_string(), None))
+}
+
+/// Fetch the segments after `after` on its timeline into `dir` (two threads), stopping at
+/// the first that is not archived. Recovery asks for them one by one; they are then a
+/// rename away.
+fn prefetch(repo: &Repo, key: &SideKey, cluster: u64, after: &WalName, dir: &Path) {
+    let Some(first) = after.segno(SEGMENT_SIZE) else {
+        return;
+    };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let per_log = 0x1_0000_0000 / SEGMENT_SIZE;
+    let names: Vec<WalName> = (first + 1..=first + PREFETCH)
+        .filter_map(|n| {
+            WalName::parse(&format!(
+                "{:08X}{:08X}{:08X}",
+                after.timeline,
+                n / per_log,
+                n % per_log
+            ))
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let missing = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(w) = names.get(i) else { break };
+                    if missing.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    match get(repo, key, cluster, w) {
+                        Ok(Some(plain)) => {
+                            let _ = write_atomically(&dir.join(&w.name), &plain);
+                        }
+                        _ => missing.store(true, std::sync::atomic::Ordering::Relaxed),
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Remove prefetched segments older than `served` (recovery moved past them, e.g. onto
+/// another timeline).
+fn forget_prefetched_before(dir: &Path, served: &WalName) {
+    let Some(n) = served.segno(SEGMENT_SIZE) else {
+        return;
+    };
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if WalName::parse(&name)
+            .and_then(|w| w.segno(SEGMENT_SIZE))
+            .is_some_and(|m| m < n)
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Write to a temporary name beside `path`, then rename: the server never sees half a file.
