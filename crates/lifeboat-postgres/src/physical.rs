@@ -176,6 +176,42 @@ impl BaseBackup {
     }
 }
 
+/// `pg_stat_archiver` of a server: how archiving goes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ArchiverStats {
+    pub archived_count: i64,
+    pub last_archived_wal: Option<String>,
+    pub last_archived_time: Option<String>,
+    pub failed_count: i64,
+    pub last_failed_wal: Option<String>,
+    pub last_failed_time: Option<String>,
+    /// The last attempt failed (a failure newer than the last success).
+    pub failing: bool,
+}
+
+pub async fn archiver_stats(target: &Target) -> Result<ArchiverStats, PgError> {
+    let client = target.connect().await?;
+    let row = client
+        .query_one(
+            "SELECT archived_count, last_archived_wal, last_archived_time::text,
+                    failed_count, last_failed_wal, last_failed_time::text,
+                    coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false)
+             FROM pg_stat_archiver",
+            &[],
+        )
+        .await
+        .map_err(PgError::query("read pg_stat_archiver"))?;
+    Ok(ArchiverStats {
+        archived_count: row.get(0),
+        last_archived_wal: row.get(1),
+        last_archived_time: row.get(2),
+        failed_count: row.get(3),
+        last_failed_wal: row.get(4),
+        last_failed_time: row.get(5),
+        failing: row.get(6),
+    })
+}
+
 /// Where recovery should stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecoveryTarget {

@@ -81,6 +81,9 @@ pub enum WalCommand {
     Push(WalPushArgs),
     /// Fetch one WAL file: `restore_command = 'lifeboat wal fetch %f %p'` (written by restore)
     Fetch(WalFetchArgs),
+    /// Fetch the segments after NAME ahead of recovery (started by `wal fetch`)
+    #[command(hide = true)]
+    Prefetch(WalPrefetchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +107,16 @@ pub struct WalFetchArgs {
     /// The cluster's system identifier [default: from ./global/pg_control]
     #[arg(long)]
     pub system_id: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct WalPrefetchArgs {
+    /// The segment recovery just got; the ones after it are fetched
+    pub name: String,
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long)]
+    pub system_id: u64,
 }
 
 #[derive(Debug, Args)]

@@ -304,7 +304,10 @@ fn wal_push_is_create_only_refuses_strangers_and_fetch_is_quiet_when_missing() {
         let run = fetch("0000000100000000000000BB", &out);
         match run.code {
             1 => assert!(!out.exists()),
-            0 => assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&big).unwrap()),
+            0 => assert!(
+                std::fs::read(&out).unwrap() == std::fs::read(&big).unwrap(),
+                "a partial object after a kill"
+            ),
             c => panic!("fetch after a killed push exited {c}: {}", run.stderr),
         }
     }
@@ -335,6 +338,39 @@ fn wal_push_is_create_only_refuses_strangers_and_fetch_is_quiet_when_missing() {
     let run = ws.run(&["-v", "wal", "push", pg_wal.join(names[2]).to_str().unwrap()]);
     run.expect_code(0);
     assert!(run.stderr.contains("pushed ahead"), "{}", run.stderr);
+
+    // `status` shows the archive's newest segment and the server's archiver; archiving
+    // that fails is a missed objective.
+    let status = ws.run(&["status", "--json"]);
+    status.expect_code(0);
+    let wal = &status.json()["targets"][0]["wal"];
+    assert_eq!(wal["last_archived"].as_str().unwrap().len(), 24, "{wal}");
+    assert_eq!(wal["server"]["failing"], false, "{wal}");
+    sql(
+        &pg,
+        pg.port,
+        "ALTER SYSTEM SET archive_command = '/bin/false'",
+    );
+    sql(&pg, pg.port, "SELECT pg_reload_conf()");
+    sql(&pg, pg.port, "CREATE TABLE more AS SELECT 1 AS x");
+    sql(&pg, pg.port, "SELECT pg_switch_wal()");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sql(&pg, pg.port, "SELECT failed_count FROM pg_stat_archiver") == "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "archiving never failed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = ws.run(&["status", "--json"]);
+    status.expect_code(3);
+    assert!(
+        status.json()["targets"][0]["problems"]
+            .to_string()
+            .contains("WAL archiving is failing"),
+        "{}",
+        status.stdout
+    );
 
     // A target before the oldest base backup, or past the archived WAL: refused before
     // anything is written.

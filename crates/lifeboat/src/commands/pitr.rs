@@ -480,7 +480,7 @@ pub async fn restore_physical(
     let watch = Target::parse(&url)?.with_host_port("127.0.0.1", port);
     let point = physical::wait_recovered(&server, &watch, Duration::from_secs(3600)).await?;
     // Segments fetched ahead that recovery did not need.
-    let _ = std::fs::remove_dir_all(dir.join("lifeboat-prefetch"));
+    let _ = std::fs::remove_dir_all(dir.join(super::wal::PREFETCH_DIR));
     if ctx.json {
         output::json(&json!({
             "data_dir": dir, "base_backup": base.id, "started": true, "port": port,

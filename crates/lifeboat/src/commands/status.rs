@@ -27,10 +27,62 @@ struct TargetStatus {
     last_drill_verdict: Option<Verdict>,
     rto_seconds: Option<f64>,
     rto_objective_seconds: Option<f64>,
-    /// WAL archiving state; physical targets only (none exist yet).
-    wal: Option<serde_json::Value>,
+    /// WAL archiving state; physical targets only.
+    wal: Option<WalState>,
     /// What is wrong, empty when every objective is met.
     problems: Vec<String>,
+}
+
+/// Where a physical target's WAL archiving stands.
+#[derive(Debug, Serialize)]
+struct WalState {
+    /// The newest segment in the repository, and when it was written there.
+    last_archived: Option<String>,
+    last_archived_at: Option<String>,
+    /// The server's own view (`pg_stat_archiver`); `None` when it cannot be reached.
+    server: Option<lifeboat_postgres::physical::ArchiverStats>,
+    server_error: Option<String>,
+}
+
+/// The archive's newest segment of the cluster of `manifest`, with its write time.
+async fn wal_state(
+    repo: &std::sync::Arc<lifeboat_repo::Repo>,
+    target: &lifeboat_core::TargetConfig,
+    name: &str,
+    p: &lifeboat_core::manifest::PhysicalManifest,
+) -> CliResult<WalState> {
+    let system_id: u64 = p.system_id.parse().unwrap_or(0);
+    let (r, sid) = (repo.clone(), system_id);
+    let files = tokio::task::spawn_blocking(move || super::wal::list(&r, sid)).await??;
+    let last = files
+        .iter()
+        .filter(|w| w.kind == lifeboat_postgres::wal::WalKind::Segment)
+        .max_by(|a, b| (a.position, a.timeline).cmp(&(b.position, b.timeline)));
+    let at = match last {
+        Some(w) => repo
+            .side()
+            .written_at(&super::wal::object_name(system_id, w))
+            .ok()
+            .flatten()
+            .and_then(|t| jiff::Timestamp::try_from(t).ok()),
+        None => None,
+    };
+    let (server, server_error) = match target.postgres_url(name) {
+        Ok(url) => match lifeboat_postgres::Target::parse(&url) {
+            Ok(t) => match lifeboat_postgres::physical::archiver_stats(&t).await {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            Err(e) => (None, Some(e.to_string())),
+        },
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(WalState {
+        last_archived: last.map(|w| w.name.clone()),
+        last_archived_at: at.map(|t| t.to_string()),
+        server,
+        server_error,
+    })
 }
 
 pub async fn run(ctx: &Context) -> CliResult<i32> {
@@ -47,10 +99,24 @@ pub async fn run(ctx: &Context) -> CliResult<i32> {
             .find(|s| &s.target == name && !s.emergency && s.is_good());
         let history = read_history(&repo, name).await?;
         let drill: Option<&DrillReport> = history.last();
-        let age = last.and_then(|s| {
+        let mut age = last.and_then(|s| {
             let m = s.manifest.as_ref().ok()?;
             Some((now.as_millisecond() - restorable_at(s, m).as_millisecond()) as f64 / 1000.0)
         });
+        // Physical: the restorable point is the newest archived WAL, not the base backup.
+        let physical = last.and_then(|s| s.manifest.as_ref().ok()?.physical.clone());
+        let wal = match &physical {
+            Some(p) => Some(wal_state(&repo, target, name, p).await?),
+            None => None,
+        };
+        if let Some(at) = wal
+            .as_ref()
+            .and_then(|w| w.last_archived_at.as_deref())
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        {
+            let wal_age = (now.as_millisecond() - at.as_millisecond()) as f64 / 1000.0;
+            age = Some(age.map_or(wal_age, |a| a.min(wal_age)));
+        }
         let rpo = target.objectives.rpo.map(|d| d.as_secs() as f64);
         let rto = target.objectives.rto.map(|d| d.as_secs() as f64);
         let mut problems = Vec::new();
@@ -62,6 +128,16 @@ pub async fn run(ctx: &Context) -> CliResult<i32> {
                 seconds(o)
             )),
             _ => {}
+        }
+        if let Some(s) = wal.as_ref().and_then(|w| w.server.as_ref())
+            && s.failing
+        {
+            problems.push(format!(
+                "WAL archiving is failing ({} failures; last: {} at {})",
+                s.failed_count,
+                s.last_failed_wal.as_deref().unwrap_or("?"),
+                s.last_failed_time.as_deref().unwrap_or("?")
+            ));
         }
         let measured_rto = drill.and_then(|d| d.rto.measured_seconds);
         if let Some(o) = rto {
@@ -98,7 +174,7 @@ pub async fn run(ctx: &Context) -> CliResult<i32> {
             last_drill_verdict: drill.map(|d| d.verdict),
             rto_seconds: measured_rto,
             rto_objective_seconds: rto,
-            wal: None,
+            wal,
             problems,
         });
     }
@@ -138,7 +214,10 @@ fn print_table(rows: &[TargetStatus]) {
                 },
                 opt(r.rto_seconds),
                 opt(r.rto_objective_seconds),
-                "—".into(),
+                r.wal
+                    .as_ref()
+                    .and_then(|w| w.last_archived.clone())
+                    .unwrap_or_else(|| "—".into()),
                 paint(
                     r.problems.is_empty(),
                     if r.problems.is_empty() {

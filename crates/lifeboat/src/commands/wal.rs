@@ -13,6 +13,7 @@
 
 use std::{
     io::Write,
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -23,7 +24,7 @@ use lifeboat_repo::{Repo, SideKey};
 
 use super::Context;
 use crate::{
-    cli::{WalCommand, WalFetchArgs, WalPushArgs},
+    cli::{WalCommand, WalFetchArgs, WalPrefetchArgs, WalPushArgs},
     error::{CliError, CliResult},
 };
 
@@ -34,6 +35,7 @@ pub async fn run(ctx: &Context, cmd: WalCommand) -> CliResult<i32> {
     match cmd {
         WalCommand::Push(args) => push(ctx, args).await,
         WalCommand::Fetch(args) => fetch(ctx, args).await,
+        WalCommand::Prefetch(args) => prefetch_command(ctx, args).await,
     }
 }
 
@@ -141,7 +143,7 @@ async fn push(ctx: &Context, args: WalPushArgs) -> CliResult<i32> {
 }
 
 /// How many other `.ready` files one call pushes ahead of the archiver.
-const LOOK_AHEAD: usize = 16;
+const LOOK_AHEAD: usize = 64;
 
 /// The other WAL files PostgreSQL marked ready to archive, oldest first.
 fn ready_besides(file: &Path, name: &str) -> Vec<PathBuf> {
@@ -281,13 +283,16 @@ async fn fetch(ctx: &Context, args: WalFetchArgs) -> CliResult<i32> {
                 )
             })?,
     };
-    // Fetched ahead by an earlier call: move it into place.
-    let prefetched = Path::new(PREFETCH_DIR);
-    if wal_name.kind == WalKind::Segment && prefetched.join(&wal_name.name).is_file() {
+    // Fetched ahead by an earlier call: move it into place. Only as a restore_command,
+    // which runs in the data directory being recovered.
+    let recovering = Path::new("global/pg_control").is_file();
+    let prefetched = prefetch_dir(cluster);
+    if recovering && wal_name.kind == WalKind::Segment && prefetched.join(&wal_name.name).is_file()
+    {
         std::fs::rename(prefetched.join(&wal_name.name), &args.path).map_err(|e| {
             CliError::failure(format!("cannot write `{}`: {e}", args.path.display()), None)
         })?;
-        forget_prefetched_before(prefetched, &wal_name);
+        forget_prefetched_before(&prefetched, &wal_name);
         return Ok(0);
     }
     let (repo, key) = open(ctx, &config).await?;
@@ -298,17 +303,73 @@ async fn fetch(ctx: &Context, args: WalFetchArgs) -> CliResult<i32> {
     write_atomically(&args.path, &plain).map_err(|e| {
         CliError::failure(format!("cannot write `{}`: {e}", args.path.display()), None)
     })?;
-    if wal_name.kind == WalKind::Segment {
-        let (r, k, w) = (repo.clone(), key.clone(), wal_name.clone());
-        tokio::task::spawn_blocking(move || prefetch(&r, &k, cluster, &w, prefetched)).await?;
+    if recovering && wal_name.kind == WalKind::Segment {
+        // Fetch the next segments in a process of its own while the server replays this one.
+        let spawned = std::process::Command::new(std::env::current_exe()?)
+            .arg("-q")
+            .arg("-c")
+            .arg(std::fs::canonicalize(&ctx.config_path)?)
+            .args(["wal", "prefetch", &wal_name.name, "--target", &name])
+            .arg(format!("--system-id={cluster}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn();
+        if let Err(e) = spawned {
+            log::debug!("cannot start the prefetcher: {e}");
+        }
     }
     Ok(0)
 }
 
+/// `wal prefetch NAME`: started by `wal fetch`, fetches the segments after NAME into the
+/// prefetch folder (one prefetcher at a time per data directory).
+async fn prefetch_command(ctx: &Context, args: WalPrefetchArgs) -> CliResult<i32> {
+    let config = ctx.load_config()?;
+    let Some(wal_name) = WalName::parse(&args.name) else {
+        return Ok(1);
+    };
+    let cluster = args.system_id;
+    let dir = prefetch_dir(cluster);
+    std::fs::create_dir_all(&dir)?;
+    let running = dir.join(".running");
+    let stale = std::fs::metadata(&running)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| {
+            t.elapsed()
+                .is_ok_and(|e| e > std::time::Duration::from_secs(120))
+        });
+    if stale {
+        let _ = std::fs::remove_file(&running);
+    }
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&running)
+        .is_err()
+    {
+        return Ok(0);
+    }
+    let result = async {
+        let (repo, key) = open(ctx, &config).await?;
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || prefetch(&repo, &key, cluster, &wal_name, &d)).await?;
+        Ok::<_, CliError>(())
+    }
+    .await;
+    let _ = std::fs::remove_file(&running);
+    result.map(|()| 0)
+}
+
 /// Where `wal fetch` keeps segments fetched ahead, relative to the data directory it runs in.
-const PREFETCH_DIR: &str = "lifeboat-prefetch";
+pub const PREFETCH_DIR: &str = "lifeboat-prefetch";
+
+fn prefetch_dir(cluster: u64) -> PathBuf {
+    Path::new(PREFETCH_DIR).join(cluster.to_string())
+}
 /// How many segments after the requested one are fetched ahead.
-const PREFETCH: u64 = 16;
+const PREFETCH: u64 = 64;
 /// Segment size assumed for naming the next segments (PostgreSQL's default).
 const SEGMENT_SIZE: u64 = 16 << 20;
 
@@ -358,6 +419,9 @@ fn prefetch(repo: &Repo, key: &SideKey, cluster: u64, after: &WalName, dir: &Pat
                     let Some(w) = names.get(i) else { break };
                     if missing.load(std::sync::atomic::Ordering::Relaxed) {
                         break;
+                    }
+                    if dir.join(&w.name).exists() {
+                        continue;
                     }
                     match get(repo, key, cluster, w) {
                         Ok(Some(plain)) => {
