@@ -466,4 +466,65 @@ fn forget_prune_keeps_the_wal_kept_base_backups_need() {
         run.stderr
     );
     assert!(!to.exists());
+
+    // A drill of the physical target: the newest base backup, recovered through the whole
+    // archive in a throwaway data directory, checked, and gone afterwards.
+    sql(
+        &pg,
+        main,
+        "INSERT INTO events SELECT g FROM generate_series(1, 7) g",
+    );
+    archive_all(&pg, main);
+    let config = std::fs::read_to_string(ws.config_path()).unwrap();
+    std::fs::write(
+        ws.config_path(),
+        format!(
+            "{config}\n[[checks]]\ntarget = \"db\"\nname = \"events after the delete\"\nsql = \"SELECT count(*) FROM events\"\nexpect = \"7\"\n"
+        ),
+    )
+    .unwrap();
+    let run = ws.run(&["drill", "--json"]);
+    run.expect_code(0);
+    let r = &run.json()["drills"][0]["report"];
+    assert_eq!(r["kind"], "postgres-physical", "{r:#}");
+    let phases: Vec<&str> = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "fetch",
+            "provision",
+            "restore",
+            "recovery",
+            "checks",
+            "teardown"
+        ]
+    );
+    let checks = r["checks"].as_array().unwrap();
+    for name in [
+        "recover to the end of the archive",
+        "pg_amcheck: B-tree indexes",
+        "events after the delete",
+    ] {
+        let c = checks.iter().find(|c| c["name"] == name).unwrap();
+        assert_eq!(c["passed"], true, "{c}");
+    }
+    // RPO is measured to the last replayed commit: seconds, not the base backup's age.
+    let rpo = r["rpo"]["measured-seconds"].as_f64().unwrap();
+    assert!((0.0..120.0).contains(&rpo), "{rpo}");
+    let scratch = r["scratch"].as_str().unwrap();
+    let folder = scratch.trim_start_matches("throwaway data directory ");
+    assert!(!Path::new(folder).exists(), "{folder} left behind");
+    // The recovered copy promoted to timeline 2 but never archived into the repository.
+    let sysid = sql(
+        &pg,
+        main,
+        "SELECT system_identifier FROM pg_control_system()",
+    );
+    let timeline2 = ws.repo().join(format!("lifeboat/wal/{sysid}/00000002"));
+    assert!(!timeline2.exists(), "the drill archived into production");
 }

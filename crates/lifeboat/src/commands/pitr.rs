@@ -13,7 +13,11 @@
 //! oldest base backup, or after the newest archived WAL, is refused before anything is
 //! written.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use lifeboat_core::{
     Manifest, Redacted, TargetConfig, TargetKind,
@@ -272,13 +276,162 @@ fn choose_base<'a>(
 }
 
 /// `now()::text` of the server: "2026-11-22 10:01:00.123456+00".
-fn parse_server_time(text: &str) -> Option<jiff::Timestamp> {
+pub(super) fn parse_server_time(text: &str) -> Option<jiff::Timestamp> {
     super::drill::parse_time(text).ok().or_else(|| {
         jiff::fmt::strtime::parse("%Y-%m-%d %H:%M:%S%.f%#z", text)
             .ok()?
             .to_timestamp()
             .ok()
     })
+}
+
+/// What a point-in-time restore will use, checked against the archive before anything is
+/// written.
+pub(super) struct PitrPlan {
+    pub base: SnapshotInfo,
+    pub manifest: PhysicalManifest,
+    pub newest_wal: String,
+    pub restore_command: String,
+}
+
+/// Choose the base backup for `target` and check that the archive holds the WAL from its
+/// start on and reaches the target.
+pub(super) async fn plan(
+    repo: &Arc<Repo>,
+    config_path: &Path,
+    target_name: &str,
+    wanted: &str,
+    target: &RecoveryTarget,
+) -> CliResult<PitrPlan> {
+    let (r, name) = (repo.clone(), target_name.to_string());
+    let snaps = tokio::task::spawn_blocking(move || r.snapshots(Some(&name))).await??;
+    let base = choose_base(&snaps, wanted, target)?.clone();
+    let p = physical_of(&base)
+        .expect("chosen among physical snapshots")
+        .1
+        .clone();
+    let system_id: u64 = p.system_id.parse().unwrap_or(0);
+    let (r, sid) = (repo.clone(), system_id);
+    let archived = tokio::task::spawn_blocking(move || list_wal(&r, sid)).await??;
+    let segments: Vec<&wal::WalName> = archived
+        .iter()
+        .filter(|w| w.kind == WalKind::Segment)
+        .collect();
+    if let (Some(from), Some(to)) = (
+        wal::WalName::parse(&p.start_wal),
+        wal::WalName::parse(&p.stop_wal),
+    ) {
+        let missing: Vec<String> = segment_range(&from, &to, p.wal_segment_size)
+            .into_iter()
+            .filter(|n| !segments.iter().any(|s| &s.name == n))
+            .collect();
+        if !missing.is_empty() {
+            return Err(CliError::failure(
+                format!(
+                    "the WAL this base backup needs is not archived: {}",
+                    missing.join(", ")
+                ),
+                Some("is `archive_command = 'lifeboat wal push %p'` set on the server?".into()),
+            ));
+        }
+    }
+    let newest = segments.last().map(|s| s.name.clone()).unwrap_or_default();
+    if let RecoveryTarget::Time(t) = target {
+        let rel = segments
+            .last()
+            .map(|s| object_name(system_id, s))
+            .unwrap_or_default();
+        let written = repo
+            .side()
+            .written_at(&rel)
+            .map_err(|e| CliError::failure(e.to_string(), None))?;
+        let t = parse_server_time(t).unwrap_or_default();
+        if let Some(w) = written.and_then(|w| jiff::Timestamp::try_from(w).ok())
+            && t > w + jiff::SignedDuration::from_secs(1)
+        {
+            return Err(CliError::failure(
+                format!(
+                    "the target {t} is past the archived WAL: the newest segment ({newest}) was archived at {w}"
+                ),
+                Some("recover to an earlier moment, or use `--latest`".into()),
+            ));
+        }
+    }
+    let exe = std::env::current_exe()?;
+    let config = std::fs::canonicalize(config_path)?;
+    let restore_command = format!(
+        "{} -q -c {} wal fetch --target {} --system-id {system_id} %f %p",
+        shell_quote(&exe.display().to_string()),
+        shell_quote(&config.display().to_string()),
+        shell_quote(target_name),
+    );
+    Ok(PitrPlan {
+        base,
+        manifest: p,
+        newest_wal: newest,
+        restore_command,
+    })
+}
+
+/// Restore the plan's base backup into `dir` and write the recovery settings; the folder
+/// is handed to the server's user.
+pub(super) async fn materialize(
+    repo: &Arc<Repo>,
+    target_name: &str,
+    plan: &PitrPlan,
+    dir: &Path,
+    target: &RecoveryTarget,
+    pause: bool,
+    archive: bool,
+) -> CliResult<()> {
+    let (base, p) = (&plan.base, &plan.manifest);
+    std::fs::create_dir_all(dir)?;
+    let (r, id, src, d) = (
+        repo.clone(),
+        base.id.clone(),
+        format!("{target_name}/data{}", p.data_dir),
+        dir.to_path_buf(),
+    );
+    tokio::task::spawn_blocking(move || r.restore_dir(&id, &src, &d, false)).await??;
+    for file in ["backup_label", "tablespace_map"] {
+        let mut bytes = Vec::new();
+        repo.dump(&base.id, &format!("{target_name}/meta/{file}"), &mut bytes)?;
+        if !bytes.is_empty() {
+            std::fs::write(dir.join(file), bytes)?;
+        }
+    }
+    for d in physical::EMPTIED_DIRS {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    let settings = physical::write_recovery(dir, &plan.restore_command, target, pause, archive)?;
+    physical::hand_over(dir)?;
+    log::info!("recovery settings: {settings:?}");
+    Ok(())
+}
+
+/// Start the server on a restored folder and wait until recovery reached its target;
+/// returns the server, where it stopped, and how to connect to it.
+pub(super) async fn start_and_wait(
+    cfg: &TargetConfig,
+    target_name: &str,
+    plan: &PitrPlan,
+    dir: &Path,
+    port: u16,
+) -> CliResult<(physical::Recovered, physical::RecoveredPoint, Target)> {
+    let tools = PgTools::find(
+        plan.manifest.server_version_num / 10_000,
+        cfg.pg_bin_dir.as_deref(),
+    )
+    .or_else(|_| PgTools::newest_installed())?;
+    let d = dir.to_path_buf();
+    let server =
+        tokio::task::spawn_blocking(move || physical::start_server(&tools, &d, port)).await??;
+    let url = cfg.postgres_url(target_name)?;
+    let watch = Target::parse(&url)?.with_host_port("127.0.0.1", port);
+    let point = physical::wait_recovered(&server, &watch, Duration::from_secs(3600)).await?;
+    // Segments fetched ahead that recovery did not need.
+    let _ = std::fs::remove_dir_all(dir.join(super::wal::PREFETCH_DIR));
+    Ok((server, point, watch))
 }
 
 pub async fn restore_physical(
@@ -311,67 +464,15 @@ pub async fn restore_physical(
             Some("restore into a new folder; a restore never overwrites a data directory".into()),
         ));
     }
-    let (r, name) = (repo.clone(), args.target.clone());
-    let snaps = tokio::task::spawn_blocking(move || r.snapshots(Some(&name))).await??;
-    let base = choose_base(&snaps, &args.snapshot, &target)?;
-    let (_, p) = physical_of(base).expect("chosen among physical snapshots");
-    let system_id: u64 = p.system_id.parse().unwrap_or(0);
-
-    // The archive must hold the WAL from the backup's start on, and reach the target.
-    let (r, sid) = (repo.clone(), system_id);
-    let archived = tokio::task::spawn_blocking(move || list_wal(&r, sid)).await??;
-    let segments: Vec<&wal::WalName> = archived
-        .iter()
-        .filter(|w| w.kind == WalKind::Segment)
-        .collect();
-    let needed_from = wal::WalName::parse(&p.start_wal);
-    let needed_to = wal::WalName::parse(&p.stop_wal);
-    if let (Some(from), Some(to)) = (&needed_from, &needed_to) {
-        let missing: Vec<String> = segment_range(from, to, p.wal_segment_size)
-            .into_iter()
-            .filter(|n| !segments.iter().any(|s| &s.name == n))
-            .collect();
-        if !missing.is_empty() {
-            return Err(CliError::failure(
-                format!(
-                    "the WAL this base backup needs is not archived: {}",
-                    missing.join(", ")
-                ),
-                Some("is `archive_command = 'lifeboat wal push %p'` set on the server?".into()),
-            ));
-        }
-    }
-    let newest = segments.last().map(|s| s.name.clone()).unwrap_or_default();
-    if let RecoveryTarget::Time(t) = &target {
-        let rel = segments
-            .last()
-            .map(|s| object_name(system_id, s))
-            .unwrap_or_default();
-        let written = repo
-            .side()
-            .written_at(&rel)
-            .map_err(|e| CliError::failure(e.to_string(), None))?;
-        let t = parse_server_time(t).unwrap_or_default();
-        if let Some(w) = written.and_then(|w| jiff::Timestamp::try_from(w).ok())
-            && t > w + jiff::SignedDuration::from_secs(1)
-        {
-            return Err(CliError::failure(
-                format!(
-                    "the target {t} is past the archived WAL: the newest segment ({newest}) was archived at {w}"
-                ),
-                Some("recover to an earlier moment, or use `--latest`".into()),
-            ));
-        }
-    }
-
-    let exe = std::env::current_exe()?;
-    let config = std::fs::canonicalize(&ctx.config_path)?;
-    let restore_command = format!(
-        "{} -q -c {} wal fetch --target {} --system-id {system_id} %f %p",
-        shell_quote(&exe.display().to_string()),
-        shell_quote(&config.display().to_string()),
-        shell_quote(&args.target),
-    );
+    let plan = plan(
+        repo,
+        &ctx.config_path,
+        &args.target,
+        &args.snapshot,
+        &target,
+    )
+    .await?;
+    let (base, p) = (&plan.base, &plan.manifest);
     let steps = vec![
         format!(
             "restore base backup {} ({} files, {}; {} → {}, timeline {})",
@@ -383,8 +484,8 @@ pub async fn restore_physical(
             p.timeline
         ),
         format!(
-            "WAL from {} (archived up to {newest}) fetched by restore_command",
-            p.start_wal
+            "WAL from {} (archived up to {}) fetched by restore_command",
+            p.start_wal, plan.newest_wal
         ),
         format!(
             "recovery target: {target:?}, then {}",
@@ -403,7 +504,8 @@ pub async fn restore_physical(
         if ctx.json {
             output::json(&json!({
                 "dry_run": true, "base_backup": base.id, "start_wal": p.start_wal,
-                "newest_wal": newest, "restore_command": restore_command, "steps": steps,
+                "newest_wal": plan.newest_wal, "restore_command": plan.restore_command,
+                "steps": steps,
             }));
         } else {
             println!(
@@ -414,7 +516,7 @@ pub async fn restore_physical(
             for (i, s) in steps.iter().enumerate() {
                 println!("  {}. {s}", i + 1);
             }
-            println!("  restore_command = '{restore_command}'");
+            println!("  restore_command = '{}'", plan.restore_command);
             println!("nothing was changed");
         }
         return Ok(0);
@@ -429,39 +531,16 @@ pub async fn restore_physical(
             println!("  {}. {s}", i + 1);
         }
     }
-
-    // Act: files, backup_label, recovery settings, ownership.
-    std::fs::create_dir_all(&dir)?;
-    let (r, id, src, d) = (
-        repo.clone(),
-        base.id.clone(),
-        format!("{}/data{}", args.target, p.data_dir),
-        dir.clone(),
-    );
-    tokio::task::spawn_blocking(move || r.restore_dir(&id, &src, &d, false)).await??;
-    for file in ["backup_label", "tablespace_map"] {
-        let mut bytes = Vec::new();
-        repo.dump(
-            &base.id,
-            &format!("{}/meta/{file}", args.target),
-            &mut bytes,
-        )?;
-        if !bytes.is_empty() {
-            std::fs::write(dir.join(file), bytes)?;
-        }
-    }
-    for d in physical::EMPTIED_DIRS {
-        std::fs::create_dir_all(dir.join(d))?;
-    }
-    let settings = physical::write_recovery(
+    materialize(
+        repo,
+        &args.target,
+        &plan,
         &dir,
-        &restore_command,
         &target,
         args.pitr.pause,
         !args.pitr.no_archive,
-    )?;
-    physical::hand_over(&dir)?;
-    log::info!("recovery settings: {settings:?}");
+    )
+    .await?;
     if !args.pitr.start {
         if ctx.json {
             output::json(&json!({ "data_dir": dir, "base_backup": base.id, "started": false }));
@@ -471,16 +550,7 @@ pub async fn restore_physical(
         return Ok(0);
     }
     let port = args.pitr.port.unwrap_or(5432);
-    let tools = PgTools::find(p.server_version_num / 10_000, cfg.pg_bin_dir.as_deref())
-        .or_else(|_| PgTools::newest_installed())?;
-    let (t, d) = (tools.clone(), dir.clone());
-    let server =
-        tokio::task::spawn_blocking(move || physical::start_server(&t, &d, port)).await??;
-    let url = cfg.postgres_url(&args.target)?;
-    let watch = Target::parse(&url)?.with_host_port("127.0.0.1", port);
-    let point = physical::wait_recovered(&server, &watch, Duration::from_secs(3600)).await?;
-    // Segments fetched ahead that recovery did not need.
-    let _ = std::fs::remove_dir_all(dir.join(super::wal::PREFETCH_DIR));
+    let (_, point, _) = start_and_wait(cfg, &args.target, &plan, &dir, port).await?;
     if ctx.json {
         output::json(&json!({
             "data_dir": dir, "base_backup": base.id, "started": true, "port": port,

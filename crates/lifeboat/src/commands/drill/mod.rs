@@ -36,6 +36,7 @@ use crate::{
 
 /// Where drill reports live in the side area.
 mod files;
+mod physical;
 mod postgres;
 
 pub const DRILLS_DIR: &str = "drills";
@@ -88,6 +89,7 @@ pub async fn run(ctx: &Context, args: DrillArgs) -> CliResult<i32> {
             chosen: None,
             scratch: String::new(),
             verified_at: None,
+            restored_point: None,
         };
         let report = drill.run(args.snapshot.as_deref(), time).await;
         let written = store(&repo, &report, report_dir.as_deref()).await;
@@ -180,6 +182,16 @@ pub(super) trait Rehearsal {
     async fn provision(&mut self) -> Result<String, String>;
     /// Restore the snapshot into it; `Err`: the backup cannot be restored (a failed check).
     async fn restore(&mut self) -> Result<String, String>;
+    /// Bring what was restored to a consistent state (physical: start the server and
+    /// replay the archived WAL); `None` for kinds without such a phase.
+    async fn recover(&mut self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+    /// The newest point the restored state holds, when only the drill can tell (the last
+    /// commit a recovery replayed).
+    fn restored_point(&self) -> Option<jiff::Timestamp> {
+        None
+    }
     /// Check the restored state; results go into `findings` as they come.
     async fn check(&mut self, findings: &mut Findings);
     /// Remove the scratch environment; works in any state, also after a failed provision.
@@ -229,6 +241,8 @@ struct Drill<'a> {
     chosen: Option<(SnapshotInfo, Manifest)>,
     scratch: String,
     verified_at: Option<f64>,
+    /// Set by kinds that learn it while restoring (physical recovery).
+    restored_point: Option<jiff::Timestamp>,
 }
 
 /// How a drill stopped early: a failed check (the backup cannot be restored), an error of
@@ -286,6 +300,20 @@ impl Drill<'_> {
             output::time(&info.time)
         ));
         self.chosen = Some((info.clone(), manifest.clone()));
+        if manifest.physical.is_some() {
+            let mut r = physical::PhysicalRehearsal {
+                repo: self.repo.clone(),
+                config_path: self.ctx.config_path.clone(),
+                target: self.name.clone(),
+                cfg: self.cfg.clone(),
+                rules: self.rules.clone(),
+                dir: None,
+                plan: None,
+                server: None,
+                point: None,
+            };
+            return self.rehearse(&mut r).await;
+        }
         match (&manifest.postgres, &manifest.files) {
             (Some(pgm), _) => {
                 let tools = PgTools::find(
@@ -363,6 +391,28 @@ impl Drill<'_> {
         }
 
         let start = Instant::now();
+        let recovered = self.cancel.guard(r.recover()).await?;
+        match recovered {
+            Ok(None) => {}
+            Ok(Some(detail)) => {
+                self.phase("recovery", start, true);
+                self.findings.add(
+                    "recovery",
+                    "recover to the end of the archive",
+                    true,
+                    detail,
+                );
+                self.restored_point = r.restored_point();
+            }
+            Err(e) => {
+                self.phase("recovery", start, false);
+                self.findings
+                    .add("recovery", "recover to the end of the archive", false, e);
+                return Err(Stop::Failed);
+            }
+        }
+
+        let start = Instant::now();
         self.ctx.say("  checking");
         let checked = self.cancel.guard(r.check(&mut self.findings)).await;
         let ok = self.findings.0.iter().all(|c| c.passed);
@@ -412,7 +462,9 @@ impl Drill<'_> {
     }
 
     fn finish(self, error: Option<String>) -> DrillReport {
-        let restorable_at = self.chosen.as_ref().map(|(s, m)| restorable_at(s, m));
+        let restorable_at = self
+            .restored_point
+            .or_else(|| self.chosen.as_ref().map(|(s, m)| restorable_at(s, m)));
         let rpo = restorable_at
             .map(|t| (self.started_at.as_millisecond() - t.as_millisecond()) as f64 / 1000.0);
         let objective = |d: Option<lifeboat_core::HumanDuration>| d.map(|d| d.as_secs() as f64);

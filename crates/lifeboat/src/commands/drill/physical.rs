@@ -1,0 +1,209 @@
+//! The drill of a physical target: the newest base backup restored into a throwaway data
+//! directory, recovered through the whole WAL archive on a free port (never archiving
+//! itself), then `pg_amcheck`, constraint re-validation and the target's `[[checks]]`
+//! rules against the recovered server. RPO is measured to its last replayed commit.
+
+use std::{path::PathBuf, sync::Arc};
+
+use lifeboat_core::{TargetConfig, config::CheckConfig};
+use lifeboat_postgres::{
+    Target, integrity,
+    physical::{self, RecoveredPoint, RecoveryTarget},
+};
+use lifeboat_repo::Repo;
+
+use super::{Findings, Rehearsal, run_command};
+use crate::{
+    commands::pitr::{self, PitrPlan},
+    output,
+};
+
+pub(super) struct PhysicalRehearsal {
+    pub repo: Arc<Repo>,
+    pub config_path: PathBuf,
+    pub target: String,
+    pub cfg: TargetConfig,
+    pub rules: Vec<CheckConfig>,
+    pub dir: Option<tempfile::TempDir>,
+    pub plan: Option<PitrPlan>,
+    pub server: Option<Target>,
+    pub point: Option<RecoveredPoint>,
+}
+
+impl PhysicalRehearsal {
+    fn data(&self) -> Result<PathBuf, String> {
+        self.dir
+            .as_ref()
+            .map(|d| d.path().join("data"))
+            .ok_or_else(|| "no scratch folder".to_string())
+    }
+}
+
+impl Rehearsal for PhysicalRehearsal {
+    async fn provision(&mut self) -> Result<String, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("lifeboat-drill-pitr-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        // The server runs as `postgres` when we are root: it must reach its data directory.
+        physical::hand_over(dir.path()).map_err(|e| e.to_string())?;
+        let text = format!("throwaway data directory {}/data", dir.path().display());
+        self.dir = Some(dir);
+        Ok(text)
+    }
+
+    async fn restore(&mut self) -> Result<String, String> {
+        let data = self.data()?;
+        let plan = pitr::plan(
+            &self.repo,
+            &self.config_path,
+            &self.target,
+            "latest",
+            &RecoveryTarget::Latest,
+        )
+        .await
+        .map_err(|e| e.message)?;
+        pitr::materialize(
+            &self.repo,
+            &self.target,
+            &plan,
+            &data,
+            &RecoveryTarget::Latest,
+            false,
+            false,
+        )
+        .await
+        .map_err(|e| e.message)?;
+        let text = format!(
+            "base backup {} ({} files, {}); WAL archived up to {}",
+            plan.base.short_id(),
+            plan.manifest.files.files.len(),
+            output::bytes(plan.manifest.files.total_bytes),
+            plan.newest_wal
+        );
+        self.plan = Some(plan);
+        Ok(text)
+    }
+
+    async fn recover(&mut self) -> Result<Option<String>, String> {
+        let data = self.data()?;
+        let plan = self.plan.as_ref().ok_or("nothing restored")?;
+        let port = lifeboat_postgres::cluster::free_port().map_err(|e| e.to_string())?;
+        let (_, point, server) = pitr::start_and_wait(&self.cfg, &self.target, plan, &data, port)
+            .await
+            .map_err(|e| e.message)?;
+        let text = format!(
+            "{} on timeline {} at LSN {}; last replayed commit {}",
+            point.state,
+            point.timeline,
+            point.replay_lsn.as_deref().unwrap_or("?"),
+            point.last_commit_time.as_deref().unwrap_or("(none)")
+        );
+        self.server = Some(server);
+        self.point = Some(point);
+        Ok(Some(text))
+    }
+
+    fn restored_point(&self) -> Option<jiff::Timestamp> {
+        let t = self.point.as_ref()?.last_commit_time.as_deref()?;
+        pitr::parse_server_time(t)
+    }
+
+    async fn check(&mut self, findings: &mut Findings) {
+        let Some(dest) = self.server.clone() else {
+            return;
+        };
+        let jobs = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        let tools = self.plan.as_ref().and_then(|p| {
+            lifeboat_postgres::PgTools::find(
+                p.manifest.server_version_num / 10_000,
+                self.cfg.pg_bin_dir.as_deref(),
+            )
+            .ok()
+        });
+        let Some(tools) = tools else {
+            findings.add("amcheck", "pg_amcheck", false, "no PostgreSQL tools".into());
+            return;
+        };
+        let (amcheck, constraints) = tokio::join!(
+            integrity::amcheck(&tools, &dest, jobs),
+            integrity::constraints(&dest),
+        );
+        match amcheck {
+            Ok(f) => findings.add(f.kind, f.name, f.passed, f.detail),
+            Err(e) => findings.add("amcheck", "pg_amcheck", false, e.to_string()),
+        }
+        match constraints {
+            Ok(fs) => fs
+                .into_iter()
+                .for_each(|f| findings.add(f.kind, f.name, f.passed, f.detail)),
+            Err(e) => findings.add(
+                "constraints",
+                "re-validate constraints",
+                false,
+                e.to_string(),
+            ),
+        }
+        let password = dest.password().unwrap_or_default();
+        let url = format!(
+            "postgres://{}{}@{}/{}",
+            dest.user(),
+            if password.is_empty() {
+                String::new()
+            } else {
+                format!(":{password}")
+            },
+            dest.server(),
+            dest.database()
+        );
+        for rule in &self.rules {
+            let result = match &rule.sql {
+                Some(sql) => match integrity::first_value(&dest, sql).await {
+                    Ok(v) => lifeboat_drill::expect::judge(rule, v.as_deref()),
+                    Err(e) => Err(e.to_string()),
+                },
+                None => {
+                    run_command(
+                        rule.command.as_deref().unwrap_or_default(),
+                        &[("LIFEBOAT_DRILL_URL", &url)],
+                        std::slice::from_ref(&password),
+                    )
+                    .await
+                }
+            };
+            findings.rule(
+                if rule.sql.is_some() { "sql" } else { "command" },
+                rule,
+                result,
+            );
+        }
+    }
+
+    async fn teardown(&mut self) -> Result<(), String> {
+        let stopped = match (&self.plan, self.data()) {
+            (Some(plan), Ok(data)) if data.join("postmaster.pid").exists() => {
+                let tools = lifeboat_postgres::PgTools::find(
+                    plan.manifest.server_version_num / 10_000,
+                    self.cfg.pg_bin_dir.as_deref(),
+                )
+                .map_err(|e| e.to_string())?;
+                let mut cmd = lifeboat_postgres::cluster::server_tool(&tools, "pg_ctl")
+                    .map_err(|e| e.to_string())?;
+                cmd.arg("-D")
+                    .arg(&data)
+                    .args(["-m", "immediate", "-w", "stop"]);
+                tokio::task::spawn_blocking(move || cmd.output())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            _ => Ok(()),
+        };
+        let removed = match self.dir.take() {
+            Some(d) => d.close().map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        stopped.and(removed)
+    }
+}
