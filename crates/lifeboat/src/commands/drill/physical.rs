@@ -7,12 +7,15 @@ use std::{path::PathBuf, sync::Arc};
 
 use lifeboat_core::{TargetConfig, config::CheckConfig};
 use lifeboat_postgres::{
-    Target, integrity,
+    Target,
     physical::{self, RecoveredPoint, RecoveryTarget},
 };
 use lifeboat_repo::Repo;
 
-use super::{Findings, Rehearsal, run_command};
+use super::{
+    Findings, Rehearsal,
+    postgres::{check_database, database_rule},
+};
 use crate::{
     commands::pitr::{self, PitrPlan},
     output,
@@ -113,7 +116,6 @@ impl Rehearsal for PhysicalRehearsal {
         let Some(dest) = self.server.clone() else {
             return;
         };
-        let jobs = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
         let tools = self.plan.as_ref().and_then(|p| {
             lifeboat_postgres::PgTools::find(
                 p.manifest.server_version_num / 10_000,
@@ -125,25 +127,7 @@ impl Rehearsal for PhysicalRehearsal {
             findings.add("amcheck", "pg_amcheck", false, "no PostgreSQL tools".into());
             return;
         };
-        let (amcheck, constraints) = tokio::join!(
-            integrity::amcheck(&tools, &dest, jobs),
-            integrity::constraints(&dest),
-        );
-        match amcheck {
-            Ok(f) => findings.add(f.kind, f.name, f.passed, f.detail),
-            Err(e) => findings.add("amcheck", "pg_amcheck", false, e.to_string()),
-        }
-        match constraints {
-            Ok(fs) => fs
-                .into_iter()
-                .for_each(|f| findings.add(f.kind, f.name, f.passed, f.detail)),
-            Err(e) => findings.add(
-                "constraints",
-                "re-validate constraints",
-                false,
-                e.to_string(),
-            ),
-        }
+        check_database(&tools, &dest, &[], findings).await;
         let password = dest.password().unwrap_or_default();
         let url = format!(
             "postgres://{}{}@{}/{}",
@@ -157,20 +141,7 @@ impl Rehearsal for PhysicalRehearsal {
             dest.database()
         );
         for rule in &self.rules {
-            let result = match &rule.sql {
-                Some(sql) => match integrity::first_value(&dest, sql).await {
-                    Ok(v) => lifeboat_drill::expect::judge(rule, v.as_deref()),
-                    Err(e) => Err(e.to_string()),
-                },
-                None => {
-                    run_command(
-                        rule.command.as_deref().unwrap_or_default(),
-                        &[("LIFEBOAT_DRILL_URL", &url)],
-                        std::slice::from_ref(&password),
-                    )
-                    .await
-                }
-            };
+            let result = database_rule(rule, &dest, &url, std::slice::from_ref(&password)).await;
             findings.rule(
                 if rule.sql.is_some() { "sql" } else { "command" },
                 rule,

@@ -5,7 +5,11 @@
 
 use std::sync::Arc;
 
-use lifeboat_core::{Redacted, config::CheckConfig, manifest::PostgresManifest};
+use lifeboat_core::{
+    Redacted,
+    config::CheckConfig,
+    manifest::{PostgresManifest, TableRecord},
+};
 use lifeboat_postgres::{
     Cluster, PgTools, Target, integrity, quote_ident,
     restore::{self as pg, RowCheck},
@@ -98,24 +102,6 @@ impl PgRehearsal {
             .map_err(|e| e.to_string())?;
         Ok(text)
     }
-
-    /// One `[[checks]]` rule: `Ok(detail)` when it passes.
-    async fn rule(&self, rule: &CheckConfig) -> Result<String, String> {
-        let (dest, url) = self.dest()?;
-        if let Some(sql) = &rule.sql {
-            let value = integrity::first_value(dest, sql)
-                .await
-                .map_err(|e| e.to_string())?;
-            return lifeboat_drill::expect::judge(rule, value.as_deref());
-        }
-        let secrets: Vec<String> = dest.password().into_iter().collect();
-        run_command(
-            rule.command.as_deref().unwrap_or_default(),
-            &[("LIFEBOAT_DRILL_URL", url.expose())],
-            &secrets,
-        )
-        .await
-    }
 }
 
 impl Rehearsal for PgRehearsal {
@@ -159,33 +145,14 @@ impl Rehearsal for PgRehearsal {
         let Ok((dest, _)) = self.dest() else {
             return;
         };
-        let jobs = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
-        let (rows, amcheck, constraints) = tokio::join!(
-            pg::verify_rows(dest, &self.manifest.tables),
-            integrity::amcheck(&self.tools, dest, jobs),
-            integrity::constraints(dest),
-        );
-        match rows {
-            Ok(rows) => rows.iter().for_each(|r| row_finding(findings, r)),
-            Err(e) => findings.add("rows", "row counts", false, e.to_string()),
-        }
-        match amcheck {
-            Ok(f) => findings.add(f.kind, f.name, f.passed, f.detail),
-            Err(e) => findings.add("amcheck", "pg_amcheck", false, e.to_string()),
-        }
-        match constraints {
-            Ok(fs) => fs
-                .into_iter()
-                .for_each(|f| findings.add(f.kind, f.name, f.passed, f.detail)),
-            Err(e) => findings.add(
-                "constraints",
-                "re-validate constraints",
-                false,
-                e.to_string(),
-            ),
-        }
+        check_database(&self.tools, dest, &self.manifest.tables, findings).await;
+        let secrets: Vec<String> = dest.password().into_iter().collect();
+        let url = self
+            .dest()
+            .map(|(_, u)| u.expose().to_string())
+            .unwrap_or_default();
         for rule in &self.rules {
-            let result = self.rule(rule).await;
+            let result = database_rule(rule, dest, &url, &secrets).await;
             findings.rule(
                 if rule.sql.is_some() { "sql" } else { "command" },
                 rule,
@@ -214,6 +181,63 @@ impl Rehearsal for PgRehearsal {
             }
         }
     }
+}
+
+/// Row counts against `tables` (none for a physical recovery), `pg_amcheck` and constraint
+/// re-validation of a restored database, run side by side, into `findings`.
+pub(super) async fn check_database(
+    tools: &PgTools,
+    dest: &Target,
+    tables: &[TableRecord],
+    findings: &mut Findings,
+) {
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    let (rows, amcheck, constraints) = tokio::join!(
+        pg::verify_rows(dest, tables),
+        integrity::amcheck(tools, dest, jobs),
+        integrity::constraints(dest),
+    );
+    match rows {
+        Ok(rows) => rows.iter().for_each(|r| row_finding(findings, r)),
+        Err(e) => findings.add("rows", "row counts", false, e.to_string()),
+    }
+    match amcheck {
+        Ok(f) => findings.add(f.kind, f.name, f.passed, f.detail),
+        Err(e) => findings.add("amcheck", "pg_amcheck", false, e.to_string()),
+    }
+    match constraints {
+        Ok(fs) => fs
+            .into_iter()
+            .for_each(|f| findings.add(f.kind, f.name, f.passed, f.detail)),
+        Err(e) => findings.add(
+            "constraints",
+            "re-validate constraints",
+            false,
+            e.to_string(),
+        ),
+    }
+}
+
+/// One `[[checks]]` rule against a restored database: its SQL judged, or its command run
+/// with the database's URL in `LIFEBOAT_DRILL_URL` (`secrets` masked in what it prints).
+pub(super) async fn database_rule(
+    rule: &CheckConfig,
+    dest: &Target,
+    url: &str,
+    secrets: &[String],
+) -> Result<String, String> {
+    if let Some(sql) = &rule.sql {
+        let value = integrity::first_value(dest, sql)
+            .await
+            .map_err(|e| e.to_string())?;
+        return lifeboat_drill::expect::judge(rule, value.as_deref());
+    }
+    run_command(
+        rule.command.as_deref().unwrap_or_default(),
+        &[("LIFEBOAT_DRILL_URL", url)],
+        secrets,
+    )
+    .await
 }
 
 fn row_finding(findings: &mut Findings, r: &RowCheck) {
