@@ -314,6 +314,9 @@ fn wal_push_is_create_only_refuses_strangers_and_fetch_is_quiet_when_missing() {
 
     // Look-ahead: one push also stores the other `.ready` files; the archiver's later
     // calls for them are answered from the spool without opening the repository.
+    // (The spool is trusted only by its owner: start it afresh as the user running here.)
+    let _ =
+        std::fs::remove_dir_all(std::env::temp_dir().join(format!("lifeboat-wal-spool-{sysid}")));
     let pg_wal = ws.path().join("ahead").join("pg_wal");
     std::fs::create_dir_all(pg_wal.join("archive_status")).unwrap();
     let names = [
@@ -330,14 +333,29 @@ fn wal_push_is_create_only_refuses_strangers_and_fetch_is_quiet_when_missing() {
     for n in &names[1..] {
         let out = ws.path().join(format!("ahead-{n}"));
         fetch(n, &out).expect_code(0);
-        assert_eq!(
-            std::fs::read(&out).unwrap(),
-            std::fs::read(&segment).unwrap()
+        assert!(
+            std::fs::read(&out).unwrap() == std::fs::read(&segment).unwrap(),
+            "{n} differs"
         );
     }
     let run = ws.run(&["-v", "wal", "push", pg_wal.join(names[2]).to_str().unwrap()]);
     run.expect_code(0);
     assert!(run.stderr.contains("pushed ahead"), "{}", run.stderr);
+    // A spool someone else owns is not trusted: the push takes the long way.
+    let spool = std::env::temp_dir().join(format!("lifeboat-wal-spool-{sysid}"));
+    let postgres = std::fs::metadata(pg.data()).unwrap();
+    let me = std::fs::metadata("/proc/self").unwrap();
+    if std::os::unix::fs::MetadataExt::uid(&postgres) != std::os::unix::fs::MetadataExt::uid(&me) {
+        std::os::unix::fs::chown(
+            &spool,
+            Some(std::os::unix::fs::MetadataExt::uid(&postgres)),
+            None,
+        )
+        .unwrap();
+        let run = ws.run(&["-v", "wal", "push", pg_wal.join(names[1]).to_str().unwrap()]);
+        run.expect_code(0);
+        assert!(!run.stderr.contains("pushed ahead"), "{}", run.stderr);
+    }
 
     // `status` shows the archive's newest segment and the server's archiver; archiving
     // that fails is a missed objective.

@@ -97,8 +97,6 @@ async fn push(ctx: &Context, args: WalPushArgs) -> CliResult<i32> {
             Some("archive_command = 'lifeboat wal push %p'".into()),
         ));
     };
-    let bytes = std::fs::read(&file)
-        .map_err(|e| CliError::failure(format!("cannot read `{}`: {e}", file.display()), None))?;
     let data_dir = target.data_dir.clone().unwrap_or_default();
     let cluster = wal::control_system_id(&data_dir).map_err(|e| {
         CliError::failure(
@@ -109,6 +107,23 @@ async fn push(ctx: &Context, args: WalPushArgs) -> CliResult<i32> {
             Some("`data-dir` must be the server's data directory, readable by this user".into()),
         )
     })?;
+    let spool = Spool::new(cluster);
+    let rel = object_name(cluster, &wal_name);
+    let side = lifeboat_repo::SideArea::new(Path::new(config.repository_url()));
+    // Pushed ahead by an earlier call and still in the archive: done, without deriving the
+    // repository key again. The same file (inode, size, mtime) needs no hashing; PostgreSQL
+    // never rewrites a segment once it is ready, and never reuses a name.
+    let identity = std::fs::metadata(&file).ok().map(|m| Spool::identity(&m));
+    if identity
+        .as_deref()
+        .is_some_and(|id| spool.confirms_file(&wal_name.name, id))
+        && side.root().join(&rel).exists()
+    {
+        log::info!("`{file_name}` was pushed ahead");
+        return Ok(0);
+    }
+    let bytes = std::fs::read(&file)
+        .map_err(|e| CliError::failure(format!("cannot read `{}`: {e}", file.display()), None))?;
     if matches!(wal_name.kind, WalKind::Segment | WalKind::Partial)
         && let Some(found) = wal::segment_system_id(&bytes)
         && found != cluster
@@ -120,11 +135,6 @@ async fn push(ctx: &Context, args: WalPushArgs) -> CliResult<i32> {
             Some("is `data-dir` the data directory of the server that archives?".into()),
         ));
     }
-    let spool = Spool::new(cluster);
-    let rel = object_name(cluster, &wal_name);
-    // Pushed ahead by an earlier call, with this content, and still in the archive: done,
-    // without deriving the repository key again.
-    let side = lifeboat_repo::SideArea::new(Path::new(config.repository_url()));
     if spool.confirms(&wal_name.name, &bytes) && side.root().join(&rel).exists() {
         log::info!("`{file_name}` was pushed ahead");
         return Ok(0);
@@ -134,7 +144,7 @@ async fn push(ctx: &Context, args: WalPushArgs) -> CliResult<i32> {
     let (r, k, sp) = (repo.clone(), key.clone(), spool.clone());
     tokio::task::spawn_blocking(move || -> CliResult<()> {
         push_one(&r, &k, cluster, &wal_name, &bytes)?;
-        sp.record(&wal_name.name, &bytes);
+        sp.record(&wal_name.name, &bytes, identity.as_deref());
         look_ahead(&r, &k, &sp, cluster, &ahead);
         Ok(())
     })
@@ -178,6 +188,7 @@ fn look_ahead(repo: &Repo, key: &SideKey, spool: &Spool, cluster: u64, files: &[
                     let Some(w) = name.as_deref().and_then(WalName::parse) else {
                         continue;
                     };
+                    let identity = std::fs::metadata(path).ok().map(|m| Spool::identity(&m));
                     let Ok(bytes) = std::fs::read(path) else {
                         continue;
                     };
@@ -187,7 +198,7 @@ fn look_ahead(repo: &Repo, key: &SideKey, spool: &Spool, cluster: u64, files: &[
                         continue;
                     }
                     match push_one(repo, key, cluster, &w, &bytes) {
-                        Ok(()) => spool.record(&w.name, &bytes),
+                        Ok(()) => spool.record(&w.name, &bytes, identity.as_deref()),
                         Err(e) => log::debug!("look-ahead push of `{}`: {}", w.name, e.message),
                     }
                 }
@@ -233,7 +244,8 @@ fn push_one(repo: &Repo, key: &SideKey, cluster: u64, w: &WalName, bytes: &[u8])
 }
 
 /// A local record of WAL files pushed ahead: `<tmp>/lifeboat-wal-spool-<system-id>/<name>`
-/// holds the SHA-256 of what was stored. Written only after the object is durable.
+/// holds the SHA-256 of what was stored and the file's identity (inode, size, mtime) when
+/// it was read. Written only after the object is durable.
 #[derive(Clone)]
 struct Spool(PathBuf);
 
@@ -247,19 +259,56 @@ impl Spool {
         hex::encode(sha2::Sha256::digest(bytes))
     }
 
-    fn record(&self, name: &str, bytes: &[u8]) {
+    fn identity(m: &std::fs::Metadata) -> String {
+        use std::os::unix::fs::MetadataExt;
+        format!(
+            "{}:{}:{}:{}.{}",
+            m.dev(),
+            m.ino(),
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec()
+        )
+    }
+
+    fn record(&self, name: &str, bytes: &[u8], identity: Option<&str>) {
         use std::os::unix::fs::DirBuilderExt;
         let _ = std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.0);
-        if let Err(e) = write_atomically(&self.0.join(name), Self::hash(bytes).as_bytes()) {
+        let text = format!("{} {}", Self::hash(bytes), identity.unwrap_or("-"));
+        if let Err(e) = write_atomically(&self.0.join(name), text.as_bytes()) {
             log::debug!("spool record of `{name}`: {e}");
         }
     }
 
+    /// Only a folder of our own that nobody else can write is trusted: a marker planted by
+    /// someone else would make an unarchived segment look archived.
+    fn trusted(&self) -> bool {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+        std::fs::symlink_metadata(&self.0)
+            .is_ok_and(|m| m.is_dir() && Some(m.uid()) == me && m.permissions().mode() & 0o077 == 0)
+    }
+
+    fn read(&self, name: &str) -> Option<(String, String)> {
+        if !self.trusted() {
+            return None;
+        }
+        let text = std::fs::read_to_string(self.0.join(name)).ok()?;
+        let (hash, identity) = text.split_once(' ')?;
+        Some((hash.to_string(), identity.to_string()))
+    }
+
+    /// The same file as when it was pushed.
+    fn confirms_file(&self, name: &str, identity: &str) -> bool {
+        self.read(name).is_some_and(|(_, id)| id == identity)
+    }
+
+    /// The same content as what was pushed.
     fn confirms(&self, name: &str, bytes: &[u8]) -> bool {
-        std::fs::read_to_string(self.0.join(name)).is_ok_and(|h| h == Self::hash(bytes))
+        self.read(name).is_some_and(|(h, _)| h == Self::hash(bytes))
     }
 }
 
