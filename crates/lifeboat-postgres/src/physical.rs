@@ -84,6 +84,7 @@ impl BaseBackup {
                 "SELECT current_setting('server_version'),
                         current_setting('server_version_num')::int,
                         (SELECT system_identifier::text FROM pg_control_system()),
+                        pg_size_bytes(current_setting('wal_segment_size')),
                         current_setting('archive_mode'),
                         pg_is_in_recovery()",
                 &[],
@@ -91,7 +92,7 @@ impl BaseBackup {
             .await
             .map_err(q("read server settings"))?;
         let (version, version_num): (String, i32) = (row.get(0), row.get(1));
-        let archive_mode: String = row.get(3);
+        let archive_mode: String = row.get(4);
         if archive_mode == "off" {
             return Err(PgError::Io(
                 "the server does not archive WAL (archive_mode = off): a base backup alone \
@@ -99,7 +100,7 @@ impl BaseBackup {
                     .into(),
             ));
         }
-        if row.get::<_, bool>(4) {
+        if row.get::<_, bool>(5) {
             return Err(PgError::Io(
                 "the server is a standby; back up the primary".into(),
             ));
@@ -118,27 +119,6 @@ impl BaseBackup {
             .await
             .map_err(q("read the timeline"))?
             .get(0);
-        let segment_size: i64 = client
-            .query_one(
-                "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'",
-                &[],
-            )
-            .await
-            .map_err(q("read the WAL segment size"))?
-            .get(0);
-        let unit: String = client
-            .query_one(
-                "SELECT coalesce(unit, '') FROM pg_settings WHERE name = 'wal_segment_size'",
-                &[],
-            )
-            .await
-            .map_err(q("read the WAL segment size"))?
-            .get(0);
-        let segment_size = match unit.as_str() {
-            "8kB" => segment_size * 8192,
-            "MB" => segment_size << 20,
-            _ => segment_size,
-        };
         Ok(Self {
             system_id: row.get::<_, String>(2).parse().unwrap_or(0),
             timeline: u32::try_from(timeline).unwrap_or(1),
@@ -146,7 +126,7 @@ impl BaseBackup {
             start_time: started.get(1),
             server_version: version,
             server_version_num: u32::try_from(version_num).unwrap_or(0),
-            segment_size: u64::try_from(segment_size).unwrap_or(16 << 20),
+            segment_size: u64::try_from(row.get::<_, i64>(3)).unwrap_or(16 << 20),
             client,
         })
     }

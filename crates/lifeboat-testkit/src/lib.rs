@@ -104,19 +104,7 @@ impl Workspace {
     /// Hand the workspace to the server's user (when we are root), so that the server's
     /// `archive_command` / `restore_command` can read the config and write the archive.
     pub fn share_with_server(&self) {
-        let Some((uid, gid)) = lifeboat_postgres::cluster::server_user().expect("server user")
-        else {
-            return;
-        };
-        let mut stack = vec![self.path().to_path_buf()];
-        while let Some(p) = stack.pop() {
-            std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).expect("chown");
-            if p.is_dir() && !p.is_symlink() {
-                for e in std::fs::read_dir(&p).expect("read dir") {
-                    stack.push(e.expect("dir entry").path());
-                }
-            }
-        }
+        lifeboat_postgres::physical::hand_over(self.path()).expect("hand the workspace over");
     }
 
     pub fn repo(&self) -> PathBuf {

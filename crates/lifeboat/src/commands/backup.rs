@@ -303,28 +303,15 @@ async fn backup_files(
         log::warn!("skipped `{s}`: not a regular file, directory or link");
     }
     let mut entries = walk.entries;
-    let files: Vec<(String, Arc<StreamStat>)> = walk
-        .files
-        .iter()
-        .map(|f| (f.source.display().to_string(), f.stat.clone()))
-        .collect();
+    let files = watched(&walk.files);
     let (total_bytes, symlinks) = (walk.total_bytes, walk.symlinks);
     let mut manifest = manifest_base(name, TargetKind::Files, "files", started_at);
     let kept: Shared = Default::default();
     let kept_in = kept.clone();
     let root_names: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
     let produce = move || -> Result<Vec<u8>, String> {
-        let mut records = Vec::with_capacity(files.len());
-        let mut read_bytes = 0;
-        for (path, stat) in files {
-            let o = stat.wait().map_err(|e| format!("`{path}`: {e}"))?;
-            read_bytes += o.bytes;
-            records.push(FileRecord {
-                path,
-                bytes: o.bytes,
-                sha256: o.sha256,
-            });
-        }
+        let records = file_records(files)?;
+        let read_bytes: u64 = records.iter().map(|r| r.bytes).sum();
         if read_bytes != total_bytes {
             log::warn!(
                 "files changed size while being backed up ({total_bytes} → {read_bytes} bytes)"
@@ -348,4 +335,31 @@ async fn backup_files(
         tokio::task::spawn_blocking(move || repo2.backup(&name2, "files", &[], entries)).await??;
     let bytes = kept.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok((info, bytes))
+}
+
+/// The walked files' paths with where their reads are recorded.
+pub(super) fn watched(
+    files: &[lifeboat_repo::files::WalkedFile],
+) -> Vec<(String, Arc<StreamStat>)> {
+    files
+        .iter()
+        .map(|f| (f.source.display().to_string(), f.stat.clone()))
+        .collect()
+}
+
+/// Wait until every file was read and stored; their manifest records, or the first error.
+pub(super) fn file_records(
+    files: Vec<(String, Arc<StreamStat>)>,
+) -> Result<Vec<FileRecord>, String> {
+    files
+        .into_iter()
+        .map(|(path, stat)| {
+            let o = stat.wait().map_err(|e| format!("`{path}`: {e}"))?;
+            Ok(FileRecord {
+                path,
+                bytes: o.bytes,
+                sha256: o.sha256,
+            })
+        })
+        .collect()
 }

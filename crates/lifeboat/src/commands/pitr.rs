@@ -21,19 +21,19 @@ use std::{
 
 use lifeboat_core::{
     Manifest, Redacted, TargetConfig, TargetKind,
-    manifest::{FileRecord, FilesManifest, PhysicalManifest},
+    manifest::{FilesManifest, PhysicalManifest},
 };
 use lifeboat_postgres::{
     PgTools, Target,
     physical::{self, BaseBackup, RecoveryTarget},
     wal::{self, WalKind},
 };
-use lifeboat_repo::{Content, Repo, SnapshotInfo, SourceEntry, StreamStat};
+use lifeboat_repo::{Content, Repo, SnapshotInfo, SourceEntry};
 use serde_json::json;
 
 use super::{
     Context,
-    backup::{Shared, manifest_base, seal},
+    backup::{Shared, file_records, manifest_base, seal, watched},
     wal::{list as list_wal, object_name},
 };
 use crate::{
@@ -70,11 +70,7 @@ pub async fn backup_physical(
     )
     .map_err(|e| CliError::failure(e.to_string(), None))?;
     let mut entries = walk.entries;
-    let files: Vec<(String, Arc<StreamStat>)> = walk
-        .files
-        .iter()
-        .map(|f| (f.source.display().to_string(), f.stat.clone()))
-        .collect();
+    let files = watched(&walk.files);
 
     // The manifest entry waits for every file, asks for pg_backup_stop, and passes its
     // result on to the backup_label and tablespace_map entries after it.
@@ -107,15 +103,7 @@ pub async fn backup_physical(
     let kept_in = kept.clone();
     let (timeline, segment_size) = (session.timeline, session.segment_size);
     let produce = move || -> Result<Vec<u8>, String> {
-        let mut records = Vec::with_capacity(files.len());
-        for (path, stat) in files {
-            let o = stat.wait().map_err(|e| format!("`{path}`: {e}"))?;
-            records.push(FileRecord {
-                path,
-                bytes: o.bytes,
-                sha256: o.sha256,
-            });
-        }
+        let records = file_records(files)?;
         done_tx
             .send(())
             .map_err(|_| "the backup session is gone".to_string())?;
