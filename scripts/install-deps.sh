@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what lifeboat's demo, tests and benchmarks need on Debian 12, if missing:
 # PostgreSQL (server and client tools), restic and pgBackRest (peers for interop tests and
-# benchmarks), Redis and Chromium (a test renders drill reports in it). Idempotent; needs
+# benchmarks), Redis, Chromium (a test renders drill reports in it) and moto (an S3 server). Idempotent; needs
 # root or sudo when something is missing.
 set -euo pipefail
 
@@ -14,6 +14,13 @@ command -v sha256sum >/dev/null 2>&1 || want+=(coreutils)
 command -v openssl >/dev/null 2>&1 || want+=(openssl)
 # drill reports are rendered in headless Chromium by a test
 command -v chromium >/dev/null 2>&1 || want+=(chromium fonts-dejavu-core)
+
+# the S3-protocol server the tests start (moto, in memory), from PyPI
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+  echo "installing: moto[server] (PyPI)" >&2
+  python3 -m pip install --quiet 'moto[server]==5.2.1' \
+    || python3 -m pip install --quiet --break-system-packages 'moto[server]==5.2.1'
+fi
 
 if [ ${#want[@]} -eq 0 ]; then
   exit 0

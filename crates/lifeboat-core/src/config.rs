@@ -15,7 +15,12 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{duration::HumanDuration, redact::Redacted, redact_url};
+use crate::{
+    duration::HumanDuration,
+    location::{Location, S3Location, parse_s3_url},
+    redact::Redacted,
+    redact_url,
+};
 
 /// Environment variables that override the file.
 pub const ENV_REPOSITORY: &str = "LIFEBOAT_REPOSITORY";
@@ -145,11 +150,21 @@ impl SecretSource {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RepositoryConfig {
-    /// A local path, or (later) `s3://bucket/prefix`.
+    /// A local path, or `s3://bucket/prefix`.
     pub url: Option<String>,
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
     pub password_command: Option<String>,
+    /// S3: the server, `http(s)://host:port` (default: AWS, or `$AWS_ENDPOINT_URL`).
+    pub endpoint: Option<String>,
+    /// S3: the region (default `$AWS_REGION`, `$AWS_DEFAULT_REGION`, then `us-east-1`).
+    pub region: Option<String>,
+    /// S3: address buckets by path (`endpoint/bucket/key`), as MinIO, moto and R2 want.
+    pub path_style: Option<bool>,
+    /// S3: the variable holding the access key id (default `AWS_ACCESS_KEY_ID`).
+    pub access_key_id_env: Option<String>,
+    /// S3: the variable holding the secret access key (default `AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key_env: Option<String>,
 }
 
 impl RepositoryConfig {
@@ -355,6 +370,32 @@ impl Config {
                 "`repository.url` is not set (set it in the file or `${ENV_REPOSITORY}`)"
             )));
         }
+        let url = self.repository_url();
+        match parse_s3_url(url) {
+            Some(Err(message)) => return Err(invalid(format!("`repository.url`: {message}"))),
+            None if url.contains("://") => {
+                return Err(invalid(format!(
+                    "`repository.url` = `{}`: only a local path or `s3://bucket/prefix` is supported",
+                    redact_url(url)
+                )));
+            }
+            None => {
+                let r = &self.repository;
+                let s3_keys = [
+                    ("endpoint", r.endpoint.is_some()),
+                    ("region", r.region.is_some()),
+                    ("path-style", r.path_style.is_some()),
+                    ("access-key-id-env", r.access_key_id_env.is_some()),
+                    ("secret-access-key-env", r.secret_access_key_env.is_some()),
+                ];
+                if let Some((key, _)) = s3_keys.iter().find(|(_, set)| *set) {
+                    return Err(invalid(format!(
+                        "`repository.{key}` is for S3 repositories, but `repository.url` is a local path"
+                    )));
+                }
+            }
+            Some(Ok(_)) => {}
+        }
         let pw = self.repository.password_source();
         let sources = [pw.env.is_some(), pw.file.is_some(), pw.command.is_some()];
         if sources.iter().filter(|s| **s).count() > 1 {
@@ -448,6 +489,45 @@ impl Config {
 
     pub fn repository_url(&self) -> &str {
         self.repository.url.as_deref().unwrap_or_default()
+    }
+
+    /// Where the repository lives, with S3 settings and credentials resolved.
+    pub fn repository_location(&self) -> Result<Location, ConfigError> {
+        let url = self.repository_url();
+        let Some(parsed) = parse_s3_url(url) else {
+            return Ok(Location::Local(PathBuf::from(url)));
+        };
+        let (bucket, prefix) = parsed.map_err(|message| ConfigError::Invalid {
+            path: self.source.clone(),
+            message: format!("`repository.url`: {message}"),
+        })?;
+        let r = &self.repository;
+        let var = |configured: &Option<String>, default: &str| -> Result<_, ConfigError> {
+            match configured {
+                Some(name) => SecretSource {
+                    env: Some(name.clone()),
+                    ..Default::default()
+                }
+                .resolve(&format!("S3 credential `{name}`"))
+                .map(Some),
+                None => Ok(std::env::var(default).ok().map(Redacted::new)),
+            }
+        };
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Ok(Location::S3(S3Location {
+            bucket,
+            prefix,
+            endpoint: r.endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL")),
+            region: r
+                .region
+                .clone()
+                .or_else(|| env("AWS_REGION"))
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|| "us-east-1".into()),
+            path_style: r.path_style.unwrap_or(false),
+            access_key_id: var(&r.access_key_id_env, "AWS_ACCESS_KEY_ID")?,
+            secret_access_key: var(&r.secret_access_key_env, "AWS_SECRET_ACCESS_KEY")?,
+        }))
     }
 
     /// The repository password: `$LIFEBOAT_PASSWORD`, `$LIFEBOAT_PASSWORD_FILE`, then the file's keys.

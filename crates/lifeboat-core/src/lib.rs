@@ -6,10 +6,12 @@
 
 pub mod config;
 pub mod duration;
+pub mod location;
 pub mod manifest;
 pub mod redact;
 
 pub use config::{Config, ConfigError, TargetConfig, TargetKind};
 pub use duration::HumanDuration;
+pub use location::{Location, S3Location};
 pub use manifest::Manifest;
 pub use redact::{Redacted, redact_url};

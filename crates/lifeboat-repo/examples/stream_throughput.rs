@@ -4,13 +4,13 @@
 
 use std::{io::Read, time::Instant};
 
-use lifeboat_core::Redacted;
+use lifeboat_core::{Location, Redacted};
 use lifeboat_repo::{Bars, Content, Repo, SourceEntry};
 
 fn main() {
     let dir = tempfile::tempdir().expect("temporary folder");
-    let url = dir.path().join("repo").display().to_string();
-    let repo = Repo::init(&url, &Redacted::new("bench"), Bars::default()).expect("init");
+    let location = Location::Local(dir.path().join("repo"));
+    let repo = Repo::init(&location, &Redacted::new("bench"), Bars::default()).expect("init");
     let stdin: Box<dyn Read + Send> = Box::new(std::io::stdin());
     let (entry, stat) = SourceEntry::new("bench/stream", Content::Stream(stdin));
     let started = Instant::now();

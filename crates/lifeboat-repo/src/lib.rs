@@ -11,6 +11,7 @@ pub mod files;
 pub mod seal;
 pub mod side;
 pub mod source;
+pub mod store;
 
 use std::{
     collections::BTreeMap,
@@ -19,7 +20,9 @@ use std::{
     sync::Arc,
 };
 
-use lifeboat_core::{Manifest, Redacted, config::Retention, manifest::MANIFEST_FILE};
+use lifeboat_core::{
+    Location, Manifest, Redacted, S3Location, config::Retention, manifest::MANIFEST_FILE,
+};
 use rustic_backend::BackendOptions;
 use rustic_core::{
     CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions, LocalDestination, LsOptions,
@@ -32,6 +35,7 @@ pub use rustic_core::{Progress, ProgressBars, ProgressType, RusticProgress};
 pub use seal::{SealError, SideKey};
 pub use side::{LockGuard, LockKind, SideArea, SideError, hostname};
 pub use source::{Content, EntrySource, SourceEntry, StreamOutcome, StreamStat};
+pub use store::{Store, StoreError};
 
 /// The tag every lifeboat snapshot carries.
 pub const TAG: &str = "lifeboat";
@@ -45,12 +49,12 @@ pub enum RepoError {
     NotARepository { url: String },
     #[error("a repository already exists at `{url}`")]
     AlreadyExists { url: String },
-    #[error("repository URL `{url}` is not supported yet")]
-    Unsupported { url: String },
     #[error("{context}: {message}")]
     Rustic { context: String, message: String },
     #[error(transparent)]
     Side(#[from] side::SideError),
+    #[error("repository {0}")]
+    Store(#[from] StoreError),
     #[error("snapshot `{0}` not found")]
     SnapshotNotFound(String),
     #[error("backup failed: {0}; the incomplete snapshot was deleted")]
@@ -73,9 +77,13 @@ impl RepoError {
                     .into(),
             ),
             Self::Side(side::SideError::Locked { .. }) => Some(
-                "wait for it to finish; if its process is gone, the lock expires within 5 minutes"
+                "wait for it to finish; if its process is gone, the lock expires within 5 minutes (or run `lifeboat unlock`)"
                     .into(),
             ),
+            Self::Side(side::SideError::Store(e)) | Self::Store(e) => e.hint(),
+            Self::Rustic { message, .. } if message.contains("NoSuchBucket") => {
+                Some("create the bucket first, or check `repository.url` and `endpoint`".into())
+            }
             _ => None,
         }
     }
@@ -164,38 +172,59 @@ impl SnapshotInfo {
     }
 }
 
-fn local_path(url: &str) -> Result<PathBuf, RepoError> {
-    if url.contains("://") {
-        return Err(RepoError::Unsupported {
-            url: url.to_string(),
-        });
-    }
-    Ok(PathBuf::from(url))
+fn backends(location: &Location) -> Result<rustic_core::RepositoryBackends, RepoError> {
+    let options = match location {
+        Location::Local(p) => BackendOptions::default().repository(p.display().to_string()),
+        Location::S3(s3) => BackendOptions::default()
+            .repository("opendal:s3")
+            .options(s3_options(s3)),
+    };
+    options
+        .to_backends()
+        .map_err(rustic(format!("cannot reach repository `{location}`")))
 }
 
-fn backends(url: &str) -> Result<rustic_core::RepositoryBackends, RepoError> {
-    BackendOptions::default()
-        .repository(url)
-        .to_backends()
-        .map_err(rustic(format!("cannot reach repository `{url}`")))
+/// rustic_backend's opendal S3 options for `s3`.
+fn s3_options(s3: &S3Location) -> BTreeMap<String, String> {
+    let mut o = BTreeMap::new();
+    o.insert("bucket".into(), s3.bucket.clone());
+    o.insert("root".into(), format!("/{}", s3.prefix));
+    o.insert("region".into(), s3.region.clone());
+    o.insert("disable_config_load".into(), "true".into());
+    o.insert("retry".into(), store::S3_RETRIES.to_string());
+    // rustic reads and writes with as many threads as cores, restores with 20: a few
+    // connections more than cores keeps a remote server busy without flooding it.
+    o.insert("connections".into(), "8".into());
+    if let Some(e) = &s3.endpoint {
+        o.insert("endpoint".into(), e.clone());
+    }
+    if !s3.path_style {
+        o.insert("enable_virtual_host_style".into(), "true".into());
+    }
+    if let Some(k) = &s3.access_key_id {
+        o.insert("access_key_id".into(), k.expose().to_string());
+    }
+    if let Some(k) = &s3.secret_access_key {
+        o.insert("secret_access_key".into(), k.expose().to_string());
+    }
+    o
 }
 
 impl Repo {
     /// Create a repository; refuses an existing one (even a foreign restic repository).
-    pub fn init(url: &str, password: &Redacted, bars: Bars) -> Result<Self, RepoError> {
-        let path = local_path(url)?;
-        if path.join("config").exists() || path.join(side::SIDE_DIR).exists() {
-            return Err(RepoError::AlreadyExists {
-                url: url.to_string(),
-            });
+    pub fn init(location: &Location, password: &Redacted, bars: Bars) -> Result<Self, RepoError> {
+        let url = location.url();
+        let store = Store::open(location)?;
+        if store.exists("config")? || !store.list(side::SIDE_DIR)?.is_empty() {
+            return Err(RepoError::AlreadyExists { url });
         }
-        if path.exists() && std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_some()) {
+        if !store.is_empty()? {
             return Err(RepoError::Rustic {
                 context: format!("cannot create repository `{url}`"),
-                message: "the directory exists and is not empty".into(),
+                message: "the location exists and is not empty".into(),
             });
         }
-        let be = backends(url)?;
+        let be = backends(location)?;
         let repo = Repository::new_with_progress(&RepositoryOptions::default(), &be, bars)
             .map_err(rustic("cannot create repository"))?;
         let inner = repo
@@ -205,44 +234,41 @@ impl Repo {
                 &ConfigOptions::default(),
             )
             .map_err(rustic(format!("cannot create repository `{url}`")))?;
-        Self::with_side_area(inner, url, &path)
+        Self::with_side_area(inner, url, store)
     }
 
-    pub fn open(url: &str, password: &Redacted, bars: Bars) -> Result<Self, RepoError> {
-        let path = local_path(url)?;
-        if !path.join("config").exists() {
-            return Err(RepoError::NotARepository {
-                url: url.to_string(),
-            });
+    pub fn open(location: &Location, password: &Redacted, bars: Bars) -> Result<Self, RepoError> {
+        let url = location.url();
+        let store = Store::open(location)?;
+        if !store.exists("config")? {
+            return Err(RepoError::NotARepository { url });
         }
-        let be = backends(url)?;
+        let be = backends(location)?;
         let repo = Repository::new_with_progress(&RepositoryOptions::default(), &be, bars)
             .map_err(rustic(format!("cannot open repository `{url}`")))?;
         let inner = repo
             .open(&Credentials::password(password.expose()))
             .map_err(|e| {
                 if e.is_incorrect_password() {
-                    RepoError::WrongPassword {
-                        url: url.to_string(),
-                    }
+                    RepoError::WrongPassword { url: url.clone() }
                 } else {
                     rustic(format!("cannot open repository `{url}`"))(e)
                 }
             })?;
-        Self::with_side_area(inner, url, &path)
+        Self::with_side_area(inner, url, store)
     }
 
     /// Wrap an open repository, creating its side area if missing.
     fn with_side_area(
         inner: Repository<OpenStatus>,
-        url: &str,
-        path: &Path,
+        url: String,
+        store: Store,
     ) -> Result<Self, RepoError> {
-        let side = SideArea::new(path);
+        let side = SideArea::new(&store);
         side.create()?;
         Ok(Self {
             inner: std::sync::Mutex::new(Some(inner)),
-            url: url.to_string(),
+            url,
             side,
         })
     }

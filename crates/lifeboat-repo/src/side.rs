@@ -1,18 +1,19 @@
 //! lifeboat's side area, `<repository>/lifeboat/`: objects restic tools ignore (WAL
-//! archive, drill reports, locks). Writes are atomic: temp file, fsync, rename, fsync of
-//! the directory. Only local repositories for now; S3 comes with the S3 issue.
+//! archive, drill reports, locks), in the repository's own [`Store`] (a folder or an S3
+//! prefix). Writes are atomic and durable there.
 //!
 //! Locks: rustic writes none, and a prune running beside a backup can lose data. A shared
-//! lock (backup, restore) and an exclusive lock (forget, prune) are files under `locks/`.
-//! Taking one writes it first and then looks for a conflicting live lock, removing its own
-//! and retrying if it finds one; two takers can both back off, never both proceed. A lock
-//! is refreshed while held and counts as stale when its expiry passed or, on the same host,
-//! when its process is gone.
+//! lock (backup, restore) and an exclusive lock (forget, prune) are objects under `locks/`,
+//! each with its own name (kind, host, pid, a random nonce), written create-only
+//! (`If-None-Match: *` on S3) with its owner and an expiry. Taking one writes it first and
+//! then lists the others: a live conflicting lock makes the taker remove its own and retry
+//! after a random pause. Two takers can both back off, never both proceed, because each
+//! one's lock is visible before it looks (S3 lists are strongly consistent). A held lock is
+//! rewritten every minute; one past its expiry (5 minutes) or, on the same host, whose
+//! process is gone is stale: it is removed with a message. Since every lock has a name of
+//! its own, removing a stale one can never remove a live lock someone else just took.
 
 use std::{
-    fs,
-    io::Write,
-    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -23,6 +24,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::{Store, StoreError};
+
 pub const SIDE_DIR: &str = "lifeboat";
 const LOCKS: &str = "locks";
 /// A held lock is rewritten this often; one not rewritten for `LOCK_TTL` is stale.
@@ -31,154 +34,69 @@ const LOCK_TTL: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SideError {
-    #[error("side area `{path}`: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("side area {0}")]
+    Store(#[from] StoreError),
     #[error("repository is locked by {holder}")]
     Locked { holder: String },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SideError + '_ {
-    move |source| SideError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// The side area of a local repository.
+/// The side area of a repository.
 #[derive(Debug, Clone)]
 pub struct SideArea {
-    root: PathBuf,
+    store: Store,
 }
 
 impl SideArea {
-    pub fn new(repository: &Path) -> Self {
+    /// The side area of the repository at `repository`.
+    pub fn new(repository: &Store) -> Self {
         Self {
-            root: repository.join(SIDE_DIR),
+            store: repository.sub(SIDE_DIR),
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// How `rel` is shown to people (a path or an `s3://` URL).
+    pub fn display(&self, rel: &str) -> String {
+        self.store.display(rel)
     }
 
     pub fn create(&self) -> Result<(), SideError> {
         for dir in [LOCKS, "wal", "drills"] {
-            let p = self.root.join(dir);
-            fs::create_dir_all(&p).map_err(io_err(&p))?;
+            self.store.create_dir(dir)?;
         }
         Ok(())
     }
 
     /// Write `bytes` at `rel` atomically and durably.
     pub fn put(&self, rel: &str, bytes: &[u8]) -> Result<(), SideError> {
-        let path = self.root.join(rel);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err(&dir))?;
-        tmp.write_all(bytes).map_err(io_err(&path))?;
-        tmp.as_file().sync_all().map_err(io_err(&path))?;
-        tmp.persist(&path).map_err(|e| SideError::Io {
-            path: path.clone(),
-            source: e.error,
-        })?;
-        fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&dir))
+        Ok(self.store.put(rel, bytes)?)
     }
 
     /// Write `bytes` at `rel` atomically and durably, only if `rel` does not exist yet
-    /// (`Ok(false)` then): a temp file, fsync, a hard link to the name (which fails if it
-    /// exists), fsync of the directory. A reader never sees a partial object.
+    /// (`Ok(false)` then). A reader never sees a partial object.
     pub fn put_new(&self, rel: &str, bytes: &[u8]) -> Result<bool, SideError> {
-        let path = self.root.join(rel);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&dir)
-            .map_err(io_err(&dir))?;
-        tmp.write_all(bytes).map_err(io_err(&path))?;
-        tmp.as_file().sync_all().map_err(io_err(&path))?;
-        match tmp.persist_noclobber(&path) {
-            Ok(_) => {}
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => {
-                return Err(SideError::Io {
-                    path: path.clone(),
-                    source: e.error,
-                });
-            }
-        }
-        fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&dir))?;
-        Ok(true)
+        Ok(self.store.put_new(rel, bytes)?)
     }
 
-    /// Modification time of `rel` (when it was written), if it exists.
+    /// When `rel` was written, if it exists.
     pub fn written_at(&self, rel: &str) -> Result<Option<std::time::SystemTime>, SideError> {
-        let path = self.root.join(rel);
-        match fs::metadata(&path) {
-            Ok(m) => Ok(m.modified().ok()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(&path)(e)),
-        }
+        Ok(self.store.stat(rel)?.and_then(|s| s.modified))
     }
 
-    /// Create `rel` only if it does not exist; `Ok(false)` if it does.
-    pub fn create_new(&self, rel: &str, bytes: &[u8]) -> Result<bool, SideError> {
-        let path = self.root.join(rel);
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                f.write_all(bytes)
-                    .and_then(|()| f.sync_all())
-                    .map_err(io_err(&path))?;
-                Ok(true)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(io_err(&path)(e)),
-        }
+    pub fn exists(&self, rel: &str) -> Result<bool, SideError> {
+        Ok(self.store.exists(rel)?)
     }
 
     pub fn get(&self, rel: &str) -> Result<Option<Vec<u8>>, SideError> {
-        let path = self.root.join(rel);
-        match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(&path)(e)),
-        }
+        Ok(self.store.get(rel)?)
     }
 
     pub fn delete(&self, rel: &str) -> Result<(), SideError> {
-        let path = self.root.join(rel);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path)(e)),
-            _ => Ok(()),
-        }
+        Ok(self.store.delete(rel)?)
     }
 
-    /// Names directly under `rel`.
+    /// Names directly under `rel`, sorted.
     pub fn list(&self, rel: &str) -> Result<Vec<String>, SideError> {
-        let path = self.root.join(rel);
-        let rd = match fs::read_dir(&path) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        let mut names = Vec::new();
-        for e in rd {
-            let e = e.map_err(io_err(&path))?;
-            names.push(e.file_name().to_string_lossy().into_owned());
-        }
-        names.sort();
-        Ok(names)
+        Ok(self.store.list(rel)?)
     }
 }
 
@@ -215,12 +133,12 @@ impl LockRecord {
         if now > self.expires {
             return true;
         }
-        self.host == hostname() && !Path::new(&format!("/proc/{}", self.pid)).exists()
+        self.host == hostname() && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 }
 
 pub fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
 }
@@ -269,7 +187,8 @@ impl SideArea {
                         log::warn!("waiting for the repository lock held by {holder}");
                         announced = true;
                     }
-                    thread::sleep(Duration::from_millis(200));
+                    // A random pause, so that two takers that both backed off do not meet again.
+                    thread::sleep(Duration::from_millis(100 + rand_u64() % 400));
                 }
             }
         }
@@ -280,55 +199,55 @@ impl SideArea {
         kind: LockKind,
         command: &str,
     ) -> Result<Result<LockGuard, String>, SideError> {
-        let dir = self.root.join(LOCKS);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let pid = std::process::id();
+        let host = hostname();
         let record = LockRecord {
             kind,
-            host: hostname(),
+            host: host.clone(),
             pid,
             command: command.to_string(),
             created: jiff::Timestamp::now().to_string(),
             expires: now_secs() + LOCK_TTL.as_secs() as i64,
         };
-        let nonce: u64 = rand_u64();
-        let name = match kind {
-            LockKind::Exclusive => "exclusive.json".to_string(),
-            LockKind::Shared => format!("shared-{pid}-{nonce:016x}.json"),
+        let kind_name = match kind {
+            LockKind::Exclusive => "exclusive",
+            LockKind::Shared => "shared",
         };
-        let bytes = serde_json::to_vec(&record).unwrap_or_default();
-        if !self.create_new(&format!("{LOCKS}/{name}"), &bytes)? {
-            // Another exclusive lock file exists: stale or live?
-            match self.read_lock(&name)? {
-                Some(other) if !other.is_stale(now_secs()) => return Ok(Err(other.describe())),
-                Some(other) => {
-                    log::warn!("removing stale lock held by {}", other.describe());
-                    self.delete(&format!("{LOCKS}/{name}"))?;
-                    return self.try_lock(kind, command);
+        let host_name: String = host
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
                 }
-                None => {}
-            }
-            return Ok(Err("a lock being released".into()));
+            })
+            .collect();
+        let name = format!("{kind_name}-{host_name}-{pid}-{:016x}.json", rand_u64());
+        let bytes = serde_json::to_vec(&record).unwrap_or_default();
+        if !self.put_new(&format!("{LOCKS}/{name}"), &bytes)? {
+            return Ok(Err("a lock of the same name (retrying)".into()));
         }
-        // Ours is written: now look for a conflicting live lock.
+        // Ours is visible: now look for a conflicting live lock.
         for other_name in self.list(LOCKS)? {
             if other_name == name || !other_name.ends_with(".json") {
-                continue;
-            }
-            let conflicts = kind == LockKind::Exclusive || other_name == "exclusive.json";
-            if !conflicts {
                 continue;
             }
             let Some(other) = self.read_lock(&other_name)? else {
                 continue;
             };
             if other.is_stale(now_secs()) {
-                log::warn!("removing stale lock held by {}", other.describe());
+                log::warn!(
+                    "taking over: removing the stale lock held by {} (expired or its process is gone)",
+                    other.describe()
+                );
                 self.delete(&format!("{LOCKS}/{other_name}"))?;
                 continue;
             }
-            self.delete(&format!("{LOCKS}/{name}"))?;
-            return Ok(Err(other.describe()));
+            if kind == LockKind::Exclusive || other.kind == LockKind::Exclusive {
+                self.delete(&format!("{LOCKS}/{name}"))?;
+                return Ok(Err(other.describe()));
+            }
         }
         let stop = Arc::new(AtomicBool::new(false));
         let refresher = {
@@ -337,15 +256,21 @@ impl SideArea {
             let name = name.clone();
             let mut record = record;
             thread::spawn(move || {
+                let rel = format!("{LOCKS}/{name}");
                 loop {
                     thread::park_timeout(REFRESH);
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
+                    if matches!(side.exists(&rel), Ok(false)) {
+                        log::error!(
+                            "our repository lock `{name}` was removed by another process (it thought it stale); writing it again"
+                        );
+                    }
                     record.expires = now_secs() + LOCK_TTL.as_secs() as i64;
                     let bytes = serde_json::to_vec(&record).unwrap_or_default();
-                    if let Err(e) = side.put(&format!("{LOCKS}/{name}"), &bytes) {
-                        log::warn!("cannot refresh lock: {e}");
+                    if let Err(e) = side.put(&rel, &bytes) {
+                        log::warn!("cannot refresh the repository lock: {e}");
                     }
                 }
             })
@@ -391,7 +316,7 @@ mod tests {
     #[test]
     fn exclusive_excludes_shared_and_back() {
         let dir = tempfile::tempdir().unwrap();
-        let side = SideArea::new(dir.path());
+        let side = SideArea::new(&Store::Local(dir.path().to_path_buf()));
         side.create().unwrap();
         let shared = side
             .lock(LockKind::Shared, "backup", Duration::ZERO)
@@ -428,7 +353,7 @@ mod tests {
     #[test]
     fn a_dead_process_lock_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
-        let side = SideArea::new(dir.path());
+        let side = SideArea::new(&Store::Local(dir.path().to_path_buf()));
         side.create().unwrap();
         let record = LockRecord {
             kind: LockKind::Exclusive,
@@ -439,7 +364,7 @@ mod tests {
             expires: now_secs() + 1000,
         };
         side.put(
-            "locks/exclusive.json",
+            "locks/exclusive-elsewhere-1-0.json",
             &serde_json::to_vec(&record).unwrap(),
         )
         .unwrap();
@@ -452,10 +377,10 @@ mod tests {
     #[test]
     fn put_is_atomic_and_readable() {
         let dir = tempfile::tempdir().unwrap();
-        let side = SideArea::new(dir.path());
+        let side = SideArea::new(&Store::Local(dir.path().to_path_buf()));
         side.put("drills/x.json", b"{}").unwrap();
         assert_eq!(side.get("drills/x.json").unwrap().unwrap(), b"{}");
         assert!(side.get("drills/none").unwrap().is_none());
-        assert!(!side.create_new("drills/x.json", b"1").unwrap());
+        assert!(!side.put_new("drills/x.json", b"1").unwrap());
     }
 }

@@ -9,12 +9,12 @@ use std::{
     },
 };
 
-use lifeboat_core::Redacted;
+use lifeboat_core::{Location, Redacted};
 use lifeboat_repo::{Bars, Content, Repo, RepoError, SourceEntry};
 
 fn repo() -> (tempfile::TempDir, Repo) {
     let dir = tempfile::tempdir().unwrap();
-    let url = dir.path().join("repo").display().to_string();
+    let url = Location::Local(dir.path().join("repo"));
     let repo = Repo::init(&url, &Redacted::new("pw"), Bars::default()).unwrap();
     (dir, repo)
 }
@@ -149,7 +149,7 @@ fn the_manifest_sees_the_finished_stream() {
 #[test]
 fn wrong_password_and_existing_repository_are_refused() {
     let (dir, _repo) = repo();
-    let url = dir.path().join("repo").display().to_string();
+    let url = Location::Local(dir.path().join("repo"));
     let err = Repo::open(&url, &Redacted::new("nope"), Bars::default())
         .err()
         .unwrap();
@@ -158,7 +158,7 @@ fn wrong_password_and_existing_repository_are_refused() {
         .err()
         .unwrap();
     assert!(matches!(err, RepoError::AlreadyExists { .. }), "{err}");
-    let missing = dir.path().join("none").display().to_string();
+    let missing = Location::Local(dir.path().join("none"));
     let err = Repo::open(&missing, &Redacted::new("pw"), Bars::default())
         .err()
         .unwrap();

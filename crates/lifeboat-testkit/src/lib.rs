@@ -1,6 +1,9 @@
-//! Test harness: real PostgreSQL clusters on free ports (stopped and removed on drop) and a
-//! scratch workspace with a repository, a password file and a config, plus a runner for the
-//! `lifeboat` binary. No mocks: every test talks to real servers and real tools.
+//! Test harness: real PostgreSQL clusters and S3 servers on free ports (stopped and removed
+//! on drop), a fault-injecting proxy, and a scratch workspace with a repository (a folder
+//! or a bucket), a password file and a config, plus a runner for the `lifeboat` binary. No
+//! mocks: every test talks to real servers and real tools.
+
+pub mod s3;
 
 use std::{
     path::{Path, PathBuf},
@@ -38,6 +41,8 @@ pub fn postgres_archiving(archive_command: &str) -> Cluster {
 pub struct Workspace {
     dir: tempfile::TempDir,
     bin: PathBuf,
+    /// `Some((endpoint, bucket))`: the repository is `s3://bucket/repo` there.
+    s3: Option<(String, String)>,
 }
 
 /// What a `lifeboat` run printed and returned.
@@ -94,6 +99,23 @@ impl Workspace {
         Self {
             dir,
             bin: PathBuf::from(bin),
+            s3: None,
+        }
+    }
+
+    /// A workspace whose repository is `s3://bucket/repo` at `endpoint` (an S3 server or
+    /// a fault proxy in front of one); lifeboat gets the test credentials.
+    pub fn s3(bin: &str, endpoint: &str, bucket: &str) -> Self {
+        let mut ws = Self::new(bin);
+        ws.s3 = Some((endpoint.to_string(), bucket.to_string()));
+        ws
+    }
+
+    /// The repository URL in the config.
+    pub fn repo_url(&self) -> String {
+        match &self.s3 {
+            Some((_, bucket)) => format!("s3://{bucket}/repo"),
+            None => self.repo().display().to_string(),
         }
     }
 
@@ -117,9 +139,13 @@ impl Workspace {
 
     /// Write the config: the repository section plus `rest` (targets, retention).
     pub fn write_config(&self, rest: &str) {
+        let s3 = match &self.s3 {
+            Some((endpoint, _)) => format!("endpoint = \"{endpoint}\"\npath-style = true\n"),
+            None => String::new(),
+        };
         let text = format!(
-            "[repository]\nurl = \"{}\"\npassword-file = \"{}\"\n\n{rest}\n",
-            self.repo().display(),
+            "[repository]\nurl = \"{}\"\npassword-file = \"{}\"\n{s3}\n{rest}\n",
+            self.repo_url(),
             self.path().join("password").display()
         );
         std::fs::write(self.config_path(), text).expect("write config");
@@ -130,11 +156,37 @@ impl Workspace {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("-c").arg(self.config_path()).args(args);
         for (k, _) in std::env::vars() {
-            if k.starts_with("LIFEBOAT_") {
+            if k.starts_with("LIFEBOAT_") || k.starts_with("AWS_") {
                 cmd.env_remove(k);
             }
         }
+        if self.s3.is_some() {
+            cmd.env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
+                .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY);
+        }
         cmd
+    }
+
+    /// Run `restic` (the peer) on this workspace's repository; panics unless it succeeds.
+    pub fn restic(&self, args: &[&str]) -> Vec<u8> {
+        let repo = match &self.s3 {
+            Some((endpoint, bucket)) => format!("s3:{endpoint}/{bucket}/repo"),
+            None => self.repo().display().to_string(),
+        };
+        let out = Command::new("restic")
+            .args(["--no-cache", "-r", &repo])
+            .args(args)
+            .env("RESTIC_PASSWORD_FILE", self.path().join("password"))
+            .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
+            .output()
+            .expect("restic is installed (scripts/install-deps.sh)");
+        assert!(
+            out.status.success(),
+            "restic {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
     }
 
     pub fn run(&self, args: &[&str]) -> Run {

@@ -63,6 +63,18 @@ impl From<RepoError> for CliError {
     }
 }
 
+impl From<lifeboat_repo::StoreError> for CliError {
+    fn from(e: lifeboat_repo::StoreError) -> Self {
+        RepoError::from(e).into()
+    }
+}
+
+impl From<lifeboat_repo::SideError> for CliError {
+    fn from(e: lifeboat_repo::SideError) -> Self {
+        RepoError::from(e).into()
+    }
+}
+
 impl From<PgError> for CliError {
     fn from(e: PgError) -> Self {
         Self::failure(e.to_string(), e.hint())

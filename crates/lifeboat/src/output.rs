@@ -9,8 +9,13 @@ struct StderrLogger {
 
 impl log::Log for StderrLogger {
     fn enabled(&self, m: &log::Metadata) -> bool {
-        // rustic_core logs chatty progress at info; ours is what matters.
+        // rustic_core logs chatty progress at info; ours is what matters. opendal warns on
+        // every expected miss (a stat of an object that is not there) and every retried S3
+        // call: shown with `-v`.
         let ours = m.target().starts_with("lifeboat");
+        if m.target().starts_with("opendal") && self.level < log::LevelFilter::Info {
+            return false;
+        }
         m.level() <= self.level
             && (ours || m.level() <= log::Level::Warn || self.level >= log::LevelFilter::Debug)
     }

@@ -1,7 +1,8 @@
 //! End to end: config errors, the repository (init, password, check, locks, retention),
-//! files targets, and the restic interop promise.
+//! files targets, and the restic interop promise — on a local repository and, for every
+//! scenario that does not look inside the folder, on an S3 server (moto) as well.
 
-use lifeboat_testkit::{Workspace, postgres, postgres_target};
+use lifeboat_testkit::{Workspace, postgres, postgres_target, s3::S3Server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
@@ -49,7 +50,26 @@ fn config_check_redacts_every_secret() {
 
 #[test]
 fn init_refuses_an_existing_repository_and_a_wrong_password_is_explained() {
-    let ws = Workspace::new(BIN);
+    init_and_password(&Workspace::new(BIN), &Workspace::new(BIN));
+}
+
+#[test]
+fn init_refuses_an_existing_repository_and_a_wrong_password_is_explained_on_s3() {
+    let s3 = S3Server::start();
+    init_and_password(
+        &Workspace::s3(BIN, &s3.endpoint(), &s3.bucket()),
+        &Workspace::s3(BIN, &s3.endpoint(), &s3.bucket()),
+    );
+    // A bucket that does not exist is named, with a hint.
+    let ws = Workspace::s3(BIN, &s3.endpoint(), "no-such-bucket");
+    ws.write_config("");
+    let run = ws.run(&["init"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("NoSuchBucket"), "{}", run.stderr);
+    assert!(run.stderr.contains("create the bucket"), "{}", run.stderr);
+}
+
+fn init_and_password(ws: &Workspace, other: &Workspace) {
     ws.write_config("");
     ws.run(&["init"]).expect_code(0);
     let run = ws.run(&["init"]);
@@ -66,7 +86,6 @@ fn init_refuses_an_existing_repository_and_a_wrong_password_is_explained() {
         run.stderr
     );
 
-    let other = Workspace::new(BIN);
     other.write_config("");
     let run = other.run(&["snapshots"]);
     run.expect_code(1);
@@ -75,7 +94,16 @@ fn init_refuses_an_existing_repository_and_a_wrong_password_is_explained() {
 
 #[test]
 fn files_are_backed_up_restored_and_verified() {
-    let ws = Workspace::new(BIN);
+    files_round_trip(&Workspace::new(BIN));
+}
+
+#[test]
+fn files_are_backed_up_restored_and_verified_on_s3() {
+    let s3 = S3Server::start();
+    files_round_trip(&Workspace::s3(BIN, &s3.endpoint(), &s3.bucket()));
+}
+
+fn files_round_trip(ws: &Workspace) {
     let src = ws.path().join("srv");
     std::fs::create_dir_all(src.join("app/cache")).unwrap();
     std::fs::write(src.join("app/.env.production"), "SECRET_KEY=abc\n").unwrap();
@@ -131,7 +159,16 @@ fn files_are_backed_up_restored_and_verified() {
 
 #[test]
 fn forget_applies_retention_and_prune_frees_space() {
-    let ws = Workspace::new(BIN);
+    forget_and_prune(&Workspace::new(BIN));
+}
+
+#[test]
+fn forget_applies_retention_and_prune_frees_space_on_s3() {
+    let s3 = S3Server::start();
+    forget_and_prune(&Workspace::s3(BIN, &s3.endpoint(), &s3.bucket()));
+}
+
+fn forget_and_prune(ws: &Workspace) {
     let src = ws.path().join("data");
     std::fs::create_dir_all(&src).unwrap();
     ws.write_config(&format!(
@@ -234,6 +271,16 @@ fn a_backup_never_runs_during_a_prune() {
 /// repository and dumps a byte-identical database dump.
 #[test]
 fn restic_reads_lifeboat_repositories() {
+    restic_reads(&Workspace::new(BIN));
+}
+
+#[test]
+fn restic_reads_lifeboat_repositories_on_s3() {
+    let s3 = S3Server::start();
+    restic_reads(&Workspace::s3(BIN, &s3.endpoint(), &s3.bucket()));
+}
+
+fn restic_reads(ws: &Workspace) {
     let pg = postgres();
     pg.psql("postgres", "CREATE DATABASE app").unwrap();
     pg.psql(
@@ -241,7 +288,6 @@ fn restic_reads_lifeboat_repositories() {
         "CREATE TABLE t AS SELECT i, md5(i::text) FROM generate_series(1, 20000) i",
     )
     .unwrap();
-    let ws = Workspace::new(BIN);
     ws.write_config(&postgres_target("app", &pg.url("app")));
     ws.run(&["init"]).expect_code(0);
     ws.run(&["backup"]).expect_code(0);
@@ -252,23 +298,8 @@ fn restic_reads_lifeboat_repositories() {
         .as_str()
         .unwrap();
 
-    let restic = |args: &[&str]| {
-        let out = std::process::Command::new("restic")
-            .args(["--no-cache", "-r"])
-            .arg(ws.repo())
-            .args(args)
-            .env("RESTIC_PASSWORD_FILE", ws.path().join("password"))
-            .output()
-            .expect("restic is installed (scripts/install-deps.sh)");
-        assert!(
-            out.status.success(),
-            "restic {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
     let listed: serde_json::Value =
-        serde_json::from_slice(&restic(&["snapshots", "--json"])).unwrap();
+        serde_json::from_slice(&ws.restic(&["snapshots", "--json"])).unwrap();
     let listed = &listed[0];
     assert_eq!(listed["id"], id);
     let tags: Vec<&str> = listed["tags"]
@@ -282,18 +313,12 @@ fn restic_reads_lifeboat_repositories() {
             && tags.contains(&"target=app")
             && tags.contains(&"kind=logical")
     );
-    restic(&["check", "--read-data"]);
-    let dump = restic(&["dump", id, "/app/db.dump"]);
-    use std::io::Write;
-    let mut sha256 = std::process::Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    sha256.stdin.take().unwrap().write_all(&dump).unwrap();
-    let out = sha256.wait_with_output().unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with(sha),
+    ws.restic(&["check", "--read-data"]);
+    let dump = ws.restic(&["dump", id, "/app/db.dump"]);
+    use sha2::Digest;
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&dump)),
+        sha,
         "restic dump differs from the manifest's hash"
     );
     assert!(dump.len() > 100_000);

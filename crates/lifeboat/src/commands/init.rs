@@ -9,9 +9,10 @@ use crate::{error::CliResult, output};
 pub async fn run(ctx: &Context) -> CliResult<i32> {
     let config = ctx.load_config()?;
     let password = config.repository_password()?;
-    let url = config.repository_url().to_string();
-    let u = url.clone();
-    tokio::task::spawn_blocking(move || Repo::init(&u, &password, Default::default())).await??;
+    let location = config.repository_location()?;
+    let url = location.url();
+    tokio::task::spawn_blocking(move || Repo::init(&location, &password, Default::default()))
+        .await??;
     if ctx.json {
         output::json(&json!({ "repository": lifeboat_core::redact_url(&url), "created": true }));
     } else {

@@ -41,10 +41,10 @@ impl Context {
     /// Open the repository named in the config, with a hint on a wrong password.
     pub async fn open_repo(&self, config: &Config) -> CliResult<Arc<Repo>> {
         let password = config.repository_password()?;
-        let url = config.repository_url().to_string();
+        let location = config.repository_location()?;
         let bars = crate::progress::bars(!self.json && !self.quiet);
         let origin = config.password_origin();
-        let repo = tokio::task::spawn_blocking(move || Repo::open(&url, &password, bars))
+        let repo = tokio::task::spawn_blocking(move || Repo::open(&location, &password, bars))
             .await?
             .map_err(|e| {
                 let wrong = matches!(e, lifeboat_repo::RepoError::WrongPassword { .. });

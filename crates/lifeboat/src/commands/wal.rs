@@ -109,7 +109,8 @@ async fn push(ctx: &Context, args: WalPushArgs) -> CliResult<i32> {
     })?;
     let spool = Spool::new(cluster);
     let rel = object_name(cluster, &wal_name);
-    let side = lifeboat_repo::SideArea::new(Path::new(config.repository_url()));
+    let side =
+        lifeboat_repo::SideArea::new(&lifeboat_repo::Store::open(&config.repository_location()?)?);
     // Pushed ahead by an earlier call and still in the archive: done, without deriving the
     // repository key again. The same file (inode, size, mtime) needs no hashing; PostgreSQL
     // never rewrites a segment once it is ready, and never reuses a name.
@@ -117,7 +118,7 @@ async fn push(ctx: &Context, args: WalPushArgs) -> CliResult<i32> {
     if identity
         .as_deref()
         .is_some_and(|id| spool.confirms_file(&wal_name.name, id))
-        && side.root().join(&rel).exists()
+        && side.exists(&rel)?
     {
         log::info!("`{file_name}` was pushed ahead");
         return Ok(0);
@@ -135,7 +136,7 @@ async fn push(ctx: &Context, args: WalPushArgs) -> CliResult<i32> {
             Some("is `data-dir` the data directory of the server that archives?".into()),
         ));
     }
-    if spool.confirms(&wal_name.name, &bytes) && side.root().join(&rel).exists() {
+    if spool.confirms(&wal_name.name, &bytes) && side.exists(&rel)? {
         log::info!("`{file_name}` was pushed ahead");
         return Ok(0);
     }

@@ -601,7 +601,7 @@ async fn store(repo: &Arc<Repo>, report: &DrillReport, report_dir: Option<&Path>
     })
     .await;
     match stored {
-        Ok(Ok(())) => written.push(format!("{}/{base}.html", repo.side().root().display())),
+        Ok(Ok(())) => written.push(repo.side().display(&format!("{base}.html"))),
         Ok(Err(e)) => log::warn!("cannot store the drill report in the repository: {e}"),
         Err(e) => log::warn!("cannot store the drill report in the repository: {e}"),
     }

@@ -1,0 +1,406 @@
+//! Plain objects at a repository's location, beside what rustic_core writes: a local
+//! folder or an S3 bucket and prefix. The side area, the existence checks of `init` and
+//! `open`, and bucket targets go through it.
+//!
+//! Local writes are atomic and durable (temp file, fsync, rename or link, directory fsync).
+//! On S3 a completed PUT is both; create-only writes send `If-None-Match: *`. S3 calls are
+//! retried with backoff on transient errors (5xx, throttling, dropped connections) and fail
+//! at once on permanent ones (403, no such bucket). rustic_core is synchronous, and so is
+//! this: S3 calls run on a small runtime of this module's own, so that callers inside or
+//! outside tokio can block on them.
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::OnceLock,
+    time::{Duration, SystemTime},
+};
+
+use lifeboat_core::{Location, S3Location};
+use opendal::{
+    ErrorKind, Operator,
+    layers::{RetryLayer, TimeoutLayer},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("`{path}`: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("`{path}`: {message}")]
+    S3 {
+        path: String,
+        message: String,
+        permanent: bool,
+    },
+}
+
+impl StoreError {
+    /// A hint for errors whose fix is known.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::S3 { message, .. } if message.contains("NoSuchBucket") => {
+                Some("create the bucket first, or check `repository.url` and `endpoint`".into())
+            }
+            Self::S3 { message, .. }
+                if message.contains("PermissionDenied") || message.contains("AccessDenied") =>
+            {
+                Some("check the S3 credentials (`access-key-id-env`, `secret-access-key-env` or `AWS_*`) and the bucket policy".into())
+            }
+            Self::S3 { permanent: false, .. } => Some(
+                "the S3 server kept failing after retries: check that it is reachable, then run the command again".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A folder or a bucket prefix holding objects by relative name (`wal/1/00000001/...`).
+#[derive(Debug, Clone)]
+pub enum Store {
+    Local(PathBuf),
+    /// `op` is rooted at the URL's prefix; `sub` is a folder below it (`""` or ending `/`).
+    S3 {
+        op: Operator,
+        url: String,
+        sub: String,
+    },
+}
+
+/// Metadata of one stored object.
+#[derive(Debug, Clone)]
+pub struct ObjectStat {
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lifeboat-s3")
+            .enable_all()
+            .build()
+            .expect("start the S3 runtime")
+    })
+}
+
+/// Run `fut` on the module's runtime and wait for it, from any thread (also one of
+/// another tokio runtime, where `block_on` would panic).
+fn block<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime().spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().expect("the S3 runtime dropped a task")
+}
+
+/// How many times a transient S3 error is retried (with exponential backoff and jitter,
+/// from 0.2 s up to 5 s: about 15 s in all) before the call fails.
+pub const S3_RETRIES: usize = 6;
+
+/// An opendal operator for `loc`, rooted at its prefix.
+pub fn s3_operator(loc: &S3Location) -> Result<Operator, StoreError> {
+    let mut b = opendal::services::S3::default()
+        .bucket(&loc.bucket)
+        .root(&format!("/{}", loc.prefix))
+        .region(&loc.region)
+        .disable_config_load();
+    if let Some(e) = &loc.endpoint {
+        b = b.endpoint(e);
+    }
+    if !loc.path_style {
+        b = b.enable_virtual_host_style();
+    }
+    if let Some(k) = &loc.access_key_id {
+        b = b.access_key_id(k.expose());
+    }
+    if let Some(s) = &loc.secret_access_key {
+        b = b.secret_access_key(s.expose());
+    }
+    let op = Operator::new(b)
+        .map_err(|e| s3_err(&loc.url(), e))?
+        .layer(
+            TimeoutLayer::new()
+                .with_timeout(Duration::from_secs(60))
+                .with_io_timeout(Duration::from_secs(30)),
+        )
+        .layer(
+            RetryLayer::new()
+                .with_max_times(S3_RETRIES)
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(5))
+                .with_jitter(),
+        );
+    Ok(op)
+}
+
+fn s3_err(path: &str, e: opendal::Error) -> StoreError {
+    StoreError::S3 {
+        path: path.to_string(),
+        permanent: !e.is_temporary(),
+        message: describe_s3(&e),
+    }
+}
+
+/// opendal's error text holds the request context (method, URI, response headers); keep
+/// the kind, the S3 error code and message.
+fn describe_s3(e: &opendal::Error) -> String {
+    let text = e.to_string();
+    let code = text
+        .find("code: \"")
+        .and_then(|i| text[i + 7..].split('"').next())
+        .map(str::to_string);
+    let message = e.message();
+    match code {
+        Some(c) => format!("{} ({c})", e.kind()),
+        None if message.len() < 200 => format!("{}: {message}", e.kind()),
+        None => e.kind().to_string(),
+    }
+}
+
+impl Store {
+    pub fn open(location: &Location) -> Result<Self, StoreError> {
+        Ok(match location {
+            Location::Local(p) => Self::Local(p.clone()),
+            Location::S3(s) => Self::S3 {
+                op: s3_operator(s)?,
+                url: s.url(),
+                sub: String::new(),
+            },
+        })
+    }
+
+    /// The same store, below `rel`.
+    pub fn sub(&self, rel: &str) -> Self {
+        match self {
+            Self::Local(p) => Self::Local(p.join(rel)),
+            Self::S3 { op, url, sub } => Self::S3 {
+                op: op.clone(),
+                url: url.clone(),
+                sub: format!("{sub}{}/", rel.trim_matches('/')),
+            },
+        }
+    }
+
+    /// How `rel` is shown to people (a path, or an `s3://` URL).
+    pub fn display(&self, rel: &str) -> String {
+        match self {
+            Self::Local(p) => p.join(rel).display().to_string(),
+            Self::S3 { url, sub, .. } => format!("{url}/{sub}{rel}"),
+        }
+    }
+
+    pub fn local_root(&self) -> Option<&Path> {
+        match self {
+            Self::Local(p) => Some(p),
+            Self::S3 { .. } => None,
+        }
+    }
+
+    pub fn get(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Self::Local(root) => {
+                let path = root.join(rel);
+                match fs::read(&path) {
+                    Ok(b) => Ok(Some(b)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io_err(&path)(e)),
+                }
+            }
+            Self::S3 { op, sub, .. } => {
+                let (op, rel2) = (op.clone(), format!("{sub}{rel}"));
+                match block(async move { op.read(&rel2).await }) {
+                    Ok(buf) => Ok(Some(buf.to_vec())),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(s3_err(&self.display(rel), e)),
+                }
+            }
+        }
+    }
+
+    /// Write `bytes` at `rel`, replacing what is there; atomic and durable.
+    pub fn put(&self, rel: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        match self {
+            Self::Local(root) => {
+                let (path, dir, tmp) = durable_temp(root, rel, bytes)?;
+                tmp.persist(&path).map_err(|e| io_err(&path)(e.error))?;
+                sync_dir(&dir)
+            }
+            Self::S3 { op, sub, .. } => {
+                let (op, rel2, bytes) = (op.clone(), format!("{sub}{rel}"), bytes.to_vec());
+                block(async move { op.write(&rel2, bytes).await })
+                    .map(|_| ())
+                    .map_err(|e| s3_err(&self.display(rel), e))
+            }
+        }
+    }
+
+    /// Write `bytes` at `rel` only if nothing is there (`Ok(false)` then): atomic and
+    /// durable, and a reader never sees a partial object. Local: temp file, fsync, hard
+    /// link to the name (fails if it exists), directory fsync. S3: `If-None-Match: *`.
+    pub fn put_new(&self, rel: &str, bytes: &[u8]) -> Result<bool, StoreError> {
+        match self {
+            Self::Local(root) => {
+                let (path, dir, tmp) = durable_temp(root, rel, bytes)?;
+                match tmp.persist_noclobber(&path) {
+                    Ok(_) => {}
+                    Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(io_err(&path)(e.error)),
+                }
+                sync_dir(&dir)?;
+                Ok(true)
+            }
+            Self::S3 { op, sub, .. } => {
+                let (op, rel2, bytes) = (op.clone(), format!("{sub}{rel}"), bytes.to_vec());
+                match block(async move { op.write_with(&rel2, bytes).if_not_exists(true).await }) {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(false),
+                    Err(e) => Err(s3_err(&self.display(rel), e)),
+                }
+            }
+        }
+    }
+
+    pub fn stat(&self, rel: &str) -> Result<Option<ObjectStat>, StoreError> {
+        match self {
+            Self::Local(root) => {
+                let path = root.join(rel);
+                match fs::metadata(&path) {
+                    Ok(m) => Ok(Some(ObjectStat {
+                        size: m.len(),
+                        modified: m.modified().ok(),
+                    })),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io_err(&path)(e)),
+                }
+            }
+            Self::S3 { op, sub, .. } => {
+                let (op, rel2) = (op.clone(), format!("{sub}{rel}"));
+                match block(async move { op.stat(&rel2).await }) {
+                    Ok(m) => Ok(Some(ObjectStat {
+                        size: m.content_length(),
+                        modified: m.last_modified().map(SystemTime::from),
+                    })),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(s3_err(&self.display(rel), e)),
+                }
+            }
+        }
+    }
+
+    pub fn exists(&self, rel: &str) -> Result<bool, StoreError> {
+        Ok(self.stat(rel)?.is_some())
+    }
+
+    /// Remove `rel`; a missing object is fine.
+    pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Local(root) => {
+                let path = root.join(rel);
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+                    _ => Ok(()),
+                }
+            }
+            Self::S3 { op, sub, .. } => {
+                let (op, rel2) = (op.clone(), format!("{sub}{rel}"));
+                block(async move { op.delete(&rel2).await })
+                    .map_err(|e| s3_err(&self.display(rel), e))
+            }
+        }
+    }
+
+    /// Names directly under the folder `rel` (files and folders, without a trailing `/`),
+    /// sorted; none if it does not exist. Local temp files (`.tmp-*`) are left out.
+    pub fn list(&self, rel: &str) -> Result<Vec<String>, StoreError> {
+        let mut names = match self {
+            Self::Local(root) => {
+                let path = root.join(rel);
+                let rd = match fs::read_dir(&path) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(io_err(&path)(e)),
+                };
+                let mut names = Vec::new();
+                for e in rd {
+                    let e = e.map_err(io_err(&path))?;
+                    names.push(e.file_name().to_string_lossy().into_owned());
+                }
+                names.retain(|n| !n.starts_with(".tmp-"));
+                names
+            }
+            Self::S3 { op, sub, .. } => {
+                let dir = match rel.trim_matches('/') {
+                    "" => sub.clone(),
+                    d => format!("{sub}{d}/"),
+                };
+                let (op, dir2) = (op.clone(), dir.clone());
+                let entries = block(async move { op.list(&dir2).await })
+                    .map_err(|e| s3_err(&self.display(rel), e))?;
+                entries
+                    .into_iter()
+                    .filter(|e| e.path() != dir && e.path() != "/" && !e.path().is_empty())
+                    .map(|e| e.name().trim_end_matches('/').to_string())
+                    .collect()
+            }
+        };
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Create the folder `rel` (local); nothing to do on S3.
+    pub fn create_dir(&self, rel: &str) -> Result<(), StoreError> {
+        if let Self::Local(root) = self {
+            let p = root.join(rel);
+            fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the location holds anything at all.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        match self {
+            Self::Local(root) => Ok(fs::read_dir(root).map_or(true, |mut d| d.next().is_none())),
+            Self::S3 { .. } => Ok(self.list("")?.is_empty()),
+        }
+    }
+}
+
+/// `bytes` in a synced temp file beside `root/rel`: the path, its folder and the file.
+fn durable_temp(
+    root: &Path,
+    rel: &str,
+    bytes: &[u8],
+) -> Result<(PathBuf, PathBuf, tempfile::NamedTempFile), StoreError> {
+    let path = root.join(rel);
+    let dir = path.parent().unwrap_or(root).to_path_buf();
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(&dir)
+        .map_err(io_err(&dir))?;
+    tmp.write_all(bytes).map_err(io_err(&path))?;
+    tmp.as_file().sync_all().map_err(io_err(&path))?;
+    Ok((path, dir, tmp))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}

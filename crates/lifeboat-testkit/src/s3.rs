@@ -1,0 +1,263 @@
+//! A real S3-protocol server for tests (`moto[server]` from PyPI, in memory) on a free
+//! port, and a fault-injecting proxy to put between lifeboat and it.
+//!
+//! The proxy serves one request per connection (it answers `Connection: close`), so every
+//! request can meet its own fault: a 500/503 reply, a dropped connection, or a delay. Faults
+//! follow a [`Faults`] plan that a test changes while lifeboat runs.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+pub const ACCESS_KEY: &str = "lifeboat-test-key";
+pub const SECRET_KEY: &str = "lifeboat-test-secret";
+
+/// A running moto S3 server; killed on drop.
+pub struct S3Server {
+    child: Child,
+    port: u16,
+}
+
+impl S3Server {
+    pub fn start() -> Self {
+        let port = lifeboat_postgres::cluster::free_port().expect("free port");
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto (`python3 -m pip install 'moto[server]'`, or run scripts/install-deps.sh)");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not listen on {port}");
+            thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Create a bucket with a fresh name and return it.
+    pub fn bucket(&self) -> String {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "lb-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let status = http(self.port, "PUT", &format!("/{name}"));
+        assert_eq!(status, 200, "create bucket {name}");
+        name
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bodiless request to 127.0.0.1:`port`; the status code.
+pub fn http(port: u16, method: &str, path: &str) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).expect("read status");
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What the proxy does to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward it.
+    Pass,
+    /// Reply with this status (500, 503, ...) without forwarding.
+    Status(u16),
+    /// Close the connection without a reply, after reading the request.
+    Drop,
+    /// Wait, then forward.
+    Delay(Duration),
+}
+
+/// The plan: every request gets `always`, except that every `nth` request (counting from
+/// 1) gets `periodic` instead.
+#[derive(Debug, Clone, Copy)]
+pub struct Faults {
+    pub always: Fault,
+    pub nth: u64,
+    pub periodic: Fault,
+}
+
+impl Faults {
+    pub const NONE: Self = Self {
+        always: Fault::Pass,
+        nth: 0,
+        periodic: Fault::Pass,
+    };
+
+    pub fn always(f: Fault) -> Self {
+        Self {
+            always: f,
+            ..Self::NONE
+        }
+    }
+
+    pub fn every(nth: u64, f: Fault) -> Self {
+        Self {
+            nth,
+            periodic: f,
+            ..Self::NONE
+        }
+    }
+}
+
+/// A fault-injecting HTTP proxy in front of an S3 server; stopped on drop.
+pub struct FaultProxy {
+    port: u16,
+    plan: Arc<Mutex<Faults>>,
+    requests: Arc<AtomicU64>,
+    faulted: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream_port: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let plan = Arc::new(Mutex::new(Faults::NONE));
+        let requests = Arc::new(AtomicU64::new(0));
+        let faulted = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, r, f, st) = (
+            plan.clone(),
+            requests.clone(),
+            faulted.clone(),
+            stop.clone(),
+        );
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let n = r.fetch_add(1, Ordering::SeqCst) + 1;
+                let plan = *p.lock().unwrap();
+                let fault = if plan.nth > 0 && n % plan.nth == 0 {
+                    plan.periodic
+                } else {
+                    plan.always
+                };
+                if fault != Fault::Pass {
+                    f.fetch_add(1, Ordering::SeqCst);
+                }
+                thread::spawn(move || {
+                    let _ = serve(conn, upstream_port, fault);
+                });
+            }
+        });
+        Self {
+            port,
+            plan,
+            requests,
+            faulted,
+            stop,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn set(&self, faults: Faults) {
+        *self.plan.lock().unwrap() = faults;
+    }
+
+    /// Requests seen, and how many of them met a fault.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.requests.load(Ordering::SeqCst),
+            self.faulted.load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// One request: read it whole, then apply `fault`.
+fn serve(client: TcpStream, upstream_port: u16, fault: Fault) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut head = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("transfer-encoding:") {
+            panic!("the fault proxy does not handle chunked requests: {line}");
+        }
+        if line == "\r\n" {
+            head.extend_from_slice(b"Connection: close\r\n\r\n");
+            break;
+        }
+        if !lower.starts_with("connection:") {
+            head.extend_from_slice(line.as_bytes());
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let mut client = client;
+    match fault {
+        Fault::Status(code) => {
+            let text = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code><Message>injected {code}</Message></Error>"
+            );
+            write!(
+                client,
+                "HTTP/1.1 {code} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            )?;
+            return client.shutdown(Shutdown::Both);
+        }
+        Fault::Drop => return client.shutdown(Shutdown::Both),
+        Fault::Delay(d) => thread::sleep(d),
+        Fault::Pass => {}
+    }
+    let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
+    upstream.write_all(&head)?;
+    upstream.write_all(&body)?;
+    std::io::copy(&mut upstream, &mut client)?;
+    client.shutdown(Shutdown::Both)
+}
