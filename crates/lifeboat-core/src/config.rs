@@ -204,11 +204,14 @@ pub struct Objectives {
     pub rto: Option<HumanDuration>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
+    #[default]
     Postgres,
     Files,
+    /// Any program's output: `backup` prints the backup, `restore` reads it on stdin.
+    Command,
 }
 
 impl fmt::Display for TargetKind {
@@ -216,6 +219,7 @@ impl fmt::Display for TargetKind {
         f.write_str(match self {
             Self::Postgres => "postgres",
             Self::Files => "files",
+            Self::Command => "command",
         })
     }
 }
@@ -232,7 +236,7 @@ pub enum PostgresMode {
 /// One `[targets.<name>]` table. The keys of every kind live in one struct so that serde
 /// reports unknown keys with their exact position; [`Config::validate`] then rejects keys
 /// that do not belong to the target's kind.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TargetConfig {
     pub kind: TargetKind,
@@ -255,6 +259,16 @@ pub struct TargetConfig {
     // files
     pub paths: Option<Vec<PathBuf>>,
     pub exclude: Option<Vec<String>>,
+
+    // command
+    /// Run by `sh -c`; its stdout is the backup, a non-zero exit fails it.
+    pub backup: Option<String>,
+    /// Run by `sh -c` with the backup on stdin.
+    pub restore: Option<String>,
+    /// Extra environment for both commands.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Working directory of both commands.
+    pub workdir: Option<PathBuf>,
 }
 
 impl TargetConfig {
@@ -406,20 +420,45 @@ impl Config {
         }
         for (name, t) in &self.targets {
             validate_target_name(name).map_err(|m| invalid(m.to_string()))?;
-            let wrong = |key: &str| {
-                invalid(format!(
+            let set_keys = [
+                ("url", t.url.is_some()),
+                ("url-env", t.url_env.is_some()),
+                ("url-file", t.url_file.is_some()),
+                ("mode", t.mode.is_some()),
+                ("pg-bin-dir", t.pg_bin_dir.is_some()),
+                ("globals", t.globals.is_some()),
+                ("data-dir", t.data_dir.is_some()),
+                ("paths", t.paths.is_some()),
+                ("exclude", t.exclude.is_some()),
+                ("backup", t.backup.is_some()),
+                ("restore", t.restore.is_some()),
+                ("env", t.env.is_some()),
+                ("workdir", t.workdir.is_some()),
+            ];
+            let applies: &[&str] = match t.kind {
+                TargetKind::Postgres => &[
+                    "url",
+                    "url-env",
+                    "url-file",
+                    "mode",
+                    "pg-bin-dir",
+                    "globals",
+                    "data-dir",
+                ],
+                TargetKind::Files => &["paths", "exclude"],
+                TargetKind::Command => &["backup", "restore", "env", "workdir"],
+            };
+            if let Some((key, _)) = set_keys
+                .iter()
+                .find(|(key, set)| *set && !applies.contains(key))
+            {
+                return Err(invalid(format!(
                     "`targets.{name}.{key}` does not apply to kind `{}`",
                     t.kind
-                ))
-            };
+                )));
+            }
             match t.kind {
                 TargetKind::Postgres => {
-                    if t.paths.is_some() {
-                        return Err(wrong("paths"));
-                    }
-                    if t.exclude.is_some() {
-                        return Err(wrong("exclude"));
-                    }
                     let n = [t.url.is_some(), t.url_env.is_some(), t.url_file.is_some()]
                         .iter()
                         .filter(|s| **s)
@@ -449,22 +488,16 @@ impl Config {
                     }
                 }
                 TargetKind::Files => {
-                    for (key, set) in [
-                        ("url", t.url.is_some()),
-                        ("url-env", t.url_env.is_some()),
-                        ("url-file", t.url_file.is_some()),
-                        ("mode", t.mode.is_some()),
-                        ("pg-bin-dir", t.pg_bin_dir.is_some()),
-                        ("globals", t.globals.is_some()),
-                        ("data-dir", t.data_dir.is_some()),
-                    ] {
-                        if set {
-                            return Err(wrong(key));
-                        }
-                    }
                     if t.paths.as_ref().is_none_or(Vec::is_empty) {
                         return Err(invalid(format!(
                             "`targets.{name}.paths` is empty or missing"
+                        )));
+                    }
+                }
+                TargetKind::Command => {
+                    if t.backup.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                        return Err(invalid(format!(
+                            "`targets.{name}.backup` is missing: the command whose output is the backup"
                         )));
                     }
                 }

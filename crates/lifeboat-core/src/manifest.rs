@@ -37,6 +37,16 @@ pub struct Manifest {
     pub files: Option<FilesManifest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub physical: Option<PhysicalManifest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandManifest>,
+}
+
+/// A command target's backup: the command (URL passwords redacted) and its output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct CommandManifest {
+    pub backup: String,
+    pub output: StreamRecord,
 }
 
 /// A stream stored in a snapshot, with what lifeboat measured while storing it (the
@@ -172,6 +182,7 @@ impl Manifest {
         });
         pg + self.files.as_ref().map_or(0, |f| f.total_bytes)
             + self.physical.as_ref().map_or(0, |p| p.files.total_bytes)
+            + self.command.as_ref().map_or(0, |c| c.output.bytes)
     }
 }
 
@@ -191,6 +202,7 @@ mod tests {
             finished_at: "2026-11-22T02:00:05Z".into(),
             complete: true,
             emergency: false,
+            command: None,
             postgres: Some(PostgresManifest {
                 database: "app".into(),
                 server: "db:5432".into(),

@@ -78,10 +78,10 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> CliResult<i32> {
 }
 
 fn print_report(r: &BackupReport) {
-    let what = if r.kind == "logical" {
-        format!("{} tables, {} rows", r.tables, output::thousands(r.rows))
-    } else {
-        format!("{} files", r.files)
+    let what = match r.kind.as_str() {
+        "logical" => format!("{} tables, {} rows", r.tables, output::thousands(r.rows)),
+        "command" => "command output".to_string(),
+        _ => format!("{} files", r.files),
     };
     println!(
         "{}  snapshot {}  {} ({what}), {} new in repository, {:.1} s",
@@ -139,6 +139,9 @@ pub async fn backup_target(
             backup_postgres(repo, name, target, &url, emergency, started_at).await?
         }
         TargetKind::Files => backup_files(repo, name, target, started_at).await?,
+        TargetKind::Command => {
+            super::command_target::backup(repo, name, target, emergency, started_at).await?
+        }
     };
     let manifest = Manifest::from_json(&manifest_bytes).ok();
     let pg = manifest.as_ref().and_then(|m| m.postgres.as_ref());
@@ -179,6 +182,7 @@ pub(super) fn manifest_base(
         postgres: None,
         files: None,
         physical: None,
+        command: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod backup;
 mod check;
+mod command_target;
 mod config;
 mod demo;
 mod drill;

@@ -36,19 +36,36 @@ use crate::{
 };
 
 #[derive(Debug, Serialize)]
-struct Plan {
-    target: String,
-    snapshot: String,
-    snapshot_time: String,
-    destination: String,
-    steps: Vec<String>,
+pub(super) struct Plan {
+    pub(super) target: String,
+    pub(super) snapshot: String,
+    pub(super) snapshot_time: String,
+    pub(super) destination: String,
+    pub(super) steps: Vec<String>,
     /// Existing data would be overwritten (needs --force, takes an emergency backup).
-    overwrites: bool,
+    pub(super) overwrites: bool,
 }
 
 impl Plan {
+    pub(super) fn new(
+        target: &str,
+        snapshot: &SnapshotInfo,
+        destination: String,
+        steps: Vec<String>,
+        overwrites: bool,
+    ) -> Self {
+        Self {
+            target: target.to_string(),
+            snapshot: snapshot.id.clone(),
+            snapshot_time: output::time(&snapshot.time),
+            destination,
+            steps,
+            overwrites,
+        }
+    }
+
     /// `--dry-run`: the plan, and whether the real run would refuse (`why`).
-    fn print_dry_run(&self, ctx: &Context, force: bool, why: &str) {
+    pub(super) fn print_dry_run(&self, ctx: &Context, force: bool, why: &str) {
         let needs_force = self.overwrites && !force;
         if ctx.json {
             output::json(&json!({ "dry_run": true, "plan": self, "needs_force": needs_force }));
@@ -61,7 +78,7 @@ impl Plan {
         println!("nothing was changed");
     }
 
-    fn print(&self, dry_run: bool) {
+    pub(super) fn print(&self, dry_run: bool) {
         println!(
             "{}restore `{}` from snapshot {} ({})",
             if dry_run { "plan (dry run): " } else { "" },
@@ -132,6 +149,10 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> CliResult<i32> {
             restore_postgres(ctx, &args, &repo, &target_cfg, &snapshot, &manifest).await
         }
         TargetKind::Files => restore_files(ctx, &args, &repo, &snapshot, &manifest).await,
+        TargetKind::Command => {
+            super::command_target::restore(ctx, &args, &repo, &target_cfg, &snapshot, &manifest)
+                .await
+        }
     }
 }
 
@@ -230,14 +251,13 @@ async fn restore_postgres(
         "verify row counts of {} table(s) against the manifest",
         verify_tables.len()
     ));
-    let plan = Plan {
-        target: args.target.clone(),
-        snapshot: snapshot.id.clone(),
-        snapshot_time: output::time(&snapshot.time),
-        destination: dest.redacted(),
+    let plan = Plan::new(
+        &args.target.clone(),
+        snapshot,
+        dest.redacted(),
         steps,
         overwrites,
-    };
+    );
     if args.dry_run {
         plan.print_dry_run(ctx, args.force, "the destination holds data");
         return Ok(0);
@@ -501,14 +521,13 @@ async fn restore_files(
         output::bytes(fm.total_bytes)
     ));
     steps.push("verify every file's size and SHA-256 against the manifest".into());
-    let plan = Plan {
-        target: args.target.clone(),
-        snapshot: snapshot.id.clone(),
-        snapshot_time: output::time(&snapshot.time),
-        destination: dir.display().to_string(),
+    let plan = Plan::new(
+        &args.target.clone(),
+        snapshot,
+        dir.display().to_string(),
         steps,
         overwrites,
-    };
+    );
     if args.dry_run {
         plan.print_dry_run(
             ctx,
@@ -536,18 +555,8 @@ async fn restore_files(
         let paths: Vec<PathBuf> = existing.iter().map(|p| below(&dir, p)).collect();
         let cfg = TargetConfig {
             kind: TargetKind::Files,
-            objectives: Default::default(),
-            schedule: None,
-            retention: None,
-            url: None,
-            url_env: None,
-            url_file: None,
-            mode: None,
-            pg_bin_dir: None,
-            globals: None,
-            data_dir: None,
             paths: Some(paths),
-            exclude: None,
+            ..Default::default()
         };
         let report = backup_target(repo, &args.target, &cfg, None, true)
             .await

@@ -50,7 +50,10 @@ pub async fn run(ctx: &Context, args: SnapshotsArgs) -> CliResult<i32> {
                         output::thousands(p.total_rows())
                     ),
                     (_, Some(f)) => format!("{} files", f.files.len()),
-                    _ => String::new(),
+                    _ => match &m.command {
+                        Some(c) => format!("command output ({})", output::bytes(c.output.bytes)),
+                        None => String::new(),
+                    },
                 },
                 Err(_) => "NO MANIFEST".into(),
             };

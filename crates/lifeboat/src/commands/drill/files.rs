@@ -1,10 +1,14 @@
 //! The drill of a files backup: restored into a temporary folder, every file's size and
 //! SHA-256 checked against the manifest, then the target's `command` checks (which get the
-//! folder in `$LIFEBOAT_DRILL_DIR`).
+//! folder in `$LIFEBOAT_DRILL_DIR`). A command target's output is drilled the same way, as
+//! one file `<target>.out` in the folder.
 
 use std::sync::Arc;
 
-use lifeboat_core::{config::CheckConfig, manifest::FilesManifest};
+use lifeboat_core::{
+    config::CheckConfig,
+    manifest::{CommandManifest, FileRecord, FilesManifest},
+};
 use lifeboat_repo::Repo;
 
 use super::{Findings, Rehearsal, run_command};
@@ -15,11 +19,41 @@ pub(super) struct FilesRehearsal {
     pub snapshot: String,
     pub target: String,
     pub manifest: FilesManifest,
+    /// A command target: the snapshot path of its output, restored as `<target>.out`.
+    pub stream: Option<String>,
     pub rules: Vec<CheckConfig>,
     pub dir: Option<tempfile::TempDir>,
 }
 
 impl FilesRehearsal {
+    pub fn of_command(
+        repo: Arc<Repo>,
+        snapshot: &str,
+        target: &str,
+        cm: &CommandManifest,
+        rules: Vec<CheckConfig>,
+    ) -> Self {
+        let file = FileRecord {
+            path: format!("{target}.out"),
+            bytes: cm.output.bytes,
+            sha256: cm.output.sha256.clone(),
+        };
+        Self {
+            repo,
+            snapshot: snapshot.to_string(),
+            target: target.to_string(),
+            manifest: FilesManifest {
+                roots: Vec::new(),
+                files: vec![file],
+                total_bytes: cm.output.bytes,
+                symlinks: 0,
+            },
+            stream: Some(cm.output.path.clone()),
+            rules,
+            dir: None,
+        }
+    }
+
     fn root(&self) -> Result<std::path::PathBuf, String> {
         self.dir
             .as_ref()
@@ -40,6 +74,23 @@ impl Rehearsal for FilesRehearsal {
     }
 
     async fn restore(&mut self) -> Result<String, String> {
+        if let Some(stream) = &self.stream {
+            let (repo, id, src) = (self.repo.clone(), self.snapshot.clone(), stream.clone());
+            let file = self.root()?.join(format!("{}.out", self.target));
+            let bytes = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+                let mut out = std::io::BufWriter::new(
+                    std::fs::File::create(&file).map_err(|e| e.to_string())?,
+                );
+                repo.dump(&id, &src, &mut out).map_err(|e| e.to_string())?;
+                std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
+                std::fs::metadata(&file)
+                    .map(|m| m.len())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            return Ok(format!("command output, {}", output::bytes(bytes)));
+        }
         let (repo, id, src, dir) = (
             self.repo.clone(),
             self.snapshot.clone(),

@@ -341,9 +341,20 @@ impl Drill<'_> {
                     snapshot: info.id.clone(),
                     target: self.name.clone(),
                     manifest: fm.clone(),
+                    stream: None,
                     rules: self.rules.clone(),
                     dir: None,
                 };
+                self.rehearse(&mut r).await
+            }
+            (None, None) if manifest.command.is_some() => {
+                let mut r = files::FilesRehearsal::of_command(
+                    self.repo.clone(),
+                    &info.id,
+                    &self.name,
+                    manifest.command.as_ref().expect("checked"),
+                    self.rules.clone(),
+                );
                 self.rehearse(&mut r).await
             }
             (None, None) => {
