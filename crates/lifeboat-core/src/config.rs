@@ -212,6 +212,8 @@ pub enum TargetKind {
     Files,
     /// Any program's output: `backup` prints the backup, `restore` reads it on stdin.
     Command,
+    /// A Redis server: an RDB snapshot over the replication protocol.
+    Redis,
 }
 
 impl fmt::Display for TargetKind {
@@ -220,6 +222,7 @@ impl fmt::Display for TargetKind {
             Self::Postgres => "postgres",
             Self::Files => "files",
             Self::Command => "command",
+            Self::Redis => "redis",
         })
     }
 }
@@ -272,8 +275,8 @@ pub struct TargetConfig {
 }
 
 impl TargetConfig {
-    /// The PostgreSQL connection URL, resolved from `url`, `url-env` or `url-file`.
-    pub fn postgres_url(&self, target: &str) -> Result<Redacted, ConfigError> {
+    /// The connection URL (PostgreSQL, Redis), resolved from `url`, `url-env` or `url-file`.
+    pub fn connection_url(&self, target: &str) -> Result<Redacted, ConfigError> {
         if let Some(url) = &self.url {
             return Ok(Redacted::new(url.clone()));
         }
@@ -447,7 +450,16 @@ impl Config {
                 ],
                 TargetKind::Files => &["paths", "exclude"],
                 TargetKind::Command => &["backup", "restore", "env", "workdir"],
+                TargetKind::Redis => &["url", "url-env", "url-file"],
             };
+            let url_keys = [t.url.is_some(), t.url_env.is_some(), t.url_file.is_some()];
+            if matches!(t.kind, TargetKind::Postgres | TargetKind::Redis)
+                && url_keys.iter().filter(|s| **s).count() != 1
+            {
+                return Err(invalid(format!(
+                    "`targets.{name}`: set exactly one of `url`, `url-env`, `url-file`"
+                )));
+            }
             if let Some((key, _)) = set_keys
                 .iter()
                 .find(|(key, set)| *set && !applies.contains(key))
@@ -458,39 +470,37 @@ impl Config {
                 )));
             }
             match t.kind {
-                TargetKind::Postgres => {
-                    let n = [t.url.is_some(), t.url_env.is_some(), t.url_file.is_some()]
-                        .iter()
-                        .filter(|s| **s)
-                        .count();
-                    if n != 1 {
+                TargetKind::Postgres => match (t.mode.unwrap_or_default(), &t.data_dir) {
+                    (PostgresMode::Logical, Some(_)) => {
                         return Err(invalid(format!(
-                            "`targets.{name}`: set exactly one of `url`, `url-env`, `url-file`"
+                            "`targets.{name}.data-dir` applies to `mode = \"physical\"` only"
                         )));
                     }
-                    match (t.mode.unwrap_or_default(), &t.data_dir) {
-                        (PostgresMode::Logical, Some(_)) => {
-                            return Err(invalid(format!(
-                                "`targets.{name}.data-dir` applies to `mode = \"physical\"` only"
-                            )));
-                        }
-                        (PostgresMode::Physical, None) => {
-                            return Err(invalid(format!(
-                                "`targets.{name}`: `mode = \"physical\"` needs `data-dir`, the server's data directory"
-                            )));
-                        }
-                        (PostgresMode::Physical, Some(d)) if !d.is_absolute() => {
-                            return Err(invalid(format!(
-                                "`targets.{name}.data-dir` must be an absolute path"
-                            )));
-                        }
-                        _ => {}
+                    (PostgresMode::Physical, None) => {
+                        return Err(invalid(format!(
+                            "`targets.{name}`: `mode = \"physical\"` needs `data-dir`, the server's data directory"
+                        )));
                     }
-                }
+                    (PostgresMode::Physical, Some(d)) if !d.is_absolute() => {
+                        return Err(invalid(format!(
+                            "`targets.{name}.data-dir` must be an absolute path"
+                        )));
+                    }
+                    _ => {}
+                },
                 TargetKind::Files => {
                     if t.paths.as_ref().is_none_or(Vec::is_empty) {
                         return Err(invalid(format!(
                             "`targets.{name}.paths` is empty or missing"
+                        )));
+                    }
+                }
+                TargetKind::Redis => {
+                    if let Some(u) = &t.url
+                        && !u.starts_with("redis://")
+                    {
+                        return Err(invalid(format!(
+                            "`targets.{name}.url` must be `redis://[user:password@]host[:port][/db]`"
                         )));
                     }
                 }

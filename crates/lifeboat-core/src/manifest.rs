@@ -5,6 +5,8 @@
 //! A manifest is written only after every stream of its snapshot ended well, so a snapshot
 //! without one, or with `complete = false`, never counts as a backup.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::TargetKind;
@@ -39,6 +41,45 @@ pub struct Manifest {
     pub physical: Option<PhysicalManifest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandManifest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisManifest>,
+}
+
+/// A Redis target's backup: the RDB snapshot and the key counts around it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct RedisManifest {
+    /// `host:port`.
+    pub server: String,
+    pub version: String,
+    pub rdb: StreamRecord,
+    /// Keys per database (`"0"`, `"3"`, ...) just before the snapshot was asked for and
+    /// just after it arrived: the snapshot's own count lies between the two (they are
+    /// equal on a quiet server).
+    pub keys_before: BTreeMap<String, u64>,
+    pub keys_after: BTreeMap<String, u64>,
+}
+
+impl RedisManifest {
+    /// Whether `found` keys in database `db` fit the counts around the snapshot.
+    pub fn plausible(&self, db: &str, found: u64) -> bool {
+        let a = self.keys_before.get(db).copied().unwrap_or(0);
+        let b = self.keys_after.get(db).copied().unwrap_or(0);
+        (a.min(b)..=a.max(b)).contains(&found)
+    }
+
+    /// Every database named before or after.
+    pub fn databases(&self) -> Vec<String> {
+        let mut dbs: Vec<String> = self
+            .keys_before
+            .keys()
+            .chain(self.keys_after.keys())
+            .cloned()
+            .collect();
+        dbs.sort_by_key(|d| d.parse::<u32>().unwrap_or(u32::MAX));
+        dbs.dedup();
+        dbs
+    }
 }
 
 /// A command target's backup: the command (URL passwords redacted) and its output.
@@ -183,6 +224,7 @@ impl Manifest {
         pg + self.files.as_ref().map_or(0, |f| f.total_bytes)
             + self.physical.as_ref().map_or(0, |p| p.files.total_bytes)
             + self.command.as_ref().map_or(0, |c| c.output.bytes)
+            + self.redis.as_ref().map_or(0, |r| r.rdb.bytes)
     }
 }
 
@@ -203,6 +245,7 @@ mod tests {
             complete: true,
             emergency: false,
             command: None,
+            redis: None,
             postgres: Some(PostgresManifest {
                 database: "app".into(),
                 server: "db:5432".into(),

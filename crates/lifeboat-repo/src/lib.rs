@@ -107,10 +107,38 @@ fn describe(e: &RusticError) -> String {
         cause = Some(first_line(&s.to_string()));
         source = s.source();
     }
-    match cause {
+    match cause.map(|c| tidy_opendal(&c)) {
         Some(c) if !first.contains(&c) => format!("{}: {c}", first.trim_end_matches('.')),
         _ => first,
     }
+}
+
+/// opendal's errors carry the whole request context (URI, response headers): keep the
+/// kind, the path and the S3 error code and message.
+fn tidy_opendal(text: &str) -> String {
+    let Some(ctx) = text.find(", context: {") else {
+        return text.to_string();
+    };
+    let path = text[ctx..]
+        .find("path: ")
+        .map(|i| &text[ctx + i + 6..])
+        .and_then(|p| p.split([',', ' ']).next())
+        .unwrap_or("");
+    let s3 = text
+        .rfind("S3Error {")
+        .map(|i| {
+            let e = &text[i..];
+            let field = |name: &str| {
+                e.find(&format!("{name}: \""))
+                    .map(|j| &e[j + name.len() + 3..])
+                    .and_then(|v| v.split('"').next())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            format!(" ({}: {})", field("code"), field("message"))
+        })
+        .unwrap_or_default();
+    format!("{} `{path}`{s3}", &text[..ctx])
 }
 
 /// The first non-empty line of a message.
@@ -191,7 +219,7 @@ fn s3_options(s3: &S3Location) -> BTreeMap<String, String> {
     o.insert("root".into(), format!("/{}", s3.prefix));
     o.insert("region".into(), s3.region.clone());
     o.insert("disable_config_load".into(), "true".into());
-    o.insert("retry".into(), store::S3_RETRIES.to_string());
+    o.insert("retry".into(), store::s3_retries().to_string());
     // rustic reads and writes with as many threads as cores, restores with 20: a few
     // connections more than cores keeps a remote server busy without flooding it.
     o.insert("connections".into(), "8".into());
@@ -208,6 +236,20 @@ fn s3_options(s3: &S3Location) -> BTreeMap<String, String> {
         o.insert("secret_access_key".into(), k.expose().to_string());
     }
     o
+}
+
+/// Run `f` where blocking is allowed. rustic's S3 backend blocks on a runtime of its own,
+/// which panics on a thread that drives async tasks: called from one (an async command
+/// that reads a small object without `spawn_blocking`), `f` runs on a scoped thread.
+fn off_async<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
 }
 
 impl Repo {
@@ -289,28 +331,32 @@ impl Repo {
     }
 
     /// Run `f` on the fully indexed repository.
-    fn with_indexed<T>(
+    fn with_indexed<T: Send>(
         &self,
-        f: impl FnOnce(&Repository<rustic_core::IndexedFullStatus>) -> Result<T, RepoError>,
+        f: impl FnOnce(&Repository<rustic_core::IndexedFullStatus>) -> Result<T, RepoError> + Send,
     ) -> Result<T, RepoError> {
-        let indexed = self
-            .take()?
-            .to_indexed()
-            .map_err(rustic("cannot read the repository index"))?;
-        let result = f(&indexed);
-        self.put_back(indexed.drop_index());
-        result
+        off_async(|| {
+            let indexed = self
+                .take()?
+                .to_indexed()
+                .map_err(rustic("cannot read the repository index"))?;
+            let result = f(&indexed);
+            self.put_back(indexed.drop_index());
+            result
+        })
     }
 
     /// Run `f` on the open (not indexed) repository.
-    fn with_open<T>(
+    fn with_open<T: Send>(
         &self,
-        f: impl FnOnce(&Repository<OpenStatus>) -> Result<T, RepoError>,
+        f: impl FnOnce(&Repository<OpenStatus>) -> Result<T, RepoError> + Send,
     ) -> Result<T, RepoError> {
-        let repo = self.take()?;
-        let result = f(&repo);
-        self.put_back(repo);
-        result
+        off_async(|| {
+            let repo = self.take()?;
+            let result = f(&repo);
+            self.put_back(repo);
+            result
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -547,7 +593,12 @@ impl Repo {
     }
 
     /// Stream one file of a snapshot into `w`.
-    pub fn dump(&self, snapshot_id: &str, path: &str, w: &mut impl Write) -> Result<(), RepoError> {
+    pub fn dump(
+        &self,
+        snapshot_id: &str,
+        path: &str,
+        w: &mut (impl Write + Send),
+    ) -> Result<(), RepoError> {
         self.with_indexed(|indexed| {
             let node = node_at(indexed, snapshot_id, path)?;
             indexed.dump(&node, w).map_err(rustic(format!(
@@ -780,4 +831,17 @@ pub struct RestoreSummary {
 /// The full hex id (rustic's `Display` shows only the first 8 characters).
 fn full_id(id: &rustic_core::repofile::SnapshotId) -> String {
     String::from(&*id.to_hex())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn opendal_errors_are_shortened() {
+        let raw = r#"Unexpected (persistent) at write, context: { uri: http://127.0.0.1:1/b/repo/data/c7/c7, response: Parts { status: 503, headers: {"connection": "close"} }, service: s3, path: data/c7/c7, written: 241447 } => S3Error { code: "InternalError", message: "injected 503", resource: "", request_id: "" }"#;
+        assert_eq!(
+            super::tidy_opendal(raw),
+            "Unexpected (persistent) at write `data/c7/c7` (InternalError: injected 503)"
+        );
+        assert_eq!(super::tidy_opendal("disk full"), "disk full");
+    }
 }

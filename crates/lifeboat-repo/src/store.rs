@@ -106,9 +106,16 @@ fn block<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T 
     rx.recv().expect("the S3 runtime dropped a task")
 }
 
-/// How many times a transient S3 error is retried (with exponential backoff and jitter,
-/// from 0.2 s up to 5 s: about 15 s in all) before the call fails.
-pub const S3_RETRIES: usize = 6;
+/// How many times a transient S3 error is retried, with exponential backoff and jitter,
+/// before the call fails: `$LIFEBOAT_S3_RETRIES`, default 6. Side objects back off from
+/// 0.2 s up to 5 s (about 11 s in all); rustic's repository calls from 1 s, doubling (about
+/// a minute in all), so a backup rides out a short outage.
+pub fn s3_retries() -> usize {
+    std::env::var("LIFEBOAT_S3_RETRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6)
+}
 
 /// An opendal operator for `loc`, rooted at its prefix.
 pub fn s3_operator(loc: &S3Location) -> Result<Operator, StoreError> {
@@ -138,7 +145,7 @@ pub fn s3_operator(loc: &S3Location) -> Result<Operator, StoreError> {
         )
         .layer(
             RetryLayer::new()
-                .with_max_times(S3_RETRIES)
+                .with_max_times(s3_retries())
                 .with_min_delay(Duration::from_millis(200))
                 .with_max_delay(Duration::from_secs(5))
                 .with_jitter(),

@@ -3,6 +3,7 @@
 //! or a bucket), a password file and a config, plus a runner for the `lifeboat` binary. No
 //! mocks: every test talks to real servers and real tools.
 
+pub mod redis;
 pub mod s3;
 
 use std::{

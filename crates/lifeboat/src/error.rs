@@ -29,6 +29,18 @@ impl CliError {
         }
     }
 
+    /// Data read back does not match what was recorded (exit 3).
+    pub fn verification(message: impl Into<String>) -> Self {
+        Self {
+            code: 3,
+            message: message.into(),
+            hint: Some(
+                "run `lifeboat check --read-data`; choose another snapshot with `--snapshot`"
+                    .into(),
+            ),
+        }
+    }
+
     /// Add what was being done in front of the message.
     pub fn context(mut self, what: impl std::fmt::Display) -> Self {
         self.message = format!("{what}: {}", self.message);
@@ -72,6 +84,12 @@ impl From<lifeboat_repo::StoreError> for CliError {
 impl From<lifeboat_repo::SideError> for CliError {
     fn from(e: lifeboat_repo::SideError) -> Self {
         RepoError::from(e).into()
+    }
+}
+
+impl From<lifeboat_redis::RedisError> for CliError {
+    fn from(e: lifeboat_redis::RedisError) -> Self {
+        Self::failure(e.to_string(), e.hint())
     }
 }
 

@@ -55,7 +55,8 @@ fn archive_all(pg: &Cluster, port: u16) {
             port,
             "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
         );
-        if last.as_str() >= done.as_str() && last.len() == 24 {
+        // `…02.00000028.backup` comes after segment `…02` itself.
+        if last.len() >= 24 && last[..24] >= *done.as_str() {
             return;
         }
         assert!(
@@ -545,4 +546,61 @@ fn forget_prune_keeps_the_wal_kept_base_backups_need() {
     );
     let timeline2 = ws.repo().join(format!("lifeboat/wal/{sysid}/00000002"));
     assert!(!timeline2.exists(), "the drill archived into production");
+}
+
+/// The WAL archive on S3, through a proxy that fails every request for a while: `wal push`
+/// exits non-zero during the outage (PostgreSQL keeps the segment `.ready`), archiving
+/// catches up once the server is back, and recovery from the S3 archive replays the rows
+/// written during the outage.
+#[test]
+fn wal_archiving_to_s3_rides_out_an_outage() {
+    use lifeboat_testkit::s3::{Fault, FaultProxy, Faults, S3Server};
+    let s3 = S3Server::start();
+    let proxy = FaultProxy::start(s3.port());
+    let ws = Workspace::s3(BIN, &proxy.endpoint(), &s3.bucket());
+    // The server's archive_command gets the credentials the way a service unit would.
+    let pg = postgres_archiving(&format!(
+        "AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} LIFEBOAT_S3_RETRIES=1 {BIN} -q -c {} wal push %p",
+        lifeboat_testkit::s3::ACCESS_KEY,
+        lifeboat_testkit::s3::SECRET_KEY,
+        ws.config_path().display()
+    ));
+    ws.write_config(&format!(
+        "[targets.db]\nkind = \"postgres\"\nmode = \"physical\"\nurl = \"{}\"\ndata-dir = \"{}\"\n",
+        pg.url("postgres"),
+        pg.data().display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.share_with_server();
+    let main = pg.port;
+    sql(&pg, main, "CREATE TABLE t (id int PRIMARY KEY)");
+    sql(&pg, main, "INSERT INTO t SELECT generate_series(1, 100)");
+    ws.run(&["backup"]).expect_code(0);
+    archive_all(&pg, main);
+
+    proxy.set(Faults::always(Fault::Status(503)));
+    sql(&pg, main, "INSERT INTO t SELECT generate_series(101, 200)");
+    let stuck = sql(&pg, main, "SELECT pg_walfile_name(pg_switch_wal())");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while sql(&pg, main, "SELECT failed_count FROM pg_stat_archiver") == "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "wal push never failed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        pg.data()
+            .join(format!("pg_wal/archive_status/{stuck}.ready"))
+            .exists(),
+        "PostgreSQL must keep the segment it could not archive"
+    );
+
+    proxy.set(Faults::NONE);
+    sql(&pg, main, "INSERT INTO t SELECT generate_series(201, 250)");
+    archive_all(&pg, main);
+    let (port, run) = restore(&ws, "after-outage", &["--latest", "--no-archive"]);
+    run.expect_code(0);
+    assert_eq!(sql(&pg, port, "SELECT count(*), max(id) FROM t"), "250|250");
+    stop(&pg, &ws.path().join("after-outage"));
 }

@@ -1,7 +1,10 @@
-//! Targets beyond PostgreSQL and files: `kind = "command"` (any program's output), run end to
-//! end through the binary.
+//! Targets beyond PostgreSQL and files, run end to end through the binary against real
+//! programs and servers: `kind = "command"` (any program's output) and `kind = "redis"`.
 
-use lifeboat_testkit::Workspace;
+use lifeboat_testkit::{
+    Workspace,
+    redis::{Conn, RedisServer, Value},
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
@@ -162,4 +165,206 @@ fn command_target_config_is_checked() {
         "{}",
         run.stderr
     );
+}
+
+/// Load keys of every type into `conn`'s database `db`, some with TTLs; returns how many.
+fn load_redis(conn: &mut Conn, db: u32, n: usize) -> u64 {
+    conn.cmd(&[b"SELECT", db.to_string().as_bytes()]).unwrap();
+    let mut keys = 0;
+    for i in 0..n {
+        let k = |t: &str| format!("{t}:{db}:{i}");
+        let cmds: Vec<Vec<Vec<u8>>> = vec![
+            vec![
+                b"SET".to_vec(),
+                k("str").into(),
+                vec![0, 159, 146, 150, i as u8],
+            ],
+            vec![
+                b"RPUSH".to_vec(),
+                k("list").into(),
+                b"a".to_vec(),
+                b"b".to_vec(),
+            ],
+            vec![
+                b"SADD".to_vec(),
+                k("set").into(),
+                b"x".to_vec(),
+                b"y".to_vec(),
+            ],
+            vec![
+                b"ZADD".to_vec(),
+                k("zset").into(),
+                b"1.5".to_vec(),
+                b"m".to_vec(),
+            ],
+            vec![
+                b"HSET".to_vec(),
+                k("hash").into(),
+                b"f".to_vec(),
+                i.to_string().into(),
+            ],
+            vec![
+                b"XADD".to_vec(),
+                k("stream").into(),
+                b"*".to_vec(),
+                b"f".to_vec(),
+                b"v".to_vec(),
+            ],
+        ];
+        for c in &cmds {
+            let args: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
+            conn.send(&args).unwrap();
+        }
+        for _ in &cmds {
+            conn.read().unwrap();
+        }
+        keys += cmds.len() as u64;
+        if i % 3 == 0 {
+            conn.cmd(&[b"EXPIRE", k("str").as_bytes(), b"1000"])
+                .unwrap();
+            conn.cmd(&[b"PEXPIRE", k("hash").as_bytes(), b"5000000"])
+                .unwrap();
+        }
+    }
+    keys
+}
+
+/// Every key of database `db`: its value (DUMP payload; sorted members for a set) and TTL
+/// in ms (-1: none).
+fn redis_contents(conn: &mut Conn, db: u32) -> std::collections::BTreeMap<Vec<u8>, (Vec<u8>, i64)> {
+    conn.cmd(&[b"SELECT", db.to_string().as_bytes()]).unwrap();
+    let Value::Array(keys) = conn.cmd(&[b"KEYS", b"*"]).unwrap() else {
+        panic!("KEYS")
+    };
+    keys.into_iter()
+        .map(|k| {
+            let Value::Bytes(k) = k else { panic!("key") };
+            // A set's members have no order, and its encoding may list them differently.
+            let dump = if conn.cmd(&[b"TYPE", &k]).unwrap().as_text() == "set" {
+                let Value::Array(mut m) = conn.cmd(&[b"SMEMBERS", &k]).unwrap() else {
+                    panic!("SMEMBERS")
+                };
+                m.sort_by_key(Value::as_text);
+                format!("{m:?}").into_bytes()
+            } else {
+                let Value::Bytes(dump) = conn.cmd(&[b"DUMP", &k]).unwrap() else {
+                    panic!("DUMP")
+                };
+                dump
+            };
+            let ttl = conn.cmd(&[b"PTTL", &k]).unwrap().as_int().unwrap();
+            (k, (dump, ttl))
+        })
+        .collect()
+}
+
+fn same_redis_data(a: &mut Conn, b: &mut Conn, db: u32) {
+    let (x, y) = (redis_contents(a, db), redis_contents(b, db));
+    assert_eq!(x.len(), y.len(), "keys in db{db}");
+    for (k, (dump, ttl)) in &x {
+        let (dump2, ttl2) = y.get(k).unwrap_or_else(|| panic!("{k:?} missing"));
+        assert_eq!(dump, dump2, "value of {k:?}");
+        if *ttl < 0 {
+            assert_eq!(*ttl2, *ttl, "{k:?} has no TTL");
+        } else {
+            assert!(
+                *ttl2 > 0 && (ttl - ttl2).abs() < 60_000,
+                "TTL of {k:?}: {ttl} vs {ttl2}"
+            );
+        }
+    }
+}
+
+/// An RDB snapshot over the replication protocol; restored into a running empty server
+/// (every type, TTLs kept), refused over data without --force, written as a file a server
+/// starts from, drilled; an unreachable server fails without a snapshot.
+#[test]
+fn redis_targets_back_up_every_type_and_restore_with_ttls() {
+    let source = RedisServer::start();
+    let mut conn = source.conn();
+    let keys0 = load_redis(&mut conn, 0, 2000);
+    let keys2 = load_redis(&mut conn, 2, 50);
+    let ws = Workspace::new(BIN);
+    ws.write_config(&format!(
+        "[targets.cache]\nkind = \"redis\"\nurl = \"{}\"\n\n[[checks]]\ntarget = \"cache\"\nname = \"a stream survives\"\ncommand = \"test $(redis-cli -u $LIFEBOAT_DRILL_URL xlen stream:0:7) = 1\"\n",
+        source.url()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup"]).expect_code(0);
+    let snaps = snapshots(&ws);
+    let m = &snaps[0]["manifest"]["redis"];
+    assert_eq!(m["keys-before"]["0"], keys0);
+    assert_eq!(m["keys-after"]["2"], keys2);
+    assert!(m["version"].as_str().unwrap().starts_with('7'), "{m}");
+    assert!(m["rdb"]["bytes"].as_u64().unwrap() > 10_000);
+
+    // Into a running, empty server.
+    let dest = RedisServer::start();
+    let run = ws.run(&["restore", "cache", "--to", &dest.url()]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("key counts match the manifest"),
+        "{}",
+        run.stdout
+    );
+    for db in [0, 2] {
+        same_redis_data(&mut source.conn(), &mut dest.conn(), db);
+    }
+
+    // Not over data without --force; with it, the destination is saved first.
+    dest.conn().cmd(&[b"SET", b"extra", b"1"]).unwrap();
+    let run = ws.run(&["restore", "cache", "--to", &dest.url()]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("holds"), "{}", run.stderr);
+    let run = ws.run(&["restore", "cache", "--to", &dest.url(), "--force"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("emergency backup"), "{}", run.stdout);
+    let snaps = snapshots(&ws);
+    let emergency: Vec<_> = snaps.iter().filter(|s| s["emergency"] == true).collect();
+    assert_eq!(emergency.len(), 1);
+    assert_eq!(
+        emergency[0]["manifest"]["redis"]["keys-before"]["0"],
+        keys0 + 1
+    );
+
+    // As a file a server starts from.
+    let out = ws.path().join("rdb");
+    ws.run(&["restore", "cache", "--to-dir", out.to_str().unwrap()])
+        .expect_code(0);
+    let started = lifeboat_redis::Scratch::start(&out).unwrap();
+    let mut c = Conn::connect(&started.url()).unwrap();
+    same_redis_data(&mut source.conn(), &mut c, 0);
+
+    // A drill loads it into a scratch server and counts keys per database.
+    let run = ws.run(&["drill", "cache", "--json"]);
+    run.expect_code(0);
+    let checks = run.json()["drills"][0]["report"]["checks"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for name in [
+        "keys in db0",
+        "keys in db2",
+        "the RDB's size and SHA-256",
+        "a stream survives",
+    ] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["name"] == name && c["passed"] == true),
+            "{name}: {checks:?}"
+        );
+    }
+
+    // An unreachable server: exit 1, no new snapshot.
+    let before = snapshots(&ws).len();
+    ws.write_config("[targets.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:1\"\n");
+    let run = ws.run(&["backup"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("cannot connect to Redis"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(snapshots(&ws).len(), before);
 }

@@ -81,6 +81,7 @@ fn print_report(r: &BackupReport) {
     let what = match r.kind.as_str() {
         "logical" => format!("{} tables, {} rows", r.tables, output::thousands(r.rows)),
         "command" => "command output".to_string(),
+        "redis" => "RDB snapshot".to_string(),
         _ => format!("{} files", r.files),
     };
     println!(
@@ -128,19 +129,26 @@ pub async fn backup_target(
     let started_at = jiff::Timestamp::now();
     let (info, manifest_bytes) = match target.kind {
         TargetKind::Postgres if target.mode == Some(PostgresMode::Physical) && !emergency => {
-            let url = target.postgres_url(name)?;
+            let url = target.connection_url(name)?;
             super::pitr::backup_physical(repo, name, target, &url, started_at).await?
         }
         TargetKind::Postgres => {
             let url = match url {
                 Some(u) => u,
-                None => target.postgres_url(name)?,
+                None => target.connection_url(name)?,
             };
             backup_postgres(repo, name, target, &url, emergency, started_at).await?
         }
         TargetKind::Files => backup_files(repo, name, target, started_at).await?,
         TargetKind::Command => {
             super::command_target::backup(repo, name, target, emergency, started_at).await?
+        }
+        TargetKind::Redis => {
+            let url = match url {
+                Some(u) => u,
+                None => target.connection_url(name)?,
+            };
+            super::redis_target::backup(repo, name, &url, emergency, started_at).await?
         }
     };
     let manifest = Manifest::from_json(&manifest_bytes).ok();
@@ -183,6 +191,7 @@ pub(super) fn manifest_base(
         files: None,
         physical: None,
         command: None,
+        redis: None,
     }
 }
 

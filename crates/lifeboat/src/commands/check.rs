@@ -13,6 +13,8 @@ pub async fn run(ctx: &Context, args: CheckArgs) -> CliResult<i32> {
     let read_data = args.read_data;
     let (errors, snaps) =
         tokio::task::spawn_blocking(move || -> Result<_, lifeboat_repo::RepoError> {
+            // Shared: a prune running meanwhile would make packs look missing.
+            let _lock = repo.lock(lifeboat_repo::LockKind::Shared, "lifeboat check")?;
             let errors = repo.check(read_data)?;
             let snaps = repo.snapshots(None)?;
             Ok((errors, snaps))

@@ -236,7 +236,7 @@ pub async fn restore(
     Ok(if verified { 0 } else { 3 })
 }
 
-async fn write_file(
+pub(super) async fn write_file(
     repo: &Arc<Repo>,
     snapshot: &str,
     path: &str,

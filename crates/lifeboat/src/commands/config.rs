@@ -12,7 +12,7 @@ pub fn check(ctx: &Context) -> CliResult<i32> {
     config.repository_password()?;
     for (name, t) in &config.targets {
         if t.kind == lifeboat_core::TargetKind::Postgres {
-            t.postgres_url(name)?;
+            t.connection_url(name)?;
         }
     }
     let resolved = config.redacted();

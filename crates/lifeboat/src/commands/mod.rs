@@ -11,6 +11,7 @@ mod drills;
 mod forget;
 mod init;
 mod pitr;
+mod redis_target;
 mod restore;
 mod snapshots;
 mod status;

@@ -414,7 +414,7 @@ pub(super) async fn start_and_wait(
     let d = dir.to_path_buf();
     let server =
         tokio::task::spawn_blocking(move || physical::start_server(&tools, &d, port)).await??;
-    let url = cfg.postgres_url(target_name)?;
+    let url = cfg.connection_url(target_name)?;
     let watch = Target::parse(&url)?.with_host_port("127.0.0.1", port);
     let point = physical::wait_recovered(&server, &watch, Duration::from_secs(3600)).await?;
     // Segments fetched ahead that recovery did not need.

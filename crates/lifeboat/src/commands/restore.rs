@@ -153,6 +153,9 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> CliResult<i32> {
             super::command_target::restore(ctx, &args, &repo, &target_cfg, &snapshot, &manifest)
                 .await
         }
+        TargetKind::Redis => {
+            super::redis_target::restore(ctx, &args, &repo, &target_cfg, &snapshot, &manifest).await
+        }
     }
 }
 
@@ -176,7 +179,7 @@ async fn restore_postgres(
         .ok_or_else(|| CliError::failure("the manifest has no PostgreSQL section", None))?;
     let url = match &args.to {
         Some(u) => Redacted::new(u.clone()),
-        None => target_cfg.postgres_url(&args.target)?,
+        None => target_cfg.connection_url(&args.target)?,
     };
     let dest = Target::parse(&url)?;
     let table: Option<TableRecord> = match &args.table {

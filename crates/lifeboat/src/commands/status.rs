@@ -67,7 +67,7 @@ async fn wal_state(
             .and_then(|t| jiff::Timestamp::try_from(t).ok()),
         None => None,
     };
-    let (server, server_error) = match target.postgres_url(name) {
+    let (server, server_error) = match target.connection_url(name) {
         Ok(url) => match lifeboat_postgres::Target::parse(&url) {
             Ok(t) => match lifeboat_postgres::physical::archiver_stats(&t).await {
                 Ok(s) => (Some(s), None),

@@ -38,6 +38,7 @@ use crate::{
 mod files;
 mod physical;
 mod postgres;
+mod redis;
 
 pub const DRILLS_DIR: &str = "drills";
 
@@ -344,6 +345,18 @@ impl Drill<'_> {
                     stream: None,
                     rules: self.rules.clone(),
                     dir: None,
+                };
+                self.rehearse(&mut r).await
+            }
+            (None, None) if manifest.redis.is_some() => {
+                let mut r = redis::RedisRehearsal {
+                    repo: self.repo.clone(),
+                    snapshot: info.id.clone(),
+                    manifest: manifest.redis.clone().expect("checked"),
+                    rules: self.rules.clone(),
+                    dir: None,
+                    server: None,
+                    restored: None,
                 };
                 self.rehearse(&mut r).await
             }
