@@ -142,6 +142,15 @@ fn files_round_trip(ws: &Workspace) {
     ]);
     run.expect_code(0);
     assert!(run.stdout.contains("emergency backup"), "{}", run.stdout);
+    // The emergency backup is tagged as one, so `latest` never picks it.
+    let snaps = ws.run(&["snapshots", "--json"]).json();
+    let snaps = snaps["snapshots"].as_array().unwrap();
+    assert_eq!(snaps.len(), 2);
+    assert_eq!(
+        snaps.iter().filter(|s| s["emergency"] == true).count(),
+        1,
+        "{snaps:?}"
+    );
     assert_eq!(
         std::fs::read_to_string(restored.join("app/config.yml")).unwrap(),
         "a: 1\n".repeat(1000)

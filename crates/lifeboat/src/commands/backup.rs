@@ -139,7 +139,7 @@ pub async fn backup_target(
             };
             backup_postgres(repo, name, target, &url, emergency, started_at).await?
         }
-        TargetKind::Files => backup_files(repo, name, target, started_at).await?,
+        TargetKind::Files => backup_files(repo, name, target, emergency, started_at).await?,
         TargetKind::Command => {
             super::command_target::backup(repo, name, target, emergency, started_at).await?
         }
@@ -193,6 +193,31 @@ pub(super) fn manifest_base(
         command: None,
         redis: None,
     }
+}
+
+/// Store `entries` and, after them, the manifest `produce` makes once they were all read,
+/// as one snapshot of `name` (tagged `emergency` if so). Returns the snapshot and the
+/// manifest's bytes.
+pub(super) async fn store_with_manifest(
+    repo: &Arc<Repo>,
+    name: &str,
+    kind_tag: &'static str,
+    emergency: bool,
+    mut entries: Vec<SourceEntry>,
+    produce: impl FnOnce() -> Result<Manifest, String> + Send + 'static,
+) -> CliResult<(SnapshotInfo, Vec<u8>)> {
+    let kept: Shared = Default::default();
+    let kept_in = kept.clone();
+    let (m_entry, _) = SourceEntry::new(
+        format!("{name}/lifeboat.json"),
+        Content::Deferred(Box::new(move || Ok(seal(produce()?, &kept_in)))),
+    );
+    entries.push(m_entry);
+    let tags: &'static [&'static str] = if emergency { &[TAG_EMERGENCY] } else { &[] };
+    let (r, n) = (repo.clone(), name.to_string());
+    let info = tokio::task::spawn_blocking(move || r.backup(&n, kind_tag, tags, entries)).await??;
+    let bytes = kept.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok((info, bytes))
 }
 
 /// Keeps the manifest's bytes so the caller can report from them.
@@ -304,6 +329,7 @@ async fn backup_files(
     repo: &Arc<Repo>,
     name: &str,
     target: &TargetConfig,
+    emergency: bool,
     started_at: jiff::Timestamp,
 ) -> CliResult<(SnapshotInfo, Vec<u8>)> {
     let roots: Vec<PathBuf> = target.paths.clone().unwrap_or_default();
@@ -315,14 +341,12 @@ async fn backup_files(
     for s in &walk.skipped {
         log::warn!("skipped `{s}`: not a regular file, directory or link");
     }
-    let mut entries = walk.entries;
     let files = watched(&walk.files);
     let (total_bytes, symlinks) = (walk.total_bytes, walk.symlinks);
     let mut manifest = manifest_base(name, TargetKind::Files, "files", started_at);
-    let kept: Shared = Default::default();
-    let kept_in = kept.clone();
+    manifest.emergency = emergency;
     let root_names: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
-    let produce = move || -> Result<Vec<u8>, String> {
+    let produce = move || {
         let records = file_records(files)?;
         let read_bytes: u64 = records.iter().map(|r| r.bytes).sum();
         if read_bytes != total_bytes {
@@ -336,18 +360,9 @@ async fn backup_files(
             total_bytes: read_bytes,
             symlinks,
         });
-        Ok(seal(manifest, &kept_in))
+        Ok(manifest)
     };
-    let (m_entry, _) = SourceEntry::new(
-        format!("{name}/lifeboat.json"),
-        Content::Deferred(Box::new(produce)),
-    );
-    entries.push(m_entry);
-    let (repo2, name2) = (repo.clone(), name.to_string());
-    let info =
-        tokio::task::spawn_blocking(move || repo2.backup(&name2, "files", &[], entries)).await??;
-    let bytes = kept.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    Ok((info, bytes))
+    store_with_manifest(repo, name, "files", emergency, walk.entries, produce).await
 }
 
 /// The walked files' paths with where their reads are recorded.

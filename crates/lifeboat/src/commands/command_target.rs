@@ -24,13 +24,13 @@ use lifeboat_core::{
     redact_url,
 };
 use lifeboat_postgres::child::ChildStream;
-use lifeboat_repo::{Content, Repo, SnapshotInfo, SourceEntry, TAG_EMERGENCY};
+use lifeboat_repo::{Content, Repo, SnapshotInfo, SourceEntry};
 use serde_json::json;
 use sha2::Digest;
 
 use super::{
     Context,
-    backup::{Shared, manifest_base, seal},
+    backup::{manifest_base, store_with_manifest},
     backup_target,
 };
 use crate::{
@@ -79,9 +79,7 @@ pub async fn backup(
     let (entry, stat) = SourceEntry::new(&path, Content::Stream(Box::new(child)));
     let mut manifest = manifest_base(name, TargetKind::Command, "command", started_at);
     manifest.emergency = emergency;
-    let kept: Shared = Default::default();
-    let kept_in = kept.clone();
-    let produce = move || -> Result<Vec<u8>, String> {
+    let produce = move || {
         let out = stat.wait()?;
         manifest.command = Some(CommandManifest {
             backup: redact_url(&command),
@@ -91,19 +89,9 @@ pub async fn backup(
                 sha256: out.sha256,
             },
         });
-        Ok(seal(manifest, &kept_in))
+        Ok(manifest)
     };
-    let (m_entry, _) = SourceEntry::new(
-        format!("{name}/lifeboat.json"),
-        Content::Deferred(Box::new(produce)),
-    );
-    let tags: &'static [&'static str] = if emergency { &[TAG_EMERGENCY] } else { &[] };
-    let (r, n) = (repo.clone(), name.to_string());
-    let info =
-        tokio::task::spawn_blocking(move || r.backup(&n, "command", tags, vec![entry, m_entry]))
-            .await??;
-    let bytes = kept.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    Ok((info, bytes))
+    store_with_manifest(repo, name, "command", emergency, vec![entry], produce).await
 }
 
 /// Counts and hashes what goes through it.

@@ -21,12 +21,12 @@ use lifeboat_core::{
     redact_url,
 };
 use lifeboat_redis::{Conn, RdbStream, RedisError, RedisUrl, Scratch, copy_keys};
-use lifeboat_repo::{Content, Repo, SnapshotInfo, SourceEntry, TAG_EMERGENCY};
+use lifeboat_repo::{Content, Repo, SnapshotInfo, SourceEntry};
 use serde_json::json;
 
 use super::{
     Context,
-    backup::{Shared, manifest_base, seal},
+    backup::{manifest_base, store_with_manifest},
     backup_target,
     command_target::write_file,
     restore::Plan,
@@ -67,9 +67,7 @@ pub async fn backup(
     let (entry, stat) = SourceEntry::new(&path, Content::Stream(Box::new(stream)));
     let mut manifest = manifest_base(name, TargetKind::Redis, "rdb", started_at);
     manifest.emergency = emergency;
-    let kept: Shared = Default::default();
-    let kept_in = kept.clone();
-    let produce = move || -> Result<Vec<u8>, String> {
+    let produce = move || {
         let rdb = stat.wait()?;
         let after = Conn::connect(&server)
             .and_then(|mut c| c.key_counts())
@@ -85,19 +83,9 @@ pub async fn backup(
             keys_before: by_name(before),
             keys_after: by_name(after),
         });
-        Ok(seal(manifest, &kept_in))
+        Ok(manifest)
     };
-    let (m_entry, _) = SourceEntry::new(
-        format!("{name}/lifeboat.json"),
-        Content::Deferred(Box::new(produce)),
-    );
-    let tags: &'static [&'static str] = if emergency { &[TAG_EMERGENCY] } else { &[] };
-    let (r, n) = (repo.clone(), name.to_string());
-    let info =
-        tokio::task::spawn_blocking(move || r.backup(&n, "redis", tags, vec![entry, m_entry]))
-            .await??;
-    let bytes = kept.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    Ok((info, bytes))
+    store_with_manifest(repo, name, "redis", emergency, vec![entry], produce).await
 }
 
 /// Keys per database of the server at `url`.
