@@ -214,6 +214,8 @@ pub enum TargetKind {
     Command,
     /// A Redis server: an RDB snapshot over the replication protocol.
     Redis,
+    /// An S3-compatible bucket, or a prefix of one.
+    Bucket,
 }
 
 impl fmt::Display for TargetKind {
@@ -223,6 +225,7 @@ impl fmt::Display for TargetKind {
             Self::Files => "files",
             Self::Command => "command",
             Self::Redis => "redis",
+            Self::Bucket => "bucket",
         })
     }
 }
@@ -272,6 +275,13 @@ pub struct TargetConfig {
     pub env: Option<BTreeMap<String, String>>,
     /// Working directory of both commands.
     pub workdir: Option<PathBuf>,
+
+    // bucket (unset: the repository's S3 settings, then `AWS_*`)
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: Option<bool>,
+    pub access_key_id_env: Option<String>,
+    pub secret_access_key_env: Option<String>,
 }
 
 impl TargetConfig {
@@ -286,6 +296,29 @@ impl TargetConfig {
             command: None,
         }
         .resolve(&format!("database URL of target `{target}`"))
+    }
+
+    /// Where a bucket target is: its `url` and S3 settings (unset ones were taken from
+    /// `[repository]` when the config was loaded), else `AWS_*` and defaults.
+    pub fn bucket_location(&self, name: &str) -> Result<S3Location, ConfigError> {
+        let url = self.url.as_deref().unwrap_or_default();
+        let (bucket, prefix) = parse_s3_url(url)
+            .unwrap_or_else(|| Err("not an `s3://` URL".into()))
+            .map_err(|message| ConfigError::Secret {
+                what: format!("location of target `{name}`"),
+                message,
+            })?;
+        s3_location(
+            bucket,
+            prefix,
+            [
+                &self.endpoint,
+                &self.region,
+                &self.access_key_id_env,
+                &self.secret_access_key_env,
+            ],
+            self.path_style,
+        )
     }
 
     pub fn effective_retention<'a>(&'a self, global: &'a Retention) -> &'a Retention {
@@ -346,6 +379,7 @@ impl Config {
         })?;
         let mut config = Self::parse(&text, path)?;
         config.apply_env();
+        config.inherit_s3_settings();
         config.validate()?;
         Ok(config)
     }
@@ -377,6 +411,25 @@ impl Config {
     }
 
     /// Checks serde cannot express: one secret source, keys that belong to the kind.
+    /// Bucket targets take the repository's S3 settings they do not set themselves: the
+    /// usual case is one provider for both.
+    fn inherit_s3_settings(&mut self) {
+        let r = self.repository.clone();
+        for t in self.targets.values_mut() {
+            if t.kind != TargetKind::Bucket {
+                continue;
+            }
+            t.endpoint = t.endpoint.take().or(r.endpoint.clone());
+            t.region = t.region.take().or(r.region.clone());
+            t.path_style = t.path_style.or(r.path_style);
+            t.access_key_id_env = t.access_key_id_env.take().or(r.access_key_id_env.clone());
+            t.secret_access_key_env = t
+                .secret_access_key_env
+                .take()
+                .or(r.secret_access_key_env.clone());
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             path: self.source.clone(),
@@ -437,6 +490,11 @@ impl Config {
                 ("restore", t.restore.is_some()),
                 ("env", t.env.is_some()),
                 ("workdir", t.workdir.is_some()),
+                ("endpoint", t.endpoint.is_some()),
+                ("region", t.region.is_some()),
+                ("path-style", t.path_style.is_some()),
+                ("access-key-id-env", t.access_key_id_env.is_some()),
+                ("secret-access-key-env", t.secret_access_key_env.is_some()),
             ];
             let applies: &[&str] = match t.kind {
                 TargetKind::Postgres => &[
@@ -451,6 +509,14 @@ impl Config {
                 TargetKind::Files => &["paths", "exclude"],
                 TargetKind::Command => &["backup", "restore", "env", "workdir"],
                 TargetKind::Redis => &["url", "url-env", "url-file"],
+                TargetKind::Bucket => &[
+                    "url",
+                    "endpoint",
+                    "region",
+                    "path-style",
+                    "access-key-id-env",
+                    "secret-access-key-env",
+                ],
             };
             let url_keys = [t.url.is_some(), t.url_env.is_some(), t.url_file.is_some()];
             if matches!(t.kind, TargetKind::Postgres | TargetKind::Redis)
@@ -495,6 +561,15 @@ impl Config {
                         )));
                     }
                 }
+                TargetKind::Bucket => match t.url.as_deref().and_then(parse_s3_url) {
+                    Some(Ok(_)) => {}
+                    Some(Err(m)) => return Err(invalid(format!("`targets.{name}.url`: {m}"))),
+                    None => {
+                        return Err(invalid(format!(
+                            "`targets.{name}.url` must be `s3://bucket[/prefix]`"
+                        )));
+                    }
+                },
                 TargetKind::Redis => {
                     if let Some(u) = &t.url
                         && !u.starts_with("redis://")
@@ -545,32 +620,17 @@ impl Config {
             message: format!("`repository.url`: {message}"),
         })?;
         let r = &self.repository;
-        let var = |configured: &Option<String>, default: &str| -> Result<_, ConfigError> {
-            match configured {
-                Some(name) => SecretSource {
-                    env: Some(name.clone()),
-                    ..Default::default()
-                }
-                .resolve(&format!("S3 credential `{name}`"))
-                .map(Some),
-                None => Ok(std::env::var(default).ok().map(Redacted::new)),
-            }
-        };
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        Ok(Location::S3(S3Location {
+        Ok(Location::S3(s3_location(
             bucket,
             prefix,
-            endpoint: r.endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL")),
-            region: r
-                .region
-                .clone()
-                .or_else(|| env("AWS_REGION"))
-                .or_else(|| env("AWS_DEFAULT_REGION"))
-                .unwrap_or_else(|| "us-east-1".into()),
-            path_style: r.path_style.unwrap_or(false),
-            access_key_id: var(&r.access_key_id_env, "AWS_ACCESS_KEY_ID")?,
-            secret_access_key: var(&r.secret_access_key_env, "AWS_SECRET_ACCESS_KEY")?,
-        }))
+            [
+                &r.endpoint,
+                &r.region,
+                &r.access_key_id_env,
+                &r.secret_access_key_env,
+            ],
+            r.path_style,
+        )?))
     }
 
     /// The repository password: `$LIFEBOAT_PASSWORD`, `$LIFEBOAT_PASSWORD_FILE`, then the file's keys.
@@ -634,6 +694,41 @@ impl Config {
         strip_nulls(&mut value);
         value
     }
+}
+
+/// An S3 location from its settings (`[endpoint, region, access-key-id-env,
+/// secret-access-key-env]`), falling back to the `AWS_*` variables and defaults.
+fn s3_location(
+    bucket: String,
+    prefix: String,
+    [endpoint, region, key_env, secret_env]: [&Option<String>; 4],
+    path_style: Option<bool>,
+) -> Result<S3Location, ConfigError> {
+    let var = |configured: &Option<String>, default: &str| -> Result<_, ConfigError> {
+        match configured {
+            Some(name) => SecretSource {
+                env: Some(name.clone()),
+                ..Default::default()
+            }
+            .resolve(&format!("S3 credential `{name}`"))
+            .map(Some),
+            None => Ok(std::env::var(default).ok().map(Redacted::new)),
+        }
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Ok(S3Location {
+        bucket,
+        prefix,
+        endpoint: endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL")),
+        region: region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".into()),
+        path_style: path_style.unwrap_or(false),
+        access_key_id: var(key_env, "AWS_ACCESS_KEY_ID")?,
+        secret_access_key: var(secret_env, "AWS_SECRET_ACCESS_KEY")?,
+    })
 }
 
 fn strip_nulls(value: &mut serde_json::Value) {

@@ -43,6 +43,38 @@ pub struct Manifest {
     pub command: Option<CommandManifest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisManifest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<BucketManifest>,
+}
+
+/// A bucket target's backup: every object with what a restore needs to write it back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct BucketManifest {
+    /// `s3://bucket/prefix` (keys below are relative to the prefix).
+    pub url: String,
+    pub objects: Vec<ObjectRecord>,
+    pub total_bytes: u64,
+    /// Objects downloaded by this backup; the others were unchanged since `parent`.
+    pub downloaded: u64,
+    pub downloaded_bytes: u64,
+    pub parent: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ObjectRecord {
+    pub key: String,
+    /// Path inside the snapshot.
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub etag: String,
+    pub last_modified: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// A Redis target's backup: the RDB snapshot and the key counts around it.
@@ -225,6 +257,7 @@ impl Manifest {
             + self.physical.as_ref().map_or(0, |p| p.files.total_bytes)
             + self.command.as_ref().map_or(0, |c| c.output.bytes)
             + self.redis.as_ref().map_or(0, |r| r.rdb.bytes)
+            + self.bucket.as_ref().map_or(0, |b| b.total_bytes)
     }
 }
 
@@ -246,6 +279,7 @@ mod tests {
             emergency: false,
             command: None,
             redis: None,
+            bucket: None,
             postgres: Some(PostgresManifest {
                 database: "app".into(),
                 server: "db:5432".into(),

@@ -7,6 +7,7 @@
 //! and parent reuse is forced off. rustic_core is synchronous: async callers use
 //! `spawn_blocking`. This crate knows nothing of PostgreSQL or of the CLI.
 
+pub mod bucket;
 pub mod files;
 pub mod seal;
 pub mod side;
@@ -170,6 +171,28 @@ pub struct Repo {
     inner: std::sync::Mutex<Option<Repository<OpenStatus>>>,
     url: String,
     side: SideArea,
+}
+
+/// Reads files out of snapshots of an indexed repository.
+pub struct Reader<'a> {
+    indexed: &'a Repository<rustic_core::IndexedFullStatus>,
+}
+
+impl Reader<'_> {
+    pub fn dump(&self, snapshot_id: &str, path: &str, w: &mut impl Write) -> Result<(), RepoError> {
+        let node = node_at(self.indexed, snapshot_id, path)?;
+        self.indexed.dump(&node, w).map_err(rustic(format!(
+            "cannot read `{path}` from snapshot `{snapshot_id}`"
+        )))
+    }
+}
+
+/// The snapshot a backup may link unchanged entries from, and which entries (by path,
+/// with their sizes) it may link.
+#[derive(Debug, Clone)]
+pub struct Parent {
+    pub snapshot: String,
+    pub reusable: std::collections::HashMap<PathBuf, u64>,
 }
 
 /// A lifeboat snapshot with its manifest.
@@ -399,6 +422,22 @@ impl Repo {
         extra_tags: &[&str],
         entries: Vec<SourceEntry>,
     ) -> Result<SnapshotInfo, RepoError> {
+        self.backup_with_parent(target, kind_tag, extra_tags, entries, None)
+    }
+
+    /// [`Repo::backup`], letting rustic link unchanged entries from a parent snapshot
+    /// without reading them (bucket objects). Only entries whose node has a real size and
+    /// mtime (and ctime) may match, so `parent.reusable` names them with their sizes: one
+    /// of them that was not read must be stored with exactly that size. Stream entries
+    /// (size 0, fresh mtime) never match.
+    pub fn backup_with_parent(
+        &self,
+        target: &str,
+        kind_tag: &str,
+        extra_tags: &[&str],
+        entries: Vec<SourceEntry>,
+        parent: Option<Parent>,
+    ) -> Result<SnapshotInfo, RepoError> {
         let stats: Vec<(PathBuf, Arc<StreamStat>)> = entries
             .iter()
             .filter_map(|e| e.stat.clone().map(|s| (e.path.clone(), s)))
@@ -415,8 +454,16 @@ impl Repo {
             .map_err(rustic("cannot prepare snapshot"))?;
         let mut opts = rustic_core::BackupOptions::default().no_scan(true);
         // Stream entries have no size or mtime, so they would "match" the parent snapshot
-        // and never be read (pitfall 3): never use a parent.
-        opts.parent_opts.force = true;
+        // and never be read (pitfall 3): no parent, unless the caller names one and the
+        // entries it may reuse.
+        let reusable = parent
+            .as_ref()
+            .map(|p| p.reusable.clone())
+            .unwrap_or_default();
+        match &parent {
+            Some(p) => opts.parent_opts.parents = vec![p.snapshot.clone()],
+            None => opts.parent_opts.force = true,
+        }
         let source = EntrySource::new(entries, None);
         let indexed = self
             .take()?
@@ -427,7 +474,10 @@ impl Repo {
             .map_err(rustic(format!("backup of `{target}` failed")));
         self.put_back(indexed.drop_index());
         // Whatever the archiver said, the records decide.
-        let mut failures: Vec<String> = stats
+        let (read, linked): (Vec<_>, Vec<_>) = stats
+            .into_iter()
+            .partition(|(path, s)| !reusable.contains_key(path) || s.was_opened());
+        let mut failures: Vec<String> = read
             .iter()
             .filter_map(|(path, s)| {
                 s.outcome_now()
@@ -437,7 +487,20 @@ impl Repo {
             .collect();
         if let (Ok(snap), true) = (&saved, failures.is_empty()) {
             match self.stored_sizes(&full_id(&snap.id), target) {
-                Ok(sizes) => failures.extend(size_mismatches(&stats, &sizes)),
+                Ok(sizes) => {
+                    failures.extend(size_mismatches(&read, &sizes));
+                    for (path, _) in &linked {
+                        let want = reusable[path];
+                        match sizes.get(path) {
+                            Some(&n) if n == want => {}
+                            None if want == 0 => {}
+                            got => failures.push(format!(
+                                "`{}`: linked from the parent snapshot with {got:?} bytes, expected {want}",
+                                path.display()
+                            )),
+                        }
+                    }
+                }
                 Err(e) => failures.push(format!("cannot verify the snapshot: {e}")),
             }
         }
@@ -599,12 +662,15 @@ impl Repo {
         path: &str,
         w: &mut (impl Write + Send),
     ) -> Result<(), RepoError> {
-        self.with_indexed(|indexed| {
-            let node = node_at(indexed, snapshot_id, path)?;
-            indexed.dump(&node, w).map_err(rustic(format!(
-                "cannot read `{path}` from snapshot `{snapshot_id}`"
-            )))
-        })
+        self.reading(|r| r.dump(snapshot_id, path, w))
+    }
+
+    /// Run `f` with a [`Reader`]: many files out of snapshots for one index load.
+    pub fn reading<T: Send>(
+        &self,
+        f: impl FnOnce(&Reader<'_>) -> Result<T, RepoError> + Send,
+    ) -> Result<T, RepoError> {
+        self.with_indexed(|indexed| f(&Reader { indexed }))
     }
 
     /// Restore the directory `path` of a snapshot into `dest` (created if missing).

@@ -39,6 +39,8 @@ struct StatState {
     sha256: Option<String>,
     error: Option<String>,
     finished: bool,
+    /// The archiver opened the entry (rather than linking it from a parent snapshot).
+    opened: bool,
 }
 
 /// The outcome of one entry once it is finished.
@@ -65,6 +67,15 @@ impl StreamStat {
         }
         s.finished = true;
         self.done.notify_all();
+    }
+
+    fn mark_opened(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).opened = true;
+    }
+
+    /// Whether the archiver ever opened the entry.
+    pub fn was_opened(&self) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).opened
     }
 
     /// Mark an entry as failed before it was ever read (e.g. it could not be opened).
@@ -229,6 +240,7 @@ impl ReadSourceOpen for Opener {
     type Reader = FullRead<BoxRead>;
 
     fn open(self) -> RusticResult<Self::Reader> {
+        self.stat.mark_opened();
         let reader: BoxRead = match self.content {
             // Read, counted and hashed on a thread of its own, so that hashing the whole
             // stream runs beside the archiver's chunking instead of in front of it.

@@ -98,7 +98,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// Run `fut` on the module's runtime and wait for it, from any thread (also one of
 /// another tokio runtime, where `block_on` would panic).
-fn block<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+pub(crate) fn block<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     runtime().spawn(async move {
         let _ = tx.send(fut.await);
@@ -153,7 +153,7 @@ pub fn s3_operator(loc: &S3Location) -> Result<Operator, StoreError> {
     Ok(op)
 }
 
-fn s3_err(path: &str, e: opendal::Error) -> StoreError {
+pub(crate) fn s3_err(path: &str, e: opendal::Error) -> StoreError {
     StoreError::S3 {
         path: path.to_string(),
         permanent: !e.is_temporary(),

@@ -6,6 +6,7 @@
 //! follow a [`Faults`] plan that a test changes while lifeboat runs.
 
 use std::{
+    collections::BTreeMap,
     io::{BufRead, BufReader, Read, Write},
     net::{Shutdown, TcpListener, TcpStream},
     process::{Child, Command, Stdio},
@@ -260,4 +261,43 @@ fn serve(client: TcpStream, upstream_port: u16, fault: Fault) -> std::io::Result
     upstream.write_all(&body)?;
     std::io::copy(&mut upstream, &mut client)?;
     client.shutdown(Shutdown::Both)
+}
+
+/// An object to put: key, content, content type, user metadata.
+pub type TestObject<'a> = (String, Vec<u8>, &'a str, BTreeMap<String, String>);
+
+/// Put objects into `bucket` at `endpoint` through lifeboat's own S3 client (multipart
+/// for large ones), with a content type and user metadata, 8 at a time.
+pub fn put_objects(endpoint: &str, bucket: &str, objects: &[TestObject<'_>]) {
+    let b = test_bucket(endpoint, bucket);
+    let next = AtomicU64::new(0);
+    thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst) as usize;
+                    let Some((key, bytes, ct, meta)) = objects.get(i) else {
+                        break;
+                    };
+                    let mut w = b.writer(key, Some(ct), meta).expect("writer");
+                    w.write_all(bytes).expect("write");
+                    w.finish().expect("finish");
+                }
+            });
+        }
+    });
+}
+
+/// lifeboat's client for `bucket` at `endpoint` with the test credentials.
+pub fn test_bucket(endpoint: &str, bucket: &str) -> lifeboat_repo::bucket::Bucket {
+    lifeboat_repo::bucket::Bucket::open(&lifeboat_core::S3Location {
+        bucket: bucket.to_string(),
+        prefix: String::new(),
+        endpoint: Some(endpoint.to_string()),
+        region: "us-east-1".into(),
+        path_style: true,
+        access_key_id: Some(lifeboat_core::Redacted::new(ACCESS_KEY)),
+        secret_access_key: Some(lifeboat_core::Redacted::new(SECRET_KEY)),
+    })
+    .expect("bucket client")
 }

@@ -138,9 +138,16 @@ pub struct RestoreArgs {
     /// Snapshot id (or a unique prefix), or `latest`
     #[arg(long, default_value = "latest")]
     pub snapshot: String,
-    /// PostgreSQL: the database to restore into [default: the target's own URL]
+    /// PostgreSQL: the database to restore into; Redis: the server; bucket: `s3://bucket[/prefix]`
+    /// [default: the target's own]
     #[arg(long, value_name = "URL", conflicts_with = "to_dir")]
     pub to: Option<String>,
+    /// Bucket: restore only the objects whose keys start with this
+    #[arg(long, value_name = "PREFIX", conflicts_with = "key")]
+    pub prefix: Option<String>,
+    /// Bucket: restore only this object
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
     /// Files: the folder to restore into (the files keep their absolute paths below it)
     #[arg(long, value_name = "DIR")]
     pub to_dir: Option<PathBuf>,

@@ -227,3 +227,203 @@ fn a_killed_backup_leaves_a_repository_that_works_on_s3() {
     assert_eq!(snapshot_count(&ws), 1);
     ws.run(&["check", "--read-data"]).expect_code(0);
 }
+
+/// A bucket target: thousands of small objects and two multipart ones backed up with
+/// their content types and metadata; a second backup downloads only what changed;
+/// restores of all of it, a prefix and one key into other buckets; existing objects
+/// are not overwritten without --force (and then only after an emergency backup).
+#[test]
+fn bucket_targets_back_up_incrementally_and_restore_objects() {
+    use std::collections::BTreeMap;
+
+    use lifeboat_testkit::s3::{TestObject, put_objects, test_bucket};
+    use sha2::Digest;
+
+    let s3 = S3Server::start();
+    // The source bucket is reached through a proxy that counts requests.
+    let proxy = FaultProxy::start(s3.port());
+    let media = s3.bucket();
+    let meta = |i: usize| BTreeMap::from([("owner".to_string(), format!("user-{i}"))]);
+    let mut objects: Vec<TestObject> = (0..2000)
+        .map(|i| {
+            (
+                format!("img/{:02}/{i}.txt", i % 40),
+                format!("small object {i}\n").into_bytes(),
+                "text/plain",
+                meta(i),
+            )
+        })
+        .collect();
+    let big = |n: usize, seed: u8| -> Vec<u8> {
+        (0..n)
+            .map(|j| (j as u32).wrapping_mul(2_654_435_761).to_le_bytes()[(j + seed as usize) % 4])
+            .collect()
+    };
+    objects.push((
+        "video/a.bin".into(),
+        big(20 << 20, 1),
+        "video/mp4",
+        meta(9001),
+    ));
+    objects.push((
+        "video/b.bin".into(),
+        big(9 << 20, 2),
+        "application/octet-stream",
+        BTreeMap::new(),
+    ));
+    put_objects(&s3.endpoint(), &media, &objects);
+
+    let ws = Workspace::s3(BIN, &s3.endpoint(), &s3.bucket());
+    ws.write_config(&format!(
+        "[targets.media]\nkind = \"bucket\"\nurl = \"s3://{media}\"\nendpoint = \"{}\"\n",
+        proxy.endpoint()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup"]).expect_code(0);
+    let m = ws.run(&["snapshots", "--json"]).json()["snapshots"][0]["manifest"]["bucket"].clone();
+    assert_eq!(m["objects"].as_array().unwrap().len(), 2002);
+    assert_eq!(m["downloaded"], 2002);
+    let rec = m["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["key"] == "video/a.bin")
+        .unwrap()
+        .clone();
+    assert_eq!(rec["bytes"], 20 << 20);
+    assert_eq!(rec["content-type"], "video/mp4");
+    assert_eq!(rec["metadata"]["owner"], "user-9001");
+    assert_eq!(
+        rec["sha256"],
+        hex::encode(sha2::Sha256::digest(&objects[2000].1))
+    );
+
+    // One object changed, one new, one deleted: only two are downloaded again.
+    put_objects(
+        &s3.endpoint(),
+        &media,
+        &[
+            (
+                "img/00/0.txt".into(),
+                b"changed\n".to_vec(),
+                "text/plain",
+                meta(0),
+            ),
+            (
+                "img/new.txt".into(),
+                b"new\n".to_vec(),
+                "text/plain",
+                BTreeMap::new(),
+            ),
+        ],
+    );
+    test_bucket(&s3.endpoint(), &media)
+        .delete("img/01/1.txt")
+        .unwrap();
+    let (before, _) = proxy.counts();
+    ws.run(&["backup"]).expect_code(0);
+    let requests = proxy.counts().0 - before;
+    let snaps = ws.run(&["snapshots", "--json"]).json()["snapshots"].clone();
+    let m2 = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["manifest"]["bucket"].clone())
+        .find(|b| b["parent"].is_string())
+        .unwrap();
+    assert_eq!(m2["objects"].as_array().unwrap().len(), 2002);
+    assert_eq!(m2["downloaded"], 2, "{}", m2["downloaded"]);
+    assert!(requests < 20, "{requests} requests to the source bucket");
+    ws.run(&["check", "--read-data"]).expect_code(0);
+
+    // Everything into another bucket, from the second (mostly linked) snapshot.
+    let dest = s3.bucket();
+    let run = ws.run(&["restore", "media", "--to", &format!("s3://{dest}")]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("2002 of 2002 match"), "{}", run.stdout);
+    let d = test_bucket(&s3.endpoint(), &dest);
+    assert_eq!(d.list().unwrap().len(), 2002);
+    let (ct, md) = d.head("video/a.bin").unwrap();
+    assert_eq!(ct.as_deref(), Some("video/mp4"));
+    assert_eq!(md.get("owner").map(String::as_str), Some("user-9001"));
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut d.reader("video/a.bin", 20 << 20), &mut got).unwrap();
+    assert!(got == objects[2000].1, "the multipart object differs");
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut d.reader("img/00/0.txt", 8), &mut got).unwrap();
+    assert_eq!(got, b"changed\n");
+
+    // Again over it: refused; a dry run lists; --force saves the destination first.
+    let run = ws.run(&[
+        "restore",
+        "media",
+        "--to",
+        &format!("s3://{dest}"),
+        "--prefix",
+        "img/02/",
+    ]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("refusing to overwrite 50 existing object(s)"),
+        "{}",
+        run.stderr
+    );
+    let run = ws.run(&[
+        "restore",
+        "media",
+        "--to",
+        &format!("s3://{dest}"),
+        "--key",
+        "video/b.bin",
+        "--dry-run",
+    ]);
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains("would write video/b.bin (9.0 MiB)  (exists)"),
+        "{}",
+        run.stdout
+    );
+    let run = ws.run(&[
+        "restore",
+        "media",
+        "--to",
+        &format!("s3://{dest}/only"),
+        "--key",
+        "video/b.bin",
+    ]);
+    run.expect_code(0);
+    assert_eq!(
+        test_bucket(&s3.endpoint(), &dest).list().unwrap().len(),
+        2003
+    );
+    let run = ws.run(&[
+        "restore",
+        "media",
+        "--to",
+        &format!("s3://{dest}"),
+        "--prefix",
+        "img/02/",
+        "--force",
+    ]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("emergency backup"), "{}", run.stdout);
+    let snaps = ws.run(&["snapshots", "--json"]).json()["snapshots"].clone();
+    let emergency: Vec<_> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["emergency"] == true)
+        .collect();
+    assert_eq!(emergency.len(), 1);
+    assert_eq!(
+        emergency[0]["manifest"]["bucket"]["url"],
+        format!("s3://{dest}")
+    );
+
+    // A drill restores the objects and checks every size and hash.
+    let run = ws.run(&["drill", "media"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("PASS"), "{}", run.stdout);
+}

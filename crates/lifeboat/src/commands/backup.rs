@@ -82,6 +82,7 @@ fn print_report(r: &BackupReport) {
         "logical" => format!("{} tables, {} rows", r.tables, output::thousands(r.rows)),
         "command" => "command output".to_string(),
         "redis" => "RDB snapshot".to_string(),
+        "bucket" => format!("{} objects", r.files),
         _ => format!("{} files", r.files),
     };
     println!(
@@ -150,6 +151,9 @@ pub async fn backup_target(
             };
             super::redis_target::backup(repo, name, &url, emergency, started_at).await?
         }
+        TargetKind::Bucket => {
+            super::bucket_target::backup(repo, name, target, emergency, started_at).await?
+        }
     };
     let manifest = Manifest::from_json(&manifest_bytes).ok();
     let pg = manifest.as_ref().and_then(|m| m.postgres.as_ref());
@@ -162,6 +166,9 @@ pub async fn backup_target(
         tables: pg.map_or(0, |p| p.tables.len()),
         rows: pg.map_or(0, PostgresManifest::total_rows),
         files: manifest.as_ref().map_or(0, |m| {
+            if let Some(b) = &m.bucket {
+                return b.objects.len();
+            }
             m.files
                 .as_ref()
                 .or(m.physical.as_ref().map(|p| &p.files))
@@ -192,6 +199,7 @@ pub(super) fn manifest_base(
         physical: None,
         command: None,
         redis: None,
+        bucket: None,
     }
 }
 
@@ -203,8 +211,21 @@ pub(super) async fn store_with_manifest(
     name: &str,
     kind_tag: &'static str,
     emergency: bool,
+    entries: Vec<SourceEntry>,
+    produce: impl FnOnce() -> Result<Manifest, String> + Send + 'static,
+) -> CliResult<(SnapshotInfo, Vec<u8>)> {
+    store_with_parent(repo, name, kind_tag, emergency, entries, produce, None).await
+}
+
+/// [`store_with_manifest`] with a parent snapshot unchanged entries may be linked from.
+pub(super) async fn store_with_parent(
+    repo: &Arc<Repo>,
+    name: &str,
+    kind_tag: &'static str,
+    emergency: bool,
     mut entries: Vec<SourceEntry>,
     produce: impl FnOnce() -> Result<Manifest, String> + Send + 'static,
+    parent: Option<lifeboat_repo::Parent>,
 ) -> CliResult<(SnapshotInfo, Vec<u8>)> {
     let kept: Shared = Default::default();
     let kept_in = kept.clone();
@@ -215,7 +236,10 @@ pub(super) async fn store_with_manifest(
     entries.push(m_entry);
     let tags: &'static [&'static str] = if emergency { &[TAG_EMERGENCY] } else { &[] };
     let (r, n) = (repo.clone(), name.to_string());
-    let info = tokio::task::spawn_blocking(move || r.backup(&n, kind_tag, tags, entries)).await??;
+    let info = tokio::task::spawn_blocking(move || {
+        r.backup_with_parent(&n, kind_tag, tags, entries, parent)
+    })
+    .await??;
     let bytes = kept.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok((info, bytes))
 }

@@ -2,7 +2,7 @@
 //! `git bundle`, a service's dump), and another program gets it back on stdin.
 //!
 //! backup: `sh -c <backup>` runs with the target's `env` and `workdir`; its stdout streams
-//! into the repository as `<target>/output`, measured and hashed on the way. A non-zero
+//! into the repository as `<target>/data.out`, measured and hashed on the way. A non-zero
 //! exit (or a signal) fails the backup and deletes the snapshot: a failed export never
 //! looks like a backup.
 //!
@@ -41,7 +41,9 @@ use crate::{
 
 /// The snapshot path of a command target's output.
 fn output_path(name: &str) -> String {
-    format!("{name}/output")
+    // Before `lifeboat.json` in the archiver's order, so the manifest never waits for an
+    // entry that has not been dispatched yet.
+    format!("{name}/data.out")
 }
 
 /// `sh -c command` with the target's environment and working directory.
@@ -95,10 +97,34 @@ pub async fn backup(
 }
 
 /// Counts and hashes what goes through it.
-struct Measured<W> {
-    inner: W,
-    bytes: u64,
-    hash: sha2::Sha256,
+pub(super) struct Measured<W> {
+    pub inner: W,
+    pub bytes: u64,
+    pub hash: sha2::Sha256,
+}
+
+impl<W> Measured<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            bytes: 0,
+            hash: sha2::Sha256::new(),
+        }
+    }
+}
+
+/// The manifest's section for the target's kind, or a clear error.
+pub(super) fn section<T: Clone>(
+    part: &Option<T>,
+    snapshot: &SnapshotInfo,
+    what: &str,
+) -> CliResult<T> {
+    part.clone().ok_or_else(|| {
+        CliError::failure(
+            format!("snapshot `{}` holds no {what}", snapshot.short_id()),
+            Some("is it a snapshot of another kind of target?".into()),
+        )
+    })
 }
 
 impl<W: Write> Write for Measured<W> {
@@ -241,11 +267,7 @@ pub(super) async fn write_file(
             std::fs::create_dir_all(dir)?;
         }
         let out = std::fs::File::create_new(&f)?;
-        let mut w = Measured {
-            inner: std::io::BufWriter::new(out),
-            bytes: 0,
-            hash: sha2::Sha256::new(),
-        };
+        let mut w = Measured::new(std::io::BufWriter::new(out));
         r.dump(&id, &p, &mut w)?;
         w.flush()?;
         w.inner.get_ref().sync_all()?;
@@ -274,11 +296,7 @@ async fn pipe_into(
     let stdin = child.stdin.take();
     let (r, id, p) = (repo.clone(), snapshot.to_string(), path.to_string());
     let fed = tokio::task::spawn_blocking(move || {
-        let mut w = Measured {
-            inner: stdin.expect("piped stdin"),
-            bytes: 0,
-            hash: sha2::Sha256::new(),
-        };
+        let mut w = Measured::new(stdin.expect("piped stdin"));
         let result = r.dump(&id, &p, &mut w);
         let measured = (w.bytes, hex::encode(w.hash.finalize()));
         // Dropping `w` closes the command's stdin: its end of input.

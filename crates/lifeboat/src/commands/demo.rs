@@ -171,6 +171,8 @@ expect = "0"
         target: "shop".into(),
         snapshot: "latest".into(),
         to: None,
+        prefix: None,
+        key: None,
         to_dir: None,
         table: None,
         dry_run,

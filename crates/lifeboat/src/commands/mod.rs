@@ -2,6 +2,7 @@
 //! (config, output mode) and returns an exit code.
 
 mod backup;
+mod bucket_target;
 mod check;
 mod command_target;
 mod config;

@@ -28,7 +28,7 @@ use super::{
     Context,
     backup::{manifest_base, store_with_manifest},
     backup_target,
-    command_target::write_file,
+    command_target::{section, write_file},
     restore::Plan,
 };
 use crate::{
@@ -106,12 +106,7 @@ pub async fn restore(
     manifest: &Manifest,
 ) -> CliResult<i32> {
     let name = &args.target;
-    let Some(rm) = manifest.redis.clone() else {
-        return Err(CliError::failure(
-            format!("snapshot `{}` holds no Redis snapshot", snapshot.short_id()),
-            None,
-        ));
-    };
+    let rm = section(&manifest.redis, snapshot, "Redis snapshot")?;
     if let Some(dir) = &args.to_dir {
         return restore_to_dir(ctx, args, repo, snapshot, &rm, dir).await;
     }

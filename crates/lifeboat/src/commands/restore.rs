@@ -153,6 +153,10 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> CliResult<i32> {
             super::command_target::restore(ctx, &args, &repo, &target_cfg, &snapshot, &manifest)
                 .await
         }
+        TargetKind::Bucket => {
+            super::bucket_target::restore(ctx, &args, &repo, &target_cfg, &snapshot, &manifest)
+                .await
+        }
         TargetKind::Redis => {
             super::redis_target::restore(ctx, &args, &repo, &target_cfg, &snapshot, &manifest).await
         }

@@ -50,9 +50,17 @@ pub async fn run(ctx: &Context, args: SnapshotsArgs) -> CliResult<i32> {
                         output::thousands(p.total_rows())
                     ),
                     (_, Some(f)) => format!("{} files", f.files.len()),
-                    _ => match &m.command {
-                        Some(c) => format!("command output ({})", output::bytes(c.output.bytes)),
-                        None => String::new(),
+                    _ => match (&m.command, &m.bucket, &m.redis) {
+                        (Some(c), _, _) => {
+                            format!("command output ({})", output::bytes(c.output.bytes))
+                        }
+                        (_, Some(b), _) => {
+                            format!("{} objects ({} downloaded)", b.objects.len(), b.downloaded)
+                        }
+                        (_, _, Some(r)) => {
+                            format!("RDB, {} keys", r.keys_after.values().sum::<u64>())
+                        }
+                        _ => String::new(),
                     },
                 },
                 Err(_) => "NO MANIFEST".into(),

@@ -21,6 +21,8 @@ pub(super) struct FilesRehearsal {
     pub manifest: FilesManifest,
     /// A command target: the snapshot path of its output, restored as `<target>.out`.
     pub stream: Option<String>,
+    /// The folder of the snapshot restored (`<target>/files`, `<target>/bucket`).
+    pub source: String,
     pub rules: Vec<CheckConfig>,
     pub dir: Option<tempfile::TempDir>,
 }
@@ -49,6 +51,7 @@ impl FilesRehearsal {
                 symlinks: 0,
             },
             stream: Some(cm.output.path.clone()),
+            source: String::new(),
             rules,
             dir: None,
         }
@@ -94,7 +97,7 @@ impl Rehearsal for FilesRehearsal {
         let (repo, id, src, dir) = (
             self.repo.clone(),
             self.snapshot.clone(),
-            format!("{}/files", self.target),
+            self.source.clone(),
             self.root()?,
         );
         let s = tokio::task::spawn_blocking(move || repo.restore_dir(&id, &src, &dir, false))

@@ -343,6 +343,21 @@ impl Drill<'_> {
                     target: self.name.clone(),
                     manifest: fm.clone(),
                     stream: None,
+                    source: format!("{}/files", self.name),
+                    rules: self.rules.clone(),
+                    dir: None,
+                };
+                self.rehearse(&mut r).await
+            }
+            (None, None) if manifest.bucket.is_some() => {
+                let bm = manifest.bucket.as_ref().expect("checked");
+                let mut r = files::FilesRehearsal {
+                    repo: self.repo.clone(),
+                    snapshot: info.id.clone(),
+                    target: self.name.clone(),
+                    manifest: crate::commands::bucket_target::as_files(&self.name, bm),
+                    stream: None,
+                    source: format!("{}/bucket", self.name),
                     rules: self.rules.clone(),
                     dir: None,
                 };

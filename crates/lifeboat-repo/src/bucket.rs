@@ -1,0 +1,316 @@
+//! A bucket (or a prefix of one) as a backup source and a restore destination.
+//!
+//! Source: the objects under a prefix as snapshot entries `<target>/objects/<key>`, each
+//! read lazily in ranged GETs (so a large, multipart object is never held in memory). An
+//! entry carries the object's size and last-modified time, and its ETag folded into the
+//! node's ctime: with the previous snapshot as parent, rustic links an object whose size,
+//! last-modified and ETag are unchanged without reading it — the bucket is not downloaded
+//! again. Destination: objects written back in parts, with their content type and user
+//! metadata, hashed on the way.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::{self, Read, Write},
+    path::PathBuf,
+};
+
+use opendal::Operator;
+
+use crate::{
+    source::{Content, SourceEntry},
+    store::{StoreError, block},
+};
+
+/// One object as a listing shows it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The key below the listed prefix.
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    /// RFC 3339.
+    pub last_modified: String,
+}
+
+/// A bucket prefix on an S3 server.
+#[derive(Clone)]
+pub struct Bucket {
+    op: Operator,
+    url: String,
+}
+
+const PART: u64 = 8 << 20;
+
+fn err(url: &str, key: &str, e: opendal::Error) -> StoreError {
+    crate::store::s3_err(&format!("{url}/{key}"), e)
+}
+
+impl Bucket {
+    pub fn open(loc: &lifeboat_core::S3Location) -> Result<Self, StoreError> {
+        Ok(Self {
+            op: crate::store::s3_operator(loc)?,
+            url: loc.url(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Every object below the prefix, sorted by key. Folder markers (keys ending in `/`)
+    /// are left out.
+    pub fn list(&self) -> Result<Vec<Listed>, StoreError> {
+        let op = self.op.clone();
+        let entries = block(async move { op.list_with("").recursive(true).await })
+            .map_err(|e| err(&self.url, "", e))?;
+        let mut out: Vec<Listed> = entries
+            .into_iter()
+            .filter(|e| !e.path().ends_with('/') && !e.path().is_empty())
+            .map(|e| {
+                let m = e.metadata();
+                Listed {
+                    key: e.path().to_string(),
+                    size: m.content_length(),
+                    etag: m.etag().unwrap_or_default().trim_matches('"').to_string(),
+                    last_modified: m
+                        .last_modified()
+                        .map(|t| jiff::Timestamp::from(t).to_string())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Content type and user metadata of `key` (a HEAD request).
+    pub fn head(
+        &self,
+        key: &str,
+    ) -> Result<(Option<String>, BTreeMap<String, String>), StoreError> {
+        let (op, k) = (self.op.clone(), key.to_string());
+        let m = block(async move { op.stat(&k).await }).map_err(|e| err(&self.url, key, e))?;
+        let meta = m
+            .user_metadata()
+            .map(|h: &HashMap<String, String>| {
+                h.iter().map(|(a, b)| (a.clone(), b.clone())).collect()
+            })
+            .unwrap_or_default();
+        Ok((m.content_type().map(str::to_string), meta))
+    }
+
+    /// A reader of `key` that fetches `PART`-sized ranges as it goes.
+    pub fn reader(&self, key: &str, size: u64) -> ObjectReader {
+        ObjectReader {
+            op: self.op.clone(),
+            url: self.url.clone(),
+            key: key.to_string(),
+            size,
+            pos: 0,
+            buf: Vec::new(),
+            at: 0,
+        }
+    }
+
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let (op, k) = (self.op.clone(), key.to_string());
+        block(async move { op.delete(&k).await }).map_err(|e| err(&self.url, key, e))
+    }
+
+    /// The keys that exist, of `keys`.
+    pub fn existing(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        let listed: std::collections::HashSet<String> =
+            self.list()?.into_iter().map(|l| l.key).collect();
+        Ok(keys
+            .iter()
+            .filter(|k| listed.contains(*k))
+            .cloned()
+            .collect())
+    }
+
+    /// A writer for `key`, uploading in parts; `finish` completes the object.
+    pub fn writer(
+        &self,
+        key: &str,
+        content_type: Option<&str>,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<ObjectWriter, StoreError> {
+        let (op, k) = (self.op.clone(), key.to_string());
+        let ct = content_type.map(str::to_string);
+        let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
+        let w = block(async move {
+            let mut w = op.writer_with(&k).chunk(PART as usize);
+            if let Some(ct) = ct {
+                w = w.content_type(&ct);
+            }
+            if !meta.is_empty() {
+                w = w.user_metadata(meta);
+            }
+            w.await
+        })
+        .map_err(|e| err(&self.url, key, e))?;
+        Ok(ObjectWriter {
+            inner: Some(w),
+            url: self.url.clone(),
+            key: key.to_string(),
+            buf: Vec::with_capacity(PART as usize),
+        })
+    }
+}
+
+/// Reads an object in ranges.
+pub struct ObjectReader {
+    op: Operator,
+    url: String,
+    key: String,
+    size: u64,
+    pos: u64,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.buf.len() {
+            if self.pos >= self.size {
+                return Ok(0);
+            }
+            let end = (self.pos + PART).min(self.size);
+            let (op, k, range) = (self.op.clone(), self.key.clone(), self.pos..end);
+            let got = block(async move { op.read_with(&k).range(range).await })
+                .map_err(|e| io::Error::other(err(&self.url, &self.key, e).to_string()))?
+                .to_vec();
+            if got.len() as u64 != end - self.pos {
+                return Err(io::Error::other(format!(
+                    "`{}/{}`: asked for {} bytes at {}, got {} (changed while read?)",
+                    self.url,
+                    self.key,
+                    end - self.pos,
+                    self.pos,
+                    got.len()
+                )));
+            }
+            self.pos = end;
+            self.buf = got;
+            self.at = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Writes an object in parts.
+pub struct ObjectWriter {
+    inner: Option<opendal::Writer>,
+    url: String,
+    key: String,
+    buf: Vec<u8>,
+}
+
+impl ObjectWriter {
+    fn flush_part(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let mut w = self
+            .inner
+            .take()
+            .ok_or_else(|| io::Error::other("writer closed"))?;
+        let part = std::mem::replace(&mut self.buf, Vec::with_capacity(PART as usize));
+        let (result, w) = block(async move {
+            let r = w.write(part).await;
+            (r, w)
+        });
+        self.inner = Some(w);
+        result.map_err(|e| io::Error::other(err(&self.url, &self.key, e).to_string()))
+    }
+
+    /// Upload what is left and complete the object.
+    pub fn finish(mut self) -> Result<(), StoreError> {
+        self.flush_part().map_err(|e| StoreError::Io {
+            path: format!("{}/{}", self.url, self.key),
+            source: e,
+        })?;
+        let mut w = self.inner.take().expect("open writer");
+        block(async move { w.close().await })
+            .map(|_| ())
+            .map_err(|e| err(&self.url, &self.key, e))
+    }
+}
+
+impl Write for ObjectWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() as u64 >= PART {
+            self.flush_part()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The snapshot path of `key` below `root`: segments that are empty, `.` or `..` are
+/// escaped (`%`, `%2E`, `%2E%2E`), and `%` itself as `%25`; the manifest keeps the key.
+pub fn object_path(root: &str, key: &str) -> String {
+    let segments: Vec<String> = key
+        .split('/')
+        .map(|s| match s {
+            "" => "%".to_string(),
+            "." => "%2E".to_string(),
+            ".." => "%2E%2E".to_string(),
+            s => s.replace('%', "%25"),
+        })
+        .collect();
+    format!("{root}/{}", segments.join("/"))
+}
+
+/// A timestamp derived from an ETag (about 61 bits of its SHA-256: seconds and
+/// nanoseconds), stored as the entry's ctime so that rustic's parent match (size, mtime,
+/// ctime) also requires the same ETag.
+fn etag_time(etag: &str) -> jiff::Timestamp {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(etag.as_bytes());
+    let n = u64::from_le_bytes(h[..8].try_into().expect("8 bytes"));
+    let secs = (n >> 32) % 4_000_000_000;
+    let nanos = (n & 0xffff_ffff) % 1_000_000_000;
+    jiff::Timestamp::new(secs as i64, nanos as i32).unwrap_or_default()
+}
+
+/// Snapshot entries for `objects` below `root`, sorted by path (the archiver makes the
+/// folders), each with the index of its object; the node of each has the object's size,
+/// last-modified and ETag.
+pub fn entries(bucket: &Bucket, root: &str, objects: &[Listed]) -> Vec<(usize, SourceEntry)> {
+    let mut by_path: BTreeMap<PathBuf, (usize, SourceEntry)> = BTreeMap::new();
+    for (i, o) in objects.iter().enumerate() {
+        let path = PathBuf::from(object_path(root, &o.key));
+        let (mut entry, _) = SourceEntry::new(
+            &path,
+            Content::Stream(Box::new(bucket.reader(&o.key, o.size))),
+        );
+        entry.meta.size = o.size;
+        entry.meta.mtime = o.last_modified.parse().ok();
+        entry.meta.ctime = Some(etag_time(&o.etag));
+        by_path.insert(path, (i, entry));
+    }
+    by_path.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_become_safe_paths() {
+        assert_eq!(object_path("m/objects", "a/b.jpg"), "m/objects/a/b.jpg");
+        assert_eq!(
+            object_path("m/objects", "/x//../50%.txt"),
+            "m/objects/%/x/%/%2E%2E/50%25.txt"
+        );
+        assert_ne!(etag_time("abc"), etag_time("abd"));
+    }
+}

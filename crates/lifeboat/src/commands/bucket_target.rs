@@ -1,0 +1,380 @@
+//! `kind = "bucket"` targets: an S3-compatible bucket (or a prefix of one).
+//!
+//! backup: the objects are listed (key, size, ETag, last-modified); objects that changed
+//! since the previous snapshot of the same bucket (or are new) get a HEAD for their content
+//! type and user metadata and are read in ranged GETs; unchanged ones are linked from the
+//! previous snapshot without a request (their records are carried over). Objects are stored
+//! as `<target>/bucket/<key>`; the manifest holds every key with its size, SHA-256, ETag,
+//! last-modified, content type and metadata.
+//!
+//! restore: all objects, those under `--prefix`, or one `--key`, into `--to s3://bucket[/p]`
+//! (default: the target's own bucket), with content type and metadata, each hashed on the
+//! way and compared with the manifest. Existing objects are refused without `--force`; with
+//! it, an emergency backup of the destination comes first.
+
+use std::{collections::HashMap, sync::Arc};
+
+use lifeboat_core::{
+    Manifest, TargetConfig, TargetKind,
+    manifest::{BucketManifest, ObjectRecord},
+};
+use lifeboat_repo::{
+    Parent, Repo, SnapshotInfo, StreamStat,
+    bucket::{self, Bucket, Listed},
+};
+use serde_json::json;
+use sha2::Digest;
+
+use super::{
+    Context,
+    backup::{manifest_base, store_with_parent},
+    backup_target,
+    command_target::{Measured, section},
+    restore::Plan,
+};
+use crate::{
+    cli::RestoreArgs,
+    error::{CliError, CliResult},
+    output,
+};
+
+/// How many objects are asked for their metadata, or written back, at once.
+const PARALLEL: usize = 8;
+
+/// The newest complete snapshot of `name` that holds this bucket's objects.
+fn previous(snaps: &[SnapshotInfo], url: &str) -> Option<(String, BucketManifest)> {
+    snaps
+        .iter()
+        .filter(|s| s.is_good())
+        .filter_map(|s| {
+            let m = s.manifest.as_ref().ok()?.bucket.clone()?;
+            (m.url == url).then(|| (s.time.clone(), s.id.clone(), m))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, id, m)| (id, m))
+}
+
+/// Run `f` on every item, `PARALLEL` at a time; the results in order.
+fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL.min(items.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(f(item));
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("every item ran")
+        })
+        .collect()
+}
+
+pub async fn backup(
+    repo: &Arc<Repo>,
+    name: &str,
+    target: &TargetConfig,
+    emergency: bool,
+    started_at: jiff::Timestamp,
+) -> CliResult<(SnapshotInfo, Vec<u8>)> {
+    let loc = target.bucket_location(name)?;
+    let url = loc.url();
+    let source = Bucket::open(&loc)?;
+    let (r, n, b, u) = (repo.clone(), name.to_string(), source.clone(), url.clone());
+    let (listed, prev, heads) = tokio::task::spawn_blocking(move || -> CliResult<_> {
+        let listed = b.list()?;
+        let snaps = r.snapshots(Some(&n))?;
+        let prev = previous(&snaps, &u);
+        let old: HashMap<&str, &ObjectRecord> = prev
+            .as_ref()
+            .map(|(_, m)| m.objects.iter().map(|o| (o.key.as_str(), o)).collect())
+            .unwrap_or_default();
+        // Metadata of what changed; what did not keeps its record.
+        let heads = parallel(&listed, |o: &Listed| match old.get(o.key.as_str()) {
+            Some(p) if unchanged(p, o) => Ok(None),
+            _ => b.head(&o.key).map(Some),
+        });
+        let heads: Vec<_> = heads.into_iter().collect::<Result<_, _>>()?;
+        Ok((listed, prev, heads))
+    })
+    .await??;
+    let root = format!("{name}/bucket");
+    let with_index = bucket::entries(&source, &root, &listed);
+    let mut stats: Vec<Option<Arc<StreamStat>>> = vec![None; listed.len()];
+    let mut paths: Vec<String> = vec![String::new(); listed.len()];
+    let mut entries = Vec::with_capacity(with_index.len());
+    for (i, e) in with_index {
+        stats[i] = e.stat.clone();
+        paths[i] = e.path.display().to_string();
+        entries.push(e);
+    }
+    let old: HashMap<String, ObjectRecord> = prev
+        .as_ref()
+        .map(|(_, m)| {
+            m.objects
+                .iter()
+                .map(|o| (o.key.clone(), o.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut reusable = HashMap::new();
+    for (i, h) in heads.iter().enumerate() {
+        if h.is_none() {
+            reusable.insert(paths[i].clone().into(), listed[i].size);
+        }
+    }
+    let parent = prev.as_ref().map(|(id, _)| Parent {
+        snapshot: id.clone(),
+        reusable,
+    });
+    let parent_id = prev.map(|(id, _)| id);
+    let mut manifest = manifest_base(name, TargetKind::Bucket, "objects", started_at);
+    manifest.emergency = emergency;
+    let produce = move || {
+        let mut objects = Vec::with_capacity(listed.len());
+        let (mut downloaded, mut downloaded_bytes) = (0, 0);
+        for (i, o) in listed.into_iter().enumerate() {
+            let record = match (&heads[i], old.get(&o.key)) {
+                (None, Some(p)) => ObjectRecord {
+                    path: paths[i].clone(),
+                    ..p.clone()
+                },
+                (head, _) => {
+                    let stat = stats[i].as_ref().ok_or("an object without a record")?;
+                    let out = stat.wait().map_err(|e| format!("`{}`: {e}", o.key))?;
+                    downloaded += 1;
+                    downloaded_bytes += out.bytes;
+                    let (content_type, metadata) = head.clone().unwrap_or_default();
+                    ObjectRecord {
+                        key: o.key,
+                        path: paths[i].clone(),
+                        bytes: out.bytes,
+                        sha256: out.sha256,
+                        etag: o.etag,
+                        last_modified: o.last_modified,
+                        content_type,
+                        metadata,
+                    }
+                }
+            };
+            objects.push(record);
+        }
+        manifest.bucket = Some(BucketManifest {
+            url,
+            total_bytes: objects.iter().map(|o| o.bytes).sum(),
+            objects,
+            downloaded,
+            downloaded_bytes,
+            parent: parent_id,
+        });
+        Ok(manifest)
+    };
+    store_with_parent(repo, name, "bucket", emergency, entries, produce, parent).await
+}
+
+/// The listing shows the same object as the record: same size, ETag and last-modified.
+fn unchanged(old: &ObjectRecord, now: &Listed) -> bool {
+    old.bytes == now.size && old.etag == now.etag && old.last_modified == now.last_modified
+}
+
+pub async fn restore(
+    ctx: &Context,
+    args: &RestoreArgs,
+    repo: &Arc<Repo>,
+    target: &TargetConfig,
+    snapshot: &SnapshotInfo,
+    manifest: &Manifest,
+) -> CliResult<i32> {
+    let name = &args.target;
+    let bm = section(&manifest.bucket, snapshot, "bucket")?;
+    let selected: Vec<ObjectRecord> = bm
+        .objects
+        .iter()
+        .filter(|o| match (&args.key, &args.prefix) {
+            (Some(k), _) => &o.key == k,
+            (None, Some(p)) => o.key.starts_with(p.as_str()),
+            (None, None) => true,
+        })
+        .cloned()
+        .collect();
+    if selected.is_empty() {
+        return Err(CliError::usage(
+            format!(
+                "no object in snapshot `{}` matches {}",
+                snapshot.short_id(),
+                args.key
+                    .as_ref()
+                    .map(|k| format!("key `{k}`"))
+                    .or(args.prefix.as_ref().map(|p| format!("prefix `{p}`")))
+                    .unwrap_or_else(|| "(the snapshot is empty)".into())
+            ),
+            Some(format!(
+                "`lifeboat snapshots {name} --json` lists the keys in the manifest"
+            )),
+        ));
+    }
+    let mut dest_cfg = target.clone();
+    if let Some(to) = &args.to {
+        dest_cfg.url = Some(to.clone());
+    }
+    let dest_loc = dest_cfg.bucket_location(name)?;
+    let dest = Bucket::open(&dest_loc)?;
+    let keys: Vec<String> = selected.iter().map(|o| o.key.clone()).collect();
+    let d = dest.clone();
+    let existing = tokio::task::spawn_blocking(move || d.existing(&keys)).await??;
+    let overwrites = !existing.is_empty();
+    let total: u64 = selected.iter().map(|o| o.bytes).sum();
+    let mut steps = Vec::new();
+    if overwrites {
+        steps.push(format!(
+            "emergency backup of `{}` ({} of the objects exist there)",
+            dest_loc.url(),
+            existing.len()
+        ));
+    }
+    steps.push(format!(
+        "write {} object(s), {}, with their content types and metadata",
+        selected.len(),
+        output::bytes(total)
+    ));
+    steps.push("check every object's size and SHA-256 against the manifest".into());
+    let plan = Plan::new(name, snapshot, dest_loc.url(), steps, overwrites);
+    if args.dry_run {
+        if ctx.json {
+            output::json(&json!({
+                "dry_run": true, "plan": plan, "needs_force": overwrites && !args.force,
+                "objects": selected.iter().map(|o| json!({"key": o.key, "bytes": o.bytes, "exists": existing.contains(&o.key)})).collect::<Vec<_>>(),
+            }));
+            return Ok(0);
+        }
+        plan.print_dry_run(
+            ctx,
+            args.force,
+            &format!("{} object(s) exist", existing.len()),
+        );
+        for o in &selected {
+            let mark = if existing.contains(&o.key) {
+                "  (exists)"
+            } else {
+                ""
+            };
+            println!("  would write {} ({}){mark}", o.key, output::bytes(o.bytes));
+        }
+        return Ok(0);
+    }
+    if overwrites && !args.force {
+        return Err(CliError::failure(
+            format!(
+                "refusing to overwrite {} existing object(s) in `{}` (first: `{}`)",
+                existing.len(),
+                dest_loc.url(),
+                existing[0]
+            ),
+            Some("restore into another bucket or prefix, or pass `--force` to overwrite after an emergency backup".into()),
+        ));
+    }
+    if !ctx.json {
+        plan.print(false);
+    }
+    let mut emergency = None;
+    if overwrites {
+        let report = backup_target(repo, name, &dest_cfg, None, true)
+            .await
+            .map_err(|e| e.context("emergency backup failed; nothing was changed"))?;
+        if !ctx.json {
+            println!("emergency backup: snapshot {}", &report.snapshot[..8]);
+        }
+        emergency = Some(report.snapshot);
+    }
+    let (r, id, items) = (repo.clone(), snapshot.id.clone(), selected.clone());
+    let results = tokio::task::spawn_blocking(move || {
+        r.reading(|reader| {
+            Ok(parallel(
+                &items,
+                |o: &ObjectRecord| -> Result<bool, String> {
+                    let w = dest
+                        .writer(&o.key, o.content_type.as_deref(), &o.metadata)
+                        .map_err(|e| e.to_string())?;
+                    let mut h = Measured::new(w);
+                    reader
+                        .dump(&id, &o.path, &mut h)
+                        .map_err(|e| e.to_string())?;
+                    let ok = h.bytes == o.bytes && hex::encode(h.hash.finalize()) == o.sha256;
+                    h.inner.finish().map_err(|e| e.to_string())?;
+                    Ok(ok)
+                },
+            ))
+        })
+    })
+    .await??;
+    let mut failed = Vec::new();
+    let mut mismatched = Vec::new();
+    for (o, r) in selected.iter().zip(results) {
+        match r {
+            Ok(true) => {}
+            Ok(false) => mismatched.push(o.key.clone()),
+            Err(e) => failed.push(format!("`{}`: {e}", o.key)),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(CliError::failure(
+            format!(
+                "{} of {} object(s) could not be written: {}",
+                failed.len(),
+                selected.len(),
+                failed[..failed.len().min(3)].join("; ")
+            ),
+            Some("run the restore again: objects already written are written again".into()),
+        ));
+    }
+    if ctx.json {
+        output::json(&json!({
+            "plan": plan, "emergency_snapshot": emergency, "objects": selected.len(),
+            "bytes": total, "mismatched": mismatched, "verified": mismatched.is_empty(),
+        }));
+    } else {
+        println!(
+            "restored {} object(s), {} into `{}`; {} of {} match the manifest (size and SHA-256)",
+            selected.len(),
+            output::bytes(total),
+            dest_loc.url(),
+            selected.len() - mismatched.len(),
+            selected.len()
+        );
+        for k in &mismatched {
+            println!("  MISMATCH {k}");
+        }
+    }
+    Ok(if mismatched.is_empty() { 0 } else { 3 })
+}
+
+/// The objects of a bucket manifest as file records below `<target>/bucket` (for drills,
+/// which restore them into a folder and check each one).
+pub(super) fn as_files(name: &str, bm: &BucketManifest) -> lifeboat_core::manifest::FilesManifest {
+    let root = format!("{name}/bucket/");
+    let files: Vec<lifeboat_core::manifest::FileRecord> = bm
+        .objects
+        .iter()
+        .map(|o| lifeboat_core::manifest::FileRecord {
+            path: o.path.strip_prefix(&root).unwrap_or(&o.path).to_string(),
+            bytes: o.bytes,
+            sha256: o.sha256.clone(),
+        })
+        .collect();
+    lifeboat_core::manifest::FilesManifest {
+        roots: vec![bm.url.clone()],
+        total_bytes: bm.total_bytes,
+        files,
+        symlinks: 0,
+    }
+}
