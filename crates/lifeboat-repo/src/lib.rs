@@ -627,7 +627,21 @@ impl Repo {
     /// Find a snapshot by id prefix or `latest` (newest complete, non-emergency) of a target.
     /// Reads manifests newest first and stops at the first that qualifies.
     pub fn find_snapshot(&self, target: &str, wanted: &str) -> Result<SnapshotInfo, RepoError> {
+        self.find_snapshot_at(target, wanted, None)
+    }
+
+    /// [`Repo::find_snapshot`]; with `at`, `latest` means the newest good one taken at or
+    /// before that time.
+    pub fn find_snapshot_at(
+        &self,
+        target: &str,
+        wanted: &str,
+        at: Option<jiff::Timestamp>,
+    ) -> Result<SnapshotInfo, RepoError> {
         let mut items = self.list(Some(target))?;
+        if let Some(t) = at {
+            items.retain(|(_, i)| i.time.timestamp() <= t);
+        }
         if wanted != "latest" {
             items.retain(|(_, i)| i.id.starts_with(wanted));
             if items.len() > 1 {

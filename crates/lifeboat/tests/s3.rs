@@ -422,6 +422,31 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
         format!("s3://{dest}")
     );
 
+    // `--time`: the newest backup at that moment (the first one, before the change).
+    let first = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["manifest"]["bucket"]["downloaded"] == 2002)
+        .unwrap()["time"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = ws.run(&[
+        "restore",
+        "media",
+        "--to",
+        &format!("s3://{dest}/then"),
+        "--key",
+        "img/00/0.txt",
+        "--time",
+        &first,
+    ]);
+    run.expect_code(0);
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut d.reader("then/img/00/0.txt", 15), &mut got).unwrap();
+    assert_eq!(got, b"small object 0\n");
+
     // A drill restores the objects and checks every size and hash.
     let run = ws.run(&["drill", "media"]);
     run.expect_code(0);

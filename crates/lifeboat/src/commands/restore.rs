@@ -111,8 +111,21 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> CliResult<i32> {
         .await??;
         return super::pitr::restore_physical(ctx, &args, &repo, &target_cfg).await;
     }
+    // `--time T`: the newest backup taken at or before T.
+    let at = match &args.pitr.time {
+        Some(_) if args.snapshot != "latest" => {
+            return Err(CliError::usage(
+                "give `--snapshot` or `--time`, not both",
+                None,
+            ));
+        }
+        Some(t) => Some(super::drill::parse_time(t).map_err(|e| {
+            CliError::usage(e, Some("RFC 3339, or `2026-11-22 10:01:00+00`".into()))
+        })?),
+        None => None,
+    };
     let (r, name, wanted) = (repo.clone(), args.target.clone(), args.snapshot.clone());
-    let snapshot = tokio::task::spawn_blocking(move || r.find_snapshot(&name, &wanted))
+    let snapshot = tokio::task::spawn_blocking(move || r.find_snapshot_at(&name, &wanted, at))
         .await?
         .map_err(|e| {
             CliError::from(e)
