@@ -336,6 +336,9 @@ pub struct DrillConfig {
     pub scratch_url_env: Option<String>,
     /// Also write every drill report (Markdown, JSON, HTML) into this folder.
     pub report_dir: Option<PathBuf>,
+    /// Bucket targets are drilled into `s3://bucket[/prefix]/lifeboat-drill-<time>/` here
+    /// (on the target's S3 server, with its credentials); default: a temporary folder.
+    pub scratch_bucket: Option<String>,
 }
 
 impl DrillConfig {

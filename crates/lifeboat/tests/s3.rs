@@ -447,8 +447,31 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
     std::io::Read::read_to_end(&mut d.reader("then/img/00/0.txt", 15), &mut got).unwrap();
     assert_eq!(got, b"small object 0\n");
 
-    // A drill restores the objects and checks every size and hash.
+    // A drill restores the objects into a folder and checks every size and hash...
     let run = ws.run(&["drill", "media"]);
     run.expect_code(0);
     assert!(run.stdout.contains("PASS"), "{}", run.stdout);
+    // ...or into a scratch bucket, read back, emptied afterwards.
+    let scratch = s3.bucket();
+    ws.write_config(&format!(
+        "[targets.media]\nkind = \"bucket\"\nurl = \"s3://{media}\"\nendpoint = \"{}\"\n\n[drill]\nscratch-bucket = \"s3://{scratch}/drills\"\n",
+        proxy.endpoint()
+    ));
+    let run = ws.run(&["drill", "media", "--json"]);
+    run.expect_code(0);
+    let checks = run.json()["drills"][0]["report"]["checks"].clone();
+    for name in ["object count", "every object's size and SHA-256"] {
+        assert!(
+            checks.as_array().unwrap().iter().any(|c| c["name"] == name
+                && c["passed"] == true
+                && c["detail"].as_str().unwrap().contains("2002")),
+            "{name}: {checks}"
+        );
+    }
+    assert!(
+        test_bucket(&s3.endpoint(), &scratch)
+            .list()
+            .unwrap()
+            .is_empty()
+    );
 }

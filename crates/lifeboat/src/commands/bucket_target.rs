@@ -55,7 +55,7 @@ fn previous(snaps: &[SnapshotInfo], url: &str) -> Option<(String, BucketManifest
 }
 
 /// Run `f` on every item, `PARALLEL` at a time; the results in order.
-fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(super) fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<std::sync::Mutex<Option<R>>> =
         items.iter().map(|_| std::sync::Mutex::new(None)).collect();
@@ -296,27 +296,7 @@ pub async fn restore(
         }
         emergency = Some(report.snapshot);
     }
-    let (r, id, items) = (repo.clone(), snapshot.id.clone(), selected.clone());
-    let results = tokio::task::spawn_blocking(move || {
-        r.reading(|reader| {
-            Ok(parallel(
-                &items,
-                |o: &ObjectRecord| -> Result<bool, String> {
-                    let w = dest
-                        .writer(&o.key, o.content_type.as_deref(), &o.metadata)
-                        .map_err(|e| e.to_string())?;
-                    let mut h = Measured::new(w);
-                    reader
-                        .dump(&id, &o.path, &mut h)
-                        .map_err(|e| e.to_string())?;
-                    let ok = h.bytes == o.bytes && hex::encode(h.hash.finalize()) == o.sha256;
-                    h.inner.finish().map_err(|e| e.to_string())?;
-                    Ok(ok)
-                },
-            ))
-        })
-    })
-    .await??;
+    let results = write_objects(repo, &snapshot.id, dest, selected.clone()).await?;
     let mut failed = Vec::new();
     let mut mismatched = Vec::new();
     for (o, r) in selected.iter().zip(results) {
@@ -356,6 +336,37 @@ pub async fn restore(
         }
     }
     Ok(if mismatched.is_empty() { 0 } else { 3 })
+}
+
+/// Write `objects` of snapshot `id` into `dest`, `PARALLEL` at a time, each hashed on the
+/// way: per object, whether its size and SHA-256 match the record, or why it failed.
+pub(super) async fn write_objects(
+    repo: &Arc<Repo>,
+    id: &str,
+    dest: Bucket,
+    objects: Vec<ObjectRecord>,
+) -> CliResult<Vec<Result<bool, String>>> {
+    let (r, id) = (repo.clone(), id.to_string());
+    Ok(tokio::task::spawn_blocking(move || {
+        r.reading(|reader| {
+            Ok(parallel(
+                &objects,
+                |o: &ObjectRecord| -> Result<bool, String> {
+                    let w = dest
+                        .writer(&o.key, o.content_type.as_deref(), &o.metadata)
+                        .map_err(|e| e.to_string())?;
+                    let mut h = Measured::new(w);
+                    reader
+                        .dump(&id, &o.path, &mut h)
+                        .map_err(|e| e.to_string())?;
+                    let ok = h.bytes == o.bytes && hex::encode(h.hash.finalize()) == o.sha256;
+                    h.inner.finish().map_err(|e| e.to_string())?;
+                    Ok(ok)
+                },
+            ))
+        })
+    })
+    .await??)
 }
 
 /// The objects of a bucket manifest as file records below `<target>/bucket` (for drills,

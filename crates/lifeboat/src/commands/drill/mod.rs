@@ -35,6 +35,7 @@ use crate::{
 };
 
 /// Where drill reports live in the side area.
+mod bucket;
 mod files;
 mod physical;
 mod postgres;
@@ -84,6 +85,7 @@ pub async fn run(ctx: &Context, args: DrillArgs) -> CliResult<i32> {
             started_at: jiff::Timestamp::now(),
             cancel: cancel.clone(),
             scratch_url: scratch_url.clone(),
+            scratch_bucket: config.drill.scratch_bucket.clone(),
             jobs: args.jobs,
             phases: Vec::new(),
             findings: Findings::default(),
@@ -236,6 +238,8 @@ struct Drill<'a> {
     started_at: jiff::Timestamp,
     cancel: Cancel,
     scratch_url: Option<Redacted>,
+    /// `[drill] scratch-bucket`, for bucket targets.
+    scratch_bucket: Option<String>,
     jobs: u32,
     phases: Vec<Phase>,
     findings: Findings,
@@ -346,6 +350,29 @@ impl Drill<'_> {
                     source: format!("{}/files", self.name),
                     rules: self.rules.clone(),
                     dir: None,
+                };
+                self.rehearse(&mut r).await
+            }
+            (None, None) if manifest.bucket.is_some() && self.scratch_bucket.is_some() => {
+                let scratch = self.scratch_bucket.as_deref().expect("checked");
+                let base = self
+                    .cfg
+                    .bucket_location(&self.name)
+                    .map_err(|e| Stop::Error(e.to_string()))?;
+                let (bucket, prefix) = lifeboat_core::location::parse_s3_url(scratch)
+                    .unwrap_or_else(|| Err("not an `s3://` URL".into()))
+                    .map_err(|e| Stop::Error(format!("`drill.scratch-bucket`: {e}")))?;
+                let sub = format!(
+                    "{}/lifeboat-drill-{}",
+                    prefix,
+                    self.started_at.strftime("%Y%m%dT%H%M%S%.3fZ")
+                );
+                let mut r = bucket::BucketRehearsal {
+                    repo: self.repo.clone(),
+                    snapshot: info.id.clone(),
+                    manifest: manifest.bucket.clone().expect("checked"),
+                    location: base.with_bucket(&bucket, &sub),
+                    bucket: None,
                 };
                 self.rehearse(&mut r).await
             }

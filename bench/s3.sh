@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Benchmark: a repository on an S3 server (moto, in memory, on this machine), lifeboat
+# against restic and rclone on the same data in one run.
+#
+#   1. a database dump: `lifeboat backup` of a PostgreSQL target (pg_dump streamed into the
+#      repository) vs `pg_dump | restic backup --stdin`; restore: `lifeboat restore` into a
+#      new database vs `restic dump | pg_restore`.
+#   2. a bucket of many objects: `lifeboat backup` of a bucket target vs `restic backup` of
+#      the same files from local disk (restic cannot read a bucket: its best case) and
+#      `rclone copy` bucket to bucket; restore: `lifeboat restore --to s3://...` vs
+#      `restic restore` to local disk and `rclone copy` back.
+#
+#   bench/s3.sh                                    # pgbench scale 70 (~1 GB dump), 10k x 100 KiB
+#   DB_SCALE=10 OBJECTS=1000 bench/s3.sh           # a quick run
+#
+# Prints a Markdown report on stdout (copy it into docs/benchmarks.md).
+source "$(dirname "$0")/lib.sh"
+
+DB_SCALE=${DB_SCALE:-70}
+OBJECTS=${OBJECTS:-10000}
+OBJECT_KIB=${OBJECT_KIB:-100}
+WORK=${WORK:-/tmp/lifeboat-bench-s3}
+PORT=${PORT:-55442}
+S3PORT=${S3PORT:-55443}
+
+[ -x "$LIFEBOAT" ] || cargo build --release --locked -p lifeboat --manifest-path "$ROOT/Cargo.toml" >&2
+bash "$ROOT/scripts/install-deps.sh"
+command -v rclone >/dev/null || { echo "installing rclone" >&2; apt-get install -y -qq rclone >/dev/null; }
+
+log() { echo "[$(date +%T)] $*" >&2; }
+rm -rf "$WORK"; mkdir -p "$WORK"
+python3 -m moto.server -H 127.0.0.1 -p "$S3PORT" > "$WORK/moto.log" 2>&1 &
+MOTO=$!
+trap 'stop_cluster "$WORK/pg"; kill $MOTO 2>/dev/null || true' EXIT
+start_cluster "$WORK/pg" "$PORT"
+until curl -s -o /dev/null "http://127.0.0.1:$S3PORT/"; do sleep 0.2; done
+ENDPOINT="http://127.0.0.1:$S3PORT"
+for b in lbrepo resticrepo media rclonedst lbrestore; do
+  curl -s -o /dev/null -X PUT "$ENDPOINT/$b"
+done
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
+export RCLONE_CONFIG_MOTO_TYPE=s3 RCLONE_CONFIG_MOTO_PROVIDER=Other \
+  RCLONE_CONFIG_MOTO_ENDPOINT="$ENDPOINT" RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=bench \
+  RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=bench RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE=true
+export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1)
+echo "bench" > "$WORK/password"
+export RESTIC_PASSWORD_FILE="$WORK/password" RESTIC_REPOSITORY="s3:$ENDPOINT/resticrepo"
+
+log "generating pgbench scale $DB_SCALE"
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE pgb"
+"$PGBIN/pgbench" -i -q -s "$DB_SCALE" pgb >/dev/null 2>&1
+DUMP_BYTES=$("$PGBIN/pg_dump" -Fc -Z0 pgb | wc -c)
+
+log "generating $OBJECTS objects of $OBJECT_KIB KiB and uploading them with rclone"
+mkdir -p "$WORK/objects"
+python3 - "$WORK/objects" "$OBJECTS" "$OBJECT_KIB" <<'PY'
+import os, sys
+root, n, kib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(n):
+    d = os.path.join(root, "img", "%03d" % (i % 100))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "%d.jpg" % i), "wb") as f:
+        f.write(os.urandom(kib * 1024))
+PY
+BUCKET_BYTES=$(bytes "$WORK/objects")
+rclone copy --transfers 8 "$WORK/objects" moto:media
+
+cat > "$WORK/lifeboat.toml" <<CONF
+[repository]
+url = "s3://lbrepo/repo"
+endpoint = "$ENDPOINT"
+path-style = true
+password-file = "$WORK/password"
+
+[targets.db]
+kind = "postgres"
+url = "postgres://postgres@127.0.0.1:$PORT/pgb"
+
+[targets.media]
+kind = "bucket"
+url = "s3://media"
+CONF
+LB=("$LIFEBOAT" -q -c "$WORK/lifeboat.toml")
+"${LB[@]}" init >/dev/null
+restic init >/dev/null 2>&1
+
+t() { local s; s=$(now); "$@" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; exit 1; }; elapsed "$s"; }
+mbs() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1048576 / s }'; }
+
+log "database dump: backups"
+LB_DB_B=$(t "${LB[@]}" backup db)
+RESTIC_DB_B=$(t bash -c "'$PGBIN/pg_dump' -Fc -Z0 pgb | restic backup --stdin --stdin-filename pgb.dump")
+log "database dump: restores"
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE r1" -c "CREATE DATABASE r2"
+LB_DB_R=$(t "${LB[@]}" restore db --to "postgres://postgres@127.0.0.1:$PORT/r1")
+RESTIC_DB_R=$(t bash -c "restic dump latest /pgb.dump | '$PGBIN/pg_restore' --no-owner -d r2")
+
+log "bucket: backups"
+LB_BK_B=$(t "${LB[@]}" backup media)
+RESTIC_BK_B=$(t restic backup "$WORK/objects")
+RCLONE_BK_B=$(t rclone copy --transfers 8 moto:media moto:rclonedst)
+log "bucket: a second backup with nothing changed"
+LB_BK_B2=$(t "${LB[@]}" backup media)
+RESTIC_BK_B2=$(t restic backup "$WORK/objects")
+RCLONE_BK_B2=$(t rclone copy --transfers 8 moto:media moto:rclonedst)
+log "bucket: restores"
+LB_BK_R=$(t "${LB[@]}" restore media --to s3://lbrestore)
+RESTIC_BK_R=$(t restic restore latest --target "$WORK/restic-restore")
+RCLONE_BK_R=$(t rclone copy --transfers 8 moto:rclonedst "$WORK/rclone-restore")
+
+cat <<MD
+### S3 repository (bench/s3.sh), $(date -u +%Y-%m-%d)
+
+Machine: $(machine), rclone $(rclone version | awk 'NR==1 { print $2 }'), moto $(python3 -m pip show moto 2>/dev/null | awk '/^Version/ { print $2 }') (S3 in memory, same machine).
+Database: pgbench scale $DB_SCALE, \`pg_dump -Fc -Z0\` of $(mib "$DUMP_BYTES") MiB. Bucket: $OBJECTS objects of $OBJECT_KIB KiB (random, $(mib "$BUCKET_BYTES") MiB).
+
+| what | lifeboat | restic | rclone | lifeboat ÷ restic throughput |
+| --- | --- | --- | --- | --- |
+| dump backup (pg_dump streamed) | $LB_DB_B s, $(mbs "$DUMP_BYTES" "$LB_DB_B") MB/s | $RESTIC_DB_B s, $(mbs "$DUMP_BYTES" "$RESTIC_DB_B") MB/s | — | $(ratio "$RESTIC_DB_B" "$LB_DB_B")× |
+| dump restore (into pg_restore) | $LB_DB_R s, $(mbs "$DUMP_BYTES" "$LB_DB_R") MB/s | $RESTIC_DB_R s, $(mbs "$DUMP_BYTES" "$RESTIC_DB_R") MB/s | — | $(ratio "$RESTIC_DB_R" "$LB_DB_R")× |
+| bucket backup (restic: from local disk; rclone: bucket → bucket) | $LB_BK_B s, $(mbs "$BUCKET_BYTES" "$LB_BK_B") MB/s | $RESTIC_BK_B s, $(mbs "$BUCKET_BYTES" "$RESTIC_BK_B") MB/s | $RCLONE_BK_B s, $(mbs "$BUCKET_BYTES" "$RCLONE_BK_B") MB/s | $(ratio "$RESTIC_BK_B" "$LB_BK_B")× |
+| bucket backup again, nothing changed | $LB_BK_B2 s | $RESTIC_BK_B2 s | $RCLONE_BK_B2 s | $(ratio "$RESTIC_BK_B2" "$LB_BK_B2")× |
+| bucket restore (lifeboat: into a bucket; restic, rclone: to local disk) | $LB_BK_R s, $(mbs "$BUCKET_BYTES" "$LB_BK_R") MB/s | $RESTIC_BK_R s, $(mbs "$BUCKET_BYTES" "$RESTIC_BK_R") MB/s | $RCLONE_BK_R s, $(mbs "$BUCKET_BYTES" "$RCLONE_BK_R") MB/s | $(ratio "$RESTIC_BK_R" "$LB_BK_R")× |
+MD

@@ -1,0 +1,140 @@
+//! The drill of a bucket backup into a scratch bucket (`[drill] scratch-bucket`): every
+//! object written to a prefix of its own there (with content type and metadata), then
+//! listed and read back — the object count, and every object's size and SHA-256 against
+//! the manifest — and the prefix emptied at teardown. Without a scratch bucket, bucket
+//! drills restore into a folder (`files.rs`).
+
+use std::sync::Arc;
+
+use lifeboat_core::{S3Location, manifest::BucketManifest};
+use lifeboat_repo::{Repo, bucket::Bucket};
+use sha2::Digest;
+
+use super::{Findings, Rehearsal};
+use crate::commands::bucket_target::{parallel, write_objects};
+
+pub(super) struct BucketRehearsal {
+    pub repo: Arc<Repo>,
+    pub snapshot: String,
+    pub manifest: BucketManifest,
+    /// The scratch prefix, `lifeboat-drill-<time>` below the configured one.
+    pub location: S3Location,
+    pub bucket: Option<Bucket>,
+}
+
+impl Rehearsal for BucketRehearsal {
+    async fn provision(&mut self) -> Result<String, String> {
+        let b = Bucket::open(&self.location).map_err(|e| e.to_string())?;
+        let probe = b.clone();
+        let there = tokio::task::spawn_blocking(move || probe.list())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if !there.is_empty() {
+            return Err(format!("the scratch prefix `{}` is not empty", b.url()));
+        }
+        self.bucket = Some(b);
+        Ok(format!("scratch bucket prefix {}", self.location.url()))
+    }
+
+    async fn restore(&mut self) -> Result<String, String> {
+        let b = self.bucket.clone().ok_or("no scratch bucket")?;
+        let results = write_objects(&self.repo, &self.snapshot, b, self.manifest.objects.clone())
+            .await
+            .map_err(|e| e.message)?;
+        let failed: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+        if let Some(first) = failed.first() {
+            return Err(format!(
+                "{} object(s) could not be written: {first}",
+                failed.len()
+            ));
+        }
+        Ok(format!(
+            "{} object(s), {} bytes",
+            self.manifest.objects.len(),
+            self.manifest.total_bytes
+        ))
+    }
+
+    async fn check(&mut self, findings: &mut Findings) {
+        let Some(b) = self.bucket.clone() else { return };
+        let objects = self.manifest.objects.clone();
+        let checked = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let listed = b.list().map_err(|e| e.to_string())?;
+            let sizes: std::collections::HashMap<String, u64> =
+                listed.iter().map(|l| (l.key.clone(), l.size)).collect();
+            let bad = parallel(&objects, |o| -> Option<String> {
+                match sizes.get(&o.key) {
+                    None => return Some(format!("`{}` is missing", o.key)),
+                    Some(&n) if n != o.bytes => {
+                        return Some(format!("`{}`: {n} bytes, expected {}", o.key, o.bytes));
+                    }
+                    _ => {}
+                }
+                let mut h = sha2::Sha256::new();
+                let mut r = b.reader(&o.key, o.bytes);
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    match std::io::Read::read(&mut r, &mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => h.update(&buf[..n]),
+                        Err(e) => return Some(format!("`{}`: {e}", o.key)),
+                    }
+                }
+                (hex::encode(h.finalize()) != o.sha256)
+                    .then(|| format!("`{}`: SHA-256 differs", o.key))
+            });
+            Ok((listed.len(), bad.into_iter().flatten().collect::<Vec<_>>()))
+        })
+        .await;
+        let (count, bad) = match checked {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return findings.add("bucket", "objects in the scratch bucket", false, e),
+            Err(e) => {
+                return findings.add(
+                    "bucket",
+                    "objects in the scratch bucket",
+                    false,
+                    e.to_string(),
+                );
+            }
+        };
+        let want = self.manifest.objects.len();
+        findings.add(
+            "bucket",
+            "object count",
+            count == want,
+            format!("{count} objects in the scratch bucket, the manifest says {want}"),
+        );
+        findings.add(
+            "bucket",
+            "every object's size and SHA-256",
+            bad.is_empty(),
+            match bad.first() {
+                None => format!("{want} of {want} objects read back match the manifest"),
+                Some(first) => format!("{} object(s) differ; first: {first}", bad.len()),
+            },
+        );
+    }
+
+    async fn teardown(&mut self) -> Result<(), String> {
+        let Some(b) = self.bucket.take() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let keys: Vec<String> = b
+                .list()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|l| l.key)
+                .collect();
+            let failed = parallel(&keys, |k| b.delete(k).err());
+            match failed.into_iter().flatten().next() {
+                Some(e) => Err(format!("cannot empty the scratch prefix: {e}")),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
