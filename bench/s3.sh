@@ -39,6 +39,9 @@ for b in lbrepo resticrepo media rclonedst lbrestore; do
   curl -s -o /dev/null -X PUT "$ENDPOINT/$b"
 done
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
+# rclone 1.60 fails on a custom CA bundle ("HTTPClient's transport unsupported type");
+# the server here is plain HTTP.
+unset AWS_CA_BUNDLE
 export RCLONE_CONFIG_MOTO_TYPE=s3 RCLONE_CONFIG_MOTO_PROVIDER=Other \
   RCLONE_CONFIG_MOTO_ENDPOINT="$ENDPOINT" RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=bench \
   RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=bench RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE=true

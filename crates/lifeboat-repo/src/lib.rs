@@ -178,7 +178,38 @@ pub struct Reader<'a> {
     indexed: &'a Repository<rustic_core::IndexedFullStatus>,
 }
 
+/// A file of a snapshot, found once and read any number of times.
+pub struct FileNode(rustic_core::repofile::Node);
+
 impl Reader<'_> {
+    /// Every file below the folder `dir` of a snapshot, by its path (`dir/...`): one walk
+    /// of the tree instead of one lookup from the snapshot's root per file.
+    pub fn files_below(
+        &self,
+        snapshot_id: &str,
+        dir: &str,
+    ) -> Result<std::collections::HashMap<String, FileNode>, RepoError> {
+        let node = node_at(self.indexed, snapshot_id, dir)?;
+        let mut files = std::collections::HashMap::new();
+        for item in self
+            .indexed
+            .ls(&node, &LsOptions::default())
+            .map_err(rustic("cannot list snapshot"))?
+        {
+            let (path, node) = item.map_err(rustic("cannot list snapshot"))?;
+            if node.is_file() {
+                files.insert(format!("{dir}/{}", path.display()), FileNode(node));
+            }
+        }
+        Ok(files)
+    }
+
+    pub fn dump_node(&self, node: &FileNode, w: &mut impl Write) -> Result<(), RepoError> {
+        self.indexed
+            .dump(&node.0, w)
+            .map_err(rustic("cannot read a file of the snapshot"))
+    }
+
     pub fn dump(&self, snapshot_id: &str, path: &str, w: &mut impl Write) -> Result<(), RepoError> {
         let node = node_at(self.indexed, snapshot_id, path)?;
         self.indexed.dump(&node, w).map_err(rustic(format!(

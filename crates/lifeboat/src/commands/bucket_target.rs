@@ -347,18 +347,30 @@ pub(super) async fn write_objects(
     objects: Vec<ObjectRecord>,
 ) -> CliResult<Vec<Result<bool, String>>> {
     let (r, id) = (repo.clone(), id.to_string());
+    // Every object's path: `<target>/bucket/<key>`.
+    let root = objects
+        .first()
+        .and_then(|o| o.path.split('/').next())
+        .map(|t| format!("{t}/bucket"))
+        .unwrap_or_default();
     Ok(tokio::task::spawn_blocking(move || {
         r.reading(|reader| {
+            let nodes = if objects.is_empty() {
+                Default::default()
+            } else {
+                reader.files_below(&id, &root)?
+            };
             Ok(parallel(
                 &objects,
                 |o: &ObjectRecord| -> Result<bool, String> {
+                    let node = nodes
+                        .get(&o.path)
+                        .ok_or_else(|| format!("`{}` is not in the snapshot", o.path))?;
                     let w = dest
                         .writer(&o.key, o.content_type.as_deref(), &o.metadata)
                         .map_err(|e| e.to_string())?;
                     let mut h = Measured::new(w);
-                    reader
-                        .dump(&id, &o.path, &mut h)
-                        .map_err(|e| e.to_string())?;
+                    reader.dump_node(node, &mut h).map_err(|e| e.to_string())?;
                     let ok = h.bytes == o.bytes && hex::encode(h.hash.finalize()) == o.sha256;
                     h.inner.finish().map_err(|e| e.to_string())?;
                     Ok(ok)
