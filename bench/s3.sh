@@ -10,13 +10,13 @@
 #      `rclone copy` bucket to bucket; restore: `lifeboat restore --to s3://...` vs
 #      `restic restore` to local disk and `rclone copy` back.
 #
-#   bench/s3.sh                                    # pgbench scale 70 (~1 GB dump), 10k x 100 KiB
+#   bench/s3.sh                                    # pgbench scale 100 (~1 GB dump), 10k x 100 KiB
 #   DB_SCALE=10 OBJECTS=1000 bench/s3.sh           # a quick run
 #
 # Prints a Markdown report on stdout (copy it into docs/benchmarks.md).
 source "$(dirname "$0")/lib.sh"
 
-DB_SCALE=${DB_SCALE:-70}
+DB_SCALE=${DB_SCALE:-100}
 OBJECTS=${OBJECTS:-10000}
 OBJECT_KIB=${OBJECT_KIB:-100}
 WORK=${WORK:-/tmp/lifeboat-bench-s3}

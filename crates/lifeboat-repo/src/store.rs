@@ -172,7 +172,7 @@ fn describe_s3(e: &opendal::Error) -> String {
     let message = e.message();
     match code {
         Some(c) => format!("{} ({c})", e.kind()),
-        None if message.len() < 200 => format!("{}: {message}", e.kind()),
+        None if !message.is_empty() && message.len() < 200 => format!("{}: {message}", e.kind()),
         None => e.kind().to_string(),
     }
 }

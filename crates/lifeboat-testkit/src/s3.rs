@@ -242,8 +242,14 @@ fn serve(client: TcpStream, upstream_port: u16, fault: Fault) -> std::io::Result
     let mut client = client;
     match fault {
         Fault::Status(code) => {
+            let s3_code = match code {
+                403 => "AccessDenied",
+                404 => "NoSuchBucket",
+                503 => "ServiceUnavailable",
+                _ => "InternalError",
+            };
             let text = format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code><Message>injected {code}</Message></Error>"
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{s3_code}</Code><Message>injected {code}</Message></Error>"
             );
             write!(
                 client,

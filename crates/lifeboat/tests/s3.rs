@@ -183,10 +183,19 @@ fn transient_faults_are_retried_and_an_outage_leaves_no_snapshot() {
     proxy.set(Faults::always(Fault::Status(503)));
     let (code, stderr) = finish(backup);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("InternalError: injected 503"), "{stderr}");
+    assert!(stderr.contains("injected 503"), "{stderr}");
     assert!(stderr.contains("backup of `slow` failed"), "{stderr}");
     proxy.set(Faults::NONE);
     assert_eq!(snapshot_count(&ws), 3, "the failed backup left a snapshot");
+    // A permanent error (403) fails at once, without retries, and says what to check.
+    proxy.set(Faults::always(Fault::Status(403)));
+    let before = proxy.counts().0;
+    let run = ws.run(&["snapshots"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("PermissionDenied"), "{}", run.stderr);
+    assert!(run.stderr.contains("credentials"), "{}", run.stderr);
+    assert_eq!(proxy.counts().0 - before, 1, "a 403 must not be retried");
+    proxy.set(Faults::NONE);
     ws.run(&["check"]).expect_code(0);
     ws.run(&["backup", "slow"]).expect_code(0);
     assert_eq!(snapshot_count(&ws), 4);
@@ -473,5 +482,12 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
             .list()
             .unwrap()
             .is_empty()
+    );
+    // Both reports are in the repository's side area, on S3.
+    let drills = ws.run(&["drills", "media", "--json"]).json();
+    assert_eq!(
+        drills["drills"].as_array().map(Vec::len),
+        Some(2),
+        "{drills}"
     );
 }

@@ -340,6 +340,10 @@ pub async fn restore(
 
 /// Write `objects` of snapshot `id` into `dest`, `PARALLEL` at a time, each hashed on the
 /// way: per object, whether its size and SHA-256 match the record, or why it failed.
+///
+/// Many objects are first restored into a temporary folder with rustic's restore, which
+/// reads each pack in a few large ranges; one GET per object's blob is slow on S3 (one
+/// request per object instead of per pack). A few objects are streamed one by one.
 pub(super) async fn write_objects(
     repo: &Arc<Repo>,
     id: &str,
@@ -353,6 +357,54 @@ pub(super) async fn write_objects(
         .and_then(|o| o.path.split('/').next())
         .map(|t| format!("{t}/bucket"))
         .unwrap_or_default();
+    let upload = move |o: &ObjectRecord,
+                       content: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), String>|
+          -> Result<bool, String> {
+        let w = dest
+            .writer(&o.key, o.content_type.as_deref(), &o.metadata)
+            .map_err(|e| e.to_string())?;
+        let mut h = Measured::new(w);
+        content(&mut h)?;
+        let ok = h.bytes == o.bytes && hex::encode(h.hash.finalize()) == o.sha256;
+        h.inner.finish().map_err(|e| e.to_string())?;
+        Ok(ok)
+    };
+    if objects.len() >= STAGE_FROM {
+        let stage = tempfile::Builder::new()
+            .prefix("lifeboat-bucket-restore-")
+            .tempdir()?;
+        let dir = stage.path().to_path_buf();
+        // Only the folder that holds them all (a `--prefix` restores a part of the tree).
+        let common = objects
+            .iter()
+            .map(|o| o.path.rsplit_once('/').map_or("", |(d, _)| d))
+            .reduce(|a, b| {
+                let n = a
+                    .split('/')
+                    .zip(b.split('/'))
+                    .take_while(|(x, y)| x == y)
+                    .map(|(x, _)| x.len() + 1)
+                    .sum::<usize>();
+                &a[..n.saturating_sub(1).min(a.len())]
+            })
+            .unwrap_or(&root)
+            .to_string();
+        return Ok(tokio::task::spawn_blocking(move || -> CliResult<_> {
+            r.restore_dir(&id, &common, &dir, false)?;
+            let below = format!("{common}/");
+            Ok(parallel(&objects, |o: &ObjectRecord| {
+                let file = dir.join(o.path.strip_prefix(&below).unwrap_or(&o.path));
+                upload(o, &mut |w| {
+                    let mut f = std::fs::File::open(&file)
+                        .map_err(|e| format!("`{}`: {e}", file.display()))?;
+                    std::io::copy(&mut f, w)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            }))
+        })
+        .await??);
+    }
     Ok(tokio::task::spawn_blocking(move || {
         r.reading(|reader| {
             let nodes = if objects.is_empty() {
@@ -360,26 +412,21 @@ pub(super) async fn write_objects(
             } else {
                 reader.files_below(&id, &root)?
             };
-            Ok(parallel(
-                &objects,
-                |o: &ObjectRecord| -> Result<bool, String> {
-                    let node = nodes
-                        .get(&o.path)
-                        .ok_or_else(|| format!("`{}` is not in the snapshot", o.path))?;
-                    let w = dest
-                        .writer(&o.key, o.content_type.as_deref(), &o.metadata)
-                        .map_err(|e| e.to_string())?;
-                    let mut h = Measured::new(w);
-                    reader.dump_node(node, &mut h).map_err(|e| e.to_string())?;
-                    let ok = h.bytes == o.bytes && hex::encode(h.hash.finalize()) == o.sha256;
-                    h.inner.finish().map_err(|e| e.to_string())?;
-                    Ok(ok)
-                },
-            ))
+            Ok(parallel(&objects, |o: &ObjectRecord| {
+                let node = nodes
+                    .get(&o.path)
+                    .ok_or_else(|| format!("`{}` is not in the snapshot", o.path))?;
+                upload(o, &mut |mut w| {
+                    reader.dump_node(node, &mut w).map_err(|e| e.to_string())
+                })
+            }))
         })
     })
     .await??)
 }
+
+/// From how many objects a restore stages them in a temporary folder first.
+const STAGE_FROM: usize = 64;
 
 /// The objects of a bucket manifest as file records below `<target>/bucket` (for drills,
 /// which restore them into a folder and check each one).
