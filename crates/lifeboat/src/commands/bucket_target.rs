@@ -389,7 +389,7 @@ pub(super) async fn write_objects(
             })
             .unwrap_or(&root)
             .to_string();
-        return Ok(tokio::task::spawn_blocking(move || -> CliResult<_> {
+        return tokio::task::spawn_blocking(move || -> CliResult<_> {
             r.restore_dir(&id, &common, &dir, false)?;
             let below = format!("{common}/");
             Ok(parallel(&objects, |o: &ObjectRecord| {
@@ -403,7 +403,7 @@ pub(super) async fn write_objects(
                 })
             }))
         })
-        .await??);
+        .await?;
     }
     Ok(tokio::task::spawn_blocking(move || {
         r.reading(|reader| {
