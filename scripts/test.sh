@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick start, part 2: install the real servers the tests use (PostgreSQL, restic,
-# pgBackRest, Redis) if missing, then run every test. Tests start their own servers on
+# pgBackRest, Redis, Chromium, moto for S3) if missing, then run every test. Tests start their own servers on
 # free ports and remove them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
