@@ -385,12 +385,11 @@ impl Scratch {
         Ok(s)
     }
 
-    /// Start a server on a temporary copy of `rdb`.
-    pub fn from_rdb(rdb: &Path) -> Result<Self, RedisError> {
+    /// Start an empty server in a temporary folder of its own.
+    pub fn empty() -> Result<Self, RedisError> {
         let dir = tempfile::Builder::new()
             .prefix("lifeboat-redis-")
             .tempdir()?;
-        std::fs::copy(rdb, dir.path().join("dump.rdb"))?;
         let mut s = Self::start(dir.path())?;
         s._dir = Some(dir);
         Ok(s)

@@ -108,38 +108,10 @@ fn describe(e: &RusticError) -> String {
         cause = Some(first_line(&s.to_string()));
         source = s.source();
     }
-    match cause.map(|c| tidy_opendal(&c)) {
+    match cause.map(|c| store::tidy_opendal(&c)) {
         Some(c) if !first.contains(&c) => format!("{}: {c}", first.trim_end_matches('.')),
         _ => first,
     }
-}
-
-/// opendal's errors carry the whole request context (URI, response headers): keep the
-/// kind, the path and the S3 error code and message.
-fn tidy_opendal(text: &str) -> String {
-    let Some(ctx) = text.find(", context: {") else {
-        return text.to_string();
-    };
-    let path = text[ctx..]
-        .find("path: ")
-        .map(|i| &text[ctx + i + 6..])
-        .and_then(|p| p.split([',', ' ']).next())
-        .unwrap_or("");
-    let s3 = text
-        .rfind("S3Error {")
-        .map(|i| {
-            let e = &text[i..];
-            let field = |name: &str| {
-                e.find(&format!("{name}: \""))
-                    .map(|j| &e[j + name.len() + 3..])
-                    .and_then(|v| v.split('"').next())
-                    .unwrap_or("")
-                    .to_string()
-            };
-            format!(" ({}: {})", field("code"), field("message"))
-        })
-        .unwrap_or_default();
-    format!("{} `{path}`{s3}", &text[..ctx])
 }
 
 /// The first non-empty line of a message.
@@ -942,17 +914,4 @@ pub struct RestoreSummary {
 /// The full hex id (rustic's `Display` shows only the first 8 characters).
 fn full_id(id: &rustic_core::repofile::SnapshotId) -> String {
     String::from(&*id.to_hex())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn opendal_errors_are_shortened() {
-        let raw = r#"Unexpected (persistent) at write, context: { uri: http://127.0.0.1:1/b/repo/data/c7/c7, response: Parts { status: 503, headers: {"connection": "close"} }, service: s3, path: data/c7/c7, written: 241447 } => S3Error { code: "InternalError", message: "injected 503", resource: "", request_id: "" }"#;
-        assert_eq!(
-            super::tidy_opendal(raw),
-            "Unexpected (persistent) at write `data/c7/c7` (InternalError: injected 503)"
-        );
-        assert_eq!(super::tidy_opendal("disk full"), "disk full");
-    }
 }

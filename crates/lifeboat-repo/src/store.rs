@@ -161,20 +161,37 @@ pub(crate) fn s3_err(path: &str, e: opendal::Error) -> StoreError {
     }
 }
 
-/// opendal's error text holds the request context (method, URI, response headers); keep
-/// the kind, the S3 error code and message.
+/// An opendal error, shortened (see [`tidy_opendal`]).
 fn describe_s3(e: &opendal::Error) -> String {
-    let text = e.to_string();
-    let code = text
-        .find("code: \"")
-        .and_then(|i| text[i + 7..].split('"').next())
-        .map(str::to_string);
-    let message = e.message();
-    match code {
-        Some(c) => format!("{} ({c})", e.kind()),
-        None if !message.is_empty() && message.len() < 200 => format!("{}: {message}", e.kind()),
-        None => e.kind().to_string(),
-    }
+    tidy_opendal(&e.to_string())
+}
+
+/// opendal's errors carry the whole request context (URI, response headers): keep the
+/// kind, the path and the S3 error code and message.
+pub(crate) fn tidy_opendal(text: &str) -> String {
+    let Some(ctx) = text.find(", context: {") else {
+        return text.to_string();
+    };
+    let path = text[ctx..]
+        .find("path: ")
+        .map(|i| &text[ctx + i + 6..])
+        .and_then(|p| p.split([',', ' ']).next())
+        .unwrap_or("");
+    let s3 = text
+        .rfind("S3Error {")
+        .map(|i| {
+            let e = &text[i..];
+            let field = |name: &str| {
+                e.find(&format!("{name}: \""))
+                    .map(|j| &e[j + name.len() + 3..])
+                    .and_then(|v| v.split('"').next())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            format!(" ({}: {})", field("code"), field("message"))
+        })
+        .unwrap_or_default();
+    format!("{} `{path}`{s3}", &text[..ctx])
 }
 
 impl Store {
@@ -410,4 +427,17 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn opendal_errors_are_shortened() {
+        let raw = r#"Unexpected (persistent) at write, context: { uri: http://127.0.0.1:1/b/repo/data/c7/c7, response: Parts { status: 503, headers: {"connection": "close"} }, service: s3, path: data/c7/c7, written: 241447 } => S3Error { code: "InternalError", message: "injected 503", resource: "", request_id: "" }"#;
+        assert_eq!(
+            super::tidy_opendal(raw),
+            "Unexpected (persistent) at write `data/c7/c7` (InternalError: injected 503)"
+        );
+        assert_eq!(super::tidy_opendal("disk full"), "disk full");
+    }
 }

@@ -29,8 +29,8 @@ use super::{
     Context,
     backup::{manifest_base, store_with_parent},
     backup_target,
-    command_target::{Measured, section},
     restore::Plan,
+    snapshot_io::{Measured, section},
 };
 use crate::{
     cli::RestoreArgs,

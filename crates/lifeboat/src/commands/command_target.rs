@@ -12,8 +12,6 @@
 //! recorded bytes went in. `--to-dir DIR` writes the output to `DIR/<target>.out` instead.
 
 use std::{
-    io::Write,
-    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::Arc,
 };
@@ -32,6 +30,7 @@ use super::{
     Context,
     backup::{manifest_base, store_with_manifest},
     backup_target,
+    snapshot_io::{Measured, section, write_file},
 };
 use crate::{
     cli::RestoreArgs,
@@ -96,50 +95,6 @@ pub async fn backup(
     store_with_manifest(repo, name, "command", emergency, vec![entry], produce).await
 }
 
-/// Counts and hashes what goes through it.
-pub(super) struct Measured<W> {
-    pub inner: W,
-    pub bytes: u64,
-    pub hash: sha2::Sha256,
-}
-
-impl<W> Measured<W> {
-    pub fn new(inner: W) -> Self {
-        Self {
-            inner,
-            bytes: 0,
-            hash: sha2::Sha256::new(),
-        }
-    }
-}
-
-/// The manifest's section for the target's kind, or a clear error.
-pub(super) fn section<T: Clone>(
-    part: &Option<T>,
-    snapshot: &SnapshotInfo,
-    what: &str,
-) -> CliResult<T> {
-    part.clone().ok_or_else(|| {
-        CliError::failure(
-            format!("snapshot `{}` holds no {what}", snapshot.short_id()),
-            Some("is it a snapshot of another kind of target?".into()),
-        )
-    })
-}
-
-impl<W: Write> Write for Measured<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 pub async fn restore(
     ctx: &Context,
     args: &RestoreArgs,
@@ -149,12 +104,7 @@ pub async fn restore(
     manifest: &Manifest,
 ) -> CliResult<i32> {
     let name = &args.target;
-    let Some(cm) = manifest.command.clone() else {
-        return Err(CliError::failure(
-            format!("snapshot `{}` holds no command output", snapshot.short_id()),
-            None,
-        ));
-    };
+    let cm = section(&manifest.command, snapshot, "command output")?;
     let to_file = args.to_dir.as_ref().map(|d| d.join(format!("{name}.out")));
     let destination = match (&to_file, &target.restore) {
         (Some(f), _) => f.display().to_string(),
@@ -248,32 +198,6 @@ pub async fn restore(
         );
     }
     Ok(if verified { 0 } else { 3 })
-}
-
-pub(super) async fn write_file(
-    repo: &Arc<Repo>,
-    snapshot: &str,
-    path: &str,
-    file: &Path,
-) -> CliResult<(u64, String)> {
-    let (r, id, p, f): (_, _, _, PathBuf) = (
-        repo.clone(),
-        snapshot.to_string(),
-        path.to_string(),
-        file.to_path_buf(),
-    );
-    tokio::task::spawn_blocking(move || -> CliResult<(u64, String)> {
-        if let Some(dir) = f.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let out = std::fs::File::create_new(&f)?;
-        let mut w = Measured::new(std::io::BufWriter::new(out));
-        r.dump(&id, &p, &mut w)?;
-        w.flush()?;
-        w.inner.get_ref().sync_all()?;
-        Ok((w.bytes, hex::encode(w.hash.finalize())))
-    })
-    .await?
 }
 
 async fn pipe_into(

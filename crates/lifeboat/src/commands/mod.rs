@@ -14,6 +14,7 @@ mod init;
 mod pitr;
 mod redis_target;
 mod restore;
+mod snapshot_io;
 mod snapshots;
 mod status;
 mod wal;

@@ -28,8 +28,8 @@ use super::{
     Context,
     backup::{manifest_base, store_with_manifest},
     backup_target,
-    command_target::{section, write_file},
     restore::Plan,
+    snapshot_io::{section, write_file},
 };
 use crate::{
     cli::RestoreArgs,

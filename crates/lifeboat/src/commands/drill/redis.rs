@@ -11,7 +11,7 @@ use lifeboat_redis::{Conn, Scratch};
 use lifeboat_repo::Repo;
 
 use super::{Findings, Rehearsal, run_command};
-use crate::{commands::command_target::write_file, output};
+use crate::{commands::snapshot_io::write_file, output};
 
 pub(super) struct RedisRehearsal {
     pub repo: Arc<Repo>,
