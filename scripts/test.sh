@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# A full debug build takes about 4 GiB; say so plainly rather than die in the linker.
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ "$free_kib" -lt $((5 * 1024 * 1024)) ]; then
+  echo "warning: only $((free_kib / 1024)) MiB free here; the build needs about 4 GiB" >&2
+fi
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --workspace

@@ -7,6 +7,7 @@
 //! and parent reuse is forced off. rustic_core is synchronous: async callers use
 //! `spawn_blocking`. This crate knows nothing of PostgreSQL or of the CLI.
 
+mod backend;
 pub mod bucket;
 pub mod files;
 pub mod seal;
@@ -21,9 +22,7 @@ use std::{
     sync::Arc,
 };
 
-use lifeboat_core::{
-    Location, Manifest, Redacted, S3Location, config::Retention, manifest::MANIFEST_FILE,
-};
+use lifeboat_core::{Location, Manifest, Redacted, config::Retention, manifest::MANIFEST_FILE};
 use rustic_backend::BackendOptions;
 use rustic_core::{
     CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions, LocalDestination, LsOptions,
@@ -52,6 +51,9 @@ pub enum RepoError {
     AlreadyExists { url: String },
     #[error("{context}: {message}")]
     Rustic { context: String, message: String },
+    /// A rustic call failed because the storage under it did.
+    #[error("{context}: {source}")]
+    Backend { context: String, source: StoreError },
     #[error(transparent)]
     Side(#[from] side::SideError),
     #[error("repository {0}")]
@@ -81,7 +83,9 @@ impl RepoError {
                 "wait for it to finish; if its process is gone, the lock expires within 5 minutes (or run `lifeboat unlock`)"
                     .into(),
             ),
-            Self::Side(side::SideError::Store(e)) | Self::Store(e) => e.hint(),
+            Self::Side(side::SideError::Store(e))
+            | Self::Store(e)
+            | Self::Backend { source: e, .. } => e.hint(),
             Self::Rustic { message, .. } if message.contains("NoSuchBucket") => {
                 Some("create the bucket first, or check `repository.url` and `endpoint`".into())
             }
@@ -92,10 +96,25 @@ impl RepoError {
 
 fn rustic(context: impl Into<String>) -> impl FnOnce(Box<RusticError>) -> RepoError {
     let context = context.into();
-    move |e| RepoError::Rustic {
-        context,
-        message: describe(&e),
+    move |e| match store_cause(&e) {
+        Some(source) => RepoError::Backend { context, source },
+        None => RepoError::Rustic {
+            context,
+            message: describe(&e),
+        },
     }
+}
+
+/// The storage error under a rustic error, if one is.
+fn store_cause(e: &RusticError) -> Option<StoreError> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(store) = s.downcast_ref::<StoreError>() {
+            return Some(store.duplicate());
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// rustic's errors span many lines of guidance, and the first is often generic
@@ -226,42 +245,22 @@ impl SnapshotInfo {
     }
 }
 
-fn backends(location: &Location) -> Result<rustic_core::RepositoryBackends, RepoError> {
-    let options = match location {
-        Location::Local(p) => BackendOptions::default().repository(p.display().to_string()),
-        Location::S3(s3) => BackendOptions::default()
-            .repository("opendal:s3")
-            .options(s3_options(s3)),
+/// The backend rustic reads and writes `location` through (see [`backend`]).
+fn backends(
+    location: &Location,
+    store: &Store,
+) -> Result<rustic_core::RepositoryBackends, RepoError> {
+    let be = match location {
+        Location::Local(p) => {
+            let local = BackendOptions::default()
+                .repository(p.display().to_string())
+                .to_backends()
+                .map_err(rustic(format!("cannot reach repository `{location}`")))?;
+            backend::Backend::local(local.repository(), store.clone())
+        }
+        Location::S3(_) => backend::Backend::s3(store.clone()),
     };
-    options
-        .to_backends()
-        .map_err(rustic(format!("cannot reach repository `{location}`")))
-}
-
-/// rustic_backend's opendal S3 options for `s3`.
-fn s3_options(s3: &S3Location) -> BTreeMap<String, String> {
-    let mut o = BTreeMap::new();
-    o.insert("bucket".into(), s3.bucket.clone());
-    o.insert("root".into(), format!("/{}", s3.prefix));
-    o.insert("region".into(), s3.region.clone());
-    o.insert("disable_config_load".into(), "true".into());
-    o.insert("retry".into(), store::s3_retries().to_string());
-    // rustic reads and writes with as many threads as cores, restores with 20: a few
-    // connections more than cores keeps a remote server busy without flooding it.
-    o.insert("connections".into(), "8".into());
-    if let Some(e) = &s3.endpoint {
-        o.insert("endpoint".into(), e.clone());
-    }
-    if !s3.path_style {
-        o.insert("enable_virtual_host_style".into(), "true".into());
-    }
-    if let Some(k) = &s3.access_key_id {
-        o.insert("access_key_id".into(), k.expose().to_string());
-    }
-    if let Some(k) = &s3.secret_access_key {
-        o.insert("secret_access_key".into(), k.expose().to_string());
-    }
-    o
+    Ok(rustic_core::RepositoryBackends::new(be, None))
 }
 
 /// Run `f` where blocking is allowed. rustic's S3 backend blocks on a runtime of its own,
@@ -292,7 +291,7 @@ impl Repo {
                 message: "the location exists and is not empty".into(),
             });
         }
-        let be = backends(location)?;
+        let be = backends(location, &store)?;
         let repo = Repository::new_with_progress(&RepositoryOptions::default(), &be, bars)
             .map_err(rustic("cannot create repository"))?;
         let inner = repo
@@ -311,7 +310,7 @@ impl Repo {
         if !store.exists("config")? {
             return Err(RepoError::NotARepository { url });
         }
-        let be = backends(location)?;
+        let be = backends(location, &store)?;
         let repo = Repository::new_with_progress(&RepositoryOptions::default(), &be, bars)
             .map_err(rustic(format!("cannot open repository `{url}`")))?;
         let inner = repo

@@ -1,6 +1,6 @@
-//! Plain objects at a repository's location, beside what rustic_core writes: a local
-//! folder or an S3 bucket and prefix. The side area, the existence checks of `init` and
-//! `open`, and bucket targets go through it.
+//! Objects at a repository's location: a local folder or an S3 bucket and prefix. The
+//! side area, the existence checks of `init` and `open`, bucket targets, and rustic's
+//! listings (and, on S3, all of rustic's calls: `backend.rs`) go through it.
 //!
 //! Local writes are atomic and durable (temp file, fsync, rename or link, directory fsync).
 //! On S3 a completed PUT is both; create-only writes send `If-None-Match: *`. S3 calls are
@@ -39,6 +39,25 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same error, owned: one found by reference in another error's sources.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::Io { path, source } => Self::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Self::S3 {
+                path,
+                message,
+                permanent,
+            } => Self::S3 {
+                path: path.clone(),
+                message: message.clone(),
+                permanent: *permanent,
+            },
+        }
+    }
+
     /// A hint for errors whose fix is known.
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -106,15 +125,26 @@ pub(crate) fn block<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'st
     rx.recv().expect("the S3 runtime dropped a task")
 }
 
-/// How many times a transient S3 error is retried, with exponential backoff and jitter,
-/// before the call fails: `$LIFEBOAT_S3_RETRIES`, default 6. Side objects back off from
-/// 0.2 s up to 5 s (about 11 s in all); rustic's repository calls from 1 s, doubling (about
-/// a minute in all), so a backup rides out a short outage.
+/// How many times a transient S3 error is retried, with exponential backoff (from 1 s,
+/// doubling, at most 30 s) and jitter, before the call fails: `$LIFEBOAT_S3_RETRIES`,
+/// default 6, about a minute in all, so a backup rides out a short outage.
 pub fn s3_retries() -> usize {
     std::env::var("LIFEBOAT_S3_RETRIES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(6)
+}
+
+/// How long one S3 request may take, in seconds: `$LIFEBOAT_S3_TIMEOUT`, default 60; one
+/// read or write of a request's body may stall half as long. Then it counts as a transient
+/// error, retried like the others.
+pub fn s3_timeout() -> Duration {
+    let secs = std::env::var("LIFEBOAT_S3_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&s: &u64| s > 0)
+        .unwrap_or(60);
+    Duration::from_secs(secs)
 }
 
 /// An opendal operator for `loc`, rooted at its prefix.
@@ -140,14 +170,14 @@ pub fn s3_operator(loc: &S3Location) -> Result<Operator, StoreError> {
         .map_err(|e| s3_err(&loc.url(), e))?
         .layer(
             TimeoutLayer::new()
-                .with_timeout(Duration::from_secs(60))
-                .with_io_timeout(Duration::from_secs(30)),
+                .with_timeout(s3_timeout())
+                .with_io_timeout(s3_timeout() / 2),
         )
         .layer(
             RetryLayer::new()
                 .with_max_times(s3_retries())
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(5))
+                .with_min_delay(Duration::from_secs(1))
+                .with_max_delay(Duration::from_secs(30))
                 .with_jitter(),
         );
     Ok(op)
@@ -156,7 +186,7 @@ pub fn s3_operator(loc: &S3Location) -> Result<Operator, StoreError> {
 pub(crate) fn s3_err(path: &str, e: opendal::Error) -> StoreError {
     StoreError::S3 {
         path: path.to_string(),
-        permanent: !e.is_temporary(),
+        permanent: e.is_permanent(),
         message: describe_s3(&e),
     }
 }
@@ -265,6 +295,45 @@ impl Store {
             Self::S3 { op, sub, .. } => {
                 let (op, rel2, bytes) = (op.clone(), format!("{sub}{rel}"), bytes.to_vec());
                 block(async move { op.write(&rel2, bytes).await })
+                    .map(|_| ())
+                    .map_err(|e| s3_err(&self.display(rel), e))
+            }
+        }
+    }
+
+    /// `length` bytes of `rel` from `offset`; fewer only where the object ends.
+    pub fn get_range(&self, rel: &str, offset: u64, length: u64) -> Result<Vec<u8>, StoreError> {
+        match self {
+            Self::Local(root) => {
+                use std::io::{Read, Seek, SeekFrom};
+                let path = root.join(rel);
+                let mut f = fs::File::open(&path).map_err(io_err(&path))?;
+                f.seek(SeekFrom::Start(offset)).map_err(io_err(&path))?;
+                let mut buf = Vec::with_capacity(length as usize);
+                f.take(length)
+                    .read_to_end(&mut buf)
+                    .map_err(io_err(&path))?;
+                Ok(buf)
+            }
+            Self::S3 { op, sub, .. } => {
+                let (op, rel2) = (op.clone(), format!("{sub}{rel}"));
+                block(async move { op.read_with(&rel2).range(offset..offset + length).await })
+                    .map(|b| b.to_vec())
+                    .map_err(|e| s3_err(&self.display(rel), e))
+            }
+        }
+    }
+
+    /// Write `parts` (one object, in order) at `rel`, replacing what is there. On S3 an
+    /// object above 8 MiB goes up in parts, two at a time, so a slow link never holds one
+    /// request past the I/O timeout.
+    pub fn put_parts(&self, rel: &str, parts: Vec<bytes::Bytes>) -> Result<(), StoreError> {
+        match self {
+            Self::Local(_) => self.put(rel, &parts.concat()),
+            Self::S3 { op, sub, .. } => {
+                let (op, rel2) = (op.clone(), format!("{sub}{rel}"));
+                let buf = opendal::Buffer::from(parts);
+                block(async move { op.write_with(&rel2, buf).chunk(8 << 20).concurrent(2).await })
                     .map(|_| ())
                     .map_err(|e| s3_err(&self.display(rel), e))
             }
@@ -385,6 +454,42 @@ impl Store {
         names.sort();
         names.dedup();
         Ok(names)
+    }
+
+    /// Every file below the folder `rel`, at any depth: its name (the last part of its path)
+    /// and size. Any error fails the whole listing, and on disk so does a missing folder: a
+    /// listing that is silently short makes a prune delete what is still in use.
+    pub fn list_files(&self, rel: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        match self {
+            Self::Local(root) => {
+                let mut files = Vec::new();
+                let mut dirs = vec![root.join(rel)];
+                while let Some(dir) = dirs.pop() {
+                    for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
+                        let e = e.map_err(io_err(&dir))?;
+                        let path = e.path();
+                        let meta = e.metadata().map_err(io_err(&path))?;
+                        if meta.is_dir() {
+                            dirs.push(path);
+                        } else if meta.is_file() {
+                            files.push((e.file_name().to_string_lossy().into_owned(), meta.len()));
+                        }
+                    }
+                }
+                Ok(files)
+            }
+            Self::S3 { op, sub, .. } => {
+                let dir = format!("{sub}{}/", rel.trim_matches('/'));
+                let (op, dir2) = (op.clone(), dir.clone());
+                let entries = block(async move { op.list_with(&dir2).recursive(true).await })
+                    .map_err(|e| s3_err(&self.display(rel), e))?;
+                Ok(entries
+                    .into_iter()
+                    .filter(|e| e.metadata().is_file())
+                    .map(|e| (e.name().to_string(), e.metadata().content_length()))
+                    .collect())
+            }
+        }
     }
 
     /// Create the folder `rel` (local); nothing to do on S3.

@@ -102,13 +102,15 @@ pub enum Fault {
     Delay(Duration),
 }
 
-/// The plan: every request gets `always`, except that every `nth` request (counting from
-/// 1) gets `periodic` instead.
+/// The plan: every request gets `always`, except that every `nth` request (the first is
+/// number 1) gets `periodic` instead. With `only`, the plan applies to the requests whose
+/// first line contains it (`"list-type=2"` picks listings), and the others pass.
 #[derive(Debug, Clone, Copy)]
 pub struct Faults {
     pub always: Fault,
     pub nth: u64,
     pub periodic: Fault,
+    pub only: Option<&'static str>,
 }
 
 impl Faults {
@@ -116,6 +118,7 @@ impl Faults {
         always: Fault::Pass,
         nth: 0,
         periodic: Fault::Pass,
+        only: None,
     };
 
     pub fn always(f: Fault) -> Self {
@@ -130,6 +133,14 @@ impl Faults {
             nth,
             periodic: f,
             ..Self::NONE
+        }
+    }
+
+    /// The same plan, for the requests whose first line contains `part` only.
+    pub fn only(self, part: &'static str) -> Self {
+        Self {
+            only: Some(part),
+            ..self
         }
     }
 }
@@ -151,30 +162,21 @@ impl FaultProxy {
         let requests = Arc::new(AtomicU64::new(0));
         let faulted = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (p, r, f, st) = (
-            plan.clone(),
-            requests.clone(),
-            faulted.clone(),
-            stop.clone(),
-        );
+        let st = stop.clone();
+        let judge = Judge {
+            plan: plan.clone(),
+            requests: requests.clone(),
+            faulted: faulted.clone(),
+        };
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
                     return;
                 }
                 let Ok(conn) = conn else { continue };
-                let n = r.fetch_add(1, Ordering::SeqCst) + 1;
-                let plan = *p.lock().unwrap();
-                let fault = if plan.nth > 0 && n % plan.nth == 0 {
-                    plan.periodic
-                } else {
-                    plan.always
-                };
-                if fault != Fault::Pass {
-                    f.fetch_add(1, Ordering::SeqCst);
-                }
+                let judge = judge.clone();
                 thread::spawn(move || {
-                    let _ = serve(conn, upstream_port, fault);
+                    let _ = serve(conn, upstream_port, &judge);
                 });
             }
         });
@@ -195,7 +197,7 @@ impl FaultProxy {
         *self.plan.lock().unwrap() = faults;
     }
 
-    /// Requests seen, and how many of them met a fault.
+    /// Requests the plan applied to, and how many of them met a fault.
     pub fn counts(&self) -> (u64, u64) {
         (
             self.requests.load(Ordering::SeqCst),
@@ -211,11 +213,42 @@ impl Drop for FaultProxy {
     }
 }
 
-/// One request: read it whole, then apply `fault`.
-fn serve(client: TcpStream, upstream_port: u16, fault: Fault) -> std::io::Result<()> {
+/// Decides what happens to each request, by the current plan, and counts.
+#[derive(Clone)]
+struct Judge {
+    plan: Arc<Mutex<Faults>>,
+    requests: Arc<AtomicU64>,
+    faulted: Arc<AtomicU64>,
+}
+
+impl Judge {
+    fn fault_for(&self, request_line: &str) -> Fault {
+        let plan = *self.plan.lock().unwrap();
+        if plan.only.is_some_and(|part| !request_line.contains(part)) {
+            return Fault::Pass;
+        }
+        let n = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let fault = if plan.nth > 0 && n.is_multiple_of(plan.nth) {
+            plan.periodic
+        } else {
+            plan.always
+        };
+        if fault != Fault::Pass {
+            self.faulted.fetch_add(1, Ordering::SeqCst);
+        }
+        fault
+    }
+}
+
+/// One request: read it whole, then apply the fault the plan gives it.
+fn serve(client: TcpStream, upstream_port: u16, judge: &Judge) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(client.try_clone()?);
-    let mut head = Vec::new();
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line)? == 0 {
+        return Ok(());
+    }
+    let mut head = request_line.clone().into_bytes();
     let mut length = 0usize;
     loop {
         let mut line = String::new();
@@ -240,7 +273,7 @@ fn serve(client: TcpStream, upstream_port: u16, fault: Fault) -> std::io::Result
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
     let mut client = client;
-    match fault {
+    match judge.fault_for(&request_line) {
         Fault::Status(code) => {
             let s3_code = match code {
                 403 => "AccessDenied",

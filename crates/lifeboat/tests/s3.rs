@@ -13,6 +13,9 @@ use lifeboat_testkit::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
+/// In the first line of a request listing `snapshots/`, and of no other request.
+const SNAPSHOT_LISTING: &str = "prefix=repo/snapshots/";
+
 fn snapshot_count(ws: &Workspace) -> usize {
     ws.run(&["snapshots", "--json"]).json()["snapshots"]
         .as_array()
@@ -64,6 +67,19 @@ fn finish(child: Child) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// [`finish`], failing the test if the process has not exited within `limit`.
+fn finish_within(mut child: Child, limit: Duration) -> (i32, String) {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {limit:?}: {:?}", finish(child));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    finish(child)
 }
 
 /// Backups and prunes in separate processes against one S3 repository: while a backup
@@ -135,9 +151,10 @@ print("x" * 100000)
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// Transient faults (500s, dropped connections) are retried: the backup succeeds and the
-/// repository reads back clean. A lasting outage fails the backup (exit 1) and leaves no
-/// snapshot; once the server is back, the next backup works.
+/// Transient faults (500s, dropped connections, requests that hang past the timeout) are
+/// retried: the backup succeeds and the repository reads back clean. A lasting outage fails
+/// the backup (exit 1) and leaves no snapshot; once the server is back, the next backup
+/// works.
 #[test]
 fn transient_faults_are_retried_and_an_outage_leaves_no_snapshot() {
     let s3 = S3Server::start();
@@ -168,8 +185,17 @@ fn transient_faults_are_retried_and_an_outage_leaves_no_snapshot() {
             "no fault was injected: {faults:?}"
         );
     }
+    // A server that stops answering: every 3rd request gets no reply for 10 minutes. With a
+    // 1 s timeout each is retried; without one the backup would hang.
+    proxy.set(Faults::every(3, Fault::Delay(Duration::from_secs(600))));
+    let before = proxy.counts().1;
+    let timeout = [("LIFEBOAT_S3_TIMEOUT", "1")];
+    let backup = spawn(&ws, &["backup", "d"], &timeout);
+    let (code, stderr) = finish_within(backup, Duration::from_secs(120));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(proxy.counts().1 > before, "no request was delayed");
     proxy.set(Faults::NONE);
-    assert_eq!(snapshot_count(&ws), 3);
+    assert_eq!(snapshot_count(&ws), 4);
     ws.run(&["check", "--read-data"]).expect_code(0);
     let out = ws.path().join("out");
     let run = ws.run(&["restore", "d", "--to-dir", out.to_str().unwrap()]);
@@ -186,7 +212,7 @@ fn transient_faults_are_retried_and_an_outage_leaves_no_snapshot() {
     assert!(stderr.contains("injected 503"), "{stderr}");
     assert!(stderr.contains("backup of `slow` failed"), "{stderr}");
     proxy.set(Faults::NONE);
-    assert_eq!(snapshot_count(&ws), 3, "the failed backup left a snapshot");
+    assert_eq!(snapshot_count(&ws), 4, "the failed backup left a snapshot");
     // A permanent error (403) fails at once, without retries, and says what to check.
     proxy.set(Faults::always(Fault::Status(403)));
     let before = proxy.counts().0;
@@ -198,7 +224,58 @@ fn transient_faults_are_retried_and_an_outage_leaves_no_snapshot() {
     proxy.set(Faults::NONE);
     ws.run(&["check"]).expect_code(0);
     ws.run(&["backup", "slow"]).expect_code(0);
-    assert_eq!(snapshot_count(&ws), 4);
+    assert_eq!(snapshot_count(&ws), 5);
+}
+
+/// Regression test for rustic_backend 0.7: its listings skip what they could not read
+/// (logged, then dropped), so with the listing of `snapshots/` failing, `snapshots` showed
+/// none and `forget --prune` deleted every pack as unused. Now the listing's error fails
+/// the command and nothing is touched.
+#[test]
+fn a_failing_listing_stops_prune_instead_of_deleting_data() {
+    let s3 = S3Server::start();
+    let bucket = s3.bucket();
+    let proxy = FaultProxy::start(s3.port());
+    let ws = Workspace::s3(BIN, &proxy.endpoint(), &bucket);
+    let data = ws.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    ws.write_config(&format!(
+        "[retention]\nkeep-last = 5\n\n[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n",
+        data.display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    for round in 0..2 {
+        let body: String = (0..50_000).map(|j| format!("{round}-{j}\n")).collect();
+        std::fs::write(data.join(format!("f{round}")), body).unwrap();
+        ws.run(&["backup"]).expect_code(0);
+    }
+    let packs = keys(&s3, &bucket, "repo/data/");
+    assert!(!packs.is_empty());
+
+    proxy.set(Faults::always(Fault::Status(500)).only(SNAPSHOT_LISTING));
+    let retries = [("LIFEBOAT_S3_RETRIES", "1")];
+    let (code, stderr) = finish(spawn(&ws, &["snapshots"], &retries));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("at list `snapshots/`"), "{stderr}");
+    assert!(stderr.contains("injected 500"), "{stderr}");
+    assert!(stderr.contains("kept failing after retries"), "{stderr}");
+    let (code, stderr) = finish(spawn(&ws, &["forget", "--prune"], &retries));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("injected 500"), "{stderr}");
+    assert!(proxy.counts().1 >= 2, "no listing met a fault");
+
+    proxy.set(Faults::NONE);
+    assert_eq!(
+        keys(&s3, &bucket, "repo/data/"),
+        packs,
+        "packs were deleted"
+    );
+    assert_eq!(snapshot_count(&ws), 2);
+    ws.run(&["check", "--read-data"]).expect_code(0);
+    let out = ws.path().join("out");
+    let run = ws.run(&["restore", "d", "--to-dir", out.to_str().unwrap()]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("2 of 2 verified"), "{}", run.stdout);
 }
 
 /// SIGKILL in the middle of a backup: the repository stays consistent (`check` accepts it),
@@ -209,7 +286,7 @@ fn a_killed_backup_leaves_a_repository_that_works_on_s3() {
     let bucket = s3.bucket();
     let ws = Workspace::s3(BIN, &s3.endpoint(), &bucket);
     ws.write_config(
-        "[targets.slow]\nkind = \"command\"\nbackup = \"head -c 30000000 /dev/urandom; sleep 30\"\n",
+        "[targets.slow]\nkind = \"command\"\nbackup = \"head -c 80000000 /dev/urandom; sleep 30\"\n",
     );
     ws.run(&["init"]).expect_code(0);
     let mut backup = spawn(&ws, &["backup"], &[]);
