@@ -19,11 +19,11 @@ WORK=${WORK:-/tmp/lifeboat-bench-drill}
 PORT=${PORT:-55433}
 HAND_PORT=${HAND_PORT:-55434}
 
-[ -x "$LIFEBOAT" ] || cargo build --release --locked -p lifeboat --manifest-path "$ROOT/Cargo.toml" >&2
+build_lifeboat
 bash "$ROOT/scripts/install-deps.sh"
 
 rm -rf "$WORK"; mkdir -p "$WORK"
-trap 'stop_cluster "$WORK/pg"; stop_cluster "$WORK/hand"' EXIT
+trap 'stop_cluster "$WORK/pg"; stop_cluster "$WORK/hand"; remove_work' EXIT
 start_cluster "$WORK/pg" "$PORT"
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
 PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1)

@@ -7,6 +7,16 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 LIFEBOAT="$ROOT/target/release/lifeboat"
 
+# The release binary, built now (a no-op when fresh) so a run never measures a stale one.
+build_lifeboat() {
+  cargo build --release --locked -p lifeboat --manifest-path "$ROOT/Cargo.toml" >&2
+}
+
+# At exit the scratch folder $WORK (gigabytes) goes, unless KEEP_WORK=1.
+remove_work() {
+  [ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$WORK"
+}
+
 # Run a server tool as the postgres user when we are root (initdb refuses root).
 as_pg() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi

@@ -17,11 +17,11 @@ JOBS=${JOBS:-2}
 WORK=${WORK:-/tmp/lifeboat-bench-logical}
 PORT=${PORT:-55432}
 
-[ -x "$LIFEBOAT" ] || cargo build --release --locked -p lifeboat --manifest-path "$ROOT/Cargo.toml" >&2
+build_lifeboat
 bash "$ROOT/scripts/install-deps.sh"
 
 rm -rf "$WORK"; mkdir -p "$WORK"
-trap 'stop_cluster "$WORK/pg"' EXIT
+trap 'stop_cluster "$WORK/pg"; remove_work' EXIT
 start_cluster "$WORK/pg" "$PORT"
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
 PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1)

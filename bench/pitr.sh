@@ -17,7 +17,7 @@ source "$(dirname "$0")/lib.sh"
 SCALE=${SCALE:-100}
 WORK=${WORK:-/tmp/lifeboat-bench-pitr}
 PORT=${PORT:-55435}
-[ -x "$LIFEBOAT" ] || cargo build --release --locked -p lifeboat --manifest-path "$ROOT/Cargo.toml" >&2
+build_lifeboat
 bash "$ROOT/scripts/install-deps.sh"
 
 log() { echo "[$(date +%T)] $*" >&2; }
@@ -28,7 +28,7 @@ stop_all() {
   true
 }
 rm -rf "$WORK"; mkdir -p "$WORK"
-trap stop_all EXIT
+trap 'stop_all; remove_work' EXIT
 cp "$LIFEBOAT" "$WORK/lifeboat"
 DATA="$WORK/pg/data"
 start_cluster "$WORK/pg" "$PORT"

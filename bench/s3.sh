@@ -23,7 +23,7 @@ WORK=${WORK:-/tmp/lifeboat-bench-s3}
 PORT=${PORT:-55442}
 S3PORT=${S3PORT:-55443}
 
-[ -x "$LIFEBOAT" ] || cargo build --release --locked -p lifeboat --manifest-path "$ROOT/Cargo.toml" >&2
+build_lifeboat
 bash "$ROOT/scripts/install-deps.sh"
 command -v rclone >/dev/null || { echo "installing rclone" >&2; apt-get install -y -qq rclone >/dev/null; }
 
@@ -31,7 +31,7 @@ log() { echo "[$(date +%T)] $*" >&2; }
 rm -rf "$WORK"; mkdir -p "$WORK"
 python3 -m moto.server -H 127.0.0.1 -p "$S3PORT" > "$WORK/moto.log" 2>&1 &
 MOTO=$!
-trap 'stop_cluster "$WORK/pg"; kill $MOTO 2>/dev/null || true' EXIT
+trap 'stop_cluster "$WORK/pg"; kill $MOTO 2>/dev/null || true; remove_work' EXIT
 start_cluster "$WORK/pg" "$PORT"
 until curl -s -o /dev/null "http://127.0.0.1:$S3PORT/"; do sleep 0.2; done
 ENDPOINT="http://127.0.0.1:$S3PORT"

@@ -8,6 +8,7 @@ source "$(dirname "$0")/lib.sh"
 SIZE_MB=${SIZE_MB:-500}
 WORK=${WORK:-/tmp/lifeboat-bench-stream}
 rm -rf "$WORK"; mkdir -p "$WORK"
+trap remove_work EXIT
 cargo build --release --locked -p lifeboat-repo --example stream_throughput --manifest-path "$ROOT/Cargo.toml" >&2
 EX="$ROOT/target/release/examples/stream_throughput"
 head -c "${SIZE_MB}M" /dev/urandom > "$WORK/random"

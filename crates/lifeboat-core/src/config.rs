@@ -545,11 +545,6 @@ impl Config {
                             "`targets.{name}.data-dir` applies to `mode = \"physical\"` only"
                         )));
                     }
-                    (PostgresMode::Physical, None) => {
-                        return Err(invalid(format!(
-                            "`targets.{name}`: `mode = \"physical\"` needs `data-dir`, the server's data directory"
-                        )));
-                    }
                     (PostgresMode::Physical, Some(d)) if !d.is_absolute() => {
                         return Err(invalid(format!(
                             "`targets.{name}.data-dir` must be an absolute path"

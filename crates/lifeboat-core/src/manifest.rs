@@ -204,8 +204,9 @@ pub struct FilesManifest {
     pub symlinks: u64,
 }
 
-/// A base backup of a PostgreSQL data directory (method `physical`): the files are under
-/// `<target>/data/` in the snapshot, `backup_label` and `tablespace_map` among them.
+/// A base backup of a PostgreSQL cluster (method `physical`): the files under
+/// `<target>/data/` in the snapshot with `backup_label` and `tablespace_map` under
+/// `<target>/meta/`, or, streamed, one tar at `<target>/base.tar`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub struct PhysicalManifest {
@@ -223,9 +224,15 @@ pub struct PhysicalManifest {
     pub stop_time: String,
     pub server_version: String,
     pub server_version_num: u32,
+    /// The data directory the files came from; empty for a streamed backup.
     pub data_dir: String,
     pub wal_segment_size: u64,
+    /// The files, for a backup of the data directory (none for a streamed one).
     pub files: FilesManifest,
+    /// A streamed backup (`pg_basebackup`, no `data-dir`): the cluster as one tar,
+    /// `backup_label` inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_tar: Option<StreamRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -74,11 +74,17 @@ pub struct Stopped {
     pub tablespace_map: String,
 }
 
-impl BaseBackup {
-    /// Connect and start the backup (with an immediate checkpoint).
-    pub async fn start(target: &Target, label: &str) -> Result<Self, PgError> {
-        let client = target.connect().await?;
-        let q = |what: &'static str| PgError::query(what);
+/// What a base backup records about the server, read before it starts; refuses a server
+/// that does not archive WAL, and a standby.
+pub struct ServerFacts {
+    pub system_id: u64,
+    pub server_version: String,
+    pub server_version_num: u32,
+    pub segment_size: u64,
+}
+
+impl ServerFacts {
+    pub async fn read(client: &Client) -> Result<Self, PgError> {
         let row = client
             .query_one(
                 "SELECT current_setting('server_version'),
@@ -90,8 +96,7 @@ impl BaseBackup {
                 &[],
             )
             .await
-            .map_err(q("read server settings"))?;
-        let (version, version_num): (String, i32) = (row.get(0), row.get(1));
+            .map_err(PgError::query("read server settings"))?;
         let archive_mode: String = row.get(4);
         if archive_mode == "off" {
             return Err(PgError::Io(
@@ -105,7 +110,26 @@ impl BaseBackup {
                 "the server is a standby; back up the primary".into(),
             ));
         }
-        let start_sql = if version_num >= 150_000 {
+        Ok(Self {
+            system_id: row.get::<_, String>(2).parse().unwrap_or(0),
+            server_version: row.get(0),
+            server_version_num: u32::try_from(row.get::<_, i32>(1)).unwrap_or(0),
+            segment_size: u64::try_from(row.get::<_, i64>(3)).unwrap_or(16 << 20),
+        })
+    }
+
+    pub fn major(&self) -> u32 {
+        self.server_version_num / 10_000
+    }
+}
+
+impl BaseBackup {
+    /// Connect and start the backup (with an immediate checkpoint).
+    pub async fn start(target: &Target, label: &str) -> Result<Self, PgError> {
+        let client = target.connect().await?;
+        let q = |what: &'static str| PgError::query(what);
+        let facts = ServerFacts::read(&client).await?;
+        let start_sql = if facts.server_version_num >= 150_000 {
             "SELECT pg_backup_start($1, true)::text, now()::text"
         } else {
             "SELECT pg_start_backup($1, true, false)::text, now()::text"
@@ -120,13 +144,13 @@ impl BaseBackup {
             .map_err(q("read the timeline"))?
             .get(0);
         Ok(Self {
-            system_id: row.get::<_, String>(2).parse().unwrap_or(0),
+            system_id: facts.system_id,
             timeline: u32::try_from(timeline).unwrap_or(1),
             start_lsn: started.get(0),
             start_time: started.get(1),
-            server_version: version,
-            server_version_num: u32::try_from(version_num).unwrap_or(0),
-            segment_size: u64::try_from(row.get::<_, i64>(3)).unwrap_or(16 << 20),
+            server_version: facts.server_version,
+            server_version_num: facts.server_version_num,
+            segment_size: facts.segment_size,
             client,
         })
     }

@@ -72,6 +72,43 @@ fn archive_all(pg: &Cluster, port: u16) {
     }
 }
 
+/// The newest snapshot's physical manifest, after checking what every base backup
+/// records: this cluster's system identifier, timeline 1, and WAL start ≤ end.
+fn newest_base_backup(ws: &Workspace, pg: &Cluster, port: u16) -> serde_json::Value {
+    let snaps = ws.run(&["snapshots", "--json"]).json();
+    let m = snaps["snapshots"][0]["manifest"]["physical"].clone();
+    assert_eq!(m["timeline"], 1, "{m}");
+    let system_id = sql(
+        pg,
+        port,
+        "SELECT system_identifier FROM pg_control_system()",
+    );
+    assert_eq!(m["system-id"].as_str().unwrap(), system_id, "{m}");
+    let (start, stop) = (
+        m["start-lsn"].as_str().unwrap(),
+        m["stop-lsn"].as_str().unwrap(),
+    );
+    let ordered = format!("SELECT '{stop}'::pg_lsn >= '{start}'::pg_lsn");
+    assert_eq!(sql(pg, port, &ordered), "t", "{m}");
+    m
+}
+
+fn insert_events(pg: &Cluster, port: u16, from: u32, to: u32) {
+    sql(
+        pg,
+        port,
+        &format!("INSERT INTO events (id) SELECT g FROM generate_series({from}, {to}) g"),
+    );
+}
+
+/// The server's time, a second clear of what was written before and what comes after.
+fn a_moment_apart(pg: &Cluster, port: u16) -> String {
+    std::thread::sleep(Duration::from_millis(1100));
+    let now = sql(pg, port, "SELECT now()");
+    std::thread::sleep(Duration::from_millis(1100));
+    now
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -115,40 +152,15 @@ fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
         main,
         "CREATE TABLE events (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())",
     );
-    sql(
-        &pg,
-        main,
-        "INSERT INTO events (id) SELECT g FROM generate_series(1, 100) g",
-    );
+    insert_events(&pg, main, 1, 100);
     let run = ws.run(&["backup", "--json"]);
     run.expect_code(0);
-    let snaps = ws.run(&["snapshots", "--json"]).json();
-    let m = &snaps["snapshots"][0]["manifest"]["physical"];
-    assert_eq!(m["timeline"], 1);
+    let m = newest_base_backup(&ws, &pg, main);
     assert!(m["files"]["files"].as_array().unwrap().len() > 500, "{m}");
-    assert!(m["start-lsn"].as_str().unwrap().contains('/'));
-    assert_eq!(
-        m["system-id"].as_str().unwrap(),
-        sql(
-            &pg,
-            main,
-            "SELECT system_identifier FROM pg_control_system()"
-        )
-    );
 
-    sql(
-        &pg,
-        main,
-        "INSERT INTO events (id) SELECT g FROM generate_series(101, 150) g",
-    );
-    std::thread::sleep(Duration::from_millis(1100));
-    let between = sql(&pg, main, "SELECT now()");
-    std::thread::sleep(Duration::from_millis(1100));
-    sql(
-        &pg,
-        main,
-        "INSERT INTO events (id) SELECT g FROM generate_series(151, 175) g",
-    );
+    insert_events(&pg, main, 101, 150);
+    let between = a_moment_apart(&pg, main);
+    insert_events(&pg, main, 151, 175);
     sql(&pg, main, "SELECT pg_create_restore_point('before-drop')");
     let lsn = sql(&pg, main, "SELECT pg_current_wal_insert_lsn()");
     sql(&pg, main, "DROP TABLE events");
@@ -197,11 +209,7 @@ fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
     let (port, run) = restore(&ws, "tl2", &["--time", &between, "--json"]);
     run.expect_code(0);
     assert_eq!(run.json()["timeline"], 2);
-    sql(
-        &pg,
-        port,
-        "INSERT INTO events (id) SELECT g FROM generate_series(1001, 1010) g",
-    );
+    insert_events(&pg, port, 1001, 1010);
     archive_all(&pg, port);
     stop(&pg, &ws.path().join("tl2"));
     let (port, run) = restore(&ws, "tl3", &["--latest", "--no-archive", "--json"]);
@@ -209,6 +217,105 @@ fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
     assert_eq!(run.json()["timeline"], 3, "{}", run.stdout);
     assert_eq!(sql(&pg, port, "SELECT count(*) FROM events"), "160");
     stop(&pg, &ws.path().join("tl3"));
+}
+
+/// Without `data-dir`, the base backup is `pg_basebackup`'s tar stream: its WAL start and
+/// end come from inside the stream, and a restore extracts it and recovers to a time and
+/// to a transaction id.
+#[test]
+fn a_streamed_base_backup_recovers_to_a_time_and_an_xid() {
+    let ws = Workspace::new(BIN);
+    let pg = postgres_archiving(&format!(
+        "{BIN} -q -c {} wal push --target db %p",
+        ws.config_path().display()
+    ));
+    let main = pg.port;
+    // `plain` may log in but not replicate: its streamed backup must fail cleanly.
+    ws.write_config(&format!(
+        "[targets.db]\nkind = \"postgres\"\nmode = \"physical\"\nurl = \"{}\"\n\n\
+         [targets.plain]\nkind = \"postgres\"\nmode = \"physical\"\n\
+         url = \"postgres://plain:plain@127.0.0.1:{main}/postgres\"\n",
+        pg.url("postgres"),
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.share_with_server();
+    sql(&pg, main, "CREATE ROLE plain LOGIN PASSWORD 'plain'");
+    let run = ws.run(&["backup", "plain"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("pg_basebackup"), "{}", run.stderr);
+    assert!(!run.stderr.contains("plain:plain"), "{}", run.stderr);
+    assert!(
+        ws.run(&["snapshots", "plain", "--json"]).json()["snapshots"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    sql(
+        &pg,
+        main,
+        "CREATE TABLE events (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())",
+    );
+    insert_events(&pg, main, 1, 100);
+    ws.run(&["backup", "db"]).expect_code(0);
+    let m = newest_base_backup(&ws, &pg, main);
+    assert_eq!(m["base-tar"]["path"], "db/base.tar", "{m}");
+    assert!(m["base-tar"]["bytes"].as_u64().unwrap() > 10 << 20, "{m}");
+    assert!(m["files"]["files"].as_array().unwrap().is_empty());
+
+    insert_events(&pg, main, 101, 150);
+    let between = a_moment_apart(&pg, main);
+    let xid = sql(
+        &pg,
+        main,
+        "WITH i AS (INSERT INTO events (id) SELECT g FROM generate_series(151, 160) g) SELECT txid_current()",
+    );
+    insert_events(&pg, main, 161, 175);
+    archive_all(&pg, main);
+
+    let dry = ws.run(&[
+        "restore",
+        "db",
+        "--to-dir",
+        "/nonexistent/x",
+        "--latest",
+        "--dry-run",
+    ]);
+    dry.expect_code(0);
+    assert!(dry.stdout.contains("streamed, a tar of"), "{}", dry.stdout);
+
+    let (port, run) = restore(&ws, "at-time", &["--time", &between, "--no-archive"]);
+    run.expect_code(0);
+    assert_eq!(
+        sql(&pg, port, "SELECT count(*), max(id) FROM events"),
+        "150|150"
+    );
+    stop(&pg, &ws.path().join("at-time"));
+
+    // A transaction id that is not a number is refused before anything is written.
+    let bad = ws.run(&[
+        "restore",
+        "db",
+        "--to-dir",
+        "/nonexistent/x",
+        "--xid",
+        "INSERT 0 10\n728",
+    ]);
+    bad.expect_code(2);
+    assert!(
+        bad.stderr.contains("is not a transaction id"),
+        "{}",
+        bad.stderr
+    );
+    // Recovery stops right after the transaction commits (inclusive).
+    let (port, run) = restore(&ws, "at-xid", &["--xid", &xid, "--no-archive"]);
+    run.expect_code(0);
+    assert_eq!(
+        sql(&pg, port, "SELECT count(*), max(id) FROM events"),
+        "160|160",
+        "{}",
+        run.stdout
+    );
+    stop(&pg, &ws.path().join("at-xid"));
 }
 
 #[test]

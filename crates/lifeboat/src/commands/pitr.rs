@@ -4,7 +4,9 @@
 //! `<target>/data/<data-dir>` (without what PostgreSQL's docs exclude, keeping the
 //! directories it needs) → once every file is read, `pg_backup_stop` on the same session;
 //! its `backup_label` and `tablespace_map` go to `<target>/meta/` and the manifest records
-//! system id, timeline, start/stop LSN and time and every file's size and hash.
+//! system id, timeline, start/stop LSN and time and every file's size and hash. Without
+//! `data-dir` (the server's files are elsewhere), `pg_basebackup` streams the cluster as
+//! one tar into `<target>/base.tar` instead; restore extracts it.
 //!
 //! Restore (`--to-dir` with `--time`, `--lsn`, `--xid`, `--name` or `--latest`): the newest
 //! base backup that ends before the target, its files, `backup_label`, `recovery.signal`
@@ -21,11 +23,11 @@ use std::{
 
 use lifeboat_core::{
     Manifest, Redacted, TargetConfig, TargetKind,
-    manifest::{FilesManifest, PhysicalManifest},
+    manifest::{FilesManifest, PhysicalManifest, StreamRecord},
 };
 use lifeboat_postgres::{
-    PgTools, Target,
-    physical::{self, BaseBackup, RecoveryTarget},
+    PgTools, Target, basebackup,
+    physical::{self, BaseBackup, RecoveryTarget, ServerFacts},
     wal::{self, WalKind},
 };
 use lifeboat_repo::{Content, Repo, SnapshotInfo, SourceEntry};
@@ -33,7 +35,8 @@ use serde_json::json;
 
 use super::{
     Context,
-    backup::{Shared, file_records, manifest_base, seal, watched},
+    backup::{Shared, file_records, manifest_base, seal, store_with_manifest, watched},
+    snapshot_io::Measured,
     wal::{list as list_wal, object_name},
 };
 use crate::{
@@ -58,10 +61,9 @@ pub async fn backup_physical(
     started_at: jiff::Timestamp,
 ) -> CliResult<(lifeboat_repo::SnapshotInfo, Vec<u8>)> {
     let target = Target::parse(url)?;
-    let data_dir = cfg
-        .data_dir
-        .clone()
-        .ok_or_else(|| CliError::usage(format!("target `{name}` has no `data-dir`"), None))?;
+    let Some(data_dir) = cfg.data_dir.clone() else {
+        return backup_streamed(repo, name, cfg, &target, started_at).await;
+    };
     let session = BaseBackup::start(&target, &format!("lifeboat {name}")).await?;
     let walk = lifeboat_repo::files::walk(
         std::slice::from_ref(&data_dir),
@@ -98,6 +100,7 @@ pub async fn backup_physical(
             total_bytes: 0,
             symlinks: walk.symlinks,
         },
+        base_tar: None,
     };
     let kept: Shared = Default::default();
     let kept_in = kept.clone();
@@ -181,6 +184,75 @@ pub async fn backup_physical(
     Ok((info, bytes))
 }
 
+/// The server's clock, as text.
+async fn server_now(client: &tokio_postgres::Client) -> Result<String, tokio_postgres::Error> {
+    let row = client.query_one("SELECT now()::text", &[]).await?;
+    Ok(row.get(0))
+}
+
+/// A base backup without `data-dir`: `pg_basebackup`'s tar stream into `<name>/base.tar`,
+/// its WAL start and end read off the stream (see `lifeboat_postgres::basebackup`).
+async fn backup_streamed(
+    repo: &Arc<Repo>,
+    name: &str,
+    cfg: &TargetConfig,
+    target: &Target,
+    started_at: jiff::Timestamp,
+) -> CliResult<(lifeboat_repo::SnapshotInfo, Vec<u8>)> {
+    let client = target.connect().await?;
+    let facts = ServerFacts::read(&client).await?;
+    let start_time = server_now(&client)
+        .await
+        .map_err(|e| CliError::failure(format!("cannot read the server's time: {e}"), None))?;
+    let tools = PgTools::find(facts.major(), cfg.pg_bin_dir.as_deref())?;
+    let child = basebackup::stream(target, &tools, &format!("lifeboat {name}"))?;
+    let (watch, kept_entries) = basebackup::TarWatch::new(child);
+    let path = format!("{name}/base.tar");
+    let (entry, stat) = SourceEntry::new(&path, Content::Stream(Box::new(watch)));
+    let mut manifest = manifest_base(name, TargetKind::Postgres, "physical", started_at);
+    let runtime = tokio::runtime::Handle::current();
+    let produce = move || {
+        let out = stat.wait()?;
+        let points = kept_entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wal_points()?;
+        let stop_time = runtime
+            .block_on(server_now(&client))
+            .map_err(|e| format!("cannot read the server's time: {e}"))?;
+        let segment = |lsn: &str| {
+            wal::segment_of(lsn, points.timeline, facts.segment_size).unwrap_or_default()
+        };
+        manifest.physical = Some(PhysicalManifest {
+            system_id: facts.system_id.to_string(),
+            timeline: points.timeline,
+            start_wal: segment(&points.start_lsn),
+            stop_wal: segment(&points.stop_lsn),
+            start_lsn: points.start_lsn,
+            stop_lsn: points.stop_lsn,
+            start_time,
+            stop_time,
+            server_version: facts.server_version,
+            server_version_num: facts.server_version_num,
+            data_dir: String::new(),
+            wal_segment_size: facts.segment_size,
+            files: FilesManifest {
+                roots: Vec::new(),
+                files: Vec::new(),
+                total_bytes: out.bytes,
+                symlinks: 0,
+            },
+            base_tar: Some(StreamRecord {
+                path,
+                bytes: out.bytes,
+                sha256: out.sha256,
+            }),
+        });
+        Ok(manifest)
+    };
+    store_with_manifest(repo, name, "physical", false, vec![entry], produce).await
+}
+
 /// Where recovery should stop, from the command line.
 fn recovery_target(p: &PitrArgs) -> CliResult<Option<RecoveryTarget>> {
     Ok(if let Some(t) = &p.time {
@@ -200,8 +272,20 @@ fn recovery_target(p: &PitrArgs) -> CliResult<Option<RecoveryTarget>> {
         }
         Some(RecoveryTarget::Lsn(l.clone()))
     } else if let Some(x) = &p.xid {
-        Some(RecoveryTarget::Xid(x.clone()))
+        if x.trim().parse::<u64>().is_err() {
+            return Err(CliError::usage(
+                format!("`{x}` is not a transaction id"),
+                Some("give the number `SELECT txid_current()` returned, like 7342".into()),
+            ));
+        }
+        Some(RecoveryTarget::Xid(x.trim().to_string()))
     } else if let Some(n) = &p.name {
+        if n.is_empty() || n.chars().any(char::is_control) {
+            return Err(CliError::usage(
+                format!("{n:?} is not a restore point name"),
+                Some("give the name passed to pg_create_restore_point()".into()),
+            ));
+        }
         Some(RecoveryTarget::Name(n.clone()))
     } else if p.latest {
         Some(RecoveryTarget::Latest)
@@ -374,19 +458,10 @@ pub(super) async fn materialize(
 ) -> CliResult<()> {
     let (base, p) = (&plan.base, &plan.manifest);
     std::fs::create_dir_all(dir)?;
-    let (r, id, src, d) = (
-        repo.clone(),
-        base.id.clone(),
-        format!("{target_name}/data{}", p.data_dir),
-        dir.to_path_buf(),
-    );
-    tokio::task::spawn_blocking(move || r.restore_dir(&id, &src, &d, false)).await??;
-    for file in ["backup_label", "tablespace_map"] {
-        let mut bytes = Vec::new();
-        repo.dump(&base.id, &format!("{target_name}/meta/{file}"), &mut bytes)?;
-        if !bytes.is_empty() {
-            std::fs::write(dir.join(file), bytes)?;
-        }
+    if let Some(tar) = &p.base_tar {
+        extract_tar(repo, &base.id, tar, dir).await?;
+    } else {
+        restore_files(repo, target_name, &base.id, p, dir).await?;
     }
     for d in physical::EMPTIED_DIRS {
         std::fs::create_dir_all(dir.join(d))?;
@@ -394,6 +469,80 @@ pub(super) async fn materialize(
     let settings = physical::write_recovery(dir, &plan.restore_command, target, pause, archive)?;
     physical::hand_over(dir)?;
     log::info!("recovery settings: {settings:?}");
+    Ok(())
+}
+
+/// A base backup of files: the data directory, then `backup_label` and `tablespace_map`.
+async fn restore_files(
+    repo: &Arc<Repo>,
+    target_name: &str,
+    snapshot: &str,
+    p: &PhysicalManifest,
+    dir: &Path,
+) -> CliResult<()> {
+    let (r, id, src, d) = (
+        repo.clone(),
+        snapshot.to_string(),
+        format!("{target_name}/data{}", p.data_dir),
+        dir.to_path_buf(),
+    );
+    tokio::task::spawn_blocking(move || r.restore_dir(&id, &src, &d, false)).await??;
+    for file in ["backup_label", "tablespace_map"] {
+        let mut bytes = Vec::new();
+        repo.dump(snapshot, &format!("{target_name}/meta/{file}"), &mut bytes)?;
+        if !bytes.is_empty() {
+            std::fs::write(dir.join(file), bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// A streamed base backup: its tar streamed into `tar -x` in `dir`, checked against the
+/// size and SHA-256 the manifest recorded (`backup_label` is inside).
+async fn extract_tar(
+    repo: &Arc<Repo>,
+    snapshot: &str,
+    tar: &StreamRecord,
+    dir: &Path,
+) -> CliResult<()> {
+    let (r, id, path, d) = (
+        repo.clone(),
+        snapshot.to_string(),
+        tar.path.clone(),
+        dir.to_path_buf(),
+    );
+    let (bytes, sha256) = tokio::task::spawn_blocking(move || -> CliResult<(u64, String)> {
+        let mut child = std::process::Command::new("tar")
+            .args(["-x", "--no-same-owner", "-f", "-", "-C"])
+            .arg(&d)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| CliError::failure(format!("cannot start `tar`: {e}"), None))?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut w = Measured::new(std::io::BufWriter::new(stdin));
+        let dumped = r.dump(&id, &path, &mut w).map_err(CliError::from);
+        let flushed = std::io::Write::flush(&mut w);
+        let Measured { inner, bytes, hash } = w;
+        drop(inner); // tar sees the end of its input
+        let hash = hex::encode(sha2::Digest::finalize(hash));
+        let status = child.wait()?;
+        dumped?;
+        flushed?;
+        if !status.success() {
+            return Err(CliError::failure(
+                format!("`tar -x` of the base backup failed ({status})"),
+                None,
+            ));
+        }
+        Ok((bytes, hash))
+    })
+    .await??;
+    if (bytes, sha256.as_str()) != (tar.bytes, tar.sha256.as_str()) {
+        return Err(CliError::verification(format!(
+            "the base backup's tar does not match its manifest: {bytes} bytes, SHA-256 {sha256} (recorded: {} bytes, {})",
+            tar.bytes, tar.sha256
+        )));
+    }
     Ok(())
 }
 
@@ -463,10 +612,16 @@ pub async fn restore_physical(
     let (base, p) = (&plan.base, &plan.manifest);
     let steps = vec![
         format!(
-            "restore base backup {} ({} files, {}; {} → {}, timeline {})",
+            "restore base backup {} ({}; {} → {}, timeline {})",
             base.short_id(),
-            p.files.files.len(),
-            output::bytes(p.files.total_bytes),
+            match &p.base_tar {
+                Some(tar) => format!("streamed, a tar of {}", output::bytes(tar.bytes)),
+                None => format!(
+                    "{} files, {}",
+                    p.files.files.len(),
+                    output::bytes(p.files.total_bytes)
+                ),
+            },
             p.start_lsn,
             p.stop_lsn,
             p.timeline

@@ -57,7 +57,9 @@ pub fn physical_target<'a>(
             .ok_or_else(|| {
                 CliError::usage(
                     format!("no physical target `{w}` in the config"),
-                    Some("a physical target has `mode = \"physical\"` and `data-dir`".into()),
+                    Some(
+                        "a physical target is a postgres target with `mode = \"physical\"`".into(),
+                    ),
                 )
             }),
         None if physical.len() == 1 => Ok((physical[0].0.clone(), physical[0].1)),
@@ -66,7 +68,10 @@ pub fn physical_target<'a>(
                 "{} physical targets configured; name one with `--target`",
                 physical.len()
             ),
-            Some("a physical target has `mode = \"physical\"` and `data-dir`".into()),
+            Some(
+                "in `archive_command` and `restore_command`: `lifeboat wal push --target NAME %p`"
+                    .into(),
+            ),
         )),
     }
 }
