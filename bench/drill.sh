@@ -27,7 +27,6 @@ trap 'stop_cluster "$WORK/pg"; stop_cluster "$WORK/hand"; remove_work' EXIT
 start_cluster "$WORK/pg" "$PORT"
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
 PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1)
-log() { echo "[$(date +%T)] $*" >&2; }
 
 log "generating pgbench scale $PGBENCH_SCALE"
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE pgb"

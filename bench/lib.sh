@@ -63,3 +63,85 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 machine() {
   echo "$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(. /etc/os-release; echo "$PRETTY_NAME"), PostgreSQL $("$PGBIN/postgres" --version | awk '{ print $3 }'), restic $(restic version | awk '{ print $2 }')"
 }
+
+# archiving_cluster DIR PORT: start_cluster, then archive_mode on with archiving failing
+# (`/bin/false`) until set_archive says otherwise.
+archiving_cluster() {
+  start_cluster "$1" "$2"
+  cat >> "$1/data/postgresql.conf" <<CONF
+wal_level = replica
+archive_mode = on
+archive_command = '/bin/false'
+max_wal_senders = 5
+max_wal_size = '8GB'
+CONF
+  as_pg "$PGBIN/pg_ctl" -D "$1/data" -m fast -w restart -l "$1/server.log" >/dev/null
+}
+
+# lifeboat_and_pgbackrest: a lifeboat repository (physical target `db`) and a pgBackRest
+# stanza (`bench`: zstd 3, process-max 2, async archive-push) for the cluster at $DATA on
+# $PORT, under $WORK. Sets LB and PGBR (commands as the postgres user) and LB_PUSH and
+# PGBR_PUSH (archive commands). Needs $WORK/lifeboat.
+lifeboat_and_pgbackrest() {
+  mkdir -p "$WORK/lb" "$WORK/pgbr"/{repo,spool,log,lock}
+  echo "bench-password" > "$WORK/lb/password"
+  cat > "$WORK/lb/lifeboat.toml" <<TOML
+[repository]
+url = "$WORK/lb/repo"
+password-file = "$WORK/lb/password"
+
+[targets.db]
+kind = "postgres"
+mode = "physical"
+url = "postgres://postgres@127.0.0.1:$PORT/postgres"
+data-dir = "$DATA"
+TOML
+  cat > "$WORK/pgbr/pgbackrest.conf" <<CONF
+[global]
+repo1-path=$WORK/pgbr/repo
+repo1-retention-full=10
+compress-type=zst
+compress-level=3
+process-max=2
+start-fast=y
+archive-async=y
+spool-path=$WORK/pgbr/spool
+log-path=$WORK/pgbr/log
+lock-path=$WORK/pgbr/lock
+log-level-console=warn
+
+[bench]
+pg1-path=$DATA
+pg1-port=$PORT
+pg1-socket-path=$(dirname "$DATA")
+CONF
+  [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$WORK"
+  LB=(as_pg "$WORK/lifeboat" -q -c "$WORK/lb/lifeboat.toml")
+  PGBR=(as_pg pgbackrest --config="$WORK/pgbr/pgbackrest.conf" --stanza=bench)
+  "${LB[@]}" init >/dev/null
+  "${PGBR[@]}" stanza-create >/dev/null
+  LB_PUSH="$WORK/lifeboat -q -c $WORK/lb/lifeboat.toml wal push %p"
+  PGBR_PUSH="pgbackrest --config=$WORK/pgbr/pgbackrest.conf --stanza=bench archive-push %p"
+}
+
+# archiving_bench: the setup bench/pitr.sh and bench/archive-backlog.sh share: the binary
+# copied into $WORK (the server's user runs it), an archiving cluster at $WORK/pg on
+# $PORT (sets DATA, PSQL and the libpq environment), lifeboat and pgBackRest beside it.
+archiving_bench() {
+  cp "$LIFEBOAT" "$WORK/lifeboat"
+  DATA="$WORK/pg/data"
+  archiving_cluster "$WORK/pg" "$PORT"
+  export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+  PSQL=("$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d postgres)
+  lifeboat_and_pgbackrest
+}
+
+# set_archive COMMAND: the cluster's archive_command, reloaded (uses PSQL).
+set_archive() {
+  "${PSQL[@]}" -c "ALTER SYSTEM SET archive_command = '$1'" -c "SELECT pg_reload_conf()" >/dev/null
+}
+
+# ready: how many WAL files of $DATA wait to be archived.
+ready() { ls "$DATA/pg_wal/archive_status" | grep -c '\.ready$' || true; }
+
+log() { echo "[$(date +%T)] $*" >&2; }

@@ -29,7 +29,6 @@ RESULTS="$WORK/results.tsv"
 : > "$RESULTS"
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RESULTS"; }  # dataset what seconds bytes
 
-log() { echo "[$(date +%T)] $*" >&2; }
 
 log "generating pgbench scale $PGBENCH_SCALE"
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE pgb"

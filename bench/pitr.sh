@@ -20,7 +20,6 @@ PORT=${PORT:-55435}
 build_lifeboat
 bash "$ROOT/scripts/install-deps.sh"
 
-log() { echo "[$(date +%T)] $*" >&2; }
 stop_all() {
   for d in "$WORK/pg" "$WORK/r-lb" "$WORK/r-pgbr"; do [ -d "$d/data" ] && stop_cluster "$d"; done
   [ -f "$WORK/r-lb/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$WORK/r-lb" -m immediate stop >/dev/null 2>&1
@@ -29,63 +28,7 @@ stop_all() {
 }
 rm -rf "$WORK"; mkdir -p "$WORK"
 trap 'stop_all; remove_work' EXIT
-cp "$LIFEBOAT" "$WORK/lifeboat"
-DATA="$WORK/pg/data"
-start_cluster "$WORK/pg" "$PORT"
-cat >> "$DATA/postgresql.conf" <<CONF
-wal_level = replica
-archive_mode = on
-archive_command = '/bin/false'
-max_wal_senders = 5
-max_wal_size = '8GB'
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w restart -l "$WORK/pg/server.log" >/dev/null
-export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
-PSQL=("$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d postgres)
-
-# lifeboat: repository and config; pgBackRest: repository, spool, stanza.
-mkdir -p "$WORK/lb" "$WORK/pgbr"/{repo,spool,log,lock}
-echo "bench-password" > "$WORK/lb/password"
-cat > "$WORK/lb/lifeboat.toml" <<TOML
-[repository]
-url = "$WORK/lb/repo"
-password-file = "$WORK/lb/password"
-
-[targets.db]
-kind = "postgres"
-mode = "physical"
-url = "postgres://postgres@127.0.0.1:$PORT/postgres"
-data-dir = "$DATA"
-TOML
-cat > "$WORK/pgbr/pgbackrest.conf" <<CONF
-[global]
-repo1-path=$WORK/pgbr/repo
-repo1-retention-full=10
-compress-type=zst
-compress-level=3
-process-max=2
-start-fast=y
-archive-async=y
-spool-path=$WORK/pgbr/spool
-log-path=$WORK/pgbr/log
-lock-path=$WORK/pgbr/lock
-log-level-console=warn
-
-[bench]
-pg1-path=$DATA
-pg1-port=$PORT
-pg1-socket-path=$WORK/pg
-CONF
-[ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$WORK"
-LB=(as_pg "$WORK/lifeboat" -q -c "$WORK/lb/lifeboat.toml")
-PGBR=(as_pg pgbackrest --config="$WORK/pgbr/pgbackrest.conf" --stanza=bench)
-"${LB[@]}" init >/dev/null
-"${PGBR[@]}" stanza-create >/dev/null
-
-set_archive() {
-  "${PSQL[@]}" -c "ALTER SYSTEM SET archive_command = '$1'" -c "SELECT pg_reload_conf()" >/dev/null
-}
-ready() { ls "$DATA/pg_wal/archive_status" | grep -c '\.ready$' || true; }
+archiving_bench
 drain() { # drain LABEL COMMAND: switch to COMMAND, time until no .ready is left
   local n s; n=$(ready); s=$(now)
   set_archive "$2"
@@ -94,8 +37,6 @@ drain() { # drain LABEL COMMAND: switch to COMMAND, time until no .ready is left
   printf '%s\t%s\t%s\n' "$1" "$n" "$t" >> "$WORK/drain.tsv"
   log "$1: $n segments in $t s"
 }
-LB_PUSH="$WORK/lifeboat -q -c $WORK/lb/lifeboat.toml wal push %p"
-PGBR_PUSH="pgbackrest --config=$WORK/pgbr/pgbackrest.conf --stanza=bench archive-push %p"
 
 log "pgbench -i -s $SCALE with archiving failing"
 "$PGBIN/pgbench" -i -q -s "$SCALE" postgres >/dev/null 2>&1

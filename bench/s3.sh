@@ -27,7 +27,6 @@ build_lifeboat
 bash "$ROOT/scripts/install-deps.sh"
 command -v rclone >/dev/null || { echo "installing rclone" >&2; apt-get install -y -qq rclone >/dev/null; }
 
-log() { echo "[$(date +%T)] $*" >&2; }
 rm -rf "$WORK"; mkdir -p "$WORK"
 python3 -m moto.server -H 127.0.0.1 -p "$S3PORT" > "$WORK/moto.log" 2>&1 &
 MOTO=$!

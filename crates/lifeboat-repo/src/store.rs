@@ -193,7 +193,22 @@ pub(crate) fn s3_err(path: &str, e: opendal::Error) -> StoreError {
 
 /// An opendal error, shortened (see [`tidy_opendal`]).
 fn describe_s3(e: &opendal::Error) -> String {
-    tidy_opendal(&e.to_string())
+    let text = e.to_string();
+    let tidy = tidy_opendal(&text);
+    if text.contains("S3Error {") {
+        return tidy;
+    }
+    // No answer from S3 at all: the innermost cause says why ("Connection refused").
+    let mut root = None;
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        root = Some(s.to_string());
+        source = s.source();
+    }
+    match root {
+        Some(r) if !tidy.contains(&r) => format!("{tidy}: {r}"),
+        _ => tidy,
+    }
 }
 
 /// opendal's errors carry the whole request context (URI, response headers): keep the

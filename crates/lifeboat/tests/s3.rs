@@ -225,6 +225,16 @@ fn transient_faults_are_retried_and_an_outage_leaves_no_snapshot() {
     ws.run(&["check"]).expect_code(0);
     ws.run(&["backup", "slow"]).expect_code(0);
     assert_eq!(snapshot_count(&ws), 5);
+
+    // Nothing listens any more: connections are refused, retried, then reported.
+    drop(proxy);
+    let (code, stderr) = finish_within(
+        spawn(&ws, &["snapshots"], &[("LIFEBOAT_S3_RETRIES", "1")]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(stderr.contains("kept failing after retries"), "{stderr}");
 }
 
 /// Regression test for rustic_backend 0.7: its listings skip what they could not read
