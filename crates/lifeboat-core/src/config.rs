@@ -571,9 +571,10 @@ impl Config {
                 TargetKind::Redis => {
                     if let Some(u) = &t.url
                         && !u.starts_with("redis://")
+                        && !u.starts_with("rediss://")
                     {
                         return Err(invalid(format!(
-                            "`targets.{name}.url` must be `redis://[user:password@]host[:port][/db]`"
+                            "`targets.{name}.url` must be `redis://[user:password@]host[:port][/db]` (`rediss://` for TLS)"
                         )));
                     }
                 }

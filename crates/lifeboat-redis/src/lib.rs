@@ -19,6 +19,9 @@ use std::{
 };
 
 use lifeboat_core::Redacted;
+pub use tls::Stream;
+
+mod tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
@@ -41,15 +44,18 @@ impl RedisError {
             Self::Server(m) if m.starts_with("NOAUTH") || m.starts_with("WRONGPASS") => {
                 Some("put the password in the URL (`redis://:password@host:6379`), via `url-env` or `url-file`".into())
             }
-            Self::Url(_) => Some("`redis://[user:password@]host[:port][/db]`".into()),
+            Self::Url(_) => {
+                Some("`redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS".into())
+            }
             _ => None,
         }
     }
 }
 
-/// A parsed `redis://[user[:password]@]host[:port][/db]`.
+/// A parsed `redis://[user[:password]@]host[:port][/db]` (`rediss://`: over TLS).
 #[derive(Debug, Clone)]
 pub struct RedisUrl {
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub user: Option<String>,
@@ -61,14 +67,15 @@ impl RedisUrl {
     pub fn parse(url: &Redacted) -> Result<Self, RedisError> {
         let text = url.expose();
         let rest = match text.split_once("://") {
-            Some(("redis", rest)) => rest,
-            Some(("rediss", _)) => {
+            Some(("redis", rest)) => (rest, false),
+            Some(("rediss", rest)) => (rest, true),
+            _ => {
                 return Err(RedisError::Url(
-                    "TLS (`rediss://`) is not supported yet".into(),
+                    "expected `redis://...` or `rediss://...`".into(),
                 ));
             }
-            _ => return Err(RedisError::Url("expected `redis://...`".into())),
         };
+        let (rest, tls) = rest;
         let (auth, hostpart) = match rest.rsplit_once('@') {
             Some((a, h)) => (Some(a), h),
             None => (None, rest),
@@ -99,6 +106,7 @@ impl RedisUrl {
             },
         };
         Ok(Self {
+            tls,
             host: if host.is_empty() {
                 "localhost".into()
             } else {
@@ -117,6 +125,7 @@ impl RedisUrl {
 
     pub fn local(port: u16) -> Self {
         Self {
+            tls: false,
             host: "127.0.0.1".into(),
             port,
             user: None,
@@ -156,8 +165,7 @@ impl Value {
 
 /// One connection, authenticated.
 pub struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    stream: BufReader<Stream>,
 }
 
 impl Conn {
@@ -168,9 +176,16 @@ impl Conn {
             source,
         })?;
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        let stream = if url.tls {
+            tls::wrap(stream, &url.host).map_err(|source| RedisError::Connect {
+                addr: addr.clone(),
+                source,
+            })?
+        } else {
+            Stream::Plain(stream)
+        };
         let mut conn = Self {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
+            stream: BufReader::new(stream),
         };
         if let Some(pw) = &url.password {
             match &url.user {
@@ -188,7 +203,7 @@ impl Conn {
             buf.extend_from_slice(a);
             buf.extend_from_slice(b"\r\n");
         }
-        self.writer.write_all(&buf)?;
+        self.stream.get_mut().write_all(&buf)?;
         Ok(())
     }
 
@@ -216,7 +231,7 @@ impl Conn {
                     return Ok(Value::Nil);
                 }
                 let mut b = vec![0; n as usize + 2];
-                self.reader.read_exact(&mut b)?;
+                self.stream.read_exact(&mut b)?;
                 b.truncate(n as usize);
                 Ok(Value::Bytes(b))
             }
@@ -238,7 +253,7 @@ impl Conn {
 
     fn line(&mut self) -> Result<String, RedisError> {
         let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
+        if self.stream.read_line(&mut line)? == 0 {
             return Err(RedisError::Protocol(
                 "the server closed the connection".into(),
             ));
@@ -284,7 +299,7 @@ impl Conn {
 /// A full RDB snapshot as it arrives from the server (`SYNC`): exactly the announced
 /// number of bytes; a connection that ends early is a read error, never a short EOF.
 pub struct RdbStream {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Stream>,
     left: u64,
     pub len: u64,
 }
@@ -310,11 +325,12 @@ impl RdbStream {
             .strip_prefix('$')
             .and_then(|n| n.parse::<u64>().ok())
             .ok_or_else(|| RedisError::Protocol(format!("unexpected reply to SYNC: `{header}`")))?;
-        conn.reader
+        conn.stream
             .get_ref()
+            .tcp()
             .set_read_timeout(Some(Duration::from_secs(60)))?;
         Ok(Self {
-            reader: conn.reader,
+            reader: conn.stream,
             left: len,
             len,
         })
@@ -512,7 +528,9 @@ mod tests {
         let u = RedisUrl::parse(&Redacted::new("redis://app:pw@10.0.0.1")).unwrap();
         assert_eq!(u.user.as_deref(), Some("app"));
         assert_eq!(u.port, 6379);
-        assert!(RedisUrl::parse(&Redacted::new("rediss://h")).is_err());
+        assert!(RedisUrl::parse(&Redacted::new("rediss://h")).unwrap().tls);
+        assert!(!RedisUrl::parse(&Redacted::new("redis://h")).unwrap().tls);
+        assert!(RedisUrl::parse(&Redacted::new("http://h")).is_err());
         assert!(RedisUrl::parse(&Redacted::new("http://h")).is_err());
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod redis;
 pub mod s3;
+pub mod tls;
 
 use std::{
     path::{Path, PathBuf},

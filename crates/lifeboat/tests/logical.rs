@@ -322,29 +322,7 @@ fn a_killed_pg_dump_leaves_no_snapshot() {
 fn a_tls_only_server_is_backed_up_with_sslmode_require() {
     let (pg, ws) = setup();
     let data = pg.data();
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(data.join("server.key"))
-        .arg("-out")
-        .arg(data.join("server.crt"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lifeboat_testkit::tls::self_signed(&data, "server", "localhost");
     let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&data).unwrap());
     let group = std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&data).unwrap());
     for f in ["server.key", "server.crt"] {

@@ -368,3 +368,111 @@ fn redis_targets_back_up_every_type_and_restore_with_ttls() {
     );
     assert_eq!(snapshots(&ws).len(), before);
 }
+
+/// A `redis-server` with a plain port (to load and compare data) and a TLS port whose
+/// certificate (for 127.0.0.1) is signed by a CA of the test's own; killed on drop.
+struct TlsRedis {
+    child: std::process::Child,
+    plain: u16,
+    tls: u16,
+    ca: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        lifeboat_testkit::tls::signed_for_ip(d, "srv", "127.0.0.1");
+        let port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (plain, tls) = (port(), port());
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &plain.to_string(), "--tls-port", &tls.to_string()])
+            .args(["--tls-cert-file", "srv.crt", "--tls-key-file", "srv.key"])
+            .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"])
+            .current_dir(d)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", tls)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server with TLS never listened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self {
+            child,
+            plain,
+            tls,
+            ca: d.join("ca.crt"),
+            _dir: dir,
+        }
+    }
+
+    fn conn(&self) -> Conn {
+        let url = lifeboat_testkit::redis::RedisUrl::local(self.plain);
+        Conn::connect(&url).unwrap()
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rediss://`: backup and restore over TLS with the server's certificate verified; a
+/// server whose certificate no trusted CA signed is refused, and nothing is stored.
+#[test]
+fn redis_targets_over_tls_verify_the_server() {
+    let server = TlsRedis::start();
+    let keys = load_redis(&mut server.conn(), 0, 300);
+    let ws = Workspace::new(BIN);
+    let url = format!("rediss://127.0.0.1:{}", server.tls);
+    ws.write_config(&format!(
+        "[targets.cache]\nkind = \"redis\"\nurl = \"{url}\"\n"
+    ));
+    ws.run(&["init"]).expect_code(0);
+    let run_with_ca = |args: &[&str]| {
+        let out = ws
+            .command(args)
+            .env("SSL_CERT_FILE", &server.ca)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // The system's roots do not know the test's CA.
+    let run = ws.run(&["backup"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("TLS handshake"), "{}", run.stderr);
+    assert!(run.stderr.contains("UnknownIssuer"), "{}", run.stderr);
+    assert!(snapshots(&ws).is_empty());
+
+    let (code, _, stderr) = run_with_ca(&["backup"]);
+    assert_eq!(code, 0, "{stderr}");
+    let snaps = snapshots(&ws);
+    assert_eq!(snaps[0]["manifest"]["redis"]["keys-before"]["0"], keys);
+
+    // Back into the same server, emptied, over TLS.
+    server.conn().cmd(&[b"FLUSHALL"]).unwrap();
+    let (code, stdout, stderr) = run_with_ca(&["restore", "cache", "--to", &url]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("key counts match the manifest"), "{stdout}");
+    let count = server.conn().cmd(&[b"DBSIZE"]).unwrap().as_int().unwrap();
+    assert_eq!(count as u64, keys);
+}
