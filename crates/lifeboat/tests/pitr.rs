@@ -221,7 +221,7 @@ fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
 
 /// Without `data-dir`, the base backup is `pg_basebackup`'s tar stream: its WAL start and
 /// end come from inside the stream, and a restore extracts it and recovers to a time and
-/// to a transaction id.
+/// to a transaction id; a drill recovers it through the whole archive.
 #[test]
 fn a_streamed_base_backup_recovers_to_a_time_and_an_xid() {
     let ws = Workspace::new(BIN);
@@ -316,6 +316,25 @@ fn a_streamed_base_backup_recovers_to_a_time_and_an_xid() {
         run.stdout
     );
     stop(&pg, &ws.path().join("at-xid"));
+
+    // A drill of the streamed base backup: extracted, recovered through the archive, checked.
+    let config = std::fs::read_to_string(ws.config_path()).unwrap();
+    std::fs::write(
+        ws.config_path(),
+        format!(
+            "{config}\n[[checks]]\ntarget = \"db\"\nname = \"every event\"\nsql = \"SELECT count(*) FROM events\"\nexpect = \"175\"\n"
+        ),
+    )
+    .unwrap();
+    let run = ws.run(&["drill", "db", "--json"]);
+    run.expect_code(0);
+    let r = &run.json()["drills"][0]["report"];
+    assert_eq!(r["kind"], "postgres-physical", "{r:#}");
+    let checks = r["checks"].as_array().unwrap();
+    for name in ["recover to the end of the archive", "every event"] {
+        let c = checks.iter().find(|c| c["name"] == name).unwrap();
+        assert_eq!(c["passed"], true, "{c}");
+    }
 }
 
 #[test]
