@@ -117,6 +117,9 @@ pub struct WalPrefetchArgs {
     pub target: Option<String>,
     #[arg(long)]
     pub system_id: u64,
+    /// The cluster's WAL segment size in bytes (the size of the segment just fetched)
+    #[arg(long, default_value_t = 16 << 20)]
+    pub segment_size: u64,
 }
 
 #[derive(Debug, Args)]

@@ -344,10 +344,12 @@ async fn fetch(ctx: &Context, args: WalFetchArgs) -> CliResult<i32> {
     let prefetched = prefetch_dir(cluster);
     if recovering && wal_name.kind == WalKind::Segment && prefetched.join(&wal_name.name).is_file()
     {
-        std::fs::rename(prefetched.join(&wal_name.name), &args.path).map_err(|e| {
+        let file = prefetched.join(&wal_name.name);
+        let size = segment_size_of(std::fs::metadata(&file).map_or(0, |m| m.len()));
+        std::fs::rename(&file, &args.path).map_err(|e| {
             CliError::failure(format!("cannot write `{}`: {e}", args.path.display()), None)
         })?;
-        forget_prefetched_before(&prefetched, &wal_name);
+        forget_prefetched_before(&prefetched, &wal_name, size);
         return Ok(0);
     }
     let (repo, key) = open(ctx, &config).await?;
@@ -366,6 +368,10 @@ async fn fetch(ctx: &Context, args: WalFetchArgs) -> CliResult<i32> {
             .arg(std::fs::canonicalize(&ctx.config_path)?)
             .args(["wal", "prefetch", &wal_name.name, "--target", &name])
             .arg(format!("--system-id={cluster}"))
+            .arg(format!(
+                "--segment-size={}",
+                segment_size_of(plain.len() as u64)
+            ))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -409,7 +415,9 @@ async fn prefetch_command(ctx: &Context, args: WalPrefetchArgs) -> CliResult<i32
     let result = async {
         let (repo, key) = open(ctx, &config).await?;
         let d = dir.clone();
-        tokio::task::spawn_blocking(move || prefetch(&repo, &key, cluster, &wal_name, &d)).await?;
+        let size = segment_size_of(args.segment_size);
+        tokio::task::spawn_blocking(move || prefetch(&repo, &key, cluster, &wal_name, size, &d))
+            .await?;
         Ok::<_, CliError>(())
     }
     .await;
@@ -425,8 +433,36 @@ fn prefetch_dir(cluster: u64) -> PathBuf {
 }
 /// How many segments after the requested one are fetched ahead.
 const PREFETCH: u64 = 64;
-/// Segment size assumed for naming the next segments (PostgreSQL's default).
-const SEGMENT_SIZE: u64 = 16 << 20;
+/// PostgreSQL's default WAL segment size, assumed where a file's own size cannot tell.
+const DEFAULT_SEGMENT_SIZE: u64 = 16 << 20;
+
+/// The segment size a WAL segment of `bytes` bytes means: a power of two from 1 MiB to
+/// 1 GiB (what `initdb --wal-segsize` allows), else the default.
+fn segment_size_of(bytes: u64) -> u64 {
+    if bytes.is_power_of_two() && ((1 << 20)..=(1 << 30)).contains(&bytes) {
+        bytes
+    } else {
+        DEFAULT_SEGMENT_SIZE
+    }
+}
+
+/// The `count` segment names after `after` on its timeline, for `segment_size` segments.
+fn names_after(after: &WalName, count: u64, segment_size: u64) -> Vec<WalName> {
+    let Some(first) = after.segno(segment_size) else {
+        return Vec::new();
+    };
+    let per_log = 0x1_0000_0000 / segment_size;
+    (first + 1..=first + count)
+        .filter_map(|n| {
+            WalName::parse(&format!(
+                "{:08X}{:08X}{:08X}",
+                after.timeline,
+                n / per_log,
+                n % per_log
+            ))
+        })
+        .collect()
+}
 
 /// One archived WAL file, opened; `None` if it is not archived.
 fn get(repo: &Repo, key: &SideKey, cluster: u64, w: &WalName) -> CliResult<Option<Vec<u8>>> {
@@ -446,24 +482,18 @@ fn get(repo: &Repo, key: &SideKey, cluster: u64, w: &WalName) -> CliResult<Optio
 /// Fetch the segments after `after` on its timeline into `dir` (two threads), stopping at
 /// the first that is not archived. Recovery asks for them one by one; they are then a
 /// rename away.
-fn prefetch(repo: &Repo, key: &SideKey, cluster: u64, after: &WalName, dir: &Path) {
-    let Some(first) = after.segno(SEGMENT_SIZE) else {
-        return;
-    };
-    if std::fs::create_dir_all(dir).is_err() {
+fn prefetch(
+    repo: &Repo,
+    key: &SideKey,
+    cluster: u64,
+    after: &WalName,
+    segment_size: u64,
+    dir: &Path,
+) {
+    let names = names_after(after, PREFETCH, segment_size);
+    if names.is_empty() || std::fs::create_dir_all(dir).is_err() {
         return;
     }
-    let per_log = 0x1_0000_0000 / SEGMENT_SIZE;
-    let names: Vec<WalName> = (first + 1..=first + PREFETCH)
-        .filter_map(|n| {
-            WalName::parse(&format!(
-                "{:08X}{:08X}{:08X}",
-                after.timeline,
-                n / per_log,
-                n % per_log
-            ))
-        })
-        .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let missing = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -492,14 +522,14 @@ fn prefetch(repo: &Repo, key: &SideKey, cluster: u64, after: &WalName, dir: &Pat
 
 /// Remove prefetched segments older than `served` (recovery moved past them, e.g. onto
 /// another timeline).
-fn forget_prefetched_before(dir: &Path, served: &WalName) {
-    let Some(n) = served.segno(SEGMENT_SIZE) else {
+fn forget_prefetched_before(dir: &Path, served: &WalName, segment_size: u64) {
+    let Some(n) = served.segno(segment_size) else {
         return;
     };
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if WalName::parse(&name)
-            .and_then(|w| w.segno(SEGMENT_SIZE))
+            .and_then(|w| w.segno(segment_size))
             .is_some_and(|m| m < n)
         {
             let _ = std::fs::remove_file(e.path());
@@ -603,4 +633,33 @@ pub fn list(repo: &Repo, system_id: u64) -> CliResult<Vec<WalName>> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(after: &str, count: u64, size: u64) -> Vec<String> {
+        names_after(&WalName::parse(after).unwrap(), count, size)
+            .into_iter()
+            .map(|w| w.name)
+            .collect()
+    }
+
+    #[test]
+    fn the_next_segment_names_follow_the_segment_size() {
+        // 16 MiB: 256 segments per log id.
+        assert_eq!(
+            names("0000000100000000000000FE", 2, 16 << 20),
+            ["0000000100000000000000FF", "000000010000000100000000"]
+        );
+        // 64 MiB: 64 per log id, so ...3F is the last of a log.
+        assert_eq!(
+            names("00000002000000000000003F", 1, 64 << 20),
+            ["000000020000000100000000"]
+        );
+        assert_eq!(segment_size_of(64 << 20), 64 << 20);
+        assert_eq!(segment_size_of(12345), DEFAULT_SEGMENT_SIZE);
+        assert_eq!(segment_size_of(2 << 30), DEFAULT_SEGMENT_SIZE);
+    }
 }
