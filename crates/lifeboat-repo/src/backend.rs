@@ -120,16 +120,17 @@ impl ReadBackend for Backend {
         if let Some(local) = &self.local {
             return local.read_partial(tpe, id, cacheable, offset, length);
         }
+        let rel = path(tpe, id);
         let bytes = self
             .store
-            .get_range(&path(tpe, id), offset.into(), length.into())
+            .get_range(&rel, offset.into(), length.into())
             .map_err(failed("Reading `{type}` failed.", tpe))?;
         if bytes.len() != length as usize {
             return Err(RusticError::new(
                 ErrorKind::Backend,
                 "`{path}` ended early: {got} of {length} bytes from offset {offset}.",
             )
-            .attach_context("path", self.store.display(&path(tpe, id)))
+            .attach_context("path", self.store.display(&rel))
             .attach_context("got", bytes.len().to_string())
             .attach_context("length", length.to_string())
             .attach_context("offset", offset.to_string()));

@@ -121,13 +121,7 @@ fn store_cause(e: &RusticError) -> Option<StoreError> {
 /// ("an error related to input/output operations"): add the root cause (the OS error).
 fn describe(e: &RusticError) -> String {
     let first = first_line(&e.to_string());
-    let mut cause: Option<String> = None;
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = Some(first_line(&s.to_string()));
-        source = s.source();
-    }
-    match cause.map(|c| store::tidy_opendal(&c)) {
+    match store::root_cause(e).map(|c| store::tidy_opendal(&first_line(&c))) {
         Some(c) if !first.contains(&c) => format!("{}: {c}", first.trim_end_matches('.')),
         _ => first,
     }

@@ -199,16 +199,21 @@ fn describe_s3(e: &opendal::Error) -> String {
         return tidy;
     }
     // No answer from S3 at all: the innermost cause says why ("Connection refused").
+    match root_cause(e) {
+        Some(r) if !tidy.contains(&r) => format!("{tidy}: {r}"),
+        _ => tidy,
+    }
+}
+
+/// The innermost error under `e`, as text; `None` if it has no source.
+pub(crate) fn root_cause(e: &dyn std::error::Error) -> Option<String> {
     let mut root = None;
-    let mut source = std::error::Error::source(e);
+    let mut source = e.source();
     while let Some(s) = source {
         root = Some(s.to_string());
         source = s.source();
     }
-    match root {
-        Some(r) if !tidy.contains(&r) => format!("{tidy}: {r}"),
-        _ => tidy,
-    }
+    root
 }
 
 /// opendal's errors carry the whole request context (URI, response headers): keep the

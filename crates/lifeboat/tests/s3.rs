@@ -44,6 +44,13 @@ fn keys(s3: &S3Server, bucket: &str, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// `lifeboat restore media --to TO EXTRA...`.
+fn restore_media(ws: &Workspace, to: &str, extra: &[&str]) -> lifeboat_testkit::Run {
+    let mut args = vec!["restore", "media", "--to", to];
+    args.extend_from_slice(extra);
+    ws.run(&args)
+}
+
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ok() {
@@ -434,7 +441,7 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
 
     // Everything into another bucket, from the second (mostly linked) snapshot.
     let dest = s3.bucket();
-    let run = ws.run(&["restore", "media", "--to", &format!("s3://{dest}")]);
+    let run = restore_media(&ws, &format!("s3://{dest}"), &[]);
     run.expect_code(0);
     assert!(run.stdout.contains("2002 of 2002 match"), "{}", run.stdout);
     let d = test_bucket(&s3.endpoint(), &dest);
@@ -450,14 +457,7 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
     assert_eq!(got, b"changed\n");
 
     // Again over it: refused; a dry run lists; --force saves the destination first.
-    let run = ws.run(&[
-        "restore",
-        "media",
-        "--to",
-        &format!("s3://{dest}"),
-        "--prefix",
-        "img/02/",
-    ]);
+    let run = restore_media(&ws, &format!("s3://{dest}"), &["--prefix", "img/02/"]);
     run.expect_code(1);
     assert!(
         run.stderr
@@ -465,15 +465,11 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
         "{}",
         run.stderr
     );
-    let run = ws.run(&[
-        "restore",
-        "media",
-        "--to",
+    let run = restore_media(
+        &ws,
         &format!("s3://{dest}"),
-        "--key",
-        "video/b.bin",
-        "--dry-run",
-    ]);
+        &["--key", "video/b.bin", "--dry-run"],
+    );
     run.expect_code(0);
     assert!(
         run.stdout
@@ -481,28 +477,17 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
         "{}",
         run.stdout
     );
-    let run = ws.run(&[
-        "restore",
-        "media",
-        "--to",
-        &format!("s3://{dest}/only"),
-        "--key",
-        "video/b.bin",
-    ]);
+    let run = restore_media(&ws, &format!("s3://{dest}/only"), &["--key", "video/b.bin"]);
     run.expect_code(0);
     assert_eq!(
         test_bucket(&s3.endpoint(), &dest).list().unwrap().len(),
         2003
     );
-    let run = ws.run(&[
-        "restore",
-        "media",
-        "--to",
+    let run = restore_media(
+        &ws,
         &format!("s3://{dest}"),
-        "--prefix",
-        "img/02/",
-        "--force",
-    ]);
+        &["--prefix", "img/02/", "--force"],
+    );
     run.expect_code(0);
     assert!(run.stdout.contains("emergency backup"), "{}", run.stdout);
     let snaps = ws.run(&["snapshots", "--json"]).json()["snapshots"].clone();
@@ -528,16 +513,11 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
         .as_str()
         .unwrap()
         .to_string();
-    let run = ws.run(&[
-        "restore",
-        "media",
-        "--to",
+    let run = restore_media(
+        &ws,
         &format!("s3://{dest}/then"),
-        "--key",
-        "img/00/0.txt",
-        "--time",
-        &first,
-    ]);
+        &["--key", "img/00/0.txt", "--time", &first],
+    );
     run.expect_code(0);
     let mut got = Vec::new();
     std::io::Read::read_to_end(&mut d.reader("then/img/00/0.txt", 15), &mut got).unwrap();
