@@ -71,14 +71,21 @@ impl WalName {
 
 /// The name of the segment holding `lsn` (`X/Y`) on `timeline`.
 pub fn segment_of(lsn: &str, timeline: u32, segment_size: u64) -> Option<String> {
-    let pos = parse_lsn(lsn)?;
-    let segno = pos / segment_size;
+    Some(segment_name(
+        timeline,
+        parse_lsn(lsn)? / segment_size,
+        segment_size,
+    ))
+}
+
+/// The name of segment number `segno` (see [`WalName::segno`]) on `timeline`.
+pub fn segment_name(timeline: u32, segno: u64, segment_size: u64) -> String {
     let per_log = 0x1_0000_0000 / segment_size;
-    Some(format!(
+    format!(
         "{timeline:08X}{:08X}{:08X}",
         segno / per_log,
         segno % per_log
-    ))
+    )
 }
 
 /// `X/Y` → a 64-bit position.

@@ -136,6 +136,27 @@ fn restore(ws: &Workspace, dir: &str, extra: &[&str]) -> (u16, Run) {
     (port, run)
 }
 
+/// Switch the config to a `password-command` that appends the folder it runs in to a log
+/// (shared with the server's user), and return the log's path.
+fn count_repository_opens(ws: &Workspace) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let opens = ws.path().join("opens");
+    std::fs::write(&opens, "").unwrap();
+    std::fs::set_permissions(&opens, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let config = std::fs::read_to_string(ws.config_path()).unwrap();
+    let line = config
+        .lines()
+        .find(|l| l.starts_with("password-file"))
+        .unwrap();
+    let command = format!(
+        "password-command = \"pwd >> {} && cat {}\"",
+        opens.display(),
+        ws.path().join("password").display()
+    );
+    std::fs::write(ws.config_path(), config.replace(line, &command)).unwrap();
+    opens
+}
+
 fn stop(pg: &Cluster, dir: &Path) {
     let _ = pg
         .server_command("pg_ctl")
@@ -146,6 +167,7 @@ fn stop(pg: &Cluster, dir: &Path) {
 #[test]
 fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
     let (pg, ws) = setup();
+    let opens = count_repository_opens(&ws);
     let main = pg.port;
     sql(
         &pg,
@@ -178,7 +200,20 @@ fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
         sql(&pg, port, "SELECT count(*), max(id) FROM events"),
         "150|150"
     );
-    stop(&pg, &ws.path().join("at-time"));
+    // The restoring process served the recovery's WAL: no `wal fetch` opened the
+    // repository (each open would have logged the restored folder).
+    let at_time = ws.path().join("at-time");
+    let log = std::fs::read_to_string(&opens).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| !l.starts_with(ws.path().to_str().unwrap())),
+        "the restore itself opens the repository: {log}"
+    );
+    assert!(
+        !log.lines().any(|l| Path::new(l) == at_time),
+        "a restore_command opened the repository: {log}"
+    );
+    stop(&pg, &at_time);
 
     // A restore point and an LSN: everything before the DROP.
     for (dir, extra) in [

@@ -18,6 +18,7 @@ mod snapshot_io;
 mod snapshots;
 mod status;
 mod wal;
+mod wal_feed;
 
 use std::{path::PathBuf, sync::Arc};
 

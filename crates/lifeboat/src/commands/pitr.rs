@@ -38,6 +38,7 @@ use super::{
     backup::{Shared, file_records, manifest_base, seal, store_with_manifest, watched},
     snapshot_io::Measured,
     wal::{list as list_wal, object_name},
+    wal_feed::WalFeed,
 };
 use crate::{
     cli::{PitrArgs, RestoreArgs},
@@ -364,6 +365,9 @@ pub(super) struct PitrPlan {
     pub manifest: PhysicalManifest,
     pub newest_wal: String,
     pub restore_command: String,
+    /// The cluster's system identifier and the segments its archive held when planned.
+    pub system_id: u64,
+    pub archived: Vec<String>,
 }
 
 /// Choose the base backup for `target` and check that the archive holds the WAL from its
@@ -437,11 +441,14 @@ pub(super) async fn plan(
         shell_quote(&config.display().to_string()),
         shell_quote(target_name),
     );
+    let archived = segments.iter().map(|s| s.name.clone()).collect();
     Ok(PitrPlan {
         base,
         manifest: p,
         newest_wal: newest,
         restore_command,
+        system_id,
+        archived,
     })
 }
 
@@ -546,15 +553,41 @@ async fn extract_tar(
     Ok(())
 }
 
-/// Start the server on a restored folder and wait until recovery reached its target;
-/// returns the server, where it stopped, and how to connect to it.
+/// Start fetching the plan's WAL ahead, for a server that will be started on the restore
+/// (see [`WalFeed`]); begun before the files are restored so the first segments are ready
+/// when recovery asks.
+pub(super) async fn feed(repo: &Arc<Repo>, plan: &PitrPlan) -> CliResult<Option<WalFeed>> {
+    let Some(start) = wal::WalName::parse(&plan.manifest.start_wal) else {
+        return Ok(None);
+    };
+    let r = repo.clone();
+    let key = tokio::task::spawn_blocking(move || r.side_key()).await??;
+    Ok(Some(WalFeed::start(
+        repo.clone(),
+        key,
+        plan.system_id,
+        plan.archived.clone(),
+        &start,
+        plan.manifest.wal_segment_size,
+    )))
+}
+
+/// Start the server on a restored folder and wait until recovery reached its target,
+/// `feed` answering its `restore_command`; returns the server, where it stopped, and how
+/// to connect to it.
 pub(super) async fn start_and_wait(
     cfg: &TargetConfig,
     target_name: &str,
     plan: &PitrPlan,
     dir: &Path,
     port: u16,
+    mut feed: Option<WalFeed>,
 ) -> CliResult<(physical::Recovered, physical::RecoveredPoint, Target)> {
+    if let Some(f) = &mut feed
+        && let Err(e) = f.listen(dir)
+    {
+        log::warn!("recovery fetches WAL without the feed: {e}");
+    }
     let tools = PgTools::find(
         plan.manifest.server_version_num / 10_000,
         cfg.pg_bin_dir.as_deref(),
@@ -565,7 +598,9 @@ pub(super) async fn start_and_wait(
         tokio::task::spawn_blocking(move || physical::start_server(&tools, &d, port)).await??;
     let url = cfg.connection_url(target_name)?;
     let watch = Target::parse(&url)?.with_host_port("127.0.0.1", port);
-    let point = physical::wait_recovered(&server, &watch, Duration::from_secs(3600)).await?;
+    let point = physical::wait_recovered(&server, &watch, Duration::from_secs(3600)).await;
+    tokio::task::spawn_blocking(move || drop(feed)).await?;
+    let point = point?;
     // Segments fetched ahead that recovery did not need.
     let _ = std::fs::remove_dir_all(dir.join(super::wal::PREFETCH_DIR));
     Ok((server, point, watch))
@@ -674,6 +709,11 @@ pub async fn restore_physical(
             println!("  {}. {s}", i + 1);
         }
     }
+    let feed = if args.pitr.start {
+        feed(repo, &plan).await?
+    } else {
+        None
+    };
     materialize(
         repo,
         &args.target,
@@ -693,7 +733,7 @@ pub async fn restore_physical(
         return Ok(0);
     }
     let port = args.pitr.port.unwrap_or(5432);
-    let (_, point, _) = start_and_wait(cfg, &args.target, &plan, &dir, port).await?;
+    let (_, point, _) = start_and_wait(cfg, &args.target, &plan, &dir, port, feed).await?;
     if ctx.json {
         output::json(&json!({
             "data_dir": dir, "base_backup": base.id, "started": true, "port": port,
@@ -717,16 +757,8 @@ fn segment_range(from: &wal::WalName, to: &wal::WalName, segment_size: u64) -> V
     let (Some(a), Some(b)) = (from.segno(segment_size), to.segno(segment_size)) else {
         return Vec::new();
     };
-    let per_log = 0x1_0000_0000 / segment_size;
     (a..=b)
-        .map(|n| {
-            format!(
-                "{:08X}{:08X}{:08X}",
-                from.timeline,
-                n / per_log,
-                n % per_log
-            )
-        })
+        .map(|n| wal::segment_name(from.timeline, n, segment_size))
         .collect()
 }
 

@@ -341,6 +341,20 @@ async fn fetch(ctx: &Context, args: WalFetchArgs) -> CliResult<i32> {
     // Fetched ahead by an earlier call: move it into place. Only as a restore_command,
     // which runs in the data directory being recovered.
     let recovering = Path::new("global/pg_control").is_file();
+    // Served by the restoring process, which has the repository open.
+    let feed = Path::new(PREFETCH_DIR).join(super::wal_feed::FEED_SOCKET);
+    if recovering && feed.exists() {
+        match super::wal_feed::request(&feed, &wal_name.name) {
+            Ok(Some(plain)) => {
+                write_atomically(&args.path, &plain).map_err(|e| {
+                    CliError::failure(format!("cannot write `{}`: {e}", args.path.display()), None)
+                })?;
+                return Ok(0);
+            }
+            Ok(None) => return Ok(1),
+            Err(e) => log::debug!("the WAL feed did not answer: {e}"),
+        }
+    }
     let prefetched = prefetch_dir(cluster);
     if recovering && wal_name.kind == WalKind::Segment && prefetched.join(&wal_name.name).is_file()
     {
@@ -451,21 +465,18 @@ fn names_after(after: &WalName, count: u64, segment_size: u64) -> Vec<WalName> {
     let Some(first) = after.segno(segment_size) else {
         return Vec::new();
     };
-    let per_log = 0x1_0000_0000 / segment_size;
     (first + 1..=first + count)
-        .filter_map(|n| {
-            WalName::parse(&format!(
-                "{:08X}{:08X}{:08X}",
-                after.timeline,
-                n / per_log,
-                n % per_log
-            ))
-        })
+        .filter_map(|n| WalName::parse(&wal::segment_name(after.timeline, n, segment_size)))
         .collect()
 }
 
 /// One archived WAL file, opened; `None` if it is not archived.
-fn get(repo: &Repo, key: &SideKey, cluster: u64, w: &WalName) -> CliResult<Option<Vec<u8>>> {
+pub(super) fn get(
+    repo: &Repo,
+    key: &SideKey,
+    cluster: u64,
+    w: &WalName,
+) -> CliResult<Option<Vec<u8>>> {
     let rel = object_name(cluster, w);
     let Some(sealed) = repo
         .side()

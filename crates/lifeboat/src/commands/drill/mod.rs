@@ -314,6 +314,7 @@ impl Drill<'_> {
                 rules: self.rules.clone(),
                 dir: None,
                 plan: None,
+                feed: None,
                 server: None,
                 point: None,
             };

@@ -17,7 +17,10 @@ use super::{
     postgres::{check_database, database_rule},
 };
 use crate::{
-    commands::pitr::{self, PitrPlan},
+    commands::{
+        pitr::{self, PitrPlan},
+        wal_feed::WalFeed,
+    },
     output,
 };
 
@@ -29,6 +32,8 @@ pub(super) struct PhysicalRehearsal {
     pub rules: Vec<CheckConfig>,
     pub dir: Option<tempfile::TempDir>,
     pub plan: Option<PitrPlan>,
+    /// Fetches the plan's WAL ahead while the files are restored, then serves recovery.
+    pub feed: Option<WalFeed>,
     pub server: Option<Target>,
     pub point: Option<RecoveredPoint>,
 }
@@ -66,6 +71,7 @@ impl Rehearsal for PhysicalRehearsal {
         )
         .await
         .map_err(|e| e.message)?;
+        self.feed = pitr::feed(&self.repo, &plan).await.map_err(|e| e.message)?;
         pitr::materialize(
             &self.repo,
             &self.target,
@@ -92,9 +98,10 @@ impl Rehearsal for PhysicalRehearsal {
         let data = self.data()?;
         let plan = self.plan.as_ref().ok_or("nothing restored")?;
         let port = lifeboat_postgres::cluster::free_port().map_err(|e| e.to_string())?;
-        let (_, point, server) = pitr::start_and_wait(&self.cfg, &self.target, plan, &data, port)
-            .await
-            .map_err(|e| e.message)?;
+        let (_, point, server) =
+            pitr::start_and_wait(&self.cfg, &self.target, plan, &data, port, self.feed.take())
+                .await
+                .map_err(|e| e.message)?;
         let text = format!(
             "{} on timeline {} at LSN {}; last replayed commit {}",
             point.state,
