@@ -146,20 +146,33 @@ async fn push(ctx: &Context, args: WalPushArgs) -> CliResult<i32> {
         return Ok(0);
     }
     let (repo, key) = open(ctx, &config).await?;
-    let ahead = ready_besides(&file, &wal_name.name);
     let (r, k, sp) = (repo.clone(), key.clone(), spool.clone());
     tokio::task::spawn_blocking(move || -> CliResult<()> {
         push_one(&r, &k, cluster, &wal_name, &bytes)?;
         sp.record(&wal_name.name, &bytes, identity.as_deref());
-        look_ahead(&r, &k, &sp, cluster, &ahead);
+        // The key is derived now: push what else is ready, and what became ready meanwhile.
+        let mut seen = std::collections::HashSet::from([file.clone()]);
+        let started = std::time::Instant::now();
+        while seen.len() <= LOOK_AHEAD && started.elapsed() < LOOK_AHEAD_TIME {
+            let mut ahead = ready_besides(&file, &wal_name.name);
+            ahead.retain(|f| !seen.contains(f));
+            ahead.truncate(LOOK_AHEAD + 1 - seen.len());
+            if ahead.is_empty() {
+                break;
+            }
+            look_ahead(&r, &k, &sp, cluster, &ahead);
+            seen.extend(ahead);
+        }
         Ok(())
     })
     .await??;
     Ok(0)
 }
 
-/// How many other `.ready` files one call pushes ahead of the archiver.
-const LOOK_AHEAD: usize = 64;
+/// How many other `.ready` files one call pushes ahead of the archiver, at most.
+const LOOK_AHEAD: usize = 256;
+/// After this long, a call stops looking for more `.ready` files and returns.
+const LOOK_AHEAD_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The other WAL files PostgreSQL marked ready to archive, oldest first.
 fn ready_besides(file: &Path, name: &str) -> Vec<PathBuf> {
@@ -176,7 +189,6 @@ fn ready_besides(file: &Path, name: &str) -> Vec<PathBuf> {
         })
         .unwrap_or_default();
     ready.sort();
-    ready.truncate(LOOK_AHEAD);
     ready
 }
 

@@ -32,6 +32,8 @@ use super::wal::{PREFETCH_DIR, get};
 pub const FEED_SOCKET: &str = "feed.sock";
 /// At most this many bytes of segments are held ahead of recovery.
 const WINDOW_BYTES: u64 = 256 << 20;
+/// Segments fetched before the server starts: the files being restored need the cores.
+const FIRST_WINDOW: u64 = 2;
 /// Threads fetching ahead.
 const WORKERS: usize = 2;
 
@@ -40,6 +42,8 @@ const WORKERS: usize = 2;
 struct Ahead {
     /// Timeline and segment number of the segment recovery asked for last.
     at: (u32, u64),
+    /// How many segments after `at` are fetched ahead.
+    window: u64,
     ready: HashMap<String, Vec<u8>>,
     fetching: HashSet<String>,
     /// Could not be fetched ahead; a request fetches it itself (and reports the error).
@@ -54,7 +58,6 @@ struct Shared {
     /// Segment names the archive listed when the restore was planned.
     archived: HashSet<String>,
     segment_size: u64,
-    window: u64,
     ahead: Mutex<Ahead>,
     changed: Condvar,
 }
@@ -67,7 +70,8 @@ pub struct WalFeed {
 }
 
 impl WalFeed {
-    /// Start fetching the segments from `start` on (those in `archived`) in the background.
+    /// Start fetching the segments from `start` on (those in `archived`) in the background:
+    /// the first few now, a full window once the server can ask for them.
     pub fn start(
         repo: Arc<Repo>,
         key: SideKey,
@@ -86,9 +90,9 @@ impl WalFeed {
             cluster,
             archived: archived.into_iter().collect(),
             segment_size,
-            window: (WINDOW_BYTES / segment_size).max(2),
             ahead: Mutex::new(Ahead {
                 at,
+                window: FIRST_WINDOW,
                 ..Ahead::default()
             }),
             changed: Condvar::new(),
@@ -119,6 +123,9 @@ impl WalFeed {
         self.threads
             .push(std::thread::spawn(move || s.accept(&listener)));
         self.socket = Some(path);
+        let s = &self.shared;
+        s.lock().window = (WINDOW_BYTES / s.segment_size).max(FIRST_WINDOW);
+        s.changed.notify_all();
         Ok(())
     }
 }
@@ -152,7 +159,7 @@ impl Shared {
     /// fetched or being fetched.
     fn wanted(&self, a: &Ahead) -> Option<WalName> {
         let (timeline, at) = a.at;
-        (at + 1..=at + self.window)
+        (at + 1..=at + a.window)
             .map(|n| self.name(timeline, n))
             .find(|n| {
                 self.archived.contains(n)
