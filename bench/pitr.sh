@@ -10,7 +10,8 @@
 # drained by lifeboat, and a second backlog by pgBackRest; (2) first base backups: lifeboat,
 # `pgbackrest --type=full`, `pg_basebackup -Ft -Xnone`; (3) `pgbench -T 60`, second backups
 # (lifeboat, `pgbackrest --type=incr`); (4) restore + recovery from the first backups to a
-# moment 30 s into the pgbench run (both replay the same WAL), server started and promoted.
+# moment 30 s into the pgbench run (both replay the same WAL), server started and promoted,
+# in $ROUNDS rounds (default 5).
 # Prints a Markdown report on stdout.
 source "$(dirname "$0")/lib.sh"
 
@@ -79,19 +80,32 @@ wait_promoted() { # PORT
   until [ "$("$PGBIN/psql" -X -At -h 127.0.0.1 -p "$1" -U postgres -d postgres -c 'SELECT NOT pg_is_in_recovery()' 2>/dev/null)" = "t" ]; do sleep 0.1; done
 }
 RPORT1=$((PORT + 1)); RPORT2=$((PORT + 2))
-sync; s=$(now)
-"$WORK/lifeboat" -q -c "$WORK/lb/lifeboat.toml" restore db --snapshot "$FIRST_LB" --to-dir "$WORK/r-lb" \
-  --time "$TARGET" --start --port "$RPORT1" --no-archive >/dev/null
-T_LB=$(elapsed "$s")
-as_pg "$PGBIN/pg_ctl" -D "$WORK/r-lb" -m immediate stop >/dev/null
-mkdir -p "$WORK/r-pgbr"; chown postgres:postgres "$WORK/r-pgbr" 2>/dev/null || true
-sync; s=$(now)
-"${PGBR[@]}" restore --set="$FIRST_PGBR" --pg1-path="$WORK/r-pgbr" --type=time --target="$TARGET" \
-  --target-action=promote --archive-mode=off >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$WORK/r-pgbr" -l "$WORK/r-pgbr.log" -o "-p $RPORT2 -c unix_socket_directories=''" -w start >/dev/null
-wait_promoted "$RPORT2"
-T_PGBR=$(elapsed "$s")
-as_pg "$PGBIN/pg_ctl" -D "$WORK/r-pgbr" -m immediate stop >/dev/null
+restore_lb() {
+  rm -rf "$WORK/r-lb"; sync; local s; s=$(now)
+  "$WORK/lifeboat" -q -c "$WORK/lb/lifeboat.toml" restore db --snapshot "$FIRST_LB" --to-dir "$WORK/r-lb" \
+    --time "$TARGET" --start --port "$RPORT1" --no-archive >/dev/null
+  echo "$(elapsed "$s")" >> "$WORK/restore-lb"
+  as_pg "$PGBIN/pg_ctl" -D "$WORK/r-lb" -m immediate stop >/dev/null
+}
+restore_pgbr() {
+  rm -rf "$WORK/r-pgbr"; mkdir -p "$WORK/r-pgbr"; chown postgres:postgres "$WORK/r-pgbr" 2>/dev/null || true
+  sync; local s; s=$(now)
+  "${PGBR[@]}" restore --set="$FIRST_PGBR" --pg1-path="$WORK/r-pgbr" --type=time --target="$TARGET" \
+    --target-action=promote --archive-mode=off >/dev/null
+  as_pg "$PGBIN/pg_ctl" -D "$WORK/r-pgbr" -l "$WORK/r-pgbr.log" -o "-p $RPORT2 -c unix_socket_directories=''" -w start >/dev/null
+  wait_promoted "$RPORT2"
+  echo "$(elapsed "$s")" >> "$WORK/restore-pgbr"
+  as_pg "$PGBIN/pg_ctl" -D "$WORK/r-pgbr" -m immediate stop >/dev/null
+}
+# $ROUNDS rounds, alternating which tool goes first (the first round after the backups is
+# the slowest for both tools); the report shows medians.
+ROUNDS=${ROUNDS:-5}
+for round in $(seq "$ROUNDS"); do
+  if [ $((round % 2)) = 1 ]; then restore_lb; restore_pgbr; else restore_pgbr; restore_lb; fi
+done
+median() { sort -n "$1" | sed -n "$(( (ROUNDS + 1) / 2 ))p"; }
+rounds() { paste -sd, "$1" | sed 's/,/, /g'; }
+T_LB=$(median "$WORK/restore-lb"); T_PGBR=$(median "$WORK/restore-pgbr")
 
 # Report.
 col() { awk -F'\t' -v w="$1" -v c="$2" '$1 == w { print $c }' "$3"; }
@@ -107,10 +121,10 @@ echo "| archiving a backlog | segments | wall s | segments/s |"
 echo "| --- | ---: | ---: | ---: |"
 while IFS=$'\t' read -r what n secs; do echo "| $what | $n | $secs | $(ratio "$n" "$secs") |"; done < "$WORK/drain.tsv"
 echo
-echo "| restore + recovery to $TARGET (from the first backups), server promoted | wall s |"
-echo "| --- | ---: |"
-echo "| lifeboat restore --time --start | $T_LB |"
-echo "| pgbackrest restore --type=time + pg_ctl start | $T_PGBR |"
+echo "| restore + recovery to $TARGET (from the first backups), server promoted | median wall s | the $ROUNDS rounds (lifeboat first in odd rounds) |"
+echo "| --- | ---: | --- |"
+echo "| lifeboat restore --time --start | $T_LB | $(rounds "$WORK/restore-lb") |"
+echo "| pgbackrest restore --type=time + pg_ctl start | $T_PGBR | $(rounds "$WORK/restore-pgbr") |"
 echo
 lb1=$(col "lifeboat backup (first)" 2 "$WORK/backup.tsv"); br1=$(col "pgbackrest --type=full" 2 "$WORK/backup.tsv")
 lb2b=$(col "lifeboat backup (second)" 3 "$WORK/backup.tsv"); br2b=$(col "pgbackrest --type=incr" 3 "$WORK/backup.tsv")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what lifeboat's demo, tests and benchmarks need on Debian 12, if missing:
 # PostgreSQL (server and client tools), restic and pgBackRest (peers for interop tests and
-# benchmarks), Redis, Chromium (a test renders drill reports in it) and moto (an S3 server). Idempotent; needs
+# benchmarks), Redis, Chromium (a test renders drill reports in it), moto and s3s-fs (S3 servers). Idempotent; needs
 # root or sudo when something is missing.
 set -euo pipefail
 
@@ -20,6 +20,13 @@ if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
   echo "installing: moto[server] (PyPI)" >&2
   python3 -m pip install --quiet 'moto[server]==5.2.1' \
     || python3 -m pip install --quiet --break-system-packages 'moto[server]==5.2.1'
+fi
+
+# a second S3-protocol server, which checks request signatures (the wrong-credentials
+# test), from crates.io: about 5 minutes to build once
+if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
+  echo "installing: s3s-fs 0.14.1 (crates.io, about 5 minutes)" >&2
+  cargo install --quiet s3s-fs@0.14.1 --features binary --locked
 fi
 
 if [ ${#want[@]} -eq 0 ]; then

@@ -358,6 +358,7 @@ pub async fn wait_recovered(
     timeout: Duration,
 ) -> Result<RecoveredPoint, PgError> {
     let deadline = Instant::now() + timeout;
+    let mut watching = None;
     loop {
         if !server.data_dir.join("postmaster.pid").exists() {
             let log = std::fs::read_to_string(&server.log).unwrap_or_default();
@@ -372,8 +373,11 @@ pub async fn wait_recovered(
                 server.log.display()
             )));
         }
-        if let Ok(client) = target.connect().await {
-            let row = client
+        if watching.is_none() {
+            watching = target.connect().await.ok();
+        }
+        let polled = match &watching {
+            Some(client) => client
                 .query_one(
                     "SELECT pg_is_in_recovery(),
                             CASE WHEN pg_is_in_recovery()
@@ -384,7 +388,13 @@ pub async fn wait_recovered(
                     &[],
                 )
                 .await
-                .map_err(PgError::query("watch recovery"))?;
+                .ok(),
+            None => None,
+        };
+        if polled.is_none() {
+            watching = None; // (re)connect on the next round
+        }
+        if let Some(row) = polled {
             let in_recovery: bool = row.get(0);
             let pause: String = row.get(1);
             if !in_recovery || pause == "paused" {
@@ -402,7 +412,7 @@ pub async fn wait_recovered(
                 timeout.as_secs()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

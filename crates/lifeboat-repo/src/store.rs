@@ -240,6 +240,12 @@ pub(crate) fn tidy_opendal(text: &str) -> String {
             };
             format!(" ({}: {})", field("code"), field("message"))
         })
+        // A reply without a body (HEAD): its status says what the server meant.
+        .or_else(|| {
+            let at = text[ctx..].find("status: ")? + ctx + 8;
+            let status = text[at..].split([',', ' ', '}']).next()?;
+            Some(format!(" (HTTP {status})"))
+        })
         .unwrap_or_default();
     format!("{} `{path}`{s3}", &text[..ctx])
 }
@@ -564,5 +570,10 @@ mod tests {
             "Unexpected (persistent) at write `data/c7/c7` (InternalError: injected 503)"
         );
         assert_eq!(super::tidy_opendal("disk full"), "disk full");
+        let head = r#"PermissionDenied (persistent) at stat, context: { uri: http://127.0.0.1:1/b/repo/config, response: Parts { status: 403, version: HTTP/1.1, headers: {} }, service: s3, path: config }"#;
+        assert_eq!(
+            super::tidy_opendal(head),
+            "PermissionDenied (persistent) at stat `config` (HTTP 403)"
+        );
     }
 }

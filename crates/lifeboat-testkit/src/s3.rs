@@ -1,5 +1,7 @@
-//! A real S3-protocol server for tests (`moto[server]` from PyPI, in memory) on a free
-//! port, and a fault-injecting proxy to put between lifeboat and it.
+//! Real S3-protocol servers for tests on a free port — `moto[server]` from PyPI (in memory;
+//! create-only writes are atomic, but it accepts any credentials) and `s3s-fs` from
+//! crates.io (objects in a folder; it checks request signatures) — and a fault-injecting
+//! proxy to put between lifeboat and either.
 //!
 //! The proxy serves one request per connection (it answers `Connection: close`), so every
 //! request can meet its own fault: a 500/503 reply, a dropped connection, or a delay. Faults
@@ -9,6 +11,7 @@ use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader, Read, Write},
     net::{Shutdown, TcpListener, TcpStream},
+    path::Path,
     process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
@@ -21,13 +24,16 @@ use std::{
 pub const ACCESS_KEY: &str = "lifeboat-test-key";
 pub const SECRET_KEY: &str = "lifeboat-test-secret";
 
-/// A running moto S3 server; killed on drop.
+/// A running S3 server; killed on drop.
 pub struct S3Server {
     child: Child,
     port: u16,
+    /// s3s-fs's storage: a bucket is a folder in it.
+    folder: Option<tempfile::TempDir>,
 }
 
 impl S3Server {
+    /// moto, in memory.
     pub fn start() -> Self {
         let port = lifeboat_postgres::cluster::free_port().expect("free port");
         let child = Command::new("python3")
@@ -36,12 +42,46 @@ impl S3Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto (`python3 -m pip install 'moto[server]'`, or run scripts/install-deps.sh)");
+        Self::listening(child, port, None)
+    }
+
+    /// s3s-fs, which refuses requests not signed with [`ACCESS_KEY`] and [`SECRET_KEY`].
+    pub fn start_s3s_fs() -> Self {
+        let port = lifeboat_postgres::cluster::free_port().expect("free port");
+        let folder = tempfile::Builder::new()
+            .prefix("lifeboat-s3s-")
+            .tempdir()
+            .expect("s3s-fs folder");
+        let cargo_bin = std::env::var_os("CARGO_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+            .map(|c| c.join("bin/s3s-fs"))
+            .filter(|p| p.is_file());
+        let child = Command::new(cargo_bin.as_deref().unwrap_or(Path::new("s3s-fs")))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(folder.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start s3s-fs (`cargo install s3s-fs@0.14.1 --features binary --locked`, or run scripts/install-deps.sh)");
+        Self::listening(child, port, Some(folder))
+    }
+
+    fn listening(child: Child, port: u16, folder: Option<tempfile::TempDir>) -> Self {
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "the S3 server did not listen on {port}"
+            );
             thread::sleep(Duration::from_millis(100));
         }
-        Self { child, port }
+        Self {
+            child,
+            port,
+            folder,
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -60,6 +100,10 @@ impl S3Server {
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         );
+        if let Some(folder) = &self.folder {
+            std::fs::create_dir(folder.path().join(&name)).expect("create bucket");
+            return name;
+        }
         let status = http(self.port, "PUT", &format!("/{name}"));
         assert_eq!(status, 200, "create bucket {name}");
         name

@@ -1,5 +1,6 @@
-//! A repository on a real S3-protocol server (moto): locks between processes, transient and
-//! lasting faults injected by a proxy, and a lifeboat killed mid-backup.
+//! A repository on a real S3-protocol server (moto; s3s-fs where credentials must be
+//! checked): locks between processes, transient and lasting faults injected by a proxy,
+//! wrong credentials, and a lifeboat killed mid-backup.
 
 use std::{
     process::{Child, Stdio},
@@ -293,6 +294,83 @@ fn a_failing_listing_stops_prune_instead_of_deleting_data() {
     let run = ws.run(&["restore", "d", "--to-dir", out.to_str().unwrap()]);
     run.expect_code(0);
     assert!(run.stdout.contains("2 of 2 verified"), "{}", run.stdout);
+}
+
+/// Against a server that checks signatures (s3s-fs; moto accepts any key): wrong
+/// credentials are refused at once — one request, no retries — with the server's reason
+/// and a hint, for the repository and for a bucket target's own credentials; the failed
+/// backup leaves no snapshot. With the right credentials the same repository works end to
+/// end on this second S3 implementation.
+#[test]
+fn wrong_credentials_are_refused_at_once_by_a_server_that_checks_them() {
+    let s3 = S3Server::start_s3s_fs();
+    let (bucket, media) = (s3.bucket(), s3.bucket());
+    let proxy = FaultProxy::start(s3.port());
+    let ws = Workspace::s3(BIN, &proxy.endpoint(), &bucket);
+    let data = ws.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let body: String = (0..50_000).map(|j| format!("{j}\n")).collect();
+    std::fs::write(data.join("f"), body).unwrap();
+    ws.write_config(&format!(
+        "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n\n[targets.media]\nkind = \"bucket\"\nurl = \"s3://{media}\"\nendpoint = \"{}\"\naccess-key-id-env = \"MEDIA_KEY\"\nsecret-access-key-env = \"MEDIA_SECRET\"\n",
+        data.display(),
+        proxy.endpoint()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup", "d"]).expect_code(0);
+    ws.run(&["check", "--read-data"]).expect_code(0);
+    let out = ws.path().join("out");
+    let run = ws.run(&["restore", "d", "--to-dir", out.to_str().unwrap()]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("1 of 1 verified"), "{}", run.stdout);
+
+    let wrong_secret = [
+        ("AWS_ACCESS_KEY_ID", lifeboat_testkit::s3::ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", "not-the-secret"),
+    ];
+    let unknown_key = [
+        ("AWS_ACCESS_KEY_ID", "nobody"),
+        ("AWS_SECRET_ACCESS_KEY", lifeboat_testkit::s3::SECRET_KEY),
+    ];
+    for env in [wrong_secret, unknown_key] {
+        let before = proxy.counts().0;
+        let run = ws.run_env(&["snapshots"], &env);
+        run.expect_code(1);
+        assert!(
+            run.stderr.contains("PermissionDenied"),
+            "{env:?}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("credentials"),
+            "{env:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("not-the-secret"), "{}", run.stderr);
+        assert_eq!(proxy.counts().0 - before, 1, "{env:?}: retried");
+    }
+
+    // The repository's credentials are right, the bucket's are not.
+    let before = proxy.counts().0;
+    let run = ws.run_env(
+        &["backup", "media"],
+        &[("MEDIA_KEY", "nobody"), ("MEDIA_SECRET", "not-the-secret")],
+    );
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains(&format!("bucket `s3://{media}/`: PermissionDenied")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("credentials"), "{}", run.stderr);
+    assert!(!run.stderr.contains("not-the-secret"), "{}", run.stderr);
+    assert!(
+        proxy.counts().0 - before < 10,
+        "{} requests: retried?",
+        proxy.counts().0 - before
+    );
+    assert_eq!(snapshot_count(&ws), 1, "the failed backup left a snapshot");
 }
 
 /// SIGKILL in the middle of a backup: the repository stays consistent (`check` accepts it),

@@ -89,10 +89,10 @@ pub async fn backup(
 ) -> CliResult<(SnapshotInfo, Vec<u8>)> {
     let loc = target.bucket_location(name)?;
     let url = loc.url();
-    let source = Bucket::open(&loc)?;
+    let source = Bucket::open(&loc).map_err(bucket_err)?;
     let (r, n, b, u) = (repo.clone(), name.to_string(), source.clone(), url.clone());
     let (listed, prev, heads) = tokio::task::spawn_blocking(move || -> CliResult<_> {
-        let listed = b.list()?;
+        let listed = b.list().map_err(bucket_err)?;
         let snaps = r.snapshots(Some(&n))?;
         let prev = previous(&snaps, &u);
         let old: HashMap<&str, &ObjectRecord> = prev
@@ -104,7 +104,10 @@ pub async fn backup(
             Some(p) if unchanged(p, o) => Ok(None),
             _ => b.head(&o.key).map(Some),
         });
-        let heads: Vec<_> = heads.into_iter().collect::<Result<_, _>>()?;
+        let heads: Vec<_> = heads
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(bucket_err)?;
         Ok((listed, prev, heads))
     })
     .await??;
@@ -182,6 +185,11 @@ pub async fn backup(
     store_with_parent(repo, name, "bucket", emergency, entries, produce, parent).await
 }
 
+/// An error of the bucket backed up or restored into (not of the repository).
+fn bucket_err(e: lifeboat_repo::StoreError) -> CliError {
+    CliError::failure(format!("bucket {e}"), e.hint())
+}
+
 /// The listing shows the same object as the record: same size, ETag and last-modified.
 fn unchanged(old: &ObjectRecord, now: &Listed) -> bool {
     old.bytes == now.size && old.etag == now.etag && old.last_modified == now.last_modified
@@ -228,10 +236,12 @@ pub async fn restore(
         dest_cfg.url = Some(to.clone());
     }
     let dest_loc = dest_cfg.bucket_location(name)?;
-    let dest = Bucket::open(&dest_loc)?;
+    let dest = Bucket::open(&dest_loc).map_err(bucket_err)?;
     let keys: Vec<String> = selected.iter().map(|o| o.key.clone()).collect();
     let d = dest.clone();
-    let existing = tokio::task::spawn_blocking(move || d.existing(&keys)).await??;
+    let existing = tokio::task::spawn_blocking(move || d.existing(&keys))
+        .await?
+        .map_err(bucket_err)?;
     let overwrites = !existing.is_empty();
     let total: u64 = selected.iter().map(|o| o.bytes).sum();
     let mut steps = Vec::new();

@@ -561,6 +561,9 @@ fn forget_prefetched_before(dir: &Path, served: &WalName, segment_size: u64) {
 }
 
 /// Write to a temporary name beside `path`, then rename: the server never sees half a file.
+/// No fsync: a restored file is the server's to make durable (it fsyncs what it keeps,
+/// and a recovery that crashes fetches again), and one fsync per 16 MiB segment sits on
+/// the path of every replayed segment.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
@@ -570,7 +573,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .prefix(".lifeboat-fetch-")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
