@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark: a repository on an S3 server (moto, in memory, on this machine), lifeboat
-# against restic and rclone on the same data in one run.
+# Benchmark: a repository on an S3 server on this machine (moto, in memory, by default;
+# S3_SERVER=s3s-fs for s3s-fs, objects in a folder), lifeboat against restic and rclone on
+# the same data in one run.
 #
 #   1. a database dump: `lifeboat backup` of a PostgreSQL target (pg_dump streamed into the
 #      repository) vs `pg_dump | restic backup --stdin`; restore: `lifeboat restore` into a
@@ -12,6 +13,7 @@
 #
 #   bench/s3.sh                                    # pgbench scale 100 (~1 GB dump), 10k x 100 KiB
 #   DB_SCALE=10 OBJECTS=1000 bench/s3.sh           # a quick run
+#   S3_SERVER=s3s-fs bench/s3.sh                   # against s3s-fs (a Rust server) instead
 #
 # Prints a Markdown report on stdout (copy it into docs/benchmarks.md).
 source "$(dirname "$0")/lib.sh"
@@ -22,21 +24,33 @@ OBJECT_KIB=${OBJECT_KIB:-100}
 WORK=${WORK:-/tmp/lifeboat-bench-s3}
 PORT=${PORT:-55442}
 S3PORT=${S3PORT:-55443}
+S3_SERVER=${S3_SERVER:-moto}
 
 build_lifeboat
 bash "$ROOT/scripts/install-deps.sh"
 command -v rclone >/dev/null || { echo "installing rclone" >&2; apt-get install -y -qq rclone >/dev/null; }
 
 rm -rf "$WORK"; mkdir -p "$WORK"
-python3 -m moto.server -H 127.0.0.1 -p "$S3PORT" > "$WORK/moto.log" 2>&1 &
-MOTO=$!
-trap 'stop_cluster "$WORK/pg"; kill $MOTO 2>/dev/null || true; remove_work' EXIT
+BUCKETS=(lbrepo resticrepo media rclonedst lbrestore)
+case "$S3_SERVER" in
+  moto)
+    python3 -m moto.server -H 127.0.0.1 -p "$S3PORT" > "$WORK/s3.log" 2>&1 &
+    SERVER_TEXT="moto $(python3 -m pip show moto 2>/dev/null | awk '/^Version/ { print $2 }') (S3 in memory, same machine)" ;;
+  s3s-fs)
+    for b in "${BUCKETS[@]}"; do mkdir -p "$WORK/s3s/$b"; done
+    PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin" s3s-fs --host 127.0.0.1 --port "$S3PORT" \
+      --access-key bench --secret-key bench "$WORK/s3s" > "$WORK/s3.log" 2>&1 &
+    SERVER_TEXT="s3s-fs 0.14.1 (S3 in Rust, objects in a folder on the same disk)" ;;
+  *) echo "S3_SERVER is moto or s3s-fs" >&2; exit 2 ;;
+esac
+S3PID=$!
+trap 'stop_cluster "$WORK/pg"; kill $S3PID 2>/dev/null || true; remove_work' EXIT
 start_cluster "$WORK/pg" "$PORT"
 until curl -s -o /dev/null "http://127.0.0.1:$S3PORT/"; do sleep 0.2; done
 ENDPOINT="http://127.0.0.1:$S3PORT"
-for b in lbrepo resticrepo media rclonedst lbrestore; do
-  curl -s -o /dev/null -X PUT "$ENDPOINT/$b"
-done
+if [ "$S3_SERVER" = moto ]; then
+  for b in "${BUCKETS[@]}"; do curl -s -o /dev/null -X PUT "$ENDPOINT/$b"; done
+fi
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
 # rclone 1.60 fails on a custom CA bundle ("HTTPClient's transport unsupported type");
 # the server here is plain HTTP.
@@ -112,9 +126,9 @@ RESTIC_BK_R=$(t restic restore latest --target "$WORK/restic-restore")
 RCLONE_BK_R=$(t rclone copy --transfers 8 moto:rclonedst "$WORK/rclone-restore")
 
 cat <<MD
-### S3 repository (bench/s3.sh), $(date -u +%Y-%m-%d)
+### S3 repository on $S3_SERVER (bench/s3.sh), $(date -u +%Y-%m-%d)
 
-Machine: $(machine), rclone $(rclone version | awk 'NR==1 { print $2 }'), moto $(python3 -m pip show moto 2>/dev/null | awk '/^Version/ { print $2 }') (S3 in memory, same machine).
+Machine: $(machine), rclone $(rclone version | awk 'NR==1 { print $2 }'), $SERVER_TEXT.
 Database: pgbench scale $DB_SCALE, \`pg_dump -Fc -Z0\` of $(mib "$DUMP_BYTES") MiB. Bucket: $OBJECTS objects of $OBJECT_KIB KiB (random, $(mib "$BUCKET_BYTES") MiB).
 
 | what | lifeboat | restic | rclone | lifeboat ÷ restic throughput |

@@ -9,16 +9,17 @@
 //! metadata, hashed on the way.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     io::{self, Read, Write},
     path::PathBuf,
+    sync::{Arc, Condvar, Mutex, MutexGuard},
 };
 
 use opendal::Operator;
 
 use crate::{
     source::{Content, SourceEntry},
-    store::{StoreError, block},
+    store::{StoreError, block, runtime},
 };
 
 /// One object as a listing shows it.
@@ -109,6 +110,7 @@ impl Bucket {
             pos: 0,
             buf: Vec::new(),
             at: 0,
+            ahead: None,
         }
     }
 
@@ -167,10 +169,20 @@ pub struct ObjectReader {
     pos: u64,
     buf: Vec<u8>,
     at: usize,
+    /// Where a small object may have been fetched already, and its place in the order.
+    ahead: Option<(Arc<AheadHandle>, usize)>,
 }
 
 impl Read for ObjectReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some((ahead, i)) = self.ahead.take()
+            && let Some(bytes) = ahead.0.take(i)
+            && bytes.len() as u64 == self.size
+        {
+            self.pos = self.size;
+            self.buf = bytes;
+            self.at = 0;
+        }
         if self.at == self.buf.len() {
             if self.pos >= self.size {
                 return Ok(0);
@@ -283,21 +295,159 @@ fn etag_time(etag: &str) -> jiff::Timestamp {
 
 /// Snapshot entries for `objects` below `root`, sorted by path (the archiver makes the
 /// folders), each with the index of its object; the node of each has the object's size,
-/// last-modified and ETag.
-pub fn entries(bucket: &Bucket, root: &str, objects: &[Listed]) -> Vec<(usize, SourceEntry)> {
-    let mut by_path: BTreeMap<PathBuf, (usize, SourceEntry)> = BTreeMap::new();
+/// last-modified and ETag. The objects `read(i)` says will be read, and that fit in one
+/// part, are fetched ahead of the archiver, several at a time (see [`ReadAhead`]).
+pub fn entries(
+    bucket: &Bucket,
+    root: &str,
+    objects: &[Listed],
+    read: impl Fn(usize) -> bool,
+) -> Vec<(usize, SourceEntry)> {
+    let mut by_path: BTreeMap<PathBuf, usize> = BTreeMap::new();
     for (i, o) in objects.iter().enumerate() {
-        let path = PathBuf::from(object_path(root, &o.key));
-        let (mut entry, _) = SourceEntry::new(
-            &path,
-            Content::Stream(Box::new(bucket.reader(&o.key, o.size))),
-        );
-        entry.meta.size = o.size;
-        entry.meta.mtime = o.last_modified.parse().ok();
-        entry.meta.ctime = Some(etag_time(&o.etag));
-        by_path.insert(path, (i, entry));
+        by_path.insert(PathBuf::from(object_path(root, &o.key)), i);
     }
-    by_path.into_values().collect()
+    let small: Vec<(PathBuf, usize)> = by_path
+        .iter()
+        .filter(|&(_, &i)| read(i) && objects[i].size <= PART)
+        .map(|(p, &i)| (p.clone(), i))
+        .collect();
+    let ahead = Arc::new(AheadHandle(Arc::new(ReadAhead {
+        op: bucket.op.clone(),
+        order: small
+            .iter()
+            .map(|(_, i)| (objects[*i].key.clone(), objects[*i].size))
+            .collect(),
+        state: Mutex::new(AheadState::default()),
+        changed: Condvar::new(),
+    })));
+    let place: HashMap<PathBuf, usize> = small
+        .into_iter()
+        .enumerate()
+        .map(|(n, (p, _))| (p, n))
+        .collect();
+    by_path
+        .into_iter()
+        .map(|(path, i)| {
+            let o = &objects[i];
+            let mut reader = bucket.reader(&o.key, o.size);
+            reader.ahead = place.get(&path).map(|&n| (ahead.clone(), n));
+            let (mut entry, _) = SourceEntry::new(&path, Content::Stream(Box::new(reader)));
+            entry.meta.size = o.size;
+            entry.meta.mtime = o.last_modified.parse().ok();
+            entry.meta.ctime = Some(etag_time(&o.etag));
+            (i, entry)
+        })
+        .collect()
+}
+
+/// Small objects fetched ahead of the archiver, which reads its entries one or two at a
+/// time: one GET after another spends most of its time waiting for the server (s3s-fs
+/// even sends the last bytes of each reply only after the client's delayed ACK, 40 ms).
+/// Up to [`AHEAD_REQUESTS`] GETs run at once, at most [`AHEAD_OBJECTS`] objects and
+/// [`AHEAD_BYTES`] ahead of the last one read; a reader whose object was not fetched (or
+/// failed) reads it itself.
+struct ReadAhead {
+    op: Operator,
+    /// Key and size of each object to fetch, in the order the archiver reads them.
+    order: Vec<(String, u64)>,
+    state: Mutex<AheadState>,
+    changed: Condvar,
+}
+
+const AHEAD_REQUESTS: usize = 16;
+const AHEAD_OBJECTS: usize = 256;
+const AHEAD_BYTES: u64 = 64 << 20;
+
+#[derive(Default)]
+struct AheadState {
+    /// The next object to fetch.
+    next: usize,
+    /// The furthest object read so far.
+    read: usize,
+    fetching: HashSet<usize>,
+    ready: HashMap<usize, Vec<u8>>,
+    bytes: u64,
+    stopped: bool,
+}
+
+/// Held by the readers: when the last is gone (the backup ended or failed), no more
+/// objects are fetched.
+struct AheadHandle(Arc<ReadAhead>);
+
+impl Drop for AheadHandle {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.stopped = true;
+        s.ready.clear();
+    }
+}
+
+impl ReadAhead {
+    fn lock(&self) -> MutexGuard<'_, AheadState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start the fetches the window allows.
+    fn fill(self: &Arc<Self>, s: &mut AheadState) {
+        while !s.stopped
+            && s.next < self.order.len()
+            && s.next < s.read + AHEAD_OBJECTS
+            && s.fetching.len() < AHEAD_REQUESTS
+            && s.bytes < AHEAD_BYTES
+        {
+            let i = s.next;
+            s.next += 1;
+            s.fetching.insert(i);
+            let (me, op, key) = (self.clone(), self.op.clone(), self.order[i].0.clone());
+            runtime().spawn(async move {
+                let got = op.read(&key).await.map(|b| b.to_vec());
+                let mut s = me.lock();
+                s.fetching.remove(&i);
+                if let Ok(bytes) = got
+                    && !s.stopped
+                    && i >= s.read
+                {
+                    s.bytes += bytes.len() as u64;
+                    s.ready.insert(i, bytes);
+                }
+                me.fill(&mut s);
+                me.changed.notify_all();
+            });
+        }
+    }
+
+    /// Object `i`'s bytes, if fetched (waiting while its GET runs).
+    fn take(self: &Arc<Self>, i: usize) -> Option<Vec<u8>> {
+        let mut s = self.lock();
+        s.read = s.read.max(i);
+        // Fetched but passed over (the archiver linked it from the parent after all).
+        let behind: Vec<usize> = s
+            .ready
+            .keys()
+            .copied()
+            .filter(|&n| n + AHEAD_REQUESTS < s.read)
+            .collect();
+        for n in behind {
+            let b = s.ready.remove(&n).map_or(0, |b| b.len() as u64);
+            s.bytes -= b;
+        }
+        if s.next <= i {
+            s.next = i + 1; // read directly; the window starts after it
+        }
+        self.fill(&mut s);
+        loop {
+            if let Some(bytes) = s.ready.remove(&i) {
+                s.bytes -= bytes.len() as u64;
+                self.fill(&mut s);
+                return Some(bytes);
+            }
+            if !s.fetching.contains(&i) {
+                return None;
+            }
+            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 #[cfg(test)]

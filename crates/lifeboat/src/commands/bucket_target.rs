@@ -112,7 +112,8 @@ pub async fn backup(
     })
     .await??;
     let root = format!("{name}/bucket");
-    let with_index = bucket::entries(&source, &root, &listed);
+    // What the parent cannot give is read: changed objects (those with a fresh HEAD).
+    let with_index = bucket::entries(&source, &root, &listed, |i| heads[i].is_some());
     let mut stats: Vec<Option<Arc<StreamStat>>> = vec![None; listed.len()];
     let mut paths: Vec<String> = vec![String::new(); listed.len()];
     let mut entries = Vec::with_capacity(with_index.len());
