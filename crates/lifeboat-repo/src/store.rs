@@ -69,6 +69,9 @@ impl StoreError {
             {
                 Some("check the S3 credentials (`access-key-id-env`, `secret-access-key-env` or `AWS_*`) and the bucket policy".into())
             }
+            Self::S3 { message, .. } if message.contains("signing credential") => Some(
+                "no S3 credentials were found: set `access-key-id-env` and `secret-access-key-env` in the config, or `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (on EC2, an instance role)".into(),
+            ),
             Self::S3 { permanent: false, .. } => Some(
                 "the S3 server kept failing after retries: check that it is reachable, then run the command again".into(),
             ),
@@ -562,6 +565,18 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn missing_credentials_get_their_own_hint() {
+        let e = super::StoreError::S3 {
+            path: "s3://b/repo/config".into(),
+            message: "Unexpected (persistent) at stat `config`: failed to load signing credential"
+                .into(),
+            permanent: false,
+        };
+        let hint = e.hint().unwrap();
+        assert!(hint.starts_with("no S3 credentials were found"), "{hint}");
+    }
+
     #[test]
     fn opendal_errors_are_shortened() {
         let raw = r#"Unexpected (persistent) at write, context: { uri: http://127.0.0.1:1/b/repo/data/c7/c7, response: Parts { status: 503, headers: {"connection": "close"} }, service: s3, path: data/c7/c7, written: 241447 } => S3Error { code: "InternalError", message: "injected 503", resource: "", request_id: "" }"#;

@@ -11,9 +11,11 @@ impl log::Log for StderrLogger {
     fn enabled(&self, m: &log::Metadata) -> bool {
         // rustic_core logs chatty progress at info; ours is what matters. opendal warns on
         // every expected miss (a stat of an object that is not there) and every retried S3
-        // call: shown with `-v`.
+        // call, reqsign on every credential source it tries and finds empty (the error
+        // that follows says what is missing): shown with `-v`.
         let ours = m.target().starts_with("lifeboat");
-        if m.target().starts_with("opendal") && self.level < log::LevelFilter::Info {
+        let s3_chatter = m.target().starts_with("opendal") || m.target().starts_with("reqsign");
+        if s3_chatter && self.level < log::LevelFilter::Info {
             return false;
         }
         m.level() <= self.level

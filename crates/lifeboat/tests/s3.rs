@@ -298,8 +298,8 @@ fn a_failing_listing_stops_prune_instead_of_deleting_data() {
 
 /// Against a server that checks signatures (s3s-fs; moto accepts any key): wrong
 /// credentials are refused at once — one request, no retries — with the server's reason
-/// and a hint, for the repository and for a bucket target's own credentials; the failed
-/// backup leaves no snapshot. With the right credentials the same repository works end to
+/// and a hint, for the repository and for a bucket target's own credentials; missing ones
+/// before any request; the failed backup leaves no snapshot. With the right credentials the same repository works end to
 /// end on this second S3 implementation.
 #[test]
 fn wrong_credentials_are_refused_at_once_by_a_server_that_checks_them() {
@@ -349,6 +349,24 @@ fn wrong_credentials_are_refused_at_once_by_a_server_that_checks_them() {
         assert!(!run.stderr.contains("not-the-secret"), "{}", run.stderr);
         assert_eq!(proxy.counts().0 - before, 1, "{env:?}: retried");
     }
+
+    // No credentials anywhere: refused before any request, with a hint saying where to set
+    // them. (HOME points at the workspace so no ~/.aws file is found; no instance metadata.)
+    let before = proxy.counts().0;
+    let mut none = ws.command(&["snapshots"]);
+    none.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("HOME", ws.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let run = lifeboat_testkit::Run::from(none.output().unwrap());
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("hint: no S3 credentials were found"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    assert_eq!(proxy.counts().0, before, "a request without credentials");
 
     // The repository's credentials are right, the bucket's are not.
     let before = proxy.counts().0;
