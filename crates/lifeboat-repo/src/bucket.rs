@@ -85,19 +85,10 @@ impl Bucket {
     }
 
     /// Content type and user metadata of `key` (a HEAD request).
-    pub fn head(
-        &self,
-        key: &str,
-    ) -> Result<(Option<String>, BTreeMap<String, String>), StoreError> {
+    pub fn head(&self, key: &str) -> Result<Head, StoreError> {
         let (op, k) = (self.op.clone(), key.to_string());
         let m = block(async move { op.stat(&k).await }).map_err(|e| err(&self.url, key, e))?;
-        let meta = m
-            .user_metadata()
-            .map(|h: &HashMap<String, String>| {
-                h.iter().map(|(a, b)| (a.clone(), b.clone())).collect()
-            })
-            .unwrap_or_default();
-        Ok((m.content_type().map(str::to_string), meta))
+        Ok(Head::of(&m))
     }
 
     /// A reader of `key` that fetches `PART`-sized ranges as it goes.
@@ -111,6 +102,7 @@ impl Bucket {
             buf: Vec::new(),
             at: 0,
             ahead: None,
+            seen: None,
         }
     }
 
@@ -155,9 +147,66 @@ impl Bucket {
             inner: Some(w),
             url: self.url.clone(),
             key: key.to_string(),
-            buf: Vec::with_capacity(PART as usize),
+            // Grows to a part at most: most objects are small.
+            buf: Vec::new(),
         })
     }
+}
+
+/// An object's content type and user metadata, as a HEAD or a GET reply shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Head {
+    pub content_type: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Head {
+    fn of(m: &opendal::Metadata) -> Self {
+        Self {
+            content_type: m.content_type().map(str::to_string),
+            metadata: m
+                .user_metadata()
+                .map(|h: &HashMap<String, String>| {
+                    h.iter().map(|(a, b)| (a.clone(), b.clone())).collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The [`Head`]s that reading objects showed, by index: a backup needs no HEAD request for
+/// an object it read.
+#[derive(Default)]
+pub struct Seen(Mutex<HashMap<usize, Head>>);
+
+impl Seen {
+    fn put(&self, i: usize, head: Head) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(i, head);
+    }
+
+    /// What reading object `i` showed, if it was read.
+    pub fn take(&self, i: usize) -> Option<Head> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&i)
+    }
+}
+
+/// One GET of `range` of `key` (`None`: all of it, without a `Range` header), with the
+/// object's [`Head`] from the reply.
+async fn get(
+    op: &Operator,
+    key: &str,
+    range: Option<std::ops::Range<u64>>,
+) -> opendal::Result<(Vec<u8>, Option<Head>)> {
+    let reader = op.reader(key).await?;
+    let bytes = match range {
+        Some(r) => reader.read(r).await?,
+        None => reader.read(..).await?,
+    }
+    .to_vec();
+    Ok((bytes, reader.metadata().map(Head::of)))
 }
 
 /// Reads an object in ranges.
@@ -171,17 +220,20 @@ pub struct ObjectReader {
     at: usize,
     /// Where a small object may have been fetched already, and its place in the order.
     ahead: Option<(Arc<AheadHandle>, usize)>,
+    /// Where to leave the object's [`Head`] once a reply showed it, under this index.
+    seen: Option<(Arc<Seen>, usize)>,
 }
 
 impl Read for ObjectReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if let Some((ahead, i)) = self.ahead.take()
-            && let Some(bytes) = ahead.0.take(i)
+            && let Some((bytes, head)) = ahead.0.take(i)
             && bytes.len() as u64 == self.size
         {
             self.pos = self.size;
             self.buf = bytes;
             self.at = 0;
+            self.saw(head);
         }
         if self.at == self.buf.len() {
             if self.pos >= self.size {
@@ -189,9 +241,9 @@ impl Read for ObjectReader {
             }
             let end = (self.pos + PART).min(self.size);
             let (op, k, range) = (self.op.clone(), self.key.clone(), self.pos..end);
-            let got = block(async move { op.read_with(&k).range(range).await })
-                .map_err(|e| io::Error::other(err(&self.url, &self.key, e).to_string()))?
-                .to_vec();
+            let (got, head) = block(async move { get(&op, &k, Some(range)).await })
+                .map_err(|e| io::Error::other(err(&self.url, &self.key, e).to_string()))?;
+            self.saw(head);
             if got.len() as u64 != end - self.pos {
                 return Err(io::Error::other(format!(
                     "`{}/{}`: asked for {} bytes at {}, got {} (changed while read?)",
@@ -213,6 +265,16 @@ impl Read for ObjectReader {
     }
 }
 
+impl ObjectReader {
+    fn saw(&mut self, head: Option<Head>) {
+        if let Some(head) = head
+            && let Some((seen, i)) = self.seen.take()
+        {
+            seen.put(i, head);
+        }
+    }
+}
+
 /// Writes an object in parts.
 pub struct ObjectWriter {
     inner: Option<opendal::Writer>,
@@ -230,7 +292,7 @@ impl ObjectWriter {
             .inner
             .take()
             .ok_or_else(|| io::Error::other("writer closed"))?;
-        let part = std::mem::replace(&mut self.buf, Vec::with_capacity(PART as usize));
+        let part = std::mem::take(&mut self.buf);
         let (result, w) = block(async move {
             let r = w.write(part).await;
             (r, w)
@@ -296,13 +358,14 @@ fn etag_time(etag: &str) -> jiff::Timestamp {
 /// Snapshot entries for `objects` below `root`, sorted by path (the archiver makes the
 /// folders), each with the index of its object; the node of each has the object's size,
 /// last-modified and ETag. The objects `read(i)` says will be read, and that fit in one
-/// part, are fetched ahead of the archiver, several at a time (see [`ReadAhead`]).
+/// part, are fetched ahead of the archiver, several at a time (see [`ReadAhead`]). What
+/// the replies show of each object read is left in the returned [`Seen`].
 pub fn entries(
     bucket: &Bucket,
     root: &str,
     objects: &[Listed],
     read: impl Fn(usize) -> bool,
-) -> Vec<(usize, SourceEntry)> {
+) -> (Vec<(usize, SourceEntry)>, Arc<Seen>) {
     let mut by_path: BTreeMap<PathBuf, usize> = BTreeMap::new();
     for (i, o) in objects.iter().enumerate() {
         by_path.insert(PathBuf::from(object_path(root, &o.key)), i);
@@ -326,19 +389,22 @@ pub fn entries(
         .enumerate()
         .map(|(n, (p, _))| (p, n))
         .collect();
-    by_path
+    let seen = Arc::new(Seen::default());
+    let entries = by_path
         .into_iter()
         .map(|(path, i)| {
             let o = &objects[i];
             let mut reader = bucket.reader(&o.key, o.size);
             reader.ahead = place.get(&path).map(|&n| (ahead.clone(), n));
+            reader.seen = Some((seen.clone(), i));
             let (mut entry, _) = SourceEntry::new(&path, Content::Stream(Box::new(reader)));
             entry.meta.size = o.size;
             entry.meta.mtime = o.last_modified.parse().ok();
             entry.meta.ctime = Some(etag_time(&o.etag));
             (i, entry)
         })
-        .collect()
+        .collect();
+    (entries, seen)
 }
 
 /// Small objects fetched ahead of the archiver, which reads its entries one or two at a
@@ -355,8 +421,8 @@ struct ReadAhead {
     changed: Condvar,
 }
 
-const AHEAD_REQUESTS: usize = 16;
-const AHEAD_OBJECTS: usize = 256;
+const AHEAD_REQUESTS: usize = 128;
+const AHEAD_OBJECTS: usize = 1024;
 const AHEAD_BYTES: u64 = 64 << 20;
 
 #[derive(Default)]
@@ -366,7 +432,7 @@ struct AheadState {
     /// The furthest object read so far.
     read: usize,
     fetching: HashSet<usize>,
-    ready: HashMap<usize, Vec<u8>>,
+    ready: HashMap<usize, (Vec<u8>, Option<Head>)>,
     bytes: u64,
     stopped: bool,
 }
@@ -399,17 +465,18 @@ impl ReadAhead {
             let i = s.next;
             s.next += 1;
             s.fetching.insert(i);
-            let (me, op, key) = (self.clone(), self.op.clone(), self.order[i].0.clone());
+            let (me, op) = (self.clone(), self.op.clone());
+            let key = self.order[i].0.clone();
             runtime().spawn(async move {
-                let got = op.read(&key).await.map(|b| b.to_vec());
+                let got = get(&op, &key, None).await;
                 let mut s = me.lock();
                 s.fetching.remove(&i);
-                if let Ok(bytes) = got
+                if let Ok(got) = got
                     && !s.stopped
                     && i >= s.read
                 {
-                    s.bytes += bytes.len() as u64;
-                    s.ready.insert(i, bytes);
+                    s.bytes += got.0.len() as u64;
+                    s.ready.insert(i, got);
                 }
                 me.fill(&mut s);
                 me.changed.notify_all();
@@ -417,8 +484,8 @@ impl ReadAhead {
         }
     }
 
-    /// Object `i`'s bytes, if fetched (waiting while its GET runs).
-    fn take(self: &Arc<Self>, i: usize) -> Option<Vec<u8>> {
+    /// Object `i`'s bytes and head, if fetched (waiting while its GET runs).
+    fn take(self: &Arc<Self>, i: usize) -> Option<(Vec<u8>, Option<Head>)> {
         let mut s = self.lock();
         s.read = s.read.max(i);
         // Fetched but passed over (the archiver linked it from the parent after all).
@@ -429,7 +496,7 @@ impl ReadAhead {
             .filter(|&n| n + AHEAD_REQUESTS < s.read)
             .collect();
         for n in behind {
-            let b = s.ready.remove(&n).map_or(0, |b| b.len() as u64);
+            let b = s.ready.remove(&n).map_or(0, |b| b.0.len() as u64);
             s.bytes -= b;
         }
         if s.next <= i {
@@ -437,10 +504,10 @@ impl ReadAhead {
         }
         self.fill(&mut s);
         loop {
-            if let Some(bytes) = s.ready.remove(&i) {
-                s.bytes -= bytes.len() as u64;
+            if let Some(got) = s.ready.remove(&i) {
+                s.bytes -= got.0.len() as u64;
                 self.fill(&mut s);
-                return Some(bytes);
+                return Some(got);
             }
             if !s.fetching.contains(&i) {
                 return None;

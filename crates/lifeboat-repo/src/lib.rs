@@ -717,6 +717,72 @@ impl Repo {
         })
     }
 
+    /// Restore the files below `path` that `wanted` (given their path below it) in batches
+    /// of about `batch_bytes`, in snapshot order, each into a folder of its own below `dest`
+    /// (`0`, `1`, …, with the folders its files are in). Each finished batch goes to `done` — its folder and its files (paths below
+    /// it) — on a thread of its own while the next batch restores; at most one more waits,
+    /// so what is on disk at once stays near three batches if `done` removes its folder.
+    pub fn restore_dir_in_batches(
+        &self,
+        snapshot_id: &str,
+        path: &str,
+        dest: &Path,
+        batch_bytes: u64,
+        wanted: impl Fn(&Path) -> bool + Sync,
+        done: impl FnMut(PathBuf, Vec<PathBuf>) + Send,
+    ) -> Result<(), RepoError> {
+        use rustic_core::repofile::Node;
+        self.with_indexed(|indexed| {
+            let node = node_at(indexed, snapshot_id, path)?;
+            let nodes: Vec<(PathBuf, Node)> = indexed
+                .ls(&node, &LsOptions::default())
+                .map_err(rustic("cannot list snapshot"))?
+                .collect::<Result<_, _>>()
+                .map_err(rustic("cannot list snapshot"))?;
+            // Files only: rustic makes a file's folders when it creates it (`set_length`).
+            let mut batches: Vec<Vec<(PathBuf, Node)>> = vec![Vec::new()];
+            let mut bytes = 0;
+            for (p, n) in nodes.into_iter().filter(|(p, n)| n.is_file() && wanted(p)) {
+                bytes += n.meta.size;
+                batches.last_mut().expect("one batch").push((p, n));
+                if bytes >= batch_bytes {
+                    batches.push(Vec::new());
+                    bytes = 0;
+                }
+            }
+            let opts = RestoreOptions::default();
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(PathBuf, Vec<PathBuf>)>(1);
+            std::thread::scope(|s| {
+                // Owned here: dropped when this closure returns (done or failed), which ends
+                // the thread's loop before the scope waits for it.
+                let tx = tx;
+                let mut done = done;
+                s.spawn(move || rx.into_iter().for_each(|(dir, files)| done(dir, files)));
+                for (k, batch) in batches.into_iter().filter(|b| !b.is_empty()).enumerate() {
+                    let folder = dest.join(k.to_string());
+                    let local =
+                        LocalDestination::new(&format!("{}/", folder.display()), true, false)
+                            .map_err(rustic(format!(
+                                "cannot restore into `{}`",
+                                folder.display()
+                            )))?;
+                    let plan = indexed
+                        .prepare_restore(&opts, batch.iter().cloned().map(Ok), &local, false)
+                        .map_err(rustic("cannot plan restore"))?;
+                    indexed
+                        .restore(plan, &opts, batch.iter().cloned().map(Ok), &local)
+                        .map_err(rustic("restore failed"))?;
+                    log::debug!("restored batch {k} into `{}`", folder.display());
+                    let files = batch.into_iter().map(|(p, _)| p).collect();
+                    if tx.send((folder, files)).is_err() {
+                        break; // `done` is gone
+                    }
+                }
+                Ok(())
+            })
+        })
+    }
+
     fn all_snapshots(&self) -> Result<Vec<SnapshotFile>, RepoError> {
         self.with_open(|r| {
             r.get_all_snapshots()

@@ -479,19 +479,32 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
     ));
     ws.run(&["init"]).expect_code(0);
     ws.run(&["backup"]).expect_code(0);
+    // A GET per object (a few for the multipart one), the listing, and no HEADs: each
+    // reply shows the object's content type and metadata.
+    let requests = proxy.counts().0;
+    assert!(
+        (2002..2002 + 20).contains(&requests),
+        "{requests} requests to the source bucket"
+    );
     let m = ws.run(&["snapshots", "--json"]).json()["snapshots"][0]["manifest"]["bucket"].clone();
     assert_eq!(m["objects"].as_array().unwrap().len(), 2002);
     assert_eq!(m["downloaded"], 2002);
-    let rec = m["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["key"] == "video/a.bin")
-        .unwrap()
-        .clone();
+    let record = |key: &str| {
+        m["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    let rec = record("video/a.bin");
     assert_eq!(rec["bytes"], 20 << 20);
     assert_eq!(rec["content-type"], "video/mp4");
     assert_eq!(rec["metadata"]["owner"], "user-9001");
+    let small = record("img/07/7.txt");
+    assert_eq!(small["content-type"], "text/plain");
+    assert_eq!(small["metadata"]["owner"], "user-7");
     assert_eq!(
         rec["sha256"],
         hex::encode(sha2::Sha256::digest(&objects[2000].1))
@@ -542,9 +555,12 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
     assert!(run.stdout.contains("2002 of 2002 match"), "{}", run.stdout);
     let d = test_bucket(&s3.endpoint(), &dest);
     assert_eq!(d.list().unwrap().len(), 2002);
-    let (ct, md) = d.head("video/a.bin").unwrap();
-    assert_eq!(ct.as_deref(), Some("video/mp4"));
-    assert_eq!(md.get("owner").map(String::as_str), Some("user-9001"));
+    let head = d.head("video/a.bin").unwrap();
+    assert_eq!(head.content_type.as_deref(), Some("video/mp4"));
+    assert_eq!(
+        head.metadata.get("owner").map(String::as_str),
+        Some("user-9001")
+    );
     let mut got = Vec::new();
     std::io::Read::read_to_end(&mut d.reader("video/a.bin", 20 << 20), &mut got).unwrap();
     assert!(got == objects[2000].1, "the multipart object differs");

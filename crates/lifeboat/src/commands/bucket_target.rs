@@ -1,8 +1,8 @@
 //! `kind = "bucket"` targets: an S3-compatible bucket (or a prefix of one).
 //!
 //! backup: the objects are listed (key, size, ETag, last-modified); objects that changed
-//! since the previous snapshot of the same bucket (or are new) get a HEAD for their content
-//! type and user metadata and are read in ranged GETs; unchanged ones are linked from the
+//! since the previous snapshot of the same bucket (or are new) are read in ranged GETs and
+//! get a HEAD for their content type and user metadata (alongside); unchanged ones are linked from the
 //! previous snapshot without a request (their records are carried over). Objects are stored
 //! as `<target>/bucket/<key>`; the manifest holds every key with its size, SHA-256, ETag,
 //! last-modified, content type and metadata.
@@ -12,7 +12,7 @@
 //! way and compared with the manifest. Existing objects are refused without `--force`; with
 //! it, an emergency backup of the destination comes first.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use lifeboat_core::{
     Manifest, TargetConfig, TargetKind,
@@ -20,7 +20,7 @@ use lifeboat_core::{
 };
 use lifeboat_repo::{
     Parent, Repo, SnapshotInfo, StreamStat,
-    bucket::{self, Bucket, Listed},
+    bucket::{self, Bucket, Head, Listed},
 };
 use serde_json::json;
 use sha2::Digest;
@@ -38,8 +38,9 @@ use crate::{
     output,
 };
 
-/// How many objects are asked for their metadata, or written back, at once.
-const PARALLEL: usize = 8;
+/// How many objects are asked for their metadata, or written back, at once (an S3 PUT
+/// waits tens of milliseconds for the server: many run at once).
+const PARALLEL: usize = 16;
 
 /// The newest complete snapshot of `name` that holds this bucket's objects.
 fn previous(snaps: &[SnapshotInfo], url: &str) -> Option<(String, BucketManifest)> {
@@ -91,37 +92,14 @@ pub async fn backup(
     let url = loc.url();
     let source = Bucket::open(&loc).map_err(bucket_err)?;
     let (r, n, b, u) = (repo.clone(), name.to_string(), source.clone(), url.clone());
-    let (listed, prev, heads) = tokio::task::spawn_blocking(move || -> CliResult<_> {
+    let (listed, prev) = tokio::task::spawn_blocking(move || -> CliResult<_> {
+        let t = std::time::Instant::now();
         let listed = b.list().map_err(bucket_err)?;
+        log::info!("listed {} objects in {:.1?}", listed.len(), t.elapsed());
         let snaps = r.snapshots(Some(&n))?;
-        let prev = previous(&snaps, &u);
-        let old: HashMap<&str, &ObjectRecord> = prev
-            .as_ref()
-            .map(|(_, m)| m.objects.iter().map(|o| (o.key.as_str(), o)).collect())
-            .unwrap_or_default();
-        // Metadata of what changed; what did not keeps its record.
-        let heads = parallel(&listed, |o: &Listed| match old.get(o.key.as_str()) {
-            Some(p) if unchanged(p, o) => Ok(None),
-            _ => b.head(&o.key).map(Some),
-        });
-        let heads: Vec<_> = heads
-            .into_iter()
-            .collect::<Result<_, _>>()
-            .map_err(bucket_err)?;
-        Ok((listed, prev, heads))
+        Ok((listed, previous(&snaps, &u)))
     })
     .await??;
-    let root = format!("{name}/bucket");
-    // What the parent cannot give is read: changed objects (those with a fresh HEAD).
-    let with_index = bucket::entries(&source, &root, &listed, |i| heads[i].is_some());
-    let mut stats: Vec<Option<Arc<StreamStat>>> = vec![None; listed.len()];
-    let mut paths: Vec<String> = vec![String::new(); listed.len()];
-    let mut entries = Vec::with_capacity(with_index.len());
-    for (i, e) in with_index {
-        stats[i] = e.stat.clone();
-        paths[i] = e.path.display().to_string();
-        entries.push(e);
-    }
     let old: HashMap<String, ObjectRecord> = prev
         .as_ref()
         .map(|(_, m)| {
@@ -131,9 +109,26 @@ pub async fn backup(
                 .collect()
         })
         .unwrap_or_default();
+    // What changed (or is new) is read; what did not is linked from the parent and keeps
+    // its record.
+    let changed: Vec<bool> = listed
+        .iter()
+        .map(|o| !old.get(&o.key).is_some_and(|p| unchanged(p, o)))
+        .collect();
+    let root = format!("{name}/bucket");
+    // What the parent cannot give is read: changed objects (those with a fresh HEAD).
+    let (with_index, seen) = bucket::entries(&source, &root, &listed, |i| changed[i]);
+    let mut stats: Vec<Option<Arc<StreamStat>>> = vec![None; listed.len()];
+    let mut paths: Vec<String> = vec![String::new(); listed.len()];
+    let mut entries = Vec::with_capacity(with_index.len());
+    for (i, e) in with_index {
+        stats[i] = e.stat.clone();
+        paths[i] = e.path.display().to_string();
+        entries.push(e);
+    }
     let mut reusable = HashMap::new();
-    for (i, h) in heads.iter().enumerate() {
-        if h.is_none() {
+    for (i, &c) in changed.iter().enumerate() {
+        if !c {
             reusable.insert(paths[i].clone().into(), listed[i].size);
         }
     }
@@ -145,20 +140,35 @@ pub async fn backup(
     let mut manifest = manifest_base(name, TargetKind::Bucket, "objects", started_at);
     manifest.emergency = emergency;
     let produce = move || {
+        // What was read: every changed object, once its stream has ended.
+        let mut read = vec![None; listed.len()];
+        for (i, o) in listed.iter().enumerate().filter(|&(i, _)| changed[i]) {
+            let stat = stats[i].as_ref().ok_or("an object without a record")?;
+            read[i] = Some(stat.wait().map_err(|e| format!("`{}`: {e}", o.key))?);
+        }
+        // Its content type and metadata: from its GET replies, or a HEAD where none showed
+        // them (an empty object is not fetched).
+        let mut heads: Vec<Option<Head>> = (0..listed.len()).map(|i| seen.take(i)).collect();
+        let unseen: Vec<usize> = (0..listed.len())
+            .filter(|&i| changed[i] && heads[i].is_none())
+            .collect();
+        for (&i, head) in unseen
+            .iter()
+            .zip(parallel(&unseen, |&i| source.head(&listed[i].key)))
+        {
+            heads[i] = Some(head.map_err(|e| format!("bucket {e}"))?);
+        }
         let mut objects = Vec::with_capacity(listed.len());
         let (mut downloaded, mut downloaded_bytes) = (0, 0);
         for (i, o) in listed.into_iter().enumerate() {
-            let record = match (&heads[i], old.get(&o.key)) {
-                (None, Some(p)) => ObjectRecord {
-                    path: paths[i].clone(),
-                    ..p.clone()
-                },
-                (head, _) => {
-                    let stat = stats[i].as_ref().ok_or("an object without a record")?;
-                    let out = stat.wait().map_err(|e| format!("`{}`: {e}", o.key))?;
+            let record = match (read[i].take(), old.get(&o.key)) {
+                (Some(out), _) => {
                     downloaded += 1;
                     downloaded_bytes += out.bytes;
-                    let (content_type, metadata) = head.clone().unwrap_or_default();
+                    let Head {
+                        content_type,
+                        metadata,
+                    } = heads[i].take().unwrap_or_default();
                     ObjectRecord {
                         key: o.key,
                         path: paths[i].clone(),
@@ -170,6 +180,11 @@ pub async fn backup(
                         metadata,
                     }
                 }
+                (None, Some(p)) => ObjectRecord {
+                    path: paths[i].clone(),
+                    ..p.clone()
+                },
+                (None, None) => return Err(format!("`{}`: neither read nor in the parent", o.key)),
             };
             objects.push(record);
         }
@@ -354,7 +369,9 @@ pub async fn restore(
 ///
 /// Many objects are first restored into a temporary folder with rustic's restore, which
 /// reads each pack in a few large ranges; one GET per object's blob is slow on S3 (one
-/// request per object instead of per pack). A few objects are streamed one by one.
+/// request per object instead of per pack). They are staged in batches of `STAGE_BATCH`,
+/// each uploaded and removed while the next restores. A few objects are streamed one by
+/// one.
 pub(super) async fn write_objects(
     repo: &Arc<Repo>,
     id: &str,
@@ -400,19 +417,45 @@ pub(super) async fn write_objects(
             })
             .unwrap_or(&root)
             .to_string();
+        let below = format!("{common}/");
         return tokio::task::spawn_blocking(move || -> CliResult<_> {
-            r.restore_dir(&id, &common, &dir, false)?;
-            let below = format!("{common}/");
-            Ok(parallel(&objects, |o: &ObjectRecord| {
-                let file = dir.join(o.path.strip_prefix(&below).unwrap_or(&o.path));
-                upload(o, &mut |w| {
-                    let mut f = std::fs::File::open(&file)
-                        .map_err(|e| format!("`{}`: {e}", file.display()))?;
-                    std::io::copy(&mut f, w)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
-            }))
+            let index: HashMap<PathBuf, usize> = objects
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (o.path.strip_prefix(&below).unwrap_or(&o.path).into(), i))
+                .collect();
+            let mut results: Vec<Option<Result<bool, String>>> = vec![None; objects.len()];
+            let wanted = |p: &std::path::Path| index.contains_key(p);
+            r.restore_dir_in_batches(&id, &common, &dir, STAGE_BATCH, wanted, |folder, files| {
+                let batch: Vec<(usize, &PathBuf)> = files
+                    .iter()
+                    .filter_map(|f| index.get(f).map(|&i| (i, f)))
+                    .collect();
+                let written = parallel(&batch, |&(i, f)| {
+                    let file = folder.join(f);
+                    upload(&objects[i], &mut |w| {
+                        let f = std::fs::File::open(&file)
+                            .map_err(|e| format!("`{}`: {e}", file.display()))?;
+                        std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, f), w)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+                });
+                for (&(i, _), w) in batch.iter().zip(written) {
+                    results[i] = Some(w);
+                }
+                let _ = std::fs::remove_dir_all(&folder);
+                log::debug!(
+                    "uploaded {} objects from `{}`",
+                    batch.len(),
+                    folder.display()
+                );
+            })?;
+            Ok(results
+                .into_iter()
+                .zip(&objects)
+                .map(|(r, o)| r.unwrap_or_else(|| Err(format!("`{}` was not restored", o.path))))
+                .collect())
         })
         .await?;
     }
@@ -438,6 +481,10 @@ pub(super) async fn write_objects(
 
 /// From how many objects a restore stages them in a temporary folder first.
 const STAGE_FROM: usize = 64;
+
+/// How much is staged at a time: one batch uploads (and is removed) while the next
+/// restores, so a large bucket needs only a few batches' room on the local disk.
+const STAGE_BATCH: u64 = 128 << 20;
 
 /// The objects of a bucket manifest as file records below `<target>/bucket` (for drills,
 /// which restore them into a folder and check each one).
