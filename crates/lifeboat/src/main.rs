@@ -4,10 +4,12 @@
 //! Exit codes: 0 success, 1 failure, 2 usage or config error, 3 verification failed or
 //! objective missed.
 
+// First: its `outln!` macro is used by the modules after it.
+#[macro_use]
+mod output;
 mod cli;
 mod commands;
 mod error;
-mod output;
 mod progress;
 
 use clap::Parser;

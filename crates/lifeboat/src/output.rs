@@ -1,7 +1,21 @@
 //! Output conventions: data on stdout (a table or `--json`), logs and progress on stderr,
 //! sizes in KiB/MiB/GiB, times as "2026-11-22 02:00 UTC" and "3 h ago".
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+
+/// `println!` for what lifeboat prints on stdout, except that a closed stdout (`lifeboat
+/// snapshots | head -3`) is not an error: the rest of the output is dropped and the command
+/// goes on to its end. (Rust ignores SIGPIPE, and `println!` panics on the broken pipe —
+/// a panic in the middle of a backup would leave it unfinished.)
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+
+pub fn write_line(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
 
 struct StderrLogger {
     level: log::LevelFilter,
@@ -101,7 +115,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        outln!("{}", s.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for r in rows {
@@ -110,7 +124,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 pub fn json(value: &serde_json::Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into())
     );

@@ -48,6 +48,28 @@ fn config_check_redacts_every_secret() {
     assert_eq!(json["valid"], true);
 }
 
+/// `lifeboat … | head -1`: a reader that goes away is not a crash (Rust ignores SIGPIPE, so
+/// a plain `println!` panicked on the broken pipe).
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    let ws = Workspace::new(BIN);
+    ws.write_config("");
+    ws.run(&["init"]).expect_code(0);
+    for args in [&["config", "check"][..], &["snapshots", "--json"]] {
+        let mut child = ws
+            .command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // before lifeboat writes anything
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn init_refuses_an_existing_repository_and_a_wrong_password_is_explained() {
     init_and_password(&Workspace::new(BIN), &Workspace::new(BIN));

@@ -85,7 +85,7 @@ fn print_report(r: &BackupReport) {
         "bucket" => format!("{} objects", r.files),
         _ => format!("{} files", r.files),
     };
-    println!(
+    outln!(
         "{}  snapshot {}  {} ({what}), {} new in repository, {:.1} s",
         r.target,
         &r.snapshot[..8.min(r.snapshot.len())],

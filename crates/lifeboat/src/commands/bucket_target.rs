@@ -294,7 +294,7 @@ pub async fn restore(
             } else {
                 ""
             };
-            println!("  would write {} ({}){mark}", o.key, output::bytes(o.bytes));
+            outln!("  would write {} ({}){mark}", o.key, output::bytes(o.bytes));
         }
         return Ok(0);
     }
@@ -318,7 +318,7 @@ pub async fn restore(
             .await
             .map_err(|e| e.context("emergency backup failed; nothing was changed"))?;
         if !ctx.json {
-            println!("emergency backup: snapshot {}", &report.snapshot[..8]);
+            outln!("emergency backup: snapshot {}", &report.snapshot[..8]);
         }
         emergency = Some(report.snapshot);
     }
@@ -349,7 +349,7 @@ pub async fn restore(
             "bytes": total, "mismatched": mismatched, "verified": mismatched.is_empty(),
         }));
     } else {
-        println!(
+        outln!(
             "restored {} object(s), {} into `{}`; {} of {} match the manifest (size and SHA-256)",
             selected.len(),
             output::bytes(total),
@@ -358,7 +358,7 @@ pub async fn restore(
             selected.len()
         );
         for k in &mismatched {
-            println!("  MISMATCH {k}");
+            outln!("  MISMATCH {k}");
         }
     }
     Ok(if mismatched.is_empty() { 0 } else { 3 })

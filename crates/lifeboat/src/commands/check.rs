@@ -43,9 +43,9 @@ pub async fn run(ctx: &Context, args: CheckArgs) -> CliResult<i32> {
         }));
     } else {
         for e in errors.iter().chain(&bad_manifests) {
-            println!("problem: {e}");
+            outln!("problem: {e}");
         }
-        println!(
+        outln!(
             "{}: {} snapshot(s){}",
             if ok {
                 "repository is healthy"
@@ -75,10 +75,10 @@ pub async fn unlock(ctx: &Context) -> CliResult<i32> {
     if ctx.json {
         output::json(&json!({ "removed": removed }));
     } else if removed.is_empty() {
-        println!("no locks");
+        outln!("no locks");
     } else {
         for r in &removed {
-            println!("removed lock held by {r}");
+            outln!("removed lock held by {r}");
         }
     }
     Ok(0)

@@ -153,7 +153,7 @@ pub async fn restore(
         match backup_target(repo, name, target, None, true).await {
             Ok(report) => {
                 if !ctx.json {
-                    println!("emergency backup: snapshot {}", &report.snapshot[..8]);
+                    outln!("emergency backup: snapshot {}", &report.snapshot[..8]);
                 }
                 emergency = Some(report.snapshot);
             }
@@ -187,12 +187,12 @@ pub async fn restore(
             "verified": verified,
         }));
     } else if verified {
-        println!(
+        outln!(
             "restored {} into {destination}; size and SHA-256 match the manifest",
             output::bytes(bytes)
         );
     } else {
-        println!(
+        outln!(
             "MISMATCH: {bytes} bytes went in, the manifest says {} (or the SHA-256 differs)",
             cm.output.bytes
         );

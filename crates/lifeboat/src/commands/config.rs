@@ -19,8 +19,8 @@ pub fn check(ctx: &Context) -> CliResult<i32> {
     if ctx.json {
         output::json(&json!({ "valid": true, "config": resolved }));
     } else {
-        println!("config `{}` is valid", config.source.display());
-        println!(
+        outln!("config `{}` is valid", config.source.display());
+        outln!(
             "{}",
             toml::to_string_pretty(&resolved).unwrap_or_else(|_| resolved.to_string())
         );

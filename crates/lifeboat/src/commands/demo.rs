@@ -54,7 +54,7 @@ INSERT INTO user_credits (user_id, balance)
 ";
 
 fn step(n: u32, text: &str) {
-    println!("\n== {n}. {text}");
+    outln!("\n== {n}. {text}");
 }
 
 pub async fn run(ctx: &Context, args: DemoArgs) -> CliResult<i32> {
@@ -62,7 +62,7 @@ pub async fn run(ctx: &Context, args: DemoArgs) -> CliResult<i32> {
     step(1, "start a throwaway PostgreSQL");
     let tools = PgTools::newest_installed()?;
     let cluster = tokio::task::spawn_blocking(move || Cluster::start(&tools, &[])).await??;
-    println!(
+    outln!(
         "PostgreSQL {} on 127.0.0.1:{} (folder {})",
         cluster.tools().major,
         cluster.port,
@@ -72,7 +72,7 @@ pub async fn run(ctx: &Context, args: DemoArgs) -> CliResult<i32> {
     drop(cluster);
     match result {
         Ok(code) => {
-            println!(
+            outln!(
                 "\ndemo finished in {:.1} s; everything it created was removed",
                 started.elapsed().as_secs_f64()
             );
@@ -86,7 +86,7 @@ async fn tour(ctx: &Context, cluster: &Cluster, args: &DemoArgs) -> CliResult<i3
     let psql = |sql: &str| cluster.psql("shop", sql).map_err(CliError::from);
     cluster.psql("postgres", "CREATE DATABASE shop")?;
     psql(SCHEMA)?;
-    println!(
+    outln!(
         "created database `shop`: {} users, {} images, {} ledger entries, {} balances",
         psql("SELECT count(*) FROM users")?,
         psql("SELECT count(*) FROM images")?,
@@ -138,22 +138,22 @@ expect = "0"
     );
     let config_path = root.join("lifeboat.toml");
     std::fs::write(&config_path, &config)?;
-    println!("{}", config.trim());
+    outln!("{}", config.trim());
     let demo_ctx = Context {
         config_path,
         json: false,
         quiet: ctx.quiet,
     };
-    println!("\n$ lifeboat init");
+    outln!("\n$ lifeboat init");
     super::init::run(&demo_ctx).await?;
 
     step(3, "back up");
-    println!("$ lifeboat backup");
+    outln!("$ lifeboat backup");
     let code = super::backup::run(&demo_ctx, BackupArgs { targets: vec![] }).await?;
     if code != 0 {
         return Ok(code);
     }
-    println!("\n$ lifeboat snapshots");
+    outln!("\n$ lifeboat snapshots");
     super::snapshots::run(&demo_ctx, SnapshotsArgs { target: None }).await?;
 
     step(
@@ -161,7 +161,7 @@ expect = "0"
         "disaster: someone drops `images` and corrupts the balances",
     );
     psql("DROP TABLE images; UPDATE user_credits SET balance = -balance WHERE user_id % 7 = 0")?;
-    println!(
+    outln!(
         "images table: gone; negative balances: {}",
         psql("SELECT count(*) FROM user_credits WHERE balance < 0")?
     );
@@ -181,13 +181,13 @@ expect = "0"
         keep_owners: false,
         pitr: Default::default(),
     };
-    println!("$ lifeboat restore shop --dry-run");
+    outln!("$ lifeboat restore shop --dry-run");
     super::restore::run(&demo_ctx, restore(true, false)).await?;
-    println!("\n$ lifeboat restore shop --force");
+    outln!("\n$ lifeboat restore shop --force");
     let code = super::restore::run(&demo_ctx, restore(false, true)).await?;
 
     step(6, "after the restore");
-    println!(
+    outln!(
         "images: {} rows; negative balances: {}; balances equal to the ledger: {}",
         psql("SELECT count(*) FROM images")?,
         psql("SELECT count(*) FROM user_credits WHERE balance < 0")?,
@@ -197,7 +197,7 @@ expect = "0"
              USING (user_id)"
         )?
     );
-    println!("\n$ lifeboat snapshots   (the emergency backup of the broken database is kept)");
+    outln!("\n$ lifeboat snapshots   (the emergency backup of the broken database is kept)");
     super::snapshots::run(&demo_ctx, SnapshotsArgs { target: None }).await?;
     if code != 0 {
         return Ok(code);
@@ -207,7 +207,7 @@ expect = "0"
         7,
         "drill: restore into a throwaway server, verify, measure RTO and RPO",
     );
-    println!(
+    outln!(
         "$ lifeboat drill --report-dir {}",
         root.join("reports").display()
     );
@@ -223,12 +223,12 @@ expect = "0"
     )
     .await?;
     if args.keep {
-        println!(
+        outln!(
             "\nthe demo's config, repository and reports: {}",
             root.display()
         );
     } else {
-        println!("\n(the reports go with the demo's folder; `lifeboat demo --keep` keeps them)");
+        outln!("\n(the reports go with the demo's folder; `lifeboat demo --keep` keeps them)");
     }
     Ok(code)
 }

@@ -43,7 +43,7 @@ pub async fn run(ctx: &Context, args: DrillsArgs) -> CliResult<i32> {
         return Ok(0);
     }
     if reports.is_empty() {
-        println!("no drills yet; run `lifeboat drill`");
+        outln!("no drills yet; run `lifeboat drill`");
         return Ok(0);
     }
     let seconds = |s: Option<f64>| s.map_or("—".into(), lifeboat_drill::render::seconds);

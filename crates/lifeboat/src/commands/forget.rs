@@ -53,7 +53,7 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
             })
             .collect();
         if rows.is_empty() {
-            println!("no snapshots");
+            outln!("no snapshots");
         } else {
             output::table(&["ID", "TARGET", "TIME", "ACTION", "WHY"], &rows);
         }
@@ -73,7 +73,7 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
             "bytes_freed": p.bytes_freed,
         }));
         if !ctx.json {
-            println!(
+            outln!(
                 "prune{}: {} pack(s) removed, {} repacked, {} freed",
                 if dry { " (dry run)" } else { "" },
                 p.packs_removed,
@@ -92,7 +92,7 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
         let (r, dry) = (repo.clone(), args.dry_run);
         let w = tokio::task::spawn_blocking(move || super::wal::prune(&r, &kept, dry)).await??;
         if !ctx.json {
-            println!(
+            outln!(
                 "WAL{}: {} file(s) no kept base backup needs {}",
                 if dry { " (dry run)" } else { "" },
                 w.deleted,
@@ -113,7 +113,7 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
             "prune": pruned,
         }));
     } else {
-        println!(
+        outln!(
             "{} snapshot(s) {}",
             forget.len(),
             if args.dry_run {

@@ -16,7 +16,7 @@ pub async fn run(ctx: &Context) -> CliResult<i32> {
     if ctx.json {
         output::json(&json!({ "repository": lifeboat_core::redact_url(&url), "created": true }));
     } else {
-        println!(
+        outln!(
             "created repository `{}` (restic format v2, zstd, encrypted)",
             lifeboat_core::redact_url(&url)
         );

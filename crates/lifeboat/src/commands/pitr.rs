@@ -686,27 +686,27 @@ pub async fn restore_physical(
                 "steps": steps,
             }));
         } else {
-            println!(
+            outln!(
                 "plan (dry run): point-in-time restore of `{}` into `{}`",
                 args.target,
                 dir.display()
             );
             for (i, s) in steps.iter().enumerate() {
-                println!("  {}. {s}", i + 1);
+                outln!("  {}. {s}", i + 1);
             }
-            println!("  restore_command = '{}'", plan.restore_command);
-            println!("nothing was changed");
+            outln!("  restore_command = '{}'", plan.restore_command);
+            outln!("nothing was changed");
         }
         return Ok(0);
     }
     if !ctx.json {
-        println!(
+        outln!(
             "point-in-time restore of `{}` into `{}`",
             args.target,
             dir.display()
         );
         for (i, s) in steps.iter().enumerate() {
-            println!("  {}. {s}", i + 1);
+            outln!("  {}. {s}", i + 1);
         }
     }
     let feed = if args.pitr.start {
@@ -728,7 +728,7 @@ pub async fn restore_physical(
         if ctx.json {
             output::json(&json!({ "data_dir": dir, "base_backup": base.id, "started": false }));
         } else {
-            println!("restored; start it with: pg_ctl -D {} start", dir.display());
+            outln!("restored; start it with: pg_ctl -D {} start", dir.display());
         }
         return Ok(0);
     }
@@ -741,7 +741,7 @@ pub async fn restore_physical(
             "replay_lsn": point.replay_lsn, "timeline": point.timeline,
         }));
     } else {
-        println!(
+        outln!(
             "recovered: last replayed commit {} at LSN {}; timeline {}; server {} on port {port}",
             point.last_commit_time.as_deref().unwrap_or("(none)"),
             point.replay_lsn.as_deref().unwrap_or("?"),

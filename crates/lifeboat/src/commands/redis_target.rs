@@ -164,7 +164,7 @@ pub async fn restore(
             .await
             .map_err(|e| e.context("emergency backup failed; nothing was changed"))?;
         if !ctx.json {
-            println!("emergency backup: snapshot {}", &report.snapshot[..8]);
+            outln!("emergency backup: snapshot {}", &report.snapshot[..8]);
         }
         emergency = Some(report.snapshot);
     }
@@ -204,7 +204,7 @@ pub async fn restore(
         }));
     } else {
         for l in &lines {
-            println!(
+            outln!(
                 "  db{}: {} keys restored (manifest: {}–{}){}",
                 l["db"].as_str().unwrap_or(""),
                 l["restored"],
@@ -214,7 +214,7 @@ pub async fn restore(
             );
         }
         let total: u64 = copied.values().sum();
-        println!(
+        outln!(
             "restored {total} keys into `{}`{}",
             redact_url(dest_url.expose()),
             if ok {
@@ -266,7 +266,7 @@ async fn restore_to_dir(
     if ctx.json {
         output::json(&json!({ "plan": plan, "file": file, "bytes": bytes, "verified": ok }));
     } else {
-        println!(
+        outln!(
             "wrote {} ({}){}; start a server on it with `redis-server --dir {} --dbfilename dump.rdb`",
             file.display(),
             output::bytes(bytes),

@@ -73,22 +73,22 @@ impl Plan {
         }
         self.print(true);
         if needs_force {
-            println!("  (would refuse without --force: {why})");
+            outln!("  (would refuse without --force: {why})");
         }
-        println!("nothing was changed");
+        outln!("nothing was changed");
     }
 
     pub(super) fn print(&self, dry_run: bool) {
-        println!(
+        outln!(
             "{}restore `{}` from snapshot {} ({})",
             if dry_run { "plan (dry run): " } else { "" },
             self.target,
             &self.snapshot[..8.min(self.snapshot.len())],
             self.snapshot_time
         );
-        println!("  into {}", self.destination);
+        outln!("  into {}", self.destination);
         for (i, s) in self.steps.iter().enumerate() {
-            println!("  {}. {s}", i + 1);
+            outln!("  {}. {s}", i + 1);
         }
     }
 }
@@ -316,7 +316,7 @@ async fn restore_postgres(
             .await
             .map_err(|e| e.context("emergency backup failed; nothing was changed"))?;
         if !ctx.json {
-            println!(
+            outln!(
                 "emergency backup: snapshot {} ({}); restore it with `lifeboat restore {} --snapshot {}`",
                 &report.snapshot[..8],
                 output::bytes(report.bytes),
@@ -375,7 +375,7 @@ async fn restore_postgres(
             "verified": ok,
         }));
     } else {
-        println!("restored in {restore_secs:.1} s; row counts against the manifest:");
+        outln!("restored in {restore_secs:.1} s; row counts against the manifest:");
         let rows: Vec<Vec<String>> = checks
             .iter()
             .map(|c| {
@@ -393,7 +393,7 @@ async fn restore_postgres(
             .collect();
         output::table(&["TABLE", "EXPECTED", "RESTORED", ""], &rows);
         if ok {
-            println!("verified: {} table(s) match", checks.len());
+            outln!("verified: {} table(s) match", checks.len());
         }
     }
     if !ok {
@@ -582,7 +582,7 @@ async fn restore_files(
             .await
             .map_err(|e| e.context("emergency backup failed; nothing was changed"))?;
         if !ctx.json {
-            println!("emergency backup: snapshot {}", &report.snapshot[..8]);
+            outln!("emergency backup: snapshot {}", &report.snapshot[..8]);
         }
         emergency = Some(report.snapshot);
     }
@@ -595,7 +595,7 @@ async fn restore_files(
             "file_checks_failed": bad, "verified": bad.is_empty(),
         }));
     } else {
-        println!(
+        outln!(
             "restored {} file(s) into `{}`; {} of {} verified by size and SHA-256",
             summary.files + summary.unchanged,
             dir.display(),
@@ -603,7 +603,7 @@ async fn restore_files(
             checks.len()
         );
         for b in &bad {
-            println!(
+            outln!(
                 "  MISMATCH {}: {}",
                 b.path,
                 b.problem.as_deref().unwrap_or("")

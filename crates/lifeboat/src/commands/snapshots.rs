@@ -31,7 +31,7 @@ pub async fn run(ctx: &Context, args: SnapshotsArgs) -> CliResult<i32> {
         return Ok(0);
     }
     if snaps.is_empty() {
-        println!("no snapshots");
+        outln!("no snapshots");
         return Ok(0);
     }
     let rows: Vec<Vec<String>> = snaps

@@ -744,40 +744,40 @@ fn objective_text(o: &Objective) -> String {
 }
 
 fn print_report(r: &DrillReport, written: &[String]) {
-    println!(
+    outln!(
         "drill of `{}`: {}",
         r.target,
         r.verdict.as_str().to_uppercase()
     );
     if let Some(e) = &r.error {
-        println!("  error: {e}");
+        outln!("  error: {e}");
     }
     if !r.snapshot.is_empty() {
-        println!(
+        outln!(
             "  snapshot {} (restorable point {})",
             &r.snapshot[..8.min(r.snapshot.len())],
             r.restorable_at
         );
     }
-    println!("  RTO {}", objective_text(&r.rto));
-    println!("  RPO {}", objective_text(&r.rpo));
+    outln!("  RTO {}", objective_text(&r.rto));
+    outln!("  RPO {}", objective_text(&r.rpo));
     let phases: Vec<String> = r
         .phases
         .iter()
         .map(|p| format!("{} {}", p.name, render::seconds(p.seconds)))
         .collect();
-    println!("  phases: {}", phases.join(", "));
+    outln!("  phases: {}", phases.join(", "));
     let failed: Vec<&CheckResult> = r.failed_checks().collect();
-    println!(
+    outln!(
         "  checks: {} passed, {} failed",
         r.checks.len() - failed.len(),
         failed.len()
     );
     for c in failed {
-        println!("  FAILED {} ({}): {}", c.name, c.kind, c.detail);
+        outln!("  FAILED {} ({}): {}", c.name, c.kind, c.detail);
     }
     for w in written {
-        println!("  report: {w}");
+        outln!("  report: {w}");
     }
 }
 
