@@ -411,7 +411,7 @@ pub fn entries(
 /// time: one GET after another spends most of its time waiting for the server (s3s-fs
 /// even sends the last bytes of each reply only after the client's delayed ACK, 40 ms).
 /// Up to [`AHEAD_REQUESTS`] GETs run at once, at most [`AHEAD_OBJECTS`] objects and
-/// [`AHEAD_BYTES`] ahead of the last one read; a reader whose object was not fetched (or
+/// [`AHEAD_BYTES`] (fetching or fetched) ahead of the last one read; a reader whose object was not fetched (or
 /// failed) reads it itself.
 struct ReadAhead {
     op: Operator,
@@ -433,6 +433,8 @@ struct AheadState {
     read: usize,
     fetching: HashSet<usize>,
     ready: HashMap<usize, (Vec<u8>, Option<Head>)>,
+    /// The listed sizes of the objects being fetched and fetched: what the window holds
+    /// in memory (128 GETs of objects near 8 MiB would otherwise hold 1 GiB).
     bytes: u64,
     stopped: bool,
 }
@@ -465,18 +467,18 @@ impl ReadAhead {
             let i = s.next;
             s.next += 1;
             s.fetching.insert(i);
+            let (key, size) = self.order[i].clone();
+            s.bytes += size;
             let (me, op) = (self.clone(), self.op.clone());
-            let key = self.order[i].0.clone();
             runtime().spawn(async move {
                 let got = get(&op, &key, None).await;
                 let mut s = me.lock();
                 s.fetching.remove(&i);
-                if let Ok(got) = got
-                    && !s.stopped
-                    && i >= s.read
-                {
-                    s.bytes += got.0.len() as u64;
-                    s.ready.insert(i, got);
+                match got {
+                    Ok(got) if !s.stopped && i >= s.read => {
+                        s.ready.insert(i, got);
+                    }
+                    _ => s.bytes -= size,
                 }
                 me.fill(&mut s);
                 me.changed.notify_all();
@@ -496,8 +498,8 @@ impl ReadAhead {
             .filter(|&n| n + AHEAD_REQUESTS < s.read)
             .collect();
         for n in behind {
-            let b = s.ready.remove(&n).map_or(0, |b| b.0.len() as u64);
-            s.bytes -= b;
+            s.ready.remove(&n);
+            s.bytes -= self.order[n].1;
         }
         if s.next <= i {
             s.next = i + 1; // read directly; the window starts after it
@@ -505,7 +507,7 @@ impl ReadAhead {
         self.fill(&mut s);
         loop {
             if let Some(got) = s.ready.remove(&i) {
-                s.bytes -= got.0.len() as u64;
+                s.bytes -= self.order[i].1;
                 self.fill(&mut s);
                 return Some(got);
             }

@@ -64,6 +64,11 @@ pub enum RepoError {
     BackupFailed(String),
     #[error("snapshot `{id}` has no readable manifest: {message}")]
     BadManifest { id: String, message: String },
+    #[error("not enough room in `{dest}`: {free} MiB free, the restore writes {need} MiB")]
+    NoRoom { dest: String, free: u64, need: u64 },
+    /// rustic's restore panicked (it unwraps its writes: a full disk, a vanished folder).
+    #[error("restore into `{dest}` stopped: {message}")]
+    RestoreStopped { dest: String, message: String },
 }
 
 impl RepoError {
@@ -86,12 +91,60 @@ impl RepoError {
             Self::Side(side::SideError::Store(e))
             | Self::Store(e)
             | Self::Backend { source: e, .. } => e.hint(),
+            Self::NoRoom { .. } => Some(
+                "free space there, or restore somewhere else (for a bucket, point TMPDIR at a folder with more room); nothing was written".into(),
+            ),
+            Self::RestoreStopped { .. } => Some(
+                "if the destination filled up, free space there and restore again (what was written is rewritten)".into(),
+            ),
             Self::Rustic { message, .. } if message.contains("NoSuchBucket") => {
                 Some("create the bucket first, or check `repository.url` and `endpoint`".into())
             }
             _ => None,
         }
     }
+}
+
+/// rustic's restore of `plan` into `local` (the folder `dest`), with what rustic 0.13 does
+/// not handle: a destination without room for what the plan writes is refused before
+/// anything is written, and a write that fails anyway — rustic unwraps its writes in
+/// worker threads, so a full disk panicked (test `a_full_destination_is_an_error`) —
+/// becomes an error.
+fn restore_checked(
+    indexed: &Repository<rustic_core::IndexedFullStatus>,
+    plan: rustic_core::RestorePlan,
+    nodes: impl Iterator<Item = rustic_core::RusticResult<(PathBuf, rustic_core::repofile::Node)>>,
+    local: &LocalDestination,
+    dest: &Path,
+) -> Result<(), RepoError> {
+    let need = plan.restore_size;
+    // The folder may not exist yet (a file restored to a new path): its nearest ancestor.
+    let room = dest
+        .ancestors()
+        .find_map(|a| rustix::fs::statvfs(a).ok())
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+    if let Some(free) = room
+        && free < need
+    {
+        return Err(RepoError::NoRoom {
+            dest: dest.display().to_string(),
+            free: free >> 20,
+            need: need.div_ceil(1 << 20),
+        });
+    }
+    let opts = RestoreOptions::default();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        indexed.restore(plan, &opts, nodes, local)
+    }))
+    .map_err(|panic| RepoError::RestoreStopped {
+        dest: dest.display().to_string(),
+        message: panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "rustic's restore panicked".into()),
+    })?
+    .map_err(rustic("restore failed"))
 }
 
 fn rustic(context: impl Into<String>) -> impl FnOnce(Box<RusticError>) -> RepoError {
@@ -697,11 +750,11 @@ impl Repo {
                 .ls(&node, &LsOptions::default())
                 .map_err(rustic("cannot list snapshot"))?;
             let dest_str = format!("{}/", dest.display());
-            let dest = LocalDestination::new(&dest_str, !dry_run, !node.is_dir())
+            let local = LocalDestination::new(&dest_str, !dry_run, !node.is_dir())
                 .map_err(rustic(format!("cannot restore into `{}`", dest.display())))?;
             let opts = RestoreOptions::default();
             let plan = indexed
-                .prepare_restore(&opts, ls.clone(), &dest, dry_run)
+                .prepare_restore(&opts, ls.clone(), &local, dry_run)
                 .map_err(rustic("cannot plan restore"))?;
             let summary = RestoreSummary {
                 files: plan.stats.files.restore + plan.stats.files.modify,
@@ -709,9 +762,7 @@ impl Repo {
                 unchanged: plan.stats.files.unchanged + plan.stats.files.verified,
             };
             if !dry_run {
-                indexed
-                    .restore(plan, &opts, ls, &dest)
-                    .map_err(rustic("restore failed"))?;
+                restore_checked(indexed, plan, ls, &local, dest)?;
             }
             Ok(summary)
         })
@@ -769,9 +820,13 @@ impl Repo {
                     let plan = indexed
                         .prepare_restore(&opts, batch.iter().cloned().map(Ok), &local, false)
                         .map_err(rustic("cannot plan restore"))?;
-                    indexed
-                        .restore(plan, &opts, batch.iter().cloned().map(Ok), &local)
-                        .map_err(rustic("restore failed"))?;
+                    restore_checked(
+                        indexed,
+                        plan,
+                        batch.iter().cloned().map(Ok),
+                        &local,
+                        &folder,
+                    )?;
                     log::debug!("restored batch {k} into `{}`", folder.display());
                     let files = batch.into_iter().map(|(p, _)| p).collect();
                     if tx.send((folder, files)).is_err() {

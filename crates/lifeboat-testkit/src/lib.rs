@@ -86,6 +86,26 @@ impl Run {
         );
         self
     }
+
+    /// Panic with stderr unless it contains every one of `parts` and none of `absent`.
+    #[track_caller]
+    pub fn expect_stderr(&self, parts: &[&str], absent: &[&str]) -> &Self {
+        for p in parts {
+            assert!(
+                self.stderr.contains(p),
+                "no {p:?} in stderr:\n{}",
+                self.stderr
+            );
+        }
+        for a in absent {
+            assert!(
+                !self.stderr.contains(a),
+                "{a:?} in stderr:\n{}",
+                self.stderr
+            );
+        }
+        self
+    }
 }
 
 impl Workspace {
@@ -209,4 +229,36 @@ pub fn postgres_target(name: &str, url: &str) -> String {
     format!(
         "[targets.{name}]\nkind = \"postgres\"\nurl = \"{url}\"\nobjectives = {{ rpo = \"1h\", rto = \"1h\" }}\n"
     )
+}
+
+/// A small tmpfs mounted at a folder (`size=4m`, `size=64m,nr_inodes=10`, …): a disk that
+/// fills up. Unmounted when dropped. Mounting needs root, as installing the test
+/// dependencies does.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, options: &str) -> Self {
+        std::fs::create_dir_all(at).expect("create the mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(
+            ok.success(),
+            "mounting a tmpfs at {} needs root",
+            at.display()
+        );
+        Self(at.to_path_buf())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }

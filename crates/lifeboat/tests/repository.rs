@@ -2,7 +2,7 @@
 //! files targets, and the restic interop promise — on a local repository and, for every
 //! scenario that does not look inside the folder, on an S3 server (moto) as well.
 
-use lifeboat_testkit::{Workspace, postgres, postgres_target, s3::S3Server};
+use lifeboat_testkit::{Tmpfs, Workspace, postgres, postgres_target, s3::S3Server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
@@ -68,6 +68,51 @@ fn a_closed_stdout_is_not_a_crash() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
+}
+
+/// A restore into a folder without room: refused before anything is written when the bytes
+/// do not fit; and when the disk fills anyway (here: it runs out of inodes, which no free
+/// space check sees), an error with a hint, not a crash. rustic_core 0.13's restore
+/// unwraps its writes in worker threads: a full disk panicked it.
+#[test]
+fn a_full_destination_is_an_error() {
+    let ws = Workspace::new(BIN);
+    let data = ws.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..20u32 {
+        let body: Vec<u8> = (0..400u32 << 10)
+            .map(|j| (j.wrapping_mul(2_654_435_761) ^ i) as u8)
+            .collect();
+        std::fs::write(data.join(format!("f{i}")), body).unwrap();
+    }
+    ws.write_config(&format!(
+        "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n",
+        data.display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup"]).expect_code(0);
+
+    let small = Tmpfs::mount(&ws.path().join("small"), "size=4m");
+    let out = small.path().join("out");
+    ws.run(&["restore", "d", "--to-dir", out.to_str().unwrap()])
+        .expect_code(1)
+        .expect_stderr(
+            &["not enough room in", "hint: free space there"],
+            &["panicked"],
+        );
+
+    let few_inodes = Tmpfs::mount(&ws.path().join("few"), "size=64m,nr_inodes=8");
+    let out = few_inodes.path().join("out");
+    ws.run(&["restore", "d", "--to-dir", out.to_str().unwrap()])
+        .expect_code(1)
+        .expect_stderr(
+            &[
+                "stopped",
+                "No space left on device",
+                "hint: if the destination filled up",
+            ],
+            &["panicked"],
+        );
 }
 
 #[test]

@@ -670,3 +670,62 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
         "{drills}"
     );
 }
+
+/// A bucket restore stages its objects in the temporary folder: without room there it
+/// stops before the emergency backup and before writing anything, and says where to make
+/// room. (The folder is a 4 MiB tmpfs.)
+#[test]
+fn a_bucket_restore_without_room_to_stage_writes_nothing() {
+    let s3 = S3Server::start();
+    let media = s3.bucket();
+    let objects: Vec<lifeboat_testkit::s3::TestObject> = (0..80u32)
+        .map(|i| {
+            let body = (0..100 << 10)
+                .map(|j: u32| (j.wrapping_mul(2_654_435_761) ^ i) as u8)
+                .collect();
+            (
+                format!("o/{i}"),
+                body,
+                "application/octet-stream",
+                Default::default(),
+            )
+        })
+        .collect();
+    lifeboat_testkit::s3::put_objects(&s3.endpoint(), &media, &objects);
+    let ws = Workspace::s3(BIN, &s3.endpoint(), &s3.bucket());
+    ws.write_config(&format!(
+        "[targets.media]\nkind = \"bucket\"\nurl = \"s3://{media}\"\nendpoint = \"{}\"\n",
+        s3.endpoint()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup"]).expect_code(0);
+
+    let tmpfs = lifeboat_testkit::Tmpfs::mount(&ws.path().join("small-tmp"), "size=4m");
+    let small = tmpfs.path();
+
+    // Into another bucket, and over the source itself (which would first be backed up).
+    let dest = s3.bucket();
+    for (to, extra) in [
+        (format!("s3://{dest}"), &[][..]),
+        (format!("s3://{media}"), &["--force"]),
+    ] {
+        let mut args = vec!["restore", "media", "--to", &to];
+        args.extend_from_slice(extra);
+        ws.run_env(&args, &[("TMPDIR", small.to_str().unwrap())])
+            .expect_code(1)
+            .expect_stderr(&["not enough room to stage the objects", "TMPDIR"], &[]);
+    }
+    let dest_bucket = lifeboat_testkit::s3::test_bucket(&s3.endpoint(), &dest);
+    assert!(dest_bucket.list().unwrap().is_empty());
+    assert_eq!(snapshot_count(&ws), 1, "an emergency backup was taken");
+    assert_eq!(
+        std::fs::read_dir(small).unwrap().count(),
+        0,
+        "staging left files"
+    );
+
+    // With room, the same restore works.
+    let run = restore_media(&ws, &format!("s3://{dest}"), &[]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("80 of 80 match"), "{}", run.stdout);
+}

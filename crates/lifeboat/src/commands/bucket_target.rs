@@ -312,6 +312,8 @@ pub async fn restore(
     if !ctx.json {
         plan.print(false);
     }
+    // Before anything is saved or written: room to stage the objects.
+    stage_room(&selected)?;
     let mut emergency = None;
     if overwrites {
         let report = backup_target(repo, name, &dest_cfg, None, true)
@@ -398,6 +400,7 @@ pub(super) async fn write_objects(
         Ok(ok)
     };
     if objects.len() >= STAGE_FROM {
+        stage_room(&objects)?;
         let stage = tempfile::Builder::new()
             .prefix("lifeboat-bucket-restore-")
             .tempdir()?;
@@ -481,6 +484,42 @@ pub(super) async fn write_objects(
 
 /// From how many objects a restore stages them in a temporary folder first.
 const STAGE_FROM: usize = 64;
+
+/// Whether the temporary folder has room for what staging `objects` may hold at once:
+/// three batches (one uploading, one waiting, one restoring), each up to `STAGE_BATCH` and
+/// one object more — or all of them, if that is less.
+fn stage_room(objects: &[ObjectRecord]) -> CliResult<()> {
+    if objects.len() < STAGE_FROM {
+        return Ok(());
+    }
+    let largest = objects.iter().map(|o| o.bytes).max().unwrap_or(0);
+    let total: u64 = objects.iter().map(|o| o.bytes).sum();
+    let need = total.min(3 * (STAGE_BATCH + largest));
+    let tmp = std::env::temp_dir();
+    let free = rustix::fs::statvfs(&tmp)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        .map_err(|e| {
+            CliError::failure(
+                format!("cannot read the free space of `{}`: {e}", tmp.display()),
+                None,
+            )
+        })?;
+    if free < need {
+        return Err(CliError::failure(
+            format!(
+                "not enough room to stage the objects in `{}`: {} free, the restore needs up to {}",
+                tmp.display(),
+                output::bytes(free),
+                output::bytes(need)
+            ),
+            Some(
+                "free space there, or point TMPDIR at a folder with more room; nothing was written"
+                    .into(),
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// How much is staged at a time: one batch uploads (and is removed) while the next
 /// restores, so a large bucket needs only a few batches' room on the local disk.
