@@ -103,6 +103,8 @@ impl Bucket {
             at: 0,
             ahead: None,
             seen: None,
+            etag: String::new(),
+            modified: None,
         }
     }
 
@@ -153,11 +155,14 @@ impl Bucket {
     }
 }
 
-/// An object's content type and user metadata, as a HEAD or a GET reply shows them.
+/// An object's content type and user metadata, as a HEAD or a GET reply shows them, and
+/// the ETag and last-modified of the version the reply came from (if it showed them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Head {
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<jiff::Timestamp>,
 }
 
 impl Head {
@@ -170,6 +175,8 @@ impl Head {
                     h.iter().map(|(a, b)| (a.clone(), b.clone())).collect()
                 })
                 .unwrap_or_default(),
+            etag: m.etag().map(|e| e.trim_matches('"').to_string()),
+            last_modified: m.last_modified().map(jiff::Timestamp::from),
         }
     }
 }
@@ -193,20 +200,38 @@ impl Seen {
     }
 }
 
-/// One GET of `range` of `key` (`None`: all of it, without a `Range` header), with the
-/// object's [`Head`] from the reply.
-async fn get(
-    op: &Operator,
-    key: &str,
-    range: Option<std::ops::Range<u64>>,
-) -> opendal::Result<(Vec<u8>, Option<Head>)> {
+/// One GET of `range` of `key`, with the object's [`Head`] from the reply. `Whole(most)`
+/// asks for all of it without a `Range` header (a `Range` costs s3s-fs a lot of CPU) and
+/// stops reading once the reply passes `most` bytes: an object replaced by a larger one
+/// since it was listed is not held in memory (the caller sees the wrong length).
+async fn get(op: &Operator, key: &str, range: Get) -> opendal::Result<(Vec<u8>, Option<Head>)> {
     let reader = op.reader(key).await?;
     let bytes = match range {
-        Some(r) => reader.read(r).await?,
-        None => reader.read(..).await?,
-    }
-    .to_vec();
+        Get::Range(r) => reader.read(r).await?.to_vec(),
+        Get::Whole(most) => {
+            let mut stream = reader.clone().into_stream(..).await?;
+            let mut out = Vec::new();
+            while out.len() as u64 <= most
+                && let Some(buf) = std::future::poll_fn(|cx| {
+                    futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)
+                })
+                .await
+            {
+                for chunk in buf? {
+                    out.extend_from_slice(&chunk);
+                }
+            }
+            out
+        }
+    };
     Ok((bytes, reader.metadata().map(Head::of)))
+}
+
+/// What [`get`] asks for.
+enum Get {
+    Range(std::ops::Range<u64>),
+    /// The whole object, read up to a little past this many bytes.
+    Whole(u64),
 }
 
 /// Reads an object in ranges.
@@ -222,6 +247,12 @@ pub struct ObjectReader {
     ahead: Option<(Arc<AheadHandle>, usize)>,
     /// Where to leave the object's [`Head`] once a reply showed it, under this index.
     seen: Option<(Arc<Seen>, usize)>,
+    /// The version read: the ETag the listing showed, else the first reply's (s3s-fs
+    /// lists none). A reply from another version is an error.
+    etag: String,
+    /// The last-modified the listing showed, compared (in whole seconds, as replies show
+    /// it) where the listing had no ETag.
+    modified: Option<jiff::Timestamp>,
 }
 
 impl Read for ObjectReader {
@@ -230,10 +261,10 @@ impl Read for ObjectReader {
             && let Some((bytes, head)) = ahead.0.take(i)
             && bytes.len() as u64 == self.size
         {
+            self.saw(head)?;
             self.pos = self.size;
             self.buf = bytes;
             self.at = 0;
-            self.saw(head);
         }
         if self.at == self.buf.len() {
             if self.pos >= self.size {
@@ -241,9 +272,9 @@ impl Read for ObjectReader {
             }
             let end = (self.pos + PART).min(self.size);
             let (op, k, range) = (self.op.clone(), self.key.clone(), self.pos..end);
-            let (got, head) = block(async move { get(&op, &k, Some(range)).await })
+            let (got, head) = block(async move { get(&op, &k, Get::Range(range)).await })
                 .map_err(|e| io::Error::other(err(&self.url, &self.key, e).to_string()))?;
-            self.saw(head);
+            self.saw(head)?;
             if got.len() as u64 != end - self.pos {
                 return Err(io::Error::other(format!(
                     "`{}/{}`: asked for {} bytes at {}, got {} (changed while read?)",
@@ -266,12 +297,36 @@ impl Read for ObjectReader {
 }
 
 impl ObjectReader {
-    fn saw(&mut self, head: Option<Head>) {
-        if let Some(head) = head
-            && let Some((seen, i)) = self.seen.take()
-        {
+    /// What a reply showed: a version other than the one listed is an error (its bytes
+    /// would be stored under the listed ETag, or mixed with another version's parts).
+    fn saw(&mut self, head: Option<Head>) -> io::Result<()> {
+        let Some(head) = head else { return Ok(()) };
+        let changed = |what: &str, listed: &dyn std::fmt::Display, read: &dyn std::fmt::Display| {
+            io::Error::other(format!(
+                "`{}/{}` changed while it was read (listed with {what} {listed}, read \
+                 {what} {read}); back up again",
+                self.url, self.key
+            ))
+        };
+        let seconds = |t: jiff::Timestamp| t.as_second();
+        match (&head.etag, self.etag.is_empty()) {
+            (Some(etag), false) if *etag != self.etag => {
+                return Err(changed("ETag", &self.etag, etag));
+            }
+            (Some(etag), true) => {
+                if let (Some(listed), Some(read)) = (self.modified, head.last_modified)
+                    && seconds(listed) != seconds(read)
+                {
+                    return Err(changed("last-modified", &listed, &read));
+                }
+                self.etag = etag.clone();
+            }
+            _ => {}
+        }
+        if let Some((seen, i)) = self.seen.take() {
             seen.put(i, head);
         }
+        Ok(())
     }
 }
 
@@ -397,6 +452,8 @@ pub fn entries(
             let mut reader = bucket.reader(&o.key, o.size);
             reader.ahead = place.get(&path).map(|&n| (ahead.clone(), n));
             reader.seen = Some((seen.clone(), i));
+            reader.etag = o.etag.clone();
+            reader.modified = o.last_modified.parse().ok();
             let (mut entry, _) = SourceEntry::new(&path, Content::Stream(Box::new(reader)));
             entry.meta.size = o.size;
             entry.meta.mtime = o.last_modified.parse().ok();
@@ -411,8 +468,8 @@ pub fn entries(
 /// time: one GET after another spends most of its time waiting for the server (s3s-fs
 /// even sends the last bytes of each reply only after the client's delayed ACK, 40 ms).
 /// Up to [`AHEAD_REQUESTS`] GETs run at once, at most [`AHEAD_OBJECTS`] objects and
-/// [`AHEAD_BYTES`] (fetching or fetched) ahead of the last one read; a reader whose object was not fetched (or
-/// failed) reads it itself.
+/// [`AHEAD_BYTES`] (fetching or fetched) ahead of the last one read; a reader whose object
+/// was not fetched (or failed, or came back another size) reads it itself.
 struct ReadAhead {
     op: Operator,
     /// Key and size of each object to fetch, in the order the archiver reads them.
@@ -471,11 +528,12 @@ impl ReadAhead {
             s.bytes += size;
             let (me, op) = (self.clone(), self.op.clone());
             runtime().spawn(async move {
-                let got = get(&op, &key, None).await;
+                let got = get(&op, &key, Get::Whole(size)).await;
                 let mut s = me.lock();
                 s.fetching.remove(&i);
                 match got {
-                    Ok(got) if !s.stopped && i >= s.read => {
+                    // Not if the archiver went far past it (linked it from the parent).
+                    Ok(got) if !s.stopped && i + AHEAD_REQUESTS >= s.read => {
                         s.ready.insert(i, got);
                     }
                     _ => s.bytes -= size,

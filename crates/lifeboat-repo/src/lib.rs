@@ -118,13 +118,19 @@ fn restore_checked(
     dest: &Path,
 ) -> Result<(), RepoError> {
     let need = plan.restore_size;
-    // The folder may not exist yet (a file restored to a new path): its nearest ancestor.
+    // The folder may not exist yet (a file restored to a new path): its nearest ancestor
+    // (`.` after the last part of a relative path).
     let room = dest
         .ancestors()
+        .chain([Path::new(".")])
+        .filter(|a| !a.as_os_str().is_empty())
         .find_map(|a| rustix::fs::statvfs(a).ok())
         .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+    // Files already there are rewritten in place: their room counts (only looked at when
+    // the free space alone is short).
     if let Some(free) = room
         && free < need
+        && free.saturating_add(bytes_under(dest)) < need
     {
         return Err(RepoError::NoRoom {
             dest: dest.display().to_string(),
@@ -133,6 +139,7 @@ fn restore_checked(
         });
     }
     let opts = RestoreOptions::default();
+    let _quiet = QuietPanics::new();
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         indexed.restore(plan, &opts, nodes, local)
     }))
@@ -145,6 +152,48 @@ fn restore_checked(
             .unwrap_or_else(|| "rustic's restore panicked".into()),
     })?
     .map_err(rustic("restore failed"))
+}
+
+/// The bytes of the files under `path` (the file itself if it is one), links not followed.
+fn bytes_under(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return if meta.is_file() { meta.len() } else { 0 };
+    }
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| bytes_under(&e.path()))
+        .sum()
+}
+
+/// How many restores are catching rustic's panics now (see [`quiet_panics`]).
+static CATCHING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts one restore in [`CATCHING`] while it lives.
+struct QuietPanics;
+
+impl QuietPanics {
+    fn new() -> Self {
+        CATCHING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for QuietPanics {
+    fn drop(&mut self) {
+        CATCHING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Whether a restore is running that catches rustic_core's panics (it unwraps its writes)
+/// and reports them as errors: a panic hook may keep their raw message out of sight then.
+/// The panic may happen on any of rustic's threads, so this is process-wide.
+pub fn quiet_panics() -> bool {
+    CATCHING.load(std::sync::atomic::Ordering::SeqCst) > 0
 }
 
 fn rustic(context: impl Into<String>) -> impl FnOnce(Box<RusticError>) -> RepoError {

@@ -20,13 +20,15 @@ fn main() {
     let cli = Cli::parse();
     output::init_logging(cli.global.verbose, cli.global.quiet);
     // rustic_core 0.13 panics where it should return errors (its restore unwraps every
-    // write: a full disk). lifeboat catches those panics and reports them as errors with a
-    // hint; the panic's own message and backtrace would only bury that: shown with `-vv`.
+    // write: a full disk). lifeboat catches those panics in restores and reports them as
+    // errors with a hint; the panic's own message and backtrace would only bury that:
+    // shown with `-vv`. Any other panic is reported as usual.
     let report_panic = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if info
-            .location()
-            .is_some_and(|l| l.file().contains("rustic_core"))
+        if lifeboat_repo::quiet_panics()
+            && info
+                .location()
+                .is_some_and(|l| l.file().contains("rustic_core"))
         {
             log::debug!("rustic_core: {info}");
         } else {

@@ -101,6 +101,26 @@ fn a_full_destination_is_an_error() {
             &["panicked"],
         );
 
+    // Over files it rewrites in place, their room counts: 8 MiB restored into 10 MiB,
+    // every file changed (same size), restored again with 2 MiB free.
+    let snug = Tmpfs::mount(&ws.path().join("snug"), "size=10m");
+    let out = snug.path().join("out");
+    let to = ["restore", "d", "--to-dir", out.to_str().unwrap()];
+    ws.run(&to).expect_code(0);
+    let restored = out.join(data.strip_prefix("/").unwrap());
+    for i in 0..20u32 {
+        let f = restored.join(format!("f{i}"));
+        let mut body = std::fs::read(&f).unwrap();
+        body.iter_mut().for_each(|b| *b = !*b);
+        std::fs::write(&f, body).unwrap();
+    }
+    let run = ws.run(&[&to[..], &["--force"]].concat());
+    run.expect_code(0);
+    assert_eq!(
+        std::fs::read(restored.join("f7")).unwrap(),
+        std::fs::read(data.join("f7")).unwrap()
+    );
+
     let few_inodes = Tmpfs::mount(&ws.path().join("few"), "size=64m,nr_inodes=8");
     let out = few_inodes.path().join("out");
     ws.run(&["restore", "d", "--to-dir", out.to_str().unwrap()])

@@ -729,3 +729,66 @@ fn a_bucket_restore_without_room_to_stage_writes_nothing() {
     run.expect_code(0);
     assert!(run.stdout.contains("80 of 80 match"), "{}", run.stdout);
 }
+
+/// An object replaced between the listing and its read is an error, whichever way it is
+/// read: fetched ahead (same size), fetched ahead but now larger (the read-ahead stops
+/// reading past the listed size), or in ranged parts (larger than one part). On both
+/// servers: their listings and GET replies must show the same ETags.
+#[test]
+fn an_object_replaced_while_it_is_read_is_an_error() {
+    replaced_while_read(&S3Server::start());
+    replaced_while_read(&S3Server::start_s3s_fs());
+}
+
+fn replaced_while_read(s3: &S3Server) {
+    use lifeboat_repo::{Content, bucket};
+    use lifeboat_testkit::s3::{TestObject, put_objects, test_bucket};
+
+    let media = s3.bucket();
+    let object = |key: &str, n: usize, byte: u8| -> TestObject<'static> {
+        (key.into(), vec![byte; n], "text/plain", Default::default())
+    };
+    let first = [
+        object("same-size", 1000, b'a'),
+        object("grown", 1000, b'a'),
+        object("large", 9 << 20, b'a'),
+        object("kept", 1000, b'a'),
+        object("kept-large", 9 << 20, b'a'),
+    ];
+    put_objects(&s3.endpoint(), &media, &first);
+    let source = test_bucket(&s3.endpoint(), &media);
+    let listed = source.list().unwrap();
+    // s3s-fs lists no ETags: a change shows in the last-modified, in whole seconds.
+    std::thread::sleep(Duration::from_millis(1100));
+    put_objects(
+        &s3.endpoint(),
+        &media,
+        &[
+            object("same-size", 1000, b'b'),
+            object("grown", 3 << 20, b'b'),
+            object("large", 9 << 20, b'b'),
+        ],
+    );
+    let (entries, _) = bucket::entries(&source, "m/bucket", &listed, |_| true);
+    let mut read = std::collections::BTreeMap::new();
+    for (i, entry) in entries {
+        let Content::Stream(mut stream) = entry.content else {
+            panic!("`{}` is not a stream", listed[i].key);
+        };
+        let mut got = Vec::new();
+        let outcome = std::io::Read::read_to_end(&mut stream, &mut got)
+            .map(|_| got)
+            .map_err(|e| e.to_string());
+        read.insert(listed[i].key.clone(), outcome);
+    }
+    for key in ["same-size", "grown", "large"] {
+        let Err(err) = &read[key] else {
+            panic!("{key} was read without an error")
+        };
+        assert!(err.contains("changed while it was read"), "{key}: {err}");
+        assert!(err.contains(key), "{key}: {err}");
+    }
+    assert_eq!(read["kept"].as_deref(), Ok(&[b'a'; 1000][..]));
+    let large = read["kept-large"].as_ref().expect("kept-large is read");
+    assert!(large.len() == 9 << 20 && large.iter().all(|&b| b == b'a'));
+}

@@ -1,9 +1,11 @@
 //! `kind = "bucket"` targets: an S3-compatible bucket (or a prefix of one).
 //!
 //! backup: the objects are listed (key, size, ETag, last-modified); objects that changed
-//! since the previous snapshot of the same bucket (or are new) are read in ranged GETs and
-//! get a HEAD for their content type and user metadata (alongside); unchanged ones are linked from the
-//! previous snapshot without a request (their records are carried over). Objects are stored
+//! since the previous snapshot of the same bucket (or are new) are read (small ones ahead
+//! of the archiver, large ones in ranged GETs; a reply from a version other than the one
+//! listed fails the backup), their content type and user metadata taken from the GET
+//! replies (a HEAD only for empty objects); unchanged ones are linked from the previous
+//! snapshot without a request (their records are carried over). Objects are stored
 //! as `<target>/bucket/<key>`; the manifest holds every key with its size, SHA-256, ETag,
 //! last-modified, content type and metadata.
 //!
@@ -168,6 +170,7 @@ pub async fn backup(
                     let Head {
                         content_type,
                         metadata,
+                        ..
                     } = heads[i].take().unwrap_or_default();
                     ObjectRecord {
                         key: o.key,
