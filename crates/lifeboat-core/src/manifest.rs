@@ -59,6 +59,18 @@ pub struct BucketManifest {
     pub downloaded: u64,
     pub downloaded_bytes: u64,
     pub parent: Option<String>,
+    /// Objects listed but deleted or replaced before they were read: not in this snapshot
+    /// (the next backup reads what is there then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOut>,
+}
+
+/// An object a bucket backup left out, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct LeftOut {
+    pub key: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -91,6 +91,17 @@ impl Bucket {
         Ok(Head::of(&m))
     }
 
+    /// Content type and user metadata of `key` (a HEAD request); `None` if it does not
+    /// exist (the bucket must).
+    pub fn head_if_present(&self, key: &str) -> Result<Option<Head>, StoreError> {
+        let (op, k) = (self.op.clone(), key.to_string());
+        match block(async move { op.stat(&k).await }) {
+            Ok(m) => Ok(Some(Head::of(&m))),
+            Err(e) if vanished(&e) => Ok(None),
+            Err(e) => Err(err(&self.url, key, e)),
+        }
+    }
+
     /// A reader of `key` that fetches `PART`-sized ranges as it goes.
     pub fn reader(&self, key: &str, size: u64) -> ObjectReader {
         ObjectReader {
@@ -103,6 +114,7 @@ impl Bucket {
             at: 0,
             ahead: None,
             seen: None,
+            head_seen: false,
             etag: String::new(),
             modified: None,
         }
@@ -181,22 +193,44 @@ impl Head {
     }
 }
 
-/// The [`Head`]s that reading objects showed, by index: a backup needs no HEAD request for
-/// an object it read.
+/// What reading the objects showed, by index: the [`Head`]s of the replies (a backup
+/// needs no HEAD request for an object it read), and the objects left out because they
+/// were deleted or replaced after the listing (their streams ended early).
 #[derive(Default)]
-pub struct Seen(Mutex<HashMap<usize, Head>>);
+pub struct Seen {
+    heads: Mutex<HashMap<usize, Head>>,
+    left_out: Mutex<BTreeMap<usize, String>>,
+}
 
 impl Seen {
     fn put(&self, i: usize, head: Head) {
-        self.0
+        self.heads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(i, head);
     }
 
+    fn leave_out(&self, i: usize, reason: String) {
+        self.left_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(i, reason);
+    }
+
     /// What reading object `i` showed, if it was read.
     pub fn take(&self, i: usize) -> Option<Head> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&i)
+        self.heads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&i)
+    }
+
+    /// The objects left out so far, and why.
+    pub fn left_out(&self) -> BTreeMap<usize, String> {
+        self.left_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -227,6 +261,11 @@ async fn get(op: &Operator, key: &str, range: Get) -> opendal::Result<(Vec<u8>, 
     Ok((bytes, reader.metadata().map(Head::of)))
 }
 
+/// The object is not there (deleted), though the bucket is.
+fn vanished(e: &opendal::Error) -> bool {
+    e.kind() == opendal::ErrorKind::NotFound && !e.to_string().contains("NoSuchBucket")
+}
+
 /// What [`get`] asks for.
 enum Get {
     Range(std::ops::Range<u64>),
@@ -245,8 +284,10 @@ pub struct ObjectReader {
     at: usize,
     /// Where a small object may have been fetched already, and its place in the order.
     ahead: Option<(Arc<AheadHandle>, usize)>,
-    /// Where to leave the object's [`Head`] once a reply showed it, under this index.
+    /// Where to leave the object's [`Head`] once a reply showed it (or why it was left
+    /// out), under this index. Without it, a vanished or replaced object is an error.
     seen: Option<(Arc<Seen>, usize)>,
+    head_seen: bool,
     /// The version read: the ETag the listing showed, else the first reply's (s3s-fs
     /// lists none). A reply from another version is an error.
     etag: String,
@@ -257,37 +298,27 @@ pub struct ObjectReader {
 
 impl Read for ObjectReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if let Some((ahead, i)) = self.ahead.take()
-            && let Some((bytes, head)) = ahead.0.take(i)
-            && bytes.len() as u64 == self.size
-        {
-            self.saw(head)?;
-            self.pos = self.size;
-            self.buf = bytes;
-            self.at = 0;
-        }
         if self.at == self.buf.len() {
-            if self.pos >= self.size {
-                return Ok(0);
+            match self.fill() {
+                Ok(()) => {}
+                // The object is gone, or another version than the one listed: the stream
+                // ends here and the object is left out (its reason kept in `Seen`).
+                Err(Fetch::Gone(reason)) => match &self.seen {
+                    Some((seen, i)) => {
+                        seen.leave_out(*i, reason);
+                        self.pos = self.size;
+                        self.buf.clear();
+                        self.at = 0;
+                    }
+                    None => {
+                        return Err(io::Error::other(format!(
+                            "`{}/{}` {reason}",
+                            self.url, self.key
+                        )));
+                    }
+                },
+                Err(Fetch::Failed(e)) => return Err(e),
             }
-            let end = (self.pos + PART).min(self.size);
-            let (op, k, range) = (self.op.clone(), self.key.clone(), self.pos..end);
-            let (got, head) = block(async move { get(&op, &k, Get::Range(range)).await })
-                .map_err(|e| io::Error::other(err(&self.url, &self.key, e).to_string()))?;
-            self.saw(head)?;
-            if got.len() as u64 != end - self.pos {
-                return Err(io::Error::other(format!(
-                    "`{}/{}`: asked for {} bytes at {}, got {} (changed while read?)",
-                    self.url,
-                    self.key,
-                    end - self.pos,
-                    self.pos,
-                    got.len()
-                )));
-            }
-            self.pos = end;
-            self.buf = got;
-            self.at = 0;
         }
         let n = out.len().min(self.buf.len() - self.at);
         out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
@@ -296,26 +327,79 @@ impl Read for ObjectReader {
     }
 }
 
+/// Why [`ObjectReader::fill`] has no bytes.
+enum Fetch {
+    /// The object was deleted or replaced since it was listed (why, in words).
+    Gone(String),
+    Failed(io::Error),
+}
+
 impl ObjectReader {
-    /// What a reply showed: a version other than the one listed is an error (its bytes
-    /// would be stored under the listed ETag, or mixed with another version's parts).
-    fn saw(&mut self, head: Option<Head>) -> io::Result<()> {
+    /// The next bytes into `buf` (none at the end): the read-ahead's copy, or the next
+    /// part's ranged GET.
+    fn fill(&mut self) -> Result<(), Fetch> {
+        if let Some((ahead, i)) = self.ahead.take()
+            && let Some((bytes, head)) = ahead.0.take(i)
+            && bytes.len() as u64 == self.size
+        {
+            self.saw(head)?;
+            self.pos = self.size;
+            self.buf = bytes;
+            self.at = 0;
+            return Ok(());
+        }
+        if self.pos >= self.size {
+            self.buf.clear();
+            self.at = 0;
+            return Ok(());
+        }
+        let end = (self.pos + PART).min(self.size);
+        let (op, k, range) = (self.op.clone(), self.key.clone(), self.pos..end);
+        let (got, head) = match block(async move { get(&op, &k, Get::Range(range)).await }) {
+            Ok(got) => got,
+            // Deleted since the listing (not the bucket: that is a failure).
+            Err(e) if vanished(&e) => {
+                return Err(Fetch::Gone("was deleted after it was listed".into()));
+            }
+            Err(e) => {
+                return Err(Fetch::Failed(io::Error::other(
+                    err(&self.url, &self.key, e).to_string(),
+                )));
+            }
+        };
+        self.saw(head)?;
+        if got.len() as u64 != end - self.pos {
+            return Err(Fetch::Gone(format!(
+                "changed while it was read (asked for {} bytes at {}, got {})",
+                end - self.pos,
+                self.pos,
+                got.len()
+            )));
+        }
+        self.pos = end;
+        self.buf = got;
+        self.at = 0;
+        Ok(())
+    }
+
+    /// What a reply showed: a version other than the one listed means the object changed
+    /// (its bytes would be stored under the listed version's record, or mixed with
+    /// another version's parts).
+    fn saw(&mut self, head: Option<Head>) -> Result<(), Fetch> {
         let Some(head) = head else { return Ok(()) };
         let changed = |what: &str, listed: &dyn std::fmt::Display, read: &dyn std::fmt::Display| {
-            io::Error::other(format!(
-                "`{}/{}` changed while it was read (listed with {what} {listed}, read \
-                 {what} {read}); back up again",
-                self.url, self.key
+            Fetch::Gone(format!(
+                "changed while it was read (listed with {what} {listed}, read {what} {read})"
             ))
         };
-        let seconds = |t: jiff::Timestamp| t.as_second();
         match (&head.etag, self.etag.is_empty()) {
             (Some(etag), false) if *etag != self.etag => {
                 return Err(changed("ETag", &self.etag, etag));
             }
             (Some(etag), true) => {
+                // Replies show last-modified in whole seconds.
                 if let (Some(listed), Some(read)) = (self.modified, head.last_modified)
-                    && seconds(listed) != seconds(read)
+                    && listed.as_second() != read.as_second()
                 {
                     return Err(changed("last-modified", &listed, &read));
                 }
@@ -323,8 +407,11 @@ impl ObjectReader {
             }
             _ => {}
         }
-        if let Some((seen, i)) = self.seen.take() {
-            seen.put(i, head);
+        if !self.head_seen
+            && let Some((seen, i)) = &self.seen
+        {
+            seen.put(*i, head);
+            self.head_seen = true;
         }
         Ok(())
     }

@@ -321,7 +321,7 @@ fn serve(client: TcpStream, upstream_port: u16, judge: &Judge) -> std::io::Resul
         Fault::Status(code) => {
             let s3_code = match code {
                 403 => "AccessDenied",
-                404 => "NoSuchBucket",
+                404 => "NoSuchKey",
                 503 => "ServiceUnavailable",
                 _ => "InternalError",
             };

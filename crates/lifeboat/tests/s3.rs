@@ -52,6 +52,29 @@ fn restore_media(ws: &Workspace, to: &str, extra: &[&str]) -> lifeboat_testkit::
     ws.run(&args)
 }
 
+/// A repository in a fresh bucket of `s3`, initialised, with one target `media`: the
+/// bucket `media`, reached through `endpoint` (the server's, or a fault proxy's).
+fn media_workspace(s3: &S3Server, media: &str, endpoint: &str) -> Workspace {
+    let ws = Workspace::s3(BIN, &s3.endpoint(), &s3.bucket());
+    ws.write_config(&format!(
+        "[targets.media]\nkind = \"bucket\"\nurl = \"s3://{media}\"\nendpoint = \"{endpoint}\"\n"
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws
+}
+
+/// The bucket manifest of the snapshot made with a parent (the second backup).
+fn child_bucket_manifest(ws: &Workspace) -> serde_json::Value {
+    let snaps = ws.run(&["snapshots", "--json"]).json()["snapshots"].clone();
+    snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["manifest"]["bucket"].clone())
+        .find(|b| b["parent"].is_string())
+        .expect("a snapshot with a parent")
+}
+
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ok() {
@@ -472,12 +495,7 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
     ));
     put_objects(&s3.endpoint(), &media, &objects);
 
-    let ws = Workspace::s3(BIN, &s3.endpoint(), &s3.bucket());
-    ws.write_config(&format!(
-        "[targets.media]\nkind = \"bucket\"\nurl = \"s3://{media}\"\nendpoint = \"{}\"\n",
-        proxy.endpoint()
-    ));
-    ws.run(&["init"]).expect_code(0);
+    let ws = media_workspace(&s3, &media, &proxy.endpoint());
     ws.run(&["backup"]).expect_code(0);
     // A GET per object (a few for the multipart one), the listing, and no HEADs: each
     // reply shows the object's content type and metadata.
@@ -535,14 +553,7 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
     let (before, _) = proxy.counts();
     ws.run(&["backup"]).expect_code(0);
     let requests = proxy.counts().0 - before;
-    let snaps = ws.run(&["snapshots", "--json"]).json()["snapshots"].clone();
-    let m2 = snaps
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["manifest"]["bucket"].clone())
-        .find(|b| b["parent"].is_string())
-        .unwrap();
+    let m2 = child_bucket_manifest(&ws);
     assert_eq!(m2["objects"].as_array().unwrap().len(), 2002);
     assert_eq!(m2["downloaded"], 2, "{}", m2["downloaded"]);
     assert!(requests < 20, "{requests} requests to the source bucket");
@@ -692,12 +703,7 @@ fn a_bucket_restore_without_room_to_stage_writes_nothing() {
         })
         .collect();
     lifeboat_testkit::s3::put_objects(&s3.endpoint(), &media, &objects);
-    let ws = Workspace::s3(BIN, &s3.endpoint(), &s3.bucket());
-    ws.write_config(&format!(
-        "[targets.media]\nkind = \"bucket\"\nurl = \"s3://{media}\"\nendpoint = \"{}\"\n",
-        s3.endpoint()
-    ));
-    ws.run(&["init"]).expect_code(0);
+    let ws = media_workspace(&s3, &media, &s3.endpoint());
     ws.run(&["backup"]).expect_code(0);
 
     let tmpfs = lifeboat_testkit::Tmpfs::mount(&ws.path().join("small-tmp"), "size=4m");
@@ -730,12 +736,13 @@ fn a_bucket_restore_without_room_to_stage_writes_nothing() {
     assert!(run.stdout.contains("80 of 80 match"), "{}", run.stdout);
 }
 
-/// An object replaced between the listing and its read is an error, whichever way it is
-/// read: fetched ahead (same size), fetched ahead but now larger (the read-ahead stops
-/// reading past the listed size), or in ranged parts (larger than one part). On both
-/// servers: their listings and GET replies must show the same ETags.
+/// An object replaced or deleted between the listing and its read is left out, whichever
+/// way it is read: fetched ahead (same size), fetched ahead but now larger (the read-ahead
+/// stops reading past the listed size), in ranged parts (larger than one part), or gone.
+/// Its stream ends at once and the reason is kept; a reader outside a backup fails
+/// instead. On both servers: their listings and GET replies must agree on the versions.
 #[test]
-fn an_object_replaced_while_it_is_read_is_an_error() {
+fn an_object_replaced_or_deleted_while_it_is_read_is_left_out() {
     replaced_while_read(&S3Server::start());
     replaced_while_read(&S3Server::start_s3s_fs());
 }
@@ -752,6 +759,7 @@ fn replaced_while_read(s3: &S3Server) {
         object("same-size", 1000, b'a'),
         object("grown", 1000, b'a'),
         object("large", 9 << 20, b'a'),
+        object("deleted", 1000, b'a'),
         object("kept", 1000, b'a'),
         object("kept-large", 9 << 20, b'a'),
     ];
@@ -769,26 +777,102 @@ fn replaced_while_read(s3: &S3Server) {
             object("large", 9 << 20, b'b'),
         ],
     );
-    let (entries, _) = bucket::entries(&source, "m/bucket", &listed, |_| true);
+    source.delete("deleted").unwrap();
+    let (entries, seen) = bucket::entries(&source, "m/bucket", &listed, |_| true);
     let mut read = std::collections::BTreeMap::new();
     for (i, entry) in entries {
         let Content::Stream(mut stream) = entry.content else {
             panic!("`{}` is not a stream", listed[i].key);
         };
         let mut got = Vec::new();
-        let outcome = std::io::Read::read_to_end(&mut stream, &mut got)
-            .map(|_| got)
-            .map_err(|e| e.to_string());
-        read.insert(listed[i].key.clone(), outcome);
+        std::io::Read::read_to_end(&mut stream, &mut got).expect(&listed[i].key);
+        read.insert(listed[i].key.clone(), got);
     }
+    let left_out: std::collections::BTreeMap<&str, String> = seen
+        .left_out()
+        .into_iter()
+        .map(|(i, why)| (listed[i].key.as_str(), why))
+        .collect();
+    assert_eq!(
+        left_out.keys().copied().collect::<Vec<_>>(),
+        ["deleted", "grown", "large", "same-size"]
+    );
     for key in ["same-size", "grown", "large"] {
-        let Err(err) = &read[key] else {
-            panic!("{key} was read without an error")
-        };
-        assert!(err.contains("changed while it was read"), "{key}: {err}");
-        assert!(err.contains(key), "{key}: {err}");
+        assert!(
+            left_out[key].contains("changed while it was read"),
+            "{key}: {}",
+            left_out[key]
+        );
     }
-    assert_eq!(read["kept"].as_deref(), Ok(&[b'a'; 1000][..]));
-    let large = read["kept-large"].as_ref().expect("kept-large is read");
-    assert!(large.len() == 9 << 20 && large.iter().all(|&b| b == b'a'));
+    assert!(left_out["deleted"].contains("deleted"), "{left_out:?}");
+    for key in left_out.keys() {
+        assert!(read[*key].is_empty(), "{key}: {} bytes", read[*key].len());
+    }
+    assert_eq!(read["kept"], [b'a'; 1000]);
+    assert!(read["kept-large"].len() == 9 << 20 && read["kept-large"].iter().all(|&b| b == b'a'));
+
+    // Read outside a backup (nobody to tell), a changed object is an error.
+    let mut got = Vec::new();
+    let err = std::io::Read::read_to_end(&mut source.reader("gone-now", 10), &mut got)
+        .expect_err("a missing object");
+    assert!(err.to_string().contains("deleted"), "{err}");
+}
+
+/// A bucket backup during which an object is deleted (the proxy answers its GET with 404)
+/// succeeds without it, says so, and records it in the manifest; the next backup reads it.
+#[test]
+fn an_object_deleted_during_a_bucket_backup_is_left_out_and_named() {
+    use lifeboat_testkit::s3::{TestObject, put_objects};
+
+    let s3 = S3Server::start();
+    let proxy = FaultProxy::start(s3.port());
+    let media = s3.bucket();
+    let objects: Vec<TestObject> = (0..30)
+        .map(|i| {
+            (
+                format!("o/{i}"),
+                format!("object {i}\n").into_bytes(),
+                "text/plain",
+                Default::default(),
+            )
+        })
+        .collect();
+    put_objects(&s3.endpoint(), &media, &objects);
+    let ws = media_workspace(&s3, &media, &proxy.endpoint());
+    let get_7: &'static str = Box::leak(format!("GET /{media}/o/7 ").into_boxed_str());
+    proxy.set(Faults::always(Fault::Status(404)).only(get_7));
+    ws.run(&["backup"])
+        .expect_code(0)
+        .expect_stderr(&["1 object(s)", "left out of this snapshot", "o/7"], &[]);
+    let m = ws.run(&["snapshots", "--json"]).json()["snapshots"][0]["manifest"]["bucket"].clone();
+    let stored: Vec<&str> = m["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(stored.len(), 29);
+    assert!(!stored.contains(&"o/7"));
+    assert_eq!(m["left-out"][0]["key"], "o/7");
+    assert!(
+        m["left-out"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("deleted after it was listed"),
+        "{}",
+        m["left-out"]
+    );
+    ws.run(&["check", "--read-data"]).expect_code(0);
+    let dest = s3.bucket();
+    let run = restore_media(&ws, &format!("s3://{dest}"), &[]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("29 of 29 match"), "{}", run.stdout);
+    assert!(!keys(&s3, &dest, "").contains(&"o/7".to_string()));
+
+    proxy.set(Faults::NONE);
+    ws.run(&["backup"]).expect_code(0);
+    let m2 = child_bucket_manifest(&ws);
+    assert_eq!(m2["objects"].as_array().unwrap().len(), 30);
+    assert_eq!(m2["downloaded"], 1);
+    assert!(m2["left-out"].is_null(), "{}", m2["left-out"]);
 }

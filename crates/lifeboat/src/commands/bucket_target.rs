@@ -2,12 +2,13 @@
 //!
 //! backup: the objects are listed (key, size, ETag, last-modified); objects that changed
 //! since the previous snapshot of the same bucket (or are new) are read (small ones ahead
-//! of the archiver, large ones in ranged GETs; a reply from a version other than the one
-//! listed fails the backup), their content type and user metadata taken from the GET
-//! replies (a HEAD only for empty objects); unchanged ones are linked from the previous
-//! snapshot without a request (their records are carried over). Objects are stored
-//! as `<target>/bucket/<key>`; the manifest holds every key with its size, SHA-256, ETag,
-//! last-modified, content type and metadata.
+//! of the archiver, large ones in ranged GETs), their content type and user metadata taken
+//! from the GET replies (a HEAD only for empty objects); unchanged ones are linked from the
+//! previous snapshot without a request (their records are carried over). An object deleted
+//! since the listing, or whose reply came from another version than the one listed, is left
+//! out: named in a warning and in the manifest's `left-out`, read again next time. Objects
+//! are stored as `<target>/bucket/<key>`; the manifest holds every key with its size,
+//! SHA-256, ETag, last-modified, content type and metadata.
 //!
 //! restore: all objects, those under `--prefix`, or one `--key`, into `--to s3://bucket[/p]`
 //! (default: the target's own bucket), with content type and metadata, each hashed on the
@@ -18,7 +19,7 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use lifeboat_core::{
     Manifest, TargetConfig, TargetKind,
-    manifest::{BucketManifest, ObjectRecord},
+    manifest::{BucketManifest, LeftOut, ObjectRecord},
 };
 use lifeboat_repo::{
     Parent, Repo, SnapshotInfo, StreamStat,
@@ -122,8 +123,18 @@ pub async fn backup(
     let (with_index, seen) = bucket::entries(&source, &root, &listed, |i| changed[i]);
     let mut stats: Vec<Option<Arc<StreamStat>>> = vec![None; listed.len()];
     let mut paths: Vec<String> = vec![String::new(); listed.len()];
+    // An object the parent left out is in its tree anyway (listed size, mtime and ETag,
+    // no content): a ctime of this backup's start keeps rustic from linking that node,
+    // which would leave the object unread (and the manifest waiting for it).
+    let left_out_before: std::collections::HashSet<&str> = prev
+        .as_ref()
+        .map(|(_, m)| m.left_out.iter().map(|l| l.key.as_str()).collect())
+        .unwrap_or_default();
     let mut entries = Vec::with_capacity(with_index.len());
-    for (i, e) in with_index {
+    for (i, mut e) in with_index {
+        if left_out_before.contains(listed[i].key.as_str()) {
+            e.meta.ctime = Some(started_at);
+        }
         stats[i] = e.stat.clone();
         paths[i] = e.path.display().to_string();
         entries.push(e);
@@ -148,21 +159,52 @@ pub async fn backup(
             let stat = stats[i].as_ref().ok_or("an object without a record")?;
             read[i] = Some(stat.wait().map_err(|e| format!("`{}`: {e}", o.key))?);
         }
+        // Deleted or replaced since the listing: their streams ended early.
+        let mut gone = seen.left_out();
         // Its content type and metadata: from its GET replies, or a HEAD where none showed
         // them (an empty object is not fetched).
         let mut heads: Vec<Option<Head>> = (0..listed.len()).map(|i| seen.take(i)).collect();
         let unseen: Vec<usize> = (0..listed.len())
-            .filter(|&i| changed[i] && heads[i].is_none())
+            .filter(|&i| changed[i] && heads[i].is_none() && !gone.contains_key(&i))
             .collect();
-        for (&i, head) in unseen
+        for (&i, head) in unseen.iter().zip(parallel(&unseen, |&i| {
+            source.head_if_present(&listed[i].key)
+        })) {
+            match head.map_err(|e| format!("bucket {e}"))? {
+                Some(head) => heads[i] = Some(head),
+                None => {
+                    gone.insert(i, "was deleted after it was listed".into());
+                }
+            }
+        }
+        let left_out: Vec<LeftOut> = gone
             .iter()
-            .zip(parallel(&unseen, |&i| source.head(&listed[i].key)))
-        {
-            heads[i] = Some(head.map_err(|e| format!("bucket {e}"))?);
+            .map(|(&i, reason)| LeftOut {
+                key: listed[i].key.clone(),
+                reason: reason.clone(),
+            })
+            .collect();
+        if !left_out.is_empty() {
+            let some: Vec<&str> = left_out.iter().take(5).map(|l| l.key.as_str()).collect();
+            log::warn!(
+                "{} object(s) of `{url}` were deleted or replaced while the backup read them \
+                 and are left out of this snapshot (the next backup reads what is there \
+                 then): {}{}",
+                left_out.len(),
+                some.join(", "),
+                if left_out.len() > some.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
         }
         let mut objects = Vec::with_capacity(listed.len());
         let (mut downloaded, mut downloaded_bytes) = (0, 0);
         for (i, o) in listed.into_iter().enumerate() {
+            if gone.contains_key(&i) {
+                continue;
+            }
             let record = match (read[i].take(), old.get(&o.key)) {
                 (Some(out), _) => {
                     downloaded += 1;
@@ -198,6 +240,7 @@ pub async fn backup(
             downloaded,
             downloaded_bytes,
             parent: parent_id,
+            left_out,
         });
         Ok(manifest)
     };
