@@ -862,6 +862,14 @@ fn an_object_deleted_during_a_bucket_backup_is_left_out_and_named() {
         "{}",
         m["left-out"]
     );
+    let listing = ws.run(&["snapshots"]);
+    assert!(
+        listing
+            .stdout
+            .contains("29 objects (29 downloaded, 1 left out)"),
+        "{}",
+        listing.stdout
+    );
     ws.run(&["check", "--read-data"]).expect_code(0);
     let dest = s3.bucket();
     let run = restore_media(&ws, &format!("s3://{dest}"), &[]);
@@ -875,4 +883,18 @@ fn an_object_deleted_during_a_bucket_backup_is_left_out_and_named() {
     assert_eq!(m2["objects"].as_array().unwrap().len(), 30);
     assert_eq!(m2["downloaded"], 1);
     assert!(m2["left-out"].is_null(), "{}", m2["left-out"]);
+
+    // Every object read gone is not churn: no snapshot that looks good and holds nothing.
+    let changed: Vec<TestObject> = objects[1..3]
+        .iter()
+        .map(|(k, _, t, m)| (k.clone(), b"changed\n".to_vec(), *t, m.clone()))
+        .collect();
+    put_objects(&s3.endpoint(), &media, &changed);
+    let before = snapshot_count(&ws);
+    let all_gets: &'static str = Box::leak(format!("GET /{media}/o/").into_boxed_str());
+    proxy.set(Faults::always(Fault::Status(404)).only(all_gets));
+    ws.run(&["backup"])
+        .expect_code(1)
+        .expect_stderr(&["every object read (", "nothing new"], &[]);
+    assert_eq!(snapshot_count(&ws), before);
 }

@@ -177,6 +177,23 @@ pub async fn backup(
                 }
             }
         }
+        // Every object read gone is not churn: the bucket was emptied while it was read, or
+        // the server's listing and its replies disagree (a version never matches). A
+        // snapshot without any of them would look good and hold nothing new.
+        // (Read: the changed objects, and any unchanged one rustic read rather than linked.)
+        let read_count = (0..listed.len())
+            .filter(|i| changed[*i] || gone.contains_key(i))
+            .count();
+        if read_count > 0 && gone.len() == read_count {
+            let (i, why) = gone.iter().next().expect("not empty");
+            return Err(format!(
+                "every object read ({read_count}) was deleted or came back as another version \
+                 than the one listed, e.g. `{}` {why}; nothing new of `{url}` would be stored \
+                 (hint: if it happens again, the server's listing and its GET replies \
+                 disagree on ETag or last-modified)",
+                listed[*i].key
+            ));
+        }
         let left_out: Vec<LeftOut> = gone
             .iter()
             .map(|(&i, reason)| LeftOut {

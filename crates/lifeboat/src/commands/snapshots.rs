@@ -55,7 +55,12 @@ pub async fn run(ctx: &Context, args: SnapshotsArgs) -> CliResult<i32> {
                             format!("command output ({})", output::bytes(c.output.bytes))
                         }
                         (_, Some(b), _) => {
-                            format!("{} objects ({} downloaded)", b.objects.len(), b.downloaded)
+                            let mut d =
+                                format!("{} objects ({} downloaded", b.objects.len(), b.downloaded);
+                            if !b.left_out.is_empty() {
+                                d.push_str(&format!(", {} left out", b.left_out.len()));
+                            }
+                            d + ")"
                         }
                         (_, _, Some(r)) => {
                             format!("RDB, {} keys", r.keys_after.values().sum::<u64>())
