@@ -114,6 +114,7 @@ impl Bucket {
             at: 0,
             ahead: None,
             seen: None,
+            may_leave_out: false,
             head_seen: false,
             etag: String::new(),
             modified: None,
@@ -238,8 +239,18 @@ impl Seen {
 /// asks for all of it without a `Range` header (a `Range` costs s3s-fs a lot of CPU) and
 /// stops reading once the reply passes `most` bytes: an object replaced by a larger one
 /// since it was listed is not held in memory (the caller sees the wrong length).
-async fn get(op: &Operator, key: &str, range: Get) -> opendal::Result<(Vec<u8>, Option<Head>)> {
-    let reader = op.reader(key).await?;
+/// A GET of `key`; with `if_match`, every request of it (retries resume with a new one)
+/// asks the server for that version (412 otherwise), so versions are never spliced.
+async fn get(
+    op: &Operator,
+    key: &str,
+    range: Get,
+    if_match: Option<&str>,
+) -> opendal::Result<(Vec<u8>, Option<Head>)> {
+    let reader = match if_match {
+        Some(etag) => op.reader_with(key).if_match(etag).await?,
+        None => op.reader(key).await?,
+    };
     let bytes = match range {
         Get::Range(r) => reader.read(r).await?.to_vec(),
         Get::Whole(most) => {
@@ -287,6 +298,10 @@ pub struct ObjectReader {
     /// Where to leave the object's [`Head`] once a reply showed it (or why it was left
     /// out), under this index. Without it, a vanished or replaced object is an error.
     seen: Option<(Arc<Seen>, usize)>,
+    /// Whether the backup waits for this object (it changed since the parent): only then
+    /// can it be left out. One the parent had, which rustic reads anyway, keeps the
+    /// parent's record, so a change under it is an error.
+    may_leave_out: bool,
     head_seen: bool,
     /// The version read: the ETag the listing showed, else the first reply's (s3s-fs
     /// lists none). A reply from another version is an error.
@@ -303,14 +318,14 @@ impl Read for ObjectReader {
                 Ok(()) => {}
                 // The object is gone, or another version than the one listed: the stream
                 // ends here and the object is left out (its reason kept in `Seen`).
-                Err(Fetch::Gone(reason)) => match &self.seen {
-                    Some((seen, i)) => {
+                Err(Fetch::Gone(reason)) => match (&self.seen, self.may_leave_out) {
+                    (Some((seen, i)), true) => {
                         seen.leave_out(*i, reason);
                         self.pos = self.size;
                         self.buf.clear();
                         self.at = 0;
                     }
-                    None => {
+                    _ => {
                         return Err(io::Error::other(format!(
                             "`{}/{}` {reason}",
                             self.url, self.key
@@ -355,11 +370,25 @@ impl ObjectReader {
         }
         let end = (self.pos + PART).min(self.size);
         let (op, k, range) = (self.op.clone(), self.key.clone(), self.pos..end);
-        let (got, head) = match block(async move { get(&op, &k, Get::Range(range)).await }) {
+        let etag = (!self.etag.is_empty()).then(|| self.etag.clone());
+        let got = block(async move { get(&op, &k, Get::Range(range), etag.as_deref()).await });
+        let (got, head) = match got {
             Ok(got) => got,
             // Deleted since the listing (not the bucket: that is a failure).
             Err(e) if vanished(&e) => {
                 return Err(Fetch::Gone("was deleted after it was listed".into()));
+            }
+            Err(e) if e.kind() == opendal::ErrorKind::ConditionNotMatch => {
+                return Err(Fetch::Gone(format!(
+                    "changed while it was read (the server has no version {} any more)",
+                    self.etag
+                )));
+            }
+            Err(e) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => {
+                return Err(Fetch::Gone(format!(
+                    "changed while it was read (now shorter than {} bytes)",
+                    self.pos + 1
+                )));
             }
             Err(e) => {
                 return Err(Fetch::Failed(io::Error::other(
@@ -521,7 +550,10 @@ pub fn entries(
         op: bucket.op.clone(),
         order: small
             .iter()
-            .map(|(_, i)| (objects[*i].key.clone(), objects[*i].size))
+            .map(|(_, i)| {
+                let o = &objects[*i];
+                (o.key.clone(), o.size, o.etag.clone())
+            })
             .collect(),
         state: Mutex::new(AheadState::default()),
         changed: Condvar::new(),
@@ -539,6 +571,7 @@ pub fn entries(
             let mut reader = bucket.reader(&o.key, o.size);
             reader.ahead = place.get(&path).map(|&n| (ahead.clone(), n));
             reader.seen = Some((seen.clone(), i));
+            reader.may_leave_out = read(i);
             reader.etag = o.etag.clone();
             reader.modified = o.last_modified.parse().ok();
             let (mut entry, _) = SourceEntry::new(&path, Content::Stream(Box::new(reader)));
@@ -559,8 +592,9 @@ pub fn entries(
 /// was not fetched (or failed, or came back another size) reads it itself.
 struct ReadAhead {
     op: Operator,
-    /// Key and size of each object to fetch, in the order the archiver reads them.
-    order: Vec<(String, u64)>,
+    /// Key, size and listed ETag of each object to fetch, in the order the archiver reads
+    /// them.
+    order: Vec<(String, u64, String)>,
     state: Mutex<AheadState>,
     changed: Condvar,
 }
@@ -611,11 +645,12 @@ impl ReadAhead {
             let i = s.next;
             s.next += 1;
             s.fetching.insert(i);
-            let (key, size) = self.order[i].clone();
+            let (key, size, etag) = self.order[i].clone();
             s.bytes += size;
             let (me, op) = (self.clone(), self.op.clone());
             runtime().spawn(async move {
-                let got = get(&op, &key, Get::Whole(size)).await;
+                let if_match = (!etag.is_empty()).then_some(etag.as_str());
+                let got = get(&op, &key, Get::Whole(size), if_match).await;
                 let mut s = me.lock();
                 s.fetching.remove(&i);
                 match got {

@@ -322,6 +322,7 @@ fn serve(client: TcpStream, upstream_port: u16, judge: &Judge) -> std::io::Resul
             let s3_code = match code {
                 403 => "AccessDenied",
                 404 => "NoSuchKey",
+                412 => "PreconditionFailed",
                 503 => "ServiceUnavailable",
                 _ => "InternalError",
             };

@@ -811,6 +811,25 @@ fn replaced_while_read(s3: &S3Server) {
     assert_eq!(read["kept"], [b'a'; 1000]);
     assert!(read["kept-large"].len() == 9 << 20 && read["kept-large"].iter().all(|&b| b == b'a'));
 
+    // Shrunk between two parts of a large object: the next part is past its end now.
+    put_objects(&s3.endpoint(), &media, &[object("shrinks", 9 << 20, b'a')]);
+    let size = source
+        .list()
+        .unwrap()
+        .iter()
+        .find(|o| o.key == "shrinks")
+        .unwrap()
+        .size;
+    let mut reader = source.reader("shrinks", size);
+    let mut first_part = vec![0; 8 << 20];
+    std::io::Read::read_exact(&mut reader, &mut first_part).unwrap();
+    put_objects(&s3.endpoint(), &media, &[object("shrinks", 1000, b'b')]);
+    let err = std::io::Read::read_to_end(&mut reader, &mut Vec::new()).expect_err("shrunk");
+    assert!(
+        err.to_string().contains("changed while it was read"),
+        "{err}"
+    );
+
     // Read outside a backup (nobody to tell), a changed object is an error.
     let mut got = Vec::new();
     let err = std::io::Read::read_to_end(&mut source.reader("gone-now", 10), &mut got)
@@ -884,6 +903,16 @@ fn an_object_deleted_during_a_bucket_backup_is_left_out_and_named() {
     assert_eq!(m2["downloaded"], 1);
     assert!(m2["left-out"].is_null(), "{}", m2["left-out"]);
 
+    // o/7's node in that snapshot has a ctime of its own, so the next backup reads it
+    // although it did not change, and keeps its record from the manifest: deleted under
+    // that read, it fails the backup (there is no record to drop it from in time).
+    proxy.set(Faults::always(Fault::Status(404)).only(get_7));
+    let before = snapshot_count(&ws);
+    ws.run(&["backup"])
+        .expect_code(1)
+        .expect_stderr(&["o/7", "deleted after it was listed"], &[]);
+    assert_eq!(snapshot_count(&ws), before);
+
     // Every object read gone is not churn: no snapshot that looks good and holds nothing.
     let changed: Vec<TestObject> = objects[1..3]
         .iter()
@@ -897,4 +926,55 @@ fn an_object_deleted_during_a_bucket_backup_is_left_out_and_named() {
         .expect_code(1)
         .expect_stderr(&["every object read (", "nothing new"], &[]);
     assert_eq!(snapshot_count(&ws), before);
+
+    // A GET that says the listed version is gone (412 to If-Match) while a HEAD still shows
+    // it: the server contradicts itself, which would leave every object out. It fails.
+    let get_1: &'static str = Box::leak(format!("GET /{media}/o/1 ").into_boxed_str());
+    proxy.set(Faults::always(Fault::Status(412)).only(get_1));
+    ws.run(&["backup"])
+        .expect_code(1)
+        .expect_stderr(&["`o/1`", "listing and its replies disagree"], &[]);
+    assert_eq!(snapshot_count(&ws), before);
+}
+
+/// A forced bucket restore whose emergency backup cannot read one of the objects it would
+/// overwrite (deleted or replaced meanwhile, here a 404 from the proxy) restores nothing:
+/// that object would otherwise be overwritten with no copy anywhere.
+#[test]
+fn a_forced_bucket_restore_whose_emergency_backup_misses_an_object_writes_nothing() {
+    use lifeboat_testkit::s3::{TestObject, put_objects, test_bucket};
+
+    let s3 = S3Server::start();
+    let proxy = FaultProxy::start(s3.port());
+    let (media, dest) = (s3.bucket(), s3.bucket());
+    let objects = |what: &str| -> Vec<TestObject<'static>> {
+        (0..5)
+            .map(|i| {
+                let body = format!("{what} {i}\n").into_bytes();
+                (format!("k/{i}"), body, "text/plain", Default::default())
+            })
+            .collect()
+    };
+    put_objects(&s3.endpoint(), &media, &objects("backed up"));
+    put_objects(&s3.endpoint(), &dest, &objects("only copy"));
+    let ws = media_workspace(&s3, &media, &proxy.endpoint());
+    ws.run(&["backup"]).expect_code(0);
+
+    let get_3: &'static str = Box::leak(format!("GET /{dest}/k/3 ").into_boxed_str());
+    proxy.set(Faults::always(Fault::Status(404)).only(get_3));
+    restore_media(&ws, &format!("s3://{dest}"), &["--force"])
+        .expect_code(1)
+        .expect_stderr(&["emergency backup", "`k/3`", "nothing is restored"], &[]);
+    proxy.set(Faults::NONE);
+    let bucket = test_bucket(&s3.endpoint(), &dest);
+    for o in bucket.list().unwrap() {
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut bucket.reader(&o.key, o.size), &mut got).unwrap();
+        assert!(got.starts_with("only copy"), "{}: {got}", o.key);
+    }
+    assert_eq!(
+        snapshot_count(&ws),
+        1,
+        "no emergency snapshot that lacks k/3"
+    );
 }

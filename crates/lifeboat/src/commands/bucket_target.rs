@@ -171,26 +171,45 @@ pub async fn backup(
             source.head_if_present(&listed[i].key)
         })) {
             match head.map_err(|e| format!("bucket {e}"))? {
-                Some(head) => heads[i] = Some(head),
+                Some(head) if is_listed(&listed[i], &head) => heads[i] = Some(head),
+                Some(_) => {
+                    gone.insert(i, "changed after it was listed (HEAD)".into());
+                }
                 None => {
                     gone.insert(i, "was deleted after it was listed".into());
                 }
             }
         }
-        // Every object read gone is not churn: the bucket was emptied while it was read, or
-        // the server's listing and its replies disagree (a version never matches). A
-        // snapshot without any of them would look good and hold nothing new.
-        // (Read: the changed objects, and any unchanged one rustic read rather than linked.)
-        let read_count = (0..listed.len())
-            .filter(|i| changed[*i] || gone.contains_key(i))
-            .count();
+        // A replaced object whose HEAD still shows the listed version: the server's replies
+        // contradict each other, and would have every object left out.
+        let replaced: Vec<usize> = gone
+            .iter()
+            .filter(|(_, why)| why.starts_with("changed"))
+            .map(|(&i, _)| i)
+            .collect();
+        for (&i, head) in replaced.iter().zip(parallel(&replaced, |&i| {
+            source.head_if_present(&listed[i].key)
+        })) {
+            if let Some(head) = head.map_err(|e| format!("bucket {e}"))?
+                && is_listed(&listed[i], &head)
+            {
+                return Err(format!(
+                    "`{}` {}, yet a HEAD shows the version listed: the server's listing and \
+                     its replies disagree, so no version of it can be read as listed",
+                    listed[i].key, gone[&i]
+                ));
+            }
+        }
+        // Every object read gone: the snapshot would hold nothing new (a busy object
+        // rewritten during every read, the bucket emptied meanwhile). It fails rather than
+        // look good; the previous snapshots hold what it would have linked.
+        let read_count = changed.iter().filter(|&&c| c).count();
         if read_count > 0 && gone.len() == read_count {
             let (i, why) = gone.iter().next().expect("not empty");
             return Err(format!(
-                "every object read ({read_count}) was deleted or came back as another version \
-                 than the one listed, e.g. `{}` {why}; nothing new of `{url}` would be stored \
-                 (hint: if it happens again, the server's listing and its GET replies \
-                 disagree on ETag or last-modified)",
+                "every object read ({read_count}) was deleted or replaced while it was read \
+                 (e.g. `{}` {why}): nothing new of `{url}` would be stored (hint: back it up \
+                 again when the bucket is quieter)",
                 listed[*i].key
             ));
         }
@@ -201,6 +220,17 @@ pub async fn backup(
                 reason: reason.clone(),
             })
             .collect();
+        // An emergency backup must hold everything the restore is about to overwrite.
+        if emergency && !left_out.is_empty() {
+            return Err(format!(
+                "{} object(s) of `{url}` changed while the emergency backup read them (e.g. \
+                 `{}` {}): they would be overwritten without a copy, so nothing is restored \
+                 (hint: try again when the bucket is quiet)",
+                left_out.len(),
+                left_out[0].key,
+                left_out[0].reason
+            ));
+        }
         if !left_out.is_empty() {
             let some: Vec<&str> = left_out.iter().take(5).map(|l| l.key.as_str()).collect();
             log::warn!(
@@ -270,6 +300,22 @@ fn bucket_err(e: lifeboat_repo::StoreError) -> CliError {
 }
 
 /// The listing shows the same object as the record: same size, ETag and last-modified.
+/// Whether a reply (a HEAD) shows the version listed: the same ETag where the listing has
+/// one (quotes aside), else the same last-modified (replies carry whole seconds).
+fn is_listed(o: &Listed, head: &Head) -> bool {
+    let bare = |e: &str| e.trim_start_matches("W/").trim_matches('"').to_string();
+    match (&head.etag, o.etag.is_empty()) {
+        (Some(etag), false) => bare(etag) == bare(&o.etag),
+        _ => match (
+            o.last_modified.parse::<jiff::Timestamp>(),
+            head.last_modified,
+        ) {
+            (Ok(listed), Some(read)) => listed.as_second() == read.as_second(),
+            _ => true,
+        },
+    }
+}
+
 fn unchanged(old: &ObjectRecord, now: &Listed) -> bool {
     old.bytes == now.size && old.etag == now.etag && old.last_modified == now.last_modified
 }
