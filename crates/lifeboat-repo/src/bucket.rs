@@ -200,7 +200,7 @@ impl Head {
 #[derive(Default)]
 pub struct Seen {
     heads: Mutex<HashMap<usize, Head>>,
-    left_out: Mutex<BTreeMap<usize, String>>,
+    left_out: Mutex<BTreeMap<usize, Gone>>,
 }
 
 impl Seen {
@@ -211,7 +211,7 @@ impl Seen {
             .insert(i, head);
     }
 
-    fn leave_out(&self, i: usize, reason: String) {
+    fn leave_out(&self, i: usize, reason: Gone) {
         self.left_out
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -227,7 +227,7 @@ impl Seen {
     }
 
     /// The objects left out so far, and why.
-    pub fn left_out(&self) -> BTreeMap<usize, String> {
+    pub fn left_out(&self) -> BTreeMap<usize, Gone> {
         self.left_out
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -238,9 +238,9 @@ impl Seen {
 /// One GET of `range` of `key`, with the object's [`Head`] from the reply. `Whole(most)`
 /// asks for all of it without a `Range` header (a `Range` costs s3s-fs a lot of CPU) and
 /// stops reading once the reply passes `most` bytes: an object replaced by a larger one
-/// since it was listed is not held in memory (the caller sees the wrong length).
-/// A GET of `key`; with `if_match`, every request of it (retries resume with a new one)
-/// asks the server for that version (412 otherwise), so versions are never spliced.
+/// since it was listed is not held in memory (the caller sees the wrong length). With
+/// `if_match`, every request of it (retries resume with a new one) asks for that version
+/// (412 otherwise), so versions are never spliced.
 async fn get(
     op: &Operator,
     key: &str,
@@ -318,16 +318,16 @@ impl Read for ObjectReader {
                 Ok(()) => {}
                 // The object is gone, or another version than the one listed: the stream
                 // ends here and the object is left out (its reason kept in `Seen`).
-                Err(Fetch::Gone(reason)) => match (&self.seen, self.may_leave_out) {
+                Err(Fetch::Gone(why)) => match (&self.seen, self.may_leave_out) {
                     (Some((seen, i)), true) => {
-                        seen.leave_out(*i, reason);
+                        seen.leave_out(*i, why);
                         self.pos = self.size;
                         self.buf.clear();
                         self.at = 0;
                     }
                     _ => {
                         return Err(io::Error::other(format!(
-                            "`{}/{}` {reason}",
+                            "`{}/{}` {why}",
                             self.url, self.key
                         )));
                     }
@@ -344,9 +344,48 @@ impl Read for ObjectReader {
 
 /// Why [`ObjectReader::fill`] has no bytes.
 enum Fetch {
-    /// The object was deleted or replaced since it was listed (why, in words).
-    Gone(String),
+    Gone(Gone),
     Failed(io::Error),
+}
+
+/// How an object differs from its listing when it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gone {
+    Deleted,
+    /// Another version (what showed it).
+    Changed(String),
+}
+
+impl std::fmt::Display for Gone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Gone::Deleted => write!(f, "was deleted after it was listed"),
+            Gone::Changed(how) => write!(f, "changed while it was read ({how})"),
+        }
+    }
+}
+
+/// Whether `head` shows the version known by `etag` (quotes aside) or, where either has
+/// none, by `modified` (replies carry whole seconds); how they differ otherwise.
+fn same_version(etag: &str, modified: Option<jiff::Timestamp>, head: &Head) -> Result<(), String> {
+    let bare = |e: &str| e.trim_start_matches("W/").trim_matches('"').to_string();
+    match (&head.etag, head.last_modified, modified) {
+        (Some(shown), _, _) if !etag.is_empty() && bare(shown) != bare(etag) => {
+            Err(format!("listed with ETag {etag}, read ETag {shown}"))
+        }
+        (Some(_), _, _) if !etag.is_empty() => Ok(()),
+        (_, Some(shown), Some(known)) if shown.as_second() != known.as_second() => Err(format!(
+            "listed with last-modified {known}, read last-modified {shown}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl Listed {
+    /// Whether a reply (a HEAD) shows the version listed.
+    pub fn shown_by(&self, head: &Head) -> bool {
+        same_version(&self.etag, self.last_modified.parse().ok(), head).is_ok()
+    }
 }
 
 impl ObjectReader {
@@ -376,19 +415,19 @@ impl ObjectReader {
             Ok(got) => got,
             // Deleted since the listing (not the bucket: that is a failure).
             Err(e) if vanished(&e) => {
-                return Err(Fetch::Gone("was deleted after it was listed".into()));
+                return Err(Fetch::Gone(Gone::Deleted));
             }
             Err(e) if e.kind() == opendal::ErrorKind::ConditionNotMatch => {
-                return Err(Fetch::Gone(format!(
-                    "changed while it was read (the server has no version {} any more)",
+                return Err(Fetch::Gone(Gone::Changed(format!(
+                    "the server has no version {} any more",
                     self.etag
-                )));
+                ))));
             }
             Err(e) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => {
-                return Err(Fetch::Gone(format!(
-                    "changed while it was read (now shorter than {} bytes)",
+                return Err(Fetch::Gone(Gone::Changed(format!(
+                    "now shorter than {} bytes",
                     self.pos + 1
-                )));
+                ))));
             }
             Err(e) => {
                 return Err(Fetch::Failed(io::Error::other(
@@ -398,12 +437,12 @@ impl ObjectReader {
         };
         self.saw(head)?;
         if got.len() as u64 != end - self.pos {
-            return Err(Fetch::Gone(format!(
-                "changed while it was read (asked for {} bytes at {}, got {})",
+            return Err(Fetch::Gone(Gone::Changed(format!(
+                "asked for {} bytes at {}, got {}",
                 end - self.pos,
                 self.pos,
                 got.len()
-            )));
+            ))));
         }
         self.pos = end;
         self.buf = got;
@@ -416,25 +455,12 @@ impl ObjectReader {
     /// another version's parts).
     fn saw(&mut self, head: Option<Head>) -> Result<(), Fetch> {
         let Some(head) = head else { return Ok(()) };
-        let changed = |what: &str, listed: &dyn std::fmt::Display, read: &dyn std::fmt::Display| {
-            Fetch::Gone(format!(
-                "changed while it was read (listed with {what} {listed}, read {what} {read})"
-            ))
-        };
-        match (&head.etag, self.etag.is_empty()) {
-            (Some(etag), false) if *etag != self.etag => {
-                return Err(changed("ETag", &self.etag, etag));
-            }
-            (Some(etag), true) => {
-                // Replies show last-modified in whole seconds.
-                if let (Some(listed), Some(read)) = (self.modified, head.last_modified)
-                    && listed.as_second() != read.as_second()
-                {
-                    return Err(changed("last-modified", &listed, &read));
-                }
-                self.etag = etag.clone();
-            }
-            _ => {}
+        same_version(&self.etag, self.modified, &head)
+            .map_err(|how| Fetch::Gone(Gone::Changed(how)))?;
+        if self.etag.is_empty()
+            && let Some(etag) = &head.etag
+        {
+            self.etag = etag.clone();
         }
         if !self.head_seen
             && let Some((seen, i)) = &self.seen

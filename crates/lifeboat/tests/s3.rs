@@ -791,7 +791,7 @@ fn replaced_while_read(s3: &S3Server) {
     let left_out: std::collections::BTreeMap<&str, String> = seen
         .left_out()
         .into_iter()
-        .map(|(i, why)| (listed[i].key.as_str(), why))
+        .map(|(i, why)| (listed[i].key.as_str(), why.to_string()))
         .collect();
     assert_eq!(
         left_out.keys().copied().collect::<Vec<_>>(),

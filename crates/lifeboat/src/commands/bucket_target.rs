@@ -23,7 +23,7 @@ use lifeboat_core::{
 };
 use lifeboat_repo::{
     Parent, Repo, SnapshotInfo, StreamStat,
-    bucket::{self, Bucket, Head, Listed},
+    bucket::{self, Bucket, Gone, Head, Listed},
 };
 use serde_json::json;
 use sha2::Digest;
@@ -161,6 +161,26 @@ pub async fn backup(
         }
         // Deleted or replaced since the listing: their streams ended early.
         let mut gone = seen.left_out();
+        // A replaced object whose HEAD still shows the listed version: the server's replies
+        // contradict each other, and would have every object left out.
+        let replaced: Vec<usize> = gone
+            .iter()
+            .filter(|(_, why)| matches!(why, Gone::Changed(_)))
+            .map(|(&i, _)| i)
+            .collect();
+        for (&i, head) in replaced.iter().zip(parallel(&replaced, |&i| {
+            source.head_if_present(&listed[i].key)
+        })) {
+            if let Some(head) = head.map_err(|e| format!("bucket {e}"))?
+                && listed[i].shown_by(&head)
+            {
+                return Err(format!(
+                    "`{}` {}, yet a HEAD shows the version listed: the server's listing and \
+                     its replies disagree, so no version of it can be read as listed",
+                    listed[i].key, gone[&i]
+                ));
+            }
+        }
         // Its content type and metadata: from its GET replies, or a HEAD where none showed
         // them (an empty object is not fetched).
         let mut heads: Vec<Option<Head>> = (0..listed.len()).map(|i| seen.take(i)).collect();
@@ -171,33 +191,13 @@ pub async fn backup(
             source.head_if_present(&listed[i].key)
         })) {
             match head.map_err(|e| format!("bucket {e}"))? {
-                Some(head) if is_listed(&listed[i], &head) => heads[i] = Some(head),
+                Some(head) if listed[i].shown_by(&head) => heads[i] = Some(head),
                 Some(_) => {
-                    gone.insert(i, "changed after it was listed (HEAD)".into());
+                    gone.insert(i, Gone::Changed("a HEAD shows another version".into()));
                 }
                 None => {
-                    gone.insert(i, "was deleted after it was listed".into());
+                    gone.insert(i, Gone::Deleted);
                 }
-            }
-        }
-        // A replaced object whose HEAD still shows the listed version: the server's replies
-        // contradict each other, and would have every object left out.
-        let replaced: Vec<usize> = gone
-            .iter()
-            .filter(|(_, why)| why.starts_with("changed"))
-            .map(|(&i, _)| i)
-            .collect();
-        for (&i, head) in replaced.iter().zip(parallel(&replaced, |&i| {
-            source.head_if_present(&listed[i].key)
-        })) {
-            if let Some(head) = head.map_err(|e| format!("bucket {e}"))?
-                && is_listed(&listed[i], &head)
-            {
-                return Err(format!(
-                    "`{}` {}, yet a HEAD shows the version listed: the server's listing and \
-                     its replies disagree, so no version of it can be read as listed",
-                    listed[i].key, gone[&i]
-                ));
             }
         }
         // Every object read gone: the snapshot would hold nothing new (a busy object
@@ -217,7 +217,7 @@ pub async fn backup(
             .iter()
             .map(|(&i, reason)| LeftOut {
                 key: listed[i].key.clone(),
-                reason: reason.clone(),
+                reason: reason.to_string(),
             })
             .collect();
         // An emergency backup must hold everything the restore is about to overwrite.
@@ -300,22 +300,6 @@ fn bucket_err(e: lifeboat_repo::StoreError) -> CliError {
 }
 
 /// The listing shows the same object as the record: same size, ETag and last-modified.
-/// Whether a reply (a HEAD) shows the version listed: the same ETag where the listing has
-/// one (quotes aside), else the same last-modified (replies carry whole seconds).
-fn is_listed(o: &Listed, head: &Head) -> bool {
-    let bare = |e: &str| e.trim_start_matches("W/").trim_matches('"').to_string();
-    match (&head.etag, o.etag.is_empty()) {
-        (Some(etag), false) => bare(etag) == bare(&o.etag),
-        _ => match (
-            o.last_modified.parse::<jiff::Timestamp>(),
-            head.last_modified,
-        ) {
-            (Ok(listed), Some(read)) => listed.as_second() == read.as_second(),
-            _ => true,
-        },
-    }
-}
-
 fn unchanged(old: &ObjectRecord, now: &Listed) -> bool {
     old.bytes == now.size && old.etag == now.etag && old.last_modified == now.last_modified
 }
