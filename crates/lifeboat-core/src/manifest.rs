@@ -160,8 +160,34 @@ pub struct PostgresManifest {
     pub snapshot_time: String,
     pub tables: Vec<TableRecord>,
     pub dump: StreamRecord,
+    /// Where each data block of the dump lies, so a restore with several jobs can feed
+    /// several `pg_restore` processes at once (absent: staged in a file instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<DumpLayout>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub globals: Option<StreamRecord>,
+}
+
+/// The layout of a custom-format dump: its header and table of contents end at
+/// `toc-bytes`, then come the data blocks, one per entry with data, with no gap.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct DumpLayout {
+    pub toc_bytes: u64,
+    pub blocks: Vec<DataBlock>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct DataBlock {
+    /// The TOC entry's dump id.
+    pub id: i64,
+    pub offset: u64,
+    pub bytes: u64,
+    /// Offsets inside the block where a row starts (a chunk of table data; every 32 MiB or
+    /// so): a large table's rows can be split there between parallel `COPY`s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cuts: Vec<u64>,
 }
 
 impl PostgresManifest {
@@ -320,6 +346,7 @@ mod tests {
                     bytes: 10,
                     sha256: "ab".into(),
                 },
+                layout: None,
                 globals: None,
             }),
             files: None,

@@ -6,6 +6,7 @@
 //! This crate does not know the repository: it produces and consumes byte streams, and the
 //! binary wires them to the repository.
 
+pub mod archive;
 pub mod basebackup;
 pub mod child;
 pub mod cluster;

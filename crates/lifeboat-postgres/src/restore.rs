@@ -196,6 +196,8 @@ pub struct RestoreOptions {
     pub list_file: Option<std::path::PathBuf>,
     /// Read the archive from this file instead of stdin.
     pub input: Option<std::path::PathBuf>,
+    /// Restore one section only: `pre-data`, `data` or `post-data`.
+    pub section: Option<&'static str>,
 }
 
 /// Start `pg_restore` into `target`; write the archive to its stdin unless `opts.input`.
@@ -218,6 +220,9 @@ pub fn spawn_restore(
     }
     if !opts.keep_owners {
         cmd.args(["--no-owner", "--no-privileges"]);
+    }
+    if let Some(section) = opts.section {
+        cmd.arg(format!("--section={section}"));
     }
     if let Some(list) = &opts.list_file {
         cmd.arg(format!("--use-list={}", list.display()));

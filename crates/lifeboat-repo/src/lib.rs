@@ -305,6 +305,54 @@ impl Reader<'_> {
     }
 }
 
+/// A file of a snapshot opened for reading from any offset.
+pub struct OpenedFile(rustic_core::vfs::OpenFile);
+
+impl Reader<'_> {
+    pub fn open(&self, snapshot_id: &str, path: &str) -> Result<OpenedFile, RepoError> {
+        let node = node_at(self.indexed, snapshot_id, path)?;
+        self.indexed
+            .open_file(&node)
+            .map(OpenedFile)
+            .map_err(rustic(format!(
+                "cannot open `{path}` of snapshot `{snapshot_id}`"
+            )))
+    }
+
+    /// Write `len` bytes of `file` from `offset` into `w`, read in pieces of 8 MiB. Fails if
+    /// the file ends first.
+    pub fn copy_range(
+        &self,
+        file: &OpenedFile,
+        offset: u64,
+        len: u64,
+        w: &mut impl Write,
+    ) -> Result<(), RepoError> {
+        const PIECE: u64 = 8 << 20;
+        let mut done = 0;
+        while done < len {
+            let want = (len - done).min(PIECE);
+            let at = offset + done;
+            let bytes = self
+                .indexed
+                .read_file_at(&file.0, at as usize, want as usize)
+                .map_err(rustic(format!("cannot read {want} bytes at {at}")))?;
+            if bytes.is_empty() {
+                return Err(RepoError::Rustic {
+                    context: format!("cannot read {want} bytes at {at}"),
+                    message: "the file ends before".into(),
+                });
+            }
+            w.write_all(&bytes).map_err(|e| RepoError::Rustic {
+                context: "cannot pass on what was read".into(),
+                message: e.to_string(),
+            })?;
+            done += bytes.len() as u64;
+        }
+        Ok(())
+    }
+}
+
 /// The snapshot a backup may link unchanged entries from, and which entries (by path,
 /// with their sizes) it may link.
 #[derive(Debug, Clone)]

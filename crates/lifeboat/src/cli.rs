@@ -163,7 +163,8 @@ pub struct RestoreArgs {
     /// Overwrite existing data, after an emergency backup of it
     #[arg(long)]
     pub force: bool,
-    /// Parallel pg_restore jobs (> 1 stages the dump in a temporary file first)
+    /// Parallel pg_restore jobs (> 1: several streams at once; staged in a temporary file
+    /// over existing objects, for one table, or for snapshots that lack the dump's layout)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     /// Keep the dump's owners and privileges (the roles must exist on the target)
@@ -238,7 +239,8 @@ pub struct DrillArgs {
     /// report-dir`]
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
-    /// Parallel pg_restore jobs (> 1 stages the dump in a temporary file first)
+    /// Parallel pg_restore jobs (> 1: several streams at once; staged in a temporary file
+    /// over existing objects, for one table, or for snapshots that lack the dump's layout)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
 }

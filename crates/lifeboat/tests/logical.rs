@@ -77,10 +77,113 @@ fn backup_then_restore_into_a_new_database_matches_exactly() {
     assert_eq!(pg.psql("copy", FINGERPRINT).unwrap(), before);
     assert!(!run.stdout.contains(&pg.password) && !run.stderr.contains(&pg.password));
 
-    // Parallel restore stages the dump in a file.
+    // A parallel restore gives the same database.
     let run = ws.run(&["restore", "app", "--to", &pg.url("copy2"), "--jobs", "2"]);
     run.expect_code(0);
     assert_eq!(pg.psql("copy2", FINGERPRINT).unwrap(), before);
+}
+
+/// Large objects, an empty table, a sequence moved on, a materialized view: every kind of
+/// entry in the data section, and one that is refreshed after it. And a table of 43 MB,
+/// large enough to be split between two streams.
+const EXTRAS: &str = "
+CREATE TABLE wide (id int, payload text);
+INSERT INTO wide SELECT i, repeat(md5(i::text), 30) FROM generate_series(1, 45000) i;
+CREATE TABLE empty_log (at timestamptz);
+SELECT lo_from_bytea(424242, 'a large object');
+SELECT setval('users_id_seq', 9000);
+CREATE MATERIALIZED VIEW big_spenders AS SELECT user_id FROM billing.ledger GROUP BY user_id HAVING sum(amount) > 280;
+";
+
+const EXTRAS_FINGERPRINT: &str = "SELECT (SELECT encode(lo_get(424242), 'escape')) || '/' ||
+    (SELECT last_value FROM users_id_seq) || '/' || (SELECT count(*) FROM big_spenders) || '/' ||
+    (SELECT count(*) FROM empty_log) || '/' ||
+    (SELECT md5(string_agg(id || payload, ',' ORDER BY id)) FROM wide) || '/' ||
+    (SELECT count(*) FROM pg_constraint WHERE conname IN ('images_user_id_fkey', 'users_email_key'))";
+
+#[test]
+fn a_parallel_restore_streams_the_tables_into_several_pg_restores_without_staging() {
+    let (pg, ws) = setup();
+    pg.psql("app", EXTRAS).unwrap();
+    let before = (
+        pg.psql("app", FINGERPRINT).unwrap(),
+        pg.psql("app", EXTRAS_FINGERPRINT).unwrap(),
+    );
+    ws.run(&["backup"]).expect_code(0);
+
+    // The manifest maps the dump: the TOC, then one block per table and one for the large
+    // objects, back to back up to the end of the dump.
+    let snaps = ws.run(&["snapshots", "--json"]).json();
+    let m = &snaps["snapshots"][0]["manifest"]["postgres"];
+    let layout = &m["layout"];
+    let blocks = layout["blocks"].as_array().expect("a layout");
+    assert_eq!(blocks.len(), 6, "{layout}");
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b["cuts"].as_array().is_some_and(|c| c.len() == 2)),
+        "row boundaries of the wide table: {layout}"
+    );
+    let mut next = layout["toc-bytes"].as_u64().unwrap();
+    assert!(next > 1000, "{layout}");
+    for b in blocks {
+        assert_eq!(b["offset"].as_u64().unwrap(), next, "{layout}");
+        next += b["bytes"].as_u64().unwrap();
+    }
+    assert_eq!(next, m["dump"]["bytes"].as_u64().unwrap());
+
+    let copy = pg.url("copy");
+    let restore_copy = |more: &[&str]| {
+        let mut args = vec![
+            "-v", "restore", "app", "--to", &copy, "--jobs", "2", "--json",
+        ];
+        args.extend_from_slice(more);
+        ws.run(&args)
+    };
+    let run = restore_copy(&[]);
+    run.expect_code(0);
+    let out = run.json();
+    assert_eq!(out["load"], "parallel-streams", "{out}");
+    assert_eq!(out["verified"], true, "{out}");
+    assert!(
+        run.stderr
+            .contains("(1 table(s) split between two of them)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        out["plan"]["steps"].to_string().contains("nothing staged"),
+        "{out}"
+    );
+    let after = (
+        pg.psql("copy", FINGERPRINT).unwrap(),
+        pg.psql("copy", EXTRAS_FINGERPRINT).unwrap(),
+    );
+    assert_eq!(after, before);
+    // The extras were there to be compared: the object, the moved sequence, a non-empty
+    // view, both constraints.
+    let parts: Vec<&str> = before.1.split('/').collect();
+    assert_eq!(parts[..2], ["a large object", "9000"], "{}", before.1);
+    assert_ne!(parts[2], "0", "{}", before.1);
+    assert_eq!(parts[3], "0", "{}", before.1);
+    assert_eq!(parts[5], "2", "{}", before.1);
+
+    // Over existing tables (--clean must drop everything first) the dump is staged.
+    let run = restore_copy(&["--force"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["load"], "staged");
+    assert_eq!(pg.psql("copy", EXTRAS_FINGERPRINT).unwrap(), before.1);
+
+    // A stream that fails fails the restore: a destination that rejects the rows of one
+    // table (its share fails while the other share loads).
+    images_trigger_database(&pg, "strict", "RAISE EXCEPTION 'no rows for images here';");
+    let run = ws.run(&["restore", "app", "--to", &pg.url("strict"), "--jobs", "2"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("no rows for images here"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -213,28 +316,35 @@ fn one_table_is_restored_without_touching_the_others() {
     assert!(run.stderr.contains("not in snapshot"), "{}", run.stderr);
 }
 
-#[test]
-fn a_row_count_mismatch_after_restore_exits_3() {
-    let (pg, ws) = setup();
-    ws.run(&["backup"]).expect_code(0);
-    // A destination that silently drops rows: every new table gets a trigger that
-    // discards inserts (COPY fires row triggers).
-    pg.psql("postgres", "CREATE DATABASE lossy").unwrap();
+/// A new database `db` where every row inserted into `public.images` runs the plpgsql
+/// trigger body `body`: an event trigger puts the row trigger on the table as soon as the
+/// restore creates it, and COPY fires row triggers.
+fn images_trigger_database(pg: &Cluster, db: &str, body: &str) {
+    pg.psql("postgres", &format!("CREATE DATABASE {db}"))
+        .unwrap();
     pg.psql(
-        "lossy",
-        "CREATE FUNCTION drop_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+        db,
+        &format!("CREATE FUNCTION on_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$;
          CREATE FUNCTION add_trigger() RETURNS event_trigger LANGUAGE plpgsql AS $$
          DECLARE r record;
          BEGIN
            FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' LOOP
              IF r.object_identity = 'public.images' THEN
-               EXECUTE format('CREATE TRIGGER lose BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.drop_row()', r.object_identity);
+               EXECUTE format('CREATE TRIGGER on_row BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.on_row()', r.object_identity);
              END IF;
            END LOOP;
          END $$;
-         CREATE EVENT TRIGGER lossy ON ddl_command_end EXECUTE FUNCTION add_trigger();",
+         CREATE EVENT TRIGGER images_rows ON ddl_command_end EXECUTE FUNCTION add_trigger();"),
     )
     .unwrap();
+}
+
+#[test]
+fn a_row_count_mismatch_after_restore_exits_3() {
+    let (pg, ws) = setup();
+    ws.run(&["backup"]).expect_code(0);
+    // A destination that silently drops the rows of `images`.
+    images_trigger_database(&pg, "lossy", "RETURN NULL;");
     let run = ws.run(&["restore", "app", "--to", &pg.url("lossy")]);
     run.expect_code(3);
     assert!(run.stdout.contains("MISMATCH"), "{}", run.stdout);

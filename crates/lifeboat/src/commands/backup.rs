@@ -5,16 +5,21 @@
 //! measured size and hash and the counts. Files: the configured paths, each file hashed as
 //! it is stored. Any failure deletes the snapshot: a failed backup never looks good.
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use lifeboat_core::{
     Config, Manifest, Redacted, TargetConfig, TargetKind,
     config::PostgresMode,
     manifest::{
-        FORMAT_VERSION, FileRecord, FilesManifest, PostgresManifest, StreamRecord, TableRecord,
+        DumpLayout, FORMAT_VERSION, FileRecord, FilesManifest, PostgresManifest, StreamRecord,
+        TableRecord,
     },
 };
-use lifeboat_postgres::{PgTools, Target, logical};
+use lifeboat_postgres::{PgTools, Target, archive, logical};
 use lifeboat_repo::{
     Content, LockKind, Repo, SnapshotInfo, SourceEntry, StreamStat, TAG_EMERGENCY,
 };
@@ -274,6 +279,8 @@ async fn backup_postgres(
         Some(tokio::task::spawn_blocking(move || logical::dump_globals(&t, &tg)).await??)
     };
     let dump = logical::spawn_dump(&tools, &target, &session.snapshot)?;
+    let layout: Arc<Mutex<Option<DumpLayout>>> = Default::default();
+    let dump = archive::Watched::new(dump, layout.clone());
 
     let dump_path = format!("{name}/db.dump");
     let globals_path = format!("{name}/globals.sql");
@@ -304,6 +311,7 @@ async fn backup_postgres(
             bytes: 0,
             sha256: String::new(),
         },
+        layout: None,
         globals: None,
     };
     let kept: Shared = Default::default();
@@ -318,6 +326,7 @@ async fn backup_postgres(
         let mut pg = base;
         pg.dump.bytes = dump.bytes;
         pg.dump.sha256 = dump.sha256;
+        pg.layout = layout.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(g) = globals_stat {
             let g = g.wait()?;
             pg.globals = Some(StreamRecord {

@@ -9,6 +9,7 @@ mod config;
 mod demo;
 mod drill;
 mod drills;
+mod dump_load;
 mod forget;
 mod init;
 mod pitr;

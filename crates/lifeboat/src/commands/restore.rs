@@ -28,7 +28,10 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::Digest;
 
-use super::{Context, backup_target};
+use super::{
+    Context, backup_target,
+    dump_load::{Load, load_dump, read_toc},
+};
 use crate::{
     cli::RestoreArgs,
     error::{CliError, CliResult},
@@ -255,14 +258,16 @@ async fn restore_postgres(
             output::thousands(pgm.total_rows())
         ),
     };
-    steps.push(format!(
-        "{restore_step}{}",
-        if args.jobs > 1 {
-            format!(" with {} jobs (dump staged in a temporary file)", args.jobs)
-        } else {
-            String::new()
-        }
-    ));
+    let opts = pg::RestoreOptions {
+        clean: overwrites,
+        keep_owners: args.keep_owners,
+        jobs: args.jobs,
+        list_file: None,
+        input: None,
+        section: None,
+    };
+    let load = Load::planned(pgm, &opts, table.is_some());
+    steps.push(format!("{restore_step}{}", load.describe(args.jobs)));
     let verify_tables: Vec<TableRecord> = match &table {
         Some(t) => vec![t.clone()],
         None => pgm.tables.clone(),
@@ -338,13 +343,7 @@ async fn restore_postgres(
     let stage = tempfile::Builder::new()
         .prefix("lifeboat-restore-")
         .tempdir()?;
-    let mut opts = pg::RestoreOptions {
-        clean: overwrites,
-        keep_owners: args.keep_owners,
-        jobs: args.jobs,
-        list_file: None,
-        input: None,
-    };
+    let mut opts = opts;
     if let Some(t) = &table {
         let toc = read_toc(repo, &snapshot.id, &dump_path, &tools).await?;
         let list = pg::table_list(&toc, t);
@@ -352,16 +351,7 @@ async fn restore_postgres(
         std::fs::write(&list_file, list)?;
         opts.list_file = Some(list_file);
     }
-    load_dump(
-        repo,
-        &snapshot.id,
-        &dump_path,
-        &tools,
-        &dest,
-        opts,
-        stage.path(),
-    )
-    .await?;
+    let load = load_dump(repo, &snapshot.id, pgm, &tools, &dest, opts, stage.path()).await?;
     let restore_secs = started.elapsed().as_secs_f64();
 
     let checks = pg::verify_rows(&dest, &verify_tables).await?;
@@ -371,6 +361,7 @@ async fn restore_postgres(
             "plan": plan,
             "emergency_snapshot": emergency,
             "restore_seconds": restore_secs,
+            "load": load,
             "row_checks": checks,
             "verified": ok,
         }));
@@ -401,91 +392,6 @@ async fn restore_postgres(
         return Ok(3);
     }
     Ok(0)
-}
-
-/// Load a snapshot's dump into `dest` with `pg_restore`: streamed into its stdin, or with
-/// `opts.jobs > 1` staged in a file below `stage` first (`pg_restore -j` cannot read a pipe).
-pub(super) async fn load_dump(
-    repo: &Arc<Repo>,
-    snapshot_id: &str,
-    dump_path: &str,
-    tools: &PgTools,
-    dest: &Target,
-    mut opts: pg::RestoreOptions,
-    stage: &Path,
-) -> CliResult<()> {
-    if opts.jobs > 1 {
-        let file = stage.join("db.dump");
-        let (r, id, p, f) = (
-            repo.clone(),
-            snapshot_id.to_string(),
-            dump_path.to_string(),
-            file.clone(),
-        );
-        tokio::task::spawn_blocking(move || -> CliResult<()> {
-            let mut out = std::io::BufWriter::new(std::fs::File::create(&f)?);
-            r.dump(&id, &p, &mut out)?;
-            std::io::Write::flush(&mut out)?;
-            Ok(())
-        })
-        .await??;
-        opts.input = Some(file);
-    }
-    let child = pg::spawn_restore(tools, dest, &opts)?;
-    run_restore(repo, snapshot_id, dump_path, child).await
-}
-
-/// Feed the dump into `pg_restore`'s stdin (unless it reads a file) and wait for it.
-async fn run_restore(
-    repo: &Arc<Repo>,
-    id: &str,
-    path: &str,
-    mut child: std::process::Child,
-) -> CliResult<()> {
-    let stdin = child.stdin.take();
-    let (r, id, path) = (repo.clone(), id.to_string(), path.to_string());
-    let feed = tokio::task::spawn_blocking(move || -> Result<(), lifeboat_repo::RepoError> {
-        match stdin {
-            Some(mut stdin) => r.dump(&id, &path, &mut stdin),
-            None => Ok(()),
-        }
-    });
-    let fed = feed.await?;
-    let waited = tokio::task::spawn_blocking(move || pg::wait_restore(child)).await?;
-    // pg_restore's own error explains a broken pipe better than the pipe does.
-    waited?;
-    fed?;
-    Ok(())
-}
-
-/// The archive's table of contents (`pg_restore -l`), read from the start of the dump.
-async fn read_toc(repo: &Arc<Repo>, id: &str, path: &str, tools: &PgTools) -> CliResult<String> {
-    let mut child = std::process::Command::new(tools.path("pg_restore"))
-        .arg("--list")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    let stdin = child.stdin.take();
-    let (r, id, path) = (repo.clone(), id.to_string(), path.to_string());
-    // pg_restore --list stops reading after the TOC: a broken pipe here is expected.
-    let feed = tokio::task::spawn_blocking(move || {
-        if let Some(mut s) = stdin {
-            let _ = r.dump(&id, &path, &mut s);
-        }
-    });
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
-    feed.await?;
-    if !out.status.success() {
-        return Err(CliError::failure(
-            format!(
-                "cannot read the dump's table of contents: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            None,
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[derive(Debug, Serialize)]

@@ -17,7 +17,7 @@ use lifeboat_postgres::{
 use lifeboat_repo::Repo;
 
 use super::{Findings, Rehearsal, run_command};
-use crate::{commands::restore::load_dump, output};
+use crate::{commands::dump_load::load_dump, output};
 
 pub(super) struct PgRehearsal {
     pub repo: Arc<Repo>,
@@ -126,7 +126,7 @@ impl Rehearsal for PgRehearsal {
         load_dump(
             &self.repo,
             &self.snapshot,
-            &m.dump.path,
+            m,
             &self.tools,
             dest,
             opts,

@@ -1,0 +1,911 @@
+//! The layout of a `pg_dump --format=custom` archive: its table of contents and where each
+//! data block lies, so a dump stored as one stream can be restored by several `pg_restore`
+//! processes at once, each fed the table of contents and only its own blocks.
+//!
+//! The format (PostgreSQL's `pg_backup_archiver.c` and `pg_backup_custom.c`): a header,
+//! the table of contents (TOC), then one block per data entry in TOC order — a block type
+//! byte, the entry's dump id, and its data in length-prefixed chunks ended by a zero length
+//! (large objects: an OID before each object's chunks, ended by OID 0). An integer is a sign
+//! byte and `int size` bytes, little-endian; a string is its length (−1: none) and bytes.
+//!
+//! [`LayoutWatch`] maps the blocks while the dump streams into the repository at backup;
+//! [`parse_toc`] reads the TOC again at restore. Only archive versions 1.12 to 1.14
+//! (`pg_dump` 11 to 15) are read; any other version gets no layout, and its restore stages
+//! the dump in a file as before.
+
+use lifeboat_core::manifest::{DataBlock, DumpLayout};
+
+/// Sections of the TOC (`teSection`).
+pub const SECTION_PRE_DATA: i64 = 2;
+pub const SECTION_DATA: i64 = 3;
+pub const SECTION_POST_DATA: i64 = 4;
+
+const BLOCK_DATA: u8 = 1;
+const BLOCK_BLOBS: u8 = 3;
+/// A TOC larger than this is not read (a real one is kilobytes to a few megabytes).
+const MAX_TOC_BYTES: usize = 256 << 20;
+/// A row boundary is noted every this many bytes of a table's data, and a block keeps at
+/// most `MAX_CUTS` of them (evenly thinned), so the manifest stays small for any table.
+const CUT_EVERY: u64 = 16 << 20;
+const MAX_CUTS: usize = 256;
+
+/// One entry of the table of contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TocEntry {
+    pub id: i64,
+    /// The entry has a data block (`TABLE DATA`, `BLOBS`).
+    pub has_data: bool,
+    pub desc: String,
+    pub section: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toc {
+    pub entries: Vec<TocEntry>,
+    /// Bytes of the header and TOC: the first data block starts here.
+    pub end: u64,
+    int_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TocError {
+    /// The bytes end before the TOC does.
+    Short,
+    Invalid(String),
+}
+
+impl std::fmt::Display for TocError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Short => f.write_str("the archive ends inside its table of contents"),
+            Self::Invalid(why) => write!(f, "not a readable custom-format archive: {why}"),
+        }
+    }
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    int_size: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], TocError> {
+        let end = self.pos.checked_add(n).ok_or(TocError::Short)?;
+        let slice = self.bytes.get(self.pos..end).ok_or(TocError::Short)?;
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn byte(&mut self) -> Result<u8, TocError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn int(&mut self) -> Result<i64, TocError> {
+        let size = self.int_size;
+        let b = self.take(1 + size)?;
+        Ok(decode_int(b))
+    }
+
+    /// A string's bytes are skipped: only its presence matters, except where read by `text`.
+    fn skip_str(&mut self) -> Result<bool, TocError> {
+        let n = self.int()?;
+        if n < 0 {
+            return Ok(false);
+        }
+        self.take(usize::try_from(n).map_err(|_| TocError::Short)?)?;
+        Ok(true)
+    }
+
+    fn text(&mut self) -> Result<String, TocError> {
+        let n = self.int()?;
+        if n < 0 {
+            return Ok(String::new());
+        }
+        let b = self.take(usize::try_from(n).map_err(|_| TocError::Short)?)?;
+        Ok(String::from_utf8_lossy(b).into_owned())
+    }
+}
+
+/// A sign byte, then the magnitude little-endian.
+fn decode_int(b: &[u8]) -> i64 {
+    let magnitude = b[1..]
+        .iter()
+        .rev()
+        .fold(0i64, |acc, &x| (acc << 8) | i64::from(x));
+    if b[0] != 0 { -magnitude } else { magnitude }
+}
+
+/// Read the header and TOC at the start of `bytes`.
+pub fn parse_toc(bytes: &[u8]) -> Result<Toc, TocError> {
+    let invalid = |why: String| Err(TocError::Invalid(why));
+    let mut c = Cursor {
+        bytes,
+        pos: 0,
+        int_size: 4,
+    };
+    if c.take(5)? != b"PGDMP" {
+        return invalid("no PGDMP signature".into());
+    }
+    let (major, minor) = (c.byte()?, c.byte()?);
+    let _revision = c.byte()?;
+    if major != 1 || !(12..=14).contains(&minor) {
+        return invalid(format!(
+            "archive version {major}.{minor} is not one lifeboat reads"
+        ));
+    }
+    c.int_size = usize::from(c.byte()?);
+    let offset_size = usize::from(c.byte()?);
+    if !(1..=8).contains(&c.int_size) || !(1..=8).contains(&offset_size) {
+        return invalid("implausible integer sizes".into());
+    }
+    if c.byte()? != 1 {
+        return invalid("not the custom format".into());
+    }
+    let _compression = c.int()?;
+    for _ in 0..7 {
+        c.int()?; // creation time
+    }
+    for _ in 0..3 {
+        c.skip_str()?; // database name, server version, pg_dump version
+    }
+    let count = c.int()?;
+    if count < 0 {
+        return invalid("negative TOC size".into());
+    }
+    let mut entries = Vec::new();
+    for _ in 0..count {
+        let id = c.int()?;
+        let has_data = c.int()? != 0;
+        c.skip_str()?; // catalog table oid
+        c.skip_str()?; // oid
+        c.skip_str()?; // tag
+        let desc = c.text()?;
+        let section = c.int()?;
+        for _ in 0..5 {
+            c.skip_str()?; // definition, drop, COPY statement, schema, tablespace
+        }
+        if minor >= 14 {
+            c.skip_str()?; // table access method
+        }
+        c.skip_str()?; // owner
+        c.skip_str()?; // "with oids"
+        while c.skip_str()? {} // dependencies, ended by a null string
+        c.byte()?; // offset state
+        c.take(offset_size)?; // offset
+        entries.push(TocEntry {
+            id,
+            has_data,
+            desc,
+            section,
+        });
+        if c.pos > MAX_TOC_BYTES {
+            return invalid("table of contents too large".into());
+        }
+    }
+    Ok(Toc {
+        entries,
+        end: c.pos as u64,
+        int_size: c.int_size,
+    })
+}
+
+/// Check that `layout` describes a dump of `dump_bytes` bytes whose TOC is `toc`: the blocks
+/// follow the TOC and each other with no gap up to the end, and every entry with data has
+/// exactly one block.
+pub fn check_layout(layout: &DumpLayout, toc: &Toc, dump_bytes: u64) -> Result<(), String> {
+    if layout.toc_bytes != toc.end {
+        return Err(format!(
+            "TOC ends at {} but the layout says {}",
+            toc.end, layout.toc_bytes
+        ));
+    }
+    let mut next = toc.end;
+    for b in &layout.blocks {
+        if b.offset != next {
+            return Err(format!("block of entry {} is not where expected", b.id));
+        }
+        next = b.offset + b.bytes;
+        let mut after = b.offset;
+        for &c in &b.cuts {
+            if c <= after || c >= next {
+                return Err(format!("a cut of block {} lies outside it", b.id));
+            }
+            after = c;
+        }
+    }
+    if next != dump_bytes {
+        return Err(format!("blocks end at {next}, the dump at {dump_bytes}"));
+    }
+    let mut with_data: Vec<i64> = toc
+        .entries
+        .iter()
+        .filter(|e| e.has_data)
+        .map(|e| e.id)
+        .collect();
+    let mut blocks: Vec<i64> = layout.blocks.iter().map(|b| b.id).collect();
+    with_data.sort_unstable();
+    blocks.sort_unstable();
+    if with_data != blocks {
+        return Err("the blocks do not match the TOC's data entries".into());
+    }
+    Ok(())
+}
+
+/// What one of several `pg_restore` processes restores of the data section: its entries
+/// (its `-L` list) and the stretches of data blocks it is fed after the TOC, both in TOC
+/// order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataShare {
+    pub entries: Vec<i64>,
+    pub pieces: Vec<Piece>,
+}
+
+/// Bytes `from..to` of the dump, all or part of the block of entry `id`. A part that does
+/// not start at the block's start is fed after a block header made for it
+/// ([`Toc::block_header`]); one that does not reach the block's end, followed by an end
+/// of data ([`Toc::block_end`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub id: i64,
+    pub from: u64,
+    pub to: u64,
+    pub opens: bool,
+    pub closes: bool,
+}
+
+impl Toc {
+    /// The start of a data block of entry `id`.
+    pub fn block_header(&self, id: i64) -> Vec<u8> {
+        let mut b = vec![BLOCK_DATA];
+        b.extend(encode_int(id, self.int_size));
+        b
+    }
+
+    /// The zero length that ends a block's data.
+    pub fn block_end(&self) -> Vec<u8> {
+        encode_int(0, self.int_size)
+    }
+}
+
+fn encode_int(v: i64, int_size: usize) -> Vec<u8> {
+    let mut b = vec![u8::from(v < 0)];
+    let mut m = v.unsigned_abs();
+    for _ in 0..int_size {
+        b.push((m & 0xff) as u8);
+        m >>= 8;
+    }
+    b
+}
+
+/// Split the data into at most `jobs` shares of about equal bytes: the blocks in dump order,
+/// each share a contiguous stretch, a large table split at a row boundary (a cut) where a
+/// share is full — so one big table is loaded by several `COPY`s at once. Entries without
+/// data (`SEQUENCE SET`) go to the first share.
+pub fn share_data(toc: &Toc, layout: &DumpLayout, jobs: usize) -> Vec<DataShare> {
+    let jobs = jobs.max(1) as u64;
+    let total: u64 = layout.blocks.iter().map(|b| b.bytes).sum();
+    let target = total.div_ceil(jobs).max(1);
+    let mut shares: Vec<DataShare> = Vec::new();
+    let mut current = DataShare::default();
+    let mut filled = 0u64;
+    for b in &layout.blocks {
+        let end = b.offset + b.bytes;
+        let mut from = b.offset;
+        while from < end {
+            let last = shares.len() as u64 + 1 >= jobs;
+            let room = if last {
+                u64::MAX
+            } else {
+                target - filled.min(target)
+            };
+            let piece = |to: u64| Piece {
+                id: b.id,
+                from,
+                to,
+                opens: from != b.offset,
+                closes: to != end,
+            };
+            if end - from <= room {
+                current.pieces.push(piece(end));
+                filled += end - from;
+                break;
+            }
+            // The share is full: it ends at the row boundary nearest to full — or where the
+            // block ends, or (taking none of it) where the block starts.
+            let want = from + room;
+            let nothing = (!current.pieces.is_empty()).then_some(from);
+            let to = b
+                .cuts
+                .iter()
+                .copied()
+                .filter(|&c| c > from && c < end)
+                .chain([end])
+                .chain(nothing)
+                .min_by_key(|&c| c.abs_diff(want))
+                .unwrap_or(end);
+            if to > from {
+                current.pieces.push(piece(to));
+                filled += to - from;
+            }
+            from = to;
+            if !current.pieces.is_empty() {
+                shares.push(std::mem::take(&mut current));
+                filled = 0;
+            }
+        }
+    }
+    if !current.pieces.is_empty() || shares.is_empty() {
+        shares.push(current);
+    }
+    for s in &mut shares {
+        s.entries = s.pieces.iter().map(|p| p.id).collect();
+        s.entries.dedup();
+    }
+    let no_data: Vec<i64> = toc
+        .entries
+        .iter()
+        .filter(|e| e.section == SECTION_DATA && !e.has_data)
+        .map(|e| e.id)
+        .collect();
+    if !no_data.is_empty() {
+        let position: std::collections::HashMap<i64, usize> = toc
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id, i))
+            .collect();
+        let first = &mut shares[0].entries;
+        first.extend(no_data);
+        first.sort_by_key(|id| position.get(id).copied().unwrap_or(usize::MAX));
+    }
+    shares.retain(|s| !s.entries.is_empty());
+    shares
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    BlockType,
+    BlockId { blobs: bool },
+    ChunkLength { in_blob: bool },
+    BlobOid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Collecting the bytes of a small field.
+    Field(Field),
+    /// Passing over chunk data.
+    Skip { left: u64, in_blob: bool },
+}
+
+/// Maps the data blocks of an archive from its bytes as they stream past, in pieces of
+/// any size. Never fails the stream: an archive it cannot read simply gets no layout.
+#[derive(Debug)]
+pub struct LayoutWatch {
+    /// Bytes kept until the TOC is complete.
+    head: Vec<u8>,
+    toc: Option<Toc>,
+    /// Offset of the next byte seen.
+    pos: u64,
+    state: State,
+    field: Vec<u8>,
+    field_start: u64,
+    block: Option<(i64, u64)>,
+    cuts: Vec<u64>,
+    last_cut: u64,
+    blocks: Vec<DataBlock>,
+    failed: Option<String>,
+}
+
+impl Default for LayoutWatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LayoutWatch {
+    pub fn new() -> Self {
+        Self {
+            head: Vec::new(),
+            toc: None,
+            pos: 0,
+            state: State::Field(Field::BlockType),
+            field: Vec::new(),
+            field_start: 0,
+            block: None,
+            cuts: Vec::new(),
+            last_cut: 0,
+            blocks: Vec::new(),
+            failed: None,
+        }
+    }
+
+    pub fn see(&mut self, bytes: &[u8]) {
+        if self.failed.is_some() || bytes.is_empty() {
+            return;
+        }
+        if self.toc.is_some() {
+            self.walk(bytes);
+            return;
+        }
+        self.head.extend_from_slice(bytes);
+        match parse_toc(&self.head) {
+            Ok(toc) => {
+                let head = std::mem::take(&mut self.head);
+                self.pos = toc.end;
+                let rest = head[toc.end as usize..].to_vec();
+                self.toc = Some(toc);
+                self.walk(&rest);
+            }
+            Err(TocError::Short) if self.head.len() <= MAX_TOC_BYTES => {}
+            Err(e) => self.fail(e.to_string()),
+        }
+    }
+
+    fn fail(&mut self, why: String) {
+        self.head = Vec::new();
+        self.failed = Some(why);
+    }
+
+    fn walk(&mut self, bytes: &[u8]) {
+        let int_size = self.toc.as_ref().map_or(4, |t| t.int_size);
+        let mut i = 0;
+        while i < bytes.len() && self.failed.is_none() {
+            match self.state {
+                State::Skip { left, in_blob } => {
+                    let n = left.min((bytes.len() - i) as u64);
+                    i += n as usize;
+                    self.pos += n;
+                    self.state = if n == left {
+                        State::Field(Field::ChunkLength { in_blob })
+                    } else {
+                        State::Skip {
+                            left: left - n,
+                            in_blob,
+                        }
+                    };
+                }
+                State::Field(field) => {
+                    if self.field.is_empty() {
+                        self.field_start = self.pos;
+                    }
+                    let need = if field == Field::BlockType {
+                        1
+                    } else {
+                        1 + int_size
+                    };
+                    let n = (need - self.field.len()).min(bytes.len() - i);
+                    self.field.extend_from_slice(&bytes[i..i + n]);
+                    i += n;
+                    self.pos += n as u64;
+                    if self.field.len() == need {
+                        let value = std::mem::take(&mut self.field);
+                        self.complete(field, &value);
+                    }
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, field: Field, value: &[u8]) {
+        let next = match field {
+            Field::BlockType => match value[0] {
+                BLOCK_DATA | BLOCK_BLOBS => {
+                    self.block = Some((0, self.field_start));
+                    self.last_cut = self.field_start;
+                    Field::BlockId {
+                        blobs: value[0] == BLOCK_BLOBS,
+                    }
+                }
+                other => return self.fail(format!("unknown block type {other}")),
+            },
+            Field::BlockId { blobs } => {
+                if let Some(b) = &mut self.block {
+                    b.0 = decode_int(value);
+                }
+                if blobs {
+                    Field::BlobOid
+                } else {
+                    Field::ChunkLength { in_blob: false }
+                }
+            }
+            Field::ChunkLength { in_blob } => match decode_int(value) {
+                0 if in_blob => Field::BlobOid,
+                0 => {
+                    self.end_block();
+                    Field::BlockType
+                }
+                n if n > 0 => {
+                    // A chunk of table data is one row (pg_dump writes each row COPY
+                    // returns as a chunk): a place to split the table's rows.
+                    if !in_blob && self.field_start >= self.last_cut + CUT_EVERY {
+                        self.cuts.push(self.field_start);
+                        self.last_cut = self.field_start;
+                    }
+                    self.state = State::Skip {
+                        left: n as u64,
+                        in_blob,
+                    };
+                    return;
+                }
+                _ => return self.fail("negative chunk length".into()),
+            },
+            Field::BlobOid => {
+                if decode_int(value) == 0 {
+                    self.end_block();
+                    Field::BlockType
+                } else {
+                    Field::ChunkLength { in_blob: true }
+                }
+            }
+        };
+        self.state = State::Field(next);
+    }
+
+    fn end_block(&mut self) {
+        let cuts = thin(std::mem::take(&mut self.cuts), MAX_CUTS);
+        if let Some((id, offset)) = self.block.take() {
+            self.blocks.push(DataBlock {
+                id,
+                offset,
+                bytes: self.pos - offset,
+                cuts,
+            });
+        }
+    }
+
+    /// The layout, if the archive was read to a block boundary; else why not.
+    pub fn finish(self) -> Result<DumpLayout, String> {
+        if let Some(why) = self.failed {
+            return Err(why);
+        }
+        let Some(toc) = self.toc else {
+            return Err(TocError::Short.to_string());
+        };
+        if self.state != State::Field(Field::BlockType) || !self.field.is_empty() {
+            return Err("the archive ends inside a data block".into());
+        }
+        Ok(DumpLayout {
+            toc_bytes: toc.end,
+            blocks: self.blocks,
+        })
+    }
+}
+
+/// At most `max` of `cuts`, evenly spread.
+fn thin(cuts: Vec<u64>, max: usize) -> Vec<u64> {
+    if cuts.len() <= max {
+        return cuts;
+    }
+    let every = cuts.len().div_ceil(max);
+    cuts.into_iter().skip(every - 1).step_by(every).collect()
+}
+
+/// A reader that shows every byte it passes to a [`LayoutWatch`], and hands the layout to
+/// `slot` at the end of the stream.
+pub struct Watched<R> {
+    inner: R,
+    watch: Option<LayoutWatch>,
+    slot: std::sync::Arc<std::sync::Mutex<Option<DumpLayout>>>,
+}
+
+impl<R> Watched<R> {
+    pub fn new(inner: R, slot: std::sync::Arc<std::sync::Mutex<Option<DumpLayout>>>) -> Self {
+        Self {
+            inner,
+            watch: Some(LayoutWatch::new()),
+            slot,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            if let Some(w) = &mut self.watch {
+                w.see(&buf[..n]);
+            }
+        } else if !buf.is_empty()
+            && let Some(w) = self.watch.take()
+        {
+            match w.finish() {
+                Ok(layout) => *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(layout),
+                Err(why) => log::debug!("no layout recorded for the dump: {why}"),
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small archive in the custom format, written the way `pg_dump` writes it.
+    struct Writer(Vec<u8>);
+
+    impl Writer {
+        fn int(&mut self, v: i64) {
+            self.0.push(u8::from(v < 0));
+            self.0
+                .extend_from_slice(&(v.unsigned_abs() as u32).to_le_bytes());
+        }
+        fn str(&mut self, s: Option<&str>) {
+            match s {
+                Some(s) => {
+                    self.int(s.len() as i64);
+                    self.0.extend_from_slice(s.as_bytes());
+                }
+                None => self.int(-1),
+            }
+        }
+        fn entry(&mut self, id: i64, has_data: bool, desc: &str, section: i64) {
+            self.int(id);
+            self.int(i64::from(has_data));
+            for s in ["1259", "16390", "t"] {
+                self.str(Some(s));
+            }
+            self.str(Some(desc));
+            self.int(section);
+            for s in ["CREATE TABLE t ();", "DROP TABLE t;", "", "public", ""] {
+                self.str(Some(s));
+            }
+            self.str(Some("heap"));
+            self.str(Some("postgres"));
+            self.str(Some("false"));
+            self.str(Some("215"));
+            self.str(None);
+            self.0.push(if has_data { 1 } else { 3 });
+            self.0.extend_from_slice(&[0; 8]);
+        }
+    }
+
+    fn archive() -> (Vec<u8>, DumpLayout) {
+        let rows = [
+            "1\talice\n",
+            "2\tbob\n",
+            "3\tcarol\n",
+            "4\tdave, whose row is long\n",
+        ];
+        archive_with(&rows.map(|r| r.as_bytes().to_vec()))
+    }
+
+    /// An archive with a table of `rows` (one chunk each) and two large objects, and its
+    /// layout worked out as it is written.
+    fn archive_with(rows: &[Vec<u8>]) -> (Vec<u8>, DumpLayout) {
+        let mut w = Writer(b"PGDMP".to_vec());
+        w.0.extend_from_slice(&[1, 14, 0, 4, 8, 1]);
+        w.int(0);
+        for v in [1, 2, 3, 4, 5, 2026, 0] {
+            w.int(v);
+        }
+        for s in ["app", "15.18", "15.18"] {
+            w.str(Some(s));
+        }
+        w.int(4);
+        w.entry(215, false, "TABLE", SECTION_PRE_DATA);
+        w.entry(3330, true, "TABLE DATA", SECTION_DATA);
+        w.entry(3331, true, "BLOBS", SECTION_DATA);
+        w.entry(3185, false, "CONSTRAINT", SECTION_POST_DATA);
+        let toc_bytes = w.0.len() as u64;
+        w.0.push(BLOCK_DATA);
+        w.int(3330);
+        let (mut cuts, mut last_cut) = (Vec::new(), toc_bytes);
+        for row in rows {
+            let at = w.0.len() as u64;
+            if at >= last_cut + CUT_EVERY {
+                cuts.push(at);
+                last_cut = at;
+            }
+            w.int(row.len() as i64);
+            w.0.extend_from_slice(row);
+        }
+        w.int(0);
+        let second = w.0.len() as u64;
+        // Two large objects, the second in two chunks.
+        w.0.push(BLOCK_BLOBS);
+        w.int(3331);
+        for (oid, chunks) in [(16437, vec!["hello"]), (16438, vec!["wor", "ld"])] {
+            w.int(oid);
+            for c in chunks {
+                w.int(c.len() as i64);
+                w.0.extend_from_slice(c.as_bytes());
+            }
+            w.int(0);
+        }
+        w.int(0);
+        let end = w.0.len() as u64;
+        let layout = DumpLayout {
+            toc_bytes,
+            blocks: vec![
+                DataBlock {
+                    id: 3330,
+                    offset: toc_bytes,
+                    bytes: second - toc_bytes,
+                    cuts,
+                },
+                DataBlock {
+                    id: 3331,
+                    offset: second,
+                    bytes: end - second,
+                    cuts: Vec::new(),
+                },
+            ],
+        };
+        (w.0, layout)
+    }
+
+    #[test]
+    fn reads_the_toc() {
+        let (bytes, layout) = archive();
+        let toc = parse_toc(&bytes).unwrap();
+        assert_eq!(toc.end, layout.toc_bytes);
+        let ids: Vec<(i64, bool, i64)> = toc
+            .entries
+            .iter()
+            .map(|e| (e.id, e.has_data, e.section))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (215, false, SECTION_PRE_DATA),
+                (3330, true, SECTION_DATA),
+                (3331, true, SECTION_DATA),
+                (3185, false, SECTION_POST_DATA)
+            ]
+        );
+        assert_eq!(toc.entries[2].desc, "BLOBS");
+        assert_eq!(parse_toc(&bytes[..40]), Err(TocError::Short));
+        check_layout(&layout, &toc, bytes.len() as u64).unwrap();
+    }
+
+    #[test]
+    fn maps_the_blocks_whatever_the_pieces() {
+        let (bytes, expected) = archive();
+        for piece in [1, 2, 3, 7, 64, bytes.len()] {
+            let mut w = LayoutWatch::new();
+            for p in bytes.chunks(piece) {
+                w.see(p);
+            }
+            assert_eq!(w.finish().unwrap(), expected, "pieces of {piece} bytes");
+        }
+    }
+
+    #[test]
+    fn a_truncated_or_foreign_archive_gets_no_layout() {
+        let (bytes, _) = archive();
+        let mut w = LayoutWatch::new();
+        w.see(&bytes[..bytes.len() - 3]);
+        assert!(w.finish().unwrap_err().contains("inside a data block"));
+        let mut w = LayoutWatch::new();
+        w.see(b"PGDMP\x01\x10\x00");
+        w.see(&[0; 64]);
+        assert!(w.finish().unwrap_err().contains("version 1.16"));
+        let mut w = LayoutWatch::new();
+        w.see(b"-- plain SQL\n");
+        assert!(w.finish().is_err());
+    }
+
+    #[test]
+    fn shares_the_data_in_dump_order() {
+        let (bytes, layout) = archive();
+        let mut toc = parse_toc(&bytes).unwrap();
+        toc.entries.push(TocEntry {
+            id: 3341,
+            has_data: false,
+            desc: "SEQUENCE SET".into(),
+            section: SECTION_DATA,
+        });
+        let whole = |b: &DataBlock| Piece {
+            id: b.id,
+            from: b.offset,
+            to: b.offset + b.bytes,
+            opens: false,
+            closes: false,
+        };
+        let one = share_data(&toc, &layout, 1);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].entries, [3330, 3331, 3341]);
+        assert_eq!(
+            one[0].pieces,
+            layout.blocks.iter().map(whole).collect::<Vec<_>>()
+        );
+        // No row boundary in the small table: each block whole, one per share.
+        let two = share_data(&toc, &layout, 2);
+        let entries: Vec<Vec<i64>> = two.iter().map(|s| s.entries.clone()).collect();
+        assert_eq!(entries, [vec![3330, 3341], vec![3331]]);
+        assert_eq!(two[1].pieces, [whole(&layout.blocks[1])]);
+        assert_eq!(share_data(&toc, &layout, 8).len(), 2);
+    }
+
+    /// The rows of entry 3330 in a stream of blocks, checking each block's framing.
+    fn rows_of(stream: &[u8]) -> Vec<Vec<u8>> {
+        let mut c = Cursor {
+            bytes: stream,
+            pos: 0,
+            int_size: 4,
+        };
+        let mut rows = Vec::new();
+        while c.pos < stream.len() {
+            let kind = c.byte().unwrap();
+            let id = c.int().unwrap();
+            if kind == BLOCK_BLOBS {
+                break;
+            }
+            assert_eq!((kind, id), (BLOCK_DATA, 3330));
+            loop {
+                let n = c.int().unwrap();
+                if n == 0 {
+                    break;
+                }
+                rows.push(c.take(n as usize).unwrap().to_vec());
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn a_large_table_is_split_between_shares_at_a_row_boundary() {
+        let rows: Vec<Vec<u8>> = (0..40_000)
+            .map(|i| format!("{i}\t{}\n", "x".repeat(990)).into_bytes())
+            .collect();
+        let (bytes, expected) = archive_with(&rows);
+        assert_eq!(expected.blocks[0].cuts.len(), 2, "about 40 MB of rows");
+        let mut w = LayoutWatch::new();
+        for p in bytes.chunks(65_536) {
+            w.see(p);
+        }
+        let layout = w.finish().unwrap();
+        assert_eq!(layout, expected);
+        let toc = parse_toc(&bytes).unwrap();
+        check_layout(&layout, &toc, bytes.len() as u64).unwrap();
+
+        let shares = share_data(&toc, &layout, 2);
+        assert_eq!(shares.len(), 2);
+        assert_eq!(shares[0].entries, [3330]);
+        assert_eq!(shares[1].entries, [3330, 3331]);
+        // Each share is fed well-formed blocks; together they hold every row once, in order.
+        let mut restored = Vec::new();
+        for s in &shares {
+            let mut stream = Vec::new();
+            for p in &s.pieces {
+                if p.opens {
+                    stream.extend(toc.block_header(p.id));
+                }
+                stream.extend_from_slice(&bytes[p.from as usize..p.to as usize]);
+                if p.closes {
+                    stream.extend(toc.block_end());
+                }
+            }
+            let part = rows_of(&stream);
+            assert!(part.len() > 15_000, "{} rows in one share", part.len());
+            restored.extend(part);
+        }
+        assert_eq!(restored, rows);
+    }
+
+    #[test]
+    fn cuts_are_thinned_evenly() {
+        let cuts: Vec<u64> = (1..=1000).collect();
+        let kept = thin(cuts.clone(), 256);
+        assert!(kept.len() <= 256 && kept.len() >= 200, "{}", kept.len());
+        assert!(kept.windows(2).all(|w| w[1] - w[0] == 4));
+        assert_eq!(thin(cuts[..10].to_vec(), 256), cuts[..10]);
+    }
+
+    #[test]
+    fn a_layout_that_does_not_fit_the_dump_is_refused() {
+        let (bytes, layout) = archive();
+        let toc = parse_toc(&bytes).unwrap();
+        let mut gap = layout.clone();
+        gap.blocks[1].offset += 1;
+        assert!(check_layout(&gap, &toc, bytes.len() as u64).is_err());
+        let mut missing = layout.clone();
+        missing.blocks.pop();
+        let end = missing.blocks[0].offset + missing.blocks[0].bytes;
+        assert!(check_layout(&missing, &toc, end).is_err());
+        assert!(check_layout(&layout, &toc, bytes.len() as u64 + 1).is_err());
+    }
+}
