@@ -44,7 +44,7 @@ pub struct Toc {
     pub entries: Vec<TocEntry>,
     /// Bytes of the header and TOC: the first data block starts here.
     pub end: u64,
-    int_size: usize,
+    pub(crate) int_size: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +108,7 @@ impl Cursor<'_> {
 }
 
 /// A sign byte, then the magnitude little-endian.
-fn decode_int(b: &[u8]) -> i64 {
+pub(crate) fn decode_int(b: &[u8]) -> i64 {
     let magnitude = b[1..]
         .iter()
         .rev()
@@ -241,6 +241,12 @@ pub struct DataShare {
     pub pieces: Vec<Piece>,
 }
 
+impl DataShare {
+    pub fn bytes(&self) -> u64 {
+        self.pieces.iter().map(|p| p.to - p.from).sum()
+    }
+}
+
 /// Bytes `from..to` of the dump, all or part of the block of entry `id`. A part that does
 /// not start at the block's start is fed after a block header made for it
 /// ([`Toc::block_header`]); one that does not reach the block's end, followed by an end
@@ -266,9 +272,16 @@ impl Toc {
     pub fn block_end(&self) -> Vec<u8> {
         encode_int(0, self.int_size)
     }
+
+    /// Whether the entry `id` is a table's data (whose blocks hold COPY rows).
+    pub fn is_table_data(&self, id: i64) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.id == id && e.desc == "TABLE DATA")
+    }
 }
 
-fn encode_int(v: i64, int_size: usize) -> Vec<u8> {
+pub(crate) fn encode_int(v: i64, int_size: usize) -> Vec<u8> {
     let mut b = vec![u8::from(v < 0)];
     let mut m = v.unsigned_abs();
     for _ in 0..int_size {
@@ -467,21 +480,30 @@ impl LayoutWatch {
                     };
                 }
                 State::Field(field) => {
-                    if self.field.is_empty() {
-                        self.field_start = self.pos;
-                    }
                     let need = if field == Field::BlockType {
                         1
                     } else {
                         1 + int_size
                     };
+                    if self.field.is_empty() {
+                        self.field_start = self.pos;
+                        // The common case, a whole field in this piece: no copying.
+                        if let Some(value) = bytes.get(i..i + need) {
+                            i += need;
+                            self.pos += need as u64;
+                            self.complete(field, value);
+                            continue;
+                        }
+                    }
                     let n = (need - self.field.len()).min(bytes.len() - i);
                     self.field.extend_from_slice(&bytes[i..i + n]);
                     i += n;
                     self.pos += n as u64;
                     if self.field.len() == need {
-                        let value = std::mem::take(&mut self.field);
-                        self.complete(field, &value);
+                        let mut value = [0u8; 9];
+                        value[..need].copy_from_slice(&self.field);
+                        self.field.clear();
+                        self.complete(field, &value[..need]);
                     }
                 }
             }
@@ -620,7 +642,7 @@ impl<R: std::io::Read> std::io::Read for Watched<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A small archive in the custom format, written the way `pg_dump` writes it.
@@ -674,7 +696,7 @@ mod tests {
 
     /// An archive with a table of `rows` (one chunk each) and two large objects, and its
     /// layout worked out as it is written.
-    fn archive_with(rows: &[Vec<u8>]) -> (Vec<u8>, DumpLayout) {
+    pub(crate) fn archive_with(rows: &[Vec<u8>]) -> (Vec<u8>, DumpLayout) {
         let mut w = Writer(b"PGDMP".to_vec());
         w.0.extend_from_slice(&[1, 14, 0, 4, 8, 1]);
         w.int(0);

@@ -14,6 +14,7 @@ pub mod conn;
 pub mod integrity;
 pub mod logical;
 pub mod physical;
+pub mod reframe;
 pub mod restore;
 pub mod tls;
 pub mod tools;

@@ -85,7 +85,7 @@ fn backup_then_restore_into_a_new_database_matches_exactly() {
 
 /// Large objects, an empty table, a sequence moved on, a materialized view: every kind of
 /// entry in the data section, and one that is refreshed after it. And a table of 43 MB,
-/// large enough to be split between two streams.
+/// large enough to be loaded in several parts at once.
 const EXTRAS: &str = "
 CREATE TABLE wide (id int, payload text);
 INSERT INTO wide SELECT i, repeat(md5(i::text), 30) FROM generate_series(1, 45000) i;
@@ -146,8 +146,7 @@ fn a_parallel_restore_streams_the_tables_into_several_pg_restores_without_stagin
     assert_eq!(out["load"], "parallel-streams", "{out}");
     assert_eq!(out["verified"], true, "{out}");
     assert!(
-        run.stderr
-            .contains("(1 table(s) split between two of them)"),
+        run.stderr.contains("(1 table(s) loaded in several parts)"),
         "{}",
         run.stderr
     );

@@ -4,20 +4,34 @@
 //! transaction). Several jobs: `pg_restore -j` cannot read a pipe, so where the manifest
 //! records the dump's layout (which byte range holds each table's data), the restore runs
 //! in parallel streams instead — the pre-data section from the table of contents alone,
-//! then `jobs` `pg_restore` processes at once, each fed the table of contents and its share
-//! of the data blocks read straight from the repository, then the post-data section (indexes,
-//! constraints) with `jobs` jobs. Nothing is staged on local disk. A dump without a layout
-//! (older snapshots, other archive versions), a restore over existing objects (`--clean`
-//! must drop everything before anything is created) and a one-table restore stage the dump
-//! in a file and run `pg_restore -j` on it.
+//! then `jobs` `pg_restore` processes at once, each fed the table of contents and a part of
+//! the data read straight from the repository, then the post-data section (indexes,
+//! constraints) with `jobs` jobs. Nothing is staged on local disk. The data is cut into
+//! several parts per job (a large table at row boundaries), handed out largest first to
+//! whichever job is free. Over existing objects (`--clean` must drop everything before
+//! anything is created), for one table, and for a dump without a layout (older snapshots,
+//! other archive versions), several jobs stage the dump in a file for `pg_restore -j`.
+//!
+//! Wherever the layout is known, table rows reach `pg_restore` in large chunks rather than
+//! one row per chunk as `pg_dump` wrote them ([`reframe`]).
 
-use std::{io::Write, path::Path, sync::Arc};
+use std::{
+    io::Write,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use lifeboat_core::manifest::{DumpLayout, PostgresManifest};
-use lifeboat_postgres::{PgTools, Target, archive, restore as pg};
+use lifeboat_postgres::{PgTools, Target, archive, reframe, restore as pg};
 use lifeboat_repo::{Reader, Repo};
 
 use crate::error::{CliError, CliResult};
+
+/// Parts of the data per job of a parallel-streams load.
+const PARTS_PER_JOB: usize = 8;
 
 /// How a dump was loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -115,9 +129,10 @@ pub(super) async fn load_dump(
             dump_path.clone(),
             file.clone(),
         );
+        let (layout, bytes) = (pgm.layout.clone(), pgm.dump.bytes);
         tokio::task::spawn_blocking(move || -> CliResult<()> {
             let mut out = std::io::BufWriter::new(std::fs::File::create(&f)?);
-            r.dump(&id, &p, &mut out)?;
+            write_dump(&r, &id, &p, layout.as_ref(), bytes, &mut out)?;
             out.flush()?;
             Ok(())
         })
@@ -125,7 +140,7 @@ pub(super) async fn load_dump(
         opts.input = Some(file);
     }
     let child = pg::spawn_restore(tools, dest, &opts)?;
-    run_restore(repo, snapshot_id, &dump_path, child).await?;
+    run_restore(repo, snapshot_id, pgm, child).await?;
     Ok(if opts.jobs > 1 {
         Load::Staged
     } else {
@@ -182,17 +197,24 @@ impl StreamsJob<'_> {
             self.dest,
             &from_toc("pre-data", 1),
         )?)?;
-        let shares = archive::share_data(&toc, self.layout, self.opts.jobs as usize);
-        let split = shares
+        // Parts of about equal bytes, several per job, handed out largest first to whichever
+        // job is free: rows of one table cost more than another's, so equal shares decided
+        // up front would leave a job idle at the end.
+        let jobs = self.opts.jobs.max(1) as usize;
+        let parts = archive::share_data(&toc, self.layout, jobs * PARTS_PER_JOB);
+        let mut split: Vec<i64> = parts
             .iter()
             .flat_map(|s| &s.pieces)
             .filter(|p| p.opens)
-            .count();
+            .map(|p| p.id)
+            .collect();
+        split.dedup();
         log::info!(
-            "restoring the data in {} parallel streams ({split} table(s) split between two of them)",
-            shares.len()
+            "restoring the data in {} parts, {jobs} at a time ({} table(s) loaded in several parts)",
+            parts.len(),
+            split.len()
         );
-        self.load_data(&head, &toc, &file, &shares)?;
+        self.load_data(&head, &toc, &file, &parts, jobs)?;
         log::info!(
             "restoring the post-data section (indexes, constraints) with {} jobs",
             self.opts.jobs
@@ -205,89 +227,195 @@ impl StreamsJob<'_> {
         Ok(true)
     }
 
-    /// One `pg_restore` per share, each in one transaction, fed the TOC and then its blocks
-    /// (a part of a block framed as a block of its own).
+    /// `jobs` workers, each restoring one part after another with a `pg_restore` of its own
+    /// (one transaction), fed the TOC and then the part's blocks (a part of a block framed as
+    /// a block of its own). The first failure stops the workers from taking more parts.
     fn load_data(
         &self,
         head: &[u8],
         toc: &archive::Toc,
         file: &lifeboat_repo::OpenedFile,
-        shares: &[archive::DataShare],
+        parts: &[archive::DataShare],
+        jobs: usize,
     ) -> CliResult<()> {
+        let mut order: Vec<usize> = (0..parts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(parts[i].bytes()));
+        let next = AtomicUsize::new(0);
+        let failed: Mutex<Option<CliError>> = Mutex::new(None);
         std::thread::scope(|scope| {
-            let mut running = Vec::new();
-            for (k, share) in shares.iter().enumerate() {
-                let list = self.stage.join(format!("data-{k}.list"));
-                let lines: String = share.entries.iter().map(|id| format!("{id}\n")).collect();
-                std::fs::write(&list, lines)?;
-                let opts = pg::RestoreOptions {
-                    list_file: Some(list),
-                    jobs: 1,
-                    input: None,
-                    section: None,
-                    ..self.opts.clone()
-                };
-                let mut child = pg::spawn_restore(self.tools, self.dest, &opts)?;
-                let mut stdin = child.stdin.take().ok_or_else(|| {
-                    CliError::failure("pg_restore started without its stdin", None)
-                })?;
-                let feed = scope.spawn(move || -> Result<(), lifeboat_repo::RepoError> {
-                    let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut stdin);
-                    let broken = |e: std::io::Error| lifeboat_repo::RepoError::Rustic {
-                        context: "cannot pass the dump on to pg_restore".into(),
-                        message: e.to_string(),
-                    };
-                    out.write_all(head).map_err(broken)?;
-                    for p in &share.pieces {
-                        if p.opens {
-                            out.write_all(&toc.block_header(p.id)).map_err(broken)?;
+            for _ in 0..jobs.min(parts.len()) {
+                scope.spawn(|| {
+                    loop {
+                        if failed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                            return;
                         }
-                        self.reader
-                            .copy_range(file, p.from, p.to - p.from, &mut out)?;
-                        if p.closes {
-                            out.write_all(&toc.block_end()).map_err(broken)?;
+                        let Some(&k) = order.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                            return;
+                        };
+                        if let Err(e) = self.load_part(k, &parts[k], head, toc, file) {
+                            failed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(e);
+                            return;
                         }
                     }
-                    out.flush().map_err(broken)
                 });
-                running.push((child, feed));
             }
-            // pg_restore's own error explains a broken pipe better than the pipe does.
-            let mut first: Option<CliError> = None;
-            for (child, feed) in running {
-                let waited = pg::wait_restore(child);
-                let fed = feed.join().unwrap_or_else(|_| {
-                    Err(lifeboat_repo::RepoError::Rustic {
-                        context: "feeding pg_restore".into(),
-                        message: "the thread panicked".into(),
-                    })
-                });
-                let err = match (waited, fed) {
-                    (Err(e), _) => Some(CliError::from(e)),
-                    (Ok(()), Err(e)) => Some(CliError::from(e)),
-                    (Ok(()), Ok(())) => None,
+        });
+        failed
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .map_or(Ok(()), Err)
+    }
+
+    fn load_part(
+        &self,
+        k: usize,
+        part: &archive::DataShare,
+        head: &[u8],
+        toc: &archive::Toc,
+        file: &lifeboat_repo::OpenedFile,
+    ) -> CliResult<()> {
+        let list = self.stage.join(format!("data-{k}.list"));
+        let lines: String = part.entries.iter().map(|id| format!("{id}\n")).collect();
+        std::fs::write(&list, lines)?;
+        let opts = pg::RestoreOptions {
+            list_file: Some(list),
+            jobs: 1,
+            input: None,
+            section: None,
+            ..self.opts.clone()
+        };
+        let mut child = pg::spawn_restore(self.tools, self.dest, &opts)?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| CliError::failure("pg_restore started without its stdin", None))?;
+        std::thread::scope(|scope| {
+            let feed = scope.spawn(move || -> Result<(), lifeboat_repo::RepoError> {
+                let broken = |e: std::io::Error| lifeboat_repo::RepoError::Rustic {
+                    context: "cannot pass the dump on to pg_restore".into(),
+                    message: e.to_string(),
                 };
-                if first.is_none() {
-                    first = err;
+                stdin.write_all(head).map_err(broken)?;
+                for p in &part.pieces {
+                    if toc.is_table_data(p.id) {
+                        self.feed_rows(toc, file, p, &mut stdin)?;
+                        continue;
+                    }
+                    if p.opens {
+                        stdin.write_all(&toc.block_header(p.id)).map_err(broken)?;
+                    }
+                    self.reader
+                        .copy_range(file, p.from, p.to - p.from, &mut stdin)?;
+                    if p.closes {
+                        stdin.write_all(&toc.block_end()).map_err(broken)?;
+                    }
                 }
-            }
-            first.map_or(Ok(()), Err)
+                Ok(())
+            });
+            let waited = pg::wait_restore(child);
+            let fed = feed.join().unwrap_or_else(|_| {
+                Err(lifeboat_repo::RepoError::Rustic {
+                    context: "feeding pg_restore".into(),
+                    message: "the thread panicked".into(),
+                })
+            });
+            // pg_restore's own error explains a broken pipe better than the pipe does.
+            waited?;
+            fed?;
+            Ok(())
         })
     }
+}
+
+impl StreamsJob<'_> {
+    /// A piece of table data, its rows re-framed in large chunks ([`reframe::Reframe`]); a
+    /// piece from the block's start is checked to start with the block's header.
+    fn feed_rows(
+        &self,
+        toc: &archive::Toc,
+        file: &lifeboat_repo::OpenedFile,
+        p: &archive::Piece,
+        out: &mut impl Write,
+    ) -> Result<(), lifeboat_repo::RepoError> {
+        let mismatch = |why: String| lifeboat_repo::RepoError::Rustic {
+            context: "the dump's recorded layout does not match its data".into(),
+            message: why,
+        };
+        let header = toc.block_header(p.id);
+        let mut from = p.from;
+        if !p.opens {
+            let mut found = Vec::new();
+            self.reader
+                .copy_range(file, from, header.len() as u64, &mut found)?;
+            if found != header {
+                return Err(mismatch(format!("no block of entry {} at {from}", p.id)));
+            }
+            from += header.len() as u64;
+        }
+        let io = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::InvalidData => mismatch(e.to_string()),
+            _ => lifeboat_repo::RepoError::Rustic {
+                context: "cannot pass the dump on to pg_restore".into(),
+                message: e.to_string(),
+            },
+        };
+        out.write_all(&header).map_err(io)?;
+        let mut rows = reframe::Reframe::new(&mut *out, toc);
+        self.reader.copy_range(file, from, p.to - from, &mut rows)?;
+        let ended = rows.finish().map_err(io)?;
+        if ended == p.closes {
+            return Err(mismatch(format!(
+                "the data of entry {} ends where it should not",
+                p.id
+            )));
+        }
+        if p.closes {
+            out.write_all(&toc.block_end()).map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+/// Stream the dump into `w`, its table data re-framed where its layout is known
+/// ([`reframe::FramedDump`]).
+fn write_dump(
+    r: &Repo,
+    id: &str,
+    path: &str,
+    layout: Option<&DumpLayout>,
+    dump_bytes: u64,
+    w: &mut (impl Write + Send),
+) -> Result<(), lifeboat_repo::RepoError> {
+    let Some(layout) = layout else {
+        return r.dump(id, path, w);
+    };
+    let mut framed = reframe::FramedDump::new(w, layout, dump_bytes);
+    r.dump(id, path, &mut framed)?;
+    framed
+        .finish()
+        .map_err(|e| lifeboat_repo::RepoError::Rustic {
+            context: "cannot pass the dump on".into(),
+            message: e.to_string(),
+        })?;
+    Ok(())
 }
 
 /// Feed the dump into `pg_restore`'s stdin (unless it reads a file) and wait for it.
 async fn run_restore(
     repo: &Arc<Repo>,
     id: &str,
-    path: &str,
+    pgm: &PostgresManifest,
     mut child: std::process::Child,
 ) -> CliResult<()> {
     let stdin = child.stdin.take();
-    let (r, id, path) = (repo.clone(), id.to_string(), path.to_string());
+    let (r, id, path) = (repo.clone(), id.to_string(), pgm.dump.path.clone());
+    let (layout, bytes) = (pgm.layout.clone(), pgm.dump.bytes);
     let feed = tokio::task::spawn_blocking(move || -> Result<(), lifeboat_repo::RepoError> {
         match stdin {
-            Some(mut stdin) => r.dump(&id, &path, &mut stdin),
+            Some(mut stdin) => write_dump(&r, &id, &path, layout.as_ref(), bytes, &mut stdin),
             None => Ok(()),
         }
     });
