@@ -145,9 +145,10 @@ fn restore_checked(
     }))
     .map_err(|panic| RepoError::RestoreStopped {
         dest: dest.display().to_string(),
-        message: panic
-            .downcast_ref::<String>()
-            .cloned()
+        // The first panic says why: the one that reaches here may be another thread's
+        // (a lock the first one poisoned).
+        message: first_caught_panic()
+            .or_else(|| panic.downcast_ref::<String>().cloned())
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "rustic's restore panicked".into()),
     })?
@@ -176,11 +177,35 @@ static CATCHING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize
 /// Counts one restore in [`CATCHING`] while it lives.
 struct QuietPanics;
 
+/// The message of the first panic caught since the catching began (see [`note_caught_panic`]).
+static FIRST_CAUGHT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
 impl QuietPanics {
     fn new() -> Self {
-        CATCHING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if CATCHING.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            FIRST_CAUGHT
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+        }
         Self
     }
+}
+
+/// Called by the panic hook for a panic in rustic_core while [`quiet_panics`]: keeps the
+/// first message, the one a caught restore reports.
+pub fn note_caught_panic(message: &str) {
+    FIRST_CAUGHT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(|| message.to_string());
+}
+
+fn first_caught_panic() -> Option<String> {
+    FIRST_CAUGHT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
 }
 
 impl Drop for QuietPanics {

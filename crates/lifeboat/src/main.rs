@@ -31,6 +31,7 @@ fn main() {
                 .is_some_and(|l| l.file().contains("rustic_core"))
         {
             log::debug!("rustic_core: {info}");
+            lifeboat_repo::note_caught_panic(info.payload_as_str().unwrap_or("a panic"));
         } else {
             report_panic(info);
         }
