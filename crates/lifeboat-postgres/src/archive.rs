@@ -190,6 +190,14 @@ pub fn parse_toc(bytes: &[u8]) -> Result<Toc, TocError> {
     })
 }
 
+/// The TOC at the start of `head` (the dump's first `layout.toc_bytes` bytes), if the
+/// layout fits the dump; else why not.
+pub fn fitting_toc(head: &[u8], layout: &DumpLayout, dump_bytes: u64) -> Result<Toc, String> {
+    let toc = parse_toc(head).map_err(|e| e.to_string())?;
+    check_layout(layout, &toc, dump_bytes)?;
+    Ok(toc)
+}
+
 /// Check that `layout` describes a dump of `dump_bytes` bytes whose TOC is `toc`: the blocks
 /// follow the TOC and each other with no gap up to the end, and every entry with data has
 /// exactly one block.

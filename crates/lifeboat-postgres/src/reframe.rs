@@ -187,12 +187,7 @@ impl<'a, W: Write> FramedDump<'a, W> {
         self.inner.write_all(&data[..n])?;
         self.pos += n as u64;
         if self.pos == self.layout.toc_bytes {
-            let fits = archive::parse_toc(&self.head)
-                .map_err(|e| e.to_string())
-                .and_then(|toc| {
-                    archive::check_layout(self.layout, &toc, self.dump_bytes)?;
-                    Ok(toc)
-                });
+            let fits = archive::fitting_toc(&self.head, self.layout, self.dump_bytes);
             self.toc = Some(match fits {
                 Ok(toc) => Some(toc),
                 Err(why) => {

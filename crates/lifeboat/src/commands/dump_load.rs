@@ -168,12 +168,7 @@ impl StreamsJob<'_> {
         let mut head = Vec::new();
         self.reader
             .copy_range(&file, 0, self.layout.toc_bytes, &mut head)?;
-        let toc = match archive::parse_toc(&head)
-            .map_err(|e| e.to_string())
-            .and_then(|toc| {
-                archive::check_layout(self.layout, &toc, self.dump_bytes)?;
-                Ok(toc)
-            }) {
+        let toc = match archive::fitting_toc(&head, self.layout, self.dump_bytes) {
             Ok(toc) => toc,
             Err(why) => {
                 log::warn!(
