@@ -84,13 +84,6 @@ impl Bucket {
         Ok(out)
     }
 
-    /// Content type and user metadata of `key` (a HEAD request).
-    pub fn head(&self, key: &str) -> Result<Head, StoreError> {
-        let (op, k) = (self.op.clone(), key.to_string());
-        let m = block(async move { op.stat(&k).await }).map_err(|e| err(&self.url, key, e))?;
-        Ok(Head::of(&m))
-    }
-
     /// Content type and user metadata of `key` (a HEAD request); `None` if it does not
     /// exist (the bucket must).
     pub fn head_if_present(&self, key: &str) -> Result<Option<Head>, StoreError> {

@@ -566,7 +566,7 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
     assert!(run.stdout.contains("2002 of 2002 match"), "{}", run.stdout);
     let d = test_bucket(&s3.endpoint(), &dest);
     assert_eq!(d.list().unwrap().len(), 2002);
-    let head = d.head("video/a.bin").unwrap();
+    let head = d.head_if_present("video/a.bin").unwrap().expect("restored");
     assert_eq!(head.content_type.as_deref(), Some("video/mp4"));
     assert_eq!(
         head.metadata.get("owner").map(String::as_str),
@@ -906,12 +906,15 @@ fn an_object_deleted_during_a_bucket_backup_is_left_out_and_named() {
     // o/7's node in that snapshot has a ctime of its own, so the next backup reads it
     // although it did not change, and keeps its record from the manifest: deleted under
     // that read, it fails the backup (there is no record to drop it from in time).
-    proxy.set(Faults::always(Fault::Status(404)).only(get_7));
-    let before = snapshot_count(&ws);
-    ws.run(&["backup"])
-        .expect_code(1)
-        .expect_stderr(&["o/7", "deleted after it was listed"], &[]);
-    assert_eq!(snapshot_count(&ws), before);
+    // A backup meeting `status` on the requests `only` fails, saying `says`, and saves
+    // no snapshot.
+    let fails_with = |status: u16, only: &'static str, says: &[&str]| {
+        let before = snapshot_count(&ws);
+        proxy.set(Faults::always(Fault::Status(status)).only(only));
+        ws.run(&["backup"]).expect_code(1).expect_stderr(says, &[]);
+        assert_eq!(snapshot_count(&ws), before);
+    };
+    fails_with(404, get_7, &["o/7", "deleted after it was listed"]);
 
     // Every object read gone is not churn: no snapshot that looks good and holds nothing.
     let changed: Vec<TestObject> = objects[1..3]
@@ -919,22 +922,13 @@ fn an_object_deleted_during_a_bucket_backup_is_left_out_and_named() {
         .map(|(k, _, t, m)| (k.clone(), b"changed\n".to_vec(), *t, m.clone()))
         .collect();
     put_objects(&s3.endpoint(), &media, &changed);
-    let before = snapshot_count(&ws);
     let all_gets: &'static str = Box::leak(format!("GET /{media}/o/").into_boxed_str());
-    proxy.set(Faults::always(Fault::Status(404)).only(all_gets));
-    ws.run(&["backup"])
-        .expect_code(1)
-        .expect_stderr(&["every object read (", "nothing new"], &[]);
-    assert_eq!(snapshot_count(&ws), before);
+    fails_with(404, all_gets, &["every object read (", "nothing new"]);
 
     // A GET that says the listed version is gone (412 to If-Match) while a HEAD still shows
     // it: the server contradicts itself, which would leave every object out. It fails.
     let get_1: &'static str = Box::leak(format!("GET /{media}/o/1 ").into_boxed_str());
-    proxy.set(Faults::always(Fault::Status(412)).only(get_1));
-    ws.run(&["backup"])
-        .expect_code(1)
-        .expect_stderr(&["`o/1`", "listing and its replies disagree"], &[]);
-    assert_eq!(snapshot_count(&ws), before);
+    fails_with(412, get_1, &["`o/1`", "listing and its replies disagree"]);
 }
 
 /// A forced bucket restore whose emergency backup cannot read one of the objects it would

@@ -168,10 +168,15 @@ pub async fn backup(
             .filter(|(_, why)| matches!(why, Gone::Changed(_)))
             .map(|(&i, _)| i)
             .collect();
-        for (&i, head) in replaced.iter().zip(parallel(&replaced, |&i| {
-            source.head_if_present(&listed[i].key)
-        })) {
-            if let Some(head) = head.map_err(|e| format!("bucket {e}"))?
+        let heads_of = |keys: &[usize]| {
+            parallel(keys, |&i| {
+                source
+                    .head_if_present(&listed[i].key)
+                    .map_err(|e| format!("bucket {e}"))
+            })
+        };
+        for (&i, head) in replaced.iter().zip(heads_of(&replaced)) {
+            if let Some(head) = head?
                 && listed[i].shown_by(&head)
             {
                 return Err(format!(
@@ -187,10 +192,8 @@ pub async fn backup(
         let unseen: Vec<usize> = (0..listed.len())
             .filter(|&i| changed[i] && heads[i].is_none() && !gone.contains_key(&i))
             .collect();
-        for (&i, head) in unseen.iter().zip(parallel(&unseen, |&i| {
-            source.head_if_present(&listed[i].key)
-        })) {
-            match head.map_err(|e| format!("bucket {e}"))? {
+        for (&i, head) in unseen.iter().zip(heads_of(&unseen)) {
+            match head? {
                 Some(head) if listed[i].shown_by(&head) => heads[i] = Some(head),
                 Some(_) => {
                     gone.insert(i, Gone::Changed("a HEAD shows another version".into()));

@@ -289,10 +289,6 @@ impl StreamsJob<'_> {
             .ok_or_else(|| CliError::failure("pg_restore started without its stdin", None))?;
         std::thread::scope(|scope| {
             let feed = scope.spawn(move || -> Result<(), lifeboat_repo::RepoError> {
-                let broken = |e: std::io::Error| lifeboat_repo::RepoError::Rustic {
-                    context: "cannot pass the dump on to pg_restore".into(),
-                    message: e.to_string(),
-                };
                 stdin.write_all(head).map_err(broken)?;
                 for p in &part.pieces {
                     if toc.is_table_data(p.id) {
@@ -352,10 +348,7 @@ impl StreamsJob<'_> {
         }
         let io = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::InvalidData => mismatch(e.to_string()),
-            _ => lifeboat_repo::RepoError::Rustic {
-                context: "cannot pass the dump on to pg_restore".into(),
-                message: e.to_string(),
-            },
+            _ => broken(e),
         };
         out.write_all(&header).map_err(io)?;
         let mut rows = reframe::Reframe::new(&mut *out, toc);
@@ -389,13 +382,16 @@ fn write_dump(
     };
     let mut framed = reframe::FramedDump::new(w, layout, dump_bytes);
     r.dump(id, path, &mut framed)?;
-    framed
-        .finish()
-        .map_err(|e| lifeboat_repo::RepoError::Rustic {
-            context: "cannot pass the dump on".into(),
-            message: e.to_string(),
-        })?;
+    framed.finish().map_err(broken)?;
     Ok(())
+}
+
+/// Writing the dump on to `pg_restore` (or its staging file) failed.
+fn broken(e: std::io::Error) -> lifeboat_repo::RepoError {
+    lifeboat_repo::RepoError::Rustic {
+        context: "cannot pass the dump on to pg_restore".into(),
+        message: e.to_string(),
+    }
 }
 
 /// Feed the dump into `pg_restore`'s stdin (unless it reads a file) and wait for it.
