@@ -406,6 +406,10 @@ enum State {
 pub struct LayoutWatch {
     /// Bytes kept until the TOC is complete.
     head: Vec<u8>,
+    /// The TOC is parsed again only once `head` has reached this length (double what it
+    /// was at the last try), so a TOC of any size costs linear time.
+    parse_at: usize,
+    toc_tries: u32,
     toc: Option<Toc>,
     /// Offset of the next byte seen.
     pos: u64,
@@ -429,6 +433,8 @@ impl LayoutWatch {
     pub fn new() -> Self {
         Self {
             head: Vec::new(),
+            parse_at: 0,
+            toc_tries: 0,
             toc: None,
             pos: 0,
             state: State::Field(Field::BlockType),
@@ -451,15 +457,24 @@ impl LayoutWatch {
             return;
         }
         self.head.extend_from_slice(bytes);
+        if self.head.len() >= self.parse_at || self.head.len() > MAX_TOC_BYTES {
+            self.try_toc();
+        }
+    }
+
+    /// Parse the TOC from the bytes kept so far; once complete, walk what follows it.
+    fn try_toc(&mut self) {
+        self.toc_tries += 1;
         match parse_toc(&self.head) {
             Ok(toc) => {
                 let head = std::mem::take(&mut self.head);
                 self.pos = toc.end;
-                let rest = head[toc.end as usize..].to_vec();
                 self.toc = Some(toc);
-                self.walk(&rest);
+                self.walk(&head[self.pos as usize..]);
             }
-            Err(TocError::Short) if self.head.len() <= MAX_TOC_BYTES => {}
+            Err(TocError::Short) if self.head.len() <= MAX_TOC_BYTES => {
+                self.parse_at = self.head.len() * 2;
+            }
             Err(e) => self.fail(e.to_string()),
         }
     }
@@ -586,7 +601,11 @@ impl LayoutWatch {
     }
 
     /// The layout, if the archive was read to a block boundary; else why not.
-    pub fn finish(self) -> Result<DumpLayout, String> {
+    pub fn finish(mut self) -> Result<DumpLayout, String> {
+        if self.toc.is_none() && self.failed.is_none() && !self.head.is_empty() {
+            self.try_toc();
+        }
+        log::debug!("table of contents parsed in {} tries", self.toc_tries);
         if let Some(why) = self.failed {
             return Err(why);
         }
@@ -705,6 +724,11 @@ pub(crate) mod tests {
     /// An archive with a table of `rows` (one chunk each) and two large objects, and its
     /// layout worked out as it is written.
     pub(crate) fn archive_with(rows: &[Vec<u8>]) -> (Vec<u8>, DumpLayout) {
+        archive_with_tables(0, rows)
+    }
+
+    /// The same, with `more` further tables (no data) in the TOC.
+    fn archive_with_tables(more: usize, rows: &[Vec<u8>]) -> (Vec<u8>, DumpLayout) {
         let mut w = Writer(b"PGDMP".to_vec());
         w.0.extend_from_slice(&[1, 14, 0, 4, 8, 1]);
         w.int(0);
@@ -714,8 +738,11 @@ pub(crate) mod tests {
         for s in ["app", "15.18", "15.18"] {
             w.str(Some(s));
         }
-        w.int(4);
+        w.int(4 + more as i64);
         w.entry(215, false, "TABLE", SECTION_PRE_DATA);
+        for id in 0..more {
+            w.entry(100_000 + id as i64, false, "TABLE", SECTION_PRE_DATA);
+        }
         w.entry(3330, true, "TABLE DATA", SECTION_DATA);
         w.entry(3331, true, "BLOBS", SECTION_DATA);
         w.entry(3185, false, "CONSTRAINT", SECTION_POST_DATA);
@@ -801,6 +828,22 @@ pub(crate) mod tests {
             }
             assert_eq!(w.finish().unwrap(), expected, "pieces of {piece} bytes");
         }
+    }
+
+    #[test]
+    fn a_large_toc_is_parsed_a_logarithmic_number_of_times() {
+        // 30,000 tables: a TOC of ~2.5 MB, arriving in pipe-sized reads.
+        let rows = ["1\talice\n".as_bytes().to_vec()];
+        let (bytes, expected) = archive_with_tables(30_000, &rows);
+        assert!(expected.toc_bytes > 2_000_000, "{}", expected.toc_bytes);
+        let mut w = LayoutWatch::new();
+        for p in bytes.chunks(64 << 10) {
+            w.see(p);
+        }
+        let tries = w.toc_tries;
+        assert_eq!(w.finish().unwrap(), expected);
+        // Every read would be ~40 tries, each parsing the whole head again.
+        assert!((2..=8).contains(&tries), "{tries} tries");
     }
 
     #[test]
