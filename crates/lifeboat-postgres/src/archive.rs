@@ -13,6 +13,8 @@
 //! (`pg_dump` 11 to 15) are read; any other version gets no layout, and its restore stages
 //! the dump in a file as before.
 
+use std::collections::{HashMap, HashSet};
+
 use lifeboat_core::manifest::{DataBlock, DumpLayout};
 
 /// Sections of the TOC (`teSection`).
@@ -37,6 +39,8 @@ pub struct TocEntry {
     pub has_data: bool,
     pub desc: String,
     pub section: i64,
+    /// Dump ids of the entries this one depends on.
+    pub deps: Vec<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +99,20 @@ impl Cursor<'_> {
         }
         self.take(usize::try_from(n).map_err(|_| TocError::Short)?)?;
         Ok(true)
+    }
+
+    /// A dependency (a dump id written as a decimal string), or `None` at the list's end.
+    fn dep(&mut self) -> Result<Option<i64>, TocError> {
+        let n = self.int()?;
+        if n < 0 {
+            return Ok(None);
+        }
+        let b = self.take(usize::try_from(n).map_err(|_| TocError::Short)?)?;
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .map(Some)
+            .ok_or_else(|| TocError::Invalid("a dependency that is not a dump id".into()))
     }
 
     fn text(&mut self) -> Result<String, TocError> {
@@ -170,7 +188,10 @@ pub fn parse_toc(bytes: &[u8]) -> Result<Toc, TocError> {
         }
         c.skip_str()?; // owner
         c.skip_str()?; // "with oids"
-        while c.skip_str()? {} // dependencies, ended by a null string
+        let mut deps = Vec::new();
+        while let Some(d) = c.dep()? {
+            deps.push(d);
+        }
         c.byte()?; // offset state
         c.take(offset_size)?; // offset
         entries.push(TocEntry {
@@ -178,6 +199,7 @@ pub fn parse_toc(bytes: &[u8]) -> Result<Toc, TocError> {
             has_data,
             desc,
             section,
+            deps,
         });
         if c.pos > MAX_TOC_BYTES {
             return invalid("table of contents too large".into());
@@ -289,6 +311,84 @@ impl Toc {
     }
 }
 
+/// A post-data entry that can be restored as soon as the rows of its table are in, while
+/// the data of other tables is still loading, as `pg_restore -j` does: an index or a
+/// constraint that locks only its own table (not a foreign key, which locks two and could
+/// deadlock with another; not a materialized view's refresh, which reads other tables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlyEntry {
+    pub id: i64,
+    /// The `TABLE DATA` entry whose rows must be in first.
+    pub data: i64,
+    /// Other early entries that must be done first.
+    pub after: Vec<i64>,
+}
+
+/// The post-data entries of the `max_tables` largest tables with at least `min_bytes` of
+/// data that can be restored early ([`EarlyEntry`]), in TOC order. Each entry's dependency
+/// on its table is read as one on the table's data; any dependency on something restored
+/// later (another post-data entry that is not early) keeps it for the end.
+pub fn early_post_data(
+    toc: &Toc,
+    layout: &DumpLayout,
+    min_bytes: u64,
+    max_tables: usize,
+) -> Vec<EarlyEntry> {
+    let block_bytes: HashMap<i64, u64> = layout.blocks.iter().map(|b| (b.id, b.bytes)).collect();
+    let mut large: Vec<(u64, i64)> = toc
+        .entries
+        .iter()
+        .filter(|e| e.desc == "TABLE DATA")
+        .filter_map(|e| block_bytes.get(&e.id).map(|&b| (b, e.id)))
+        .filter(|&(b, _)| b >= min_bytes)
+        .collect();
+    large.sort_unstable_by(|a, b| b.cmp(a));
+    large.truncate(max_tables);
+    let large: HashSet<i64> = large.into_iter().map(|(_, id)| id).collect();
+    // A table's dump id -> its data's.
+    let data_of: HashMap<i64, i64> = toc
+        .entries
+        .iter()
+        .filter(|e| e.desc == "TABLE DATA")
+        .flat_map(|e| e.deps.iter().map(move |&d| (d, e.id)))
+        .collect();
+    let section: HashMap<i64, i64> = toc.entries.iter().map(|e| (e.id, e.section)).collect();
+    let mut early: Vec<EarlyEntry> = toc
+        .entries
+        .iter()
+        .filter(|e| e.section == SECTION_POST_DATA && (e.desc == "INDEX" || e.desc == "CONSTRAINT"))
+        .filter_map(|e| {
+            let mut data = None;
+            let mut after = Vec::new();
+            for d in &e.deps {
+                if let Some(&t) = data_of.get(d) {
+                    if data.is_some_and(|x| x != t) {
+                        return None;
+                    }
+                    data = Some(t);
+                } else if section.get(d) != Some(&SECTION_PRE_DATA) {
+                    after.push(*d);
+                }
+            }
+            let data = data.filter(|t| large.contains(t))?;
+            Some(EarlyEntry {
+                id: e.id,
+                data,
+                after,
+            })
+        })
+        .collect();
+    // Drop those that wait for an entry that is not early, until none does.
+    loop {
+        let ids: HashSet<i64> = early.iter().map(|e| e.id).collect();
+        let before = early.len();
+        early.retain(|e| e.after.iter().all(|d| ids.contains(d)));
+        if early.len() == before {
+            return early;
+        }
+    }
+}
+
 pub(crate) fn encode_int(v: i64, int_size: usize) -> Vec<u8> {
     let mut b = vec![u8::from(v < 0)];
     let mut m = v.unsigned_abs();
@@ -301,24 +401,26 @@ pub(crate) fn encode_int(v: i64, int_size: usize) -> Vec<u8> {
 
 /// Split the data into at most `jobs` shares of about equal bytes: the blocks in dump order,
 /// each share a contiguous stretch, a large table split at a row boundary (a cut) where a
-/// share is full — so one big table is loaded by several `COPY`s at once. Entries without
-/// data (`SEQUENCE SET`) go to the first share.
+/// share is full — so one big table is loaded by several `COPY`s at once. Share `i` ends
+/// near `(i + 1) / jobs` of the data, so a share cut short at a row boundary is made up by
+/// the next rather than piling up in the last. Entries without data (`SEQUENCE SET`) go to
+/// the first share.
 pub fn share_data(toc: &Toc, layout: &DumpLayout, jobs: usize) -> Vec<DataShare> {
     let jobs = jobs.max(1) as u64;
     let total: u64 = layout.blocks.iter().map(|b| b.bytes).sum();
-    let target = total.div_ceil(jobs).max(1);
     let mut shares: Vec<DataShare> = Vec::new();
     let mut current = DataShare::default();
-    let mut filled = 0u64;
+    // Bytes in the shares so far, the current one included.
+    let mut shared = 0u64;
     for b in &layout.blocks {
         let end = b.offset + b.bytes;
         let mut from = b.offset;
         while from < end {
-            let last = shares.len() as u64 + 1 >= jobs;
-            let room = if last {
+            let i = shares.len() as u64;
+            let room = if i + 1 >= jobs {
                 u64::MAX
             } else {
-                target - filled.min(target)
+                (total * (i + 1) / jobs).saturating_sub(shared)
             };
             let piece = |to: u64| Piece {
                 id: b.id,
@@ -329,7 +431,7 @@ pub fn share_data(toc: &Toc, layout: &DumpLayout, jobs: usize) -> Vec<DataShare>
             };
             if end - from <= room {
                 current.pieces.push(piece(end));
-                filled += end - from;
+                shared += end - from;
                 break;
             }
             // The share is full: it ends at the row boundary nearest to full — or where the
@@ -347,12 +449,11 @@ pub fn share_data(toc: &Toc, layout: &DumpLayout, jobs: usize) -> Vec<DataShare>
                 .unwrap_or(end);
             if to > from {
                 current.pieces.push(piece(to));
-                filled += to - from;
+                shared += to - from;
             }
             from = to;
             if !current.pieces.is_empty() {
                 shares.push(std::mem::take(&mut current));
-                filled = 0;
             }
         }
     }
@@ -370,7 +471,7 @@ pub fn share_data(toc: &Toc, layout: &DumpLayout, jobs: usize) -> Vec<DataShare>
         .map(|e| e.id)
         .collect();
     if !no_data.is_empty() {
-        let position: std::collections::HashMap<i64, usize> = toc
+        let position: HashMap<i64, usize> = toc
             .entries
             .iter()
             .enumerate()
@@ -814,6 +915,7 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(toc.entries[2].desc, "BLOBS");
+        assert!(toc.entries.iter().all(|e| e.deps == [215]));
         assert_eq!(parse_toc(&bytes[..40]), Err(TocError::Short));
         check_layout(&layout, &toc, bytes.len() as u64).unwrap();
     }
@@ -828,6 +930,69 @@ pub(crate) mod tests {
             }
             assert_eq!(w.finish().unwrap(), expected, "pieces of {piece} bytes");
         }
+    }
+
+    #[test]
+    fn indexes_and_constraints_of_large_tables_may_come_early() {
+        let entry = |id: i64, desc: &str, section: i64, deps: &[i64]| TocEntry {
+            id,
+            has_data: desc == "TABLE DATA",
+            desc: desc.into(),
+            section,
+            deps: deps.to_vec(),
+        };
+        let (pre, data, post) = (SECTION_PRE_DATA, SECTION_DATA, SECTION_POST_DATA);
+        let toc = Toc {
+            entries: vec![
+                entry(1, "TABLE", pre, &[]),
+                entry(2, "TABLE", pre, &[]),
+                entry(3, "TABLE", pre, &[]),
+                entry(4, "FUNCTION", pre, &[]),
+                entry(11, "TABLE DATA", data, &[1]),
+                entry(12, "TABLE DATA", data, &[2]),
+                entry(13, "TABLE DATA", data, &[3]),
+                entry(21, "CONSTRAINT", post, &[1]),
+                entry(22, "INDEX", post, &[1, 4, 21]),
+                entry(23, "CONSTRAINT", post, &[2]),
+                entry(24, "FK CONSTRAINT", post, &[2, 21]),
+                entry(25, "INDEX", post, &[2, 24]),
+                entry(26, "INDEX", post, &[3]),
+                entry(27, "TRIGGER", post, &[1]),
+                entry(28, "MATERIALIZED VIEW DATA", post, &[1]),
+                entry(29, "INDEX", post, &[1, 2]),
+            ],
+            end: 100,
+            int_size: 4,
+        };
+        let block = |id: i64, offset: u64, bytes: u64| DataBlock {
+            id,
+            offset,
+            bytes,
+            cuts: Vec::new(),
+        };
+        let layout = DumpLayout {
+            toc_bytes: 100,
+            blocks: vec![
+                block(11, 100, 900),
+                block(12, 1000, 500),
+                block(13, 1500, 10),
+            ],
+        };
+        let early = |min_bytes, max_tables| -> Vec<(i64, i64, Vec<i64>)> {
+            early_post_data(&toc, &layout, min_bytes, max_tables)
+                .into_iter()
+                .map(|e| (e.id, e.data, e.after))
+                .collect()
+        };
+        // 22 waits for 21; 25 waits for a foreign key, which is never early; 29 spans two
+        // tables; 26's table is small; triggers and refreshes stay for the end.
+        assert_eq!(
+            early(100, 10),
+            [(21, 11, vec![]), (22, 11, vec![21]), (23, 12, vec![])]
+        );
+        assert_eq!(early(100, 1), [(21, 11, vec![]), (22, 11, vec![21])]);
+        assert_eq!(early(0, 10).len(), 4);
+        assert!(early(1000, 10).is_empty());
     }
 
     #[test]
@@ -870,6 +1035,7 @@ pub(crate) mod tests {
             has_data: false,
             desc: "SEQUENCE SET".into(),
             section: SECTION_DATA,
+            deps: vec![215],
         });
         let whole = |b: &DataBlock| Piece {
             id: b.id,
@@ -957,6 +1123,41 @@ pub(crate) mod tests {
             restored.extend(part);
         }
         assert_eq!(restored, rows);
+    }
+
+    #[test]
+    fn shares_cut_short_at_a_row_boundary_do_not_pile_up_in_the_last() {
+        // Tables of 331, 324, 193 and 27 units with a row boundary every 16 units, in 16
+        // shares: each share ends at the boundary nearest its fair end, and what one share
+        // lacks the next takes, so no share is more than a boundary's spacing off.
+        let mut blocks = Vec::new();
+        let mut offset = 100;
+        for (id, bytes) in [(1, 331u64), (2, 324), (3, 193), (4, 27)] {
+            let cuts = (1..)
+                .map(|k| offset + 16 * k)
+                .take_while(|&c| c < offset + bytes);
+            blocks.push(DataBlock {
+                id,
+                offset,
+                bytes,
+                cuts: cuts.collect(),
+            });
+            offset += bytes;
+        }
+        let layout = DumpLayout {
+            toc_bytes: 100,
+            blocks,
+        };
+        let toc = Toc {
+            entries: Vec::new(),
+            end: 100,
+            int_size: 4,
+        };
+        let shares = share_data(&toc, &layout, 16);
+        let sizes: Vec<u64> = shares.iter().map(DataShare::bytes).collect();
+        assert_eq!(sizes.iter().sum::<u64>(), 875);
+        assert_eq!(sizes.len(), 16, "{sizes:?}");
+        assert!(sizes.iter().all(|&b| b <= 55 + 16), "{sizes:?}");
     }
 
     #[test]

@@ -89,6 +89,10 @@ fn backup_then_restore_into_a_new_database_matches_exactly() {
 const EXTRAS: &str = "
 CREATE TABLE wide (id int, payload text);
 INSERT INTO wide SELECT i, repeat(md5(i::text), 30) FROM generate_series(1, 45000) i;
+ALTER TABLE wide ADD PRIMARY KEY (id);
+CREATE INDEX wide_head ON wide (left(payload, 8));
+CREATE TABLE wide_note (wide_id int REFERENCES wide (id), note text);
+INSERT INTO wide_note VALUES (7, 'seven');
 CREATE TABLE empty_log (at timestamptz);
 SELECT lo_from_bytea(424242, 'a large object');
 SELECT setval('users_id_seq', 9000);
@@ -99,7 +103,9 @@ const EXTRAS_FINGERPRINT: &str = "SELECT (SELECT encode(lo_get(424242), 'escape'
     (SELECT last_value FROM users_id_seq) || '/' || (SELECT count(*) FROM big_spenders) || '/' ||
     (SELECT count(*) FROM empty_log) || '/' ||
     (SELECT md5(string_agg(id || payload, ',' ORDER BY id)) FROM wide) || '/' ||
-    (SELECT count(*) FROM pg_constraint WHERE conname IN ('images_user_id_fkey', 'users_email_key'))";
+    (SELECT count(*) FROM pg_constraint WHERE conname IN ('images_user_id_fkey', 'users_email_key')) || '/' ||
+    (SELECT count(*) FROM pg_indexes WHERE tablename = 'wide') || '/' ||
+    (SELECT count(*) FROM pg_constraint WHERE conname = 'wide_note_wide_id_fkey')";
 
 #[test]
 fn a_parallel_restore_streams_the_tables_into_several_pg_restores_without_staging() {
@@ -117,7 +123,7 @@ fn a_parallel_restore_streams_the_tables_into_several_pg_restores_without_stagin
     let m = &snaps["snapshots"][0]["manifest"]["postgres"];
     let layout = &m["layout"];
     let blocks = layout["blocks"].as_array().expect("a layout");
-    assert_eq!(blocks.len(), 6, "{layout}");
+    assert_eq!(blocks.len(), 7, "{layout}");
     assert!(
         blocks
             .iter()
@@ -150,6 +156,14 @@ fn a_parallel_restore_streams_the_tables_into_several_pg_restores_without_stagin
         "{}",
         run.stderr
     );
+    // The wide table's key and index are built as soon as its rows are in; the foreign key
+    // that references it comes with the rest of the post-data section.
+    assert!(
+        run.stderr
+            .contains("indexes and constraints of 1 large table(s) as soon as their rows are in"),
+        "{}",
+        run.stderr
+    );
     assert!(
         out["plan"]["steps"].to_string().contains("nothing staged"),
         "{out}"
@@ -160,12 +174,12 @@ fn a_parallel_restore_streams_the_tables_into_several_pg_restores_without_stagin
     );
     assert_eq!(after, before);
     // The extras were there to be compared: the object, the moved sequence, a non-empty
-    // view, both constraints.
+    // view, both constraints, the wide table's two indexes and the key referencing it.
     let parts: Vec<&str> = before.1.split('/').collect();
     assert_eq!(parts[..2], ["a large object", "9000"], "{}", before.1);
     assert_ne!(parts[2], "0", "{}", before.1);
     assert_eq!(parts[3], "0", "{}", before.1);
-    assert_eq!(parts[5], "2", "{}", before.1);
+    assert_eq!(parts[5..], ["2", "2", "1"], "{}", before.1);
 
     // Over existing tables (--clean must drop everything first) the dump is staged.
     let run = restore_copy(&["--force"]);

@@ -7,8 +7,10 @@
 //! then `jobs` `pg_restore` processes at once, each fed the table of contents and a part of
 //! the data read straight from the repository, then the post-data section (indexes,
 //! constraints) with `jobs` jobs. Nothing is staged on local disk. The data is cut into
-//! several parts per job (a large table at row boundaries), handed out largest first to
-//! whichever job is free. Over existing objects (`--clean` must drop everything before
+//! several parts per job (a large table at row boundaries), handed out to whichever job is
+//! free, the largest table's first. As `pg_restore -j` does, the indexes and constraints
+//! of a large table are built as soon as all its rows are in, while other tables load
+//! ([`archive::early_post_data`]). Over existing objects (`--clean` must drop everything before
 //! anything is created), for one table, and for a dump without a layout (older snapshots,
 //! other archive versions), several jobs stage the dump in a file for `pg_restore -j`.
 //!
@@ -16,12 +18,10 @@
 //! one row per chunk as `pg_dump` wrote them ([`reframe`]).
 
 use std::{
+    collections::{HashMap, HashSet},
     io::Write,
     path::Path,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Condvar, Mutex},
 };
 
 use lifeboat_core::manifest::{DumpLayout, PostgresManifest};
@@ -32,6 +32,11 @@ use crate::error::{CliError, CliResult};
 
 /// Parts of the data per job of a parallel-streams load.
 const PARTS_PER_JOB: usize = 8;
+/// Tables whose indexes and constraints are built as soon as their rows are in, while
+/// other tables load: the largest ones, from this size. Each such table costs one more
+/// `pg_restore`, which reads the whole TOC, so small tables wait for the post-data section.
+const EARLY_MIN_BYTES: u64 = 16 << 20;
+const EARLY_MAX_TABLES: usize = 32;
 
 /// How a dump was loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -192,9 +197,9 @@ impl StreamsJob<'_> {
             self.dest,
             &from_toc("pre-data", 1),
         )?)?;
-        // Parts of about equal bytes, several per job, handed out largest first to whichever
-        // job is free: rows of one table cost more than another's, so equal shares decided
-        // up front would leave a job idle at the end.
+        // Parts of about equal bytes, several per job, handed out to whichever job is free:
+        // rows of one table cost more than another's, so equal shares decided up front
+        // would leave a job idle at the end.
         let jobs = self.opts.jobs.max(1) as usize;
         let parts = archive::share_data(&toc, self.layout, jobs * PARTS_PER_JOB);
         let mut split: Vec<i64> = parts
@@ -209,59 +214,107 @@ impl StreamsJob<'_> {
             parts.len(),
             split.len()
         );
-        self.load_data(&head, &toc, &file, &parts, jobs)?;
+        let early = archive::early_post_data(&toc, self.layout, EARLY_MIN_BYTES, EARLY_MAX_TABLES);
+        if !early.is_empty() {
+            let tables: HashSet<i64> = early.iter().map(|e| e.data).collect();
+            log::info!(
+                "building the indexes and constraints of {} large table(s) as soon as their rows are in",
+                tables.len()
+            );
+        }
+        let done_early = self.load_data(&head, &toc, &file, &parts, early, jobs, &toc_file)?;
         log::info!(
-            "restoring the post-data section (indexes, constraints) with {} jobs",
+            "restoring the rest of the post-data section (indexes, constraints) with {} jobs",
             self.opts.jobs
         );
+        let rest = self.stage.join("post-data.list");
+        let lines: String = toc
+            .entries
+            .iter()
+            .filter(|e| !done_early.contains(&e.id))
+            .map(|e| format!("{}\n", e.id))
+            .collect();
+        std::fs::write(&rest, lines)?;
         pg::wait_restore(pg::spawn_restore(
             self.tools,
             self.dest,
-            &from_toc("post-data", self.opts.jobs),
+            &pg::RestoreOptions {
+                list_file: Some(rest),
+                ..from_toc("post-data", self.opts.jobs)
+            },
         )?)?;
         Ok(true)
     }
 
-    /// `jobs` workers, each restoring one part after another with a `pg_restore` of its own
-    /// (one transaction), fed the TOC and then the part's blocks (a part of a block framed as
-    /// a block of its own). The first failure stops the workers from taking more parts.
+    /// `jobs` workers. Each takes the next piece of work: the early post-data entries of a
+    /// table whose rows are all in (one `pg_restore` from the TOC, one transaction), else the
+    /// next part of the data (a `pg_restore` of its own, one transaction, fed the TOC and
+    /// then the part's blocks, a part of a block framed as a block of its own). The first
+    /// failure stops the workers from taking more. Returns the early entries restored.
+    #[allow(clippy::too_many_arguments)]
     fn load_data(
         &self,
         head: &[u8],
         toc: &archive::Toc,
         file: &lifeboat_repo::OpenedFile,
         parts: &[archive::DataShare],
+        early: Vec<archive::EarlyEntry>,
         jobs: usize,
-    ) -> CliResult<()> {
-        let mut order: Vec<usize> = (0..parts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(parts[i].bytes()));
-        let next = AtomicUsize::new(0);
-        let failed: Mutex<Option<CliError>> = Mutex::new(None);
+        toc_file: &Path,
+    ) -> CliResult<HashSet<i64>> {
+        let board = Mutex::new(Board::new(parts, early));
+        let changed = Condvar::new();
+        let lock = || board.lock().unwrap_or_else(|p| p.into_inner());
         std::thread::scope(|scope| {
             for _ in 0..jobs.min(parts.len()) {
                 scope.spawn(|| {
                     loop {
-                        if failed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-                            return;
-                        }
-                        let Some(&k) = order.get(next.fetch_add(1, Ordering::SeqCst)) else {
-                            return;
+                        let work = {
+                            let mut b = lock();
+                            loop {
+                                if b.failed.is_some() {
+                                    return;
+                                }
+                                if let Some(w) = b.take() {
+                                    break w;
+                                }
+                                if b.running == 0 {
+                                    return;
+                                }
+                                b = changed.wait(b).unwrap_or_else(|p| p.into_inner());
+                            }
                         };
-                        if let Err(e) = self.load_part(k, &parts[k], head, toc, file) {
-                            failed
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e);
-                            return;
-                        }
+                        let result = match &work {
+                            Work::Part(k) => self.load_part(*k, &parts[*k], head, toc, file),
+                            Work::Early(ids) => self.restore_early(ids, toc_file),
+                        };
+                        lock().finish(work, result);
+                        changed.notify_all();
                     }
                 });
             }
         });
-        failed
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .map_or(Ok(()), Err)
+        let b = board.into_inner().unwrap_or_else(|p| p.into_inner());
+        match b.failed {
+            Some(e) => Err(e),
+            None => Ok(b.done_early()),
+        }
+    }
+
+    /// Restore early post-data entries `ids` of one table from the TOC alone.
+    fn restore_early(&self, ids: &[i64], toc_file: &Path) -> CliResult<()> {
+        let list = self.stage.join(format!("early-{}.list", ids[0]));
+        let lines: String = ids.iter().map(|id| format!("{id}\n")).collect();
+        std::fs::write(&list, lines)?;
+        let opts = pg::RestoreOptions {
+            list_file: Some(list),
+            input: Some(toc_file.to_path_buf()),
+            jobs: 1,
+            section: None,
+            ..self.opts.clone()
+        };
+        pg::wait_restore(pg::spawn_restore(self.tools, self.dest, &opts)?)?;
+        Ok(())
     }
 
     fn load_part(
@@ -318,6 +371,129 @@ impl StreamsJob<'_> {
             fed?;
             Ok(())
         })
+    }
+}
+
+/// A piece of work of a parallel-streams load.
+enum Work {
+    /// The part of the data at this index.
+    Part(usize),
+    /// Early post-data entries of one table.
+    Early(Vec<i64>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Waiting,
+    Running,
+    Done,
+}
+
+/// What is left of a parallel-streams load, shared by its workers.
+struct Board<'p> {
+    parts: &'p [archive::DataShare],
+    /// Parts not yet taken, the next one last.
+    queue: Vec<usize>,
+    /// Per `TABLE DATA` entry, the parts holding its rows not yet loaded.
+    parts_left: HashMap<i64, usize>,
+    early: Vec<(archive::EarlyEntry, Step)>,
+    running: usize,
+    failed: Option<CliError>,
+}
+
+impl<'p> Board<'p> {
+    fn new(parts: &'p [archive::DataShare], early: Vec<archive::EarlyEntry>) -> Self {
+        // The largest table first, its parts one after another, so that its indexes can be
+        // built while the next tables load, and the last parts to load are small ones.
+        let mut table_bytes: HashMap<i64, u64> = HashMap::new();
+        for p in parts.iter().flat_map(|p| &p.pieces) {
+            *table_bytes.entry(p.id).or_insert(0) += p.to - p.from;
+        }
+        let weight = |k: usize| {
+            parts[k]
+                .pieces
+                .iter()
+                .map(|p| table_bytes[&p.id])
+                .max()
+                .unwrap_or(0)
+        };
+        let mut queue: Vec<usize> = (0..parts.len()).collect();
+        queue.sort_by_key(|&k| (weight(k), std::cmp::Reverse(k)));
+        for &k in queue.iter().rev() {
+            let ids: Vec<i64> = parts[k].pieces.iter().map(|p| p.id).collect();
+            log::debug!("data part {k}: {} bytes of {ids:?}", parts[k].bytes());
+        }
+        let mut parts_left = HashMap::new();
+        for id in parts.iter().flat_map(|p| &p.entries) {
+            *parts_left.entry(*id).or_insert(0) += 1;
+        }
+        Self {
+            parts,
+            queue,
+            parts_left,
+            early: early.into_iter().map(|e| (e, Step::Waiting)).collect(),
+            running: 0,
+            failed: None,
+        }
+    }
+
+    /// The next piece of work: a table's early entries that are ready, else the next part.
+    fn take(&mut self) -> Option<Work> {
+        let loaded = |id: &i64| self.parts_left.get(id).is_none_or(|&n| n == 0);
+        let done: HashSet<i64> = self.done_early();
+        let ready =
+            |e: &archive::EarlyEntry| loaded(&e.data) && e.after.iter().all(|d| done.contains(d));
+        let table = self
+            .early
+            .iter()
+            .find(|(e, step)| *step == Step::Waiting && ready(e))
+            .map(|(e, _)| e.data);
+        let work = if let Some(table) = table {
+            let mut ids = Vec::new();
+            for (e, step) in &mut self.early {
+                if *step == Step::Waiting && e.data == table && ready(e) {
+                    *step = Step::Running;
+                    ids.push(e.id);
+                }
+            }
+            Work::Early(ids)
+        } else {
+            Work::Part(self.queue.pop()?)
+        };
+        self.running += 1;
+        Some(work)
+    }
+
+    fn finish(&mut self, work: Work, result: CliResult<()>) {
+        self.running -= 1;
+        if let Err(e) = result {
+            self.failed.get_or_insert(e);
+            return;
+        }
+        match work {
+            Work::Part(k) => {
+                for id in &self.parts[k].entries {
+                    if let Some(n) = self.parts_left.get_mut(id) {
+                        *n -= 1;
+                    }
+                }
+            }
+            Work::Early(ids) => {
+                for (e, step) in &mut self.early {
+                    if ids.contains(&e.id) {
+                        *step = Step::Done;
+                    }
+                }
+            }
+        }
+    }
+
+    fn done_early(&self) -> HashSet<i64> {
+        self.early
+            .iter()
+            .filter(|(_, step)| *step == Step::Done)
+            .map(|(e, _)| e.id)
+            .collect()
     }
 }
 
