@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use lifeboat_core::manifest::{DataBlock, DumpLayout};
 
 /// Sections of the TOC (`teSection`).
+pub const SECTION_NONE: i64 = 1;
 pub const SECTION_PRE_DATA: i64 = 2;
 pub const SECTION_DATA: i64 = 3;
 pub const SECTION_POST_DATA: i64 = 4;
@@ -303,6 +304,22 @@ impl Toc {
         encode_int(0, self.int_size)
     }
 
+    /// The entries `pg_restore --section` counts in `section`, in TOC order. An entry of no
+    /// section (a comment, a security label, an ACL) counts in the section of the entry
+    /// before it, as `pg_restore` reckons it over the archive's own order. Given a `-L`
+    /// list it reckons over the list's order instead, where such an entry can land behind
+    /// an entry of another section and drop out of `--section`: list these entries rather
+    /// than combine `-L` with `--section`.
+    pub fn in_section(&self, section: i64) -> impl Iterator<Item = &TocEntry> {
+        let mut current = SECTION_PRE_DATA;
+        self.entries.iter().filter(move |e| {
+            if e.section != SECTION_NONE {
+                current = e.section;
+            }
+            current == section
+        })
+    }
+
     /// Whether the entry `id` is a table's data (whose blocks hold COPY rows).
     pub fn is_table_data(&self, id: i64) -> bool {
         self.entries
@@ -401,17 +418,17 @@ pub(crate) fn encode_int(v: i64, int_size: usize) -> Vec<u8> {
 
 /// Split the data into at most `jobs` shares of about equal bytes: the blocks in dump order,
 /// each share a contiguous stretch, a large table split at a row boundary (a cut) where a
-/// share is full — so one big table is loaded by several `COPY`s at once. Share `i` ends
-/// near `(i + 1) / jobs` of the data, so a share cut short at a row boundary is made up by
-/// the next rather than piling up in the last. Entries without data (`SEQUENCE SET`) go to
-/// the first share.
+/// share is full — so one big table is loaded by several `COPY`s at once. Each share aims
+/// at an equal part of what the shares before it left, so one cut short (or run long) at a
+/// row boundary is made up by the next rather than piling up in the last. The data
+/// section's entries without data (`SEQUENCE SET`) go to the first share.
 pub fn share_data(toc: &Toc, layout: &DumpLayout, jobs: usize) -> Vec<DataShare> {
     let jobs = jobs.max(1) as u64;
     let total: u64 = layout.blocks.iter().map(|b| b.bytes).sum();
     let mut shares: Vec<DataShare> = Vec::new();
     let mut current = DataShare::default();
-    // Bytes in the shares so far, the current one included.
-    let mut shared = 0u64;
+    // Bytes in the shares before the current one, and in the current one.
+    let (mut before, mut filled) = (0u64, 0u64);
     for b in &layout.blocks {
         let end = b.offset + b.bytes;
         let mut from = b.offset;
@@ -420,7 +437,7 @@ pub fn share_data(toc: &Toc, layout: &DumpLayout, jobs: usize) -> Vec<DataShare>
             let room = if i + 1 >= jobs {
                 u64::MAX
             } else {
-                (total * (i + 1) / jobs).saturating_sub(shared)
+                ((total - before) / (jobs - i)).saturating_sub(filled)
             };
             let piece = |to: u64| Piece {
                 id: b.id,
@@ -431,7 +448,7 @@ pub fn share_data(toc: &Toc, layout: &DumpLayout, jobs: usize) -> Vec<DataShare>
             };
             if end - from <= room {
                 current.pieces.push(piece(end));
-                shared += end - from;
+                filled += end - from;
                 break;
             }
             // The share is full: it ends at the row boundary nearest to full — or where the
@@ -449,11 +466,12 @@ pub fn share_data(toc: &Toc, layout: &DumpLayout, jobs: usize) -> Vec<DataShare>
                 .unwrap_or(end);
             if to > from {
                 current.pieces.push(piece(to));
-                shared += to - from;
+                filled += to - from;
             }
             from = to;
             if !current.pieces.is_empty() {
                 shares.push(std::mem::take(&mut current));
+                before += std::mem::take(&mut filled);
             }
         }
     }
@@ -465,9 +483,8 @@ pub fn share_data(toc: &Toc, layout: &DumpLayout, jobs: usize) -> Vec<DataShare>
         s.entries.dedup();
     }
     let no_data: Vec<i64> = toc
-        .entries
-        .iter()
-        .filter(|e| e.section == SECTION_DATA && !e.has_data)
+        .in_section(SECTION_DATA)
+        .filter(|e| !e.has_data)
         .map(|e| e.id)
         .collect();
     if !no_data.is_empty() {
@@ -993,6 +1010,34 @@ pub(crate) mod tests {
         assert_eq!(early(100, 1), [(21, 11, vec![]), (22, 11, vec![21])]);
         assert_eq!(early(0, 10).len(), 4);
         assert!(early(1000, 10).is_empty());
+    }
+
+    #[test]
+    fn an_entry_of_no_section_counts_in_the_section_before_it() {
+        let entry = |id: i64, desc: &str, section: i64| TocEntry {
+            id,
+            has_data: false,
+            desc: desc.into(),
+            section,
+            deps: Vec::new(),
+        };
+        let toc = Toc {
+            entries: vec![
+                entry(1, "COMMENT", SECTION_NONE),
+                entry(2, "TABLE", SECTION_PRE_DATA),
+                entry(3, "COMMENT", SECTION_NONE),
+                entry(4, "TABLE DATA", SECTION_DATA),
+                entry(5, "CONSTRAINT", SECTION_POST_DATA),
+                entry(6, "COMMENT", SECTION_NONE),
+                entry(7, "ACL", SECTION_NONE),
+            ],
+            end: 0,
+            int_size: 4,
+        };
+        let ids = |section| -> Vec<i64> { toc.in_section(section).map(|e| e.id).collect() };
+        assert_eq!(ids(SECTION_PRE_DATA), [1, 2, 3]);
+        assert_eq!(ids(SECTION_DATA), [4]);
+        assert_eq!(ids(SECTION_POST_DATA), [5, 6, 7]);
     }
 
     #[test]

@@ -87,11 +87,14 @@ fn backup_then_restore_into_a_new_database_matches_exactly() {
 /// entry in the data section, and one that is refreshed after it. And a table of 43 MB,
 /// large enough to be loaded in several parts at once.
 const EXTRAS: &str = "
-CREATE TABLE wide (id int, payload text);
-INSERT INTO wide SELECT i, repeat(md5(i::text), 30) FROM generate_series(1, 45000) i;
-ALTER TABLE wide ADD PRIMARY KEY (id);
-CREATE INDEX wide_head ON wide (left(payload, 8));
-CREATE TABLE wide_note (wide_id int REFERENCES wide (id), note text);
+CREATE SCHEMA archive;
+CREATE TABLE archive.wide (id int, payload text);
+INSERT INTO archive.wide SELECT i, repeat(md5(i::text), 30) FROM generate_series(1, 45000) i;
+ALTER TABLE archive.wide ADD PRIMARY KEY (id);
+COMMENT ON CONSTRAINT wide_pkey ON archive.wide IS 'one row per id';
+CREATE INDEX wide_head ON archive.wide (left(payload, 8));
+COMMENT ON INDEX archive.wide_head IS 'first eight';
+CREATE TABLE wide_note (wide_id int REFERENCES archive.wide (id), note text);
 INSERT INTO wide_note VALUES (7, 'seven');
 CREATE TABLE empty_log (at timestamptz);
 SELECT lo_from_bytea(424242, 'a large object');
@@ -102,10 +105,12 @@ CREATE MATERIALIZED VIEW big_spenders AS SELECT user_id FROM billing.ledger GROU
 const EXTRAS_FINGERPRINT: &str = "SELECT (SELECT encode(lo_get(424242), 'escape')) || '/' ||
     (SELECT last_value FROM users_id_seq) || '/' || (SELECT count(*) FROM big_spenders) || '/' ||
     (SELECT count(*) FROM empty_log) || '/' ||
-    (SELECT md5(string_agg(id || payload, ',' ORDER BY id)) FROM wide) || '/' ||
+    (SELECT md5(string_agg(id || payload, ',' ORDER BY id)) FROM archive.wide) || '/' ||
     (SELECT count(*) FROM pg_constraint WHERE conname IN ('images_user_id_fkey', 'users_email_key')) || '/' ||
     (SELECT count(*) FROM pg_indexes WHERE tablename = 'wide') || '/' ||
-    (SELECT count(*) FROM pg_constraint WHERE conname = 'wide_note_wide_id_fkey')";
+    (SELECT count(*) FROM pg_constraint WHERE conname = 'wide_note_wide_id_fkey') || '/' ||
+    (SELECT obj_description(oid, 'pg_constraint') FROM pg_constraint WHERE conname = 'wide_pkey') || '/' ||
+    obj_description('archive.wide_head'::regclass, 'pg_class')";
 
 #[test]
 fn a_parallel_restore_streams_the_tables_into_several_pg_restores_without_staging() {
@@ -157,7 +162,9 @@ fn a_parallel_restore_streams_the_tables_into_several_pg_restores_without_stagin
         run.stderr
     );
     // The wide table's key and index are built as soon as its rows are in; the foreign key
-    // that references it comes with the rest of the post-data section.
+    // that references it comes with the rest of the post-data section, and so do the
+    // comments on the key and the index (the key is the first post-data entry: its schema
+    // sorts first).
     assert!(
         run.stderr
             .contains("indexes and constraints of 1 large table(s) as soon as their rows are in"),
@@ -174,12 +181,18 @@ fn a_parallel_restore_streams_the_tables_into_several_pg_restores_without_stagin
     );
     assert_eq!(after, before);
     // The extras were there to be compared: the object, the moved sequence, a non-empty
-    // view, both constraints, the wide table's two indexes and the key referencing it.
+    // view, both constraints, the wide table's two indexes, the key referencing it and the
+    // comments.
     let parts: Vec<&str> = before.1.split('/').collect();
     assert_eq!(parts[..2], ["a large object", "9000"], "{}", before.1);
     assert_ne!(parts[2], "0", "{}", before.1);
     assert_eq!(parts[3], "0", "{}", before.1);
-    assert_eq!(parts[5..], ["2", "2", "1"], "{}", before.1);
+    assert_eq!(
+        parts[5..],
+        ["2", "2", "1", "one row per id", "first eight"],
+        "{}",
+        before.1
+    );
 
     // Over existing tables (--clean must drop everything first) the dump is staged.
     let run = restore_copy(&["--force"]);

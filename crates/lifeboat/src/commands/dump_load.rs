@@ -227,10 +227,11 @@ impl StreamsJob<'_> {
             "restoring the rest of the post-data section (indexes, constraints) with {} jobs",
             self.opts.jobs
         );
+        // The section reckoned over the whole TOC (a comment on an index restored early
+        // stays in it), not `--section` over the list.
         let rest = self.stage.join("post-data.list");
         let lines: String = toc
-            .entries
-            .iter()
+            .in_section(archive::SECTION_POST_DATA)
             .filter(|e| !done_early.contains(&e.id))
             .map(|e| format!("{}\n", e.id))
             .collect();
@@ -240,6 +241,7 @@ impl StreamsJob<'_> {
             self.dest,
             &pg::RestoreOptions {
                 list_file: Some(rest),
+                section: None,
                 ..from_toc("post-data", self.opts.jobs)
             },
         )?)?;
@@ -284,10 +286,27 @@ impl StreamsJob<'_> {
                                 b = changed.wait(b).unwrap_or_else(|p| p.into_inner());
                             }
                         };
-                        let result = match &work {
-                            Work::Part(k) => self.load_part(*k, &parts[*k], head, toc, file),
-                            Work::Early(ids) => self.restore_early(ids, toc_file),
-                        };
+                        // A panic must still finish the work, or the others wait forever.
+                        let result =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                                || match &work {
+                                    Work::Part(k) => {
+                                        self.load_part(*k, &parts[*k], head, toc, file)
+                                    }
+                                    Work::Early(ids) => self.restore_early(ids, toc_file),
+                                },
+                            ))
+                            .unwrap_or_else(|panic| {
+                                let why = panic
+                                    .downcast_ref::<String>()
+                                    .cloned()
+                                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                                    .unwrap_or_default();
+                                Err(CliError::failure(
+                                    format!("a restore worker panicked: {why}"),
+                                    None,
+                                ))
+                            });
                         lock().finish(work, result);
                         changed.notify_all();
                     }
@@ -438,22 +457,30 @@ impl<'p> Board<'p> {
     }
 
     /// The next piece of work: a table's early entries that are ready, else the next part.
+    /// The entries of one table go together in TOC order, which one `pg_restore` follows,
+    /// so an entry waiting for another of them joins the batch.
     fn take(&mut self) -> Option<Work> {
         let loaded = |id: &i64| self.parts_left.get(id).is_none_or(|&n| n == 0);
-        let done: HashSet<i64> = self.done_early();
-        let ready =
-            |e: &archive::EarlyEntry| loaded(&e.data) && e.after.iter().all(|d| done.contains(d));
+        let mut done: HashSet<i64> = self.done_early();
         let table = self
             .early
             .iter()
-            .find(|(e, step)| *step == Step::Waiting && ready(e))
+            .find(|(e, step)| {
+                *step == Step::Waiting
+                    && loaded(&e.data)
+                    && e.after.iter().all(|d| done.contains(d))
+            })
             .map(|(e, _)| e.data);
         let work = if let Some(table) = table {
             let mut ids = Vec::new();
             for (e, step) in &mut self.early {
-                if *step == Step::Waiting && e.data == table && ready(e) {
+                if *step == Step::Waiting
+                    && e.data == table
+                    && e.after.iter().all(|d| done.contains(d))
+                {
                     *step = Step::Running;
                     ids.push(e.id);
+                    done.insert(e.id);
                 }
             }
             Work::Early(ids)
