@@ -309,22 +309,19 @@ impl Read for ObjectReader {
         if self.at == self.buf.len() {
             match self.fill() {
                 Ok(()) => {}
-                // The object is gone, or another version than the one listed: the stream
-                // ends here and the object is left out (its reason kept in `Seen`).
-                Err(Fetch::Gone(why)) => match (&self.seen, self.may_leave_out) {
-                    (Some((seen, i)), true) => {
-                        seen.leave_out(*i, why);
-                        self.pos = self.size;
-                        self.buf.clear();
-                        self.at = 0;
-                    }
-                    _ => {
-                        return Err(io::Error::other(format!(
-                            "`{}/{}` {why}",
-                            self.url, self.key
-                        )));
-                    }
-                },
+                // The object is gone, or another version than the one listed: it is left
+                // out (its reason kept in `Seen`). The read fails, so the archiver keeps no
+                // node for it: a restic restore of the snapshot writes no short file.
+                Err(Fetch::Gone(why)) => {
+                    let message = format!("`{}/{}` {why}", self.url, self.key);
+                    return Err(match (&self.seen, self.may_leave_out) {
+                        (Some((seen, i)), true) => {
+                            seen.leave_out(*i, why);
+                            io::Error::other(crate::LeftOut(message))
+                        }
+                        _ => io::Error::other(message),
+                    });
+                }
                 Err(Fetch::Failed(e)) => return Err(e),
             }
         }

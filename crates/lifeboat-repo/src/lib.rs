@@ -34,7 +34,7 @@ use rustic_core::{
 pub use rustic_core::{Progress, ProgressBars, ProgressType, RusticProgress};
 pub use seal::{SealError, SideKey};
 pub use side::{LockGuard, LockKind, SideArea, SideError, hostname};
-pub use source::{Content, EntrySource, SourceEntry, StreamOutcome, StreamStat};
+pub use source::{Content, EntrySource, LEFT_OUT, LeftOut, SourceEntry, StreamOutcome, StreamStat};
 pub use store::{Store, StoreError};
 
 /// The tag every lifeboat snapshot carries.
@@ -648,6 +648,8 @@ impl Repo {
         let (read, linked): (Vec<_>, Vec<_>) = stats
             .into_iter()
             .partition(|(path, s)| !reusable.contains_key(path) || s.was_opened());
+        let (left_out, read): (Vec<_>, Vec<_>) =
+            read.into_iter().partition(|(_, s)| s.was_left_out());
         let mut failures: Vec<String> = read
             .iter()
             .filter_map(|(path, s)| {
@@ -660,6 +662,12 @@ impl Repo {
             match self.stored_sizes(&full_id(&snap.id), target) {
                 Ok(sizes) => {
                     failures.extend(size_mismatches(&read, &sizes));
+                    for (path, _) in left_out.iter().filter(|(p, _)| sizes.contains_key(p)) {
+                        failures.push(format!(
+                            "`{}` was left out, yet the snapshot holds it",
+                            path.display()
+                        ));
+                    }
                     for (path, _) in &linked {
                         let want = reusable[path];
                         match sizes.get(path) {

@@ -41,6 +41,8 @@ struct StatState {
     finished: bool,
     /// The archiver opened the entry (rather than linking it from a parent snapshot).
     opened: bool,
+    /// The read failed with [`LeftOut`]: the entry must not be in the snapshot.
+    left_out: bool,
 }
 
 /// The outcome of one entry once it is finished.
@@ -67,6 +69,22 @@ impl StreamStat {
         }
         s.finished = true;
         self.done.notify_all();
+    }
+
+    fn leave_out(&self, bytes: u64, why: String) {
+        self.finish(bytes, Err(why));
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .left_out = true;
+    }
+
+    /// Whether the entry's read failed with [`LeftOut`].
+    pub fn was_left_out(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .left_out
     }
 
     fn mark_opened(&self) {
@@ -112,6 +130,24 @@ impl StreamStat {
         }
     }
 }
+
+/// Ends the message of a [`LeftOut`] error.
+pub const LEFT_OUT: &str = "left out of this snapshot";
+
+/// The error of a read that leaves its entry out of the snapshot on purpose (an object
+/// deleted or replaced while a bucket backup read it). rustic's archiver drops an entry
+/// whose read fails, warning of it; the backup then checks that the snapshot has no node
+/// for it, where for any other read error it fails.
+#[derive(Debug)]
+pub struct LeftOut(pub String);
+
+impl std::fmt::Display for LeftOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {LEFT_OUT}", self.0)
+    }
+}
+
+impl std::error::Error for LeftOut {}
 
 /// Reads until the buffer is full or the inner reader reports EOF.
 pub struct FullRead<R>(pub R);
@@ -162,6 +198,10 @@ impl<R: Read> Read for Recorded<R> {
                 self.hasher.update(&buf[..n]);
                 self.bytes += n as u64;
                 Ok(n)
+            }
+            Err(e) if e.get_ref().is_some_and(|x| x.is::<LeftOut>()) => {
+                self.stat.leave_out(self.bytes, e.to_string());
+                Err(e)
             }
             Err(e) => {
                 self.stat.finish(self.bytes, Err(e.to_string()));

@@ -153,14 +153,21 @@ pub async fn backup(
     let mut manifest = manifest_base(name, TargetKind::Bucket, "objects", started_at);
     manifest.emergency = emergency;
     let produce = move || {
-        // What was read: every changed object, once its stream has ended.
+        // What was read: every changed object, once its stream has ended, but those deleted
+        // or replaced since the listing, whose streams failed.
         let mut read = vec![None; listed.len()];
+        let mut failed = Vec::new();
         for (i, o) in listed.iter().enumerate().filter(|&(i, _)| changed[i]) {
             let stat = stats[i].as_ref().ok_or("an object without a record")?;
-            read[i] = Some(stat.wait().map_err(|e| format!("`{}`: {e}", o.key))?);
+            match stat.wait() {
+                Ok(out) => read[i] = Some(out),
+                Err(e) => failed.push((i, format!("`{}`: {e}", o.key))),
+            }
         }
-        // Deleted or replaced since the listing: their streams ended early.
         let mut gone = seen.left_out();
+        if let Some((_, e)) = failed.into_iter().find(|(i, _)| !gone.contains_key(i)) {
+            return Err(e);
+        }
         // A replaced object whose HEAD still shows the listed version: the server's replies
         // contradict each other, and would have every object left out.
         let replaced: Vec<usize> = gone
