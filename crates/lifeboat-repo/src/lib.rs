@@ -148,11 +148,18 @@ fn restore_checked(
         // The first panic says why: the one that reaches here may be another thread's
         // (a lock the first one poisoned).
         message: first_caught_panic()
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .or_else(|| panic_message(&*panic))
             .unwrap_or_else(|| "rustic's restore panicked".into()),
     })?
     .map_err(rustic("restore failed"))
+}
+
+/// The message a caught panic carried, if it was text.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> Option<String> {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
 }
 
 /// The bytes of the files under `path` (the file itself if it is one), links not followed.

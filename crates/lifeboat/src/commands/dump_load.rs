@@ -297,13 +297,12 @@ impl StreamsJob<'_> {
                                 },
                             ))
                             .unwrap_or_else(|panic| {
-                                let why = panic
-                                    .downcast_ref::<String>()
-                                    .cloned()
-                                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                                    .unwrap_or_default();
+                                let why = lifeboat_repo::panic_message(&*panic);
                                 Err(CliError::failure(
-                                    format!("a restore worker panicked: {why}"),
+                                    format!(
+                                        "a restore worker panicked: {}",
+                                        why.unwrap_or_default()
+                                    ),
                                     None,
                                 ))
                             });
