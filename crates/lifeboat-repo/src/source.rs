@@ -58,6 +58,11 @@ impl StreamStat {
     }
 
     fn finish(&self, bytes: u64, result: Result<String, String>) {
+        self.finish_as(bytes, result, false);
+    }
+
+    /// Record the end once; `left_out` with it, so whoever sees the end sees that too.
+    fn finish_as(&self, bytes: u64, result: Result<String, String>, left_out: bool) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if s.finished {
             return;
@@ -67,16 +72,9 @@ impl StreamStat {
             Ok(hash) => s.sha256 = Some(hash),
             Err(e) => s.error = Some(e),
         }
+        s.left_out = left_out;
         s.finished = true;
         self.done.notify_all();
-    }
-
-    fn leave_out(&self, bytes: u64, why: String) {
-        self.finish(bytes, Err(why));
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .left_out = true;
     }
 
     /// Whether the entry's read failed with [`LeftOut`].
@@ -200,7 +198,7 @@ impl<R: Read> Read for Recorded<R> {
                 Ok(n)
             }
             Err(e) if e.get_ref().is_some_and(|x| x.is::<LeftOut>()) => {
-                self.stat.leave_out(self.bytes, e.to_string());
+                self.stat.finish_as(self.bytes, Err(e.to_string()), true);
                 Err(e)
             }
             Err(e) => {
