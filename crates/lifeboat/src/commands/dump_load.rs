@@ -229,13 +229,12 @@ impl StreamsJob<'_> {
         );
         // The section reckoned over the whole TOC (a comment on an index restored early
         // stays in it), not `--section` over the list.
-        let rest = self.stage.join("post-data.list");
-        let lines: String = toc
-            .in_section(archive::SECTION_POST_DATA)
-            .filter(|e| !done_early.contains(&e.id))
-            .map(|e| format!("{}\n", e.id))
-            .collect();
-        std::fs::write(&rest, lines)?;
+        let rest = self.write_list(
+            "post-data",
+            toc.in_section(archive::SECTION_POST_DATA)
+                .map(|e| e.id)
+                .filter(|id| !done_early.contains(id)),
+        )?;
         pg::wait_restore(pg::spawn_restore(
             self.tools,
             self.dest,
@@ -319,11 +318,21 @@ impl StreamsJob<'_> {
         }
     }
 
+    /// A `pg_restore -L` list of the entries `ids`, in the stage folder as `name.list`.
+    fn write_list(
+        &self,
+        name: &str,
+        ids: impl Iterator<Item = i64>,
+    ) -> std::io::Result<std::path::PathBuf> {
+        let path = self.stage.join(format!("{name}.list"));
+        let lines: String = ids.map(|id| format!("{id}\n")).collect();
+        std::fs::write(&path, lines)?;
+        Ok(path)
+    }
+
     /// Restore early post-data entries `ids` of one table from the TOC alone.
     fn restore_early(&self, ids: &[i64], toc_file: &Path) -> CliResult<()> {
-        let list = self.stage.join(format!("early-{}.list", ids[0]));
-        let lines: String = ids.iter().map(|id| format!("{id}\n")).collect();
-        std::fs::write(&list, lines)?;
+        let list = self.write_list(&format!("early-{}", ids[0]), ids.iter().copied())?;
         let opts = pg::RestoreOptions {
             list_file: Some(list),
             input: Some(toc_file.to_path_buf()),
@@ -343,9 +352,7 @@ impl StreamsJob<'_> {
         toc: &archive::Toc,
         file: &lifeboat_repo::OpenedFile,
     ) -> CliResult<()> {
-        let list = self.stage.join(format!("data-{k}.list"));
-        let lines: String = part.entries.iter().map(|id| format!("{id}\n")).collect();
-        std::fs::write(&list, lines)?;
+        let list = self.write_list(&format!("data-{k}"), part.entries.iter().copied())?;
         let opts = pg::RestoreOptions {
             list_file: Some(list),
             jobs: 1,
