@@ -90,7 +90,7 @@ impl Bucket {
         let (op, k) = (self.op.clone(), key.to_string());
         match block(async move { op.stat(&k).await }) {
             Ok(m) => Ok(Some(Head::of(&m))),
-            Err(e) if vanished(&e) => Ok(None),
+            Err(e) if vanished(&self.op, &e) => Ok(None),
             Err(e) => Err(err(&self.url, key, e)),
         }
     }
@@ -248,7 +248,9 @@ async fn get(
         Get::Range(r) => reader.read(r).await?.to_vec(),
         Get::Whole(most) => {
             let mut stream = reader.clone().into_stream(..).await?;
-            let mut out = Vec::new();
+            // Sized for the object as listed (growing by doubling copied each object
+            // about twice), and one chunk more to see that it has not grown.
+            let mut out = Vec::with_capacity(usize::try_from(most).map_or(0, |n| n + (64 << 10)));
             while out.len() as u64 <= most
                 && let Some(buf) = std::future::poll_fn(|cx| {
                     futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)
@@ -265,9 +267,16 @@ async fn get(
     Ok((bytes, reader.metadata().map(Head::of)))
 }
 
-/// The object is not there (deleted), though the bucket is.
-fn vanished(e: &opendal::Error) -> bool {
-    e.kind() == opendal::ErrorKind::NotFound && !e.to_string().contains("NoSuchBucket")
+/// The object is not there (deleted), though the bucket is: the server said 404 for it,
+/// and a listing of one key at most still works (were the bucket gone, the backup must
+/// fail rather than leave its objects out). Asked only after a 404, so it costs nothing
+/// in the usual case.
+fn vanished(op: &Operator, e: &opendal::Error) -> bool {
+    if e.kind() != opendal::ErrorKind::NotFound {
+        return false;
+    }
+    let op = op.clone();
+    block(async move { op.list_with("").limit(1).await }).is_ok()
 }
 
 /// What [`get`] asks for.
@@ -404,7 +413,7 @@ impl ObjectReader {
         let (got, head) = match got {
             Ok(got) => got,
             // Deleted since the listing (not the bucket: that is a failure).
-            Err(e) if vanished(&e) => {
+            Err(e) if vanished(&self.op, &e) => {
                 return Err(Fetch::Gone(Gone::Deleted));
             }
             Err(e) if e.kind() == opendal::ErrorKind::ConditionNotMatch => {

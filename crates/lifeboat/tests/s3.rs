@@ -844,6 +844,30 @@ fn replaced_while_read(s3: &S3Server) {
     let err = std::io::Read::read_to_end(&mut source.reader("gone-now", 10), &mut got)
         .expect_err("a missing object");
     assert!(err.to_string().contains("deleted"), "{err}");
+
+    // A 404 because the bucket itself is gone is no object left out: the backup must fail.
+    // (moto answers such a GET with NoSuchKey, as for a deleted object.)
+    let gone = test_bucket(&s3.endpoint(), "never-made");
+    let listed = [bucket::Listed {
+        key: "k".into(),
+        size: 10,
+        etag: String::new(),
+        last_modified: String::new(),
+    }];
+    let (entries, seen) = bucket::entries(&gone, "m/bucket", &listed, |_| true);
+    for (_, entry) in entries {
+        let Content::Stream(mut stream) = entry.content else {
+            panic!("not a stream");
+        };
+        let err = std::io::Read::read_to_end(&mut stream, &mut Vec::new()).expect_err("no bucket");
+        let err = err.to_string();
+        assert!(
+            !err.contains(lifeboat_repo::LEFT_OUT) && !err.contains("deleted"),
+            "{err}"
+        );
+        assert!(err.contains("s3://never-made/k"), "{err}");
+    }
+    assert!(seen.left_out().is_empty(), "{:?}", seen.left_out());
 }
 
 /// A bucket backup during which an object is deleted (the proxy answers its GET with 404)
