@@ -135,6 +135,44 @@ pub(crate) fn decode_int(b: &[u8]) -> i64 {
     if b[0] != 0 { -magnitude } else { magnitude }
 }
 
+/// A small field of the archive (a block type, or a sign byte and an integer: at most
+/// 9 bytes) taken from a stream that comes in pieces of any size: straight from the piece
+/// when it holds the whole field (the usual case), else gathered across pieces.
+#[derive(Debug, Default)]
+pub(crate) struct FieldReader {
+    gathered: [u8; 9],
+    len: usize,
+}
+
+impl FieldReader {
+    /// Takes what is missing of a field of `need` bytes from `data[*at..]`, moving `*at`
+    /// past it; the whole field once it is complete.
+    pub(crate) fn take(&mut self, data: &[u8], at: &mut usize, need: usize) -> Option<[u8; 9]> {
+        let mut value = [0u8; 9];
+        if self.len == 0
+            && let Some(whole) = data.get(*at..*at + need)
+        {
+            value[..need].copy_from_slice(whole);
+            *at += need;
+            return Some(value);
+        }
+        let n = (need - self.len).min(data.len() - *at);
+        self.gathered[self.len..self.len + n].copy_from_slice(&data[*at..*at + n]);
+        self.len += n;
+        *at += n;
+        if self.len < need {
+            return None;
+        }
+        self.len = 0;
+        Some(self.gathered)
+    }
+
+    /// Whether part of a field has been taken and the rest not yet.
+    pub(crate) fn is_partial(&self) -> bool {
+        self.len > 0
+    }
+}
+
 /// Read the header and TOC at the start of `bytes`.
 pub fn parse_toc(bytes: &[u8]) -> Result<Toc, TocError> {
     let invalid = |why: String| Err(TocError::Invalid(why));
@@ -532,7 +570,7 @@ pub struct LayoutWatch {
     /// Offset of the next byte seen.
     pos: u64,
     state: State,
-    field: Vec<u8>,
+    field: FieldReader,
     field_start: u64,
     block: Option<(i64, u64)>,
     cuts: Vec<u64>,
@@ -556,7 +594,7 @@ impl LayoutWatch {
             toc: None,
             pos: 0,
             state: State::Field(Field::BlockType),
-            field: Vec::new(),
+            field: FieldReader::default(),
             field_start: 0,
             block: None,
             cuts: Vec::new(),
@@ -626,24 +664,13 @@ impl LayoutWatch {
                     } else {
                         1 + int_size
                     };
-                    if self.field.is_empty() {
+                    if !self.field.is_partial() {
                         self.field_start = self.pos;
-                        // The common case, a whole field in this piece: no copying.
-                        if let Some(value) = bytes.get(i..i + need) {
-                            i += need;
-                            self.pos += need as u64;
-                            self.complete(field, value);
-                            continue;
-                        }
                     }
-                    let n = (need - self.field.len()).min(bytes.len() - i);
-                    self.field.extend_from_slice(&bytes[i..i + n]);
-                    i += n;
-                    self.pos += n as u64;
-                    if self.field.len() == need {
-                        let mut value = [0u8; 9];
-                        value[..need].copy_from_slice(&self.field);
-                        self.field.clear();
+                    let from = i;
+                    let value = self.field.take(bytes, &mut i, need);
+                    self.pos += (i - from) as u64;
+                    if let Some(value) = value {
                         self.complete(field, &value[..need]);
                     }
                 }
@@ -730,7 +757,7 @@ impl LayoutWatch {
         let Some(toc) = self.toc else {
             return Err(TocError::Short.to_string());
         };
-        if self.state != State::Field(Field::BlockType) || !self.field.is_empty() {
+        if self.state != State::Field(Field::BlockType) || self.field.is_partial() {
             return Err("the archive ends inside a data block".into());
         }
         Ok(DumpLayout {

@@ -11,7 +11,7 @@ use std::io::{self, Write};
 
 use lifeboat_core::manifest::DumpLayout;
 
-use crate::archive::{self, Toc, decode_int, encode_int};
+use crate::archive::{self, FieldReader, Toc, decode_int, encode_int};
 
 const CHUNK: usize = 128 << 10;
 
@@ -23,7 +23,7 @@ fn bad_data(why: impl Into<String>) -> io::Error {
 #[derive(Debug)]
 struct Rows {
     int_size: usize,
-    field: Vec<u8>,
+    field: FieldReader,
     left: u64,
     buf: Vec<u8>,
     ended: bool,
@@ -33,7 +33,7 @@ impl Rows {
     fn new(int_size: usize) -> Self {
         Self {
             int_size,
-            field: Vec::new(),
+            field: FieldReader::default(),
             left: 0,
             buf: Vec::with_capacity(CHUNK * 2),
             ended: false,
@@ -67,22 +67,10 @@ impl Rows {
                 return Err(bad_data("data after the end of a block"));
             }
             let need = 1 + self.int_size;
-            let len = if self.field.is_empty() && data.len() - i >= need {
-                // The common case, a whole length in this piece.
-                i += need;
-                decode_int(&data[i - need..i])
-            } else {
-                let n = (need - self.field.len()).min(data.len() - i);
-                self.field.extend_from_slice(&data[i..i + n]);
-                i += n;
-                if self.field.len() < need {
-                    continue;
-                }
-                let len = decode_int(&self.field);
-                self.field.clear();
-                len
+            let Some(len) = self.field.take(data, &mut i, need) else {
+                continue;
             };
-            match u64::try_from(len) {
+            match u64::try_from(decode_int(&len[..need])) {
                 Ok(0) => {
                     self.emit(out)?;
                     out.write_all(&encode_int(0, self.int_size))?;
@@ -98,7 +86,7 @@ impl Rows {
     /// Pass on what is buffered; whether the block's end was seen. Fails if the input
     /// stopped inside a row.
     fn finish(&mut self, out: &mut impl Write) -> io::Result<bool> {
-        if self.left > 0 || !self.field.is_empty() {
+        if self.left > 0 || self.field.is_partial() {
             return Err(bad_data("the data stops inside a row"));
         }
         self.emit(out)?;
@@ -149,9 +137,21 @@ pub struct FramedDump<'a, W: Write> {
     head: Vec<u8>,
     /// Once the TOC has passed: whether table data is re-framed, and of which entries.
     toc: Option<Option<Toc>>,
-    /// The block being written, by index in the layout, and its re-framing.
+    /// The block being written, by index in the layout, what the TOC says of it, and its
+    /// re-framing.
     block: usize,
+    span: Option<Span>,
     rows: Option<Rows>,
+}
+
+/// Where the block being written ends, where its header ends, and whether its chunks are
+/// re-framed (table data): worked out once per block, not on every write.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    id: i64,
+    end: u64,
+    header_end: u64,
+    reframed: bool,
 }
 
 impl<'a, W: Write> FramedDump<'a, W> {
@@ -164,6 +164,7 @@ impl<'a, W: Write> FramedDump<'a, W> {
             head: Vec::new(),
             toc: None,
             block: 0,
+            span: None,
             rows: None,
         }
     }
@@ -220,14 +221,28 @@ impl<W: Write> Write for FramedDump<'_, W> {
                 }
                 Some(Some(toc)) => toc,
             };
-            let Some(b) = self.layout.blocks.get(self.block) else {
-                return Err(bad_data("data after the last block of the layout"));
+            let Span {
+                id,
+                end,
+                header_end,
+                reframed,
+            } = match self.span {
+                Some(span) => span,
+                None => {
+                    let Some(b) = self.layout.blocks.get(self.block) else {
+                        return Err(bad_data("data after the last block of the layout"));
+                    };
+                    *self.span.insert(Span {
+                        id: b.id,
+                        end: b.offset + b.bytes,
+                        header_end: b.offset + toc.block_header(b.id).len() as u64,
+                        reframed: toc.is_table_data(b.id),
+                    })
+                }
             };
-            let end = b.offset + b.bytes;
-            let header_end = b.offset + toc.block_header(b.id).len() as u64;
             let n = (end - self.pos).min(rest.len() as u64) as usize;
             let (this, _) = rest.split_at(n);
-            if !toc.is_table_data(b.id) {
+            if !reframed {
                 self.inner.write_all(this)?;
             } else {
                 // The header passes as it is; the chunks after it are re-framed.
@@ -245,11 +260,11 @@ impl<W: Write> Write for FramedDump<'_, W> {
                     && !rows.finish(&mut self.inner)?
                 {
                     return Err(bad_data(format!(
-                        "the data of entry {} does not end where the layout says",
-                        b.id
+                        "the data of entry {id} does not end where the layout says"
                     )));
                 }
                 self.block += 1;
+                self.span = None;
             }
         }
         Ok(data.len())
