@@ -8,7 +8,8 @@
 #      new database vs `restic dump | pg_restore`.
 #   2. a bucket of many objects: `lifeboat backup` of a bucket target vs `restic backup` of
 #      the same files from local disk (restic cannot read a bucket: its best case) and
-#      `rclone copy` bucket to bucket; restore: `lifeboat restore --to s3://...` vs
+#      `rclone copy` bucket to bucket (a server-side copy: the cost of a plain copy on the
+#      same server, not a throughput peer of a backup); restore: `lifeboat restore --to s3://...` vs
 #      `restic restore` to local disk and `rclone copy` back. And the way a runbook does it
 #      with restic, which cannot read or write a bucket: `rclone copy` the bucket to local
 #      disk, then `restic backup`; `restic restore`, then `rclone copy` into a bucket.
@@ -16,6 +17,10 @@
 #   bench/s3.sh                                    # pgbench scale 100 (~1 GB dump), 10k x 100 KiB
 #   DB_SCALE=10 OBJECTS=1000 bench/s3.sh           # a quick run
 #   S3_SERVER=s3s-fs bench/s3.sh                   # against s3s-fs (a Rust server) instead
+#
+# Each step's CPU seconds are reported too, the tool's own and the S3 server's: on one
+# machine they share the cores, and serving 10,000 GETs costs the server far more than a
+# backup from local disk costs it.
 #
 # Prints a Markdown report on stdout (copy it into docs/benchmarks.md).
 source "$(dirname "$0")/lib.sh"
@@ -103,30 +108,48 @@ LB=("$LIFEBOAT" -q -c "$WORK/lifeboat.toml")
 "${LB[@]}" init >/dev/null
 restic init >/dev/null 2>&1
 
-t() { local s; s=$(now); "$@" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; exit 1; }; elapsed "$s"; }
+# cpu_of PID FIELD...: CPU seconds in those fields of /proc/PID/stat: 14 15 what the process
+# has used itself (all its threads), 16 17 what its children it waited for have used.
+cpu_of() {
+  local pid=$1; shift
+  awk -v hz="$(getconf CLK_TCK)" -v f="$*" \
+    '{ n = split(f, a, " "); s = 0; for (i = 1; i <= n; i++) s += $a[i]; printf "%.2f", s / hz }' "/proc/$pid/stat"
+}
+# t NAME CMD...: run CMD, print its wall seconds; keep in $WORK/cpu.NAME the CPU seconds it
+# used and those the S3 server used meanwhile (on this machine they share the cores).
+t() {
+  local name=$1 me=$BASHPID s c0 s0 e; shift
+  c0=$(cpu_of "$me" 16 17); s0=$(cpu_of "$S3PID" 14 15); s=$(now)
+  "$@" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; exit 1; }
+  e=$(elapsed "$s")
+  echo "$(awk -v a="$c0" -v b="$(cpu_of "$me" 16 17)" 'BEGIN { printf "%.1f", b - a }') $(awk -v a="$s0" -v b="$(cpu_of "$S3PID" 14 15)" 'BEGIN { printf "%.1f", b - a }')" > "$WORK/cpu.$name"
+  echo "$e"
+}
+# cpu NAME: "tool CPU s / server CPU s" of the step NAME.
+cpu() { awk '{ printf "%s / %s", $1, $2 }' "$WORK/cpu.$1"; }
 mbs() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1048576 / s }'; }
 
 log "database dump: backups"
-LB_DB_B=$(t "${LB[@]}" backup db)
-RESTIC_DB_B=$(t bash -c "'$PGBIN/pg_dump' -Fc -Z0 pgb | restic backup --stdin --stdin-filename pgb.dump")
+LB_DB_B=$(t lb_db_b "${LB[@]}" backup db)
+RESTIC_DB_B=$(t restic_db_b bash -c "'$PGBIN/pg_dump' -Fc -Z0 pgb | restic backup --stdin --stdin-filename pgb.dump")
 log "database dump: restores"
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE r1" -c "CREATE DATABASE r2"
-LB_DB_R=$(t "${LB[@]}" restore db --to "postgres://postgres@127.0.0.1:$PORT/r1")
-RESTIC_DB_R=$(t bash -c "restic dump latest /pgb.dump | '$PGBIN/pg_restore' --no-owner -d r2")
+LB_DB_R=$(t lb_db_r "${LB[@]}" restore db --to "postgres://postgres@127.0.0.1:$PORT/r1")
+RESTIC_DB_R=$(t restic_db_r bash -c "restic dump latest /pgb.dump | '$PGBIN/pg_restore' --no-owner -d r2")
 
 log "bucket: backups"
-LB_BK_B=$(t "${LB[@]}" backup media)
-RESTIC_BK_B=$(t restic backup "$WORK/objects")
-RCLONE_BK_B=$(t rclone copy --transfers 8 moto:media moto:rclonedst)
+LB_BK_B=$(t lb_bk_b "${LB[@]}" backup media)
+RESTIC_BK_B=$(t restic_bk_b restic backup "$WORK/objects")
+RCLONE_BK_B=$(t rclone_bk_b rclone copy --transfers 8 moto:media moto:rclonedst)
 log "bucket: a second backup with nothing changed"
-LB_BK_B2=$(t "${LB[@]}" backup media)
-RESTIC_BK_B2=$(t restic backup "$WORK/objects")
-RCLONE_BK_B2=$(t rclone copy --transfers 8 moto:media moto:rclonedst)
+LB_BK_B2=$(t lb_bk_b2 "${LB[@]}" backup media)
+RESTIC_BK_B2=$(t restic_bk_b2 restic backup "$WORK/objects")
+RCLONE_BK_B2=$(t rclone_bk_b2 rclone copy --transfers 8 moto:media moto:rclonedst)
 log "bucket: restores"
-LB_BK_R=$(t "${LB[@]}" restore media --to s3://lbrestore)
-RESTIC_BK_R=$(t restic restore latest --target "$WORK/restic-restore")
-RCLONE_BK_R=$(t rclone copy --transfers 8 moto:rclonedst "$WORK/rclone-restore")
-RCLONE_UP=$(t rclone copy --transfers 8 "$WORK/restic-restore$WORK/objects" moto:rcloneup)
+LB_BK_R=$(t lb_bk_r "${LB[@]}" restore media --to s3://lbrestore)
+RESTIC_BK_R=$(t restic_bk_r restic restore latest --target "$WORK/restic-restore")
+RCLONE_BK_R=$(t rclone_bk_r rclone copy --transfers 8 moto:rclonedst "$WORK/rclone-restore")
+RCLONE_UP=$(t rclone_up rclone copy --transfers 8 "$WORK/restic-restore$WORK/objects" moto:rcloneup)
 # The runbook way: the bucket to local disk with rclone, then restic; and back.
 RR_BK_B=$(awk -v a="$RCLONE_BK_R" -v b="$RESTIC_BK_B" 'BEGIN { printf "%.2f", a + b }')
 RR_BK_R=$(awk -v a="$RESTIC_BK_R" -v b="$RCLONE_UP" 'BEGIN { printf "%.2f", a + b }')
@@ -144,4 +167,15 @@ Database: pgbench scale $DB_SCALE, \`pg_dump -Fc -Z0\` of $(mib "$DUMP_BYTES") M
 | bucket backup (restic: from local disk; rclone: bucket → bucket; restic + rclone: bucket → disk, then restic) | $LB_BK_B s, $(mbs "$BUCKET_BYTES" "$LB_BK_B") MB/s | $RESTIC_BK_B s, $(mbs "$BUCKET_BYTES" "$RESTIC_BK_B") MB/s | $RCLONE_BK_B s, $(mbs "$BUCKET_BYTES" "$RCLONE_BK_B") MB/s | $RR_BK_B s, $(mbs "$BUCKET_BYTES" "$RR_BK_B") MB/s | $(ratio "$RESTIC_BK_B" "$LB_BK_B")× | $(ratio "$RR_BK_B" "$LB_BK_B")× |
 | bucket backup again, nothing changed | $LB_BK_B2 s | $RESTIC_BK_B2 s | $RCLONE_BK_B2 s | — | $(ratio "$RESTIC_BK_B2" "$LB_BK_B2")× | — |
 | bucket restore (lifeboat: into a bucket; restic, rclone: to local disk; restic + rclone: restic restore, then into a bucket) | $LB_BK_R s, $(mbs "$BUCKET_BYTES" "$LB_BK_R") MB/s | $RESTIC_BK_R s, $(mbs "$BUCKET_BYTES" "$RESTIC_BK_R") MB/s | $RCLONE_BK_R s, $(mbs "$BUCKET_BYTES" "$RCLONE_BK_R") MB/s | $RR_BK_R s, $(mbs "$BUCKET_BYTES" "$RR_BK_R") MB/s | $(ratio "$RESTIC_BK_R" "$LB_BK_R")× | $(ratio "$RR_BK_R" "$LB_BK_R")× |
+
+CPU seconds of each step: the tool's own (with what it ran: pg_dump, pg_restore) / the S3
+server's, which runs on the same cores.
+
+| what | lifeboat | restic | rclone |
+| --- | --- | --- | --- |
+| dump backup | $(cpu lb_db_b) | $(cpu restic_db_b) | — |
+| dump restore | $(cpu lb_db_r) | $(cpu restic_db_r) | — |
+| bucket backup | $(cpu lb_bk_b) | $(cpu restic_bk_b) | $(cpu rclone_bk_b) |
+| bucket backup again | $(cpu lb_bk_b2) | $(cpu restic_bk_b2) | $(cpu rclone_bk_b2) |
+| bucket restore | $(cpu lb_bk_r) | $(cpu restic_bk_r) | $(cpu rclone_bk_r) (to disk); $(cpu rclone_up) (up) |
 MD
