@@ -249,8 +249,8 @@ async fn get(
         Get::Whole(most) => {
             let mut stream = reader.clone().into_stream(..).await?;
             // Sized for the object as listed (growing by doubling copied each object
-            // about twice), and one chunk more to see that it has not grown.
-            let mut out = Vec::with_capacity(usize::try_from(most).map_or(0, |n| n + (64 << 10)));
+            // about twice); only one that has grown, an error anyway, grows it.
+            let mut out = Vec::with_capacity(usize::try_from(most).unwrap_or(0));
             while out.len() as u64 <= most
                 && let Some(buf) = std::future::poll_fn(|cx| {
                     futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)
@@ -276,7 +276,17 @@ fn vanished(op: &Operator, e: &opendal::Error) -> bool {
         return false;
     }
     let op = op.clone();
-    block(async move { op.list_with("").limit(1).await }).is_ok()
+    // One page of one key: `list_with(..).limit(1)` would only make every page that small
+    // and then list the whole bucket.
+    block(async move {
+        let mut lister = op.lister_with("").limit(1).await?;
+        std::future::poll_fn(|cx| {
+            futures_core::Stream::poll_next(std::pin::Pin::new(&mut lister), cx)
+        })
+        .await
+        .transpose()
+    })
+    .is_ok()
 }
 
 /// What [`get`] asks for.

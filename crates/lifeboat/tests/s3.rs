@@ -846,7 +846,8 @@ fn replaced_while_read(s3: &S3Server) {
     assert!(err.to_string().contains("deleted"), "{err}");
 
     // A 404 because the bucket itself is gone is no object left out: the backup must fail.
-    // (moto answers such a GET with NoSuchKey, as for a deleted object.)
+    // (s3s-fs answers such a GET with NoSuchKey, as for a deleted object; a HEAD reply has
+    // no body to tell them apart, on either server.)
     let gone = test_bucket(&s3.endpoint(), "never-made");
     let listed = [bucket::Listed {
         key: "k".into(),
@@ -855,6 +856,7 @@ fn replaced_while_read(s3: &S3Server) {
         last_modified: String::new(),
     }];
     let (entries, seen) = bucket::entries(&gone, "m/bucket", &listed, |_| true);
+    assert_eq!(entries.len(), 1);
     for (_, entry) in entries {
         let Content::Stream(mut stream) = entry.content else {
             panic!("not a stream");
@@ -868,6 +870,13 @@ fn replaced_while_read(s3: &S3Server) {
         assert!(err.contains("s3://never-made/k"), "{err}");
     }
     assert!(seen.left_out().is_empty(), "{:?}", seen.left_out());
+    let head = gone.head_if_present("k");
+    assert!(
+        head.as_ref()
+            .is_err_and(|e| e.to_string().contains("never-made")),
+        "a missing bucket is no missing object: {:?}",
+        head.map(|h| h.is_some())
+    );
 }
 
 /// A bucket backup during which an object is deleted (the proxy answers its GET with 404)
