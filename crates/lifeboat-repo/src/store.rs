@@ -106,6 +106,12 @@ pub struct ObjectStat {
     pub modified: Option<SystemTime>,
 }
 
+/// The runtime every S3 request runs on: its own, not the command's. rustic's backend
+/// trait and the readers handed to its archiver are synchronous, so [`block`] waits for
+/// S3 from whatever thread calls it: rustic's, a blocking thread, or, should synchronous
+/// code ever be reached from async code without `spawn_blocking`, a worker of the
+/// command's runtime. With the requests on a runtime of their own, such a wait never holds
+/// a worker that the request it waits for needs.
 pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
