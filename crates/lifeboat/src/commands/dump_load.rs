@@ -285,26 +285,7 @@ impl StreamsJob<'_> {
                                 b = changed.wait(b).unwrap_or_else(|p| p.into_inner());
                             }
                         };
-                        // A panic must still finish the work, or the others wait forever.
-                        let result =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-                                || match &work {
-                                    Work::Part(k) => {
-                                        self.load_part(*k, &parts[*k], head, toc, file)
-                                    }
-                                    Work::Early(ids) => self.restore_early(ids, toc_file),
-                                },
-                            ))
-                            .unwrap_or_else(|panic| {
-                                let why = lifeboat_repo::panic_message(&*panic);
-                                Err(CliError::failure(
-                                    format!(
-                                        "a restore worker panicked: {}",
-                                        why.unwrap_or_default()
-                                    ),
-                                    None,
-                                ))
-                            });
+                        let result = self.do_work(&work, head, toc, file, parts, toc_file);
                         lock().finish(work, result);
                         changed.notify_all();
                     }
@@ -316,6 +297,30 @@ impl StreamsJob<'_> {
             Some(e) => Err(e),
             None => Ok(b.done_early()),
         }
+    }
+
+    /// Do one piece of work of [`Self::load_data`]. A panic is a failure like any other:
+    /// the work must still finish, or the other workers wait for it forever.
+    fn do_work(
+        &self,
+        work: &Work,
+        head: &[u8],
+        toc: &archive::Toc,
+        file: &lifeboat_repo::OpenedFile,
+        parts: &[archive::DataShare],
+        toc_file: &Path,
+    ) -> CliResult<()> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match work {
+            Work::Part(k) => self.load_part(*k, &parts[*k], head, toc, file),
+            Work::Early(ids) => self.restore_early(ids, toc_file),
+        }))
+        .unwrap_or_else(|panic| {
+            let why = lifeboat_repo::panic_message(&*panic).unwrap_or_default();
+            Err(CliError::failure(
+                format!("a restore worker panicked: {why}"),
+                None,
+            ))
+        })
     }
 
     /// A `pg_restore -L` list of the entries `ids`, in the stage folder as `name.list`.
