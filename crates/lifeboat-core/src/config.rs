@@ -20,6 +20,7 @@ use crate::{
     location::{Location, S3Location, parse_s3_url},
     redact::Redacted,
     redact_url,
+    schedule::Schedule,
 };
 
 /// Environment variables that override the file.
@@ -83,6 +84,9 @@ pub struct Config {
     /// Where the config was read from (for messages); not part of the file.
     #[serde(skip)]
     pub source: PathBuf,
+    /// The file's text, to point at a key's line in later errors; not part of the file.
+    #[serde(skip)]
+    text: String,
 }
 
 /// Where a secret comes from: exactly one of the three.
@@ -248,7 +252,8 @@ pub struct TargetConfig {
     pub kind: TargetKind,
     #[serde(default)]
     pub objectives: Objectives,
-    pub schedule: Option<String>,
+    /// When `lifeboat serve` backs the target up (validated now; run by the daemon).
+    pub schedule: Option<Schedule>,
     pub retention: Option<Retention>,
 
     // postgres
@@ -402,6 +407,7 @@ impl Config {
             }
         })?;
         config.source = path.to_path_buf();
+        config.text = text.to_string();
         Ok(config)
     }
 
@@ -656,6 +662,104 @@ impl Config {
         source.resolve("repository password")
     }
 
+    /// Resolve every secret the config names (passwords, connection URLs, S3 credentials,
+    /// the drill's scratch URL), so that a missing variable or file shows now rather than
+    /// at 3 a.m. The first that does not resolve is an error naming its key, with the
+    /// file, line and column of that key.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        let at = |keys: &[&str], e: ConfigError| -> ConfigError {
+            let message = match e {
+                ConfigError::Secret { message, .. } => message,
+                other => other.to_string(),
+            };
+            let (line, column) = self.position(keys);
+            ConfigError::Parse {
+                path: self.source.clone(),
+                line,
+                column,
+                message: format!("`{}`: {message}", keys.join(".")),
+            }
+        };
+        let r = &self.repository;
+        let pw_key = if r.password_file.is_some() {
+            "password-file"
+        } else if r.password_command.is_some() {
+            "password-command"
+        } else {
+            "password-env"
+        };
+        self.repository_password()
+            .map_err(|e| at(&["repository", pw_key], e))?;
+        if self.repository_url().starts_with("s3://") {
+            for (key, var) in [
+                ("access-key-id-env", &r.access_key_id_env),
+                ("secret-access-key-env", &r.secret_access_key_env),
+            ] {
+                resolve_env(var).map_err(|e| at(&["repository", key], e))?;
+            }
+        }
+        for (name, t) in &self.targets {
+            match t.kind {
+                TargetKind::Postgres | TargetKind::Redis => {
+                    let key = if t.url_file.is_some() {
+                        "url-file"
+                    } else {
+                        "url-env"
+                    };
+                    t.connection_url(name)
+                        .map_err(|e| at(&["targets", name, key], e))?;
+                }
+                TargetKind::Bucket => {
+                    for (key, var) in [
+                        ("access-key-id-env", &t.access_key_id_env),
+                        ("secret-access-key-env", &t.secret_access_key_env),
+                    ] {
+                        // Unset on the target: taken from `[repository]` when loaded.
+                        let own = self.key_span(&["targets", name, key]).is_some();
+                        let keys: &[&str] = if own {
+                            &["targets", name, key]
+                        } else {
+                            &["repository", key]
+                        };
+                        resolve_env(var).map_err(|e| at(keys, e))?;
+                    }
+                }
+                TargetKind::Files | TargetKind::Command => {}
+            }
+        }
+        self.drill
+            .scratch_url()
+            .map_err(|e| at(&["drill", "scratch-url-env"], e))?;
+        Ok(())
+    }
+
+    /// 1-based line and column of the key at `keys` in the file (`["targets", "app",
+    /// "url-env"]`); the nearest enclosing table that is written there, else the start.
+    pub fn position(&self, keys: &[&str]) -> (usize, usize) {
+        (0..=keys.len())
+            .rev()
+            .find_map(|n| self.key_span(&keys[..n]))
+            .map_or((1, 1), |start| line_column(&self.text, start))
+    }
+
+    /// Where the key at `keys` starts in the file's text, if it is written there.
+    fn key_span(&self, keys: &[&str]) -> Option<usize> {
+        let doc = toml::de::DeTable::parse(&self.text).ok()?;
+        let mut table = doc.get_ref();
+        let mut start = None;
+        for (i, wanted) in keys.iter().enumerate() {
+            let (key, value) = table.iter().find(|(k, _)| k.get_ref() == wanted)?;
+            start = Some(key.span().start);
+            if i + 1 < keys.len() {
+                let toml::de::DeValue::Table(inner) = value.get_ref() else {
+                    return None;
+                };
+                table = inner;
+            }
+        }
+        start
+    }
+
     /// Where the repository password comes from, for hints ("env `LIFEBOAT_PASSWORD`").
     pub fn password_origin(&self) -> String {
         if std::env::var_os(ENV_PASSWORD).is_some() {
@@ -687,6 +791,13 @@ impl Config {
                     && let Some(s) = url.as_str()
                 {
                     *url = redact_url(s).into();
+                }
+                if let Some(env) = t.get_mut("env").and_then(|e| e.as_object_mut()) {
+                    for (name, value) in env.iter_mut() {
+                        if !env_value_is_plain(name) {
+                            *value = "[redacted]".into();
+                        }
+                    }
                 }
             }
         }
@@ -728,6 +839,40 @@ fn s3_location(
         access_key_id: var(key_env, "AWS_ACCESS_KEY_ID")?,
         secret_access_key: var(secret_env, "AWS_SECRET_ACCESS_KEY")?,
     })
+}
+
+/// The value of a configured `*-env` variable; unset variables are an error. Nothing
+/// configured is no error (the `AWS_*` defaults, or none).
+fn resolve_env(var: &Option<String>) -> Result<(), ConfigError> {
+    match var {
+        Some(name) => SecretSource {
+            env: Some(name.clone()),
+            ..Default::default()
+        }
+        .resolve(&format!("S3 credential `{name}`"))
+        .map(drop),
+        None => Ok(()),
+    }
+}
+
+/// A command target's `env` value may hold a secret (a token, a password, a URL with
+/// credentials) unless its name says plainly that it does not.
+fn env_value_is_plain(name: &str) -> bool {
+    const PLAIN: &[&str] = &[
+        "PATH",
+        "HOME",
+        "LANG",
+        "TZ",
+        "USER",
+        "SHELL",
+        "TMPDIR",
+        "PGHOST",
+        "PGPORT",
+        "PGDATABASE",
+        "PGUSER",
+        "PGSSLMODE",
+    ];
+    PLAIN.contains(&name) || name.starts_with("LC_")
 }
 
 fn strip_nulls(value: &mut serde_json::Value) {

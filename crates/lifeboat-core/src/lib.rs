@@ -1,5 +1,5 @@
 //! The pure domain of lifeboat: the config schema and its loading, objectives and durations,
-//! retention rules, the `lifeboat.json` manifest, target names and secret redaction.
+//! retention rules, schedules, the `lifeboat.json` manifest, target names and secret redaction.
 //!
 //! Deliberately no I/O beyond reading the config file and resolving secrets, no async, no
 //! terminal code: adapters (repository, PostgreSQL, sources) and the binary build on this.
@@ -9,9 +9,11 @@ pub mod duration;
 pub mod location;
 pub mod manifest;
 pub mod redact;
+pub mod schedule;
 
 pub use config::{Config, ConfigError, TargetConfig, TargetKind};
 pub use duration::HumanDuration;
 pub use location::{Location, S3Location};
 pub use manifest::Manifest;
 pub use redact::{Redacted, redact_url};
+pub use schedule::Schedule;

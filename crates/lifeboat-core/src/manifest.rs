@@ -273,6 +273,19 @@ pub struct PhysicalManifest {
     pub base_tar: Option<StreamRecord>,
 }
 
+impl PhysicalManifest {
+    /// The cluster's system identifier as a number; a garbled one is an error, never 0
+    /// (which would match no archived WAL and hide why).
+    pub fn system_id(&self) -> Result<u64, String> {
+        self.system_id.parse().map_err(|_| {
+            format!(
+                "the manifest's system identifier `{}` is not a number",
+                self.system_id
+            )
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub struct FileRecord {

@@ -39,9 +39,12 @@ pub fn server_user() -> Result<Option<(u32, u32)>, PgError> {
     for line in passwd.lines() {
         let f: Vec<&str> = line.split(':').collect();
         if f.len() > 3 && f[0] == "postgres" {
-            let uid = f[2].parse().unwrap_or(0);
-            let gid = f[3].parse().unwrap_or(0);
-            return Ok(Some((uid, gid)));
+            return match (f[2].parse(), f[3].parse()) {
+                (Ok(uid), Ok(gid)) => Ok(Some((uid, gid))),
+                _ => Err(PgError::Io(format!(
+                    "the `postgres` user in /etc/passwd has no numeric uid and gid: `{line}`"
+                ))),
+            };
         }
     }
     Err(PgError::Io(

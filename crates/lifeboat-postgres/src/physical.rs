@@ -110,8 +110,9 @@ impl ServerFacts {
                 "the server is a standby; back up the primary".into(),
             ));
         }
+        let system_id = parse_system_id(&row.get::<_, String>(2))?;
         Ok(Self {
-            system_id: row.get::<_, String>(2).parse().unwrap_or(0),
+            system_id,
             server_version: row.get(0),
             server_version_num: u32::try_from(row.get::<_, i32>(1)).unwrap_or(0),
             segment_size: u64::try_from(row.get::<_, i64>(3)).unwrap_or(16 << 20),
@@ -155,8 +156,13 @@ impl BaseBackup {
         })
     }
 
-    pub fn start_wal(&self) -> String {
-        wal::segment_of(&self.start_lsn, self.timeline, self.segment_size).unwrap_or_default()
+    pub fn start_wal(&self) -> Result<String, PgError> {
+        wal::segment_of(&self.start_lsn, self.timeline, self.segment_size).ok_or_else(|| {
+            PgError::Io(format!(
+                "the server reported start LSN `{}`, which is not an LSN",
+                self.start_lsn
+            ))
+        })
     }
 
     /// Stop the backup; waits until the WAL it needs is archived.
@@ -253,7 +259,13 @@ pub fn write_recovery(
     pause: bool,
     archive: bool,
 ) -> std::io::Result<Vec<(String, String)>> {
-    std::fs::write(data_dir.join("recovery.signal"), "")?;
+    let signal = data_dir.join("recovery.signal");
+    std::fs::write(&signal, "").map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot write `{}`: {e}", signal.display()),
+        )
+    })?;
     let mut settings: Vec<(String, String)> = vec![
         ("restore_command".into(), restore_command.to_string()),
         ("recovery_target_timeline".into(), "latest".into()),
@@ -275,10 +287,32 @@ pub fn write_recovery(
         text.push_str(&format!("{k} = {}\n", conf_quote(v)));
     }
     let auto = data_dir.join("postgresql.auto.conf");
-    let mut existing = std::fs::read_to_string(&auto).unwrap_or_default();
+    // Only a missing file starts empty: one that cannot be read must not be overwritten.
+    let mut existing = match std::fs::read_to_string(&auto) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("cannot read `{}`: {e}", auto.display()),
+            ));
+        }
+    };
     existing.push_str(&text);
-    std::fs::write(&auto, existing)?;
+    std::fs::write(&auto, existing).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot write `{}`: {e}", auto.display()))
+    })?;
     Ok(settings)
+}
+
+/// The cluster's system identifier as the server reports it; a garbled one is an error,
+/// never 0 (which would file its WAL under another cluster's name).
+fn parse_system_id(text: &str) -> Result<u64, PgError> {
+    text.parse().map_err(|_| {
+        PgError::Io(format!(
+            "the server reported system identifier `{text}`, which is not a number"
+        ))
+    })
 }
 
 /// Give a restored data directory to the server's user (when we are root) with the modes
@@ -426,6 +460,42 @@ mod tests {
         assert!(ex.contains(&"/var/lib/pg/data/pg_wal/**".to_string()));
         assert!(ex.contains(&"/var/lib/pg/data/postmaster.pid".to_string()));
         assert!(ex.contains(&"pgsql_tmp*".to_string()));
+    }
+
+    /// Regression (issue 17, point 7): a garbled system identifier used to become 0.
+    #[test]
+    fn a_garbled_system_identifier_from_the_server_is_an_error() {
+        assert_eq!(
+            parse_system_id("7441234567890123456").unwrap(),
+            7_441_234_567_890_123_456
+        );
+        for bad in ["", "74412345678901x", "-1"] {
+            let e = parse_system_id(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{bad}`")), "{e}");
+        }
+    }
+
+    /// Regression (issue 17, point 7): an unreadable `postgresql.auto.conf` was read as
+    /// empty and overwritten, losing the server's own settings.
+    #[test]
+    fn an_unreadable_auto_conf_is_an_error_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        // Settings that cannot be read as text: reading fails with something other than
+        // "not found" while writing would succeed (a permission error cannot be staged as
+        // root).
+        let auto = dir.path().join("postgresql.auto.conf");
+        let settings = b"shared_buffers = '1GB'\n# \xff\xfe\n".to_vec();
+        std::fs::write(&auto, &settings).unwrap();
+        let e = write_recovery(
+            dir.path(),
+            "lifeboat wal fetch %f %p",
+            &RecoveryTarget::Latest,
+            false,
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("postgresql.auto.conf"), "{e}");
+        assert_eq!(std::fs::read(&auto).unwrap(), settings);
     }
 
     #[test]

@@ -62,17 +62,28 @@ async fn maintenance_client(target: &Target) -> Result<tokio_postgres::Client, P
 }
 
 pub async fn create_database(target: &Target) -> Result<(), PgError> {
+    on_database(target, "CREATE DATABASE", "", "create").await
+}
+
+/// Drop a database (its sessions too): what a failed restore into a database it created
+/// leaves behind.
+pub async fn drop_database(target: &Target) -> Result<(), PgError> {
+    on_database(target, "DROP DATABASE IF EXISTS", " WITH (FORCE)", "drop").await
+}
+
+/// `{statement} <target's database>{options}` on the maintenance database.
+async fn on_database(
+    target: &Target,
+    statement: &str,
+    options: &str,
+    doing: &str,
+) -> Result<(), PgError> {
     let client = maintenance_client(target).await?;
+    let name = target.database();
     client
-        .batch_execute(&format!(
-            "CREATE DATABASE {}",
-            quote_ident(target.database())
-        ))
+        .batch_execute(&format!("{statement} {}{options}", quote_ident(name)))
         .await
-        .map_err(PgError::query(format!(
-            "create database `{}`",
-            target.database()
-        )))
+        .map_err(PgError::query(format!("{doing} database `{name}`")))
 }
 
 /// Rows of a table, or `None` if it does not exist.

@@ -6,8 +6,9 @@ use clap::{Args, Parser, Subcommand};
 
 /// lifeboat — disaster recovery that proves itself.
 ///
-/// Backs up PostgreSQL and files into one encrypted, deduplicated, restic-format
-/// repository and restores them with one command.
+/// Backs up PostgreSQL (logical, or physical with WAL archiving), files, command output,
+/// Redis and S3 buckets into one encrypted, deduplicated, restic-format repository and
+/// restores them with one command.
 ///
 /// Exit codes: 0 success, 1 failure, 2 usage or config error, 3 verification failed or
 /// objective missed.
@@ -163,8 +164,10 @@ pub struct RestoreArgs {
     /// Overwrite existing data, after an emergency backup of it
     #[arg(long)]
     pub force: bool,
-    /// Parallel pg_restore jobs (> 1: several streams at once; staged in a temporary file
-    /// over existing objects, for one table, or for snapshots that lack the dump's layout)
+    /// Parallel pg_restore jobs, into a database the restore creates (> 1: several streams
+    /// at once, the database dropped again if the load fails; staged in a temporary file for
+    /// snapshots that lack the dump's layout). Into an existing database, or with `--table`,
+    /// the restore is one transaction whatever this says
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     /// Keep the dump's owners and privileges (the roles must exist on the target)
@@ -177,7 +180,8 @@ pub struct RestoreArgs {
 /// Point-in-time recovery of a physical target (with `--to-dir`).
 #[derive(Debug, Args, Default, Clone)]
 pub struct PitrArgs {
-    /// Recover to this moment (RFC 3339 or "2026-11-22 10:01:00+00")
+    /// Physical targets: recover to this moment (RFC 3339 or "2026-11-22 10:01:00+00").
+    /// Other kinds: restore the newest backup taken at or before it
     #[arg(long, group = "recovery_target")]
     pub time: Option<String>,
     /// Recover to this WAL position (`0/3000060`)

@@ -99,9 +99,44 @@ impl From<PgError> for CliError {
     }
 }
 
-impl From<std::io::Error> for CliError {
-    fn from(e: std::io::Error) -> Self {
-        Self::failure(e.to_string(), None)
+/// A file-system call that failed: what was being done, to which path, the system's reason
+/// and, where one helps, a hint. There is deliberately no blanket conversion from
+/// `io::Error`: a bare "Permission denied (os error 13)" names nothing.
+pub fn fs_error(doing: &str, path: &std::path::Path, e: &std::io::Error) -> CliError {
+    use std::io::ErrorKind;
+    let hint = match e.kind() {
+        ErrorKind::PermissionDenied => Some(
+            "run lifeboat as a user that may do this there (for a PostgreSQL data directory: root or the server's user), or choose another folder".to_string(),
+        ),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            Some("free some space there, or choose another folder".to_string())
+        }
+        ErrorKind::ReadOnlyFilesystem => Some("choose a folder on a writable file system".to_string()),
+        _ => None,
+    };
+    CliError::failure(format!("cannot {doing} `{}`: {e}", path.display()), hint)
+}
+
+/// [`fs_error`] for a `Result`: `std::fs::create_dir_all(&dir).fs("create folder", &dir)?`.
+pub trait FsContext<T> {
+    fn fs(self, doing: &str, path: &std::path::Path) -> CliResult<T>;
+}
+
+impl<T> FsContext<T> for std::io::Result<T> {
+    fn fs(self, doing: &str, path: &std::path::Path) -> CliResult<T> {
+        self.map_err(|e| fs_error(doing, path, &e))
+    }
+}
+
+/// An I/O error of something other than a path (a child process, a pipe): what was being
+/// done, and the system's reason.
+pub trait IoContext<T> {
+    fn doing(self, what: &str) -> CliResult<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn doing(self, what: &str) -> CliResult<T> {
+        self.map_err(|e| CliError::failure(format!("cannot {what}: {e}"), None))
     }
 }
 

@@ -194,14 +194,34 @@ fn a_parallel_restore_streams_the_tables_into_several_pg_restores_without_stagin
         before.1
     );
 
-    // Over existing tables (--clean must drop everything first) the dump is staged.
+    // Over existing tables the restore is one transaction whatever `--jobs` says: several
+    // jobs cannot share one, and only one leaves the old data whole if the load fails.
     let run = restore_copy(&["--force"]);
     run.expect_code(0);
-    assert_eq!(run.json()["load"], "staged");
+    let out = run.json();
+    assert_eq!(out["load"], "stream", "{out}");
+    assert!(
+        out["plan"]["steps"]
+            .to_string()
+            .contains("in one transaction"),
+        "{out}"
+    );
     assert_eq!(pg.psql("copy", EXTRAS_FINGERPRINT).unwrap(), before.1);
 
+    // Regression (issue 17, point 6): a restore with `--jobs 2` over existing data that
+    // fails part-way (the rows of `images` cannot load) leaves the old data intact; it used
+    // to leave a half-restored database.
+    pg.psql("copy", "UPDATE billing.ledger SET amount = amount + 1")
+        .unwrap();
+    let changed = pg.psql("copy", FINGERPRINT).unwrap();
+    install_images_trigger(&pg, "copy", "RAISE EXCEPTION 'no rows for images here';");
+    let run = restore_copy(&["--force"]);
+    run.expect_code(1)
+        .expect_stderr(&["no rows for images here", "rolled back"], &[]);
+    assert_eq!(pg.psql("copy", FINGERPRINT).unwrap(), changed);
+
     // A stream that fails fails the restore: a destination that rejects the rows of one
-    // table (its share fails while the other share loads).
+    // table. An existing database is loaded in one transaction: nothing is left in it.
     images_trigger_database(&pg, "strict", "RAISE EXCEPTION 'no rows for images here';");
     let run = ws.run(&["restore", "app", "--to", &pg.url("strict"), "--jobs", "2"]);
     run.expect_code(1);
@@ -209,6 +229,36 @@ fn a_parallel_restore_streams_the_tables_into_several_pg_restores_without_stagin
         run.stderr.contains("no rows for images here"),
         "{}",
         run.stderr
+    );
+    assert_eq!(
+        pg.psql("strict", "SELECT count(*) FROM pg_tables WHERE schemaname <> 'pg_catalog' AND schemaname <> 'information_schema'")
+            .unwrap(),
+        "0"
+    );
+
+    // A new database is loaded in parallel streams (its share fails while the other share
+    // loads), and dropped again when the load fails: every new database copies template1,
+    // which here rejects the rows of `images`.
+    install_images_trigger(
+        &pg,
+        "template1",
+        "RAISE EXCEPTION 'no rows for images here';",
+    );
+    let run = ws.run(&["restore", "app", "--to", &pg.url("fresh"), "--jobs", "2"]);
+    run.expect_code(1).expect_stderr(
+        &[
+            "no rows for images here",
+            "database `fresh` was dropped again",
+        ],
+        &[],
+    );
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'fresh'"
+        )
+        .unwrap(),
+        "0"
     );
 }
 
@@ -299,17 +349,7 @@ fn one_table_is_restored_without_touching_the_others() {
         "DROP TABLE images; INSERT INTO users (email) VALUES ('late@example.com')",
     )
     .unwrap();
-    let run = ws.run(&["restore", "app", "--table", "images"]);
-    run.expect_code(0);
-    assert!(
-        run.stdout.contains("verified: 1 table(s) match"),
-        "{}",
-        run.stdout
-    );
-    assert_eq!(
-        pg.psql("app", "SELECT count(*) FROM images").unwrap(),
-        "1500"
-    );
+    restore_one_table(&pg, &ws, "app", "images", "1500");
     // The user added after the backup is still there.
     assert_eq!(pg.psql("app", "SELECT count(*) FROM users").unwrap(), "501");
     // Its index and foreign key came back with it.
@@ -342,12 +382,91 @@ fn one_table_is_restored_without_touching_the_others() {
     assert!(run.stderr.contains("not in snapshot"), "{}", run.stderr);
 }
 
+/// `restore TARGET --table TABLE`: exit 0, no broken pipe, the row count verified and
+/// `rows` rows there.
+fn restore_one_table(pg: &Cluster, ws: &Workspace, target: &str, table: &str, rows: &str) {
+    let run = ws.run(&["restore", target, "--table", table]);
+    run.expect_code(0)
+        .expect_stderr(&[], &["Broken pipe", "broken pipe"]);
+    assert!(
+        run.stdout.contains("verified: 1 table(s) match"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        pg.psql(target, &format!("SELECT count(*) FROM {table}"))
+            .unwrap(),
+        rows
+    );
+}
+
+/// Regression (issue 17, point 1): `pg_restore -L` stops reading once it has the one table it
+/// was asked for, and the rest of a dump larger than a pipe buffer met a closed pipe: the
+/// restore exited 1 with "Broken pipe" after restoring the table, without verifying it. The
+/// table here is the one whose data comes first in a dump of several MB (pg_dump writes
+/// table data in name order: `credits` before `users`).
+#[test]
+fn one_table_whose_data_comes_first_in_a_large_dump_is_restored_and_verified() {
+    let pg = postgres();
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    pg.psql(
+        "shop",
+        "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, bio text);
+         CREATE TABLE credits (id bigint PRIMARY KEY, user_id bigint NOT NULL REFERENCES users(id), amount int);
+         INSERT INTO users SELECT i, 'u' || i || '@example.com', repeat(md5(i::text), 4) FROM generate_series(1, 30000) i;
+         INSERT INTO credits SELECT i, 1 + i % 30000, i % 97 FROM generate_series(1, 10000) i;",
+    )
+    .unwrap();
+    let ws = Workspace::new(BIN);
+    ws.write_config(&postgres_target("shop", &pg.url("shop")));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup", "shop"]).expect_code(0);
+    pg.psql("shop", "DROP TABLE credits").unwrap();
+
+    restore_one_table(&pg, &ws, "shop", "credits", "10000");
+    assert_eq!(
+        pg.psql(
+            "shop",
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'credits_user_id_fkey'"
+        )
+        .unwrap(),
+        "1"
+    );
+
+    // A real failure of pg_restore still fails the restore, and rolls it back: in a new
+    // database the foreign key has no `users` to reference.
+    pg.psql("postgres", "CREATE DATABASE empty").unwrap();
+    let run = ws.run(&[
+        "restore",
+        "shop",
+        "--table",
+        "credits",
+        "--to",
+        &pg.url("empty"),
+    ]);
+    run.expect_code(1).expect_stderr(&["users"], &[]);
+    assert_eq!(
+        pg.psql(
+            "empty",
+            "SELECT count(*) FROM pg_class WHERE relname = 'credits'"
+        )
+        .unwrap(),
+        "0"
+    );
+}
+
 /// A new database `db` where every row inserted into `public.images` runs the plpgsql
 /// trigger body `body`: an event trigger puts the row trigger on the table as soon as the
 /// restore creates it, and COPY fires row triggers.
 fn images_trigger_database(pg: &Cluster, db: &str, body: &str) {
     pg.psql("postgres", &format!("CREATE DATABASE {db}"))
         .unwrap();
+    install_images_trigger(pg, db, body);
+}
+
+/// In the existing database `db`: every row inserted into a `public.images` created from
+/// now on runs the plpgsql trigger body `body`.
+fn install_images_trigger(pg: &Cluster, db: &str, body: &str) {
     pg.psql(
         db,
         &format!("CREATE FUNCTION on_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$;

@@ -252,6 +252,56 @@ fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
     assert_eq!(run.json()["timeline"], 3, "{}", run.stdout);
     assert_eq!(sql(&pg, port, "SELECT count(*) FROM events"), "160");
     stop(&pg, &ws.path().join("tl3"));
+
+    // Regression (issue 17, point 5): a drill with `--time` recovers the base backup it
+    // chose to that moment. It used to recover the newest base backup through the whole
+    // archive (160 rows on timeline 3) while the report named the moment asked for.
+    let config = std::fs::read_to_string(ws.config_path()).unwrap();
+    std::fs::write(
+        ws.config_path(),
+        format!(
+            "{config}\n[[checks]]\ntarget = \"db\"\nname = \"events at the moment\"\nsql = \"SELECT count(*) FROM events\"\nexpect = \"150\"\n"
+        ),
+    )
+    .unwrap();
+    let run = ws.run(&["drill", "db", "--time", &between, "--json"]);
+    run.expect_code(0);
+    let r = &run.json()["drills"][0]["report"];
+    let checks = r["checks"].as_array().unwrap();
+    let passed = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(name)))
+            .unwrap_or_else(|| panic!("no check {name}: {r:#}"))["passed"]
+            == true
+    };
+    assert!(passed("recover to 20"), "{r:#}");
+    assert!(passed("events at the moment"), "{r:#}");
+    assert_eq!(r["snapshot"], only_base_backup_id(&ws), "{r:#}");
+    let restorable = r["restorable-at"].as_str().unwrap();
+    assert_eq!(
+        sql(
+            &pg,
+            main,
+            &format!("SELECT '{restorable}'::timestamptz = '{between}'::timestamptz")
+        ),
+        "t",
+        "restorable at {restorable}, asked for {between}"
+    );
+}
+
+/// The full id of the only base backup.
+fn only_base_backup_id(ws: &Workspace) -> serde_json::Value {
+    let snaps = ws.run(&["snapshots", "--json"]).json();
+    let ids: Vec<&serde_json::Value> = snaps["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["manifest"]["physical"].is_object())
+        .map(|s| &s["id"])
+        .collect();
+    assert_eq!(ids.len(), 1, "{snaps:#}");
+    ids[0].clone()
 }
 
 /// Without `data-dir`, the base backup is `pg_basebackup`'s tar stream: its WAL start and
@@ -317,6 +367,27 @@ fn a_streamed_base_backup_recovers_to_a_time_and_an_xid() {
     ]);
     dry.expect_code(0);
     assert!(dry.stdout.contains("streamed, a tar of"), "{}", dry.stdout);
+
+    // Run as the server's user, a folder it may not create is named, with a hint.
+    let no_entry = ws.path().join("root-only");
+    std::fs::create_dir(&no_entry).unwrap();
+    std::os::unix::fs::chown(&no_entry, Some(0), Some(0)).unwrap();
+    let to = no_entry.join("data");
+    let run = as_server_user(ws.command(&[
+        "restore",
+        "db",
+        "--to-dir",
+        to.to_str().unwrap(),
+        "--latest",
+    ]));
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains(&format!("`{}`", to.display()))
+            && run.stderr.contains("Permission denied")
+            && run.stderr.contains("hint:"),
+        "{}",
+        run.stderr
+    );
 
     let (port, run) = restore(&ws, "at-time", &["--time", &between, "--no-archive"]);
     run.expect_code(0);
@@ -764,4 +835,14 @@ fn wal_archiving_to_s3_rides_out_an_outage() {
     run.expect_code(0);
     assert_eq!(sql(&pg, port, "SELECT count(*), max(id) FROM t"), "250|250");
     stop(&pg, &ws.path().join("after-outage"));
+}
+
+/// Run `cmd` as the `postgres` user (the tests run as root), with a home of its own.
+fn as_server_user(mut cmd: std::process::Command) -> Run {
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = lifeboat_postgres::cluster::server_user()
+        .unwrap()
+        .expect("the tests run as root");
+    cmd.uid(uid).gid(gid).env("HOME", "/tmp");
+    Run::from(cmd.output().expect("run lifeboat"))
 }

@@ -48,6 +48,126 @@ fn config_check_redacts_every_secret() {
     assert_eq!(json["valid"], true);
 }
 
+/// Regression (issue 17, point 2): `config check` resolved only the repository password
+/// and PostgreSQL URLs, and said "valid" for a Redis `url-env`, S3 credential variables or
+/// a drill scratch URL that were not set. Each is now exit 2 naming the key, its line and
+/// the variable. And a command target's `env` values are printed redacted.
+#[test]
+fn config_check_resolves_every_secret_and_names_the_key_that_does_not() {
+    let ws = Workspace::new(BIN);
+    // Line 5 is the first line after the repository section the workspace writes.
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            "[targets.cache]\nkind = \"redis\"\nurl-env = \"LB_TEST_UNSET_REDIS\"\n",
+            "lifeboat.toml:7:1: `targets.cache.url-env`",
+            "LB_TEST_UNSET_REDIS",
+        ),
+        (
+            "[targets.media]\nkind = \"bucket\"\nurl = \"s3://media\"\naccess-key-id-env = \"LB_TEST_UNSET_KEY\"\n",
+            "lifeboat.toml:8:1: `targets.media.access-key-id-env`",
+            "LB_TEST_UNSET_KEY",
+        ),
+        (
+            "[targets.media]\nkind = \"bucket\"\nurl = \"s3://media\"\nsecret-access-key-env = \"LB_TEST_UNSET_SECRET\"\n",
+            "lifeboat.toml:8:1: `targets.media.secret-access-key-env`",
+            "LB_TEST_UNSET_SECRET",
+        ),
+        (
+            "[drill]\nscratch-url-env = \"LB_TEST_UNSET_SCRATCH\"\n",
+            "lifeboat.toml:6:1: `drill.scratch-url-env`",
+            "LB_TEST_UNSET_SCRATCH",
+        ),
+    ];
+    for (section, at, var) in cases {
+        ws.write_config(section);
+        let run = ws.run(&["config", "check"]);
+        run.expect_code(2).expect_stderr(&[at, var], &[]);
+    }
+
+    // An S3 repository whose credential variable is not set.
+    let s3 = Workspace::s3(BIN, "http://127.0.0.1:9", "lifeboat-test");
+    s3.write_config("");
+    let config = std::fs::read_to_string(s3.config_path()).unwrap();
+    std::fs::write(
+        s3.config_path(),
+        config.replace(
+            "path-style = true\n",
+            "path-style = true\naccess-key-id-env = \"LB_TEST_UNSET_REPO_KEY\"\n",
+        ),
+    )
+    .unwrap();
+    let run = s3.run(&["config", "check"]);
+    run.expect_code(2).expect_stderr(
+        &[
+            "`repository.access-key-id-env`",
+            "LB_TEST_UNSET_REPO_KEY",
+            "lifeboat.toml:6:1",
+        ],
+        &[],
+    );
+
+    // A command target's env values are secrets unless plainly not.
+    ws.write_config(
+        "[targets.search]\nkind = \"command\"\nbackup = \"true\"\nenv = { MEILI_MASTER_KEY = \"sk-live-123\", TZ = \"UTC\" }\n",
+    );
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(0);
+    assert!(!run.stdout.contains("sk-live-123"), "{}", run.stdout);
+    assert!(run.stdout.contains("UTC"), "{}", run.stdout);
+    let json = ws.run(&["config", "check", "--json"]).json();
+    assert!(!json.to_string().contains("sk-live-123"), "{json}");
+}
+
+/// Regression (issue 17, point 3): `schedule` was accepted unchecked.
+#[test]
+fn a_schedule_that_is_not_one_is_a_config_error_at_its_line() {
+    let ws = Workspace::new(BIN);
+    let target = "[targets.etc]\nkind = \"files\"\npaths = [\"/etc/hostname\"]\n";
+    ws.write_config(&format!("{target}schedule = \"this is not cron\"\n"));
+    let run = ws.run(&["config", "check"]);
+    run.expect_code(2)
+        .expect_stderr(&["lifeboat.toml:8:12", "invalid schedule", "5 fields"], &[]);
+    ws.write_config(&format!("{target}schedule = \"every 15x\"\n"));
+    ws.run(&["backup"])
+        .expect_code(2)
+        .expect_stderr(&["lifeboat.toml:8:12", "invalid duration"], &[]);
+    for good in ["0 2 * * *", "*/15 * * * mon-fri", "every 15m", "daily"] {
+        ws.write_config(&format!("{target}schedule = \"{good}\"\n"));
+        let run = ws.run(&["config", "check", "--json"]);
+        run.expect_code(0);
+        assert_eq!(run.json()["config"]["targets"]["etc"]["schedule"], good);
+    }
+}
+
+/// Regression (issue 17, point 8): the help said more (or less) than the code.
+#[test]
+fn the_help_says_what_the_code_does() {
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success());
+        // One line, whatever the terminal width wraps.
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let top = help(&["--help"]);
+    for kind in [
+        "PostgreSQL",
+        "files",
+        "command",
+        "Redis",
+        "S3 buckets",
+        "physical",
+    ] {
+        assert!(top.contains(kind), "{kind}: {top}");
+    }
+    let restore = help(&["restore", "--help"]);
+    assert!(
+        restore.contains("the newest backup taken at or before it"),
+        "{restore}"
+    );
+    assert!(restore.contains("one transaction"), "{restore}");
+}
+
 /// `lifeboat … | head -1`: a reader that goes away is not a crash (Rust ignores SIGPIPE, so
 /// a plain `println!` panicked on the broken pipe).
 #[test]

@@ -37,7 +37,7 @@ use super::{
 };
 use crate::{
     cli::RestoreArgs,
-    error::{CliError, CliResult},
+    error::{CliError, CliResult, FsContext},
     output,
 };
 
@@ -506,7 +506,8 @@ pub(super) async fn write_objects(
         stage_room(&objects)?;
         let stage = tempfile::Builder::new()
             .prefix("lifeboat-bucket-restore-")
-            .tempdir()?;
+            .tempdir()
+            .fs("create a staging folder in", &std::env::temp_dir())?;
         let dir = stage.path().to_path_buf();
         // Only the folder that holds them all (a `--prefix` restores a part of the tree).
         let common = objects

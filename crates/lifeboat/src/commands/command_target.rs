@@ -34,7 +34,7 @@ use super::{
 };
 use crate::{
     cli::RestoreArgs,
-    error::{CliError, CliResult},
+    error::{CliError, CliResult, IoContext},
     output,
 };
 
@@ -227,7 +227,9 @@ async fn pipe_into(
         (result, measured)
     })
     .await?;
-    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await?
+        .doing("wait for the command")?;
     if !status.success() {
         return Err(CliError::failure(
             format!("the restore command of `{name}` failed ({status})"),

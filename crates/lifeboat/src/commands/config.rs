@@ -1,5 +1,5 @@
-//! `lifeboat config check`: validate the config, resolve secrets (to prove they resolve)
-//! and print it with every secret and URL password redacted.
+//! `lifeboat config check`: validate the config, resolve every secret (to prove it resolves)
+//! and print it with every secret, URL password and command `env` value redacted.
 
 use serde_json::json;
 
@@ -9,12 +9,7 @@ use crate::{error::CliResult, output};
 pub fn check(ctx: &Context) -> CliResult<i32> {
     let config = ctx.load_config()?;
     // Resolve every secret now, so a missing variable shows here rather than at 3 a.m.
-    config.repository_password()?;
-    for (name, t) in &config.targets {
-        if t.kind == lifeboat_core::TargetKind::Postgres {
-            t.connection_url(name)?;
-        }
-    }
+    config.check_secrets()?;
     let resolved = config.redacted();
     if ctx.json {
         output::json(&json!({ "valid": true, "config": resolved }));

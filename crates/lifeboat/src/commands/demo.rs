@@ -12,7 +12,7 @@ use lifeboat_postgres::{Cluster, PgTools};
 use super::Context;
 use crate::{
     cli::{BackupArgs, DemoArgs, DrillArgs, RestoreArgs, SnapshotsArgs},
-    error::{CliError, CliResult},
+    error::{CliError, CliResult, FsContext},
 };
 
 const SCHEMA: &str = "
@@ -97,17 +97,17 @@ async fn tour(ctx: &Context, cluster: &Cluster, args: &DemoArgs) -> CliResult<i3
     step(2, "write lifeboat.toml and create the repository");
     let dir = tempfile::Builder::new()
         .prefix("lifeboat-demo-")
-        .tempdir()?;
+        .tempdir()
+        .fs("create a folder in", &std::env::temp_dir())?;
     let root = if args.keep {
         dir.keep()
     } else {
         dir.path().to_path_buf()
     };
-    std::fs::write(root.join("repository.password"), "demo-password\n")?;
-    std::fs::write(
-        root.join("database.url"),
-        format!("{}\n", cluster.url("shop")),
-    )?;
+    let password = root.join("repository.password");
+    std::fs::write(&password, "demo-password\n").fs("write", &password)?;
+    let url_file = root.join("database.url");
+    std::fs::write(&url_file, format!("{}\n", cluster.url("shop"))).fs("write", &url_file)?;
     let config = format!(
         r#"[repository]
 url = "{repo}"
@@ -137,7 +137,7 @@ expect = "0"
         root = root.display()
     );
     let config_path = root.join("lifeboat.toml");
-    std::fs::write(&config_path, &config)?;
+    std::fs::write(&config_path, &config).fs("write", &config_path)?;
     outln!("{}", config.trim());
     let demo_ctx = Context {
         config_path,

@@ -21,14 +21,17 @@ use std::{
     collections::{HashMap, HashSet},
     io::Write,
     path::Path,
-    sync::{Arc, Condvar, Mutex},
+    sync::{
+        Arc, Condvar, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use lifeboat_core::manifest::{DumpLayout, PostgresManifest};
 use lifeboat_postgres::{PgTools, Target, archive, reframe, restore as pg};
 use lifeboat_repo::{Reader, Repo};
 
-use crate::error::{CliError, CliResult};
+use crate::error::{CliError, CliResult, FsContext, IoContext};
 
 /// Parts of the data per job of a parallel-streams load.
 const PARTS_PER_JOB: usize = 8;
@@ -136,16 +139,16 @@ pub(super) async fn load_dump(
         );
         let (layout, bytes) = (pgm.layout.clone(), pgm.dump.bytes);
         tokio::task::spawn_blocking(move || -> CliResult<()> {
-            let mut out = std::io::BufWriter::new(std::fs::File::create(&f)?);
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&f).fs("create", &f)?);
             write_dump(&r, &id, &p, layout.as_ref(), bytes, &mut out)?;
-            out.flush()?;
+            out.flush().fs("write", &f)?;
             Ok(())
         })
         .await??;
         opts.input = Some(file);
     }
     let child = pg::spawn_restore(tools, dest, &opts)?;
-    run_restore(repo, snapshot_id, pgm, child).await?;
+    run_restore(repo, snapshot_id, pgm, child, opts.list_file.is_some()).await?;
     Ok(if opts.jobs > 1 {
         Load::Staged
     } else {
@@ -183,7 +186,7 @@ impl StreamsJob<'_> {
             }
         };
         let toc_file = self.stage.join("toc.dump");
-        std::fs::write(&toc_file, &head)?;
+        std::fs::write(&toc_file, &head).fs("write", &toc_file)?;
         let from_toc = |section: &'static str, jobs: u32| pg::RestoreOptions {
             input: Some(toc_file.clone()),
             section: Some(section),
@@ -328,10 +331,10 @@ impl StreamsJob<'_> {
         &self,
         name: &str,
         ids: impl Iterator<Item = i64>,
-    ) -> std::io::Result<std::path::PathBuf> {
+    ) -> CliResult<std::path::PathBuf> {
         let path = self.stage.join(format!("{name}.list"));
         let lines: String = ids.map(|id| format!("{id}\n")).collect();
-        std::fs::write(&path, lines)?;
+        std::fs::write(&path, lines).fs("write", &path)?;
         Ok(path)
     }
 
@@ -609,18 +612,30 @@ fn broken(e: std::io::Error) -> lifeboat_repo::RepoError {
 }
 
 /// Feed the dump into `pg_restore`'s stdin (unless it reads a file) and wait for it.
+/// `selective`: `pg_restore` restores only the entries of a `-L` list, and stops reading once
+/// it has them; the rest of the dump then meets a closed pipe, which is no failure when
+/// `pg_restore` itself succeeded.
 async fn run_restore(
     repo: &Arc<Repo>,
     id: &str,
     pgm: &PostgresManifest,
     mut child: std::process::Child,
+    selective: bool,
 ) -> CliResult<()> {
     let stdin = child.stdin.take();
     let (r, id, path) = (repo.clone(), id.to_string(), pgm.dump.path.clone());
     let (layout, bytes) = (pgm.layout.clone(), pgm.dump.bytes);
+    let closed = Arc::new(AtomicBool::new(false));
+    let closed_by_reader = closed.clone();
     let feed = tokio::task::spawn_blocking(move || -> Result<(), lifeboat_repo::RepoError> {
         match stdin {
-            Some(mut stdin) => write_dump(&r, &id, &path, layout.as_ref(), bytes, &mut stdin),
+            Some(stdin) => {
+                let mut pipe = Pipe {
+                    inner: stdin,
+                    closed: closed_by_reader,
+                };
+                write_dump(&r, &id, &path, layout.as_ref(), bytes, &mut pipe)
+            }
             None => Ok(()),
         }
     });
@@ -628,8 +643,42 @@ async fn run_restore(
     let waited = tokio::task::spawn_blocking(move || pg::wait_restore(child)).await?;
     // pg_restore's own error explains a broken pipe better than the pipe does.
     waited?;
-    fed?;
-    Ok(())
+    match fed {
+        Err(_) if selective && closed.load(Ordering::SeqCst) => {
+            log::debug!("pg_restore stopped reading once it had the entries it was asked for");
+            Ok(())
+        }
+        fed => Ok(fed?),
+    }
+}
+
+/// `pg_restore`'s stdin, noting whether `pg_restore` closed it (a write met a broken pipe).
+struct Pipe {
+    inner: std::process::ChildStdin,
+    closed: Arc<AtomicBool>,
+}
+
+impl Pipe {
+    fn note<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &result
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            self.closed.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let result = self.inner.write(buf);
+        self.note(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.inner.flush();
+        self.note(result)
+    }
 }
 
 /// The archive's table of contents (`pg_restore -l`), read from the start of the dump.
@@ -644,7 +693,8 @@ pub(super) async fn read_toc(
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .spawn()?;
+        .spawn()
+        .doing("start `pg_restore --list`")?;
     let stdin = child.stdin.take();
     let (r, id, path) = (repo.clone(), id.to_string(), path.to_string());
     // pg_restore --list stops reading after the TOC: a broken pipe here is expected.
@@ -653,7 +703,9 @@ pub(super) async fn read_toc(
             let _ = r.dump(&id, &path, &mut s);
         }
     });
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await?
+        .doing("run `pg_restore --list`")?;
     feed.await?;
     if !out.status.success() {
         return Err(CliError::failure(

@@ -42,7 +42,7 @@ use super::{
 };
 use crate::{
     cli::{PitrArgs, RestoreArgs},
-    error::{CliError, CliResult},
+    error::{CliError, CliResult, FsContext, IoContext},
     output,
 };
 
@@ -87,7 +87,7 @@ pub async fn backup_physical(
         timeline: session.timeline,
         start_lsn: session.start_lsn.clone(),
         stop_lsn: String::new(),
-        start_wal: session.start_wal(),
+        start_wal: session.start_wal()?,
         stop_wal: String::new(),
         start_time: session.start_time.clone(),
         stop_time: String::new(),
@@ -119,7 +119,12 @@ pub async fn backup_physical(
         let mut p = base;
         p.files.total_bytes = records.iter().map(|r| r.bytes).sum();
         p.files.files = records;
-        p.stop_wal = wal::segment_of(&stop.stop_lsn, timeline, segment_size).unwrap_or_default();
+        p.stop_wal = wal::segment_of(&stop.stop_lsn, timeline, segment_size).ok_or_else(|| {
+            format!(
+                "pg_backup_stop returned `{}`, which is not an LSN",
+                stop.stop_lsn
+            )
+        })?;
         p.stop_lsn = stop.stop_lsn;
         p.stop_time = stop.stop_time;
         manifest.physical = Some(p);
@@ -222,13 +227,14 @@ async fn backup_streamed(
             .block_on(server_now(&client))
             .map_err(|e| format!("cannot read the server's time: {e}"))?;
         let segment = |lsn: &str| {
-            wal::segment_of(lsn, points.timeline, facts.segment_size).unwrap_or_default()
+            wal::segment_of(lsn, points.timeline, facts.segment_size)
+                .ok_or_else(|| format!("`{lsn}` is not an LSN"))
         };
         manifest.physical = Some(PhysicalManifest {
             system_id: facts.system_id.to_string(),
             timeline: points.timeline,
-            start_wal: segment(&points.start_lsn),
-            stop_wal: segment(&points.stop_lsn),
+            start_wal: segment(&points.start_lsn)?,
+            stop_wal: segment(&points.stop_lsn)?,
             start_lsn: points.start_lsn,
             stop_lsn: points.stop_lsn,
             start_time,
@@ -254,16 +260,19 @@ async fn backup_streamed(
     store_with_manifest(repo, name, "physical", false, vec![entry], produce).await
 }
 
+/// Recovery to the moment `ts`, in PostgreSQL's own spelling in UTC: the server reads
+/// `recovery_target_time` before it knows time-zone abbreviations, so `…Z` is refused.
+pub(super) fn recovery_to(ts: jiff::Timestamp) -> RecoveryTarget {
+    let utc = ts.to_zoned(jiff::tz::TimeZone::UTC);
+    RecoveryTarget::Time(utc.strftime("%Y-%m-%d %H:%M:%S%.f+00").to_string())
+}
+
 /// Where recovery should stop, from the command line.
 fn recovery_target(p: &PitrArgs) -> CliResult<Option<RecoveryTarget>> {
     Ok(if let Some(t) = &p.time {
         let ts = super::drill::parse_time(t)
             .map_err(|e| CliError::usage(e, Some("write it like 2026-11-22T10:01:00Z".into())))?;
-        // PostgreSQL's own spelling, in UTC.
-        let utc = ts.to_zoned(jiff::tz::TimeZone::UTC);
-        Some(RecoveryTarget::Time(
-            utc.strftime("%Y-%m-%d %H:%M:%S%.f+00").to_string(),
-        ))
+        Some(recovery_to(ts))
     } else if let Some(l) = &p.lsn {
         if wal::parse_lsn(l).is_none() {
             return Err(CliError::usage(
@@ -386,30 +395,34 @@ pub(super) async fn plan(
         .expect("chosen among physical snapshots")
         .1
         .clone();
-    let system_id: u64 = p.system_id.parse().unwrap_or(0);
+    let system_id = p
+        .system_id()
+        .map_err(|e| CliError::failure(format!("base backup `{}`: {e}", base.short_id()), None))?;
     let (r, sid) = (repo.clone(), system_id);
     let archived = tokio::task::spawn_blocking(move || list_wal(&r, sid)).await??;
     let segments: Vec<&wal::WalName> = archived
         .iter()
         .filter(|w| w.kind == WalKind::Segment)
         .collect();
-    if let (Some(from), Some(to)) = (
-        wal::WalName::parse(&p.start_wal),
-        wal::WalName::parse(&p.stop_wal),
-    ) {
-        let missing: Vec<String> = segment_range(&from, &to, p.wal_segment_size)
-            .into_iter()
-            .filter(|n| !segments.iter().any(|s| &s.name == n))
-            .collect();
-        if !missing.is_empty() {
-            return Err(CliError::failure(
-                format!(
-                    "the WAL this base backup needs is not archived: {}",
-                    missing.join(", ")
-                ),
-                Some("is `archive_command = 'lifeboat wal push %p'` set on the server?".into()),
-            ));
-        }
+    // Without its WAL range the coverage check cannot run: that is an error, not a skip.
+    let needed = needed_segments(&p).map_err(|e| {
+        CliError::failure(
+            format!("base backup `{}`: {e}", base.short_id()),
+            Some("choose another base backup with `--snapshot`, or take a new one with `lifeboat backup`".into()),
+        )
+    })?;
+    let missing: Vec<String> = needed
+        .into_iter()
+        .filter(|n| !segments.iter().any(|s| &s.name == n))
+        .collect();
+    if !missing.is_empty() {
+        return Err(CliError::failure(
+            format!(
+                "the WAL this base backup needs is not archived: {}",
+                missing.join(", ")
+            ),
+            Some("is `archive_command = 'lifeboat wal push %p'` set on the server?".into()),
+        ));
     }
     let newest = segments.last().map(|s| s.name.clone()).unwrap_or_default();
     if let RecoveryTarget::Time(t) = target {
@@ -421,7 +434,9 @@ pub(super) async fn plan(
             .side()
             .written_at(&rel)
             .map_err(|e| CliError::failure(e.to_string(), None))?;
-        let t = parse_server_time(t).unwrap_or_default();
+        let t = parse_server_time(t).ok_or_else(|| {
+            CliError::failure(format!("`{t}` is not a moment PostgreSQL wrote"), None)
+        })?;
         if let Some(w) = written.and_then(|w| jiff::Timestamp::try_from(w).ok())
             && t > w + jiff::SignedDuration::from_secs(1)
         {
@@ -433,8 +448,8 @@ pub(super) async fn plan(
             ));
         }
     }
-    let exe = std::env::current_exe()?;
-    let config = std::fs::canonicalize(config_path)?;
+    let exe = std::env::current_exe().doing("find lifeboat's own path for `restore_command`")?;
+    let config = std::fs::canonicalize(config_path).fs("resolve the path of", config_path)?;
     let restore_command = format!(
         "{} -q -c {} wal fetch --target {} --system-id {system_id} %f %p",
         shell_quote(&exe.display().to_string()),
@@ -464,17 +479,19 @@ pub(super) async fn materialize(
     archive: bool,
 ) -> CliResult<()> {
     let (base, p) = (&plan.base, &plan.manifest);
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).fs("create the data directory", dir)?;
     if let Some(tar) = &p.base_tar {
         extract_tar(repo, &base.id, tar, dir).await?;
     } else {
         restore_files(repo, target_name, &base.id, p, dir).await?;
     }
     for d in physical::EMPTIED_DIRS {
-        std::fs::create_dir_all(dir.join(d))?;
+        let d = dir.join(d);
+        std::fs::create_dir_all(&d).fs("create", &d)?;
     }
-    let settings = physical::write_recovery(dir, &plan.restore_command, target, pause, archive)?;
-    physical::hand_over(dir)?;
+    let settings = physical::write_recovery(dir, &plan.restore_command, target, pause, archive)
+        .fs("write the recovery settings into", dir)?;
+    physical::hand_over(dir).fs("hand to the server's user", dir)?;
     log::info!("recovery settings: {settings:?}");
     Ok(())
 }
@@ -498,7 +515,8 @@ async fn restore_files(
         let mut bytes = Vec::new();
         repo.dump(snapshot, &format!("{target_name}/meta/{file}"), &mut bytes)?;
         if !bytes.is_empty() {
-            std::fs::write(dir.join(file), bytes)?;
+            let path = dir.join(file);
+            std::fs::write(&path, bytes).fs("write", &path)?;
         }
     }
     Ok(())
@@ -532,9 +550,9 @@ async fn extract_tar(
         let Measured { inner, bytes, hash } = w;
         drop(inner); // tar sees the end of its input
         let hash = hex::encode(sha2::Digest::finalize(hash));
-        let status = child.wait()?;
+        let status = child.wait().doing("wait for `tar`")?;
         dumped?;
-        flushed?;
+        flushed.doing("feed the base backup to `tar`")?;
         if !status.success() {
             return Err(CliError::failure(
                 format!("`tar -x` of the base backup failed ({status})"),
@@ -753,13 +771,24 @@ pub async fn restore_physical(
 }
 
 /// Segment names from `from` to `to` inclusive (same timeline as `from`).
-fn segment_range(from: &wal::WalName, to: &wal::WalName, segment_size: u64) -> Vec<String> {
-    let (Some(a), Some(b)) = (from.segno(segment_size), to.segno(segment_size)) else {
-        return Vec::new();
+/// Every WAL segment base backup `p` needs, from the one holding its start to the one
+/// holding its stop. A range that cannot be read is an error: the coverage check must run.
+fn needed_segments(p: &PhysicalManifest) -> Result<Vec<String>, String> {
+    let size = p.wal_segment_size;
+    let segno = |name: &str| {
+        wal::WalName::parse(name)
+            .filter(|w| w.kind == WalKind::Segment)
+            .and_then(|w| Some((w.segno(size)?, w.timeline)))
     };
-    (a..=b)
-        .map(|n| wal::segment_name(from.timeline, n, segment_size))
-        .collect()
+    match (segno(&p.start_wal), segno(&p.stop_wal)) {
+        (Some((a, timeline)), Some((b, _))) if a <= b => Ok((a..=b)
+            .map(|n| wal::segment_name(timeline, n, size))
+            .collect()),
+        _ => Err(format!(
+            "its manifest records no usable WAL range (start `{}`, stop `{}`, segments of {size} bytes): cannot check that its WAL is archived",
+            p.start_wal, p.stop_wal
+        )),
+    }
 }
 
 fn shell_quote(s: &str) -> String {
@@ -774,5 +803,77 @@ fn shell_quote(s: &str) -> String {
                 .replace('"', "\\\"")
                 .replace('$', "\\$")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(start: &str, stop: &str) -> PhysicalManifest {
+        PhysicalManifest {
+            system_id: "7400000000000000001".into(),
+            timeline: 1,
+            start_lsn: "0/2000028".into(),
+            stop_lsn: "1/100".into(),
+            start_wal: start.into(),
+            stop_wal: stop.into(),
+            start_time: String::new(),
+            stop_time: String::new(),
+            server_version: "16.4".into(),
+            server_version_num: 160_004,
+            data_dir: String::new(),
+            wal_segment_size: 16 << 20,
+            files: lifeboat_core::manifest::FilesManifest {
+                roots: Vec::new(),
+                files: Vec::new(),
+                total_bytes: 0,
+                symlinks: 0,
+            },
+            base_tar: None,
+        }
+    }
+
+    #[test]
+    fn the_wal_a_base_backup_needs_runs_from_its_start_to_its_stop_segment() {
+        let needed = needed_segments(&base(
+            "0000000100000000000000FE",
+            "000000010000000100000001",
+        ))
+        .unwrap();
+        assert_eq!(
+            needed,
+            [
+                "0000000100000000000000FE",
+                "0000000100000000000000FF",
+                "000000010000000100000000",
+                "000000010000000100000001"
+            ]
+        );
+    }
+
+    /// Regression (issue 17, point 7): an empty or garbled `stop-wal` used to skip the
+    /// check that the base backup's WAL is archived.
+    #[test]
+    fn a_base_backup_without_a_usable_wal_range_is_an_error_not_a_skipped_check() {
+        for (start, stop) in [
+            ("000000010000000000000002", ""),
+            ("", "000000010000000000000002"),
+            ("000000010000000000000002", "not a segment"),
+            ("000000010000000000000003", "000000010000000000000002"),
+            ("000000010000000000000002", "00000001.history"),
+        ] {
+            let e = needed_segments(&base(start, stop)).unwrap_err();
+            assert!(e.contains("no usable WAL range"), "{start}..{stop}: {e}");
+        }
+    }
+
+    /// Regression (issue 17, point 7): a garbled system identifier used to become 0.
+    #[test]
+    fn a_garbled_system_identifier_is_an_error_not_zero() {
+        let mut p = base("000000010000000000000002", "000000010000000000000002");
+        assert_eq!(p.system_id(), Ok(7_400_000_000_000_000_001));
+        p.system_id = "74000000000000x".into();
+        assert!(p.system_id().unwrap_err().contains("`74000000000000x`"));
     }
 }

@@ -33,7 +33,7 @@ use super::{
 };
 use crate::{
     cli::RestoreArgs,
-    error::{CliError, CliResult},
+    error::{CliError, CliResult, FsContext},
     output,
 };
 
@@ -170,7 +170,8 @@ pub async fn restore(
     }
     let stage = tempfile::Builder::new()
         .prefix("lifeboat-redis-restore-")
-        .tempdir()?;
+        .tempdir()
+        .fs("create a staging folder in", &std::env::temp_dir())?;
     let rdb = stage.path().join("dump.rdb");
     let (bytes, sha) = write_file(repo, &snapshot.id, &rm.rdb.path, &rdb).await?;
     if bytes != rm.rdb.bytes || sha != rm.rdb.sha256 {

@@ -34,7 +34,7 @@ use super::{
 };
 use crate::{
     cli::RestoreArgs,
-    error::{CliError, CliResult},
+    error::{CliError, CliResult, FsContext},
     output,
 };
 
@@ -258,16 +258,29 @@ async fn restore_postgres(
             output::thousands(pgm.total_rows())
         ),
     };
+    // Several jobs cannot share one transaction. Only a database this restore creates can
+    // be loaded in parallel, because only that one can be put back as it was (dropped) if
+    // the load fails part-way; anywhere else the restore is one transaction.
+    let parallel = args.jobs > 1 && !state.exists && table.is_none();
+    let jobs = if parallel { args.jobs } else { 1 };
     let opts = pg::RestoreOptions {
         clean: overwrites,
         keep_owners: args.keep_owners,
-        jobs: args.jobs,
+        jobs,
         list_file: None,
         input: None,
         section: None,
     };
     let load = Load::planned(pgm, &opts, table.is_some());
-    steps.push(format!("{restore_step}{}", load.describe(args.jobs)));
+    let one_transaction = if args.jobs > 1 && !parallel {
+        " in one transaction (`--jobs` applies to a database the restore creates)"
+    } else {
+        ""
+    };
+    steps.push(format!(
+        "{restore_step}{}{one_transaction}",
+        load.describe(jobs)
+    ));
     let verify_tables: Vec<TableRecord> = match &table {
         Some(t) => vec![t.clone()],
         None => pgm.tables.clone(),
@@ -342,16 +355,36 @@ async fn restore_postgres(
     let started = std::time::Instant::now();
     let stage = tempfile::Builder::new()
         .prefix("lifeboat-restore-")
-        .tempdir()?;
+        .tempdir()
+        .fs("create a staging folder in", &std::env::temp_dir())?;
     let mut opts = opts;
     if let Some(t) = &table {
         let toc = read_toc(repo, &snapshot.id, &dump_path, &tools).await?;
         let list = pg::table_list(&toc, t);
         let list_file = stage.path().join("table.list");
-        std::fs::write(&list_file, list)?;
+        std::fs::write(&list_file, list).fs("write", &list_file)?;
         opts.list_file = Some(list_file);
     }
-    let load = load_dump(repo, &snapshot.id, pgm, &tools, &dest, opts, stage.path()).await?;
+    let load = match load_dump(repo, &snapshot.id, pgm, &tools, &dest, opts, stage.path()).await {
+        Ok(load) => load,
+        Err(e) if !state.exists => {
+            // A parallel load is no transaction: what it created goes with the database.
+            let dropped = match pg::drop_database(&dest).await {
+                Ok(()) => format!("database `{}` was dropped again", dest.database()),
+                Err(d) => format!(
+                    "database `{}` could not be dropped again ({d}); drop it by hand",
+                    dest.database()
+                ),
+            };
+            return Err(e.context(format!("restore failed, {dropped}")));
+        }
+        Err(e) => {
+            return Err(e.context(format!(
+                "restore failed and was rolled back, database `{}` is as it was",
+                dest.database()
+            )));
+        }
+    };
     let restore_secs = started.elapsed().as_secs_f64();
 
     let checks = pg::verify_rows(&dest, &verify_tables).await?;

@@ -11,7 +11,7 @@ use std::{
 use lifeboat_repo::{Repo, SnapshotInfo};
 use sha2::Digest;
 
-use crate::error::{CliError, CliResult};
+use crate::error::{CliError, CliResult, FsContext};
 
 /// Counts and hashes what goes through it.
 pub(crate) struct Measured<W> {
@@ -73,13 +73,13 @@ pub(crate) async fn write_file(
     );
     tokio::task::spawn_blocking(move || -> CliResult<(u64, String)> {
         if let Some(dir) = f.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).fs("create the folder", dir)?;
         }
-        let out = std::fs::File::create_new(&f)?;
+        let out = std::fs::File::create_new(&f).fs("create", &f)?;
         let mut w = Measured::new(std::io::BufWriter::new(out));
         r.dump(&id, &p, &mut w)?;
-        w.flush()?;
-        w.inner.get_ref().sync_all()?;
+        w.flush().fs("write", &f)?;
+        w.inner.get_ref().sync_all().fs("write", &f)?;
         Ok((w.bytes, hex::encode(w.hash.finalize())))
     })
     .await?

@@ -12,7 +12,10 @@ use super::{
     Context,
     drill::{read_history, restorable_at},
 };
-use crate::{error::CliResult, output};
+use crate::{
+    error::{CliError, CliResult},
+    output,
+};
 
 #[derive(Debug, Serialize)]
 struct TargetStatus {
@@ -51,7 +54,9 @@ async fn wal_state(
     name: &str,
     p: &lifeboat_core::manifest::PhysicalManifest,
 ) -> CliResult<WalState> {
-    let system_id: u64 = p.system_id.parse().unwrap_or(0);
+    let system_id = p
+        .system_id()
+        .map_err(|e| CliError::failure(format!("target `{name}`: {e}"), None))?;
     let (r, sid) = (repo.clone(), system_id);
     let files = tokio::task::spawn_blocking(move || super::wal::list(&r, sid)).await??;
     let last = files

@@ -25,7 +25,7 @@ use lifeboat_repo::{Repo, SideKey};
 use super::Context;
 use crate::{
     cli::{WalCommand, WalFetchArgs, WalPrefetchArgs, WalPushArgs},
-    error::{CliError, CliResult},
+    error::{CliError, CliResult, FsContext},
 };
 
 /// Where WAL lives in the side area.
@@ -388,21 +388,26 @@ async fn fetch(ctx: &Context, args: WalFetchArgs) -> CliResult<i32> {
     })?;
     if recovering && wal_name.kind == WalKind::Segment {
         // Fetch the next segments in a process of its own while the server replays this one.
-        let spawned = std::process::Command::new(std::env::current_exe()?)
-            .arg("-q")
-            .arg("-c")
-            .arg(std::fs::canonicalize(&ctx.config_path)?)
-            .args(["wal", "prefetch", &wal_name.name, "--target", &name])
-            .arg(format!("--system-id={cluster}"))
-            .arg(format!(
-                "--segment-size={}",
-                segment_size_of(plain.len() as u64)
-            ))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn();
+        // Best effort: without a prefetcher the server asks for each segment in turn.
+        let spawned = std::env::current_exe()
+            .and_then(|exe| Ok((exe, std::fs::canonicalize(&ctx.config_path)?)))
+            .and_then(|(exe, config)| {
+                std::process::Command::new(exe)
+                    .arg("-q")
+                    .arg("-c")
+                    .arg(config)
+                    .args(["wal", "prefetch", &wal_name.name, "--target", &name])
+                    .arg(format!("--system-id={cluster}"))
+                    .arg(format!(
+                        "--segment-size={}",
+                        segment_size_of(plain.len() as u64)
+                    ))
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .process_group(0)
+                    .spawn()
+            });
         if let Err(e) = spawned {
             log::debug!("cannot start the prefetcher: {e}");
         }
@@ -419,7 +424,7 @@ async fn prefetch_command(ctx: &Context, args: WalPrefetchArgs) -> CliResult<i32
     };
     let cluster = args.system_id;
     let dir = prefetch_dir(cluster);
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).fs("create the prefetch folder", &dir)?;
     let running = dir.join(".running");
     let stale = std::fs::metadata(&running)
         .and_then(|m| m.modified())

@@ -23,7 +23,7 @@ use lifeboat_core::{Config, Manifest, Redacted, TargetConfig, TargetKind, config
 use lifeboat_drill::{
     CheckResult, DrillReport, HistoryPoint, Objective, Phase, Verdict, render, report,
 };
-use lifeboat_postgres::PgTools;
+use lifeboat_postgres::{PgTools, physical::RecoveryTarget};
 use lifeboat_repo::{LockKind, Repo, SnapshotInfo};
 use tokio::sync::watch;
 
@@ -195,6 +195,10 @@ pub(super) trait Rehearsal {
     fn restored_point(&self) -> Option<jiff::Timestamp> {
         None
     }
+    /// What the recovery phase aims at, as the report's check names it.
+    fn recovery_goal(&self) -> String {
+        "recover to the end of the archive".into()
+    }
     /// Check the restored state; results go into `findings` as they come.
     async fn check(&mut self, findings: &mut Findings);
     /// Remove the scratch environment; works in any state, also after a failed provision.
@@ -310,6 +314,9 @@ impl Drill<'_> {
                 repo: self.repo.clone(),
                 config_path: self.ctx.config_path.clone(),
                 target: self.name.clone(),
+                // The base backup chosen above, recovered to `--time` when one is given.
+                snapshot: info.id.clone(),
+                recovery: time.map_or(RecoveryTarget::Latest, super::pitr::recovery_to),
                 cfg: self.cfg.clone(),
                 rules: self.rules.clone(),
                 dir: None,
@@ -463,18 +470,13 @@ impl Drill<'_> {
             Ok(None) => {}
             Ok(Some(detail)) => {
                 self.phase("recovery", start, true);
-                self.findings.add(
-                    "recovery",
-                    "recover to the end of the archive",
-                    true,
-                    detail,
-                );
+                self.findings
+                    .add("recovery", r.recovery_goal(), true, detail);
                 self.restored_point = r.restored_point();
             }
             Err(e) => {
                 self.phase("recovery", start, false);
-                self.findings
-                    .add("recovery", "recover to the end of the archive", false, e);
+                self.findings.add("recovery", r.recovery_goal(), false, e);
                 return Err(Stop::Failed);
             }
         }

@@ -1,7 +1,8 @@
-//! The drill of a physical target: the newest base backup restored into a throwaway data
-//! directory, recovered through the whole WAL archive on a free port (never archiving
-//! itself), then `pg_amcheck`, constraint re-validation and the target's `[[checks]]`
-//! rules against the recovered server. RPO is measured to its last replayed commit.
+//! The drill of a physical target: the chosen base backup (the newest, `--snapshot`, or the
+//! newest before `--time`) restored into a throwaway data directory, recovered on a free
+//! port (never archiving itself) through the whole WAL archive or to `--time`, then
+//! `pg_amcheck`, constraint re-validation and the target's `[[checks]]` rules against the
+//! recovered server. RPO is measured to its last replayed commit, or to `--time`.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -28,6 +29,10 @@ pub(super) struct PhysicalRehearsal {
     pub repo: Arc<Repo>,
     pub config_path: PathBuf,
     pub target: String,
+    /// The base backup to restore (its full id).
+    pub snapshot: String,
+    /// Where recovery stops: the end of the archive, or a chosen moment.
+    pub recovery: RecoveryTarget,
     pub cfg: TargetConfig,
     pub rules: Vec<CheckConfig>,
     pub dir: Option<tempfile::TempDir>,
@@ -66,8 +71,8 @@ impl Rehearsal for PhysicalRehearsal {
             &self.repo,
             &self.config_path,
             &self.target,
-            "latest",
-            &RecoveryTarget::Latest,
+            &self.snapshot,
+            &self.recovery,
         )
         .await
         .map_err(|e| e.message)?;
@@ -77,7 +82,7 @@ impl Rehearsal for PhysicalRehearsal {
             &self.target,
             &plan,
             &data,
-            &RecoveryTarget::Latest,
+            &self.recovery,
             false,
             false,
         )
@@ -115,8 +120,21 @@ impl Rehearsal for PhysicalRehearsal {
     }
 
     fn restored_point(&self) -> Option<jiff::Timestamp> {
+        self.point.as_ref()?;
+        // Recovered to a chosen moment: the state is that moment's, whenever the last
+        // commit before it was.
+        if let RecoveryTarget::Time(t) = &self.recovery {
+            return pitr::parse_server_time(t);
+        }
         let t = self.point.as_ref()?.last_commit_time.as_deref()?;
         pitr::parse_server_time(t)
+    }
+
+    fn recovery_goal(&self) -> String {
+        match &self.recovery {
+            RecoveryTarget::Time(t) => format!("recover to {t}"),
+            _ => "recover to the end of the archive".into(),
+        }
     }
 
     async fn check(&mut self, findings: &mut Findings) {

@@ -1,0 +1,238 @@
+//! When a job runs: the `schedule` keys of the config. A 5-field cron expression (minute,
+//! hour, day of month, month, day of week; names such as `mon` and `jan` allowed), one of
+//! `hourly`, `daily`, `weekly`, or `every <duration>` (`every 15m`).
+//!
+//! This module only parses and holds the calendar; it runs nothing. A bad schedule is a
+//! config error at the key's line and column (serde reports it there).
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::duration::HumanDuration;
+
+/// A parsed `schedule` value; displays as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    text: String,
+    kind: ScheduleKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// Whenever the cron fields all match (UTC unless a time zone is configured).
+    Cron(Cron),
+    /// At a fixed interval.
+    Every(HumanDuration),
+}
+
+/// The five cron fields as sets of allowed values (bit `n` set: value `n` matches). Day of
+/// week runs 0–6 from Sunday (7 is read as Sunday too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cron {
+    pub minutes: u64,
+    pub hours: u32,
+    pub days_of_month: u32,
+    pub months: u16,
+    pub days_of_week: u8,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "invalid schedule `{input}`: {reason} (write a 5-field cron expression such as `0 2 * * *`, `hourly`, `daily`, `weekly`, or `every 15m`)"
+)]
+pub struct ScheduleError {
+    input: String,
+    reason: String,
+}
+
+impl Schedule {
+    pub fn kind(&self) -> &ScheduleKind {
+        &self.kind
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = ScheduleError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason: String| ScheduleError {
+            input: s.to_string(),
+            reason,
+        };
+        let text = s.trim();
+        let kind = match text {
+            "hourly" => ScheduleKind::Cron(Cron::parse("0 * * * *").map_err(err)?),
+            "daily" => ScheduleKind::Cron(Cron::parse("0 0 * * *").map_err(err)?),
+            "weekly" => ScheduleKind::Cron(Cron::parse("0 0 * * 0").map_err(err)?),
+            _ => match text.strip_prefix("every ") {
+                Some(d) => {
+                    let d: HumanDuration = d.trim().parse().map_err(|e| err(format!("{e}")))?;
+                    if d.as_secs() < 60 {
+                        return Err(err("an interval shorter than one minute".into()));
+                    }
+                    ScheduleKind::Every(d)
+                }
+                None => ScheduleKind::Cron(Cron::parse(text).map_err(err)?),
+            },
+        };
+        Ok(Self {
+            text: text.to_string(),
+            kind,
+        })
+    }
+}
+
+impl Cron {
+    fn parse(text: &str) -> Result<Self, String> {
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let [minute, hour, dom, month, dow] = fields[..] else {
+            return Err(format!(
+                "a cron expression has 5 fields (minute hour day-of-month month day-of-week), this one has {}",
+                fields.len()
+            ));
+        };
+        const MONTHS: &[&str] = &[
+            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+        ];
+        const DAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+        let dow_bits = field(dow, "day of week", 0, 7, DAYS, 0)?;
+        // 7 is Sunday as well as 0.
+        let dow_bits = (dow_bits & 0x7f) | (dow_bits >> 7);
+        Ok(Self {
+            minutes: field(minute, "minute", 0, 59, &[], 0)?,
+            hours: field(hour, "hour", 0, 23, &[], 0)? as u32,
+            days_of_month: field(dom, "day of month", 1, 31, &[], 0)? as u32,
+            months: field(month, "month", 1, 12, MONTHS, 1)? as u16,
+            days_of_week: dow_bits as u8,
+        })
+    }
+}
+
+/// One cron field as a bit set over `min..=max`. `names[i]` stands for `i + name_base`.
+fn field(
+    text: &str,
+    what: &str,
+    min: u32,
+    max: u32,
+    names: &[&str],
+    name_base: u32,
+) -> Result<u64, String> {
+    let value = |v: &str| -> Result<u32, String> {
+        let lower = v.to_ascii_lowercase();
+        let n = match names.iter().position(|n| *n == lower) {
+            Some(i) => i as u32 + name_base,
+            None => v
+                .parse::<u32>()
+                .map_err(|_| format!("`{v}` is not a {what}"))?,
+        };
+        if n < min || n > max {
+            return Err(format!("{what} `{v}` is outside {min}-{max}"));
+        }
+        Ok(n)
+    };
+    let mut bits = 0u64;
+    for part in text.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => {
+                let step: u32 =
+                    s.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                        format!("step `{s}` of the {what} is not a positive number")
+                    })?;
+                (r, step)
+            }
+            None => (part, 1),
+        };
+        let (from, to) = match range {
+            "*" => (min, max),
+            r => match r.split_once('-') {
+                Some((a, b)) => (value(a)?, value(b)?),
+                // `5/15` runs from 5 to the end, as cron reads it.
+                None if step > 1 => (value(r)?, max),
+                None => {
+                    let v = value(r)?;
+                    (v, v)
+                }
+            },
+        };
+        if from > to {
+            return Err(format!("{what} range `{range}` runs backwards"));
+        }
+        bits |= (from..=to)
+            .step_by(step as usize)
+            .fold(0u64, |b, v| b | (1 << v));
+    }
+    Ok(bits)
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Serialize for Schedule {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cron(text: &str) -> Cron {
+        match text.parse::<Schedule>().unwrap().kind {
+            ScheduleKind::Cron(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cron_fields_become_sets() {
+        let c = cron("*/15 2 * * mon-fri");
+        assert_eq!(c.minutes, 1 | 1 << 15 | 1 << 30 | 1 << 45);
+        assert_eq!(c.hours, 1 << 2);
+        assert_eq!(c.days_of_month.count_ones(), 31);
+        assert_eq!(c.months.count_ones(), 12);
+        assert_eq!(c.days_of_week, 0b0111110);
+        assert_eq!(cron("0 0 1,15 jan,jul 7").days_of_week, 1);
+        assert_eq!(cron("0 0 1,15 jan,jul 7").months, 1 << 1 | 1 << 7);
+        assert_eq!(cron("5/20 * * * *").minutes, 1 << 5 | 1 << 25 | 1 << 45);
+        assert_eq!(cron("daily"), cron("0 0 * * *"));
+        assert_eq!(cron("weekly").days_of_week, 1);
+    }
+
+    #[test]
+    fn intervals() {
+        let s: Schedule = "every 15m".parse().unwrap();
+        assert_eq!(s.kind, ScheduleKind::Every(HumanDuration::from_secs(900)));
+        assert_eq!(s.to_string(), "every 15m");
+    }
+
+    #[test]
+    fn nonsense_is_an_error_that_says_why() {
+        for (text, why) in [
+            ("this is not cron", "5 fields"),
+            ("61 * * * *", "outside 0-59"),
+            ("* 24 * * *", "outside 0-23"),
+            ("* * 0 * *", "outside 1-31"),
+            ("* * * foo *", "`foo` is not a month"),
+            ("*/0 * * * *", "not a positive number"),
+            ("10-5 * * * *", "runs backwards"),
+            ("every soon", "invalid duration"),
+            ("every 10s", "shorter than one minute"),
+            ("", "5 fields"),
+        ] {
+            let e = text.parse::<Schedule>().unwrap_err().to_string();
+            assert!(e.contains(why), "{text:?}: {e}");
+        }
+    }
+}
