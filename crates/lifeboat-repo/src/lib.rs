@@ -285,9 +285,13 @@ impl ProgressBars for Bars {
 
 /// An open repository.
 pub struct Repo {
-    /// rustic's index-loading calls consume the repository; it is taken out for them and
-    /// put back (`drop_index`) afterwards.
-    inner: std::sync::Mutex<Option<Repository<OpenStatus>>>,
+    /// Open rustic handles not in use. rustic's index-loading calls consume a handle, so
+    /// each operation takes one, or opens one more from `unopened` with the master key (one
+    /// read of the config, no password derivation), and gives it back when done: one `Repo`
+    /// serves any number of operations at once.
+    idle: std::sync::Mutex<Vec<Repository<OpenStatus>>>,
+    unopened: Repository<()>,
+    key: rustic_core::repofile::MasterKey,
     url: String,
     side: SideArea,
 }
@@ -470,6 +474,7 @@ impl Repo {
         let be = backends(location, &store)?;
         let repo = Repository::new_with_progress(&RepositoryOptions::default(), &be, bars)
             .map_err(rustic("cannot create repository"))?;
+        let unopened = repo.clone();
         let inner = repo
             .init(
                 &Credentials::password(password.expose()),
@@ -477,7 +482,7 @@ impl Repo {
                 &ConfigOptions::default(),
             )
             .map_err(rustic(format!("cannot create repository `{url}`")))?;
-        Self::with_side_area(inner, url, store)
+        Self::with_side_area(inner, unopened, url, store)
     }
 
     pub fn open(location: &Location, password: &Redacted, bars: Bars) -> Result<Self, RepoError> {
@@ -489,6 +494,7 @@ impl Repo {
         let be = backends(location, &store)?;
         let repo = Repository::new_with_progress(&RepositoryOptions::default(), &be, bars)
             .map_err(rustic(format!("cannot open repository `{url}`")))?;
+        let unopened = repo.clone();
         let inner = repo
             .open(&Credentials::password(password.expose()))
             .map_err(|e| {
@@ -498,37 +504,46 @@ impl Repo {
                     rustic(format!("cannot open repository `{url}`"))(e)
                 }
             })?;
-        Self::with_side_area(inner, url, store)
+        Self::with_side_area(inner, unopened, url, store)
     }
 
     /// Wrap an open repository, creating its side area if missing.
     fn with_side_area(
         inner: Repository<OpenStatus>,
+        unopened: Repository<()>,
         url: String,
         store: Store,
     ) -> Result<Self, RepoError> {
         let side = SideArea::new(&store);
         side.create()?;
         Ok(Self {
-            inner: std::sync::Mutex::new(Some(inner)),
+            key: inner.key(),
+            idle: std::sync::Mutex::new(vec![inner]),
+            unopened,
             url,
             side,
         })
     }
 
-    fn take(&self) -> Result<Repository<OpenStatus>, RepoError> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .ok_or_else(|| RepoError::Rustic {
-                context: format!("repository `{}`", self.url),
-                message: "unavailable after an earlier index error".into(),
-            })
+    /// A handle of this repository for one operation: an idle one, or a new one.
+    fn handle(&self) -> Result<Repository<OpenStatus>, RepoError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(repo) => Ok(repo),
+            None => self
+                .unopened
+                .clone()
+                .open(&Credentials::Masterkey(self.key.clone()))
+                .map_err(rustic(format!("cannot open repository `{}`", self.url))),
+        }
     }
 
+    /// Give a handle back for the next operation.
     fn put_back(&self, repo: Repository<OpenStatus>) {
-        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Some(repo);
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(repo);
     }
 
     /// Run `f` on the fully indexed repository.
@@ -538,7 +553,7 @@ impl Repo {
     ) -> Result<T, RepoError> {
         off_async(|| {
             let indexed = self
-                .take()?
+                .handle()?
                 .to_indexed()
                 .map_err(rustic("cannot read the repository index"))?;
             let result = f(&indexed);
@@ -553,7 +568,7 @@ impl Repo {
         f: impl FnOnce(&Repository<OpenStatus>) -> Result<T, RepoError> + Send,
     ) -> Result<T, RepoError> {
         off_async(|| {
-            let repo = self.take()?;
+            let repo = self.handle()?;
             let result = f(&repo);
             self.put_back(repo);
             result
@@ -644,7 +659,7 @@ impl Repo {
         }
         let source = EntrySource::new(entries, None);
         let indexed = self
-            .take()?
+            .handle()?
             .to_indexed_ids()
             .map_err(rustic("cannot read the repository index"))?;
         let saved = indexed

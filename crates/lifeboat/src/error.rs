@@ -93,6 +93,27 @@ impl From<lifeboat_redis::RedisError> for CliError {
     }
 }
 
+impl From<lifeboat_engine::EngineError> for CliError {
+    fn from(e: lifeboat_engine::EngineError) -> Self {
+        use lifeboat_engine::Failure;
+        let code = match e.failure {
+            Failure::Failed => 1,
+            Failure::Usage => 2,
+            Failure::Verification => 3,
+        };
+        let mut message = e.message;
+        // The cause, when it says more than the message.
+        if let Some(source) = &e.source {
+            message = format!("{message}: {source}");
+        }
+        Self {
+            code,
+            message,
+            hint: e.hint,
+        }
+    }
+}
+
 impl From<PgError> for CliError {
     fn from(e: PgError) -> Self {
         Self::failure(e.to_string(), e.hint())

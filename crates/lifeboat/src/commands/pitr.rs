@@ -22,8 +22,12 @@ use std::{
 };
 
 use lifeboat_core::{
-    Manifest, Redacted, TargetConfig, TargetKind,
+    Redacted, TargetConfig, TargetKind,
     manifest::{FilesManifest, PhysicalManifest, StreamRecord},
+};
+use lifeboat_engine::{
+    kinds::postgres_physical::plan::{choose_base, needed_segments, physical_of},
+    time::parse_time,
 };
 use lifeboat_postgres::{
     PgTools, Target, basebackup,
@@ -270,7 +274,7 @@ pub(super) fn recovery_to(ts: jiff::Timestamp) -> RecoveryTarget {
 /// Where recovery should stop, from the command line.
 fn recovery_target(p: &PitrArgs) -> CliResult<Option<RecoveryTarget>> {
     Ok(if let Some(t) = &p.time {
-        let ts = super::drill::parse_time(t)
+        let ts = parse_time(t)
             .map_err(|e| CliError::usage(e, Some("write it like 2026-11-22T10:01:00Z".into())))?;
         Some(recovery_to(ts))
     } else if let Some(l) = &p.lsn {
@@ -301,69 +305,6 @@ fn recovery_target(p: &PitrArgs) -> CliResult<Option<RecoveryTarget>> {
         Some(RecoveryTarget::Latest)
     } else {
         None
-    })
-}
-
-fn physical_of(s: &SnapshotInfo) -> Option<(&Manifest, &PhysicalManifest)> {
-    let m = s.manifest.as_ref().ok().filter(|m| m.complete)?;
-    Some((m, m.physical.as_ref()?))
-}
-
-/// Choose the base backup for `target`: the newest that ends before it.
-fn choose_base<'a>(
-    snaps: &'a [SnapshotInfo],
-    wanted: &str,
-    target: &RecoveryTarget,
-) -> CliResult<&'a SnapshotInfo> {
-    let bases: Vec<&SnapshotInfo> = snaps
-        .iter()
-        .filter(|s| physical_of(s).is_some() && (wanted == "latest" || s.id.starts_with(wanted)))
-        .collect();
-    let Some(oldest) = bases.first() else {
-        return Err(CliError::failure(
-            "no complete base backup to restore from",
-            Some("take one with `lifeboat backup`".into()),
-        ));
-    };
-    let ends_before = |s: &&&SnapshotInfo| {
-        let (_, p) = physical_of(s).expect("filtered above");
-        match target {
-            RecoveryTarget::Time(t) => parse_server_time(&p.stop_time)
-                .zip(parse_server_time(t))
-                .is_some_and(|(stop, t)| stop <= t),
-            RecoveryTarget::Lsn(l) => wal::parse_lsn(&p.stop_lsn)
-                .zip(wal::parse_lsn(l))
-                .is_some_and(|(stop, l)| stop <= l),
-            _ => true,
-        }
-    };
-    bases
-        .iter()
-        .rev()
-        .find(ends_before)
-        .copied()
-        .ok_or_else(|| {
-            let (_, p) = physical_of(oldest).expect("filtered above");
-            CliError::failure(
-                format!(
-                    "the target is before the oldest base backup, which ends at {} (LSN {})",
-                    p.stop_time, p.stop_lsn
-                ),
-                Some(
-                    "a point-in-time restore starts from a base backup taken before the target"
-                        .into(),
-                ),
-            )
-        })
-}
-
-/// `now()::text` of the server: "2026-11-22 10:01:00.123456+00".
-pub(super) fn parse_server_time(text: &str) -> Option<jiff::Timestamp> {
-    super::drill::parse_time(text).ok().or_else(|| {
-        jiff::fmt::strtime::parse("%Y-%m-%d %H:%M:%S%.f%#z", text)
-            .ok()?
-            .to_timestamp()
-            .ok()
     })
 }
 
@@ -434,7 +375,7 @@ pub(super) async fn plan(
             .side()
             .written_at(&rel)
             .map_err(|e| CliError::failure(e.to_string(), None))?;
-        let t = parse_server_time(t).ok_or_else(|| {
+        let t = parse_time(t).map_err(|_| {
             CliError::failure(format!("`{t}` is not a moment PostgreSQL wrote"), None)
         })?;
         if let Some(w) = written.and_then(|w| jiff::Timestamp::try_from(w).ok())
@@ -771,26 +712,6 @@ pub async fn restore_physical(
 }
 
 /// Segment names from `from` to `to` inclusive (same timeline as `from`).
-/// Every WAL segment base backup `p` needs, from the one holding its start to the one
-/// holding its stop. A range that cannot be read is an error: the coverage check must run.
-fn needed_segments(p: &PhysicalManifest) -> Result<Vec<String>, String> {
-    let size = p.wal_segment_size;
-    let segno = |name: &str| {
-        wal::WalName::parse(name)
-            .filter(|w| w.kind == WalKind::Segment)
-            .and_then(|w| Some((w.segno(size)?, w.timeline)))
-    };
-    match (segno(&p.start_wal), segno(&p.stop_wal)) {
-        (Some((a, timeline)), Some((b, _))) if a <= b => Ok((a..=b)
-            .map(|n| wal::segment_name(timeline, n, size))
-            .collect()),
-        _ => Err(format!(
-            "its manifest records no usable WAL range (start `{}`, stop `{}`, segments of {size} bytes): cannot check that its WAL is archived",
-            p.start_wal, p.stop_wal
-        )),
-    }
-}
-
 fn shell_quote(s: &str) -> String {
     if s.chars()
         .all(|c| c.is_ascii_alphanumeric() || "/._-=".contains(c))
@@ -803,77 +724,5 @@ fn shell_quote(s: &str) -> String {
                 .replace('"', "\\\"")
                 .replace('$', "\\$")
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn base(start: &str, stop: &str) -> PhysicalManifest {
-        PhysicalManifest {
-            system_id: "7400000000000000001".into(),
-            timeline: 1,
-            start_lsn: "0/2000028".into(),
-            stop_lsn: "1/100".into(),
-            start_wal: start.into(),
-            stop_wal: stop.into(),
-            start_time: String::new(),
-            stop_time: String::new(),
-            server_version: "16.4".into(),
-            server_version_num: 160_004,
-            data_dir: String::new(),
-            wal_segment_size: 16 << 20,
-            files: lifeboat_core::manifest::FilesManifest {
-                roots: Vec::new(),
-                files: Vec::new(),
-                total_bytes: 0,
-                symlinks: 0,
-            },
-            base_tar: None,
-        }
-    }
-
-    #[test]
-    fn the_wal_a_base_backup_needs_runs_from_its_start_to_its_stop_segment() {
-        let needed = needed_segments(&base(
-            "0000000100000000000000FE",
-            "000000010000000100000001",
-        ))
-        .unwrap();
-        assert_eq!(
-            needed,
-            [
-                "0000000100000000000000FE",
-                "0000000100000000000000FF",
-                "000000010000000100000000",
-                "000000010000000100000001"
-            ]
-        );
-    }
-
-    /// Regression (issue 17, point 7): an empty or garbled `stop-wal` used to skip the
-    /// check that the base backup's WAL is archived.
-    #[test]
-    fn a_base_backup_without_a_usable_wal_range_is_an_error_not_a_skipped_check() {
-        for (start, stop) in [
-            ("000000010000000000000002", ""),
-            ("", "000000010000000000000002"),
-            ("000000010000000000000002", "not a segment"),
-            ("000000010000000000000003", "000000010000000000000002"),
-            ("000000010000000000000002", "00000001.history"),
-        ] {
-            let e = needed_segments(&base(start, stop)).unwrap_err();
-            assert!(e.contains("no usable WAL range"), "{start}..{stop}: {e}");
-        }
-    }
-
-    /// Regression (issue 17, point 7): a garbled system identifier used to become 0.
-    #[test]
-    fn a_garbled_system_identifier_is_an_error_not_zero() {
-        let mut p = base("000000010000000000000002", "000000010000000000000002");
-        assert_eq!(p.system_id(), Ok(7_400_000_000_000_000_001));
-        p.system_id = "74000000000000x".into();
-        assert!(p.system_id().unwrap_err().contains("`74000000000000x`"));
     }
 }

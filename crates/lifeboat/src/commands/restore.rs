@@ -122,7 +122,7 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> CliResult<i32> {
                 None,
             ));
         }
-        Some(t) => Some(super::drill::parse_time(t).map_err(|e| {
+        Some(t) => Some(lifeboat_engine::time::parse_time(t).map_err(|e| {
             CliError::usage(e, Some("RFC 3339, or `2026-11-22 10:01:00+00`".into()))
         })?),
         None => None,

@@ -6,6 +6,7 @@
 use std::io::IsTerminal;
 
 use lifeboat_drill::{DrillReport, Verdict, render::seconds};
+use lifeboat_engine::objectives;
 use serde::Serialize;
 
 use super::{
@@ -104,70 +105,32 @@ pub async fn run(ctx: &Context) -> CliResult<i32> {
             .find(|s| &s.target == name && !s.emergency && s.is_good());
         let history = read_history(&repo, name).await?;
         let drill: Option<&DrillReport> = history.last();
-        let mut age = last.and_then(|s| {
-            let m = s.manifest.as_ref().ok()?;
-            Some((now.as_millisecond() - restorable_at(s, m).as_millisecond()) as f64 / 1000.0)
-        });
         // Physical: the restorable point is the newest archived WAL, not the base backup.
         let physical = last.and_then(|s| s.manifest.as_ref().ok()?.physical.clone());
         let wal = match &physical {
             Some(p) => Some(wal_state(&repo, target, name, p).await?),
             None => None,
         };
-        if let Some(at) = wal
-            .as_ref()
-            .and_then(|w| w.last_archived_at.as_deref())
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        {
-            let wal_age = (now.as_millisecond() - at.as_millisecond()) as f64 / 1000.0;
-            age = Some(age.map_or(wal_age, |a| a.min(wal_age)));
-        }
+        let age = objectives::backup_age(
+            now,
+            last.and_then(|s| Some(restorable_at(s, s.manifest.as_ref().ok()?))),
+            wal.as_ref()
+                .and_then(|w| w.last_archived_at.as_deref())
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok()),
+        );
         let rpo = target.objectives.rpo.map(|d| d.as_secs() as f64);
         let rto = target.objectives.rto.map(|d| d.as_secs() as f64);
-        let mut problems = Vec::new();
-        match (age, rpo) {
-            (None, _) => problems.push("no backup".to_string()),
-            (Some(a), Some(o)) if a > o => problems.push(format!(
-                "last backup is {} old, RPO objective {}",
-                seconds(a),
-                seconds(o)
-            )),
-            _ => {}
-        }
-        if let Some(s) = wal.as_ref().and_then(|w| w.server.as_ref())
-            && s.failing
-        {
-            problems.push(format!(
-                "WAL archiving is failing ({} failures; last: {} at {})",
-                s.failed_count,
-                s.last_failed_wal.as_deref().unwrap_or("?"),
-                s.last_failed_time.as_deref().unwrap_or("?")
-            ));
-        }
         let measured_rto = drill.and_then(|d| d.rto.measured_seconds);
-        if let Some(o) = rto {
-            match (drill, measured_rto) {
-                (None, _) => problems.push("RTO unproven: no drill yet".into()),
-                (Some(d), _) if d.verdict != Verdict::Pass => problems.push(format!(
-                    "last drill {}",
-                    if d.verdict == Verdict::Fail {
-                        "failed"
-                    } else {
-                        "did not finish"
-                    }
-                )),
-                (Some(_), Some(m)) if m > o => problems.push(format!(
-                    "RTO {} measured, objective {}",
-                    seconds(m),
-                    seconds(o)
-                )),
-                _ => {}
-            }
-        } else if let Some(d) = drill
-            && d.verdict != Verdict::Pass
-        {
-            problems.push("last drill failed".into());
-        }
+        let problems = objectives::problems(&objectives::Evidence {
+            backup_age_seconds: age,
+            rpo_seconds: rpo,
+            archiver: wal.as_ref().and_then(|w| w.server.as_ref()),
+            drill: drill.map(|d| objectives::DrillFacts {
+                verdict: d.verdict,
+                rto_seconds: measured_rto,
+            }),
+            rto_seconds: rto,
+        });
         rows.push(TargetStatus {
             target: name.clone(),
             kind: target.kind.to_string(),

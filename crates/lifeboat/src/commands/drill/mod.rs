@@ -51,7 +51,7 @@ pub async fn run(ctx: &Context, args: DrillArgs) -> CliResult<i32> {
     let time = args
         .time
         .as_deref()
-        .map(parse_time)
+        .map(lifeboat_engine::time::parse_time)
         .transpose()
         .map_err(|e| CliError::usage(e, Some("write it like 2026-11-22T10:01:00Z".into())))?;
     let scratch_url = config.drill.scratch_url()?;
@@ -121,15 +121,6 @@ pub async fn run(ctx: &Context, args: DrillArgs) -> CliResult<i32> {
         return Ok(130);
     }
     Ok(code)
-}
-
-pub(super) fn parse_time(text: &str) -> Result<jiff::Timestamp, String> {
-    text.parse::<jiff::Timestamp>()
-        .or_else(|_| {
-            // "2026-11-22 10:01:00+00"
-            jiff::fmt::strtime::parse("%Y-%m-%d %H:%M:%S%#z", text).and_then(|t| t.to_timestamp())
-        })
-        .map_err(|_| format!("cannot read `{text}` as a time"))
 }
 
 /// The flag set by SIGINT or SIGTERM.
@@ -780,19 +771,5 @@ fn print_report(r: &DrillReport, written: &[String]) {
     }
     for w in written {
         outln!("  report: {w}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_in_both_spellings() {
-        assert_eq!(
-            parse_time("2026-11-22T10:01:00Z").unwrap(),
-            parse_time("2026-11-22 10:01:00+00").unwrap()
-        );
-        assert!(parse_time("yesterday").is_err());
     }
 }

@@ -124,10 +124,10 @@ impl Rehearsal for PhysicalRehearsal {
         // Recovered to a chosen moment: the state is that moment's, whenever the last
         // commit before it was.
         if let RecoveryTarget::Time(t) = &self.recovery {
-            return pitr::parse_server_time(t);
+            return lifeboat_engine::time::parse_time(t).ok();
         }
         let t = self.point.as_ref()?.last_commit_time.as_deref()?;
-        pitr::parse_server_time(t)
+        lifeboat_engine::time::parse_time(t).ok()
     }
 
     fn recovery_goal(&self) -> String {

@@ -1,0 +1,3 @@
+//! PostgreSQL, physical: base backups with archived WAL, recovered to a moment.
+
+pub mod plan;
