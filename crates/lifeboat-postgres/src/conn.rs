@@ -16,6 +16,8 @@ pub enum PgError {
         server: String,
         message: String,
         hint: Option<String>,
+        /// The server's SQLSTATE, when it answered.
+        code: Option<String>,
     },
     #[error("{context}: {message}")]
     Query { context: String, message: String },
@@ -26,6 +28,12 @@ pub enum PgError {
 }
 
 impl PgError {
+    /// The server refused the login (wrong user or password, or `pg_hba.conf`): trying
+    /// again will not help.
+    pub fn is_login_refused(&self) -> bool {
+        matches!(self, Self::Connect { code: Some(c), .. } if c == "28P01" || c == "28000")
+    }
+
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::Connect { hint, .. } => hint.clone(),
@@ -165,6 +173,7 @@ impl Target {
             server: self.server(),
             message: format!("cannot set up TLS: {e}"),
             hint: None,
+            code: None,
         })?;
         let (client, connection) = self.config.connect(tls).await.map_err(|e| {
             let message = describe_pg_error(&e);
@@ -188,6 +197,7 @@ impl Target {
                 server: format!("{}/{}", self.server(), self.database()),
                 message,
                 hint,
+                code,
             }
         })?;
         tokio::spawn(async move {

@@ -408,7 +408,17 @@ pub async fn wait_recovered(
             )));
         }
         if watching.is_none() {
-            watching = target.connect().await.ok();
+            watching = match target.connect().await {
+                Ok(client) => Some(client),
+                // Up, but it will never let us in: say so now, not when the timeout ends.
+                Err(e) if e.is_login_refused() => {
+                    return Err(PgError::Io(format!(
+                        "the restored server is up on port {}, but lifeboat cannot log in to watch its recovery: {e}; a restored cluster keeps the users and passwords it had when it was backed up, so the target's URL must name one of those",
+                        server.port
+                    )));
+                }
+                Err(_) => None,
+            };
         }
         let polled = match &watching {
             Some(client) => client
