@@ -8,6 +8,7 @@ pub mod config;
 pub mod duration;
 pub mod location;
 pub mod manifest;
+pub mod postgres_ids;
 pub mod redact;
 pub mod schedule;
 
@@ -15,5 +16,6 @@ pub use config::{Config, ConfigError, TargetConfig, TargetKind};
 pub use duration::HumanDuration;
 pub use location::{Location, S3Location};
 pub use manifest::Manifest;
+pub use postgres_ids::{Lsn, SystemId};
 pub use redact::{Redacted, redact_url};
 pub use schedule::Schedule;

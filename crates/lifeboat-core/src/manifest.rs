@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::TargetKind;
+use crate::{Lsn, SystemId, config::TargetKind};
 
 /// The file name of the manifest inside a snapshot (`<target>/lifeboat.json`).
 pub const MANIFEST_FILE: &str = "lifeboat.json";
@@ -249,10 +249,10 @@ pub struct FilesManifest {
 #[serde(rename_all = "kebab-case")]
 pub struct PhysicalManifest {
     /// `pg_control_system()`: WAL of another cluster is refused.
-    pub system_id: String,
+    pub system_id: SystemId,
     pub timeline: u32,
-    pub start_lsn: String,
-    pub stop_lsn: String,
+    pub start_lsn: Lsn,
+    pub stop_lsn: Lsn,
     /// The WAL segment holding `start_lsn` and the one holding `stop_lsn`: recovery needs
     /// every segment from the first on, and at least up to the second.
     pub start_wal: String,
@@ -271,19 +271,6 @@ pub struct PhysicalManifest {
     /// `backup_label` inside it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_tar: Option<StreamRecord>,
-}
-
-impl PhysicalManifest {
-    /// The cluster's system identifier as a number; a garbled one is an error, never 0
-    /// (which would match no archived WAL and hide why).
-    pub fn system_id(&self) -> Result<u64, String> {
-        self.system_id.parse().map_err(|_| {
-            format!(
-                "the manifest's system identifier `{}` is not a number",
-                self.system_id
-            )
-        })
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

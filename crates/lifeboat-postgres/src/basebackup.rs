@@ -13,6 +13,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use lifeboat_core::Lsn;
+
 use crate::{ChildStream, PgError, PgTools, Target};
 
 /// Start `pg_basebackup` writing the cluster as a tar to its stdout (fast checkpoint, no
@@ -29,8 +31,8 @@ pub fn stream(target: &Target, tools: &PgTools, label: &str) -> Result<ChildStre
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalPoints {
     pub timeline: u32,
-    pub start_lsn: String,
-    pub stop_lsn: String,
+    pub start_lsn: Lsn,
+    pub stop_lsn: Lsn,
 }
 
 /// The two tar entries [`TarWatch`] keeps.
@@ -56,7 +58,9 @@ impl Kept {
         };
         let start_lsn = field("START WAL LOCATION:")
             .and_then(|v| v.split_whitespace().next().map(str::to_string))
-            .ok_or("the stream has no backup_label with a start point")?;
+            .ok_or("the stream has no backup_label with a start point")?
+            .parse::<Lsn>()
+            .map_err(|e| format!("backup_label's start point: {e}"))?;
         let timeline = field("START TIMELINE:")
             .and_then(|v| v.parse().ok())
             .ok_or("backup_label has no start timeline")?;
@@ -65,7 +69,9 @@ impl Kept {
             .rfind("\"End-LSN\"")
             .and_then(|i| manifest[i + 9..].split('"').nth(1))
             .map(str::to_string)
-            .ok_or("the stream has no backup_manifest with an end point")?;
+            .ok_or("the stream has no backup_manifest with an end point")?
+            .parse::<Lsn>()
+            .map_err(|e| format!("backup_manifest's end point: {e}"))?;
         Ok(WalPoints {
             timeline,
             start_lsn,
@@ -215,8 +221,8 @@ mod tests {
                 kept.wal_points().unwrap(),
                 WalPoints {
                     timeline: 1,
-                    start_lsn: "0/2000028".into(),
-                    stop_lsn: "0/2000100".into(),
+                    start_lsn: Lsn(0x2000028),
+                    stop_lsn: Lsn(0x2000100),
                 }
             );
         }

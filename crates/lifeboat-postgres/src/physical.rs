@@ -16,6 +16,8 @@ use std::{
 
 use tokio_postgres::Client;
 
+use lifeboat_core::{Lsn, SystemId};
+
 use crate::{PgError, PgTools, Target, cluster::server_user, wal};
 
 /// What the docs say a base backup leaves out ("Excluded contents" of the backup chapter).
@@ -57,9 +59,9 @@ pub fn excludes(data_dir: &Path) -> Vec<String> {
 /// The session of one base backup, between `pg_backup_start` and `pg_backup_stop`.
 pub struct BaseBackup {
     client: Client,
-    pub system_id: u64,
+    pub system_id: SystemId,
     pub timeline: u32,
-    pub start_lsn: String,
+    pub start_lsn: Lsn,
     pub start_time: String,
     pub server_version: String,
     pub server_version_num: u32,
@@ -68,7 +70,7 @@ pub struct BaseBackup {
 
 /// What `pg_backup_stop` returned.
 pub struct Stopped {
-    pub stop_lsn: String,
+    pub stop_lsn: Lsn,
     pub stop_time: String,
     pub backup_label: String,
     pub tablespace_map: String,
@@ -77,7 +79,7 @@ pub struct Stopped {
 /// What a base backup records about the server, read before it starts; refuses a server
 /// that does not archive WAL, and a standby.
 pub struct ServerFacts {
-    pub system_id: u64,
+    pub system_id: SystemId,
     pub server_version: String,
     pub server_version_num: u32,
     pub segment_size: u64,
@@ -147,7 +149,7 @@ impl BaseBackup {
         Ok(Self {
             system_id: facts.system_id,
             timeline: u32::try_from(timeline).unwrap_or(1),
-            start_lsn: started.get(0),
+            start_lsn: server_lsn(started.get(0))?,
             start_time: started.get(1),
             server_version: facts.server_version,
             server_version_num: facts.server_version_num,
@@ -156,13 +158,8 @@ impl BaseBackup {
         })
     }
 
-    pub fn start_wal(&self) -> Result<String, PgError> {
-        wal::segment_of(&self.start_lsn, self.timeline, self.segment_size).ok_or_else(|| {
-            PgError::Io(format!(
-                "the server reported start LSN `{}`, which is not an LSN",
-                self.start_lsn
-            ))
-        })
+    pub fn start_wal(&self) -> String {
+        wal::segment_of(self.start_lsn, self.timeline, self.segment_size)
     }
 
     /// Stop the backup; waits until the WAL it needs is archived.
@@ -178,7 +175,7 @@ impl BaseBackup {
             .await
             .map_err(PgError::query("stop the base backup"))?;
         Ok(Stopped {
-            stop_lsn: row.get(0),
+            stop_lsn: server_lsn(row.get(0))?,
             backup_label: row.get(1),
             tablespace_map: row.get(2),
             stop_time: row.get(3),
@@ -226,7 +223,7 @@ pub async fn archiver_stats(target: &Target) -> Result<ArchiverStats, PgError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecoveryTarget {
     Time(String),
-    Lsn(String),
+    Lsn(Lsn),
     Xid(String),
     Name(String),
     /// Replay all archived WAL.
@@ -238,7 +235,7 @@ impl RecoveryTarget {
     fn settings(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::Time(t) => vec![("recovery_target_time", t.clone())],
-            Self::Lsn(l) => vec![("recovery_target_lsn", l.clone())],
+            Self::Lsn(l) => vec![("recovery_target_lsn", l.to_string())],
             Self::Xid(x) => vec![("recovery_target_xid", x.clone())],
             Self::Name(n) => vec![("recovery_target_name", n.clone())],
             Self::Latest => vec![],
@@ -307,12 +304,15 @@ pub fn write_recovery(
 
 /// The cluster's system identifier as the server reports it; a garbled one is an error,
 /// never 0 (which would file its WAL under another cluster's name).
-fn parse_system_id(text: &str) -> Result<u64, PgError> {
-    text.parse().map_err(|_| {
-        PgError::Io(format!(
-            "the server reported system identifier `{text}`, which is not a number"
-        ))
-    })
+fn parse_system_id(text: &str) -> Result<SystemId, PgError> {
+    text.parse()
+        .map_err(|e| PgError::Io(format!("the server reported a system identifier: {e}")))
+}
+
+/// An LSN as the server answered it (`lsn::text`).
+fn server_lsn(text: String) -> Result<Lsn, PgError> {
+    text.parse()
+        .map_err(|e| PgError::Io(format!("the server reported a WAL position: {e}")))
 }
 
 /// Give a restored data directory to the server's user (when we are root) with the modes
@@ -477,7 +477,7 @@ mod tests {
     fn a_garbled_system_identifier_from_the_server_is_an_error() {
         assert_eq!(
             parse_system_id("7441234567890123456").unwrap(),
-            7_441_234_567_890_123_456
+            SystemId(7_441_234_567_890_123_456)
         );
         for bad in ["", "74412345678901x", "-1"] {
             let e = parse_system_id(bad).unwrap_err().to_string();

@@ -7,6 +7,8 @@
 
 use std::path::Path;
 
+use lifeboat_core::Lsn;
+
 /// What kind of WAL file a name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalKind {
@@ -70,12 +72,8 @@ impl WalName {
 }
 
 /// The name of the segment holding `lsn` (`X/Y`) on `timeline`.
-pub fn segment_of(lsn: &str, timeline: u32, segment_size: u64) -> Option<String> {
-    Some(segment_name(
-        timeline,
-        parse_lsn(lsn)? / segment_size,
-        segment_size,
-    ))
+pub fn segment_of(lsn: Lsn, timeline: u32, segment_size: u64) -> String {
+    segment_name(timeline, lsn.0 / segment_size, segment_size)
 }
 
 /// The name of segment number `segno` (see [`WalName::segno`]) on `timeline`.
@@ -86,12 +84,6 @@ pub fn segment_name(timeline: u32, segno: u64, segment_size: u64) -> String {
         segno / per_log,
         segno % per_log
     )
-}
-
-/// `X/Y` → a 64-bit position.
-pub fn parse_lsn(lsn: &str) -> Option<u64> {
-    let (hi, lo) = lsn.trim().split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
 /// Magic numbers of WAL page headers PostgreSQL 12–17 write.
@@ -159,11 +151,8 @@ mod tests {
 
     #[test]
     fn lsns_and_segments() {
-        assert_eq!(parse_lsn("1/3F000028"), Some(0x1_3F00_0028));
-        assert_eq!(
-            segment_of("1/3F000028", 1, 16 << 20).as_deref(),
-            Some("00000001000000010000003F")
-        );
-        assert_eq!(parse_lsn("nonsense"), None);
+        let lsn: Lsn = "1/3F000028".parse().unwrap();
+        assert_eq!(segment_of(lsn, 1, 16 << 20), "00000001000000010000003F");
+        assert_eq!(segment_of(lsn, 2, 64 << 20), "00000002000000010000000F");
     }
 }

@@ -52,7 +52,7 @@ use crate::{
 
 /// What the archiver thread and the session exchange when the files are read.
 struct StopInfo {
-    stop_lsn: String,
+    stop_lsn: lifeboat_core::Lsn,
     stop_time: String,
     backup_label: String,
     tablespace_map: String,
@@ -87,11 +87,12 @@ pub async fn backup_physical(
     let (map_tx, map_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let mut manifest = manifest_base(name, TargetKind::Postgres, "physical", started_at);
     let base = PhysicalManifest {
-        system_id: session.system_id.to_string(),
+        system_id: session.system_id,
         timeline: session.timeline,
-        start_lsn: session.start_lsn.clone(),
-        stop_lsn: String::new(),
-        start_wal: session.start_wal()?,
+        start_lsn: session.start_lsn,
+        // Known once `pg_backup_stop` answers, below.
+        stop_lsn: session.start_lsn,
+        start_wal: session.start_wal(),
         stop_wal: String::new(),
         start_time: session.start_time.clone(),
         stop_time: String::new(),
@@ -123,12 +124,7 @@ pub async fn backup_physical(
         let mut p = base;
         p.files.total_bytes = records.iter().map(|r| r.bytes).sum();
         p.files.files = records;
-        p.stop_wal = wal::segment_of(&stop.stop_lsn, timeline, segment_size).ok_or_else(|| {
-            format!(
-                "pg_backup_stop returned `{}`, which is not an LSN",
-                stop.stop_lsn
-            )
-        })?;
+        p.stop_wal = wal::segment_of(stop.stop_lsn, timeline, segment_size);
         p.stop_lsn = stop.stop_lsn;
         p.stop_time = stop.stop_time;
         manifest.physical = Some(p);
@@ -230,15 +226,12 @@ async fn backup_streamed(
         let stop_time = runtime
             .block_on(server_now(&client))
             .map_err(|e| format!("cannot read the server's time: {e}"))?;
-        let segment = |lsn: &str| {
-            wal::segment_of(lsn, points.timeline, facts.segment_size)
-                .ok_or_else(|| format!("`{lsn}` is not an LSN"))
-        };
+        let segment = |lsn| wal::segment_of(lsn, points.timeline, facts.segment_size);
         manifest.physical = Some(PhysicalManifest {
-            system_id: facts.system_id.to_string(),
+            system_id: facts.system_id,
             timeline: points.timeline,
-            start_wal: segment(&points.start_lsn)?,
-            stop_wal: segment(&points.stop_lsn)?,
+            start_wal: segment(points.start_lsn),
+            stop_wal: segment(points.stop_lsn),
             start_lsn: points.start_lsn,
             stop_lsn: points.stop_lsn,
             start_time,
@@ -278,13 +271,8 @@ fn recovery_target(p: &PitrArgs) -> CliResult<Option<RecoveryTarget>> {
             .map_err(|e| CliError::usage(e, Some("write it like 2026-11-22T10:01:00Z".into())))?;
         Some(recovery_to(ts))
     } else if let Some(l) = &p.lsn {
-        if wal::parse_lsn(l).is_none() {
-            return Err(CliError::usage(
-                format!("`{l}` is not an LSN"),
-                Some("write it like 0/3000060".into()),
-            ));
-        }
-        Some(RecoveryTarget::Lsn(l.clone()))
+        let lsn = l.parse().map_err(|e| CliError::usage(e, None))?;
+        Some(RecoveryTarget::Lsn(lsn))
     } else if let Some(x) = &p.xid {
         if x.trim().parse::<u64>().is_err() {
             return Err(CliError::usage(
@@ -336,9 +324,7 @@ pub(super) async fn plan(
         .expect("chosen among physical snapshots")
         .1
         .clone();
-    let system_id = p
-        .system_id()
-        .map_err(|e| CliError::failure(format!("base backup `{}`: {e}", base.short_id()), None))?;
+    let system_id = p.system_id.0;
     let (r, sid) = (repo.clone(), system_id);
     let archived = tokio::task::spawn_blocking(move || list_wal(&r, sid)).await??;
     let segments: Vec<&wal::WalName> = archived

@@ -13,10 +13,7 @@ use super::{
     Context,
     drill::{read_history, restorable_at},
 };
-use crate::{
-    error::{CliError, CliResult},
-    output,
-};
+use crate::{error::CliResult, output};
 
 #[derive(Debug, Serialize)]
 struct TargetStatus {
@@ -55,9 +52,7 @@ async fn wal_state(
     name: &str,
     p: &lifeboat_core::manifest::PhysicalManifest,
 ) -> CliResult<WalState> {
-    let system_id = p
-        .system_id()
-        .map_err(|e| CliError::failure(format!("target `{name}`: {e}"), None))?;
+    let system_id = p.system_id.0;
     let (r, sid) = (repo.clone(), system_id);
     let files = tokio::task::spawn_blocking(move || super::wal::list(&r, sid)).await??;
     let last = files

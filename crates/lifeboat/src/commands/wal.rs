@@ -607,7 +607,7 @@ pub fn prune(repo: &Repo, kept: &[PhysicalManifest], dry_run: bool) -> CliResult
         };
         let oldest = kept
             .iter()
-            .filter(|m| m.system_id == cluster)
+            .filter(|m| m.system_id.0 == system_id)
             .filter_map(|m| {
                 WalName::parse(&m.start_wal)?
                     .segno(m.wal_segment_size)
