@@ -1,7 +1,9 @@
 //! Repositories written by an earlier lifeboat stay readable: `tests/fixtures/release-0.1/`
-//! holds a small repository written by lifeboat 0.1 (commit 3748f53, before the engine
-//! rework of issue 18) with a logical, a files and a physical snapshot and the physical
-//! target's archived WAL. This lists, checks and restores it with today's code.
+//! holds a small repository written by lifeboat 0.1 (commit c26e2c3, with rustic_core 0.13.0
+//! as published, before the engine rework of issue 18 and the chunker of issue 24) with a
+//! logical, a files and a physical snapshot and the physical target's archived WAL. This
+//! lists, checks and restores it with today's code, and backs the same files up again to
+//! show that today's chunker cuts where 0.1's did (nothing new is stored).
 //!
 //! To write the fixture again (only when its format is meant to change):
 //! `cargo test -p lifeboat --test compat -- --ignored write_the_fixture`.
@@ -24,7 +26,36 @@ fn etc_files() -> Vec<(&'static str, String)> {
             "keys/public.pem",
             (0..40).map(|i| format!("line {i} of a key\n")).collect(),
         ),
+        ("dump.sql", dump_like_text(12 << 20)),
     ]
+}
+
+/// `len` bytes of `COPY` lines, the same every time: large enough to be cut into several
+/// chunks, so a backup of it again shows whether today's chunker cuts where 0.1's did.
+fn dump_like_text(len: usize) -> String {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = String::with_capacity(len + 200);
+    let mut id = 0;
+    while out.len() < len {
+        id += 1;
+        let (a, b) = (next(), next());
+        out.push_str(&format!(
+            "{id}\tuser{}@example.com\t{}\t{:x}\t2026-{:02}-{:02} 10:{:02}:00+00\n",
+            a % 100_000,
+            b % 1_000_000,
+            a ^ b,
+            1 + a % 12,
+            1 + b % 28,
+            a % 60
+        ));
+    }
+    out
 }
 
 /// The targets, as the fixture's config named them; `url` and `data-dir` are only used
@@ -164,6 +195,29 @@ fn a_repository_written_by_release_0_1_is_listed_checked_and_restored() {
     );
     // Checked, data included.
     ws.run(&["check", "--read-data"]).expect_code(0);
+
+    // The same files again: every chunk is already there, so only the snapshot's trees and
+    // manifest are new (a chunker that cut elsewhere would store megabytes).
+    let again = ws.path().join("etc-again");
+    for (name, text) in etc_files() {
+        let path = again.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    ws.write_config(&targets(
+        &pg.url("app"),
+        &ws.path().join("no-data-dir"),
+        &again,
+    ));
+    let run = ws.run(&["backup", "etc", "--json"]);
+    run.expect_code(0);
+    let stored = run.json()["backups"][0]["stored_bytes"].as_u64().unwrap();
+    assert!(stored < 32 << 10, "{stored} bytes stored: {}", run.stdout);
+    ws.write_config(&targets(
+        &pg.url("app"),
+        &ws.path().join("no-data-dir"),
+        &etc,
+    ));
 
     // Logical: into a new database, row counts verified.
     let run = ws.run(&["restore", "app", "--to", &pg.url("app_restored")]);
