@@ -13,3 +13,7 @@ fi
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --workspace
+# The patched rustic_core's chunker against rustic_core 0.13's own loop (vendor/README.md):
+# the vendored crate builds alone, with its own Cargo.lock, in a target folder of its own.
+CARGO_TARGET_DIR=target/vendor-rustic_core \
+  cargo test --locked --lib --manifest-path vendor/rustic_core/Cargo.toml chunker
