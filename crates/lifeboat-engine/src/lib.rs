@@ -7,9 +7,11 @@
 //! - [`kinds::postgres_physical::plan`]: the base backup a point-in-time recovery starts
 //!   from, and the WAL it needs;
 //! - [`time`]: moments as people and PostgreSQL write them;
+//! - [`cancel`]: the token long operations watch (set by a signal, or by the daemon);
 //! - [`EngineError`]: errors that keep their cause and carry a hint, mapped to exit codes
 //!   only by the CLI.
 
+pub mod cancel;
 mod error;
 pub mod kinds;
 pub mod objectives;

@@ -10,6 +10,7 @@ mod output;
 mod cli;
 mod commands;
 mod error;
+mod interrupt;
 mod progress;
 
 use clap::Parser;

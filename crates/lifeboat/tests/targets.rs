@@ -476,3 +476,45 @@ fn redis_targets_over_tls_verify_the_server() {
     let count = server.conn().cmd(&[b"DBSIZE"]).unwrap().as_int().unwrap();
     assert_eq!(count as u64, keys);
 }
+
+/// Issue 18, point 5: SIGTERM (or Ctrl-C) during a backup stops it: exit 130, no snapshot,
+/// and the repository lock is gone (it used to be left behind by the killed process).
+#[test]
+fn a_signal_during_a_backup_stops_it_without_a_snapshot_or_a_lock() {
+    use std::time::{Duration, Instant};
+    let ws = Workspace::new(BIN);
+    ws.write_config(
+        "[targets.slow]\nkind = \"command\"\nbackup = \"echo started; sleep 20; echo done\"\nrestore = \"cat\"\n",
+    );
+    ws.run(&["init"]).expect_code(0);
+    let locks = ws.repo().join("lifeboat/locks");
+    let held = || std::fs::read_dir(&locks).map_or(0, |d| d.count());
+    let child = ws
+        .command(&["backup", "slow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while held() == 0 {
+        assert!(Instant::now() < deadline, "the backup never took its lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(sent.elapsed() < Duration::from_secs(10));
+    assert!(
+        stderr.contains("the backup of `slow` was stopped; no snapshot of it was written"),
+        "{stderr}"
+    );
+    assert_eq!(held(), 0, "a lock is left in {}", locks.display());
+    assert!(snapshots(&ws).is_empty());
+}

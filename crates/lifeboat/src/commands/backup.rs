@@ -55,10 +55,22 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> CliResult<i32> {
             .await??;
     let mut reports = Vec::new();
     let mut failed = Vec::new();
+    // A signal abandons the running backup: its snapshot is never written (rustic writes
+    // it last), the lock goes with `_lock`, and the command exits 130.
+    let cancel = crate::interrupt::on_signal("stopping the backup; no snapshot is written");
     for name in &names {
         let target = &config.targets[name];
         ctx.say(format!("backing up `{name}` ({})", target.kind));
-        match backup_target(&repo, name, target, None, false).await {
+        let Ok(outcome) = cancel
+            .guard(backup_target(&repo, name, target, None, false))
+            .await
+        else {
+            eprintln!(
+                "error: interrupted: the backup of `{name}` was stopped; no snapshot of it was written"
+            );
+            return Ok(crate::interrupt::EXIT_INTERRUPTED);
+        };
+        match outcome {
             Ok(r) => {
                 if !ctx.json {
                     print_report(&r);

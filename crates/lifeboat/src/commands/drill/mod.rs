@@ -17,15 +17,15 @@
 //! await and teardown runs as usual). The report goes into the repository's side area
 //! (`lifeboat/drills/<target>/<id>.{json,md,html}`) and `--report-dir`.
 
-use std::{future::Future, io::Write, path::Path, process::Stdio, sync::Arc, time::Instant};
+use std::{path::Path, process::Stdio, sync::Arc, time::Instant};
 
 use lifeboat_core::{Config, Manifest, Redacted, TargetConfig, TargetKind, config::CheckConfig};
 use lifeboat_drill::{
     CheckResult, DrillReport, HistoryPoint, Objective, Phase, Verdict, render, report,
 };
+use lifeboat_engine::cancel::{Cancel, Cancelled};
 use lifeboat_postgres::{PgTools, physical::RecoveryTarget};
 use lifeboat_repo::{LockKind, Repo, SnapshotInfo};
-use tokio::sync::watch;
 
 use super::{Context, backup::select_targets};
 use crate::{
@@ -44,7 +44,7 @@ mod redis;
 pub const DRILLS_DIR: &str = "drills";
 
 pub async fn run(ctx: &Context, args: DrillArgs) -> CliResult<i32> {
-    let cancel = Cancel::listen();
+    let cancel = crate::interrupt::on_signal("tearing down the scratch environment");
     let started = Instant::now();
     let config = ctx.load_config()?;
     let names = select_targets(&config, &args.targets)?;
@@ -105,7 +105,7 @@ pub async fn run(ctx: &Context, args: DrillArgs) -> CliResult<i32> {
             _ => 0,
         };
         reports.push((report, written));
-        if cancel.is_set() {
+        if cancel.is_cancelled() {
             break;
         }
     }
@@ -116,57 +116,11 @@ pub async fn run(ctx: &Context, args: DrillArgs) -> CliResult<i32> {
             .collect();
         output::json(&serde_json::json!({ "drills": items }));
     }
-    if cancel.is_set() {
+    if cancel.is_cancelled() {
         eprintln!("error: interrupted; the scratch environment was torn down");
-        return Ok(130);
+        return Ok(crate::interrupt::EXIT_INTERRUPTED);
     }
     Ok(code)
-}
-
-/// The flag set by SIGINT or SIGTERM.
-#[derive(Clone)]
-struct Cancel(watch::Receiver<bool>);
-
-struct Interrupted;
-
-impl Cancel {
-    fn listen() -> Self {
-        let (tx, rx) = watch::channel(false);
-        tokio::spawn(async move {
-            let term = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term => {}
-            }
-            let _ = tx.send(true);
-            // stderr may be closed by now; a failed write must not lose the flag.
-            let _ = writeln!(
-                std::io::stderr(),
-                "interrupted: tearing down the scratch environment"
-            );
-        });
-        Self(rx)
-    }
-
-    fn is_set(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Run `fut` unless (or until) the flag is set.
-    async fn guard<T>(&self, fut: impl Future<Output = T>) -> Result<T, Interrupted> {
-        let mut rx = self.0.clone();
-        tokio::select! {
-            r = fut => Ok(r),
-            _ = rx.wait_for(|set| *set) => Err(Interrupted),
-        }
-    }
 }
 
 /// One kind of target's part in a drill. The runner times every phase, abandons the running
@@ -253,8 +207,8 @@ enum Stop {
     Interrupted,
 }
 
-impl From<Interrupted> for Stop {
-    fn from(_: Interrupted) -> Self {
+impl From<Cancelled> for Stop {
+    fn from(_: Cancelled) -> Self {
         Self::Interrupted
     }
 }
