@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 /// restores them with one command.
 ///
 /// Exit codes: 0 success, 1 failure, 2 usage or config error, 3 verification failed or
-/// objective missed.
+/// objective missed, 130 interrupted (Ctrl-C or SIGTERM).
 #[derive(Debug, Parser)]
 #[command(name = "lifeboat", version, max_term_width = 100)]
 pub struct Cli {
