@@ -285,9 +285,10 @@ pub fn write_recovery(
     }
     let auto = data_dir.join("postgresql.auto.conf");
     // Only a missing file starts empty: one that cannot be read must not be overwritten.
-    let mut existing = match std::fs::read_to_string(&auto) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+    // Bytes, not text: a cluster whose encoding is not UTF-8 writes its settings in it.
+    let mut existing = match std::fs::read(&auto) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => {
             return Err(std::io::Error::new(
                 e.kind(),
@@ -295,7 +296,7 @@ pub fn write_recovery(
             ));
         }
     };
-    existing.push_str(&text);
+    existing.extend_from_slice(text.as_bytes());
     std::fs::write(&auto, existing).map_err(|e| {
         std::io::Error::new(e.kind(), format!("cannot write `{}`: {e}", auto.display()))
     })?;
@@ -485,17 +486,36 @@ mod tests {
         }
     }
 
-    /// Regression (issue 17, point 7): an unreadable `postgresql.auto.conf` was read as
-    /// empty and overwritten, losing the server's own settings.
+    /// Regression (issue 17, point 7): a `postgresql.auto.conf` that could not be read as
+    /// text was taken for empty and overwritten, losing the server's own settings. Settings
+    /// in another encoding are kept byte for byte, the recovery settings after them.
     #[test]
-    fn an_unreadable_auto_conf_is_an_error_not_overwritten() {
+    fn settings_that_are_not_utf8_are_kept_not_overwritten() {
         let dir = tempfile::tempdir().unwrap();
-        // Settings that cannot be read as text: reading fails with something other than
-        // "not found" while writing would succeed (a permission error cannot be staged as
-        // root).
         let auto = dir.path().join("postgresql.auto.conf");
-        let settings = b"shared_buffers = '1GB'\n# \xff\xfe\n".to_vec();
+        let settings = b"shared_buffers = '1GB'\ncluster_name = 'caf\xe9'\n".to_vec();
         std::fs::write(&auto, &settings).unwrap();
+        write_recovery(
+            dir.path(),
+            "lifeboat wal fetch %f %p",
+            &RecoveryTarget::Latest,
+            false,
+            false,
+        )
+        .unwrap();
+        let written = std::fs::read(&auto).unwrap();
+        assert!(written.starts_with(&settings));
+        assert!(
+            String::from_utf8_lossy(&written)
+                .contains("restore_command = 'lifeboat wal fetch %f %p'")
+        );
+    }
+
+    /// Something that cannot be read at all is an error, and stays as it was.
+    #[test]
+    fn an_unreadable_auto_conf_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("postgresql.auto.conf")).unwrap();
         let e = write_recovery(
             dir.path(),
             "lifeboat wal fetch %f %p",
@@ -504,8 +524,8 @@ mod tests {
             false,
         )
         .unwrap_err();
-        assert!(e.to_string().contains("postgresql.auto.conf"), "{e}");
-        assert_eq!(std::fs::read(&auto).unwrap(), settings);
+        assert!(e.to_string().contains("cannot read"), "{e}");
+        assert!(dir.path().join("postgresql.auto.conf").is_dir());
     }
 
     #[test]

@@ -62,26 +62,33 @@ async fn maintenance_client(target: &Target) -> Result<tokio_postgres::Client, P
 }
 
 pub async fn create_database(target: &Target) -> Result<(), PgError> {
-    on_database(target, "CREATE DATABASE", "", "create").await
+    on_database(target, "CREATE DATABASE", "create").await
 }
 
 /// Drop a database (its sessions too): what a failed restore into a database it created
-/// leaves behind.
+/// leaves behind. Sessions are ended first (`WITH (FORCE)` needs PostgreSQL 13).
 pub async fn drop_database(target: &Target) -> Result<(), PgError> {
-    on_database(target, "DROP DATABASE IF EXISTS", " WITH (FORCE)", "drop").await
+    let client = maintenance_client(target).await?;
+    client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&target.database()],
+        )
+        .await
+        .map_err(PgError::query(format!(
+            "end the sessions on database `{}`",
+            target.database()
+        )))?;
+    on_database(target, "DROP DATABASE IF EXISTS", "drop").await
 }
 
-/// `{statement} <target's database>{options}` on the maintenance database.
-async fn on_database(
-    target: &Target,
-    statement: &str,
-    options: &str,
-    doing: &str,
-) -> Result<(), PgError> {
+/// `{statement} <target's database>` on the maintenance database.
+async fn on_database(target: &Target, statement: &str, doing: &str) -> Result<(), PgError> {
     let client = maintenance_client(target).await?;
     let name = target.database();
     client
-        .batch_execute(&format!("{statement} {}{options}", quote_ident(name)))
+        .batch_execute(&format!("{statement} {}", quote_ident(name)))
         .await
         .map_err(PgError::query(format!("{doing} database `{name}`")))
 }
@@ -211,6 +218,28 @@ pub struct RestoreOptions {
     pub section: Option<&'static str>,
 }
 
+/// The `application_name` of lifeboat's `pg_restore` sessions.
+pub const RESTORE_APPLICATION: &str = "lifeboat-restore";
+
+/// End lifeboat's `pg_restore` sessions on the target's database, as a stopped restore must:
+/// the server rolls back their transaction at once, whatever `pg_restore` does next. Returns
+/// how many there were.
+pub async fn end_restore_sessions(target: &Target) -> Result<usize, PgError> {
+    let client = maintenance_client(target).await?;
+    let ended = client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND application_name = $2 AND pid <> pg_backend_pid()",
+            &[&target.database(), &RESTORE_APPLICATION],
+        )
+        .await
+        .map_err(PgError::query(format!(
+            "end the restore's sessions on database `{}`",
+            target.database()
+        )))?;
+    Ok(ended.len())
+}
+
 /// Start `pg_restore` into `target`; write the archive to its stdin unless `opts.input`.
 pub fn spawn_restore(
     tools: &PgTools,
@@ -218,6 +247,8 @@ pub fn spawn_restore(
     opts: &RestoreOptions,
 ) -> Result<Child, PgError> {
     let mut cmd = target.command(&tools.path("pg_restore"));
+    // Its sessions are recognisable: a stopped restore ends them (`end_restore_sessions`).
+    cmd.env("PGAPPNAME", RESTORE_APPLICATION);
     cmd.args(["--no-password", "--exit-on-error"])
         .arg(format!("--dbname={}", target.database()));
     if opts.jobs > 1 {

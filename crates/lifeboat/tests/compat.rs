@@ -1,6 +1,7 @@
 //! Repositories written by an earlier lifeboat stay readable: `tests/fixtures/release-0.1/`
-//! holds a small repository written by lifeboat 0.1 (commit c26e2c3, with rustic_core 0.13.0
-//! as published, before the engine rework of issue 18 and the chunker of issue 24) with a
+//! holds a small repository written by lifeboat 0.1 at commit c26e2c3, with rustic_core 0.13.0
+//! as published, before the chunker of issue 24 (its manifests have the JSON format of
+//! 62dd4c0: `Lsn` and `SystemId` serialize as the strings they replaced) with a
 //! logical, a files and a physical snapshot and the physical target's archived WAL. This
 //! lists, checks and restores it with today's code, and backs the same files up again to
 //! show that today's chunker cuts where 0.1's did (nothing new is stored).

@@ -629,3 +629,105 @@ fn a_tls_only_server_is_backed_up_with_sslmode_require() {
         run.stdout
     );
 }
+
+/// Issue 18, point 5: SIGTERM during a restore over an existing database stops it: exit 130,
+/// the server ends the restore's session (its one transaction rolls back), and the database
+/// holds exactly what it held before.
+#[test]
+fn a_signal_during_a_restore_leaves_the_database_as_it_was() {
+    use std::time::{Duration, Instant};
+    let pg = postgres();
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    pg.psql(
+        "shop",
+        "CREATE TABLE orders (id bigint PRIMARY KEY, note text);
+         INSERT INTO orders SELECT i, md5(i::text) || md5((i + 1)::text) FROM generate_series(1, 2000000) i;",
+    )
+    .unwrap();
+    let ws = Workspace::new(BIN);
+    ws.write_config(&postgres_target("shop", &pg.url("shop")));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup", "shop"]).expect_code(0);
+    pg.psql(
+        "shop",
+        "DELETE FROM orders WHERE id > 1000000; UPDATE orders SET note = 'changed' WHERE id < 10",
+    )
+    .unwrap();
+    let fingerprint =
+        "SELECT count(*) || ':' || md5(string_agg(note, ',' ORDER BY id)) FROM orders";
+    let before = pg.psql("shop", fingerprint).unwrap();
+
+    let child = ws
+        .command(&["restore", "shop", "--force"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-load: lifeboat's pg_restore is connected to the database.
+    let loading = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'shop' AND application_name = 'lifeboat-restore'";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.psql("postgres", loading).unwrap() == "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the restore never started loading"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the restore was stopped; its transaction was rolled back, database `shop` is as it was"
+        ),
+        "{stderr}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.psql("postgres", loading).unwrap() != "0" {
+        assert!(Instant::now() < deadline, "a restore session is left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(pg.psql("shop", fingerprint).unwrap(), before);
+
+    // Into a database the restore creates (loaded in parallel, no one transaction): it is
+    // dropped again.
+    let child = ws
+        .command(&["restore", "shop", "--to", &pg.url("fresh"), "--jobs", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let loading = loading.replace("'shop'", "'fresh'");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.psql("postgres", &loading).unwrap() == "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the restore never started loading"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("database `fresh` was dropped again"),
+        "{stderr}"
+    );
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'fresh'"
+        )
+        .unwrap(),
+        "0"
+    );
+}

@@ -6,7 +6,11 @@ use lifeboat_repo::LockKind;
 use serde_json::json;
 
 use super::Context;
-use crate::{cli::ForgetArgs, error::CliResult, output};
+use crate::{
+    cli::ForgetArgs,
+    error::{CliError, CliResult},
+    output,
+};
 
 pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
     let config = ctx.load_config()?;
@@ -84,9 +88,27 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
     }
     let mut wal_pruned = None;
     if args.prune {
-        let kept: Vec<lifeboat_core::manifest::PhysicalManifest> = snaps
+        let kept_snaps: Vec<&lifeboat_repo::SnapshotInfo> = snaps
             .iter()
             .filter(|s| decisions.iter().any(|d| d.keep && d.id == s.id))
+            .collect();
+        // A kept snapshot whose manifest cannot be read may be a base backup: which WAL it
+        // needs is unknown, so no WAL is deleted.
+        if let Some(s) = kept_snaps.iter().find(|s| s.manifest.is_err()) {
+            return Err(CliError::failure(
+                format!(
+                    "cannot prune WAL: the manifest of kept snapshot `{}` of `{}` cannot be read, so the WAL it may need is unknown",
+                    s.short_id(),
+                    s.target
+                ),
+                Some(
+                    "run `lifeboat check`; forget that snapshot if it is damaged, then prune again"
+                        .into(),
+                ),
+            ));
+        }
+        let kept: Vec<lifeboat_core::manifest::PhysicalManifest> = kept_snaps
+            .iter()
             .filter_map(|s| s.manifest.as_ref().ok().and_then(|m| m.physical.clone()))
             .collect();
         let (r, dry) = (repo.clone(), args.dry_run);

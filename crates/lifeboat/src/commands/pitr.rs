@@ -418,7 +418,7 @@ pub(super) async fn materialize(
     }
     let settings = physical::write_recovery(dir, &plan.restore_command, target, pause, archive)
         .fs("write the recovery settings into", dir)?;
-    physical::hand_over(dir).fs("hand to the server's user", dir)?;
+    physical::hand_over(dir).fs("give the server's user the restored folder", dir)?;
     log::info!("recovery settings: {settings:?}");
     Ok(())
 }
@@ -697,7 +697,7 @@ pub async fn restore_physical(
     Ok(0)
 }
 
-/// Segment names from `from` to `to` inclusive (same timeline as `from`).
+/// `s` as one word for `sh`.
 fn shell_quote(s: &str) -> String {
     if s.chars()
         .all(|c| c.is_ascii_alphanumeric() || "/._-=".contains(c))

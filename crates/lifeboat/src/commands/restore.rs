@@ -344,9 +344,6 @@ async fn restore_postgres(
         }
         emergency = Some(report.snapshot);
     }
-    if !state.exists {
-        pg::create_database(&dest).await?;
-    }
     let tools = PgTools::find(
         pgm.server_version_num / 10_000,
         target_cfg.pg_bin_dir.as_deref(),
@@ -365,7 +362,45 @@ async fn restore_postgres(
         std::fs::write(&list_file, list).fs("write", &list_file)?;
         opts.list_file = Some(list_file);
     }
-    let load = match load_dump(repo, &snapshot.id, pgm, &tools, &dest, opts, stage.path()).await {
+    // Created only now, after everything that can fail before the load: a failed or stopped
+    // load drops it again.
+    if !state.exists {
+        pg::create_database(&dest).await?;
+    }
+    // A signal stops the load: the server ends the restore's sessions (rolling back its
+    // transaction), a database the restore created is dropped again, and it exits 130.
+    let cancel = crate::interrupt::on_signal("stopping the restore; putting the database back");
+    let loading = load_dump(repo, &snapshot.id, pgm, &tools, &dest, opts, stage.path());
+    let Ok(loaded) = cancel.guard(loading).await else {
+        let undone = if state.exists {
+            pg::end_restore_sessions(&dest).await.map(|ended| {
+                if ended > 0 {
+                    format!(
+                        "its transaction was rolled back, database `{}` is as it was",
+                        dest.database()
+                    )
+                } else {
+                    format!(
+                        "no restore session was open on database `{}`: nothing was committed unless the restore had just finished",
+                        dest.database()
+                    )
+                }
+            })
+        } else {
+            pg::drop_database(&dest)
+                .await
+                .map(|()| format!("database `{}` was dropped again", dest.database()))
+        };
+        let undone = undone.unwrap_or_else(|e| {
+            format!(
+                "putting database `{}` back failed ({e}); check it by hand",
+                dest.database()
+            )
+        });
+        eprintln!("error: interrupted: the restore was stopped; {undone}");
+        return Ok(crate::interrupt::EXIT_INTERRUPTED);
+    };
+    let load = match loaded {
         Ok(load) => load,
         Err(e) if !state.exists => {
             // A parallel load is no transaction: what it created goes with the database.

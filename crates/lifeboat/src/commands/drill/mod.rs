@@ -23,7 +23,10 @@ use lifeboat_core::{Config, Manifest, Redacted, TargetConfig, TargetKind, config
 use lifeboat_drill::{
     CheckResult, DrillReport, HistoryPoint, Objective, Phase, Verdict, render, report,
 };
-use lifeboat_engine::cancel::{Cancel, Cancelled};
+use lifeboat_engine::{
+    cancel::{Cancel, Cancelled},
+    kinds::postgres_physical::plan::choose_base,
+};
 use lifeboat_postgres::{PgTools, physical::RecoveryTarget};
 use lifeboat_repo::{LockKind, Repo, SnapshotInfo};
 
@@ -443,6 +446,7 @@ impl Drill<'_> {
     ) -> Result<(SnapshotInfo, Manifest), String> {
         let (repo, name) = (self.repo.clone(), self.name.clone());
         let snapshot = snapshot.map(str::to_string);
+        let physical = self.cfg.mode == Some(lifeboat_core::config::PostgresMode::Physical);
         let info = tokio::task::spawn_blocking(move || -> Result<SnapshotInfo, String> {
             if let Some(wanted) = snapshot {
                 return repo
@@ -452,6 +456,14 @@ impl Drill<'_> {
             // The newest backup (at `time`) must be restorable: an unreadable one is a
             // finding, not a reason to quietly drill an older one.
             let snaps = repo.snapshots(Some(&name)).map_err(|e| e.to_string())?;
+            // Recovery to `time` starts from the newest base backup that had *ended* by
+            // then, as `restore --time` chooses it.
+            if let (true, Some(t)) = (physical, time) {
+                let target = super::pitr::recovery_to(t);
+                return choose_base(&snaps, "latest", &target)
+                    .cloned()
+                    .map_err(|e| e.to_string());
+            }
             snaps
                 .into_iter()
                 .rev()
