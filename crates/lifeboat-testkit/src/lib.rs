@@ -224,6 +224,17 @@ impl Workspace {
     }
 }
 
+/// Send SIGTERM to a running `lifeboat` (what a service manager or Ctrl-C does) and wait
+/// for it.
+pub fn terminate(child: std::process::Child) -> Run {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM {}", child.id());
+    Run::from(child.wait_with_output().expect("wait for lifeboat"))
+}
+
 /// A postgres target section for `url`.
 pub fn postgres_target(name: &str, url: &str) -> String {
     format!(

@@ -1,7 +1,7 @@
 //! End to end: logical PostgreSQL backup and restore through the `lifeboat` binary,
 //! against real throwaway clusters.
 
-use lifeboat_testkit::{Cluster, Workspace, postgres, postgres_target};
+use lifeboat_testkit::{Cluster, Workspace, postgres, postgres_target, terminate};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
@@ -673,19 +673,9 @@ fn a_signal_during_a_restore_leaves_the_database_as_it_was() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(
-        stderr.contains(
-            "the restore was stopped; its transaction was rolled back, database `shop` is as it was"
-        ),
-        "{stderr}"
+    terminate(child).expect_code(130).expect_stderr(
+        &["the restore was stopped; its transaction was rolled back, database `shop` is as it was"],
+        &[],
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while pg.psql("postgres", loading).unwrap() != "0" {
@@ -711,17 +701,9 @@ fn a_signal_during_a_restore_leaves_the_database_as_it_was() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(
-        stderr.contains("database `fresh` was dropped again"),
-        "{stderr}"
-    );
+    terminate(child)
+        .expect_code(130)
+        .expect_stderr(&["database `fresh` was dropped again"], &[]);
     assert_eq!(
         pg.psql(
             "postgres",

@@ -4,6 +4,7 @@
 use lifeboat_testkit::{
     Workspace,
     redis::{Conn, RedisServer, Value},
+    terminate,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
@@ -502,19 +503,11 @@ fn a_signal_during_a_backup_stops_it_without_a_snapshot_or_a_lock() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let sent = Instant::now();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(sent.elapsed() < Duration::from_secs(10));
-    assert!(
-        stderr.contains("the backup of `slow` was stopped; no snapshot of it was written"),
-        "{stderr}"
+    terminate(child).expect_code(130).expect_stderr(
+        &["the backup of `slow` was stopped; no snapshot of it was written"],
+        &[],
     );
+    assert!(sent.elapsed() < Duration::from_secs(10));
     assert_eq!(held(), 0, "a lock is left in {}", locks.display());
     assert!(snapshots(&ws).is_empty());
 }
