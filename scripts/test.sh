@@ -13,7 +13,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --workspace
-# The patched rustic_core's chunker against rustic_core 0.13's own loop (vendor/README.md):
-# the vendored crate builds alone, with its own Cargo.lock, in a target folder of its own.
+# The patched rustic_core (vendor/README.md): its chunker against 0.13's own loop, and the
+# cache's concurrent writers. It builds alone, with its own Cargo.lock and target folder.
 CARGO_TARGET_DIR=target/vendor-rustic_core \
-  cargo test --locked --lib --manifest-path vendor/rustic_core/Cargo.toml chunker
+  cargo test --locked --lib --manifest-path vendor/rustic_core/Cargo.toml -- \
+  chunker lifeboat_patch_tests

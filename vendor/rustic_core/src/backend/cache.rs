@@ -1,3 +1,6 @@
+// lifeboat patch: `Cache::write_bytes` writes through a temporary file of its own (see there);
+// test at the end of this file.
+
 use std::{
     collections::HashMap,
     fs::{self, File},
@@ -584,7 +587,17 @@ impl Cache {
         })?;
 
         let filename = self.path(tpe, id);
-        let filename_tmp = dir.join(id.to_hex().to_string() + "-tmp-");
+        // lifeboat patch: a temporary name of this write's own. With one fixed name, two
+        // writers of the same entry (two handles in one process, or two processes sharing
+        // the cache) truncated each other's file and one rename failed or published a
+        // half-written file.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let filename_tmp = dir.join(format!(
+            "{}-tmp-{}-{}",
+            id.to_hex().as_str(),
+            std::process::id(),
+            WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         match write_local_file(&filename_tmp, content.clone().reader()) {
             Ok(file) => file,
             Err(err) => {
@@ -633,5 +646,43 @@ impl Cache {
         })?;
 
         Ok(())
+    }
+}
+
+// lifeboat patch: concurrent writers of one entry.
+#[cfg(test)]
+mod lifeboat_patch_tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_writes_of_one_entry_all_succeed_and_leave_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(RepositoryId::from(Id::random()), Some(dir.path().into())).unwrap();
+        let id = Id::random();
+        let content: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+        std::thread::scope(|s| {
+            let writers: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..10)
+                            .map(|_| {
+                                cache.write_bytes(
+                                    FileType::Index,
+                                    &id,
+                                    &BytesList::from(content.clone()),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for w in writers {
+                for written in w.join().unwrap() {
+                    written.unwrap();
+                }
+            }
+        });
+        let read = cache.read_full(FileType::Index, &id).unwrap().unwrap();
+        assert!(read == content, "the entry is not the content written");
     }
 }
