@@ -16,7 +16,7 @@ impl FromStr for Lsn {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let half = |h: &str| {
-            (!h.is_empty() && h.len() <= 8)
+            (!h.is_empty() && h.len() <= 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .then(|| u64::from_str_radix(h, 16).ok())
                 .flatten()
         };
@@ -41,10 +41,14 @@ impl FromStr for SystemId {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        s.trim()
-            .parse()
+        let digits = s.trim();
+        digits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| digits.parse().ok())
+            .flatten()
             .map(Self)
-            .map_err(|_| format!("`{s}` is not a system identifier (a decimal number)"))
+            .ok_or_else(|| format!("`{s}` is not a system identifier (a decimal number)"))
     }
 }
 
@@ -112,7 +116,14 @@ mod tests {
         let id: SystemId = "7716090735309762978".parse().unwrap();
         assert_eq!(id, SystemId(7_716_090_735_309_762_978));
         assert_eq!(id.to_string(), "7716090735309762978");
-        for bad in ["", "77160907353097629x", "-1", "0x12"] {
+        for bad in [
+            "",
+            "77160907353097629x",
+            "-1",
+            "0x12",
+            "+5",
+            "99999999999999999999",
+        ] {
             assert!(
                 bad.parse::<SystemId>()
                     .unwrap_err()

@@ -122,9 +122,10 @@ fn field(
         let lower = v.to_ascii_lowercase();
         let n = match names.iter().position(|n| *n == lower) {
             Some(i) => i as u32 + name_base,
-            None => v
+            None if v.bytes().all(|b| b.is_ascii_digit()) => v
                 .parse::<u32>()
                 .map_err(|_| format!("`{v}` is not a {what}"))?,
+            None => return Err(format!("`{v}` is not a {what}")),
         };
         if n < min || n > max {
             return Err(format!("{what} `{v}` is outside {min}-{max}"));
@@ -135,10 +136,11 @@ fn field(
     for part in text.split(',') {
         let (range, step) = match part.split_once('/') {
             Some((r, s)) => {
-                let step: u32 =
-                    s.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                        format!("step `{s}` of the {what} is not a positive number")
-                    })?;
+                let step: u32 = (s.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| s.parse().ok())
+                    .flatten()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| format!("step `{s}` of the {what} is not a positive number"))?;
                 (r, step)
             }
             None => (part, 1),
@@ -226,6 +228,8 @@ mod tests {
             ("* * 0 * *", "outside 1-31"),
             ("* * * foo *", "`foo` is not a month"),
             ("*/0 * * * *", "not a positive number"),
+            ("*/+5 * * * *", "not a positive number"),
+            ("+5 * * * *", "`+5` is not a minute"),
             ("10-5 * * * *", "runs backwards"),
             ("every soon", "invalid duration"),
             ("every 10s", "shorter than one minute"),
