@@ -35,6 +35,9 @@ pub struct Cron {
     pub days_of_month: u32,
     pub months: u16,
     pub days_of_week: u8,
+    /// Both day fields are restricted (neither starts with `*`): as in cron, a day then
+    /// matches when *either* matches (`0 0 13 * fri`: every 13th and every Friday).
+    pub days_either: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -105,7 +108,19 @@ impl Cron {
             days_of_month: field(dom, "day of month", 1, 31, &[], 0)? as u32,
             months: field(month, "month", 1, 12, MONTHS, 1)? as u16,
             days_of_week: dow_bits as u8,
+            days_either: !dom.starts_with('*') && !dow.starts_with('*'),
         })
+    }
+
+    /// Whether a day matches: `day_of_month` 1–31, `day_of_week` 0–6 from Sunday.
+    pub fn day_matches(&self, day_of_month: u32, day_of_week: u32) -> bool {
+        let dom = self.days_of_month >> day_of_month & 1 == 1;
+        let dow = self.days_of_week >> day_of_week & 1 == 1;
+        if self.days_either {
+            dom || dow
+        } else {
+            dom && dow
+        }
     }
 }
 
@@ -217,6 +232,28 @@ mod tests {
         let s: Schedule = "every 15m".parse().unwrap();
         assert_eq!(s.kind, ScheduleKind::Every(HumanDuration::from_secs(900)));
         assert_eq!(s.to_string(), "every 15m");
+    }
+
+    /// cron's rule for the two day fields: restricted both, either matches; one of them
+    /// `*` (also `*/2`), both must.
+    #[test]
+    fn the_day_fields_combine_as_in_cron() {
+        let cron = |text: &str| match text.parse::<Schedule>().unwrap().kind {
+            ScheduleKind::Cron(c) => c,
+            ScheduleKind::Every(_) => panic!("{text}"),
+        };
+        // The 13th, or any Friday (5).
+        let c = cron("0 0 13 * fri");
+        assert!(c.day_matches(13, 2) && c.day_matches(20, 5) && !c.day_matches(20, 4));
+        // Odd days that are Mondays.
+        let c = cron("0 0 */2 * mon");
+        assert!(c.day_matches(3, 1) && !c.day_matches(4, 1) && !c.day_matches(3, 2));
+        // Every day of week, only the 1st.
+        let c = cron("0 0 1 * *");
+        assert!(c.day_matches(1, 3) && !c.day_matches(2, 3));
+        // A full list is a restriction all the same: either matches.
+        let c = cron("0 0 1 * 0-6");
+        assert!(c.day_matches(2, 3));
     }
 
     #[test]
