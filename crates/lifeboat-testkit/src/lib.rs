@@ -235,6 +235,21 @@ pub fn terminate(child: std::process::Child) -> Run {
     Run::from(child.wait_with_output().expect("wait for lifeboat"))
 }
 
+/// Stop a server `pg`'s tools started on data directory `dir` (a restored one), at once.
+pub fn stop_server(pg: &Cluster, dir: &Path) {
+    let _ = pg
+        .server_command("pg_ctl")
+        .args([
+            "-D",
+            &dir.to_string_lossy(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ])
+        .output();
+}
+
 /// A postgres target section for `url`.
 pub fn postgres_target(name: &str, url: &str) -> String {
     format!(

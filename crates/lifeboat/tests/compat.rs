@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lifeboat_testkit::{Cluster, Run, Workspace, postgres, postgres_archiving};
+use lifeboat_testkit::{Run, Workspace, postgres, postgres_archiving, stop_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
@@ -254,7 +254,7 @@ fn a_repository_written_by_release_0_1_is_listed_checked_and_restored() {
         &[&pg.password],
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(120));
-    stop(&pg, &data);
+    stop_server(&pg, &data);
     let password = std::fs::read_to_string(fixture().join("cluster-password")).unwrap();
     let url = format!(
         "postgres://postgres:{}@127.0.0.1:1/postgres",
@@ -283,7 +283,7 @@ fn a_repository_written_by_release_0_1_is_listed_checked_and_restored() {
         ])
         .output()
         .unwrap();
-    stop(&pg, &data);
+    stop_server(&pg, &data);
     assert_eq!(
         String::from_utf8_lossy(&count.stdout).trim(),
         "600",
@@ -307,20 +307,6 @@ fn restore_physical(ws: &Workspace, dir: &str) -> (Run, u16, PathBuf) {
         &port.to_string(),
     ]);
     (run, port, data)
-}
-
-fn stop(pg: &Cluster, data: &Path) {
-    let _ = pg
-        .server_command("pg_ctl")
-        .args([
-            "-D",
-            data.to_str().unwrap(),
-            "-m",
-            "immediate",
-            "-w",
-            "stop",
-        ])
-        .output();
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

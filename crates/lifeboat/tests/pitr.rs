@@ -3,7 +3,7 @@
 
 use std::{path::Path, time::Duration};
 
-use lifeboat_testkit::{Cluster, Run, Workspace, postgres_archiving};
+use lifeboat_testkit::{Cluster, Run, Workspace, postgres_archiving, stop_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
@@ -157,13 +157,6 @@ fn count_repository_opens(ws: &Workspace) -> std::path::PathBuf {
     opens
 }
 
-fn stop(pg: &Cluster, dir: &Path) {
-    let _ = pg
-        .server_command("pg_ctl")
-        .args(["-D", dir.to_str().unwrap(), "-m", "immediate", "-w", "stop"])
-        .output();
-}
-
 #[test]
 fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
     let (pg, ws) = setup();
@@ -213,7 +206,7 @@ fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
         !log.lines().any(|l| Path::new(l) == at_time),
         "a restore_command opened the repository: {log}"
     );
-    stop(&pg, &at_time);
+    stop_server(&pg, &at_time);
 
     // A restore point and an LSN: everything before the DROP.
     for (dir, extra) in [
@@ -230,14 +223,14 @@ fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
             std::fs::read_to_string(ws.path().join(dir).join("lifeboat-recovery.log"))
                 .unwrap_or_default()
         );
-        stop(&pg, &ws.path().join(dir));
+        stop_server(&pg, &ws.path().join(dir));
     }
 
     // The end of the archive: the table is gone, as on the server.
     let (port, run) = restore(&ws, "at-end", &["--latest", "--no-archive"]);
     run.expect_code(0);
     assert_eq!(sql(&pg, port, "SELECT to_regclass('events') IS NULL"), "t");
-    stop(&pg, &ws.path().join("at-end"));
+    stop_server(&pg, &ws.path().join("at-end"));
 
     // A recovered server that archives makes timeline 2; recovering again follows it
     // and makes timeline 3.
@@ -246,12 +239,12 @@ fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
     assert_eq!(run.json()["timeline"], 2);
     insert_events(&pg, port, 1001, 1010);
     archive_all(&pg, port);
-    stop(&pg, &ws.path().join("tl2"));
+    stop_server(&pg, &ws.path().join("tl2"));
     let (port, run) = restore(&ws, "tl3", &["--latest", "--no-archive", "--json"]);
     run.expect_code(0);
     assert_eq!(run.json()["timeline"], 3, "{}", run.stdout);
     assert_eq!(sql(&pg, port, "SELECT count(*) FROM events"), "160");
-    stop(&pg, &ws.path().join("tl3"));
+    stop_server(&pg, &ws.path().join("tl3"));
 
     // Regression (issue 17, point 5): a drill with `--time` recovers the base backup it
     // chose to that moment. It used to recover the newest base backup through the whole
@@ -395,7 +388,7 @@ fn a_streamed_base_backup_recovers_to_a_time_and_an_xid() {
         sql(&pg, port, "SELECT count(*), max(id) FROM events"),
         "150|150"
     );
-    stop(&pg, &ws.path().join("at-time"));
+    stop_server(&pg, &ws.path().join("at-time"));
 
     // A transaction id that is not a number is refused before anything is written.
     let bad = ws.run(&[
@@ -421,7 +414,7 @@ fn a_streamed_base_backup_recovers_to_a_time_and_an_xid() {
         "{}",
         run.stdout
     );
-    stop(&pg, &ws.path().join("at-xid"));
+    stop_server(&pg, &ws.path().join("at-xid"));
 
     // A drill of the streamed base backup: extracted, recovered through the archive, checked.
     let config = std::fs::read_to_string(ws.config_path()).unwrap();
@@ -699,7 +692,7 @@ fn forget_prune_keeps_the_wal_kept_base_backups_need() {
     let (port, run) = restore(&ws, "after-prune", &["--time", &target, "--no-archive"]);
     run.expect_code(0);
     assert_eq!(sql(&pg, port, "SELECT count(*) FROM events"), "30");
-    stop(&pg, &ws.path().join("after-prune"));
+    stop_server(&pg, &ws.path().join("after-prune"));
     // Before it: refused, nothing written.
     let to = ws.path().join("too-early");
     let run = ws.run(&[
@@ -834,7 +827,7 @@ fn wal_archiving_to_s3_rides_out_an_outage() {
     let (port, run) = restore(&ws, "after-outage", &["--latest", "--no-archive"]);
     run.expect_code(0);
     assert_eq!(sql(&pg, port, "SELECT count(*), max(id) FROM t"), "250|250");
-    stop(&pg, &ws.path().join("after-outage"));
+    stop_server(&pg, &ws.path().join("after-outage"));
 }
 
 /// Run `cmd` as the `postgres` user (the tests run as root), with a home of its own.
