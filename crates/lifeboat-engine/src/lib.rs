@@ -1,20 +1,31 @@
 //! lifeboat's engine: the workflows behind the commands, written so that the CLI and a
 //! long-running process can both call them. It decides and reports; it never prints.
 //!
-//! Being moved here from the binary's `commands/` step by step (issue 18); so far:
-//! - [`objectives`]: whether a target meets its RPO and RTO objectives, from the evidence
-//!   (last backup, WAL archiving, last drill);
-//! - [`kinds::postgres_physical::plan`]: the base backup a point-in-time recovery starts
-//!   from, and the WAL it needs;
-//! - [`time`]: moments as people and PostgreSQL write them;
-//! - [`cancel`]: the token long operations watch (set by a signal, or by the daemon);
-//! - [`EngineError`]: errors that keep their cause and carry a hint, mapped to exit codes
-//!   only by the CLI.
+//! - [`Engine`]: the config, the open repository and where events go, shared by every
+//!   operation of one process;
+//! - [`kinds`]: one folder per target kind behind the [`kinds::Kind`] trait, and the one
+//!   registry that maps a target's config to its kind;
+//! - [`backup`], [`restore`]: the kind-independent halves of backups (the manifest written
+//!   last, a failed backup leaving no snapshot) and restores (a typed plan, refused without
+//!   `--force` where it overwrites, an emergency backup first, then exactly that plan);
+//! - [`wal`]: the archive of a physical target's WAL: push, fetch, the feed recovery reads,
+//!   retention;
+//! - [`objectives`]: whether a target meets its RPO and RTO objectives;
+//! - [`events`]: what the engine reports while it works; [`cancel`]: the token long
+//!   operations watch; [`EngineError`]: errors that keep their cause and carry a hint.
 
+pub mod backup;
 pub mod cancel;
+mod engine;
 mod error;
+pub mod events;
+pub mod format;
 pub mod kinds;
 pub mod objectives;
+pub mod restore;
+pub mod snapshot_io;
 pub mod time;
+pub mod wal;
 
-pub use error::{EngineError, EngineResult, Failure};
+pub use engine::Engine;
+pub use error::{EngineError, EngineResult, Failure, FsContext, IoContext, fs_error};

@@ -231,6 +231,17 @@ pub enum RecoveryTarget {
 }
 
 impl RecoveryTarget {
+    /// In words, for plans: "time 2026-11-22 10:01:00+00", "LSN 0/3000060".
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Time(t) => format!("time {t}"),
+            Self::Lsn(l) => format!("LSN {l}"),
+            Self::Xid(x) => format!("the end of transaction {x}"),
+            Self::Name(n) => format!("restore point `{n}`"),
+            Self::Latest => "the end of the archived WAL".into(),
+        }
+    }
+
     /// `postgresql.conf` lines for this target.
     fn settings(&self) -> Vec<(&'static str, String)> {
         match self {

@@ -29,29 +29,9 @@ impl CliError {
         }
     }
 
-    /// Data read back does not match what was recorded (exit 3).
-    pub fn verification(message: impl Into<String>) -> Self {
-        Self {
-            code: 3,
-            message: message.into(),
-            hint: Some(
-                "run `lifeboat check --read-data`; choose another snapshot with `--snapshot`"
-                    .into(),
-            ),
-        }
-    }
-
     /// Add what was being done in front of the message.
     pub fn context(mut self, what: impl std::fmt::Display) -> Self {
         self.message = format!("{what}: {}", self.message);
-        self
-    }
-
-    /// Add a hint unless the error already carries one.
-    pub fn with_hint(mut self, hint: String) -> Self {
-        if self.hint.is_none() {
-            self.hint = Some(hint);
-        }
         self
     }
 
@@ -100,15 +80,11 @@ impl From<lifeboat_engine::EngineError> for CliError {
             Failure::Failed => 1,
             Failure::Usage => 2,
             Failure::Verification => 3,
+            Failure::Interrupted => crate::interrupt::EXIT_INTERRUPTED,
         };
-        let mut message = e.message;
-        // The cause, when it says more than the message.
-        if let Some(source) = &e.source {
-            message = format!("{message}: {source}");
-        }
         Self {
             code,
-            message,
+            message: e.full_message(),
             hint: e.hint,
         }
     }
@@ -120,22 +96,9 @@ impl From<PgError> for CliError {
     }
 }
 
-/// A file-system call that failed: what was being done, to which path, the system's reason
-/// and, where one helps, a hint. There is deliberately no blanket conversion from
-/// `io::Error`: a bare "Permission denied (os error 13)" names nothing.
-pub fn fs_error(doing: &str, path: &std::path::Path, e: &std::io::Error) -> CliError {
-    use std::io::ErrorKind;
-    let hint = match e.kind() {
-        ErrorKind::PermissionDenied => Some(
-            "run lifeboat as a user that may do this there (for a PostgreSQL data directory: root or the server's user), or choose another folder".to_string(),
-        ),
-        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
-            Some("free some space there, or choose another folder".to_string())
-        }
-        ErrorKind::ReadOnlyFilesystem => Some("choose a folder on a writable file system".to_string()),
-        _ => None,
-    };
-    CliError::failure(format!("cannot {doing} `{}`: {e}", path.display()), hint)
+/// A file-system call that failed, as the engine words it ([`lifeboat_engine::fs_error`]).
+pub fn fs_error(doing: &str, path: &std::path::Path, e: std::io::Error) -> CliError {
+    lifeboat_engine::fs_error(doing, path, e).into()
 }
 
 /// [`fs_error`] for a `Result`: `std::fs::create_dir_all(&dir).fs("create folder", &dir)?`.
@@ -145,19 +108,7 @@ pub trait FsContext<T> {
 
 impl<T> FsContext<T> for std::io::Result<T> {
     fn fs(self, doing: &str, path: &std::path::Path) -> CliResult<T> {
-        self.map_err(|e| fs_error(doing, path, &e))
-    }
-}
-
-/// An I/O error of something other than a path (a child process, a pipe): what was being
-/// done, and the system's reason.
-pub trait IoContext<T> {
-    fn doing(self, what: &str) -> CliResult<T>;
-}
-
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn doing(self, what: &str) -> CliResult<T> {
-        self.map_err(|e| CliError::failure(format!("cannot {what}: {e}"), None))
+        self.map_err(|e| fs_error(doing, path, e))
     }
 }
 

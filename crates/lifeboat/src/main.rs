@@ -12,6 +12,7 @@ mod commands;
 mod error;
 mod interrupt;
 mod progress;
+mod report;
 
 use clap::Parser;
 

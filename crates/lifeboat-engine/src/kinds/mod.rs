@@ -1,4 +1,177 @@
-//! One folder per target kind. So far only the pure planning of physical PostgreSQL has
-//! moved here; the rest of each kind follows (issue 18).
+//! Target kinds: one folder each, one [`Kind`] implementation each, and the one registry
+//! ([`kind_of`], [`kind_tagged`]) that maps a target's config, or a snapshot's tag, to it.
+//! Nothing outside this file matches on the kind.
+//!
+//! Adding a kind: a folder here with a `Kind` implementation (the compiler lists what it
+//! must provide), one line in [`kind_of`] and one in [`ALL`]. See `crates/README.md`.
 
+/// Implements [`Kind`] for a new unit struct from the kind's parts: its tag, its backup
+/// (`async fn(BackupJob) -> EngineResult<Stored>`), its restore planner (`async fn(&Engine,
+/// &RestoreRequest, &TargetConfig) -> EngineResult<RestorePlan>`) and what its snapshots hold
+/// (`fn(&Manifest) -> String`). A part that is missing or has another signature fails the
+/// build at this line.
+macro_rules! kind {
+    ($kind:ident, $tag:literal, $backup:path, $plan:path, $content:path) => {
+        pub struct $kind;
+
+        impl $crate::kinds::Kind for $kind {
+            fn tag(&self) -> &'static str {
+                $tag
+            }
+
+            fn backup<'a>(
+                &'a self,
+                job: $crate::kinds::BackupJob<'a>,
+            ) -> $crate::kinds::BoxFuture<'a, $crate::EngineResult<$crate::kinds::Stored>> {
+                Box::pin($backup(job))
+            }
+
+            fn content(&self, manifest: &lifeboat_core::Manifest) -> String {
+                $content(manifest)
+            }
+
+            fn plan_restore<'a>(
+                &'a self,
+                engine: &'a $crate::Engine,
+                request: &'a $crate::restore::RestoreRequest,
+                target: &'a lifeboat_core::TargetConfig,
+            ) -> $crate::kinds::BoxFuture<'a, $crate::EngineResult<$crate::restore::RestorePlan>>
+            {
+                Box::pin($plan(engine, request, target))
+            }
+        }
+    };
+}
+
+pub mod bucket;
+pub mod command;
+pub mod files;
+pub mod postgres_logical;
 pub mod postgres_physical;
+pub mod redis;
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+use lifeboat_core::{Manifest, Redacted, TargetConfig, TargetKind, config::PostgresMode};
+use lifeboat_repo::{Repo, SnapshotInfo};
+
+use crate::{
+    Engine, EngineResult,
+    restore::{RestorePlan, RestoreRequest},
+};
+
+/// A boxed future, so that [`Kind`] can be used as `dyn Kind`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a kind's backup is asked to do.
+pub struct BackupJob<'a> {
+    pub repo: &'a Arc<Repo>,
+    /// The target's name: the snapshot's tag and its paths' first component.
+    pub name: &'a str,
+    pub target: &'a TargetConfig,
+    /// Where the data is, when not where the config says: the destination a restore is
+    /// about to overwrite, saved first.
+    pub source: Option<Redacted>,
+    /// Tagged `emergency`, so that `latest` never picks it.
+    pub emergency: bool,
+    pub started_at: jiff::Timestamp,
+}
+
+impl BackupJob<'_> {
+    /// Where the data is: the overriding source, or the target's own URL.
+    pub fn url(&self) -> EngineResult<Redacted> {
+        match &self.source {
+            Some(u) => Ok(u.clone()),
+            None => Ok(self.target.connection_url(self.name)?),
+        }
+    }
+}
+
+/// A stored snapshot and its manifest's bytes.
+pub type Stored = (SnapshotInfo, Vec<u8>);
+
+pub trait Kind: Send + Sync {
+    /// The kind's tag on its snapshots: `logical`, `physical`, `files`, `command`,
+    /// `redis`, `bucket`.
+    fn tag(&self) -> &'static str;
+
+    /// Back up one target into one snapshot, the manifest last; a failure leaves none.
+    fn backup<'a>(&'a self, job: BackupJob<'a>) -> BoxFuture<'a, EngineResult<Stored>>;
+
+    /// What a snapshot of this kind holds, in words ("3 tables, 1,200 rows").
+    fn content(&self, manifest: &Manifest) -> String;
+
+    /// Decide a restore: which snapshot, into where, which steps, what is overwritten and
+    /// what is saved first. Changes nothing.
+    fn plan_restore<'a>(
+        &'a self,
+        engine: &'a Engine,
+        request: &'a RestoreRequest,
+        target: &'a TargetConfig,
+    ) -> BoxFuture<'a, EngineResult<RestorePlan>>;
+}
+
+static LOGICAL: postgres_logical::Logical = postgres_logical::Logical;
+static PHYSICAL: postgres_physical::Physical = postgres_physical::Physical;
+static FILES: files::Files = files::Files;
+static COMMAND: command::CommandKind = command::CommandKind;
+static REDIS: redis::RedisKind = redis::RedisKind;
+static BUCKET: bucket::BucketKind = bucket::BucketKind;
+
+/// Every kind, for lookups by tag.
+const ALL: [&dyn Kind; 6] = [&LOGICAL, &PHYSICAL, &FILES, &COMMAND, &REDIS, &BUCKET];
+
+/// The kind of a configured target.
+pub fn kind_of(target: &TargetConfig) -> &'static dyn Kind {
+    match (target.kind, target.mode) {
+        (TargetKind::Postgres, Some(PostgresMode::Physical)) => &PHYSICAL,
+        (TargetKind::Postgres, _) => &LOGICAL,
+        (TargetKind::Files, _) => &FILES,
+        (TargetKind::Command, _) => &COMMAND,
+        (TargetKind::Redis, _) => &REDIS,
+        (TargetKind::Bucket, _) => &BUCKET,
+    }
+}
+
+/// The kind of a snapshot, by its tag; `None` for a tag no kind writes.
+pub fn kind_tagged(tag: &str) -> Option<&'static dyn Kind> {
+    ALL.into_iter().find(|k| k.tag() == tag)
+}
+
+/// What a snapshot holds, in words, as lists show it.
+pub fn content_of(snapshot: &SnapshotInfo) -> String {
+    match (&snapshot.manifest, kind_tagged(&snapshot.kind)) {
+        (Err(_), _) => "NO MANIFEST".into(),
+        (Ok(m), _) if !m.complete => "INCOMPLETE".into(),
+        (Ok(m), Some(k)) => k.content(m),
+        (Ok(_), None) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_tag_and_is_found_by_it() {
+        for k in ALL {
+            assert!(std::ptr::addr_eq(kind_tagged(k.tag()).unwrap(), k));
+        }
+        let mut tags: Vec<&str> = ALL.iter().map(|k| k.tag()).collect();
+        tags.sort();
+        tags.dedup();
+        assert_eq!(tags.len(), ALL.len());
+        assert!(kind_tagged("mysql").is_none());
+    }
+
+    #[test]
+    fn a_physical_postgres_target_is_its_own_kind() {
+        let mut t = TargetConfig {
+            kind: TargetKind::Postgres,
+            ..Default::default()
+        };
+        assert_eq!(kind_of(&t).tag(), "logical");
+        t.mode = Some(PostgresMode::Physical);
+        assert_eq!(kind_of(&t).tag(), "physical");
+    }
+}

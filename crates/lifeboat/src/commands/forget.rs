@@ -112,7 +112,8 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
             .filter_map(|s| s.manifest.as_ref().ok().and_then(|m| m.physical.clone()))
             .collect();
         let (r, dry) = (repo.clone(), args.dry_run);
-        let w = tokio::task::spawn_blocking(move || super::wal::prune(&r, &kept, dry)).await??;
+        let w = tokio::task::spawn_blocking(move || lifeboat_engine::wal::prune(&r, &kept, dry))
+            .await??;
         if !ctx.json {
             outln!(
                 "WAL{}: {} file(s) no kept base backup needs {}",

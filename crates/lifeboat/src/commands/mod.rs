@@ -1,37 +1,30 @@
 //! One module per command. Each command takes the parsed arguments and a [`Context`]
-//! (config, output mode) and returns an exit code.
+//! (config, output mode), calls the engine, renders what it returns and returns an exit
+//! code.
 
 mod backup;
-mod bucket_target;
 mod check;
-mod command_target;
 mod config;
 mod demo;
 mod drill;
 mod drills;
-mod dump_load;
 mod forget;
 mod init;
-mod pitr;
-mod redis_target;
 mod restore;
-mod snapshot_io;
 mod snapshots;
 mod status;
 mod wal;
-mod wal_feed;
 
 use std::{path::PathBuf, sync::Arc};
 
 use lifeboat_core::Config;
+use lifeboat_engine::Engine;
 use lifeboat_repo::Repo;
 
 use crate::{
     cli::{Cli, Command, ConfigCommand},
     error::{CliError, CliResult},
 };
-
-pub use backup::backup_target;
 
 pub struct Context {
     pub config_path: PathBuf,
@@ -61,6 +54,21 @@ impl Context {
                 err
             })?;
         Ok(Arc::new(repo))
+    }
+
+    /// The engine on the config and its repository, reporting to this terminal.
+    pub async fn engine(&self) -> CliResult<Engine> {
+        let config = self.load_config()?;
+        let repo = self.open_repo(&config).await?;
+        Ok(Engine::new(
+            config,
+            self.config_path.clone(),
+            repo,
+            Arc::new(crate::report::Terminal {
+                json: self.json,
+                quiet: self.quiet,
+            }),
+        ))
     }
 
     /// Progress text on stderr (not with --json or --quiet).

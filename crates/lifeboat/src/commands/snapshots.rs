@@ -41,35 +41,7 @@ pub async fn run(ctx: &Context, args: SnapshotsArgs) -> CliResult<i32> {
             if s.emergency {
                 kind.push_str(" (emergency)");
             }
-            let detail = match &s.manifest {
-                Ok(m) if !m.complete => "INCOMPLETE".to_string(),
-                Ok(m) => match (&m.postgres, &m.files) {
-                    (Some(p), _) => format!(
-                        "{} tables, {} rows",
-                        p.tables.len(),
-                        output::thousands(p.total_rows())
-                    ),
-                    (_, Some(f)) => format!("{} files", f.files.len()),
-                    _ => match (&m.command, &m.bucket, &m.redis) {
-                        (Some(c), _, _) => {
-                            format!("command output ({})", output::bytes(c.output.bytes))
-                        }
-                        (_, Some(b), _) => {
-                            let mut d =
-                                format!("{} objects ({} downloaded", b.objects.len(), b.downloaded);
-                            if !b.left_out.is_empty() {
-                                d.push_str(&format!(", {} left out", b.left_out.len()));
-                            }
-                            d + ")"
-                        }
-                        (_, _, Some(r)) => {
-                            format!("RDB, {} keys", r.keys_after.values().sum::<u64>())
-                        }
-                        _ => String::new(),
-                    },
-                },
-                Err(_) => "NO MANIFEST".into(),
-            };
+            let detail = lifeboat_engine::kinds::content_of(s);
             vec![
                 s.short_id().to_string(),
                 s.target.clone(),

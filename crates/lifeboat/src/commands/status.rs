@@ -54,7 +54,7 @@ async fn wal_state(
 ) -> CliResult<WalState> {
     let system_id = p.system_id.0;
     let (r, sid) = (repo.clone(), system_id);
-    let files = tokio::task::spawn_blocking(move || super::wal::list(&r, sid)).await??;
+    let files = tokio::task::spawn_blocking(move || lifeboat_engine::wal::list(&r, sid)).await??;
     let last = files
         .iter()
         .filter(|w| w.kind == lifeboat_postgres::wal::WalKind::Segment)
@@ -62,7 +62,7 @@ async fn wal_state(
     let at = match last {
         Some(w) => repo
             .side()
-            .written_at(&super::wal::object_name(system_id, w))
+            .written_at(&lifeboat_engine::wal::object_name(system_id, w))
             .ok()
             .flatten()
             .and_then(|t| jiff::Timestamp::try_from(t).ok()),

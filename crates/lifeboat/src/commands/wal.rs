@@ -18,7 +18,8 @@ use std::{
     sync::Arc,
 };
 
-use lifeboat_core::{Config, TargetConfig, config::PostgresMode, manifest::PhysicalManifest};
+use lifeboat_core::{Config, TargetConfig, config::PostgresMode};
+use lifeboat_engine::wal::{PREFETCH_DIR, feed as wal_feed, get, object_name, push_one};
 use lifeboat_postgres::wal::{self, WalKind, WalName};
 use lifeboat_repo::{Repo, SideKey};
 
@@ -27,9 +28,6 @@ use crate::{
     cli::{WalCommand, WalFetchArgs, WalPrefetchArgs, WalPushArgs},
     error::{CliError, CliResult, FsContext},
 };
-
-/// Where WAL lives in the side area.
-pub const WAL_DIR: &str = "wal";
 
 pub async fn run(ctx: &Context, cmd: WalCommand) -> CliResult<i32> {
     match cmd {
@@ -74,11 +72,6 @@ pub fn physical_target<'a>(
             ),
         )),
     }
-}
-
-/// The side-area name of a WAL file of cluster `system_id`.
-pub fn object_name(system_id: u64, name: &WalName) -> String {
-    format!("{WAL_DIR}/{system_id}/{:08X}/{}", name.timeline, name.name)
 }
 
 async fn open(ctx: &Context, config: &Config) -> CliResult<(Arc<Repo>, SideKey)> {
@@ -225,42 +218,6 @@ fn look_ahead(repo: &Repo, key: &SideKey, spool: &Spool, cluster: u64, files: &[
     });
 }
 
-/// Store one WAL file create-only and durably; the same content again is fine, other
-/// content under the same name is an error.
-fn push_one(repo: &Repo, key: &SideKey, cluster: u64, w: &WalName, bytes: &[u8]) -> CliResult<()> {
-    let rel = object_name(cluster, w);
-    let sealed = key
-        .seal(&rel, bytes)
-        .map_err(|e| CliError::failure(e.to_string(), None))?;
-    let created = repo
-        .side()
-        .put_new(&rel, &sealed)
-        .map_err(|e| CliError::failure(e.to_string(), None))?;
-    if created {
-        log::info!("archived `{}` as {rel}", w.name);
-        return Ok(());
-    }
-    let stored = repo
-        .side()
-        .get(&rel)
-        .map_err(|e| CliError::failure(e.to_string(), None))?
-        .unwrap_or_default();
-    match key.open(&rel, &stored) {
-        Ok(plain) if plain == bytes => {
-            log::info!("`{}` was already archived with the same content", w.name);
-            Ok(())
-        }
-        Ok(_) => Err(CliError::failure(
-            format!("`{}` is already archived with different content; refusing to replace it", w.name),
-            Some("two servers may be archiving into the same place; check `data-dir` and the repository".into()),
-        )),
-        Err(e) => Err(CliError::failure(
-            format!("`{}` is archived but cannot be read back: {e}", w.name),
-            None,
-        )),
-    }
-}
-
 /// A local record of WAL files pushed ahead: `<tmp>/lifeboat-wal-spool-<system-id>/<name>`
 /// holds the SHA-256 of what was stored and the file's identity (inode, size, mtime) when
 /// it was read. Written only after the object is durable.
@@ -354,9 +311,9 @@ async fn fetch(ctx: &Context, args: WalFetchArgs) -> CliResult<i32> {
     // which runs in the data directory being recovered.
     let recovering = Path::new("global/pg_control").is_file();
     // Served by the restoring process, which has the repository open.
-    let feed = Path::new(PREFETCH_DIR).join(super::wal_feed::FEED_SOCKET);
+    let feed = Path::new(PREFETCH_DIR).join(wal_feed::FEED_SOCKET);
     if recovering && feed.exists() {
-        match super::wal_feed::request(&feed, &wal_name.name) {
+        match wal_feed::request(&feed, &wal_name.name) {
             Ok(Some(plain)) => {
                 write_atomically(&args.path, &plain).map_err(|e| {
                     CliError::failure(format!("cannot write `{}`: {e}", args.path.display()), None)
@@ -456,9 +413,6 @@ async fn prefetch_command(ctx: &Context, args: WalPrefetchArgs) -> CliResult<i32
     result.map(|()| 0)
 }
 
-/// Where `wal fetch` keeps segments fetched ahead, relative to the data directory it runs in.
-pub const PREFETCH_DIR: &str = "lifeboat-prefetch";
-
 fn prefetch_dir(cluster: u64) -> PathBuf {
     Path::new(PREFETCH_DIR).join(cluster.to_string())
 }
@@ -485,26 +439,6 @@ fn names_after(after: &WalName, count: u64, segment_size: u64) -> Vec<WalName> {
     (first + 1..=first + count)
         .filter_map(|n| WalName::parse(&wal::segment_name(after.timeline, n, segment_size)))
         .collect()
-}
-
-/// One archived WAL file, opened; `None` if it is not archived.
-pub(super) fn get(
-    repo: &Repo,
-    key: &SideKey,
-    cluster: u64,
-    w: &WalName,
-) -> CliResult<Option<Vec<u8>>> {
-    let rel = object_name(cluster, w);
-    let Some(sealed) = repo
-        .side()
-        .get(&rel)
-        .map_err(|e| CliError::failure(e.to_string(), None))?
-    else {
-        return Ok(None);
-    };
-    key.open(&rel, &sealed)
-        .map(Some)
-        .map_err(|e| CliError::failure(e.to_string(), None))
 }
 
 /// Fetch the segments after `after` on its timeline into `dir` (two threads), stopping at
@@ -580,89 +514,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.write_all(bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
-}
-
-/// What WAL retention did.
-pub struct WalPruned {
-    pub deleted: u64,
-    pub kept: u64,
-}
-
-/// Delete archived WAL that no kept base backup needs: per cluster, every segment (and
-/// `.backup`/`.partial` file) before the start segment of the oldest kept base backup, on
-/// any timeline. `.history` files are always kept; a cluster without any kept base backup
-/// keeps all its WAL.
-pub fn prune(repo: &Repo, kept: &[PhysicalManifest], dry_run: bool) -> CliResult<WalPruned> {
-    let mut result = WalPruned {
-        deleted: 0,
-        kept: 0,
-    };
-    let clusters = repo
-        .side()
-        .list(WAL_DIR)
-        .map_err(|e| CliError::failure(e.to_string(), None))?;
-    for cluster in clusters {
-        let Ok(system_id) = cluster.parse::<u64>() else {
-            continue;
-        };
-        let oldest = kept
-            .iter()
-            .filter(|m| m.system_id.0 == system_id)
-            .filter_map(|m| {
-                WalName::parse(&m.start_wal)?
-                    .segno(m.wal_segment_size)
-                    .map(|n| (n, m.wal_segment_size))
-            })
-            .min();
-        let files = list(repo, system_id)?;
-        let Some((first_needed, segment_size)) = oldest else {
-            if !files.is_empty() {
-                log::warn!(
-                    "cluster {cluster}: no kept base backup; keeping all {} WAL files",
-                    files.len()
-                );
-            }
-            result.kept += files.len() as u64;
-            continue;
-        };
-        for w in files {
-            let unneeded = w.kind != WalKind::History
-                && w.segno(segment_size).is_some_and(|n| n < first_needed);
-            if !unneeded {
-                result.kept += 1;
-                continue;
-            }
-            result.deleted += 1;
-            if !dry_run {
-                repo.side()
-                    .delete(&object_name(system_id, &w))
-                    .map_err(|e| CliError::failure(e.to_string(), None))?;
-            }
-        }
-    }
-    Ok(result)
-}
-
-/// Every archived WAL file of cluster `system_id`: (timeline dir, name), sorted.
-pub fn list(repo: &Repo, system_id: u64) -> CliResult<Vec<WalName>> {
-    let base = format!("{WAL_DIR}/{system_id}");
-    let mut out = Vec::new();
-    let side = repo.side();
-    for tl in side
-        .list(&base)
-        .map_err(|e| CliError::failure(e.to_string(), None))?
-    {
-        for n in side
-            .list(&format!("{base}/{tl}"))
-            .map_err(|e| CliError::failure(e.to_string(), None))?
-        {
-            if let Some(w) = WalName::parse(&n) {
-                out.push(w);
-            }
-        }
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
 }
 
 #[cfg(test)]

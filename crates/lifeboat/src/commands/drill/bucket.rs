@@ -11,7 +11,7 @@ use lifeboat_repo::{Repo, bucket::Bucket};
 use sha2::Digest;
 
 use super::{Findings, Rehearsal};
-use crate::commands::bucket_target::{parallel, write_objects};
+use lifeboat_engine::kinds::bucket::{parallel, write_objects};
 
 pub(super) struct BucketRehearsal {
     pub repo: Arc<Repo>,

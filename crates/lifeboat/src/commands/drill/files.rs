@@ -12,7 +12,9 @@ use lifeboat_core::{
 use lifeboat_repo::Repo;
 
 use super::{Findings, Rehearsal, run_command};
-use crate::{commands::restore::verify_files, output};
+use lifeboat_engine::kinds::files::verify_files;
+
+use crate::output;
 
 pub(super) struct FilesRehearsal {
     pub repo: Arc<Repo>,

@@ -30,7 +30,9 @@ use lifeboat_engine::{
 use lifeboat_postgres::{PgTools, physical::RecoveryTarget};
 use lifeboat_repo::{LockKind, Repo, SnapshotInfo};
 
-use super::{Context, backup::select_targets};
+use lifeboat_engine::backup::select_targets;
+
+use super::Context;
 use crate::{
     cli::DrillArgs,
     error::{CliError, CliResult},
@@ -264,7 +266,10 @@ impl Drill<'_> {
                 target: self.name.clone(),
                 // The base backup chosen above, recovered to `--time` when one is given.
                 snapshot: info.id.clone(),
-                recovery: time.map_or(RecoveryTarget::Latest, super::pitr::recovery_to),
+                recovery: time.map_or(
+                    RecoveryTarget::Latest,
+                    lifeboat_engine::kinds::postgres_physical::recovery_to,
+                ),
                 cfg: self.cfg.clone(),
                 rules: self.rules.clone(),
                 dir: None,
@@ -338,7 +343,7 @@ impl Drill<'_> {
                     repo: self.repo.clone(),
                     snapshot: info.id.clone(),
                     target: self.name.clone(),
-                    manifest: crate::commands::bucket_target::as_files(&self.name, bm),
+                    manifest: lifeboat_engine::kinds::bucket::as_files(&self.name, bm),
                     stream: None,
                     source: format!("{}/bucket", self.name),
                     rules: self.rules.clone(),
@@ -459,7 +464,7 @@ impl Drill<'_> {
             // Recovery to `time` starts from the newest base backup that had *ended* by
             // then, as `restore --time` chooses it.
             if let (true, Some(t)) = (physical, time) {
-                let target = super::pitr::recovery_to(t);
+                let target = lifeboat_engine::kinds::postgres_physical::recovery_to(t);
                 return choose_base(&snaps, "latest", &target)
                     .cloned()
                     .map_err(|e| e.to_string());

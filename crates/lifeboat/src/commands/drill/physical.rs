@@ -17,13 +17,12 @@ use super::{
     Findings, Rehearsal,
     postgres::{check_database, database_rule},
 };
-use crate::{
-    commands::{
-        pitr::{self, PitrPlan},
-        wal_feed::WalFeed,
-    },
-    output,
+use lifeboat_engine::{
+    kinds::postgres_physical::{self as pitr, PitrPlan},
+    wal::feed::WalFeed,
 };
+
+use crate::output;
 
 pub(super) struct PhysicalRehearsal {
     pub repo: Arc<Repo>,
@@ -67,7 +66,7 @@ impl Rehearsal for PhysicalRehearsal {
 
     async fn restore(&mut self) -> Result<String, String> {
         let data = self.data()?;
-        let plan = pitr::plan(
+        let plan = pitr::plan_recovery(
             &self.repo,
             &self.config_path,
             &self.target,

@@ -17,7 +17,9 @@ use lifeboat_postgres::{
 use lifeboat_repo::Repo;
 
 use super::{Findings, Rehearsal, run_command};
-use crate::{commands::dump_load::load_dump, output};
+use lifeboat_engine::kinds::postgres_logical::load::load_dump;
+
+use crate::output;
 
 pub(super) struct PgRehearsal {
     pub repo: Arc<Repo>,

@@ -11,7 +11,9 @@ use lifeboat_redis::{Conn, Scratch};
 use lifeboat_repo::Repo;
 
 use super::{Findings, Rehearsal, run_command};
-use crate::{commands::snapshot_io::write_file, output};
+use lifeboat_engine::snapshot_io::write_file;
+
+use crate::output;
 
 pub(super) struct RedisRehearsal {
     pub repo: Arc<Repo>,

@@ -31,7 +31,7 @@ use lifeboat_core::manifest::{DumpLayout, PostgresManifest};
 use lifeboat_postgres::{PgTools, Target, archive, reframe, restore as pg};
 use lifeboat_repo::{Reader, Repo};
 
-use crate::error::{CliError, CliResult, FsContext, IoContext};
+use crate::{EngineError, EngineResult, FsContext, IoContext};
 
 /// Parts of the data per job of a parallel-streams load.
 const PARTS_PER_JOB: usize = 8;
@@ -44,7 +44,7 @@ const EARLY_MAX_TABLES: usize = 32;
 /// How a dump was loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub(super) enum Load {
+pub enum Load {
     /// One stream into one `pg_restore`.
     Stream,
     /// Staged in a temporary file for `pg_restore -j`.
@@ -56,11 +56,7 @@ pub(super) enum Load {
 impl Load {
     /// How a restore with `opts` of a dump described by `pgm` will run; `one_table`: only
     /// some entries are restored (a `-L` list).
-    pub(super) fn planned(
-        pgm: &PostgresManifest,
-        opts: &pg::RestoreOptions,
-        one_table: bool,
-    ) -> Self {
+    pub fn planned(pgm: &PostgresManifest, opts: &pg::RestoreOptions, one_table: bool) -> Self {
         if opts.jobs <= 1 {
             Self::Stream
         } else if pgm.layout.is_some() && !opts.clean && !one_table {
@@ -70,7 +66,7 @@ impl Load {
         }
     }
 
-    pub(super) fn describe(self, jobs: u32) -> String {
+    pub fn describe(self, jobs: u32) -> String {
         match self {
             Self::Stream => String::new(),
             Self::Staged => format!(" with {jobs} jobs (dump staged in a temporary file)"),
@@ -84,7 +80,7 @@ impl Load {
 /// Load the dump of snapshot `snapshot_id` (described by `pgm`) into `dest`. Returns how it
 /// was loaded: a planned parallel-streams load whose layout turns out not to fit the dump
 /// falls back to staging, with a warning.
-pub(super) async fn load_dump(
+pub async fn load_dump(
     repo: &Arc<Repo>,
     snapshot_id: &str,
     pgm: &PostgresManifest,
@@ -92,7 +88,7 @@ pub(super) async fn load_dump(
     dest: &Target,
     mut opts: pg::RestoreOptions,
     stage: &Path,
-) -> CliResult<Load> {
+) -> EngineResult<Load> {
     let dump_path = pgm.dump.path.clone();
     let planned = Load::planned(pgm, &opts, opts.list_file.is_some());
     if planned == Load::ParallelStreams
@@ -138,7 +134,7 @@ pub(super) async fn load_dump(
             file.clone(),
         );
         let (layout, bytes) = (pgm.layout.clone(), pgm.dump.bytes);
-        tokio::task::spawn_blocking(move || -> CliResult<()> {
+        tokio::task::spawn_blocking(move || -> EngineResult<()> {
             let mut out = std::io::BufWriter::new(std::fs::File::create(&f).fs("create", &f)?);
             write_dump(&r, &id, &p, layout.as_ref(), bytes, &mut out)?;
             out.flush().fs("write", &f)?;
@@ -171,7 +167,7 @@ struct StreamsJob<'a> {
 
 impl StreamsJob<'_> {
     /// `Ok(false)`: the layout does not fit the dump, nothing was done.
-    fn run(&self) -> CliResult<bool> {
+    fn run(&self) -> EngineResult<bool> {
         let file = self.reader.open(self.snapshot_id, self.path)?;
         let mut head = Vec::new();
         self.reader
@@ -265,7 +261,7 @@ impl StreamsJob<'_> {
         early: Vec<archive::EarlyEntry>,
         jobs: usize,
         toc_file: &Path,
-    ) -> CliResult<HashSet<i64>> {
+    ) -> EngineResult<HashSet<i64>> {
         let board = Mutex::new(Board::new(parts, early));
         let changed = Condvar::new();
         let lock = || board.lock().unwrap_or_else(|p| p.into_inner());
@@ -312,14 +308,14 @@ impl StreamsJob<'_> {
         file: &lifeboat_repo::OpenedFile,
         parts: &[archive::DataShare],
         toc_file: &Path,
-    ) -> CliResult<()> {
+    ) -> EngineResult<()> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match work {
             Work::Part(k) => self.load_part(*k, &parts[*k], head, toc, file),
             Work::Early(ids) => self.restore_early(ids, toc_file),
         }))
         .unwrap_or_else(|panic| {
             let why = lifeboat_repo::panic_message(&*panic).unwrap_or_default();
-            Err(CliError::failure(
+            Err(EngineError::failure(
                 format!("a restore worker panicked: {why}"),
                 None,
             ))
@@ -331,7 +327,7 @@ impl StreamsJob<'_> {
         &self,
         name: &str,
         ids: impl Iterator<Item = i64>,
-    ) -> CliResult<std::path::PathBuf> {
+    ) -> EngineResult<std::path::PathBuf> {
         let path = self.stage.join(format!("{name}.list"));
         let lines: String = ids.map(|id| format!("{id}\n")).collect();
         std::fs::write(&path, lines).fs("write", &path)?;
@@ -339,7 +335,7 @@ impl StreamsJob<'_> {
     }
 
     /// Restore early post-data entries `ids` of one table from the TOC alone.
-    fn restore_early(&self, ids: &[i64], toc_file: &Path) -> CliResult<()> {
+    fn restore_early(&self, ids: &[i64], toc_file: &Path) -> EngineResult<()> {
         let list = self.write_list(&format!("early-{}", ids[0]), ids.iter().copied())?;
         let opts = pg::RestoreOptions {
             list_file: Some(list),
@@ -359,7 +355,7 @@ impl StreamsJob<'_> {
         head: &[u8],
         toc: &archive::Toc,
         file: &lifeboat_repo::OpenedFile,
-    ) -> CliResult<()> {
+    ) -> EngineResult<()> {
         let list = self.write_list(&format!("data-{k}"), part.entries.iter().copied())?;
         let opts = pg::RestoreOptions {
             list_file: Some(list),
@@ -372,7 +368,7 @@ impl StreamsJob<'_> {
         let mut stdin = child
             .stdin
             .take()
-            .ok_or_else(|| CliError::failure("pg_restore started without its stdin", None))?;
+            .ok_or_else(|| EngineError::failure("pg_restore started without its stdin", None))?;
         std::thread::scope(|scope| {
             let feed = scope.spawn(move || -> Result<(), lifeboat_repo::RepoError> {
                 stdin.write_all(head).map_err(broken)?;
@@ -431,7 +427,7 @@ struct Board<'p> {
     parts_left: HashMap<i64, usize>,
     early: Vec<(archive::EarlyEntry, Step)>,
     running: usize,
-    failed: Option<CliError>,
+    failed: Option<EngineError>,
 }
 
 impl<'p> Board<'p> {
@@ -505,7 +501,7 @@ impl<'p> Board<'p> {
         Some(work)
     }
 
-    fn finish(&mut self, work: Work, result: CliResult<()>) {
+    fn finish(&mut self, work: Work, result: EngineResult<()>) {
         self.running -= 1;
         if let Err(e) = result {
             self.failed.get_or_insert(e);
@@ -621,7 +617,7 @@ async fn run_restore(
     pgm: &PostgresManifest,
     mut child: std::process::Child,
     selective: bool,
-) -> CliResult<()> {
+) -> EngineResult<()> {
     let stdin = child.stdin.take();
     let (r, id, path) = (repo.clone(), id.to_string(), pgm.dump.path.clone());
     let (layout, bytes) = (pgm.layout.clone(), pgm.dump.bytes);
@@ -682,12 +678,12 @@ impl Write for Pipe {
 }
 
 /// The archive's table of contents (`pg_restore -l`), read from the start of the dump.
-pub(super) async fn read_toc(
+pub async fn read_toc(
     repo: &Arc<Repo>,
     id: &str,
     path: &str,
     tools: &PgTools,
-) -> CliResult<String> {
+) -> EngineResult<String> {
     let mut child = std::process::Command::new(tools.path("pg_restore"))
         .arg("--list")
         .stdin(std::process::Stdio::piped())
@@ -708,7 +704,7 @@ pub(super) async fn read_toc(
         .doing("run `pg_restore --list`")?;
     feed.await?;
     if !out.status.success() {
-        return Err(CliError::failure(
+        return Err(EngineError::failure(
             format!(
                 "cannot read the dump's table of contents: {}",
                 String::from_utf8_lossy(&out.stderr).trim()

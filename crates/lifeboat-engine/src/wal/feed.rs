@@ -26,7 +26,7 @@ use std::{
 use lifeboat_postgres::wal::{self, WalKind, WalName};
 use lifeboat_repo::{Repo, SideKey};
 
-use super::wal::{PREFETCH_DIR, get};
+use super::{PREFETCH_DIR, get};
 
 /// The feed's socket, in [`PREFETCH_DIR`] of the data directory.
 pub const FEED_SOCKET: &str = "feed.sock";

@@ -11,10 +11,10 @@ use std::{
 use lifeboat_repo::{Repo, SnapshotInfo};
 use sha2::Digest;
 
-use crate::error::{CliError, CliResult, FsContext};
+use crate::{EngineError, EngineResult, FsContext};
 
 /// Counts and hashes what goes through it.
-pub(crate) struct Measured<W> {
+pub struct Measured<W> {
     pub inner: W,
     pub bytes: u64,
     pub hash: sha2::Sha256,
@@ -31,13 +31,9 @@ impl<W> Measured<W> {
 }
 
 /// The manifest's section for the target's kind, or a clear error.
-pub(crate) fn section<T: Clone>(
-    part: &Option<T>,
-    snapshot: &SnapshotInfo,
-    what: &str,
-) -> CliResult<T> {
+pub fn section<T: Clone>(part: &Option<T>, snapshot: &SnapshotInfo, what: &str) -> EngineResult<T> {
     part.clone().ok_or_else(|| {
-        CliError::failure(
+        EngineError::failure(
             format!("snapshot `{}` holds no {what}", snapshot.short_id()),
             Some("is it a snapshot of another kind of target?".into()),
         )
@@ -59,19 +55,19 @@ impl<W: Write> Write for Measured<W> {
 
 /// Write `path` of snapshot `snapshot` to the new file `file` (never over an existing
 /// one), synced; its size and SHA-256.
-pub(crate) async fn write_file(
+pub async fn write_file(
     repo: &Arc<Repo>,
     snapshot: &str,
     path: &str,
     file: &Path,
-) -> CliResult<(u64, String)> {
+) -> EngineResult<(u64, String)> {
     let (r, id, p, f): (_, _, _, PathBuf) = (
         repo.clone(),
         snapshot.to_string(),
         path.to_string(),
         file.to_path_buf(),
     );
-    tokio::task::spawn_blocking(move || -> CliResult<(u64, String)> {
+    tokio::task::spawn_blocking(move || -> EngineResult<(u64, String)> {
         if let Some(dir) = f.parent() {
             std::fs::create_dir_all(dir).fs("create the folder", dir)?;
         }

@@ -22,21 +22,30 @@ use lifeboat_core::{
     redact_url,
 };
 use lifeboat_postgres::child::ChildStream;
-use lifeboat_repo::{Content, Repo, SnapshotInfo, SourceEntry};
+use lifeboat_repo::{Content, Repo, SourceEntry};
 use serde_json::json;
 use sha2::Digest;
 
-use super::{
-    Context,
-    backup::{manifest_base, store_with_manifest},
-    backup_target,
-    snapshot_io::{Measured, section, write_file},
-};
+use super::{BackupJob, Stored};
 use crate::{
-    cli::RestoreArgs,
-    error::{CliError, CliResult, IoContext},
-    output,
+    Engine, EngineError, EngineResult, IoContext,
+    backup::{manifest_base, store_with_manifest},
+    format,
+    restore::{
+        ActCx, Emergency, Plan, Refusal, RestoreOutcome, RestorePlan, RestoreRequest, act,
+        chosen_section,
+    },
+    snapshot_io::{Measured, write_file},
 };
+
+kind!(CommandKind, "command", backup, plan, content);
+
+/// What a snapshot holds, in words.
+fn content(m: &Manifest) -> String {
+    m.command.as_ref().map_or_else(String::new, |c| {
+        format!("command output ({})", format::bytes(c.output.bytes))
+    })
+}
 
 /// The snapshot path of a command target's output.
 fn output_path(name: &str) -> String {
@@ -58,28 +67,28 @@ fn shell(command: &str, name: &str, target: &TargetConfig) -> Command {
     cmd
 }
 
-pub async fn backup(
-    repo: &Arc<Repo>,
-    name: &str,
-    target: &TargetConfig,
-    emergency: bool,
-    started_at: jiff::Timestamp,
-) -> CliResult<(SnapshotInfo, Vec<u8>)> {
+async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
+    let (repo, name, target) = (job.repo, job.name, job.target);
     let command = target.backup.clone().unwrap_or_default();
     let child = ChildStream::spawn(
         &format!("backup command of `{name}`"),
         shell(&command, name, target),
     )
     .map_err(|e| {
-        CliError::failure(
+        EngineError::failure(
             e.to_string(),
             Some("check `backup` and `workdir` of the target".into()),
         )
     })?;
     let path = output_path(name);
     let (entry, stat) = SourceEntry::new(&path, Content::Stream(Box::new(child)));
-    let mut manifest = manifest_base(name, TargetKind::Command, "command", started_at);
-    manifest.emergency = emergency;
+    let mut manifest = manifest_base(
+        name,
+        TargetKind::Command,
+        "command",
+        job.started_at,
+        job.emergency,
+    );
     let produce = move || {
         let out = stat.wait()?;
         manifest.command = Some(CommandManifest {
@@ -92,25 +101,25 @@ pub async fn backup(
         });
         Ok(manifest)
     };
-    store_with_manifest(repo, name, "command", emergency, vec![entry], produce).await
+    store_with_manifest(repo, name, "command", job.emergency, vec![entry], produce).await
 }
 
-pub async fn restore(
-    ctx: &Context,
-    args: &RestoreArgs,
-    repo: &Arc<Repo>,
+async fn plan(
+    engine: &Engine,
+    request: &RestoreRequest,
     target: &TargetConfig,
-    snapshot: &SnapshotInfo,
-    manifest: &Manifest,
-) -> CliResult<i32> {
-    let name = &args.target;
-    let cm = section(&manifest.command, snapshot, "command output")?;
-    let to_file = args.to_dir.as_ref().map(|d| d.join(format!("{name}.out")));
+) -> EngineResult<RestorePlan> {
+    let name = &request.target;
+    let (snapshot, cm) = chosen_section(engine, request, |m| &m.command, "command output").await?;
+    let to_file = request
+        .to_dir
+        .as_ref()
+        .map(|d| d.join(format!("{name}.out")));
     let destination = match (&to_file, &target.restore) {
         (Some(f), _) => f.display().to_string(),
         (None, Some(cmd)) => format!("`{}` (on stdin)", redact_url(cmd)),
         (None, None) => {
-            return Err(CliError::usage(
+            return Err(EngineError::usage(
                 format!("target `{name}` has no `restore` command"),
                 Some(
                     "add `restore = \"...\"` to the target, or write the output to a folder with `--to-dir`"
@@ -128,76 +137,68 @@ pub async fn restore(
     }
     steps.push(format!(
         "stream {} into {destination}",
-        output::bytes(cm.output.bytes)
+        format::bytes(cm.output.bytes)
     ));
     steps.push("check that exactly the recorded bytes (size and SHA-256) went in".into());
-    let overwrites = to_file.as_ref().is_some_and(|f| f.exists());
-    let plan = super::restore::Plan::new(name, snapshot, destination.clone(), steps, overwrites);
-    if args.dry_run {
-        plan.print_dry_run(ctx, false, "the file exists");
-        return Ok(0);
-    }
-    if let Some(f) = &to_file
-        && f.exists()
-    {
-        return Err(CliError::failure(
-            format!("`{}` exists", f.display()),
-            Some("restore into another folder, or move the file away first".into()),
-        ));
-    }
-    if !ctx.json {
-        plan.print(false);
-    }
-    let mut emergency = None;
-    if to_file.is_none() {
-        match backup_target(repo, name, target, None, true).await {
-            Ok(report) => {
-                if !ctx.json {
-                    outln!("emergency backup: snapshot {}", &report.snapshot[..8]);
+    let exists = to_file.as_ref().is_some_and(|f| f.exists());
+    let plan = Plan::new(name, &snapshot, destination.clone(), steps, exists);
+    let (n, t, id, file) = (
+        name.clone(),
+        target.clone(),
+        snapshot.id.clone(),
+        to_file.clone(),
+    );
+    let mut restore = RestorePlan::new(
+        plan,
+        act(move |cx: ActCx| async move {
+            let repo = &cx.engine.repo;
+            let (bytes, sha256) = match &file {
+                Some(f) => write_file(repo, &id, &cm.output.path, f).await?,
+                None => {
+                    let cmd = t.restore.clone().unwrap_or_default();
+                    pipe_into(repo, &id, &cm.output.path, &n, &t, &cmd).await?
                 }
-                emergency = Some(report.snapshot);
-            }
-            Err(e) if args.force => {
-                log::warn!(
-                    "the emergency backup failed ({}); restoring anyway (--force)",
-                    e.message
-                );
-            }
-            Err(e) => {
-                return Err(e
-                    .context("emergency backup failed; nothing was changed")
-                    .with_hint(
-                        "the current state could not be saved; `--force` restores without it"
-                            .into(),
-                    ));
-            }
+            };
+            let verified = bytes == cm.output.bytes && sha256 == cm.output.sha256;
+            let line = if verified {
+                format!(
+                    "restored {} into {destination}; size and SHA-256 match the manifest",
+                    format::bytes(bytes)
+                )
+            } else {
+                format!(
+                    "MISMATCH: {bytes} bytes went in, the manifest says {} (or the SHA-256 differs)",
+                    cm.output.bytes
+                )
+            };
+            Ok(RestoreOutcome::new(
+                verified,
+                "what went in differs from the manifest",
+                json!({ "bytes": bytes, "verified": verified }),
+                vec![line],
+            ))
+        }),
+    );
+    match &to_file {
+        Some(f) if exists => {
+            restore.refusal = Some(Refusal {
+                message: format!("`{}` exists", f.display()),
+                hint: "restore into another folder, or move the file away first".into(),
+                forceable: false,
+                why: "the file exists".into(),
+            });
         }
-    }
-    let (bytes, sha256) = match &to_file {
-        Some(f) => write_file(repo, &snapshot.id, &cm.output.path, f).await?,
+        Some(_) => {}
         None => {
-            let cmd = target.restore.clone().unwrap_or_default();
-            pipe_into(repo, &snapshot.id, &cm.output.path, name, target, &cmd).await?
+            restore.emergency = Some(Emergency {
+                target: target.clone(),
+                source: None,
+                optional_with_force: true,
+                what: format!("`{name}` (its backup command)"),
+            });
         }
-    };
-    let verified = bytes == cm.output.bytes && sha256 == cm.output.sha256;
-    if ctx.json {
-        output::json(&json!({
-            "plan": plan, "emergency_snapshot": emergency, "bytes": bytes,
-            "verified": verified,
-        }));
-    } else if verified {
-        outln!(
-            "restored {} into {destination}; size and SHA-256 match the manifest",
-            output::bytes(bytes)
-        );
-    } else {
-        outln!(
-            "MISMATCH: {bytes} bytes went in, the manifest says {} (or the SHA-256 differs)",
-            cm.output.bytes
-        );
     }
-    Ok(if verified { 0 } else { 3 })
+    Ok(restore)
 }
 
 async fn pipe_into(
@@ -207,12 +208,12 @@ async fn pipe_into(
     name: &str,
     target: &TargetConfig,
     command: &str,
-) -> CliResult<(u64, String)> {
+) -> EngineResult<(u64, String)> {
     let mut cmd = shell(command, name, target);
     // Its stdout goes to our stderr: ours is for results (and `--json`).
     cmd.stdin(Stdio::piped()).stdout(std::io::stderr());
     let mut child = cmd.spawn().map_err(|e| {
-        CliError::failure(
+        EngineError::failure(
             format!("cannot start the restore command of `{name}`: {e}"),
             Some("check `restore` and `workdir` of the target".into()),
         )
@@ -231,13 +232,14 @@ async fn pipe_into(
         .await?
         .doing("wait for the command")?;
     if !status.success() {
-        return Err(CliError::failure(
+        return Err(EngineError::failure(
             format!("the restore command of `{name}` failed ({status})"),
             Some("its output is above; the emergency backup holds what was there before".into()),
         ));
     }
     let (result, measured) = fed;
-    result
-        .map_err(|e| CliError::from(e).context("streaming the backup into the restore command"))?;
+    result.map_err(|e| {
+        EngineError::from(e).context("streaming the backup into the restore command")
+    })?;
     Ok(measured)
 }

@@ -1,0 +1,38 @@
+//! The handle every operation starts from: the config, the open repository (one, shared by
+//! concurrent operations) and where events go. Cheap to clone.
+
+use std::{path::PathBuf, sync::Arc};
+
+use lifeboat_core::Config;
+use lifeboat_repo::Repo;
+
+use crate::events::{Event, Events, Op};
+
+#[derive(Clone)]
+pub struct Engine {
+    pub config: Arc<Config>,
+    /// Where the config was read from: written into `restore_command` of recovered servers.
+    pub config_path: PathBuf,
+    pub repo: Arc<Repo>,
+    pub events: Events,
+}
+
+impl Engine {
+    pub fn new(config: Config, config_path: PathBuf, repo: Arc<Repo>, events: Events) -> Self {
+        Self {
+            config: Arc::new(config),
+            config_path,
+            repo,
+            events,
+        }
+    }
+
+    /// Report a phase of `op` on `target` in words.
+    pub fn step(&self, op: Op, target: &str, text: impl Into<String>) {
+        self.events.event(Event::Step {
+            op,
+            target: target.to_string(),
+            text: text.into(),
+        });
+    }
+}

@@ -1,0 +1,267 @@
+//! A bucket backup: list, read what changed since the previous snapshot of the same
+//! bucket, link the rest from it, the manifest last.
+
+use std::{collections::HashMap, sync::Arc};
+
+use lifeboat_core::{
+    TargetKind,
+    manifest::{BucketManifest, LeftOut, ObjectRecord},
+};
+use lifeboat_repo::{
+    Parent, SnapshotInfo, StreamStat,
+    bucket::{self, Bucket, Gone, Head, Listed},
+};
+
+use super::{bucket_err, parallel};
+use crate::{
+    EngineResult,
+    backup::{manifest_base, store_with_parent},
+    kinds::{BackupJob, Stored},
+};
+
+/// The newest complete snapshot of `name` that holds this bucket's objects.
+fn previous(snaps: &[SnapshotInfo], url: &str) -> Option<(String, BucketManifest)> {
+    snaps
+        .iter()
+        .filter(|s| s.is_good())
+        .filter_map(|s| {
+            let m = s.manifest.as_ref().ok()?.bucket.clone()?;
+            (m.url == url).then(|| (s.time.clone(), s.id.clone(), m))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, id, m)| (id, m))
+}
+
+pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
+    let (repo, name, target) = (job.repo, job.name, job.target);
+    let loc = target.bucket_location(name)?;
+    let url = loc.url();
+    let source = Bucket::open(&loc).map_err(bucket_err)?;
+    let (r, n, b, u) = (repo.clone(), name.to_string(), source.clone(), url.clone());
+    let (listed, prev) = tokio::task::spawn_blocking(move || -> EngineResult<_> {
+        let t = std::time::Instant::now();
+        let listed = b.list().map_err(bucket_err)?;
+        log::info!("listed {} objects in {:.1?}", listed.len(), t.elapsed());
+        let snaps = r.snapshots(Some(&n))?;
+        Ok((listed, previous(&snaps, &u)))
+    })
+    .await??;
+    let old: HashMap<String, ObjectRecord> = prev
+        .as_ref()
+        .map(|(_, m)| {
+            m.objects
+                .iter()
+                .map(|o| (o.key.clone(), o.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    // What changed (or is new) is read; what did not is linked from the parent and keeps
+    // its record.
+    let changed: Vec<bool> = listed
+        .iter()
+        .map(|o| !old.get(&o.key).is_some_and(|p| unchanged(p, o)))
+        .collect();
+    let root = format!("{name}/bucket");
+    // What the parent cannot give is read: changed objects (those with a fresh HEAD).
+    let (with_index, seen) = bucket::entries(&source, &root, &listed, |i| changed[i]);
+    let mut stats: Vec<Option<Arc<StreamStat>>> = vec![None; listed.len()];
+    let mut paths: Vec<String> = vec![String::new(); listed.len()];
+    // An object the parent left out is in its tree anyway (listed size, mtime and ETag,
+    // no content): a ctime of this backup's start keeps rustic from linking that node,
+    // which would leave the object unread (and the manifest waiting for it).
+    let left_out_before: std::collections::HashSet<&str> = prev
+        .as_ref()
+        .map(|(_, m)| m.left_out.iter().map(|l| l.key.as_str()).collect())
+        .unwrap_or_default();
+    let mut entries = Vec::with_capacity(with_index.len());
+    for (i, mut e) in with_index {
+        if left_out_before.contains(listed[i].key.as_str()) {
+            e.meta.ctime = Some(job.started_at);
+        }
+        stats[i] = e.stat.clone();
+        paths[i] = e.path.display().to_string();
+        entries.push(e);
+    }
+    let mut reusable = HashMap::new();
+    for (i, &c) in changed.iter().enumerate() {
+        if !c {
+            reusable.insert(paths[i].clone().into(), listed[i].size);
+        }
+    }
+    let parent = prev.as_ref().map(|(id, _)| Parent {
+        snapshot: id.clone(),
+        reusable,
+    });
+    let parent_id = prev.map(|(id, _)| id);
+    let mut manifest = manifest_base(
+        name,
+        TargetKind::Bucket,
+        "objects",
+        job.started_at,
+        job.emergency,
+    );
+    let produce = move || {
+        // What was read: every changed object, once its stream has ended, but those deleted
+        // or replaced since the listing, whose streams failed.
+        let mut read = vec![None; listed.len()];
+        let mut failed = Vec::new();
+        for (i, o) in listed.iter().enumerate().filter(|&(i, _)| changed[i]) {
+            let stat = stats[i].as_ref().ok_or("an object without a record")?;
+            match stat.wait() {
+                Ok(out) => read[i] = Some(out),
+                Err(e) => failed.push((i, format!("`{}`: {e}", o.key))),
+            }
+        }
+        let mut gone = seen.left_out();
+        if let Some((_, e)) = failed.into_iter().find(|(i, _)| !gone.contains_key(i)) {
+            return Err(e);
+        }
+        // A replaced object whose HEAD still shows the listed version: the server's replies
+        // contradict each other, and would have every object left out.
+        let replaced: Vec<usize> = gone
+            .iter()
+            .filter(|(_, why)| matches!(why, Gone::Changed(_)))
+            .map(|(&i, _)| i)
+            .collect();
+        let heads_of = |keys: &[usize]| {
+            parallel(keys, |&i| {
+                source
+                    .head_if_present(&listed[i].key)
+                    .map_err(|e| format!("bucket {e}"))
+            })
+        };
+        for (&i, head) in replaced.iter().zip(heads_of(&replaced)) {
+            if let Some(head) = head?
+                && listed[i].shown_by(&head)
+            {
+                return Err(format!(
+                    "`{}` {}, yet a HEAD shows the version listed: the server's listing and \
+                     its replies disagree, so no version of it can be read as listed",
+                    listed[i].key, gone[&i]
+                ));
+            }
+        }
+        // Its content type and metadata: from its GET replies, or a HEAD where none showed
+        // them (an empty object is not fetched).
+        let mut heads: Vec<Option<Head>> = (0..listed.len()).map(|i| seen.take(i)).collect();
+        let unseen: Vec<usize> = (0..listed.len())
+            .filter(|&i| changed[i] && heads[i].is_none() && !gone.contains_key(&i))
+            .collect();
+        for (&i, head) in unseen.iter().zip(heads_of(&unseen)) {
+            match head? {
+                Some(head) if listed[i].shown_by(&head) => heads[i] = Some(head),
+                Some(_) => {
+                    gone.insert(i, Gone::Changed("a HEAD shows another version".into()));
+                }
+                None => {
+                    gone.insert(i, Gone::Deleted);
+                }
+            }
+        }
+        // Every object read gone: the snapshot would hold nothing new (a busy object
+        // rewritten during every read, the bucket emptied meanwhile). It fails rather than
+        // look good; the previous snapshots hold what it would have linked.
+        let read_count = changed.iter().filter(|&&c| c).count();
+        if read_count > 0 && gone.len() == read_count {
+            let (i, why) = gone.iter().next().expect("not empty");
+            return Err(format!(
+                "every object read ({read_count}) was deleted or replaced while it was read \
+                 (e.g. `{}` {why}): nothing new of `{url}` would be stored (hint: back it up \
+                 again when the bucket is quieter)",
+                listed[*i].key
+            ));
+        }
+        let left_out: Vec<LeftOut> = gone
+            .iter()
+            .map(|(&i, reason)| LeftOut {
+                key: listed[i].key.clone(),
+                reason: reason.to_string(),
+            })
+            .collect();
+        // An emergency backup must hold everything the restore is about to overwrite.
+        if job.emergency && !left_out.is_empty() {
+            return Err(format!(
+                "{} object(s) of `{url}` changed while the emergency backup read them (e.g. \
+                 `{}` {}): they would be overwritten without a copy, so nothing is restored \
+                 (hint: try again when the bucket is quiet)",
+                left_out.len(),
+                left_out[0].key,
+                left_out[0].reason
+            ));
+        }
+        if !left_out.is_empty() {
+            let some: Vec<&str> = left_out.iter().take(5).map(|l| l.key.as_str()).collect();
+            log::warn!(
+                "{} object(s) of `{url}` were deleted or replaced while the backup read them \
+                 and are left out of this snapshot (the next backup reads what is there \
+                 then): {}{}",
+                left_out.len(),
+                some.join(", "),
+                if left_out.len() > some.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
+        }
+        let mut objects = Vec::with_capacity(listed.len());
+        let (mut downloaded, mut downloaded_bytes) = (0, 0);
+        for (i, o) in listed.into_iter().enumerate() {
+            if gone.contains_key(&i) {
+                continue;
+            }
+            let record = match (read[i].take(), old.get(&o.key)) {
+                (Some(out), _) => {
+                    downloaded += 1;
+                    downloaded_bytes += out.bytes;
+                    let Head {
+                        content_type,
+                        metadata,
+                        ..
+                    } = heads[i].take().unwrap_or_default();
+                    ObjectRecord {
+                        key: o.key,
+                        path: paths[i].clone(),
+                        bytes: out.bytes,
+                        sha256: out.sha256,
+                        etag: o.etag,
+                        last_modified: o.last_modified,
+                        content_type,
+                        metadata,
+                    }
+                }
+                (None, Some(p)) => ObjectRecord {
+                    path: paths[i].clone(),
+                    ..p.clone()
+                },
+                (None, None) => return Err(format!("`{}`: neither read nor in the parent", o.key)),
+            };
+            objects.push(record);
+        }
+        manifest.bucket = Some(BucketManifest {
+            url,
+            total_bytes: objects.iter().map(|o| o.bytes).sum(),
+            objects,
+            downloaded,
+            downloaded_bytes,
+            parent: parent_id,
+            left_out,
+        });
+        Ok(manifest)
+    };
+    store_with_parent(
+        repo,
+        name,
+        "bucket",
+        job.emergency,
+        entries,
+        produce,
+        parent,
+    )
+    .await
+}
+
+/// The listing shows the same object as the record: same size, ETag and last-modified.
+fn unchanged(old: &ObjectRecord, now: &Listed) -> bool {
+    old.bytes == now.size && old.etag == now.etag && old.last_modified == now.last_modified
+}
