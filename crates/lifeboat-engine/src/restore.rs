@@ -41,8 +41,6 @@ pub struct RestoreRequest {
     /// Parallel `pg_restore` jobs into a database the restore creates.
     pub jobs: u32,
     pub keep_owners: bool,
-    /// Overwrite what is there (after an emergency backup).
-    pub force: bool,
     /// Point-in-time recovery of a physical target.
     pub recovery: crate::kinds::postgres_physical::Recovery,
 }
@@ -116,6 +114,13 @@ pub struct Refusal {
     pub why: String,
 }
 
+impl Refusal {
+    /// Whether it stops a run with this `force`.
+    pub fn stands(&self, force: bool) -> bool {
+        !(self.forceable && force)
+    }
+}
+
 /// The emergency backup taken before a restore overwrites.
 #[derive(Debug, Clone)]
 pub struct Emergency {
@@ -169,7 +174,7 @@ impl RestorePlan {
 
     /// Whether the real run would refuse with this `force`.
     pub fn refuses(&self, force: bool) -> Option<&Refusal> {
-        self.refusal.as_ref().filter(|r| !(r.forceable && force))
+        self.refusal.as_ref().filter(|r| r.stands(force))
     }
 }
 
@@ -303,7 +308,7 @@ pub async fn execute(
         emergency,
         act,
     } = plan;
-    if let Some(r) = refusal.filter(|r| !(r.forceable && force)) {
+    if let Some(r) = refusal.filter(|r| r.stands(force)) {
         return Err(EngineError::failure(r.message, Some(r.hint)));
     }
     let repo = engine.repo.clone();

@@ -73,7 +73,7 @@ fn request_of(args: RestoreArgs) -> RestoreRequest {
     RestoreRequest {
         target: args.target,
         snapshot: args.snapshot,
-        time: p.time.clone(),
+        time: p.time,
         to: args.to.map(Redacted::new),
         to_dir: args.to_dir,
         table: args.table,
@@ -81,9 +81,7 @@ fn request_of(args: RestoreArgs) -> RestoreRequest {
         key: args.key,
         jobs: args.jobs,
         keep_owners: args.keep_owners,
-        force: args.force,
         recovery: Recovery {
-            time: p.time,
             lsn: p.lsn,
             xid: p.xid,
             name: p.name,

@@ -27,10 +27,9 @@ use crate::{
     wal::{feed::WalFeed, object_name},
 };
 
-/// Where recovery stops and what follows, as asked.
+/// Where recovery stops (besides the request's `time`) and what follows, as asked.
 #[derive(Debug, Clone, Default)]
 pub struct Recovery {
-    pub time: Option<String>,
     pub lsn: Option<String>,
     pub xid: Option<String>,
     pub name: Option<String>,
@@ -60,7 +59,7 @@ pub(super) async fn plan_restore(
         ));
     };
     let pitr = &request.recovery;
-    let Some(target) = recovery_target(pitr)? else {
+    let Some(target) = recovery_target(request.time.as_deref(), pitr)? else {
         return Err(EngineError::usage(
             "say where recovery stops: `--time`, `--lsn`, `--xid`, `--name` or `--latest`",
             None,
@@ -195,8 +194,8 @@ pub fn recovery_to(ts: jiff::Timestamp) -> RecoveryTarget {
 }
 
 /// Where recovery should stop, from the command line.
-pub fn recovery_target(p: &Recovery) -> EngineResult<Option<RecoveryTarget>> {
-    Ok(if let Some(t) = &p.time {
+pub fn recovery_target(time: Option<&str>, p: &Recovery) -> EngineResult<Option<RecoveryTarget>> {
+    Ok(if let Some(t) = time {
         let ts = parse_time(t).map_err(|e| {
             EngineError::usage(e, Some("write it like 2026-11-22T10:01:00Z".into()))
         })?;
