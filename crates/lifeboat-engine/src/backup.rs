@@ -213,11 +213,10 @@ pub async fn store_with_parent(
     let kept_in = kept.clone();
     entries.push(manifest_entry(name, move || Ok(kept_in.finish(produce()?))));
     let tags = emergency_tags(emergency);
-    let (r, n) = (repo.clone(), name.to_string());
-    let info = tokio::task::spawn_blocking(move || {
-        r.backup_with_parent(&n, kind_tag, tags, entries, parent)
-    })
-    .await??;
+    let n = name.to_string();
+    let info = repo
+        .call(move |r| r.backup_with_parent(&n, kind_tag, tags, entries, parent))
+        .await?;
     Ok((info, kept.bytes()))
 }
 

@@ -4,9 +4,12 @@
 use std::{path::PathBuf, sync::Arc};
 
 use lifeboat_core::Config;
-use lifeboat_repo::Repo;
+use lifeboat_repo::{Bars, Repo};
 
-use crate::events::{Event, Events, Op};
+use crate::{
+    EngineError, EngineResult,
+    events::{Event, Events, Op},
+};
 
 #[derive(Clone)]
 pub struct Engine {
@@ -25,6 +28,26 @@ impl Engine {
             repo,
             events,
         }
+    }
+
+    /// Open the repository named in `config` (off the async threads), with a hint naming
+    /// where the password came from when it is wrong.
+    pub async fn open_repo(config: &Config, bars: Bars) -> EngineResult<Arc<Repo>> {
+        let password = config.repository_password()?;
+        let location = config.repository_location()?;
+        Repo::open_shared(location, password, bars)
+            .await
+            .map_err(|e| {
+                let wrong = matches!(e, lifeboat_repo::RepoError::WrongPassword { .. });
+                let mut err = EngineError::from(e);
+                if wrong {
+                    err.hint = Some(format!(
+                        "the password comes from {}",
+                        config.password_origin()
+                    ));
+                }
+                err
+            })
     }
 
     /// Report a phase of `op` on `target` in words.

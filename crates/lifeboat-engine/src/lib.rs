@@ -16,14 +16,17 @@
 
 pub mod backup;
 pub mod cancel;
+pub mod drill;
 mod engine;
 mod error;
 pub mod events;
 pub mod format;
 pub mod kinds;
+pub mod maintenance;
 pub mod objectives;
 pub mod restore;
 pub mod snapshot_io;
+pub mod status;
 pub mod time;
 pub mod wal;
 

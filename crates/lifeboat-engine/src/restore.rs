@@ -243,8 +243,9 @@ pub async fn chosen_snapshot(
         request.target.clone(),
         request.snapshot.clone(),
     );
-    let snapshot = tokio::task::spawn_blocking(move || r.find_snapshot_at(&name, &wanted, at))
-        .await?
+    let snapshot = r
+        .call(move |r| r.find_snapshot_at(&name, &wanted, at))
+        .await
         .map_err(|e| {
             EngineError::from(e)
                 .context("cannot choose a snapshot")
@@ -311,10 +312,10 @@ pub async fn execute(
     if let Some(r) = refusal.filter(|r| r.stands(force)) {
         return Err(EngineError::failure(r.message, Some(r.hint)));
     }
-    let repo = engine.repo.clone();
-    let _lock =
-        tokio::task::spawn_blocking(move || repo.lock(LockKind::Shared, "lifeboat restore"))
-            .await??;
+    let _lock = engine
+        .repo
+        .lock_async(LockKind::Shared, "lifeboat restore")
+        .await?;
     let name = plan.target.clone();
     engine.events.event(Event::Planned {
         plan: Box::new(plan.clone()),

@@ -4,9 +4,11 @@
 //! This is the only crate that names rustic_core; its pitfalls (notes/rustic_core.md) are
 //! handled here: streams are read through a full-read wrapper, entries record what was
 //! read so that a failed stream deletes its snapshot instead of leaving a truncated one,
-//! and parent reuse is forced off. rustic_core is synchronous: async callers use
-//! `spawn_blocking`. This crate knows nothing of PostgreSQL or of the CLI.
+//! and parent reuse is forced off. rustic_core is synchronous: async callers go through
+//! [`Repo::call`] and the other methods of `async_face.rs`, never `spawn_blocking`. This
+//! crate knows nothing of PostgreSQL or of the CLI.
 
+mod async_face;
 mod backend;
 pub mod bucket;
 pub mod files;
@@ -31,6 +33,7 @@ use rustic_core::{
     repofile::{SnapshotFile, SnapshotSummary},
 };
 
+pub use async_face::blocking;
 pub use rustic_core::{Progress, ProgressBars, ProgressType, RusticProgress};
 pub use seal::{SealError, SideKey};
 pub use side::{LockGuard, LockKind, SideArea, SideError, hostname};

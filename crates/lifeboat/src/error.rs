@@ -112,10 +112,4 @@ impl<T> FsContext<T> for std::io::Result<T> {
     }
 }
 
-impl From<tokio::task::JoinError> for CliError {
-    fn from(e: tokio::task::JoinError) -> Self {
-        Self::failure(format!("internal task failed: {e}"), None)
-    }
-}
-
 pub type CliResult<T> = Result<T, CliError>;

@@ -76,7 +76,7 @@ pub fn stderr_is_tty() -> bool {
     std::io::stderr().is_terminal()
 }
 
-pub use lifeboat_engine::format::{bytes, thousands, time};
+pub use lifeboat_engine::format::{bytes, time};
 
 /// Print rows as an aligned table with a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {

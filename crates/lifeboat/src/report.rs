@@ -28,6 +28,11 @@ impl Reporter for Terminal {
                 target,
                 kind,
             } => self.say(&format!("backing up `{target}` ({kind})")),
+            Event::Started {
+                op: Op::Drill,
+                target,
+                kind,
+            } => self.say(&format!("drill of `{target}` ({kind})")),
             Event::Started { .. } | Event::Finished { .. } | Event::Failed { .. } => {}
             Event::Step { text, .. } => self.say(&text),
             Event::Planned { plan } if !self.json => {

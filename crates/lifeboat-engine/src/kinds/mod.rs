@@ -7,11 +7,14 @@
 
 /// Implements [`Kind`] for a new unit struct from the kind's parts: its tag, its backup
 /// (`async fn(BackupJob) -> EngineResult<Stored>`), its restore planner (`async fn(&Engine,
-/// &RestoreRequest, &TargetConfig) -> EngineResult<RestorePlan>`) and what its snapshots hold
-/// (`fn(&Manifest) -> String`). A part that is missing or has another signature fails the
-/// build at this line.
+/// &RestoreRequest, &TargetConfig) -> EngineResult<RestorePlan>`), what its snapshots hold
+/// (`fn(&Manifest) -> String`) and its drill (`async fn(&mut Drill, &Chosen) -> Result<(),
+/// Stop>`); optionally `base_at = f` where its drills choose their snapshot otherwise than
+/// [`crate::drill::newest_restorable`]. A part that is missing or has another signature
+/// fails the build at this line.
 macro_rules! kind {
-    ($kind:ident, $tag:literal, $backup:path, $plan:path, $content:path) => {
+    ($kind:ident, $tag:literal, $backup:path, $plan:path, $content:path, $rehearse:path
+     $(, base_at = $base:path)?) => {
         pub struct $kind;
 
         impl $crate::kinds::Kind for $kind {
@@ -39,6 +42,25 @@ macro_rules! kind {
             {
                 Box::pin($plan(engine, request, target))
             }
+
+            fn rehearse<'a>(
+                &'a self,
+                drill: &'a mut $crate::drill::Drill,
+                chosen: &'a $crate::drill::Chosen,
+            ) -> $crate::kinds::BoxFuture<'a, Result<(), $crate::drill::Stop>> {
+                Box::pin($rehearse(drill, chosen))
+            }
+
+            $(
+                fn base_at<'s>(
+                    &self,
+                    name: &str,
+                    snaps: &'s [lifeboat_repo::SnapshotInfo],
+                    time: Option<jiff::Timestamp>,
+                ) -> Result<&'s lifeboat_repo::SnapshotInfo, String> {
+                    $base(name, snaps, time)
+                }
+            )?
         }
     };
 }
@@ -57,6 +79,7 @@ use lifeboat_repo::{Repo, SnapshotInfo};
 
 use crate::{
     Engine, EngineResult,
+    drill::{Chosen, Drill, Stop},
     restore::{RestorePlan, RestoreRequest},
 };
 
@@ -109,6 +132,25 @@ pub trait Kind: Send + Sync {
         request: &'a RestoreRequest,
         target: &'a TargetConfig,
     ) -> BoxFuture<'a, EngineResult<RestorePlan>>;
+
+    /// Rehearse a restore of `chosen` in a scratch environment: provision, restore, check,
+    /// teardown, each timed by the `drill` runner.
+    fn rehearse<'a>(
+        &'a self,
+        drill: &'a mut Drill,
+        chosen: &'a Chosen,
+    ) -> BoxFuture<'a, Result<(), Stop>>;
+
+    /// The snapshot a drill restores among `snaps` (oldest first): the newest restorable
+    /// one (at or before `time`).
+    fn base_at<'s>(
+        &self,
+        name: &str,
+        snaps: &'s [SnapshotInfo],
+        time: Option<jiff::Timestamp>,
+    ) -> Result<&'s SnapshotInfo, String> {
+        crate::drill::newest_restorable(name, snaps, time)
+    }
 }
 
 static LOGICAL: postgres_logical::Logical = postgres_logical::Logical;

@@ -3,10 +3,14 @@
 //! (never deleting WAL a kept base backup needs). `feed` serves it to a recovering server.
 
 pub mod feed;
+pub mod fetch;
+pub mod push;
 
-use lifeboat_core::manifest::PhysicalManifest;
+use std::{io::Write, path::Path, sync::Arc};
+
+use lifeboat_core::{Config, TargetConfig, config::PostgresMode, manifest::PhysicalManifest};
 use lifeboat_postgres::wal::{WalKind, WalName};
-use lifeboat_repo::{Repo, SideKey};
+use lifeboat_repo::{Bars, Repo, SideKey};
 
 use crate::{EngineError, EngineResult};
 
@@ -20,6 +24,51 @@ pub fn object_name(system_id: u64, name: &WalName) -> String {
 
 /// Where `wal fetch` keeps segments fetched ahead, relative to the data directory it runs in.
 pub const PREFETCH_DIR: &str = "lifeboat-prefetch";
+
+/// The physical target the command is for: `--target`, or the only one configured.
+pub fn physical_target<'a>(
+    config: &'a Config,
+    wanted: Option<&str>,
+) -> EngineResult<(String, &'a TargetConfig)> {
+    let physical: Vec<(&String, &TargetConfig)> = config
+        .targets
+        .iter()
+        .filter(|(_, t)| t.mode == Some(PostgresMode::Physical))
+        .collect();
+    match wanted {
+        Some(w) => physical
+            .into_iter()
+            .find(|(n, _)| n.as_str() == w)
+            .map(|(n, t)| (n.clone(), t))
+            .ok_or_else(|| {
+                EngineError::usage(
+                    format!("no physical target `{w}` in the config"),
+                    Some(
+                        "a physical target is a postgres target with `mode = \"physical\"`".into(),
+                    ),
+                )
+            }),
+        None if physical.len() == 1 => Ok((physical[0].0.clone(), physical[0].1)),
+        None => Err(EngineError::usage(
+            format!(
+                "{} physical targets configured; name one with `--target`",
+                physical.len()
+            ),
+            Some(
+                "in `archive_command` and `restore_command`: `lifeboat wal push --target NAME %p`"
+                    .into(),
+            ),
+        )),
+    }
+}
+
+/// The repository and its side key: what `wal push` and `wal fetch` need once the cheap
+/// ways (pushed ahead, fetched ahead, the feed) did not answer.
+async fn open(config: &Config, bars: Bars) -> EngineResult<(Arc<Repo>, SideKey)> {
+    let repo = crate::Engine::open_repo(config, bars).await?;
+    let key = repo.side_key_async().await?;
+    Ok((repo, key))
+}
 
 /// One archived WAL file, opened; `None` if it is not archived.
 pub fn get(repo: &Repo, key: &SideKey, cluster: u64, w: &WalName) -> EngineResult<Option<Vec<u8>>> {
@@ -79,6 +128,7 @@ pub fn push_one(
 }
 
 /// What WAL retention did.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct WalPruned {
     pub deleted: u64,
     pub kept: u64,
@@ -159,4 +209,21 @@ pub fn list(repo: &Repo, system_id: u64) -> EngineResult<Vec<WalName>> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Write to a temporary name beside `path`, then rename: the server never sees half a file.
+/// No fsync: a restored file is the server's to make durable (it fsyncs what it keeps,
+/// and a recovery that crashes fetches again), and one fsync per 16 MiB segment sits on
+/// the path of every replayed segment.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".lifeboat-fetch-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }

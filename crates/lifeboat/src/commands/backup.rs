@@ -17,10 +17,10 @@ use crate::{
 pub async fn run(ctx: &Context, args: BackupArgs) -> CliResult<i32> {
     let engine = ctx.engine().await?;
     let names = select_targets(&engine.config, &args.targets)?;
-    let lock_repo = engine.repo.clone();
-    let _lock =
-        tokio::task::spawn_blocking(move || lock_repo.lock(LockKind::Shared, "lifeboat backup"))
-            .await??;
+    let _lock = engine
+        .repo
+        .lock_async(LockKind::Shared, "lifeboat backup")
+        .await?;
     let mut reports = Vec::new();
     let mut failed = Vec::new();
     // A signal abandons the running backup: its snapshot is never written (rustic writes

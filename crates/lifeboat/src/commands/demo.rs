@@ -61,7 +61,7 @@ pub async fn run(ctx: &Context, args: DemoArgs) -> CliResult<i32> {
     let started = Instant::now();
     step(1, "start a throwaway PostgreSQL");
     let tools = PgTools::newest_installed()?;
-    let cluster = tokio::task::spawn_blocking(move || Cluster::start(&tools, &[])).await??;
+    let cluster = lifeboat_repo::blocking(move || Cluster::start(&tools, &[])).await?;
     outln!(
         "PostgreSQL {} on 127.0.0.1:{} (folder {})",
         cluster.tools().major,

@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use super::{Context, drill::history_of};
+use lifeboat_engine::drill::history::history_of;
+
+use super::Context;
 use crate::{
     cli::DrillsArgs,
     error::{CliError, CliResult},

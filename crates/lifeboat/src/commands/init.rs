@@ -11,8 +11,7 @@ pub async fn run(ctx: &Context) -> CliResult<i32> {
     let password = config.repository_password()?;
     let location = config.repository_location()?;
     let url = location.url();
-    tokio::task::spawn_blocking(move || Repo::init(&location, &password, Default::default()))
-        .await??;
+    Repo::init_shared(location, password, Default::default()).await?;
     if ctx.json {
         output::json(&json!({ "repository": lifeboat_core::redact_url(&url), "created": true }));
     } else {

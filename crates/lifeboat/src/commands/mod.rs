@@ -23,7 +23,7 @@ use lifeboat_repo::Repo;
 
 use crate::{
     cli::{Cli, Command, ConfigCommand},
-    error::{CliError, CliResult},
+    error::CliResult,
 };
 
 pub struct Context {
@@ -39,26 +39,21 @@ impl Context {
 
     /// Open the repository named in the config, with a hint on a wrong password.
     pub async fn open_repo(&self, config: &Config) -> CliResult<Arc<Repo>> {
-        let password = config.repository_password()?;
-        let location = config.repository_location()?;
-        let bars = crate::progress::bars(!self.json && !self.quiet);
-        let origin = config.password_origin();
-        let repo = tokio::task::spawn_blocking(move || Repo::open(&location, &password, bars))
-            .await?
-            .map_err(|e| {
-                let wrong = matches!(e, lifeboat_repo::RepoError::WrongPassword { .. });
-                let mut err = CliError::from(e);
-                if wrong {
-                    err.hint = Some(format!("the password comes from {origin}"));
-                }
-                err
-            })?;
-        Ok(Arc::new(repo))
+        Ok(Engine::open_repo(config, self.bars()).await?)
+    }
+
+    /// Progress bars on the terminal, unless `--json` or `--quiet`.
+    pub fn bars(&self) -> lifeboat_repo::Bars {
+        crate::progress::bars(!self.json && !self.quiet)
     }
 
     /// The engine on the config and its repository, reporting to this terminal.
     pub async fn engine(&self) -> CliResult<Engine> {
-        let config = self.load_config()?;
+        self.engine_on(self.load_config()?).await
+    }
+
+    /// [`Context::engine`] on a config already read.
+    pub async fn engine_on(&self, config: Config) -> CliResult<Engine> {
         let repo = self.open_repo(&config).await?;
         Ok(Engine::new(
             config,
@@ -69,13 +64,6 @@ impl Context {
                 quiet: self.quiet,
             }),
         ))
-    }
-
-    /// Progress text on stderr (not with --json or --quiet).
-    pub fn say(&self, text: impl AsRef<str>) {
-        if !self.quiet {
-            eprintln!("{}", text.as_ref());
-        }
     }
 }
 

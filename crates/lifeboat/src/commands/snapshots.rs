@@ -8,8 +8,7 @@ use crate::{cli::SnapshotsArgs, error::CliResult, output};
 pub async fn run(ctx: &Context, args: SnapshotsArgs) -> CliResult<i32> {
     let config = ctx.load_config()?;
     let repo = ctx.open_repo(&config).await?;
-    let target = args.target.clone();
-    let snaps = tokio::task::spawn_blocking(move || repo.snapshots(target.as_deref())).await??;
+    let snaps = repo.list_snapshots(args.target.as_deref()).await?;
     if ctx.json {
         let items: Vec<_> = snaps
             .iter()

@@ -16,6 +16,7 @@
 //! it, an emergency backup of the destination comes first.
 
 mod backup;
+mod drill;
 mod restore;
 
 pub use restore::{as_files, parallel, write_objects};
@@ -24,7 +25,14 @@ use lifeboat_core::Manifest;
 
 use crate::EngineError;
 
-kind!(BucketKind, "bucket", backup::backup, restore::plan, content);
+kind!(
+    BucketKind,
+    "bucket",
+    backup::backup,
+    restore::plan,
+    content,
+    drill::rehearse
+);
 
 /// What a snapshot holds, in words.
 fn content(m: &Manifest) -> String {

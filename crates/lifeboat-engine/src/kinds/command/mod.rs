@@ -11,6 +11,8 @@
 //! `--force`), then streams the output into `sh -c <restore>` and checks that exactly the
 //! recorded bytes went in. `--to-dir DIR` writes the output to `DIR/<target>.out` instead.
 
+mod drill;
+
 use std::{
     process::{Command, Stdio},
     sync::Arc,
@@ -38,7 +40,14 @@ use crate::{
     snapshot_io::{Measured, write_file},
 };
 
-kind!(CommandKind, "command", backup, plan, content);
+kind!(
+    CommandKind,
+    "command",
+    backup,
+    plan,
+    content,
+    drill::rehearse
+);
 
 /// What a snapshot holds, in words.
 fn content(m: &Manifest) -> String {

@@ -2,13 +2,21 @@
 //! below a folder (`--to-dir`), every file's size and SHA-256 checked.
 
 mod backup;
+pub(crate) mod drill;
 mod restore;
 
 pub use restore::{FileCheck, restore_files_to, verify_files};
 
 use lifeboat_core::Manifest;
 
-kind!(Files, "files", backup::backup, restore::plan, content);
+kind!(
+    Files,
+    "files",
+    backup::backup,
+    restore::plan,
+    content,
+    drill::rehearse
+);
 
 /// What a snapshot holds, in words.
 fn content(m: &Manifest) -> String {

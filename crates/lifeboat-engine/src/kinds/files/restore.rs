@@ -154,10 +154,9 @@ pub async fn restore_files_to(
         format!("{target}/files"),
         dir.to_path_buf(),
     );
-    let summary =
-        tokio::task::spawn_blocking(move || r.restore_dir(&id, &src, &d, false)).await??;
+    let summary = r.call(move |r| r.restore_dir(&id, &src, &d, false)).await?;
     let (files, dir) = (fm.files.clone(), dir.to_path_buf());
-    let checks = tokio::task::spawn_blocking(move || verify_files(&files, &dir)).await?;
+    let checks = lifeboat_repo::blocking(move || verify_files(&files, &dir)).await;
     Ok((summary, checks))
 }
 

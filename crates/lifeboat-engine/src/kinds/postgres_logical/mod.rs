@@ -3,6 +3,7 @@
 //! or parallel into a database the restore creates) and verified by those counts.
 
 mod backup;
+pub(crate) mod drill;
 pub mod load;
 mod restore;
 
@@ -10,7 +11,14 @@ use lifeboat_core::Manifest;
 
 use crate::format;
 
-kind!(Logical, "logical", backup::backup, restore::plan, content);
+kind!(
+    Logical,
+    "logical",
+    backup::backup,
+    restore::plan,
+    content,
+    drill::rehearse
+);
 
 /// What a snapshot holds, in words.
 fn content(m: &Manifest) -> String {

@@ -1,6 +1,7 @@
 //! PostgreSQL, physical: base backups with archived WAL, recovered to a moment.
 
 mod backup;
+mod drill;
 pub mod plan;
 pub mod recover;
 
@@ -17,8 +18,23 @@ kind!(
     "physical",
     backup::backup,
     recover::plan_restore,
-    content
+    content,
+    drill::rehearse,
+    base_at = base_at
 );
+
+/// The base backup a drill at `time` recovers from: the newest that had *ended* by then,
+/// as `restore --time` chooses it; without a time, the newest restorable one.
+fn base_at<'s>(
+    name: &str,
+    snaps: &'s [lifeboat_repo::SnapshotInfo],
+    time: Option<jiff::Timestamp>,
+) -> Result<&'s lifeboat_repo::SnapshotInfo, String> {
+    match time {
+        Some(t) => plan::choose_base(snaps, "latest", &recovery_to(t)).map_err(|e| e.to_string()),
+        None => crate::drill::newest_restorable(name, snaps, None),
+    }
+}
 
 /// What a snapshot holds, in words.
 fn content(m: &Manifest) -> String {

@@ -247,16 +247,14 @@ pub async fn plan(
     wanted: &str,
     target: &RecoveryTarget,
 ) -> EngineResult<PitrPlan> {
-    let (r, name) = (repo.clone(), target_name.to_string());
-    let snaps = tokio::task::spawn_blocking(move || r.snapshots(Some(&name))).await??;
+    let snaps = repo.list_snapshots(Some(target_name)).await?;
     let base = choose_base(&snaps, wanted, target)?.clone();
     let p = physical_of(&base)
         .expect("chosen among physical snapshots")
         .1
         .clone();
     let system_id = p.system_id.0;
-    let (r, sid) = (repo.clone(), system_id);
-    let archived = tokio::task::spawn_blocking(move || crate::wal::list(&r, sid)).await??;
+    let archived = repo.call(move |r| crate::wal::list(r, system_id)).await?;
     let segments: Vec<&wal::WalName> = archived
         .iter()
         .filter(|w| w.kind == WalKind::Segment)
@@ -367,7 +365,7 @@ async fn restore_files(
         format!("{target_name}/data{}", p.data_dir),
         dir.to_path_buf(),
     );
-    tokio::task::spawn_blocking(move || r.restore_dir(&id, &src, &d, false)).await??;
+    r.call(move |r| r.restore_dir(&id, &src, &d, false)).await?;
     for file in ["backup_label", "tablespace_map"] {
         let mut bytes = Vec::new();
         repo.dump(snapshot, &format!("{target_name}/meta/{file}"), &mut bytes)?;
@@ -393,7 +391,7 @@ async fn extract_tar(
         tar.path.clone(),
         dir.to_path_buf(),
     );
-    let (bytes, sha256) = tokio::task::spawn_blocking(move || -> EngineResult<(u64, String)> {
+    let (bytes, sha256) = lifeboat_repo::blocking(move || -> EngineResult<(u64, String)> {
         let mut child = std::process::Command::new("tar")
             .args(["-x", "--no-same-owner", "-f", "-", "-C"])
             .arg(&d)
@@ -418,7 +416,7 @@ async fn extract_tar(
         }
         Ok((bytes, hash))
     })
-    .await??;
+    .await?;
     if (bytes, sha256.as_str()) != (tar.bytes, tar.sha256.as_str()) {
         return Err(EngineError::verification(format!(
             "the base backup's tar does not match its manifest: {bytes} bytes, SHA-256 {sha256} (recorded: {} bytes, {})",
@@ -435,8 +433,7 @@ pub async fn feed(repo: &Arc<Repo>, plan: &PitrPlan) -> EngineResult<Option<WalF
     let Some(start) = wal::WalName::parse(&plan.manifest.start_wal) else {
         return Ok(None);
     };
-    let r = repo.clone();
-    let key = tokio::task::spawn_blocking(move || r.side_key()).await??;
+    let key = repo.side_key_async().await?;
     Ok(Some(WalFeed::start(
         repo.clone(),
         key,
@@ -469,12 +466,11 @@ pub async fn start_and_wait(
     )
     .or_else(|_| PgTools::newest_installed())?;
     let d = dir.to_path_buf();
-    let server =
-        tokio::task::spawn_blocking(move || physical::start_server(&tools, &d, port)).await??;
+    let server = lifeboat_repo::blocking(move || physical::start_server(&tools, &d, port)).await?;
     let url = cfg.connection_url(target_name)?;
     let watch = Target::parse(&url)?.with_host_port("127.0.0.1", port);
     let point = physical::wait_recovered(&server, &watch, Duration::from_secs(3600)).await;
-    tokio::task::spawn_blocking(move || drop(feed)).await?;
+    lifeboat_repo::blocking(move || drop(feed)).await;
     let point = point?;
     // Segments fetched ahead that recovery did not need.
     let _ = std::fs::remove_dir_all(dir.join(crate::wal::PREFETCH_DIR));

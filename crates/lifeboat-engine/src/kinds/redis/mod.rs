@@ -13,6 +13,8 @@
 //! backup of the destination comes first. Afterwards the keys per database are compared
 //! with the manifest: a mismatch exits 3.
 
+mod drill;
+
 use std::{collections::BTreeMap, path::Path};
 
 use lifeboat_core::{
@@ -36,7 +38,7 @@ use crate::{
     snapshot_io::write_file,
 };
 
-kind!(RedisKind, "redis", backup, plan, content);
+kind!(RedisKind, "redis", backup, plan, content, drill::rehearse);
 
 /// What a snapshot holds, in words.
 fn content(m: &Manifest) -> String {

@@ -13,33 +13,54 @@ use lifeboat_postgres::{
 };
 use lifeboat_repo::Repo;
 
-use super::{
-    Findings, Rehearsal,
-    postgres::{check_database, database_rule},
-};
-use lifeboat_engine::{
-    kinds::postgres_physical::{self as pitr, PitrPlan},
+use super::{self as pitr, PitrPlan};
+use crate::{
+    drill::{
+        Chosen, Drill, Findings, Rehearsal, Stop,
+        checks::{remove_scratch_dir, scratch_dir},
+    },
+    format as output,
+    kinds::postgres_logical::drill::{check_database, database_rule},
     wal::feed::WalFeed,
 };
 
-use crate::output;
+/// The drill of a base backup: a [`PhysicalRehearsal`], recovered through the whole archive
+/// or to the drill's `--time`.
+pub async fn rehearse(drill: &mut Drill, (info, _): &Chosen) -> Result<(), Stop> {
+    let mut r = PhysicalRehearsal {
+        repo: drill.engine.repo.clone(),
+        config_path: drill.engine.config_path.clone(),
+        target: drill.name.clone(),
+        // The base backup chosen, recovered to `--time` when one is given.
+        snapshot: info.id.clone(),
+        recovery: drill.time.map_or(RecoveryTarget::Latest, pitr::recovery_to),
+        cfg: drill.cfg.clone(),
+        rules: drill.rules.clone(),
+        dir: None,
+        plan: None,
+        feed: None,
+        server: None,
+        point: None,
+    };
+    drill.rehearse(&mut r).await
+}
 
-pub(super) struct PhysicalRehearsal {
-    pub repo: Arc<Repo>,
-    pub config_path: PathBuf,
-    pub target: String,
+struct PhysicalRehearsal {
+    repo: Arc<Repo>,
+    config_path: PathBuf,
+    target: String,
     /// The base backup to restore (its full id).
-    pub snapshot: String,
+    snapshot: String,
     /// Where recovery stops: the end of the archive, or a chosen moment.
-    pub recovery: RecoveryTarget,
-    pub cfg: TargetConfig,
-    pub rules: Vec<CheckConfig>,
-    pub dir: Option<tempfile::TempDir>,
-    pub plan: Option<PitrPlan>,
+    recovery: RecoveryTarget,
+    cfg: TargetConfig,
+    rules: Vec<CheckConfig>,
+    dir: Option<tempfile::TempDir>,
+    plan: Option<PitrPlan>,
     /// Fetches the plan's WAL ahead while the files are restored, then serves recovery.
-    pub feed: Option<WalFeed>,
-    pub server: Option<Target>,
-    pub point: Option<RecoveredPoint>,
+    feed: Option<WalFeed>,
+    server: Option<Target>,
+    point: Option<RecoveredPoint>,
 }
 
 impl PhysicalRehearsal {
@@ -53,10 +74,7 @@ impl PhysicalRehearsal {
 
 impl Rehearsal for PhysicalRehearsal {
     async fn provision(&mut self) -> Result<String, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("lifeboat-drill-pitr-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
+        let dir = scratch_dir("pitr")?;
         // The server runs as `postgres` when we are root: it must reach its data directory.
         physical::hand_over(dir.path()).map_err(|e| e.to_string())?;
         let text = format!("throwaway data directory {}/data", dir.path().display());
@@ -123,10 +141,10 @@ impl Rehearsal for PhysicalRehearsal {
         // Recovered to a chosen moment: the state is that moment's, whenever the last
         // commit before it was.
         if let RecoveryTarget::Time(t) = &self.recovery {
-            return lifeboat_engine::time::parse_time(t).ok();
+            return crate::time::parse_time(t).ok();
         }
         let t = self.point.as_ref()?.last_commit_time.as_deref()?;
-        lifeboat_engine::time::parse_time(t).ok()
+        crate::time::parse_time(t).ok()
     }
 
     fn recovery_goal(&self) -> String {
@@ -187,18 +205,14 @@ impl Rehearsal for PhysicalRehearsal {
                 cmd.arg("-D")
                     .arg(&data)
                     .args(["-m", "immediate", "-w", "stop"]);
-                tokio::task::spawn_blocking(move || cmd.output())
+                lifeboat_repo::blocking(move || cmd.output())
                     .await
-                    .map_err(|e| e.to_string())?
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             }
             _ => Ok(()),
         };
-        let removed = match self.dir.take() {
-            Some(d) => d.close().map_err(|e| e.to_string()),
-            None => Ok(()),
-        };
+        let removed = remove_scratch_dir(self.dir.take());
         stopped.and(removed)
     }
 }

@@ -11,26 +11,50 @@ use lifeboat_core::{
 };
 use lifeboat_repo::Repo;
 
-use super::{Findings, Rehearsal, run_command};
-use lifeboat_engine::kinds::files::verify_files;
+use super::verify_files;
+use crate::{
+    drill::{
+        Chosen, Drill, Findings, Rehearsal, Stop,
+        checks::{command_rules, remove_scratch_dir, scratch_dir},
+    },
+    format as output,
+};
 
-use crate::output;
+/// The drill of a files snapshot: a [`FilesRehearsal`] into a temporary folder.
+pub async fn rehearse(drill: &mut Drill, (info, manifest): &Chosen) -> Result<(), Stop> {
+    let Some(fm) = manifest.files.clone() else {
+        return Err(drill.missing_section());
+    };
+    let mut r = FilesRehearsal {
+        repo: drill.engine.repo.clone(),
+        snapshot: info.id.clone(),
+        target: drill.name.clone(),
+        manifest: fm,
+        stream: None,
+        source: format!("{}/files", drill.name),
+        rules: drill.rules.clone(),
+        dir: None,
+    };
+    drill.rehearse(&mut r).await
+}
 
-pub(super) struct FilesRehearsal {
-    pub repo: Arc<Repo>,
-    pub snapshot: String,
-    pub target: String,
-    pub manifest: FilesManifest,
+/// A snapshot's files restored into a temporary folder and checked there; also the drill of
+/// a command's output and of a bucket without a scratch bucket.
+pub(crate) struct FilesRehearsal {
+    pub(crate) repo: Arc<Repo>,
+    pub(crate) snapshot: String,
+    pub(crate) target: String,
+    pub(crate) manifest: FilesManifest,
     /// A command target: the snapshot path of its output, restored as `<target>.out`.
-    pub stream: Option<String>,
+    pub(crate) stream: Option<String>,
     /// The folder of the snapshot restored (`<target>/files`, `<target>/bucket`).
-    pub source: String,
-    pub rules: Vec<CheckConfig>,
-    pub dir: Option<tempfile::TempDir>,
+    pub(crate) source: String,
+    pub(crate) rules: Vec<CheckConfig>,
+    pub(crate) dir: Option<tempfile::TempDir>,
 }
 
 impl FilesRehearsal {
-    pub fn of_command(
+    pub(crate) fn of_command(
         repo: Arc<Repo>,
         snapshot: &str,
         target: &str,
@@ -69,10 +93,7 @@ impl FilesRehearsal {
 
 impl Rehearsal for FilesRehearsal {
     async fn provision(&mut self) -> Result<String, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("lifeboat-drill-files-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
+        let dir = scratch_dir("files")?;
         let text = format!("temporary folder {}", dir.path().display());
         self.dir = Some(dir);
         Ok(text)
@@ -82,7 +103,7 @@ impl Rehearsal for FilesRehearsal {
         if let Some(stream) = &self.stream {
             let (repo, id, src) = (self.repo.clone(), self.snapshot.clone(), stream.clone());
             let file = self.root()?.join(format!("{}.out", self.target));
-            let bytes = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+            let bytes = lifeboat_repo::blocking(move || -> Result<u64, String> {
                 let mut out = std::io::BufWriter::new(
                     std::fs::File::create(&file).map_err(|e| e.to_string())?,
                 );
@@ -92,8 +113,7 @@ impl Rehearsal for FilesRehearsal {
                     .map(|m| m.len())
                     .map_err(|e| e.to_string())
             })
-            .await
-            .map_err(|e| e.to_string())??;
+            .await?;
             return Ok(format!("command output, {}", output::bytes(bytes)));
         }
         let (repo, id, src, dir) = (
@@ -102,9 +122,8 @@ impl Rehearsal for FilesRehearsal {
             self.source.clone(),
             self.root()?,
         );
-        let s = tokio::task::spawn_blocking(move || repo.restore_dir(&id, &src, &dir, false))
+        let s = lifeboat_repo::blocking(move || repo.restore_dir(&id, &src, &dir, false))
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         Ok(format!(
             "{} file(s), {}",
@@ -118,18 +137,7 @@ impl Rehearsal for FilesRehearsal {
             return;
         };
         let (files, dir) = (self.manifest.files.clone(), root.clone());
-        let verified = match tokio::task::spawn_blocking(move || verify_files(&files, &dir)).await {
-            Ok(v) => v,
-            Err(e) => {
-                findings.add(
-                    "files",
-                    "every file's size and SHA-256",
-                    false,
-                    e.to_string(),
-                );
-                return;
-            }
-        };
+        let verified = lifeboat_repo::blocking(move || verify_files(&files, &dir)).await;
         let bad: Vec<_> = verified.iter().filter(|c| !c.ok).collect();
         findings.add(
             "files",
@@ -150,19 +158,11 @@ impl Rehearsal for FilesRehearsal {
             );
         }
         let root = root.display().to_string();
-        for rule in &self.rules {
-            let result = match &rule.command {
-                Some(command) => run_command(command, &[("LIFEBOAT_DRILL_DIR", &root)], &[]).await,
-                None => Err("an SQL check cannot run against a files target".into()),
-            };
-            findings.rule("command", rule, result);
-        }
+        let env = [("LIFEBOAT_DRILL_DIR", root.as_str())];
+        command_rules(&self.rules, &env, "a files target", findings).await;
     }
 
     async fn teardown(&mut self) -> Result<(), String> {
-        match self.dir.take() {
-            Some(d) => d.close().map_err(|e| e.to_string()),
-            None => Ok(()),
-        }
+        remove_scratch_dir(self.dir.take())
     }
 }

@@ -10,25 +10,68 @@ use lifeboat_core::{S3Location, manifest::BucketManifest};
 use lifeboat_repo::{Repo, bucket::Bucket};
 use sha2::Digest;
 
-use super::{Findings, Rehearsal};
-use lifeboat_engine::kinds::bucket::{parallel, write_objects};
+use super::{as_files, parallel, write_objects};
+use crate::{
+    drill::{Chosen, Drill, Findings, Rehearsal, Stop},
+    kinds::files::drill::FilesRehearsal,
+};
 
-pub(super) struct BucketRehearsal {
-    pub repo: Arc<Repo>,
-    pub snapshot: String,
-    pub manifest: BucketManifest,
+/// The drill of a bucket snapshot: into a prefix of its own in `[drill] scratch-bucket`
+/// ([`BucketRehearsal`]), or without one into a temporary folder (the files kind's).
+pub async fn rehearse(drill: &mut Drill, (info, manifest): &Chosen) -> Result<(), Stop> {
+    let Some(bm) = manifest.bucket.clone() else {
+        return Err(drill.missing_section());
+    };
+    let Some(scratch) = drill.scratch_bucket.clone() else {
+        let mut r = FilesRehearsal {
+            repo: drill.engine.repo.clone(),
+            snapshot: info.id.clone(),
+            target: drill.name.clone(),
+            manifest: as_files(&drill.name, &bm),
+            stream: None,
+            source: format!("{}/bucket", drill.name),
+            rules: drill.rules.clone(),
+            dir: None,
+        };
+        return drill.rehearse(&mut r).await;
+    };
+    let base = drill
+        .cfg
+        .bucket_location(&drill.name)
+        .map_err(|e| Stop::Error(e.to_string()))?;
+    let (bucket, prefix) = lifeboat_core::location::parse_s3_url(&scratch)
+        .unwrap_or_else(|| Err("not an `s3://` URL".into()))
+        .map_err(|e| Stop::Error(format!("`drill.scratch-bucket`: {e}")))?;
+    let sub = format!(
+        "{}/lifeboat-drill-{}",
+        prefix,
+        drill.started_at.strftime("%Y%m%dT%H%M%S%.3fZ")
+    );
+    let mut r = BucketRehearsal {
+        repo: drill.engine.repo.clone(),
+        snapshot: info.id.clone(),
+        manifest: bm,
+        location: base.with_bucket(&bucket, &sub),
+        bucket: None,
+    };
+    drill.rehearse(&mut r).await
+}
+
+struct BucketRehearsal {
+    repo: Arc<Repo>,
+    snapshot: String,
+    manifest: BucketManifest,
     /// The scratch prefix, `lifeboat-drill-<time>` below the configured one.
-    pub location: S3Location,
-    pub bucket: Option<Bucket>,
+    location: S3Location,
+    bucket: Option<Bucket>,
 }
 
 impl Rehearsal for BucketRehearsal {
     async fn provision(&mut self) -> Result<String, String> {
         let b = Bucket::open(&self.location).map_err(|e| e.to_string())?;
         let probe = b.clone();
-        let there = tokio::task::spawn_blocking(move || probe.list())
+        let there = lifeboat_repo::blocking(move || probe.list())
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         if !there.is_empty() {
             return Err(format!("the scratch prefix `{}` is not empty", b.url()));
@@ -59,7 +102,7 @@ impl Rehearsal for BucketRehearsal {
     async fn check(&mut self, findings: &mut Findings) {
         let Some(b) = self.bucket.clone() else { return };
         let objects = self.manifest.objects.clone();
-        let checked = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let checked = lifeboat_repo::blocking(move || -> Result<_, String> {
             let listed = b.list().map_err(|e| e.to_string())?;
             let sizes: std::collections::HashMap<String, u64> =
                 listed.iter().map(|l| (l.key.clone(), l.size)).collect();
@@ -88,16 +131,8 @@ impl Rehearsal for BucketRehearsal {
         })
         .await;
         let (count, bad) = match checked {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return findings.add("bucket", "objects in the scratch bucket", false, e),
-            Err(e) => {
-                return findings.add(
-                    "bucket",
-                    "objects in the scratch bucket",
-                    false,
-                    e.to_string(),
-                );
-            }
+            Ok(c) => c,
+            Err(e) => return findings.add("bucket", "objects in the scratch bucket", false, e),
         };
         let want = self.manifest.objects.len();
         findings.add(
@@ -121,7 +156,7 @@ impl Rehearsal for BucketRehearsal {
         let Some(b) = self.bucket.take() else {
             return Ok(());
         };
-        tokio::task::spawn_blocking(move || -> Result<(), String> {
+        lifeboat_repo::blocking(move || -> Result<(), String> {
             let keys: Vec<String> = b
                 .list()
                 .map_err(|e| e.to_string())?
@@ -135,6 +170,5 @@ impl Rehearsal for BucketRehearsal {
             }
         })
         .await
-        .map_err(|e| e.to_string())?
     }
 }

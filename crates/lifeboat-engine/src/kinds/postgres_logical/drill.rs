@@ -16,25 +16,52 @@ use lifeboat_postgres::{
 };
 use lifeboat_repo::Repo;
 
-use super::{Findings, Rehearsal, run_command};
-use lifeboat_engine::kinds::postgres_logical::load::load_dump;
+use super::load::load_dump;
+use crate::{
+    drill::{Chosen, Drill, Findings, Rehearsal, Stop, checks::run_command},
+    format as output,
+};
 
-use crate::output;
+/// The drill of a logical snapshot: a [`PgRehearsal`] into a throwaway cluster of the
+/// dump's major version (or the configured scratch server).
+pub async fn rehearse(drill: &mut Drill, (info, manifest): &Chosen) -> Result<(), Stop> {
+    let Some(pgm) = manifest.postgres.clone() else {
+        return Err(drill.missing_section());
+    };
+    let tools = PgTools::find(
+        pgm.server_version_num / 10_000,
+        drill.cfg.pg_bin_dir.as_deref(),
+    )
+    .or_else(|_| PgTools::newest_installed())
+    .map_err(|e| Stop::Error(e.to_string()))?;
+    let mut r = PgRehearsal {
+        repo: drill.engine.repo.clone(),
+        snapshot: info.id.clone(),
+        manifest: pgm,
+        tools,
+        rules: drill.rules.clone(),
+        scratch_url: drill.scratch_url.clone(),
+        started_at: drill.started_at,
+        jobs: drill.jobs,
+        scratch: None,
+    };
+    drill.rehearse(&mut r).await
+}
 
-pub(super) struct PgRehearsal {
-    pub repo: Arc<Repo>,
-    pub snapshot: String,
-    pub manifest: PostgresManifest,
-    pub tools: PgTools,
-    pub rules: Vec<CheckConfig>,
-    pub scratch_url: Option<Redacted>,
-    pub started_at: jiff::Timestamp,
-    pub jobs: u32,
-    pub scratch: Option<Scratch>,
+struct PgRehearsal {
+    repo: Arc<Repo>,
+    snapshot: String,
+    manifest: PostgresManifest,
+    tools: PgTools,
+    rules: Vec<CheckConfig>,
+    scratch_url: Option<Redacted>,
+    started_at: jiff::Timestamp,
+    jobs: u32,
+    scratch: Option<Scratch>,
 }
 
 /// Where the drill restores to.
-pub(super) enum Scratch {
+enum Scratch {
     Cluster {
         cluster: Cluster,
         dest: Target,
@@ -83,9 +110,8 @@ impl PgRehearsal {
 
     async fn throwaway_cluster(&mut self) -> Result<String, String> {
         let tools = self.tools.clone();
-        let cluster = tokio::task::spawn_blocking(move || Cluster::start(&tools, &[]))
+        let cluster = lifeboat_repo::blocking(move || Cluster::start(&tools, &[]))
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let text = format!(
             "throwaway PostgreSQL {} on 127.0.0.1:{}",
@@ -167,9 +193,8 @@ impl Rehearsal for PgRehearsal {
         match self.scratch.take() {
             None => Ok(()),
             Some(Scratch::Cluster { cluster, .. }) => {
-                tokio::task::spawn_blocking(move || drop(cluster))
-                    .await
-                    .map_err(|e| e.to_string())
+                lifeboat_repo::blocking(move || drop(cluster)).await;
+                Ok(())
             }
             Some(Scratch::Server { server, dest, .. }) => {
                 let client = server.connect().await.map_err(|e| e.to_string())?;
@@ -187,7 +212,7 @@ impl Rehearsal for PgRehearsal {
 
 /// Row counts against `tables` (none for a physical recovery), `pg_amcheck` and constraint
 /// re-validation of a restored database, run side by side, into `findings`.
-pub(super) async fn check_database(
+pub(crate) async fn check_database(
     tools: &PgTools,
     dest: &Target,
     tables: &[TableRecord],
@@ -222,7 +247,7 @@ pub(super) async fn check_database(
 
 /// One `[[checks]]` rule against a restored database: its SQL judged, or its command run
 /// with the database's URL in `LIFEBOAT_DRILL_URL` (`secrets` masked in what it prints).
-pub(super) async fn database_rule(
+pub(crate) async fn database_rule(
     rule: &CheckConfig,
     dest: &Target,
     url: &str,

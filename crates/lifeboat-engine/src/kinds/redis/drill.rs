@@ -10,28 +10,46 @@ use lifeboat_core::{config::CheckConfig, manifest::RedisManifest};
 use lifeboat_redis::{Conn, Scratch};
 use lifeboat_repo::Repo;
 
-use super::{Findings, Rehearsal, run_command};
-use lifeboat_engine::snapshot_io::write_file;
+use crate::{
+    drill::{
+        Chosen, Drill, Findings, Rehearsal, Stop,
+        checks::{command_rules, remove_scratch_dir, scratch_dir},
+    },
+    format as output,
+    snapshot_io::write_file,
+};
 
-use crate::output;
+/// The drill of an RDB snapshot: a [`RedisRehearsal`].
+pub async fn rehearse(drill: &mut Drill, (info, manifest): &Chosen) -> Result<(), Stop> {
+    let Some(rm) = manifest.redis.clone() else {
+        return Err(drill.missing_section());
+    };
+    let mut r = RedisRehearsal {
+        repo: drill.engine.repo.clone(),
+        snapshot: info.id.clone(),
+        manifest: rm,
+        rules: drill.rules.clone(),
+        dir: None,
+        server: None,
+        restored: None,
+    };
+    drill.rehearse(&mut r).await
+}
 
-pub(super) struct RedisRehearsal {
-    pub repo: Arc<Repo>,
-    pub snapshot: String,
-    pub manifest: RedisManifest,
-    pub rules: Vec<CheckConfig>,
-    pub dir: Option<tempfile::TempDir>,
-    pub server: Option<Scratch>,
+struct RedisRehearsal {
+    repo: Arc<Repo>,
+    snapshot: String,
+    manifest: RedisManifest,
+    rules: Vec<CheckConfig>,
+    dir: Option<tempfile::TempDir>,
+    server: Option<Scratch>,
     /// Size and SHA-256 of the RDB as restored.
-    pub restored: Option<(u64, String)>,
+    restored: Option<(u64, String)>,
 }
 
 impl Rehearsal for RedisRehearsal {
     async fn provision(&mut self) -> Result<String, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("lifeboat-drill-redis-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
+        let dir = scratch_dir("redis")?;
         let text = format!(
             "temporary folder {} for a redis-server",
             dir.path().display()
@@ -55,9 +73,8 @@ impl Rehearsal for RedisRehearsal {
         .await
         .map_err(|e| e.message)?;
         self.restored = Some(restored.clone());
-        let server = tokio::task::spawn_blocking(move || Scratch::start(&dir))
+        let server = lifeboat_repo::blocking(move || Scratch::start(&dir))
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let text = format!(
             "RDB of {} loaded by a redis-server on port {}",
@@ -80,13 +97,11 @@ impl Rehearsal for RedisRehearsal {
         }
         let Some(server) = &self.server else { return };
         let url = server.url();
-        let counts = tokio::task::spawn_blocking(move || {
-            Conn::connect(&url).and_then(|mut c| c.key_counts())
-        })
-        .await;
+        let counts =
+            lifeboat_repo::blocking(move || Conn::connect(&url).and_then(|mut c| c.key_counts()))
+                .await;
         let counts = match counts {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return findings.add("redis", "keys per database", false, e.to_string()),
+            Ok(c) => c,
             Err(e) => return findings.add("redis", "keys per database", false, e.to_string()),
         };
         for db in self.manifest.databases() {
@@ -108,20 +123,12 @@ impl Rehearsal for RedisRehearsal {
             );
         }
         let url = format!("redis://127.0.0.1:{}", server.port);
-        for rule in &self.rules {
-            let result = match &rule.command {
-                Some(command) => run_command(command, &[("LIFEBOAT_DRILL_URL", &url)], &[]).await,
-                None => Err("an SQL check cannot run against a Redis target".into()),
-            };
-            findings.rule("command", rule, result);
-        }
+        let env = [("LIFEBOAT_DRILL_URL", url.as_str())];
+        command_rules(&self.rules, &env, "a Redis target", findings).await;
     }
 
     async fn teardown(&mut self) -> Result<(), String> {
         self.server.take();
-        match self.dir.take() {
-            Some(d) => d.close().map_err(|e| e.to_string()),
-            None => Ok(()),
-        }
+        remove_scratch_dir(self.dir.take())
     }
 }

@@ -1,0 +1,157 @@
+//! Keeping the repository: [`forget`] (retention, then with `prune` the space freed and the
+//! WAL no kept base backup needs), [`check`] (the repository and every snapshot's
+//! manifest) and [`unlock`]. Forget runs under the exclusive lock, check under a shared
+//! one, so that neither runs beside what would make it wrong.
+
+use lifeboat_core::manifest::PhysicalManifest;
+use lifeboat_repo::{ForgetDecision, LockKind, PruneSummary, SnapshotInfo};
+
+use crate::{Engine, EngineError, EngineResult, wal::WalPruned};
+
+/// What `forget` decided and did.
+#[derive(Debug)]
+pub struct Forgotten {
+    /// Per snapshot: kept or not, and why.
+    pub decisions: Vec<ForgetDecision>,
+    /// The snapshots forgotten (or, on a dry run, that would be).
+    pub forget: Vec<String>,
+    /// With `prune`: the packs freed.
+    pub pruned: Option<PruneSummary>,
+    /// With `prune`: archived WAL that no kept base backup needs.
+    pub wal: Option<WalPruned>,
+}
+
+/// Apply `[retention]` per target (a target's own `retention` table overrides it); with
+/// `prune`, free the space and delete WAL no kept base backup needs. `dry_run` changes
+/// nothing and reports what would be done.
+pub async fn forget(engine: &Engine, prune: bool, dry_run: bool) -> EngineResult<Forgotten> {
+    let repo = &engine.repo;
+    let command = if prune {
+        "lifeboat forget --prune"
+    } else {
+        "lifeboat forget"
+    };
+    let _lock = repo.lock_async(LockKind::Exclusive, command).await?;
+    let cfg = engine.config.clone();
+    let (decisions, snaps) = repo
+        .call(move |r| {
+            let snaps = r.snapshots(None)?;
+            let plan = r.forget_plan(snaps.clone(), |target| match cfg.target(target) {
+                Some(t) => t.effective_retention(&cfg.retention).clone(),
+                // Snapshots of targets no longer configured follow the global rules.
+                None => cfg.retention.clone(),
+            })?;
+            Ok::<_, lifeboat_repo::RepoError>((plan, snaps))
+        })
+        .await?;
+    let forget: Vec<String> = decisions
+        .iter()
+        .filter(|d| !d.keep)
+        .map(|d| d.id.clone())
+        .collect();
+    if !dry_run && !forget.is_empty() {
+        let ids = forget.clone();
+        repo.call(move |r| r.delete_snapshots(&ids)).await?;
+    }
+    let mut done = Forgotten {
+        decisions,
+        forget,
+        pruned: None,
+        wal: None,
+    };
+    if !prune {
+        return Ok(done);
+    }
+    done.pruned = Some(repo.call(move |r| r.prune(dry_run)).await?);
+    let kept = kept_bases(&snaps, &done.decisions)?;
+    done.wal = Some(
+        repo.call(move |r| crate::wal::prune(r, &kept, dry_run))
+            .await?,
+    );
+    Ok(done)
+}
+
+/// The base backups among the kept snapshots: the WAL they need stays. A kept snapshot
+/// whose manifest cannot be read may be one, so then no WAL may be deleted.
+fn kept_bases(
+    snaps: &[SnapshotInfo],
+    decisions: &[ForgetDecision],
+) -> EngineResult<Vec<PhysicalManifest>> {
+    let kept: Vec<&SnapshotInfo> = snaps
+        .iter()
+        .filter(|s| decisions.iter().any(|d| d.keep && d.id == s.id))
+        .collect();
+    if let Some(s) = kept.iter().find(|s| s.manifest.is_err()) {
+        return Err(EngineError::failure(
+            format!(
+                "cannot prune WAL: the manifest of kept snapshot `{}` of `{}` cannot be read, so the WAL it may need is unknown",
+                s.short_id(),
+                s.target
+            ),
+            Some(
+                "run `lifeboat check`; forget that snapshot if it is damaged, then prune again"
+                    .into(),
+            ),
+        ));
+    }
+    Ok(kept
+        .iter()
+        .filter_map(|s| s.manifest.as_ref().ok().and_then(|m| m.physical.clone()))
+        .collect())
+}
+
+/// What `check` found.
+#[derive(Debug)]
+pub struct Checked {
+    /// Problems of the repository itself (structure, index, packs).
+    pub errors: Vec<String>,
+    /// Snapshots without a readable, complete manifest.
+    pub manifest_problems: Vec<String>,
+    pub snapshots: usize,
+}
+
+impl Checked {
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty() && self.manifest_problems.is_empty()
+    }
+}
+
+/// Verify the repository (with `read_data` every pack's content) and every snapshot's
+/// manifest. Under a shared lock: a prune meanwhile would make packs look missing.
+pub async fn check(engine: &Engine, read_data: bool) -> EngineResult<Checked> {
+    let (errors, snaps) = engine
+        .repo
+        .call(move |repo| -> Result<_, lifeboat_repo::RepoError> {
+            let _lock = repo.lock(LockKind::Shared, "lifeboat check")?;
+            let errors = repo.check(read_data)?;
+            let snaps = repo.snapshots(None)?;
+            Ok((errors, snaps))
+        })
+        .await?;
+    let manifest_problems = snaps
+        .iter()
+        .filter(|s| !s.is_good())
+        .map(|s| {
+            format!(
+                "snapshot {} of `{}`: {}",
+                s.short_id(),
+                s.target,
+                match &s.manifest {
+                    Ok(_) => "marked incomplete".to_string(),
+                    Err(e) => format!("no readable manifest ({e})"),
+                }
+            )
+        })
+        .collect();
+    Ok(Checked {
+        errors,
+        manifest_problems,
+        snapshots: snaps.len(),
+    })
+}
+
+/// Remove every lock (for an operator who knows their holders are gone); returns who held
+/// them.
+pub async fn unlock(engine: &Engine) -> EngineResult<Vec<String>> {
+    Ok(engine.repo.call(|repo| repo.side().remove_locks()).await?)
+}
