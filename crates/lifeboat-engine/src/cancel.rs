@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use lifeboat_repo::StopFlag;
 use tokio::sync::watch;
 
 /// Set once, seen by every clone.
@@ -40,6 +41,33 @@ impl Cancel {
         *self.rx.borrow()
     }
 
+    /// Run blocking `f` off the async threads with a [`StopFlag`] that is set when this token
+    /// is (or when this future is dropped), and wait for `f` to return: a stoppable call
+    /// (a restore between packs) returns soon after, so that what it wrote can be removed
+    /// once nothing writes there any more.
+    pub async fn blocking_until<T, F>(&self, f: F) -> T
+    where
+        F: FnOnce(StopFlag) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        struct StopOnDrop(StopFlag, tokio::task::JoinHandle<()>);
+        impl Drop for StopOnDrop {
+            fn drop(&mut self) {
+                self.0.stop();
+                self.1.abort();
+            }
+        }
+        let flag = StopFlag::new();
+        let mut rx = self.rx.clone();
+        let watcher = tokio::spawn(async move {
+            if rx.wait_for(|set| *set).await.is_ok() {
+                flag.stop();
+            }
+        });
+        let _stop = StopOnDrop(flag, watcher);
+        lifeboat_repo::blocking(move || f(flag)).await
+    }
+
     /// Run `fut` unless (or until) the token is set; then `fut` is dropped.
     pub async fn guard<T>(&self, fut: impl Future<Output = T>) -> Result<T, Cancelled> {
         let mut rx = self.rx.clone();
@@ -68,5 +96,29 @@ mod tests {
         assert!(cancel.is_cancelled());
         // Once set, nothing more starts.
         assert_eq!(cancel.guard(async { 7 }).await, Err(Cancelled));
+    }
+
+    #[tokio::test]
+    async fn blocking_work_sees_its_stop_flag_when_the_token_is_set() {
+        let cancel = Cancel::new();
+        let clone = cancel.clone();
+        // Polls its flag like a restore between packs; gives up after 10 s.
+        let work = tokio::spawn(async move {
+            clone
+                .blocking_until(|stop| {
+                    let start = std::time::Instant::now();
+                    while !stop.is_set() && start.elapsed().as_secs() < 10 {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    stop.is_set()
+                })
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        cancel.cancel();
+        assert!(work.await.unwrap(), "the flag was never set");
+        // Not set when the token is not.
+        let quiet = Cancel::new();
+        assert!(!quiet.blocking_until(|stop| stop.is_set()).await);
     }
 }

@@ -119,13 +119,14 @@ impl EngineError {
     }
 }
 
-/// An adapter's error as the engine's: its text, its own hint, and itself as the cause.
+/// An adapter's error as the engine's: its text, its own hint, and itself as the cause;
+/// the failure as the function after `=>` decides from the error.
 macro_rules! from_adapter {
     ($($t:ty => $failure:expr),* $(,)?) => {$(
         impl From<$t> for EngineError {
             fn from(e: $t) -> Self {
                 Self {
-                    failure: $failure,
+                    failure: ($failure)(&e),
                     message: e.to_string(),
                     hint: e.hint(),
                     source: Some(Box::new(e)),
@@ -136,10 +137,15 @@ macro_rules! from_adapter {
 }
 
 from_adapter! {
-    ConfigError => Failure::Usage,
-    RepoError => Failure::Failed,
-    PgError => Failure::Failed,
-    lifeboat_redis::RedisError => Failure::Failed,
+    ConfigError => |_: &ConfigError| Failure::Usage,
+    // A restore its caller stopped (the cancellation token) is an interruption.
+    RepoError => |e: &RepoError| if matches!(e, RepoError::Stopped { .. }) {
+        Failure::Interrupted
+    } else {
+        Failure::Failed
+    },
+    PgError => |_: &PgError| Failure::Failed,
+    lifeboat_redis::RedisError => |_: &lifeboat_redis::RedisError| Failure::Failed,
 }
 
 impl From<lifeboat_repo::StoreError> for EngineError {

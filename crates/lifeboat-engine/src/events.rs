@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::restore::Plan;
+use crate::restore::plan::Plan;
 
 /// The operation an event belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

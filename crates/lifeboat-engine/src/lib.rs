@@ -31,4 +31,8 @@ pub mod time;
 pub mod wal;
 
 pub use engine::Engine;
+
+/// A boxed future: what the [`kinds::Kind`] trait's methods return, so that it can be used
+/// as `dyn Kind`.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 pub use error::{EngineError, EngineResult, Failure, FsContext, IoContext, fs_error};

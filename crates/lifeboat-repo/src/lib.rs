@@ -72,6 +72,37 @@ pub enum RepoError {
     /// rustic's restore panicked (it unwraps its writes: a full disk, a vanished folder).
     #[error("restore into `{dest}` stopped: {message}")]
     RestoreStopped { dest: String, message: String },
+    /// The caller's [`StopFlag`] stopped the restore; what it wrote is partial.
+    #[error("restore into `{dest}` was stopped before it finished")]
+    Stopped { dest: String },
+}
+
+/// A flag that stops a running restore between packs, set from any thread (the engine sets
+/// it when its cancellation token is). One leaked byte per flag: rustic's options are
+/// `Copy`, so the flag it reads is `'static`.
+#[derive(Debug, Clone, Copy)]
+pub struct StopFlag(&'static std::sync::atomic::AtomicBool);
+
+impl Default for StopFlag {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StopFlag {
+    pub fn new() -> Self {
+        Self(Box::leak(Box::new(std::sync::atomic::AtomicBool::new(
+            false,
+        ))))
+    }
+
+    pub fn stop(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl RepoError {
@@ -97,6 +128,7 @@ impl RepoError {
             Self::NoRoom { .. } => Some(
                 "free space there, or restore somewhere else (for a bucket, point TMPDIR at a folder with more room); nothing was written".into(),
             ),
+            Self::Stopped { .. } => None,
             Self::RestoreStopped { .. } => Some(
                 "if the destination filled up, free space there and restore again (what was written is rewritten)".into(),
             ),
@@ -119,6 +151,7 @@ fn restore_checked(
     nodes: impl Iterator<Item = rustic_core::RusticResult<(PathBuf, rustic_core::repofile::Node)>>,
     local: &LocalDestination,
     dest: &Path,
+    stop: Option<StopFlag>,
 ) -> Result<(), RepoError> {
     let need = plan.restore_size;
     // The folder may not exist yet (a file restored to a new path): its nearest ancestor
@@ -141,20 +174,26 @@ fn restore_checked(
             need: need.div_ceil(1 << 20),
         });
     }
-    let opts = RestoreOptions::default();
+    let opts = RestoreOptions::default().stop(stop.map(|s| s.0));
     let _quiet = QuietPanics::new();
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         indexed.restore(plan, &opts, nodes, local)
-    }))
-    .map_err(|panic| RepoError::RestoreStopped {
-        dest: dest.display().to_string(),
-        // The first panic says why: the one that reaches here may be another thread's
-        // (a lock the first one poisoned).
-        message: first_caught_panic()
-            .or_else(|| panic_message(&*panic))
-            .unwrap_or_else(|| "rustic's restore panicked".into()),
-    })?
-    .map_err(rustic("restore failed"))
+    }));
+    if stop.is_some_and(|s| s.is_set()) {
+        return Err(RepoError::Stopped {
+            dest: dest.display().to_string(),
+        });
+    }
+    restored
+        .map_err(|panic| RepoError::RestoreStopped {
+            dest: dest.display().to_string(),
+            // The first panic says why: the one that reaches here may be another thread's
+            // (a lock the first one poisoned).
+            message: first_caught_panic()
+                .or_else(|| panic_message(&*panic))
+                .unwrap_or_else(|| "rustic's restore panicked".into()),
+        })?
+        .map_err(rustic("restore failed"))
 }
 
 /// The message a caught panic carried, if it was text.
@@ -899,6 +938,19 @@ impl Repo {
         dest: &Path,
         dry_run: bool,
     ) -> Result<RestoreSummary, RepoError> {
+        self.restore_dir_until(snapshot_id, path, dest, dry_run, None)
+    }
+
+    /// [`Repo::restore_dir`], stopped between packs when `stop` is set: then
+    /// [`RepoError::Stopped`], and what was written is partial (the caller removes it).
+    pub fn restore_dir_until(
+        &self,
+        snapshot_id: &str,
+        path: &str,
+        dest: &Path,
+        dry_run: bool,
+        stop: Option<StopFlag>,
+    ) -> Result<RestoreSummary, RepoError> {
         self.with_indexed(|indexed| {
             let node = node_at(indexed, snapshot_id, path)?;
             let ls = indexed
@@ -917,7 +969,7 @@ impl Repo {
                 unchanged: plan.stats.files.unchanged + plan.stats.files.verified,
             };
             if !dry_run {
-                restore_checked(indexed, plan, ls, &local, dest)?;
+                restore_checked(indexed, plan, ls, &local, dest, stop)?;
             }
             Ok(summary)
         })
@@ -981,6 +1033,7 @@ impl Repo {
                         batch.iter().cloned().map(Ok),
                         &local,
                         &folder,
+                        None,
                     )?;
                     log::debug!("restored batch {k} into `{}`", folder.display());
                     let files = batch.into_iter().map(|(p, _)| p).collect();

@@ -175,6 +175,15 @@ impl Workspace {
         std::fs::write(self.config_path(), text).expect("write config");
     }
 
+    /// `lifeboat ARGS` started in the background, its output captured (for [`terminate`]).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start lifeboat")
+    }
+
     /// A `lifeboat` command with this workspace's config and a clean environment.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);

@@ -368,12 +368,7 @@ fn an_interrupted_drill_tears_everything_down() {
         "{}\n[[checks]]\ntarget = \"app\"\nname = \"slow\"\ncommand = \"sleep {marker}\"\n",
         target(&pg.url("app"), "{ rpo = \"1h\" }", "")
     ));
-    let mut child = ws
-        .command(&["drill"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ws.spawn(&["drill"]);
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     // Keep reading stderr to the end: lifeboat writes to it while tearing down.

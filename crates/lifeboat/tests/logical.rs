@@ -632,11 +632,12 @@ fn a_tls_only_server_is_backed_up_with_sslmode_require() {
     );
 }
 
-/// Issue 18, point 5: SIGTERM during a restore over an existing database stops it: exit 130,
-/// the server ends the restore's session (its one transaction rolls back), and the database
-/// holds exactly what it held before.
+/// Issue 18, point 5: SIGTERM during a backup stops it: exit 130, no snapshot, no lock,
+/// no dump session left. SIGTERM during a restore over an existing database stops it: exit
+/// 130, the server ends the restore's session (its one transaction rolls back), and the
+/// database holds exactly what it held before.
 #[test]
-fn a_signal_during_a_restore_leaves_the_database_as_it_was() {
+fn a_signal_during_a_backup_or_a_restore_leaves_nothing_half_done() {
     use std::time::{Duration, Instant};
     let pg = postgres();
     pg.psql("postgres", "CREATE DATABASE shop").unwrap();
@@ -649,6 +650,32 @@ fn a_signal_during_a_restore_leaves_the_database_as_it_was() {
     let ws = Workspace::new(BIN);
     ws.write_config(&postgres_target("shop", &pg.url("shop")));
     ws.run(&["init"]).expect_code(0);
+
+    let child = ws.spawn(&["backup", "shop"]);
+    // Mid-dump: pg_dump is copying the table out.
+    let dumping = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lifeboat' AND query LIKE 'COPY%'";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.psql("postgres", dumping).unwrap() == "0" {
+        assert!(Instant::now() < deadline, "the dump never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    terminate(child).expect_code(130).expect_stderr(
+        &["the backup of `shop` was stopped; no snapshot of it was written"],
+        &[],
+    );
+    assert_eq!(
+        ws.run(&["snapshots", "--json"]).json()["snapshots"],
+        serde_json::json!([])
+    );
+    let locks = ws.repo().join("lifeboat/locks");
+    assert_eq!(std::fs::read_dir(&locks).map_or(0, |d| d.count()), 0);
+    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lifeboat'";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.psql("postgres", sessions).unwrap() != "0" {
+        assert!(Instant::now() < deadline, "a dump session is left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     ws.run(&["backup", "shop"]).expect_code(0);
     pg.psql(
         "shop",
@@ -659,12 +686,7 @@ fn a_signal_during_a_restore_leaves_the_database_as_it_was() {
         "SELECT count(*) || ':' || md5(string_agg(note, ',' ORDER BY id)) FROM orders";
     let before = pg.psql("shop", fingerprint).unwrap();
 
-    let child = ws
-        .command(&["restore", "shop", "--force"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ws.spawn(&["restore", "shop", "--force"]);
     // Mid-load: lifeboat's pg_restore is connected to the database.
     let loading = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'shop' AND application_name = 'lifeboat-restore'";
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -688,12 +710,7 @@ fn a_signal_during_a_restore_leaves_the_database_as_it_was() {
 
     // Into a database the restore creates (loaded in parallel, no one transaction): it is
     // dropped again.
-    let child = ws
-        .command(&["restore", "shop", "--to", &pg.url("fresh"), "--jobs", "2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ws.spawn(&["restore", "shop", "--to", &pg.url("fresh"), "--jobs", "2"]);
     let loading = loading.replace("'shop'", "'fresh'");
     let deadline = Instant::now() + Duration::from_secs(60);
     while pg.psql("postgres", &loading).unwrap() == "0" {

@@ -776,13 +776,16 @@ fn forget_prune_keeps_the_wal_kept_base_backups_need() {
 /// The WAL archive on S3, through a proxy that fails every request for a while: `wal push`
 /// exits non-zero during the outage (PostgreSQL keeps the segment `.ready`), archiving
 /// catches up once the server is back, and recovery from the S3 archive replays the rows
-/// written during the outage.
+/// written during the outage. Then (issue 18, point 5) a signal while a restored server
+/// waits for slowed WAL reads stops that restore: exit 130, the server stopped, the data
+/// directory it made removed.
 #[test]
 fn wal_archiving_to_s3_rides_out_an_outage() {
     use lifeboat_testkit::s3::{Fault, FaultProxy, Faults, S3Server};
     let s3 = S3Server::start();
     let proxy = FaultProxy::start(s3.port());
-    let ws = Workspace::s3(BIN, &proxy.endpoint(), &s3.bucket());
+    let bucket = s3.bucket();
+    let ws = Workspace::s3(BIN, &proxy.endpoint(), &bucket);
     // The server's archive_command gets the credentials the way a service unit would.
     let pg = postgres_archiving(&format!(
         "AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} LIFEBOAT_S3_RETRIES=1 {BIN} -q -c {} wal push %p",
@@ -828,6 +831,46 @@ fn wal_archiving_to_s3_rides_out_an_outage() {
     run.expect_code(0);
     assert_eq!(sql(&pg, port, "SELECT count(*), max(id) FROM t"), "250|250");
     stop_server(&pg, &ws.path().join("after-outage"));
+
+    let wal_reads: &'static str =
+        Box::leak(format!("GET /{bucket}/repo/lifeboat/wal/").into_boxed_str());
+    proxy.set(Faults::always(Fault::Delay(Duration::from_secs(4))).only(wal_reads));
+    let to = ws.path().join("stopped");
+    let port = free_port().to_string();
+    let child = ws.spawn(&[
+        "restore",
+        "db",
+        "--to-dir",
+        to.to_str().unwrap(),
+        "--latest",
+        "--no-archive",
+        "--start",
+        "--port",
+        &port,
+    ]);
+    // The server is up and asking for WAL, which the proxy holds back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !to.join("postmaster.pid").exists() || proxy.counts().1 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restored server never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lifeboat_testkit::terminate(child)
+        .expect_code(130)
+        .expect_stderr(&[&format!("`{}` was removed again", to.display())], &[]);
+    proxy.set(Faults::NONE);
+    assert!(!to.exists(), "the data directory is left");
+    let running = std::process::Command::new("pgrep")
+        .args(["-f", &format!("postgres.*{}", to.display())])
+        .output()
+        .unwrap();
+    assert!(
+        running.stdout.is_empty(),
+        "a server still runs on the removed data directory: {}",
+        String::from_utf8_lossy(&running.stdout)
+    );
 }
 
 /// Run `cmd` as the `postgres` user (the tests run as root), with a home of its own.

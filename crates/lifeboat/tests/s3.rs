@@ -1018,3 +1018,107 @@ fn a_forced_bucket_restore_whose_emergency_backup_misses_an_object_writes_nothin
         "no emergency snapshot that lacks k/3"
     );
 }
+
+/// Every file below `dir` (relative path) with its content, sorted.
+fn tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            out.push((rel, std::fs::read(&p).unwrap_or_default()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 18, point 5: a signal during a files restore over existing files (`--force`, so
+/// after an emergency backup) stops it with the folder as it was: the restore wrote only
+/// into a staging folder inside it, which is removed; the file it would have replaced is
+/// untouched. Pack reads are slowed by the proxy so that the signal lands mid-restore. The
+/// same restore without a signal then completes.
+#[test]
+fn a_signal_during_a_files_restore_leaves_the_folder_as_it_was() {
+    let s3 = S3Server::start();
+    let proxy = FaultProxy::start(s3.port());
+    let bucket = s3.bucket();
+    let ws = Workspace::s3(BIN, &proxy.endpoint(), &bucket);
+    let data = ws.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    // Incompressible: 12 files of 1 MiB from a xorshift generator.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..12 {
+        let bytes: Vec<u8> = (0..(1 << 17))
+            .flat_map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()
+            })
+            .collect();
+        let dir = if i % 2 == 0 {
+            data.clone()
+        } else {
+            data.join("sub")
+        };
+        std::fs::write(dir.join(format!("f{i}")), bytes).unwrap();
+    }
+    ws.write_config(&format!(
+        "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n",
+        data.display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup", "d"]).expect_code(0);
+
+    let out = ws.path().join("out");
+    let inside = out.join(data.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&inside).unwrap();
+    std::fs::write(inside.join("f0"), "changed here since the backup").unwrap();
+    let before = tree(&out);
+
+    let pack_reads: &'static str = Box::leak(format!("GET /{bucket}/repo/data/").into_boxed_str());
+    proxy.set(Faults::always(Fault::Delay(Duration::from_secs(3))).only(pack_reads));
+    let child = spawn(
+        &ws,
+        &["restore", "d", "--to-dir", out.to_str().unwrap(), "--force"],
+        &[],
+    );
+    let staging = || {
+        std::fs::read_dir(&out).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".lifeboat-restore-")
+        })
+    };
+    // Staging, and a pack read under way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !staging() || proxy.counts().1 == 0 {
+        if Instant::now() > deadline {
+            let mut child = child;
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the restore never started: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lifeboat_testkit::terminate(child)
+        .expect_code(130)
+        .expect_stderr(&[&format!("`{}` is as it was", out.display())], &[]);
+    proxy.set(Faults::NONE);
+    assert_eq!(tree(&out), before, "the folder changed");
+
+    let run = ws.run(&["restore", "d", "--to-dir", out.to_str().unwrap(), "--force"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("12 of 12 verified"), "{}", run.stdout);
+    assert!(!staging(), "a staging folder is left");
+}

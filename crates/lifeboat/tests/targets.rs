@@ -490,12 +490,7 @@ fn a_signal_during_a_backup_stops_it_without_a_snapshot_or_a_lock() {
     ws.run(&["init"]).expect_code(0);
     let locks = ws.repo().join("lifeboat/locks");
     let held = || std::fs::read_dir(&locks).map_or(0, |d| d.count());
-    let child = ws
-        .command(&["backup", "slow"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ws.spawn(&["backup", "slow"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while held() == 0 {
         assert!(Instant::now() < deadline, "the backup never took its lock");
@@ -510,4 +505,45 @@ fn a_signal_during_a_backup_stops_it_without_a_snapshot_or_a_lock() {
     assert!(sent.elapsed() < Duration::from_secs(10));
     assert_eq!(held(), 0, "a lock is left in {}", locks.display());
     assert!(snapshots(&ws).is_empty());
+}
+
+/// Issue 18, point 5: a signal while a restore takes its emergency backup stops it before
+/// anything is changed: exit 130, the restore command never ran, no emergency snapshot,
+/// no lock.
+#[test]
+fn a_signal_during_the_emergency_backup_stops_a_restore_before_it_changes_anything() {
+    use std::time::{Duration, Instant};
+    let ws = Workspace::new(BIN);
+    let work = ws.path().join("svc");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("data"), "v1\n").unwrap();
+    // The backup says when it starts; once `slow` exists it takes 20 s.
+    ws.write_config(&format!(
+        "[targets.svc]\nkind = \"command\"\nbackup = \"touch started; if [ -f slow ]; then sleep 20; fi; cat data\"\nrestore = \"cat > restored\"\nworkdir = \"{}\"\n",
+        work.display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup", "svc"]).expect_code(0);
+    std::fs::remove_file(work.join("started")).unwrap();
+    std::fs::write(work.join("slow"), "").unwrap();
+
+    let child = ws.spawn(&["restore", "svc"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !work.join("started").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the emergency backup never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Instant::now();
+    terminate(child).expect_code(130).expect_stderr(
+        &["the emergency backup was stopped; nothing was changed"],
+        &[],
+    );
+    assert!(sent.elapsed() < Duration::from_secs(10));
+    assert!(!work.join("restored").exists(), "the restore command ran");
+    assert_eq!(snapshots(&ws).len(), 1, "an emergency snapshot was left");
+    let locks = ws.repo().join("lifeboat/locks");
+    assert_eq!(std::fs::read_dir(&locks).map_or(0, |d| d.count()), 0);
 }

@@ -10,7 +10,7 @@
 /// &RestoreRequest, &TargetConfig) -> EngineResult<RestorePlan>`), what its snapshots hold
 /// (`fn(&Manifest) -> String`) and its drill (`async fn(&mut Drill, &Chosen) -> Result<(),
 /// Stop>`); optionally `base_at = f` where its drills choose their snapshot otherwise than
-/// [`crate::drill::newest_restorable`]. A part that is missing or has another signature
+/// [`crate::drill::rehearsal::newest_restorable`]. A part that is missing or has another signature
 /// fails the build at this line.
 macro_rules! kind {
     ($kind:ident, $tag:literal, $backup:path, $plan:path, $content:path, $rehearse:path
@@ -25,7 +25,7 @@ macro_rules! kind {
             fn backup<'a>(
                 &'a self,
                 job: $crate::kinds::BackupJob<'a>,
-            ) -> $crate::kinds::BoxFuture<'a, $crate::EngineResult<$crate::kinds::Stored>> {
+            ) -> $crate::BoxFuture<'a, $crate::EngineResult<$crate::kinds::Stored>> {
                 Box::pin($backup(job))
             }
 
@@ -36,18 +36,18 @@ macro_rules! kind {
             fn plan_restore<'a>(
                 &'a self,
                 engine: &'a $crate::Engine,
-                request: &'a $crate::restore::RestoreRequest,
+                request: &'a $crate::restore::plan::RestoreRequest,
                 target: &'a lifeboat_core::TargetConfig,
-            ) -> $crate::kinds::BoxFuture<'a, $crate::EngineResult<$crate::restore::RestorePlan>>
+            ) -> $crate::BoxFuture<'a, $crate::EngineResult<$crate::restore::act::RestorePlan>>
             {
                 Box::pin($plan(engine, request, target))
             }
 
             fn rehearse<'a>(
                 &'a self,
-                drill: &'a mut $crate::drill::Drill,
-                chosen: &'a $crate::drill::Chosen,
-            ) -> $crate::kinds::BoxFuture<'a, Result<(), $crate::drill::Stop>> {
+                drill: &'a mut $crate::drill::rehearsal::Drill,
+                chosen: &'a $crate::drill::rehearsal::Chosen,
+            ) -> $crate::BoxFuture<'a, Result<(), $crate::drill::rehearsal::Stop>> {
                 Box::pin($rehearse(drill, chosen))
             }
 
@@ -72,19 +72,16 @@ pub mod postgres_logical;
 pub mod postgres_physical;
 pub mod redis;
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::sync::Arc;
 
 use lifeboat_core::{Manifest, Redacted, TargetConfig, TargetKind, config::PostgresMode};
 use lifeboat_repo::{Repo, SnapshotInfo};
 
 use crate::{
-    Engine, EngineResult,
-    drill::{Chosen, Drill, Stop},
-    restore::{RestorePlan, RestoreRequest},
+    BoxFuture, Engine, EngineResult,
+    drill::rehearsal::{Chosen, Drill, Stop},
+    restore::{act::RestorePlan, plan::RestoreRequest},
 };
-
-/// A boxed future, so that [`Kind`] can be used as `dyn Kind`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a kind's backup is asked to do.
 pub struct BackupJob<'a> {
@@ -149,7 +146,7 @@ pub trait Kind: Send + Sync {
         snaps: &'s [SnapshotInfo],
         time: Option<jiff::Timestamp>,
     ) -> Result<&'s SnapshotInfo, String> {
-        crate::drill::newest_restorable(name, snaps, time)
+        crate::drill::rehearsal::newest_restorable(name, snaps, time)
     }
 }
 

@@ -3,10 +3,7 @@
 //! result, and exits 3 if what was restored does not match the manifest.
 
 use lifeboat_core::Redacted;
-use lifeboat_engine::{
-    kinds::postgres_physical::Recovery,
-    restore::{self, RestoreRequest},
-};
+use lifeboat_engine::restore::{self, Recovery, RestoreRequest};
 use serde_json::{Value, json};
 
 use super::Context;

@@ -1,3 +1,5 @@
+// lifeboat patch: `RestoreOptions::stop`, a flag that stops a running restore between packs
+// (see there). Marked below with `lifeboat patch`.
 //! `restore` subcommand
 
 use derive_setters::Setters;
@@ -6,7 +8,12 @@ use log::{debug, error, info, trace, warn};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use std::{cmp::Ordering, collections::BTreeMap, path::PathBuf, sync::Mutex};
+use std::{
+    cmp::Ordering,
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Mutex, atomic::AtomicBool},
+};
 
 use itertools::Itertools;
 use rayon::ThreadPoolBuilder;
@@ -63,6 +70,27 @@ pub struct RestoreOptions {
     /// Restore sparse files
     #[cfg_attr(feature = "clap", clap(long))]
     pub sparse: Option<SparseRestore>,
+
+    // lifeboat patch: a flag the caller sets (from another thread) to stop the restore. Packs
+    // not yet started are skipped, and the restore returns an error instead of setting
+    // metadata; what was written so far stays for the caller to remove. `'static` keeps the
+    // options `Copy`.
+    /// Stop the restore when set.
+    #[cfg_attr(feature = "clap", clap(skip))]
+    pub stop: Option<&'static AtomicBool>,
+}
+
+// lifeboat patch: whether `stop` was set.
+fn stopped(stop: Option<&AtomicBool>) -> bool {
+    stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+// lifeboat patch: the error a stopped restore returns.
+fn stopped_error() -> Box<RusticError> {
+    RusticError::new(
+        ErrorKind::Other,
+        "The restore was stopped before it finished.",
+    )
 }
 
 #[derive(Serialize, Default, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +167,12 @@ pub(crate) fn restore_repository<S: IndexedTree>(
         file_infos.r,
         file_infos.restore_size,
         opts.sparse.unwrap_or_default(),
+        opts.stop,
     )?;
+    // lifeboat patch: a stopped restore ends here.
+    if stopped(opts.stop) {
+        return Err(stopped_error());
+    }
 
     let p = repo.progress_spinner("setting metadata...");
     restore_metadata(node_streamer, &file_infos.hardlink_candidates, opts, dest)?;
@@ -535,6 +568,7 @@ fn restore_contents<S: Open>(
     restore_info: RestoreInfo,
     restore_size: u64,
     sparse: SparseRestore,
+    stop: Option<&'static AtomicBool>,
 ) -> RusticResult<()> {
     let be = repo.dbe();
 
@@ -613,6 +647,10 @@ fn restore_contents<S: Open>(
             if !blobs.is_empty() {
                 // TODO: error handling!
                 s.spawn(move |s1| {
+                    // lifeboat patch: a stopped restore starts no more packs.
+                    if stopped(stop) {
+                        return;
+                    }
                     let read_data = match &from_file {
                         Some((file_idx, offset_file, length_file)) => {
                             // read from existing file

@@ -15,7 +15,7 @@ use lifeboat_repo::{
 use super::{bucket_err, parallel};
 use crate::{
     EngineResult,
-    backup::{manifest_base, store_with_parent},
+    backup::store::{manifest_base, store_with_parent},
     kinds::{BackupJob, Stored},
 };
 

@@ -12,7 +12,10 @@ use sha2::Digest;
 
 use super::{as_files, parallel, write_objects};
 use crate::{
-    drill::{Chosen, Drill, Findings, Rehearsal, Stop},
+    drill::{
+        checks::Findings,
+        rehearsal::{Chosen, Drill, Rehearsal, Stop},
+    },
     kinds::files::drill::FilesRehearsal,
 };
 

@@ -17,8 +17,9 @@ use super::{PARALLEL, bucket_err};
 use crate::{
     Engine, EngineError, EngineResult, FsContext, format,
     restore::{
-        ActCx, Emergency, Plan, Refusal, RestoreOutcome, RestorePlan, RestoreRequest, act,
-        chosen_section,
+        act::{ActCx, RestoreOutcome, RestorePlan, act},
+        choose::chosen_section,
+        plan::{Emergency, Plan, Refusal, RestoreRequest},
     },
     snapshot_io::Measured,
 };

@@ -3,7 +3,7 @@
 //! files kind's rehearsal does all of it).
 
 use crate::{
-    drill::{Chosen, Drill, Stop},
+    drill::rehearsal::{Chosen, Drill, Stop},
     kinds::files::drill::FilesRehearsal,
 };
 

@@ -31,11 +31,12 @@ use sha2::Digest;
 use super::{BackupJob, Stored};
 use crate::{
     Engine, EngineError, EngineResult, IoContext,
-    backup::{manifest_base, store_with_manifest},
+    backup::store::{manifest_base, store_with_manifest},
     format,
     restore::{
-        ActCx, Emergency, Plan, Refusal, RestoreOutcome, RestorePlan, RestoreRequest, act,
-        chosen_section,
+        act::{ActCx, RestoreOutcome, RestorePlan, act},
+        choose::chosen_section,
+        plan::{Emergency, Plan, Refusal, RestoreRequest},
     },
     snapshot_io::{Measured, write_file},
 };

@@ -6,7 +6,7 @@ use lifeboat_core::{TargetKind, manifest::FilesManifest};
 
 use crate::{
     EngineError, EngineResult,
-    backup::{file_records, file_stats, manifest_base, store_with_manifest},
+    backup::store::{file_records, file_stats, manifest_base, store_with_manifest},
     kinds::{BackupJob, Stored},
 };
 

@@ -13,9 +13,11 @@ use lifeboat_repo::Repo;
 
 use super::verify_files;
 use crate::{
+    cancel::Cancel,
     drill::{
-        Chosen, Drill, Findings, Rehearsal, Stop,
+        checks::Findings,
         checks::{command_rules, remove_scratch_dir, scratch_dir},
+        rehearsal::{Chosen, Drill, Rehearsal, Stop},
     },
     format as output,
 };
@@ -122,7 +124,10 @@ impl Rehearsal for FilesRehearsal {
             self.source.clone(),
             self.root()?,
         );
-        let s = lifeboat_repo::blocking(move || repo.restore_dir(&id, &src, &dir, false))
+        // Stopped between packs when the drill abandons this phase (the future is dropped),
+        // so that teardown does not race the restore's writes.
+        let s = Cancel::new()
+            .blocking_until(move |stop| repo.restore_dir_until(&id, &src, &dir, false, Some(stop)))
             .await
             .map_err(|e| e.to_string())?;
         Ok(format!(

@@ -1,6 +1,13 @@
 //! A files restore: below `--to-dir`, files keep their absolute paths; existing ones are
 //! saved by an emergency backup first (with `--force`); every file's size and SHA-256 is
 //! checked against the manifest.
+//!
+//! The snapshot is restored into a staging folder inside `--to-dir` first and moved into
+//! place once complete (renames), so that a restore stopped by a signal leaves the folder
+//! as it was: the stage is removed, and nothing in the folder was touched. Where the disk
+//! has no room for a second copy of the files it replaces, they are rewritten in place
+//! (as the emergency backup saved them first); stopped then, the error says which
+//! snapshot holds what was there.
 
 use std::{
     io::Read,
@@ -18,10 +25,13 @@ use serde_json::json;
 use sha2::Digest;
 
 use crate::{
-    Engine, EngineError, EngineResult, format,
+    Engine, EngineError, EngineResult, FsContext,
+    cancel::Cancel,
+    format,
     restore::{
-        ActCx, Emergency, Plan, Refusal, RestoreOutcome, RestorePlan, RestoreRequest, act,
-        chosen_section,
+        act::{ActCx, RestoreOutcome, RestorePlan, act},
+        choose::chosen_section,
+        plan::{Emergency, Plan, Refusal, RestoreRequest},
     },
 };
 
@@ -85,7 +95,16 @@ pub(super) async fn plan(
     let mut restore = RestorePlan::new(
         plan,
         act(move |cx: ActCx| async move {
-            let (summary, checks) = restore_files_to(&cx.engine.repo, &id, &name, &fm, &to).await?;
+            let (summary, checks) = restore_files_to(
+                &cx.engine.repo,
+                &id,
+                &name,
+                &fm,
+                &to,
+                &cx.cancel,
+                cx.emergency_snapshot.as_deref(),
+            )
+            .await?;
             let bad: Vec<&FileCheck> = checks.iter().filter(|c| !c.ok).collect();
             let mut lines = vec![format!(
                 "restored {} file(s) into `{}`; {} of {} verified by size and SHA-256",
@@ -140,21 +159,73 @@ pub(super) async fn plan(
 }
 
 /// Restore a files snapshot below `dir` and check every file's size and SHA-256 against
-/// the manifest.
+/// the manifest. Through a stage inside `dir`, moved into place once complete: `cancel`
+/// stops it with `dir` as it was (a `dir` the restore created is removed again). Without
+/// room for the stage, in place; `emergency` names the snapshot that saved what it
+/// overwrites.
 pub async fn restore_files_to(
     repo: &Arc<Repo>,
     snapshot_id: &str,
     target: &str,
     fm: &FilesManifest,
     dir: &Path,
+    cancel: &Cancel,
+    emergency: Option<&str>,
 ) -> EngineResult<(RestoreSummary, Vec<FileCheck>)> {
+    let created = !dir.exists();
+    std::fs::create_dir_all(dir).fs("create", dir)?;
+    let room = rustix::fs::statvfs(dir)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        .unwrap_or(u64::MAX);
+    let stage = if room >= fm.total_bytes {
+        Some(
+            tempfile::Builder::new()
+                .prefix(".lifeboat-restore-")
+                .tempdir_in(dir)
+                .fs("create a staging folder in", dir)?,
+        )
+    } else {
+        None
+    };
     let (r, id, src, d) = (
         repo.clone(),
         snapshot_id.to_string(),
         format!("{target}/files"),
-        dir.to_path_buf(),
+        stage.as_ref().map_or(dir, |s| s.path()).to_path_buf(),
     );
-    let summary = r.call(move |r| r.restore_dir(&id, &src, &d, false)).await?;
+    let restored = cancel
+        .blocking_until(move |stop| r.restore_dir_until(&id, &src, &d, false, Some(stop)))
+        .await;
+    let summary = match restored {
+        Ok(s) => s,
+        Err(e) => {
+            let stopped = matches!(e, lifeboat_repo::RepoError::Stopped { .. });
+            let staged = stage.is_some();
+            drop(stage);
+            if created {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return Err(match (stopped, staged || created, emergency) {
+                (false, ..) => EngineError::from(e),
+                (true, true, _) => EngineError::interrupted(format!(
+                    "the restore was stopped; `{}` is as it was",
+                    dir.display()
+                )),
+                (true, false, Some(saved)) => EngineError::interrupted(format!(
+                    "the restore was stopped; files below `{}` are partly restored (no room to stage them); snapshot {} holds what was there",
+                    dir.display(),
+                    format::short(saved)
+                )),
+                (true, false, None) => EngineError::interrupted(format!(
+                    "the restore was stopped; files below `{}` are partly restored (no room to stage them)",
+                    dir.display()
+                )),
+            });
+        }
+    };
+    if let Some(stage) = stage {
+        move_into(stage.path(), dir).fs("move the restored files into", dir)?;
+    }
     let (files, dir) = (fm.files.clone(), dir.to_path_buf());
     let checks = lifeboat_repo::blocking(move || verify_files(&files, &dir)).await;
     Ok((summary, checks))
@@ -180,6 +251,55 @@ pub fn verify_files(files: &[FileRecord], dir: &Path) -> Vec<FileCheck> {
             }
         })
         .collect()
+}
+
+/// Move everything below `from` into `to`: a folder missing in `to` moves whole, one that is
+/// there is merged into, a file or link replaces what is there. Renames where both are on
+/// one filesystem; a copy where `to` holds a mount point of another.
+fn move_into(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dest) = (entry.path(), to.join(entry.file_name()));
+        let there = std::fs::symlink_metadata(&dest).ok();
+        if entry.file_type()?.is_dir() {
+            match there {
+                Some(m) if m.is_dir() => move_into(&src, &dest)?,
+                _ => {
+                    if there.is_some() {
+                        std::fs::remove_file(&dest)?;
+                    }
+                    if let Err(e) = std::fs::rename(&src, &dest) {
+                        if e.kind() != std::io::ErrorKind::CrossesDevices {
+                            return Err(e);
+                        }
+                        std::fs::create_dir(&dest)?;
+                        std::fs::set_permissions(&dest, entry.metadata()?.permissions())?;
+                        move_into(&src, &dest)?;
+                    }
+                }
+            }
+            continue;
+        }
+        if there.as_ref().is_some_and(|m| m.is_dir()) {
+            return Err(std::io::Error::other(format!(
+                "`{}` is a folder; the snapshot has a file there",
+                dest.display()
+            )));
+        }
+        if let Err(e) = std::fs::rename(&src, &dest) {
+            if e.kind() != std::io::ErrorKind::CrossesDevices {
+                return Err(e);
+            }
+            if entry.file_type()?.is_symlink() {
+                let _ = std::fs::remove_file(&dest);
+                std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dest)?;
+            } else {
+                std::fs::copy(&src, &dest)?;
+            }
+            std::fs::remove_file(&src)?;
+        }
+    }
+    Ok(())
 }
 
 /// Where an absolute source path lands below the restore folder.

@@ -13,7 +13,7 @@ use lifeboat_repo::{Content, SourceEntry};
 
 use crate::{
     EngineResult,
-    backup::{ManifestCopy, emergency_tags, manifest_base, manifest_entry},
+    backup::store::{ManifestCopy, emergency_tags, manifest_base, manifest_entry},
     kinds::{BackupJob, Stored},
 };
 

@@ -18,7 +18,11 @@ use lifeboat_repo::Repo;
 
 use super::load::load_dump;
 use crate::{
-    drill::{Chosen, Drill, Findings, Rehearsal, Stop, checks::run_command},
+    drill::{
+        checks::Findings,
+        checks::run_command,
+        rehearsal::{Chosen, Drill, Rehearsal, Stop},
+    },
     format as output,
 };
 

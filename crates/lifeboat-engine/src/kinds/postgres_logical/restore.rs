@@ -16,8 +16,9 @@ use super::load::{Load, load_dump, read_toc};
 use crate::{
     Engine, EngineError, EngineResult, FsContext, format,
     restore::{
-        ActCx, Emergency, Plan, Refusal, RestoreOutcome, RestorePlan, RestoreRequest, act,
-        chosen_section,
+        act::{ActCx, RestoreOutcome, RestorePlan, act},
+        choose::chosen_section,
+        plan::{Emergency, Plan, Refusal, RestoreRequest},
     },
 };
 

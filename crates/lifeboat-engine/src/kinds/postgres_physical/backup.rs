@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crate::{
     EngineError, EngineResult,
-    backup::{
+    backup::store::{
         ManifestCopy, emergency_tags, file_records, file_stats, manifest_base, manifest_entry,
         store_with_manifest,
     },

@@ -15,9 +15,11 @@ use lifeboat_repo::Repo;
 
 use super::{self as pitr, PitrPlan};
 use crate::{
+    cancel::Cancel,
     drill::{
-        Chosen, Drill, Findings, Rehearsal, Stop,
+        checks::Findings,
         checks::{remove_scratch_dir, scratch_dir},
+        rehearsal::{Chosen, Drill, Rehearsal, Stop},
     },
     format as output,
     kinds::postgres_logical::drill::{check_database, database_rule},
@@ -41,6 +43,7 @@ pub async fn rehearse(drill: &mut Drill, (info, _): &Chosen) -> Result<(), Stop>
         feed: None,
         server: None,
         point: None,
+        cancel: drill.cancel.clone(),
     };
     drill.rehearse(&mut r).await
 }
@@ -61,6 +64,8 @@ struct PhysicalRehearsal {
     feed: Option<WalFeed>,
     server: Option<Target>,
     point: Option<RecoveredPoint>,
+    /// The drill's token: stops the restore of the base backup part-way.
+    cancel: Cancel,
 }
 
 impl PhysicalRehearsal {
@@ -100,8 +105,8 @@ impl Rehearsal for PhysicalRehearsal {
             &plan,
             &data,
             &self.recovery,
-            false,
-            false,
+            (false, false),
+            &self.cancel,
         )
         .await
         .map_err(|e| e.message)?;
@@ -194,22 +199,7 @@ impl Rehearsal for PhysicalRehearsal {
 
     async fn teardown(&mut self) -> Result<(), String> {
         let stopped = match (&self.plan, self.data()) {
-            (Some(plan), Ok(data)) if data.join("postmaster.pid").exists() => {
-                let tools = lifeboat_postgres::PgTools::find(
-                    plan.manifest.server_version_num / 10_000,
-                    self.cfg.pg_bin_dir.as_deref(),
-                )
-                .map_err(|e| e.to_string())?;
-                let mut cmd = lifeboat_postgres::cluster::server_tool(&tools, "pg_ctl")
-                    .map_err(|e| e.to_string())?;
-                cmd.arg("-D")
-                    .arg(&data)
-                    .args(["-m", "immediate", "-w", "stop"]);
-                lifeboat_repo::blocking(move || cmd.output())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
+            (Some(plan), Ok(data)) => pitr::recover::stop_server_on(&self.cfg, plan, &data).await,
             _ => Ok(()),
         };
         let removed = remove_scratch_dir(self.dir.take());

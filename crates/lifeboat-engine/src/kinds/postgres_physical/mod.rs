@@ -6,7 +6,7 @@ pub mod plan;
 pub mod recover;
 
 pub use recover::{
-    PitrPlan, Recovery, feed, materialize, plan as plan_recovery, recovery_to, start_and_wait,
+    PitrPlan, feed, materialize, plan as plan_recovery, recovery_to, start_and_wait,
 };
 
 use lifeboat_core::Manifest;
@@ -32,7 +32,7 @@ fn base_at<'s>(
 ) -> Result<&'s lifeboat_repo::SnapshotInfo, String> {
     match time {
         Some(t) => plan::choose_base(snaps, "latest", &recovery_to(t)).map_err(|e| e.to_string()),
-        None => crate::drill::newest_restorable(name, snaps, None),
+        None => crate::drill::rehearsal::newest_restorable(name, snaps, None),
     }
 }
 

@@ -20,28 +20,17 @@ use serde_json::json;
 
 use super::plan::{choose_base, needed_segments, physical_of};
 use crate::{
-    Engine, EngineError, EngineResult, FsContext, IoContext, format,
-    restore::{ActCx, Plan, Refusal, RestoreOutcome, RestorePlan, RestoreRequest, act},
+    Engine, EngineError, EngineResult, Failure, FsContext, IoContext,
+    cancel::Cancel,
+    format,
+    restore::{
+        act::{ActCx, RestoreOutcome, RestorePlan, act},
+        plan::{Plan, Recovery, Refusal, RestoreRequest},
+    },
     snapshot_io::Measured,
     time::parse_time,
     wal::{feed::WalFeed, object_name},
 };
-
-/// Where recovery stops (besides the request's `time`) and what follows, as asked.
-#[derive(Debug, Clone, Default)]
-pub struct Recovery {
-    pub lsn: Option<String>,
-    pub xid: Option<String>,
-    pub name: Option<String>,
-    pub latest: bool,
-    /// Pause at the target instead of promoting.
-    pub pause: bool,
-    /// Start the server and wait until it reaches the target.
-    pub start: bool,
-    pub port: Option<u16>,
-    /// The restored server does not archive WAL.
-    pub no_archive: bool,
-}
 
 /// A point-in-time restore into a new data directory (`--to-dir`), planned against the
 /// archive; with `--start`, the server is started and watched until it reaches the target.
@@ -133,46 +122,31 @@ pub(super) async fn plan_restore(
     let mut restore = RestorePlan::new(
         shown,
         act(move |cx: ActCx| async move {
-            let repo = &cx.engine.repo;
-            let feed = if pitr.start {
-                feed(repo, &plan).await?
-            } else {
-                None
-            };
-            let base_id = plan.base.id.clone();
-            materialize(
-                repo,
-                &name,
-                &plan,
-                &to,
-                &target,
-                pitr.pause,
-                !pitr.no_archive,
-            )
-            .await?;
-            let verified = |facts, line| RestoreOutcome::new(true, "", facts, vec![line]);
-            if !pitr.start {
-                return Ok(verified(
-                    json!({ "data_dir": to, "base_backup": base_id, "started": false }),
-                    format!("restored; start it with: pg_ctl -D {} start", to.display()),
-                ));
+            // Stopped part-way (a signal): the server stopped, the new data directory gone.
+            let created = !to.exists();
+            let done = recover_into(&cx, &name, &cfg, &pitr, &plan, &target, &to).await;
+            if matches!(&done, Err(e) if e.failure == Failure::Interrupted) {
+                if let Err(e) = stop_server_on(&cfg, &plan, &to).await {
+                    log::warn!("cannot stop the server on `{}`: {e}", to.display());
+                }
+                let removed = if created {
+                    std::fs::remove_dir_all(&to)
+                } else {
+                    empty_dir(&to)
+                };
+                return Err(match removed {
+                    Ok(()) => EngineError::interrupted(format!(
+                        "the restore was stopped; `{}` was {} again",
+                        to.display(),
+                        if created { "removed" } else { "emptied" }
+                    )),
+                    Err(e) => EngineError::interrupted(format!(
+                        "the restore was stopped, but `{}` could not be cleared: {e}",
+                        to.display()
+                    )),
+                });
             }
-            let port = pitr.port.unwrap_or(5432);
-            let (_, point, _) = start_and_wait(&cfg, &name, &plan, &to, port, feed).await?;
-            Ok(verified(
-                json!({
-                    "data_dir": to, "base_backup": base_id, "started": true, "port": port,
-                    "state": point.state, "last_commit_time": point.last_commit_time,
-                    "replay_lsn": point.replay_lsn, "timeline": point.timeline,
-                }),
-                format!(
-                    "recovered: last replayed commit {} at LSN {}; timeline {}; server {} on port {port}",
-                    point.last_commit_time.as_deref().unwrap_or("(none)"),
-                    point.replay_lsn.as_deref().unwrap_or("?"),
-                    point.timeline,
-                    point.state
-                ),
-            ))
+            done
         }),
     );
     if not_empty {
@@ -184,6 +158,105 @@ pub(super) async fn plan_restore(
         });
     }
     Ok(restore)
+}
+
+/// The act of a physical restore: the base backup into `to`, the recovery settings, and
+/// with `--start` the server started and watched until it reached the target.
+async fn recover_into(
+    cx: &ActCx,
+    name: &str,
+    cfg: &TargetConfig,
+    pitr: &Recovery,
+    plan: &PitrPlan,
+    target: &RecoveryTarget,
+    to: &Path,
+) -> EngineResult<RestoreOutcome> {
+    let repo = &cx.engine.repo;
+    let feed = if pitr.start {
+        feed(repo, plan).await?
+    } else {
+        None
+    };
+    let base_id = plan.base.id.clone();
+    materialize(
+        repo,
+        name,
+        plan,
+        to,
+        target,
+        (pitr.pause, !pitr.no_archive),
+        &cx.cancel,
+    )
+    .await?;
+    let verified = |facts, line| RestoreOutcome::new(true, "", facts, vec![line]);
+    if !pitr.start {
+        return Ok(verified(
+            json!({ "data_dir": to, "base_backup": base_id, "started": false }),
+            format!("restored; start it with: pg_ctl -D {} start", to.display()),
+        ));
+    }
+    let port = pitr.port.unwrap_or(5432);
+    let started = cx
+        .cancel
+        .guard(start_and_wait(cfg, name, plan, to, port, feed))
+        .await;
+    let Ok(started) = started else {
+        return Err(EngineError::interrupted("recovery was stopped"));
+    };
+    let (_, point, _) = started?;
+    Ok(verified(
+        json!({
+            "data_dir": to, "base_backup": base_id, "started": true, "port": port,
+            "state": point.state, "last_commit_time": point.last_commit_time,
+            "replay_lsn": point.replay_lsn, "timeline": point.timeline,
+        }),
+        format!(
+            "recovered: last replayed commit {} at LSN {}; timeline {}; server {} on port {port}",
+            point.last_commit_time.as_deref().unwrap_or("(none)"),
+            point.replay_lsn.as_deref().unwrap_or("?"),
+            point.timeline,
+            point.state
+        ),
+    ))
+}
+
+/// Remove everything inside `dir`, keeping `dir`.
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if std::fs::symlink_metadata(&path)?.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stop, at once, a server running on the restored folder `dir` (a stopped restore, a
+/// drill's teardown); nothing to do when none runs there.
+pub(crate) async fn stop_server_on(
+    cfg: &TargetConfig,
+    plan: &PitrPlan,
+    dir: &Path,
+) -> Result<(), String> {
+    if !dir.join("postmaster.pid").exists() {
+        return Ok(());
+    }
+    let tools = PgTools::find(
+        plan.manifest.server_version_num / 10_000,
+        cfg.pg_bin_dir.as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut cmd =
+        lifeboat_postgres::cluster::server_tool(&tools, "pg_ctl").map_err(|e| e.to_string())?;
+    cmd.arg("-D")
+        .arg(dir)
+        .args(["-m", "immediate", "-w", "stop"]);
+    lifeboat_repo::blocking(move || cmd.output())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Recovery to the moment `ts`, in PostgreSQL's own spelling in UTC: the server reads
@@ -322,23 +395,28 @@ pub async fn plan(
     })
 }
 
-/// Restore the plan's base backup into `dir` and write the recovery settings; the folder
-/// is handed to the server's user.
+/// Restore the plan's base backup into `dir` and write the recovery settings (`(pause,
+/// archive)`: pause at the target instead of promoting; let the server archive); the folder
+/// is handed to the server's user. `cancel` stops it part-way ([`Failure::Interrupted`]);
+/// what it wrote into `dir` is the caller's to remove.
 pub async fn materialize(
     repo: &Arc<Repo>,
     target_name: &str,
     plan: &PitrPlan,
     dir: &Path,
     target: &RecoveryTarget,
-    pause: bool,
-    archive: bool,
+    (pause, archive): (bool, bool),
+    cancel: &Cancel,
 ) -> EngineResult<()> {
     let (base, p) = (&plan.base, &plan.manifest);
     std::fs::create_dir_all(dir).fs("create the data directory", dir)?;
     if let Some(tar) = &p.base_tar {
         extract_tar(repo, &base.id, tar, dir).await?;
     } else {
-        restore_files(repo, target_name, &base.id, p, dir).await?;
+        restore_files(repo, target_name, &base.id, p, dir, cancel).await?;
+    }
+    if cancel.is_cancelled() {
+        return Err(EngineError::interrupted("the restore was stopped"));
     }
     for d in physical::EMPTIED_DIRS {
         let d = dir.join(d);
@@ -358,6 +436,7 @@ async fn restore_files(
     snapshot: &str,
     p: &PhysicalManifest,
     dir: &Path,
+    cancel: &Cancel,
 ) -> EngineResult<()> {
     let (r, id, src, d) = (
         repo.clone(),
@@ -365,7 +444,9 @@ async fn restore_files(
         format!("{target_name}/data{}", p.data_dir),
         dir.to_path_buf(),
     );
-    r.call(move |r| r.restore_dir(&id, &src, &d, false)).await?;
+    cancel
+        .blocking_until(move |stop| r.restore_dir_until(&id, &src, &d, false, Some(stop)))
+        .await?;
     for file in ["backup_label", "tablespace_map"] {
         let mut bytes = Vec::new();
         repo.dump(snapshot, &format!("{target_name}/meta/{file}"), &mut bytes)?;

@@ -12,8 +12,9 @@ use lifeboat_repo::Repo;
 
 use crate::{
     drill::{
-        Chosen, Drill, Findings, Rehearsal, Stop,
+        checks::Findings,
         checks::{command_rules, remove_scratch_dir, scratch_dir},
+        rehearsal::{Chosen, Drill, Rehearsal, Stop},
     },
     format as output,
     snapshot_io::write_file,

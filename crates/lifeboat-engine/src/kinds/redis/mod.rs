@@ -29,11 +29,12 @@ use serde_json::json;
 use super::{BackupJob, Stored};
 use crate::{
     Engine, EngineError, EngineResult, FsContext,
-    backup::{manifest_base, store_with_manifest},
+    backup::store::{manifest_base, store_with_manifest},
     format,
     restore::{
-        ActCx, Emergency, Plan, Refusal, RestoreOutcome, RestorePlan, RestoreRequest, act,
-        chosen_section,
+        act::{ActCx, RestoreOutcome, RestorePlan, act},
+        choose::chosen_section,
+        plan::{Emergency, Plan, Refusal, RestoreRequest},
     },
     snapshot_io::write_file,
 };
