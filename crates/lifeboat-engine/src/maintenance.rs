@@ -3,10 +3,9 @@
 //! manifest) and [`unlock`]. Forget runs under the exclusive lock, check under a shared
 //! one, so that neither runs beside what would make it wrong.
 
-use lifeboat_core::manifest::PhysicalManifest;
-use lifeboat_repo::{ForgetDecision, LockKind, PruneSummary, SnapshotInfo};
+use lifeboat_repo::{ForgetDecision, LockKind, PruneSummary};
 
-use crate::{Engine, EngineError, EngineResult, wal::WalPruned};
+use crate::{Engine, EngineResult, wal::WalPruned};
 
 /// What `forget` decided and did.
 #[derive(Debug)]
@@ -63,41 +62,12 @@ pub async fn forget(engine: &Engine, prune: bool, dry_run: bool) -> EngineResult
         return Ok(done);
     }
     done.pruned = Some(repo.call(move |r| r.prune(dry_run)).await?);
-    let kept = kept_bases(&snaps, &done.decisions)?;
+    let kept = crate::wal::kept_bases(&snaps, &done.decisions)?;
     done.wal = Some(
         repo.call(move |r| crate::wal::prune(r, &kept, dry_run))
             .await?,
     );
     Ok(done)
-}
-
-/// The base backups among the kept snapshots: the WAL they need stays. A kept snapshot
-/// whose manifest cannot be read may be one, so then no WAL may be deleted.
-fn kept_bases(
-    snaps: &[SnapshotInfo],
-    decisions: &[ForgetDecision],
-) -> EngineResult<Vec<PhysicalManifest>> {
-    let kept: Vec<&SnapshotInfo> = snaps
-        .iter()
-        .filter(|s| decisions.iter().any(|d| d.keep && d.id == s.id))
-        .collect();
-    if let Some(s) = kept.iter().find(|s| s.manifest.is_err()) {
-        return Err(EngineError::failure(
-            format!(
-                "cannot prune WAL: the manifest of kept snapshot `{}` of `{}` cannot be read, so the WAL it may need is unknown",
-                s.short_id(),
-                s.target
-            ),
-            Some(
-                "run `lifeboat check`; forget that snapshot if it is damaged, then prune again"
-                    .into(),
-            ),
-        ));
-    }
-    Ok(kept
-        .iter()
-        .filter_map(|s| s.manifest.as_ref().ok().and_then(|m| m.physical.clone()))
-        .collect())
 }
 
 /// What `check` found.

@@ -9,7 +9,9 @@ use serde::Serialize;
 use crate::{
     Engine, EngineResult,
     drill::{history::read_history, restorable_at},
+    kinds::kind_tagged,
     objectives,
+    wal::ArchiveState,
 };
 
 /// One target's row.
@@ -27,60 +29,9 @@ pub struct TargetStatus {
     pub rto_seconds: Option<f64>,
     pub rto_objective_seconds: Option<f64>,
     /// WAL archiving state; physical targets only.
-    pub wal: Option<WalState>,
+    pub wal: Option<ArchiveState>,
     /// What is wrong, empty when every objective is met.
     pub problems: Vec<String>,
-}
-
-/// Where a physical target's WAL archiving stands.
-#[derive(Debug, Serialize)]
-pub struct WalState {
-    /// The newest segment in the repository, and when it was written there.
-    pub last_archived: Option<String>,
-    pub last_archived_at: Option<String>,
-    /// The server's own view (`pg_stat_archiver`); `None` when it cannot be reached.
-    pub server: Option<lifeboat_postgres::physical::ArchiverStats>,
-    pub server_error: Option<String>,
-}
-
-/// The archive's newest segment of the cluster of `manifest`, with its write time.
-async fn wal_state(
-    repo: &std::sync::Arc<lifeboat_repo::Repo>,
-    target: &lifeboat_core::TargetConfig,
-    name: &str,
-    p: &lifeboat_core::manifest::PhysicalManifest,
-) -> EngineResult<WalState> {
-    let system_id = p.system_id.0;
-    let files = repo.call(move |r| crate::wal::list(r, system_id)).await?;
-    let last = files
-        .iter()
-        .filter(|w| w.kind == lifeboat_postgres::wal::WalKind::Segment)
-        .max_by(|a, b| (a.position, a.timeline).cmp(&(b.position, b.timeline)));
-    let at = match last {
-        Some(w) => repo
-            .side()
-            .written_at(&crate::wal::object_name(system_id, w))
-            .ok()
-            .flatten()
-            .and_then(|t| jiff::Timestamp::try_from(t).ok()),
-        None => None,
-    };
-    let (server, server_error) = match target.connection_url(name) {
-        Ok(url) => match lifeboat_postgres::Target::parse(&url) {
-            Ok(t) => match lifeboat_postgres::physical::archiver_stats(&t).await {
-                Ok(s) => (Some(s), None),
-                Err(e) => (None, Some(e.to_string())),
-            },
-            Err(e) => (None, Some(e.to_string())),
-        },
-        Err(e) => (None, Some(e.to_string())),
-    };
-    Ok(WalState {
-        last_archived: last.map(|w| w.name.clone()),
-        last_archived_at: at.map(|t| t.to_string()),
-        server,
-        server_error,
-    })
 }
 
 /// Every configured target's row, in the config's order.
@@ -96,10 +47,10 @@ pub async fn status(engine: &Engine) -> EngineResult<Vec<TargetStatus>> {
             .find(|s| &s.target == name && !s.emergency && s.is_good());
         let history = read_history(repo, name).await?;
         let drill: Option<&DrillReport> = history.last();
-        // Physical: the restorable point is the newest archived WAL, not the base backup.
-        let physical = last.and_then(|s| s.manifest.as_ref().ok()?.physical.clone());
-        let wal = match &physical {
-            Some(p) => Some(wal_state(repo, target, name, p).await?),
+        // With a continuous archive (physical: WAL), the restorable point is its newest
+        // part, not the last backup.
+        let wal = match last.and_then(|s| Some((s, kind_tagged(&s.kind)?))) {
+            Some((s, kind)) => kind.archive(engine, name, target, s).await?,
             None => None,
         };
         let age = objectives::backup_age(

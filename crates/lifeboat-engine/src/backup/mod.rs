@@ -134,24 +134,18 @@ pub async fn take_backup(
         })
         .await?;
     let manifest = Manifest::from_json(&manifest_bytes).ok();
-    let pg = manifest.as_ref().and_then(|m| m.postgres.as_ref());
+    let summary = manifest
+        .as_ref()
+        .map(|m| kind.summary(m))
+        .unwrap_or_default();
     Ok(BackupReport {
-        tables: pg.map_or(0, |p| p.tables.len()),
-        rows: pg.map_or(0, lifeboat_core::manifest::PostgresManifest::total_rows),
-        files: manifest.as_ref().map_or(0, |m| {
-            let files = m.files.as_ref().or(m.physical.as_ref().map(|p| &p.files));
-            m.bucket
-                .as_ref()
-                .map(|b| b.objects.len())
-                .or(files.map(|f| f.files.len()))
-                .unwrap_or(0)
-        }),
+        tables: summary.tables,
+        rows: summary.rows,
+        files: summary.files,
         target: name.to_string(),
         snapshot: info.id.clone(),
         kind: info.kind.clone(),
-        content: manifest
-            .as_ref()
-            .map_or_else(String::new, |m| kind.content(m)),
+        content: summary.words,
         bytes: manifest.as_ref().map_or(0, Manifest::logical_bytes),
         stored_bytes: info.stored_bytes(),
         seconds: started.elapsed().as_secs_f64(),

@@ -24,7 +24,7 @@ pub mod rehearsal;
 
 use std::time::Instant;
 
-use lifeboat_core::{Manifest, TargetKind};
+use lifeboat_core::Manifest;
 use lifeboat_drill::{DrillReport, Objective, Verdict, report};
 use lifeboat_repo::SnapshotInfo;
 
@@ -177,8 +177,10 @@ fn finish(d: Drill, error: Option<String>) -> DrillReport {
         restorable_at.map(|t| (d.started_at.as_millisecond() - t.as_millisecond()) as f64 / 1000.0);
     let objective = |o: Option<lifeboat_core::HumanDuration>| o.map(|o| o.as_secs() as f64);
     let kind = match &d.chosen {
-        Some((_, m)) if m.kind == TargetKind::Postgres => format!("postgres-{}", m.method),
-        _ => d.cfg.kind.to_string(),
+        Some((s, _)) => {
+            kinds::kind_tagged(&s.kind).map_or_else(|| s.kind.clone(), |k| k.name().to_string())
+        }
+        None => kinds::kind_of(&d.cfg).name().to_string(),
     };
     let stamp = d
         .started_at
@@ -212,12 +214,11 @@ fn finish(d: Drill, error: Option<String>) -> DrillReport {
     report
 }
 
-/// The newest point the restored state holds: a logical dump's exported snapshot, else the
-/// backup's start.
+/// The newest point the restored state holds, as the snapshot's kind tells it (a logical
+/// dump's exported snapshot), else the backup's start.
 pub fn restorable_at(info: &SnapshotInfo, m: &Manifest) -> jiff::Timestamp {
-    m.postgres
-        .as_ref()
-        .and_then(|p| p.snapshot_time.parse::<jiff::Timestamp>().ok())
-        .or_else(|| m.started_at.parse().ok())
-        .unwrap_or_else(|| info.time.timestamp())
+    kinds::kind_tagged(&info.kind)
+        .map(|k| k.summary(m))
+        .unwrap_or_default()
+        .restorable_at(info, m)
 }

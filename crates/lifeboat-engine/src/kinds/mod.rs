@@ -8,13 +8,13 @@
 /// Implements [`Kind`] for a new unit struct from the kind's parts: its tag, its backup
 /// (`async fn(BackupJob) -> EngineResult<Stored>`), its restore planner (`async fn(&Engine,
 /// &RestoreRequest, &TargetConfig) -> EngineResult<RestorePlan>`), what its snapshots hold
-/// (`fn(&Manifest) -> String`) and its drill (`async fn(&mut Drill, &Chosen) -> Result<(),
-/// Stop>`); optionally `base_at = f` where its drills choose their snapshot otherwise than
-/// [`crate::drill::rehearsal::newest_restorable`]. A part that is missing or has another signature
-/// fails the build at this line.
+/// (`fn(&Manifest) -> Summary`) and its drill (`async fn(&mut Drill, &Chosen) ->
+/// Result<(), Stop>`). A part that is missing or has another signature fails the build at
+/// this line. After a `;`, the kind's own versions of the trait's provided methods
+/// ([`Kind::base_at`], [`Kind::archive`]).
 macro_rules! kind {
-    ($kind:ident, $tag:literal, $backup:path, $plan:path, $content:path, $rehearse:path
-     $(, base_at = $base:path)?) => {
+    ($kind:ident, $tag:literal, $backup:path, $plan:path, $summary:path, $rehearse:path
+     $(; $($own:tt)*)?) => {
         pub struct $kind;
 
         impl $crate::kinds::Kind for $kind {
@@ -29,8 +29,8 @@ macro_rules! kind {
                 Box::pin($backup(job))
             }
 
-            fn content(&self, manifest: &lifeboat_core::Manifest) -> String {
-                $content(manifest)
+            fn summary(&self, manifest: &lifeboat_core::Manifest) -> $crate::kinds::Summary {
+                $summary(manifest)
             }
 
             fn plan_restore<'a>(
@@ -51,16 +51,7 @@ macro_rules! kind {
                 Box::pin($rehearse(drill, chosen))
             }
 
-            $(
-                fn base_at<'s>(
-                    &self,
-                    name: &str,
-                    snaps: &'s [lifeboat_repo::SnapshotInfo],
-                    time: Option<jiff::Timestamp>,
-                ) -> Result<&'s lifeboat_repo::SnapshotInfo, String> {
-                    $base(name, snaps, time)
-                }
-            )?
+            $($($own)*)?
         }
     };
 }
@@ -81,6 +72,7 @@ use crate::{
     BoxFuture, Engine, EngineResult,
     drill::rehearsal::{Chosen, Drill, Stop},
     restore::{act::RestorePlan, plan::RestoreRequest},
+    wal::ArchiveState,
 };
 
 /// What a kind's backup is asked to do.
@@ -115,11 +107,17 @@ pub trait Kind: Send + Sync {
     /// `redis`, `bucket`.
     fn tag(&self) -> &'static str;
 
+    /// The kind as reports name it (drill reports): the tag, or `postgres-<tag>`.
+    fn name(&self) -> &'static str {
+        self.tag()
+    }
+
     /// Back up one target into one snapshot, the manifest last; a failure leaves none.
     fn backup<'a>(&'a self, job: BackupJob<'a>) -> BoxFuture<'a, EngineResult<Stored>>;
 
-    /// What a snapshot of this kind holds, in words ("3 tables, 1,200 rows").
-    fn content(&self, manifest: &Manifest) -> String;
+    /// What a snapshot of this kind holds: words for lists ("3 tables, 1,200 rows"), the
+    /// counts reports carry, and the moment it holds when that is not its start.
+    fn summary(&self, manifest: &Manifest) -> Summary;
 
     /// Decide a restore: which snapshot, into where, which steps, what is overwritten and
     /// what is saved first. Changes nothing.
@@ -147,6 +145,45 @@ pub trait Kind: Send + Sync {
         time: Option<jiff::Timestamp>,
     ) -> Result<&'s SnapshotInfo, String> {
         crate::drill::rehearsal::newest_restorable(name, snaps, time)
+    }
+
+    /// Where the target's continuous archive stands (physical: the WAL archive and the
+    /// server's archiver), for `status`; `last` is its newest good snapshot. `None` for
+    /// kinds without one.
+    fn archive<'a>(
+        &'a self,
+        engine: &'a Engine,
+        name: &'a str,
+        target: &'a TargetConfig,
+        last: &'a SnapshotInfo,
+    ) -> BoxFuture<'a, EngineResult<Option<ArchiveState>>> {
+        let _ = (engine, name, target, last);
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// What a snapshot holds, as a kind tells it.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// In words, as lists show it.
+    pub words: String,
+    /// PostgreSQL (logical): tables and rows in the dump.
+    pub tables: usize,
+    pub rows: u64,
+    /// Files, objects, or a base backup's files.
+    pub files: usize,
+    /// The moment the data is from, when not the backup's start (a dump's exported
+    /// snapshot).
+    pub point: Option<jiff::Timestamp>,
+}
+
+impl Summary {
+    /// The newest moment `snapshot` (with `manifest`) holds: the kind's point, else the
+    /// backup's start.
+    pub fn restorable_at(&self, snapshot: &SnapshotInfo, manifest: &Manifest) -> jiff::Timestamp {
+        self.point
+            .or_else(|| manifest.started_at.parse().ok())
+            .unwrap_or_else(|| snapshot.time.timestamp())
     }
 }
 
@@ -182,7 +219,7 @@ pub fn content_of(snapshot: &SnapshotInfo) -> String {
     match (&snapshot.manifest, kind_tagged(&snapshot.kind)) {
         (Err(_), _) => "NO MANIFEST".into(),
         (Ok(m), _) if !m.complete => "INCOMPLETE".into(),
-        (Ok(m), Some(k)) => k.content(m),
+        (Ok(m), Some(k)) => k.summary(m).words,
         (Ok(_), None) => String::new(),
     }
 }

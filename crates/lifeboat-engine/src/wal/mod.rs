@@ -10,7 +10,7 @@ use std::{io::Write, path::Path, sync::Arc};
 
 use lifeboat_core::{Config, TargetConfig, config::PostgresMode, manifest::PhysicalManifest};
 use lifeboat_postgres::wal::{WalKind, WalName};
-use lifeboat_repo::{Bars, Repo, SideKey};
+use lifeboat_repo::{Bars, ForgetDecision, Repo, SideKey, SnapshotInfo};
 
 use crate::{EngineError, EngineResult};
 
@@ -60,6 +60,46 @@ pub fn physical_target<'a>(
             ),
         )),
     }
+}
+
+/// Where a physical target's WAL archiving stands, for `status`.
+#[derive(Debug, serde::Serialize)]
+pub struct ArchiveState {
+    /// The newest segment in the repository, and when it was written there.
+    pub last_archived: Option<String>,
+    pub last_archived_at: Option<String>,
+    /// The server's own view (`pg_stat_archiver`); `None` when it cannot be reached.
+    pub server: Option<lifeboat_postgres::physical::ArchiverStats>,
+    pub server_error: Option<String>,
+}
+
+/// The base backups among the kept snapshots: the WAL they need stays. A kept snapshot
+/// whose manifest cannot be read may be one, so then no WAL may be deleted.
+pub fn kept_bases(
+    snaps: &[SnapshotInfo],
+    decisions: &[ForgetDecision],
+) -> EngineResult<Vec<PhysicalManifest>> {
+    let kept: Vec<&SnapshotInfo> = snaps
+        .iter()
+        .filter(|s| decisions.iter().any(|d| d.keep && d.id == s.id))
+        .collect();
+    if let Some(s) = kept.iter().find(|s| s.manifest.is_err()) {
+        return Err(EngineError::failure(
+            format!(
+                "cannot prune WAL: the manifest of kept snapshot `{}` of `{}` cannot be read, so the WAL it may need is unknown",
+                s.short_id(),
+                s.target
+            ),
+            Some(
+                "run `lifeboat check`; forget that snapshot if it is damaged, then prune again"
+                    .into(),
+            ),
+        ));
+    }
+    Ok(kept
+        .iter()
+        .filter_map(|s| s.manifest.as_ref().ok().and_then(|m| m.physical.clone()))
+        .collect())
 }
 
 /// The repository and its side key: what `wal push` and `wal fetch` need once the cheap
@@ -151,30 +191,16 @@ pub fn prune(repo: &Repo, kept: &[PhysicalManifest], dry_run: bool) -> EngineRes
         let Ok(system_id) = cluster.parse::<u64>() else {
             continue;
         };
-        let oldest = kept
-            .iter()
-            .filter(|m| m.system_id.0 == system_id)
-            .filter_map(|m| {
-                WalName::parse(&m.start_wal)?
-                    .segno(m.wal_segment_size)
-                    .map(|n| (n, m.wal_segment_size))
-            })
-            .min();
+        let oldest = oldest_needed(kept, system_id);
         let files = list(repo, system_id)?;
-        let Some((first_needed, segment_size)) = oldest else {
-            if !files.is_empty() {
-                log::warn!(
-                    "cluster {cluster}: no kept base backup; keeping all {} WAL files",
-                    files.len()
-                );
-            }
-            result.kept += files.len() as u64;
-            continue;
-        };
+        if oldest.is_none() && !files.is_empty() {
+            log::warn!(
+                "cluster {cluster}: no kept base backup; keeping all {} WAL files",
+                files.len()
+            );
+        }
         for w in files {
-            let unneeded = w.kind != WalKind::History
-                && w.segno(segment_size).is_some_and(|n| n < first_needed);
-            if !unneeded {
+            if !unneeded(&w, oldest) {
                 result.kept += 1;
                 continue;
             }
@@ -187,6 +213,29 @@ pub fn prune(repo: &Repo, kept: &[PhysicalManifest], dry_run: bool) -> EngineRes
         }
     }
     Ok(result)
+}
+
+/// The first segment (number, and the segment size) the oldest kept base backup of cluster
+/// `system_id` needs; `None` when no base backup of it is kept.
+fn oldest_needed(kept: &[PhysicalManifest], system_id: u64) -> Option<(u64, u64)> {
+    kept.iter()
+        .filter(|m| m.system_id.0 == system_id)
+        .filter_map(|m| {
+            WalName::parse(&m.start_wal)?
+                .segno(m.wal_segment_size)
+                .map(|n| (n, m.wal_segment_size))
+        })
+        .min()
+}
+
+/// Whether retention deletes `w`, given the first segment still needed: a segment (or
+/// `.backup`/`.partial` file) before it, on any timeline. `.history` files, and everything
+/// of a cluster without a kept base backup (`None`), stay.
+fn unneeded(w: &WalName, first_needed: Option<(u64, u64)>) -> bool {
+    let Some((first, segment_size)) = first_needed else {
+        return false;
+    };
+    w.kind != WalKind::History && w.segno(segment_size).is_some_and(|n| n < first)
 }
 
 /// Every archived WAL file of cluster `system_id`: (timeline dir, name), sorted.
@@ -226,4 +275,73 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     tmp.write_all(bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(system_id: u64, start_wal: &str, segment_size: u64) -> PhysicalManifest {
+        serde_json::from_value(serde_json::json!({
+            "system-id": system_id.to_string(), "timeline": 1,
+            "start-lsn": "0/2000028", "stop-lsn": "0/2000100",
+            "start-wal": start_wal, "stop-wal": start_wal,
+            "start-time": "", "stop-time": "",
+            "server-version": "16.4", "server-version-num": 160_004,
+            "data-dir": "", "wal-segment-size": segment_size,
+            "files": { "roots": [], "files": [], "total-bytes": 0 }
+        }))
+        .unwrap()
+    }
+
+    fn kept_of(kept: &[PhysicalManifest], cluster: u64, names: &[&str]) -> Vec<String> {
+        let first = oldest_needed(kept, cluster);
+        names
+            .iter()
+            .filter(|n| !unneeded(&WalName::parse(n).unwrap(), first))
+            .map(|n| n.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn retention_keeps_what_the_oldest_kept_base_backup_needs_and_every_history_file() {
+        const MIB16: u64 = 16 << 20;
+        let kept = [
+            base(7, "000000010000000000000005", MIB16),
+            base(7, "000000020000000000000009", MIB16),
+            base(8, "0000000100000001000000A0", MIB16),
+        ];
+        let names = [
+            "000000010000000000000003",
+            "000000010000000000000004.00000028.backup",
+            "000000010000000000000005",
+            "000000010000000000000006.partial",
+            "00000002.history",
+            // On another timeline, but before the oldest start: not needed either.
+            "000000020000000000000004",
+            "000000020000000000000009",
+        ];
+        assert_eq!(
+            kept_of(&kept, 7, &names),
+            [
+                "000000010000000000000005",
+                "000000010000000000000006.partial",
+                "00000002.history",
+                "000000020000000000000009"
+            ]
+        );
+        // Another cluster's base backups say nothing about this one's.
+        assert_eq!(kept_of(&kept[..1], 9, &names), names);
+        // The segment size decides the numbering: ...00FF is segment 255 with 16 MiB
+        // segments, but 64 MiB segments have 64 per log id.
+        let big = [base(8, "000000010000000100000001", 64 << 20)];
+        assert_eq!(
+            kept_of(
+                &big,
+                8,
+                &["00000001000000000000003F", "000000010000000100000000"]
+            ),
+            Vec::<String>::new()
+        );
+    }
 }

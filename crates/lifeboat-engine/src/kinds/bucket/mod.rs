@@ -21,6 +21,7 @@ mod restore;
 
 pub use restore::{as_files, parallel, write_objects};
 
+use super::Summary;
 use lifeboat_core::Manifest;
 
 use crate::EngineError;
@@ -30,18 +31,22 @@ kind!(
     "bucket",
     backup::backup,
     restore::plan,
-    content,
+    summary,
     drill::rehearse
 );
 
-/// What a snapshot holds, in words.
-fn content(m: &Manifest) -> String {
-    m.bucket.as_ref().map_or_else(String::new, |b| {
+/// What a snapshot holds: its objects.
+fn summary(m: &Manifest) -> Summary {
+    m.bucket.as_ref().map_or_else(Summary::default, |b| {
         let mut d = format!("{} objects ({} downloaded", b.objects.len(), b.downloaded);
         if !b.left_out.is_empty() {
             d.push_str(&format!(", {} left out", b.left_out.len()));
         }
-        d + ")"
+        Summary {
+            words: d + ")",
+            files: b.objects.len(),
+            ..Summary::default()
+        }
     })
 }
 

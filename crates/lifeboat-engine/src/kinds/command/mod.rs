@@ -13,6 +13,7 @@
 
 mod drill;
 
+use super::Summary;
 use std::{
     process::{Command, Stdio},
     sync::Arc,
@@ -46,15 +47,18 @@ kind!(
     "command",
     backup,
     plan,
-    content,
+    summary,
     drill::rehearse
 );
 
-/// What a snapshot holds, in words.
-fn content(m: &Manifest) -> String {
-    m.command.as_ref().map_or_else(String::new, |c| {
-        format!("command output ({})", format::bytes(c.output.bytes))
-    })
+/// What a snapshot holds: the command's output.
+fn summary(m: &Manifest) -> Summary {
+    m.command
+        .as_ref()
+        .map_or_else(Summary::default, |c| Summary {
+            words: format!("command output ({})", format::bytes(c.output.bytes)),
+            ..Summary::default()
+        })
 }
 
 /// The snapshot path of a command target's output.

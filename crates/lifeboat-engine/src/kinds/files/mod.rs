@@ -7,6 +7,7 @@ mod restore;
 
 pub use restore::{FileCheck, restore_files_to, verify_files};
 
+use super::Summary;
 use lifeboat_core::Manifest;
 
 kind!(
@@ -14,13 +15,15 @@ kind!(
     "files",
     backup::backup,
     restore::plan,
-    content,
+    summary,
     drill::rehearse
 );
 
-/// What a snapshot holds, in words.
-fn content(m: &Manifest) -> String {
-    m.files
-        .as_ref()
-        .map_or_else(String::new, |f| format!("{} files", f.files.len()))
+/// What a snapshot holds: its files.
+fn summary(m: &Manifest) -> Summary {
+    m.files.as_ref().map_or_else(Summary::default, |f| Summary {
+        words: format!("{} files", f.files.len()),
+        files: f.files.len(),
+        ..Summary::default()
+    })
 }

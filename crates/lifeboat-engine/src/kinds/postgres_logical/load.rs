@@ -714,3 +714,109 @@ pub async fn read_toc(
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(id: i64, from: u64, to: u64) -> archive::Piece {
+        archive::Piece {
+            id,
+            from,
+            to,
+            opens: true,
+            closes: true,
+        }
+    }
+
+    fn share(pieces: Vec<archive::Piece>) -> archive::DataShare {
+        archive::DataShare {
+            entries: pieces.iter().map(|p| p.id).collect(),
+            pieces,
+        }
+    }
+
+    /// Table 1: 300 bytes in parts 0 and 2; table 2: 100 bytes in part 1; table 3: 50 in 3.
+    fn parts() -> Vec<archive::DataShare> {
+        vec![
+            share(vec![piece(1, 0, 150)]),
+            share(vec![piece(2, 150, 250)]),
+            share(vec![piece(1, 250, 400)]),
+            share(vec![piece(3, 400, 450)]),
+        ]
+    }
+
+    fn part(w: Option<Work>) -> usize {
+        match w {
+            Some(Work::Part(k)) => k,
+            Some(Work::Early(ids)) => panic!("early {ids:?} instead of a part"),
+            None => panic!("no work"),
+        }
+    }
+
+    #[test]
+    fn the_largest_table_loads_first_its_parts_in_order_and_the_smallest_last() {
+        let parts = parts();
+        let mut b = Board::new(&parts, Vec::new());
+        let order: Vec<usize> = (0..4).map(|_| part(b.take())).collect();
+        assert_eq!(order, [0, 2, 1, 3]);
+        assert!(b.take().is_none());
+        assert_eq!(b.running, 4);
+    }
+
+    #[test]
+    fn a_tables_early_entries_wait_for_all_its_parts_and_their_own_order() {
+        let parts = parts();
+        let early = vec![
+            // The primary key of table 1, then an index that must follow it.
+            archive::EarlyEntry {
+                id: 10,
+                data: 1,
+                after: vec![],
+            },
+            archive::EarlyEntry {
+                id: 11,
+                data: 1,
+                after: vec![10],
+            },
+            archive::EarlyEntry {
+                id: 20,
+                data: 2,
+                after: vec![],
+            },
+        ];
+        let mut b = Board::new(&parts, early);
+        let first = part(b.take());
+        assert_eq!(first, 0);
+        b.finish(Work::Part(first), Ok(()));
+        // One of table 1's two parts is in: its entries still wait.
+        let second = part(b.take());
+        assert_eq!(second, 2);
+        b.finish(Work::Part(second), Ok(()));
+        // Now both of table 1's entries go together, in TOC order.
+        match b.take() {
+            Some(Work::Early(ids)) => {
+                assert_eq!(ids, [10, 11]);
+                b.finish(Work::Early(ids), Ok(()));
+            }
+            _ => panic!("table 1's entries are ready"),
+        }
+        assert_eq!(b.done_early(), HashSet::from([10, 11]));
+        // Table 2's entry waits for its part.
+        let third = part(b.take());
+        assert_eq!(third, 1);
+        b.finish(Work::Part(third), Ok(()));
+        assert!(matches!(b.take(), Some(Work::Early(ids)) if ids == [20]));
+    }
+
+    #[test]
+    fn the_first_failure_is_kept() {
+        let parts = parts();
+        let mut b = Board::new(&parts, Vec::new());
+        let (x, y) = (part(b.take()), part(b.take()));
+        b.finish(Work::Part(x), Err(EngineError::failed("first")));
+        b.finish(Work::Part(y), Err(EngineError::failed("second")));
+        assert_eq!(b.failed.map(|e| e.message).as_deref(), Some("first"));
+        assert_eq!(b.running, 0);
+    }
+}

@@ -7,6 +7,7 @@ pub(crate) mod drill;
 pub mod load;
 mod restore;
 
+use super::Summary;
 use lifeboat_core::Manifest;
 
 use crate::format;
@@ -16,17 +17,26 @@ kind!(
     "logical",
     backup::backup,
     restore::plan,
-    content,
-    drill::rehearse
+    summary,
+    drill::rehearse;
+    fn name(&self) -> &'static str {
+        "postgres-logical"
+    }
 );
 
-/// What a snapshot holds, in words.
-fn content(m: &Manifest) -> String {
-    m.postgres.as_ref().map_or_else(String::new, |p| {
-        format!(
-            "{} tables, {} rows",
-            p.tables.len(),
-            format::thousands(p.total_rows())
-        )
-    })
+/// What a snapshot holds: tables and rows, as of the dump's exported snapshot.
+fn summary(m: &Manifest) -> Summary {
+    m.postgres
+        .as_ref()
+        .map_or_else(Summary::default, |p| Summary {
+            words: format!(
+                "{} tables, {} rows",
+                p.tables.len(),
+                format::thousands(p.total_rows())
+            ),
+            tables: p.tables.len(),
+            rows: p.total_rows(),
+            point: p.snapshot_time.parse().ok(),
+            ..Summary::default()
+        })
 }

@@ -4,11 +4,13 @@ mod backup;
 mod drill;
 pub mod plan;
 pub mod recover;
+mod status;
 
 pub use recover::{
     PitrPlan, feed, materialize, plan as plan_recovery, recovery_to, start_and_wait,
 };
 
+use super::Summary;
 use lifeboat_core::Manifest;
 
 use crate::format;
@@ -18,9 +20,30 @@ kind!(
     "physical",
     backup::backup,
     recover::plan_restore,
-    content,
-    drill::rehearse,
-    base_at = base_at
+    summary,
+    drill::rehearse;
+    fn name(&self) -> &'static str {
+        "postgres-physical"
+    }
+
+    fn base_at<'s>(
+        &self,
+        name: &str,
+        snaps: &'s [lifeboat_repo::SnapshotInfo],
+        time: Option<jiff::Timestamp>,
+    ) -> Result<&'s lifeboat_repo::SnapshotInfo, String> {
+        base_at(name, snaps, time)
+    }
+
+    fn archive<'a>(
+        &'a self,
+        engine: &'a crate::Engine,
+        name: &'a str,
+        target: &'a lifeboat_core::TargetConfig,
+        last: &'a lifeboat_repo::SnapshotInfo,
+    ) -> crate::BoxFuture<'a, crate::EngineResult<Option<crate::wal::ArchiveState>>> {
+        Box::pin(status::archive(engine, name, target, last))
+    }
 );
 
 /// The base backup a drill at `time` recovers from: the newest that had *ended* by then,
@@ -36,20 +59,24 @@ fn base_at<'s>(
     }
 }
 
-/// What a snapshot holds, in words.
-fn content(m: &Manifest) -> String {
+/// What a snapshot holds: a base backup.
+fn summary(m: &Manifest) -> Summary {
     m.physical
         .as_ref()
-        .map_or_else(String::new, |p| match &p.base_tar {
-            Some(tar) => format!(
-                "base backup (a tar of {}), timeline {}",
-                format::bytes(tar.bytes),
-                p.timeline
-            ),
-            None => format!(
-                "base backup, {} files, timeline {}",
-                p.files.files.len(),
-                p.timeline
-            ),
+        .map_or_else(Summary::default, |p| Summary {
+            words: match &p.base_tar {
+                Some(tar) => format!(
+                    "base backup (a tar of {}), timeline {}",
+                    format::bytes(tar.bytes),
+                    p.timeline
+                ),
+                None => format!(
+                    "base backup, {} files, timeline {}",
+                    p.files.files.len(),
+                    p.timeline
+                ),
+            },
+            files: p.files.files.len(),
+            ..Summary::default()
         })
 }

@@ -60,6 +60,20 @@ pub fn choose_base<'a>(
         })
 }
 
+/// The segments of base backup `p`'s WAL range that are not archived (among `archived`,
+/// only whole segments count): a base backup with any is not recoverable.
+pub fn missing_wal(p: &PhysicalManifest, archived: &[wal::WalName]) -> Result<Vec<String>, String> {
+    let have: std::collections::HashSet<&str> = archived
+        .iter()
+        .filter(|w| w.kind == WalKind::Segment)
+        .map(|w| w.name.as_str())
+        .collect();
+    Ok(needed_segments(p)?
+        .into_iter()
+        .filter(|n| !have.contains(n.as_str()))
+        .collect())
+}
+
 /// Every WAL segment base backup `p` needs, from the one holding its start to the one
 /// holding its stop. A range that cannot be read is an error: the coverage check must run.
 pub fn needed_segments(p: &PhysicalManifest) -> Result<Vec<String>, String> {
@@ -208,5 +222,32 @@ mod tests {
             let e = needed_segments(&physical(start, stop)).unwrap_err();
             assert!(e.contains("no usable WAL range"), "{start}..{stop}: {e}");
         }
+    }
+
+    #[test]
+    fn coverage_names_every_needed_segment_not_archived_whole() {
+        let p = physical("000000010000000000000002", "000000010000000000000005");
+        let archived: Vec<wal::WalName> = [
+            "000000010000000000000002",
+            // Only a partial copy of 3: it does not count.
+            "000000010000000000000003.partial",
+            "000000010000000000000004.00000028.backup",
+            "000000010000000000000004",
+            // Another timeline's 5 is not this one's.
+            "000000020000000000000005",
+        ]
+        .iter()
+        .map(|n| wal::WalName::parse(n).unwrap())
+        .collect();
+        assert_eq!(
+            missing_wal(&p, &archived).unwrap(),
+            ["000000010000000000000003", "000000010000000000000005"]
+        );
+        let all: Vec<wal::WalName> = needed_segments(&p)
+            .unwrap()
+            .iter()
+            .map(|n| wal::WalName::parse(n).unwrap())
+            .collect();
+        assert!(missing_wal(&p, &all).unwrap().is_empty());
     }
 }

@@ -18,7 +18,7 @@ use lifeboat_postgres::{
 use lifeboat_repo::{Repo, SnapshotInfo};
 use serde_json::json;
 
-use super::plan::{choose_base, needed_segments, physical_of};
+use super::plan::{choose_base, missing_wal, physical_of};
 use crate::{
     Engine, EngineError, EngineResult, Failure, FsContext, IoContext,
     cancel::Cancel,
@@ -333,16 +333,12 @@ pub async fn plan(
         .filter(|w| w.kind == WalKind::Segment)
         .collect();
     // Without its WAL range the coverage check cannot run: that is an error, not a skip.
-    let needed = needed_segments(&p).map_err(|e| {
+    let missing = missing_wal(&p, &archived).map_err(|e| {
         EngineError::failure(
             format!("base backup `{}`: {e}", base.short_id()),
             Some("choose another base backup with `--snapshot`, or take a new one with `lifeboat backup`".into()),
         )
     })?;
-    let missing: Vec<String> = needed
-        .into_iter()
-        .filter(|n| !segments.iter().any(|s| &s.name == n))
-        .collect();
     if !missing.is_empty() {
         return Err(EngineError::failure(
             format!(

@@ -15,6 +15,7 @@
 
 mod drill;
 
+use super::Summary;
 use std::{collections::BTreeMap, path::Path};
 
 use lifeboat_core::{
@@ -39,12 +40,13 @@ use crate::{
     snapshot_io::write_file,
 };
 
-kind!(RedisKind, "redis", backup, plan, content, drill::rehearse);
+kind!(RedisKind, "redis", backup, plan, summary, drill::rehearse);
 
-/// What a snapshot holds, in words.
-fn content(m: &Manifest) -> String {
-    m.redis.as_ref().map_or_else(String::new, |r| {
-        format!("RDB, {} keys", r.keys_after.values().sum::<u64>())
+/// What a snapshot holds: an RDB.
+fn summary(m: &Manifest) -> Summary {
+    m.redis.as_ref().map_or_else(Summary::default, |r| Summary {
+        words: format!("RDB, {} keys", r.keys_after.values().sum::<u64>()),
+        ..Summary::default()
     })
 }
 
