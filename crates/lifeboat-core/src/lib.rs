@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod postgres_ids;
 pub mod redact;
 pub mod schedule;
+pub mod time;
 
 pub use config::{Config, ConfigError, TargetConfig, TargetKind};
 pub use duration::HumanDuration;

@@ -24,9 +24,11 @@ pub struct Manifest {
     /// `logical` for PostgreSQL dumps, `files` for file sets.
     pub method: String,
     pub lifeboat_version: String,
-    /// RFC 3339 timestamps.
-    pub started_at: String,
-    pub finished_at: String,
+    /// When the backup started and ended (none: an incomplete backup's end).
+    #[serde(with = "crate::time::moment")]
+    pub started_at: Option<jiff::Timestamp>,
+    #[serde(with = "crate::time::moment")]
+    pub finished_at: Option<jiff::Timestamp>,
     /// True only when every stream ended well; a snapshot whose manifest says false is a
     /// failed backup that could not be deleted.
     pub complete: bool,
@@ -157,7 +159,9 @@ pub struct PostgresManifest {
     pub database_size: u64,
     /// The exported snapshot both the counts and the dump saw.
     pub snapshot_lsn: String,
-    pub snapshot_time: String,
+    /// The server's clock at the exported snapshot: the moment the dump holds.
+    #[serde(with = "crate::time::moment")]
+    pub snapshot_time: Option<jiff::Timestamp>,
     pub tables: Vec<TableRecord>,
     pub dump: StreamRecord,
     /// Where each data block of the dump lies, so a restore with several jobs can feed
@@ -257,9 +261,11 @@ pub struct PhysicalManifest {
     /// every segment from the first on, and at least up to the second.
     pub start_wal: String,
     pub stop_wal: String,
-    /// RFC 3339, from the server's clock.
-    pub start_time: String,
-    pub stop_time: String,
+    /// From the server's clock.
+    #[serde(with = "crate::time::moment")]
+    pub start_time: Option<jiff::Timestamp>,
+    #[serde(with = "crate::time::moment")]
+    pub stop_time: Option<jiff::Timestamp>,
     pub server_version: String,
     pub server_version_num: u32,
     /// The data directory the files came from; empty for a streamed backup.
@@ -310,6 +316,31 @@ impl Manifest {
 mod tests {
     use super::*;
 
+    /// Issue 18, point 7: moments are typed, written in RFC 3339, and the spellings older
+    /// manifests hold (PostgreSQL's `now()::text`, an empty end) still read.
+    #[test]
+    fn moments_read_old_spellings_and_write_rfc_3339() {
+        #[derive(Serialize, Deserialize)]
+        struct M {
+            #[serde(with = "crate::time::moment")]
+            at: Option<jiff::Timestamp>,
+        }
+        let want: jiff::Timestamp = "2026-11-22T10:01:00.5Z".parse().unwrap();
+        for old in ["2026-11-22 10:01:00.5+00", "2026-11-22T11:01:00.5+01:00"] {
+            let m: M = serde_json::from_value(serde_json::json!({ "at": old })).unwrap();
+            assert_eq!(m.at, Some(want), "{old}");
+            assert_eq!(
+                serde_json::to_value(&m).unwrap()["at"],
+                "2026-11-22T10:01:00.5Z"
+            );
+        }
+        let none: M = serde_json::from_value(serde_json::json!({ "at": "" })).unwrap();
+        assert_eq!(none.at, None);
+        assert_eq!(serde_json::to_value(&none).unwrap()["at"], "");
+        let bad = serde_json::from_value::<M>(serde_json::json!({ "at": "yesterday" }));
+        assert!(bad.is_err());
+    }
+
     #[test]
     fn round_trips_through_json() {
         let m = Manifest {
@@ -318,8 +349,8 @@ mod tests {
             kind: TargetKind::Postgres,
             method: "logical".into(),
             lifeboat_version: "0.1.0".into(),
-            started_at: "2026-11-22T02:00:00Z".into(),
-            finished_at: "2026-11-22T02:00:05Z".into(),
+            started_at: "2026-11-22T02:00:00Z".parse().ok(),
+            finished_at: "2026-11-22T02:00:05Z".parse().ok(),
             complete: true,
             emergency: false,
             command: None,
@@ -333,7 +364,7 @@ mod tests {
                 pg_dump_version: "15.8".into(),
                 database_size: 1 << 20,
                 snapshot_lsn: "0/16B3748".into(),
-                snapshot_time: "2026-11-22T02:00:00Z".into(),
+                snapshot_time: "2026-11-22T02:00:00Z".parse().ok(),
                 tables: vec![TableRecord {
                     schema: "public".into(),
                     name: "users".into(),

@@ -27,10 +27,10 @@ pub mod objectives;
 pub mod restore;
 pub mod snapshot_io;
 pub mod status;
-pub mod time;
 pub mod wal;
 
 pub use engine::Engine;
+pub use lifeboat_core::time;
 
 /// A boxed future: what the [`kinds::Kind`] trait's methods return, so that it can be used
 /// as `dyn Kind`.

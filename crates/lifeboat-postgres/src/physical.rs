@@ -133,9 +133,9 @@ impl BaseBackup {
         let q = |what: &'static str| PgError::query(what);
         let facts = ServerFacts::read(&client).await?;
         let start_sql = if facts.server_version_num >= 150_000 {
-            "SELECT pg_backup_start($1, true)::text, now()::text"
+            r#"SELECT pg_backup_start($1, true)::text, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#
         } else {
-            "SELECT pg_start_backup($1, true, false)::text, now()::text"
+            r#"SELECT pg_start_backup($1, true, false)::text, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#
         };
         let started = client
             .query_one(start_sql, &[&label])
@@ -165,9 +165,9 @@ impl BaseBackup {
     /// Stop the backup; waits until the WAL it needs is archived.
     pub async fn stop(self) -> Result<Stopped, PgError> {
         let sql = if self.server_version_num >= 150_000 {
-            "SELECT lsn::text, labelfile, coalesce(spcmapfile, ''), now()::text FROM pg_backup_stop(true)"
+            r#"SELECT lsn::text, labelfile, coalesce(spcmapfile, ''), to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM pg_backup_stop(true)"#
         } else {
-            "SELECT lsn::text, labelfile, coalesce(spcmapfile, ''), now()::text FROM pg_stop_backup(false, true)"
+            r#"SELECT lsn::text, labelfile, coalesce(spcmapfile, ''), to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM pg_stop_backup(false, true)"#
         };
         let row = self
             .client

@@ -26,8 +26,8 @@ pub fn manifest_base(
         kind,
         method: method.to_string(),
         lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: started_at.to_string(),
-        finished_at: String::new(),
+        started_at: Some(started_at),
+        finished_at: None,
         complete: false,
         emergency,
         postgres: None,
@@ -100,7 +100,7 @@ impl ManifestCopy {
     /// Finish a manifest once every stream ended well: mark it complete, keep a copy; its
     /// bytes.
     pub fn finish(&self, mut manifest: Manifest) -> Vec<u8> {
-        manifest.finished_at = jiff::Timestamp::now().to_string();
+        manifest.finished_at = Some(jiff::Timestamp::now());
         manifest.complete = true;
         let bytes = manifest.to_json();
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = bytes.clone();

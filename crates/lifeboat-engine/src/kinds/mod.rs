@@ -182,7 +182,7 @@ impl Summary {
     /// backup's start.
     pub fn restorable_at(&self, snapshot: &SnapshotInfo, manifest: &Manifest) -> jiff::Timestamp {
         self.point
-            .or_else(|| manifest.started_at.parse().ok())
+            .or(manifest.started_at)
             .unwrap_or_else(|| snapshot.time.timestamp())
     }
 }

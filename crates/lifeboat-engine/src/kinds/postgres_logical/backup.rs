@@ -60,7 +60,10 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
         pg_dump_version: tools.version("pg_dump"),
         database_size: session.database_size,
         snapshot_lsn: session.lsn.clone(),
-        snapshot_time: session.snapshot_time.clone(),
+        snapshot_time: Some(
+            crate::time::parse_time(&session.snapshot_time)
+                .map_err(|e| crate::EngineError::failed(format!("the server's clock: {e}")))?,
+        ),
         tables: Vec::new(),
         dump: StreamRecord {
             path: dump_path.clone(),

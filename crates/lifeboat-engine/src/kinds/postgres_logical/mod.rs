@@ -36,7 +36,7 @@ fn summary(m: &Manifest) -> Summary {
             ),
             tables: p.tables.len(),
             rows: p.total_rows(),
-            point: p.snapshot_time.parse().ok(),
+            point: p.snapshot_time,
             ..Summary::default()
         })
 }

@@ -32,7 +32,7 @@ use crate::{
 /// What the archiver thread and the session exchange when the files are read.
 struct StopInfo {
     stop_lsn: lifeboat_core::Lsn,
-    stop_time: String,
+    stop_time: jiff::Timestamp,
     backup_label: String,
     tablespace_map: String,
 }
@@ -75,8 +75,8 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
         stop_lsn: session.start_lsn,
         start_wal: session.start_wal(),
         stop_wal: String::new(),
-        start_time: session.start_time.clone(),
-        stop_time: String::new(),
+        start_time: Some(server_moment(&session.start_time).map_err(EngineError::failed)?),
+        stop_time: None,
         server_version: session.server_version.clone(),
         server_version_num: session.server_version_num,
         data_dir: data_dir.display().to_string(),
@@ -107,7 +107,7 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
         p.files.files = records;
         p.stop_wal = wal::segment_of(stop.stop_lsn, timeline, segment_size);
         p.stop_lsn = stop.stop_lsn;
-        p.stop_time = stop.stop_time;
+        p.stop_time = Some(stop.stop_time);
         manifest.physical = Some(p);
         Ok(kept_in.finish(manifest))
     };
@@ -143,12 +143,14 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
         done = files_done => {
             // Every file is read: stop the backup on its own session.
             let stopped = if done.unwrap_or(false) {
-                session.stop().await.map(|s| StopInfo {
-                    stop_lsn: s.stop_lsn,
-                    stop_time: s.stop_time,
-                    backup_label: s.backup_label,
-                    tablespace_map: s.tablespace_map,
-                }).map_err(|e| e.to_string())
+                session.stop().await.map_err(|e| e.to_string()).and_then(|s| {
+                    Ok(StopInfo {
+                        stop_lsn: s.stop_lsn,
+                        stop_time: server_moment(&s.stop_time)?,
+                        backup_label: s.backup_label,
+                        tablespace_map: s.tablespace_map,
+                    })
+                })
             } else {
                 Err("the backup ended before every file was read".to_string())
             };
@@ -166,9 +168,20 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
 }
 
 /// The server's clock, as text.
-async fn server_now(client: &tokio_postgres::Client) -> Result<String, tokio_postgres::Error> {
-    let row = client.query_one("SELECT now()::text", &[]).await?;
-    Ok(row.get(0))
+async fn server_now(client: &tokio_postgres::Client) -> Result<jiff::Timestamp, String> {
+    let row = client
+        .query_one(
+            r#"SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#,
+            &[],
+        )
+        .await
+        .map_err(|e| format!("cannot read the server's time: {e}"))?;
+    server_moment(row.get(0))
+}
+
+/// The server's clock as it answered (in UTC, RFC 3339).
+fn server_moment(text: &str) -> Result<jiff::Timestamp, String> {
+    crate::time::parse_time(text).map_err(|e| format!("the server's clock: {e}"))
 }
 
 /// A base backup without `data-dir`: `pg_basebackup`'s tar stream into `<name>/base.tar`,
@@ -183,9 +196,7 @@ async fn backup_streamed(
 ) -> EngineResult<Stored> {
     let client = target.connect().await?;
     let facts = ServerFacts::read(&client).await?;
-    let start_time = server_now(&client)
-        .await
-        .map_err(|e| EngineError::failure(format!("cannot read the server's time: {e}"), None))?;
+    let start_time = server_now(&client).await.map_err(EngineError::failed)?;
     let tools = PgTools::find(facts.major(), cfg.pg_bin_dir.as_deref())?;
     let child = basebackup::stream(target, &tools, &format!("lifeboat {name}"))?;
     let (watch, kept_entries) = basebackup::TarWatch::new(child);
@@ -205,9 +216,7 @@ async fn backup_streamed(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .wal_points()?;
-        let stop_time = runtime
-            .block_on(server_now(&client))
-            .map_err(|e| format!("cannot read the server's time: {e}"))?;
+        let stop_time = runtime.block_on(server_now(&client))?;
         let segment = |lsn| wal::segment_of(lsn, points.timeline, facts.segment_size);
         manifest.physical = Some(PhysicalManifest {
             system_id: facts.system_id,
@@ -216,8 +225,8 @@ async fn backup_streamed(
             stop_wal: segment(points.stop_lsn),
             start_lsn: points.start_lsn,
             stop_lsn: points.stop_lsn,
-            start_time,
-            stop_time,
+            start_time: Some(start_time),
+            stop_time: Some(stop_time),
             server_version: facts.server_version,
             server_version_num: facts.server_version_num,
             data_dir: String::new(),

@@ -37,8 +37,8 @@ pub fn choose_base<'a>(
     let ends_before = |s: &&&SnapshotInfo| {
         let (_, p) = physical_of(s).expect("filtered above");
         match target {
-            RecoveryTarget::Time(t) => parse_time(&p.stop_time)
-                .ok()
+            RecoveryTarget::Time(t) => p
+                .stop_time
                 .zip(parse_time(t).ok())
                 .is_some_and(|(stop, t)| stop <= t),
             RecoveryTarget::Lsn(l) => p.stop_lsn <= *l,
@@ -54,7 +54,9 @@ pub fn choose_base<'a>(
             let (_, p) = physical_of(oldest).expect("filtered above");
             EngineError::failed(format!(
                 "the target is before the oldest base backup, which ends at {} (LSN {})",
-                p.stop_time, p.stop_lsn
+                p.stop_time
+                    .map_or("an unknown time".into(), |t| t.to_string()),
+                p.stop_lsn
             ))
             .hint("a point-in-time restore starts from a base backup taken before the target")
         })

@@ -1,14 +1,36 @@
-//! Moments as people and PostgreSQL write them.
+//! Moments as people and PostgreSQL write them, and as manifests store them.
+
+use jiff::Timestamp;
 
 /// A moment: RFC 3339 (`2026-11-22T10:01:00Z`, `…+02:00`), or PostgreSQL's `now()::text`
 /// (`2026-11-22 10:01:00.123456+00`), with or without fractional seconds.
-pub fn parse_time(text: &str) -> Result<jiff::Timestamp, String> {
+pub fn parse_time(text: &str) -> Result<Timestamp, String> {
     text.parse::<jiff::Timestamp>()
         .or_else(|_| {
             jiff::fmt::strtime::parse("%Y-%m-%d %H:%M:%S%.f%#z", text.trim())
                 .and_then(|t| t.to_timestamp())
         })
         .map_err(|_| format!("cannot read `{text}` as a time"))
+}
+
+/// Serde for a manifest's moments (`#[serde(with = "crate::time::moment")]` on an
+/// `Option<Timestamp>`): written in RFC 3339 (`2026-11-22T10:01:00Z`), read in RFC 3339 or
+/// PostgreSQL's spelling (manifests before this type held the server's text); `""` is none.
+pub mod moment {
+    use jiff::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.map(|t| t.to_string()).unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        super::parse_time(&text).map(Some).map_err(D::Error::custom)
+    }
 }
 
 #[cfg(test)]
