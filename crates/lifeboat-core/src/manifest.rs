@@ -19,7 +19,7 @@ pub const FORMAT_VERSION: u32 = 1;
 #[serde(rename_all = "kebab-case")]
 pub struct Manifest {
     pub format: u32,
-    pub target: String,
+    pub target: crate::TargetName,
     pub kind: TargetKind,
     /// `logical` for PostgreSQL dumps, `files` for file sets.
     pub method: String,
@@ -60,7 +60,7 @@ pub struct BucketManifest {
     /// Objects downloaded by this backup; the others were unchanged since `parent`.
     pub downloaded: u64,
     pub downloaded_bytes: u64,
-    pub parent: Option<String>,
+    pub parent: Option<crate::SnapshotId>,
     /// Objects listed but deleted or replaced before they were read: not in this snapshot
     /// (the next backup reads what is there then).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -54,7 +54,7 @@ impl Engine {
     pub fn step(&self, op: Op, target: &str, text: impl Into<String>) {
         self.events.event(Event::Step {
             op,
-            target: target.to_string(),
+            target: target.into(),
             text: text.into(),
         });
     }

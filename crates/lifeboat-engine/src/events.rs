@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use lifeboat_core::{SnapshotId, TargetName};
 use serde::Serialize;
 
 use crate::restore::plan::Plan;
@@ -23,40 +24,40 @@ pub enum Event {
     /// Work on a target began.
     Started {
         op: Op,
-        target: String,
+        target: TargetName,
         kind: String,
     },
     /// A phase of it, in words: "taking an emergency backup of `shop`".
     Step {
         op: Op,
-        target: String,
+        target: TargetName,
         text: String,
     },
     /// A restore's plan, decided before anything is changed: what runs next is exactly it.
     Planned { plan: Box<Plan> },
     /// What was there before a restore overwrote it is saved in this snapshot.
     EmergencyBackup {
-        target: String,
-        snapshot: String,
+        target: TargetName,
+        snapshot: SnapshotId,
         bytes: u64,
     },
     /// Something the person should know; the operation goes on.
     Warning {
-        target: Option<String>,
+        target: Option<TargetName>,
         text: String,
     },
     /// Work on a target ended well.
     Finished {
         op: Op,
-        target: String,
-        snapshot: Option<String>,
+        target: TargetName,
+        snapshot: Option<SnapshotId>,
         seconds: f64,
         bytes: u64,
     },
     /// Work on a target failed; nothing it started is left half-done.
     Failed {
         op: Op,
-        target: String,
+        target: TargetName,
         error: String,
     },
 }

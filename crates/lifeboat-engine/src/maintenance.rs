@@ -3,6 +3,7 @@
 //! manifest) and [`unlock`]. Forget runs under the exclusive lock, check under a shared
 //! one, so that neither runs beside what would make it wrong.
 
+use lifeboat_core::SnapshotId;
 use lifeboat_repo::{ForgetDecision, LockKind, PruneSummary};
 
 use crate::{Engine, EngineResult, wal::WalPruned};
@@ -13,7 +14,7 @@ pub struct Forgotten {
     /// Per snapshot: kept or not, and why.
     pub decisions: Vec<ForgetDecision>,
     /// The snapshots forgotten (or, on a dry run, that would be).
-    pub forget: Vec<String>,
+    pub forget: Vec<SnapshotId>,
     /// With `prune`: the packs freed.
     pub pruned: Option<PruneSummary>,
     /// With `prune`: archived WAL that no kept base backup needs.
@@ -43,7 +44,7 @@ pub async fn forget(engine: &Engine, prune: bool, dry_run: bool) -> EngineResult
             Ok::<_, lifeboat_repo::RepoError>((plan, snaps))
         })
         .await?;
-    let forget: Vec<String> = decisions
+    let forget: Vec<SnapshotId> = decisions
         .iter()
         .filter(|d| !d.keep)
         .map(|d| d.id.clone())

@@ -3,6 +3,7 @@
 //! targets the WAL archive's newest segment and the server's archiver. The evidence is
 //! gathered here; [`crate::objectives`] judges it.
 
+use lifeboat_core::{SnapshotId, TargetName};
 use lifeboat_drill::{DrillReport, Verdict};
 use serde::Serialize;
 
@@ -17,10 +18,10 @@ use crate::{
 /// One target's row.
 #[derive(Debug, Serialize)]
 pub struct TargetStatus {
-    pub target: String,
+    pub target: TargetName,
     pub kind: String,
     pub last_backup: Option<String>,
-    pub last_backup_snapshot: Option<String>,
+    pub last_backup_snapshot: Option<SnapshotId>,
     /// Seconds since the newest restorable point of the last backup.
     pub backup_age_seconds: Option<f64>,
     pub rpo_objective_seconds: Option<f64>,
@@ -74,7 +75,7 @@ pub async fn status(engine: &Engine) -> EngineResult<Vec<TargetStatus>> {
             rto_seconds: rto,
         });
         rows.push(TargetStatus {
-            target: name.clone(),
+            target: name.as_str().into(),
             kind: target.kind.to_string(),
             last_backup: last.map(|s| s.time.timestamp().to_string()),
             last_backup_snapshot: last.map(|s| s.id.clone()),

@@ -100,7 +100,7 @@ async fn two_backups_and_a_listing_share_one_open_repository() {
                 op: Op::Backup,
                 target,
                 ..
-            } => Some(target.clone()),
+            } => Some(target.to_string()),
             _ => None,
         })
         .collect();

@@ -20,7 +20,12 @@ pub enum PgError {
         code: Option<String>,
     },
     #[error("{context}: {message}")]
-    Query { context: String, message: String },
+    Query {
+        context: String,
+        message: String,
+        /// The server's SQLSTATE, when it answered.
+        code: Option<String>,
+    },
     #[error("{0}")]
     Tools(String),
     #[error("{0}")]
@@ -53,8 +58,21 @@ impl PgError {
         move |e| Self::Query {
             context,
             message: describe_pg_error(&e),
+            code: e.as_db_error().map(|d| d.code().code().to_string()),
         }
     }
+}
+
+/// The kind of the I/O error under `e` (a refused or timed-out connection), if one is.
+fn io_kind(e: &tokio_postgres::Error) -> Option<std::io::ErrorKind> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// The useful part of a driver error: the server's message when there is one.
@@ -188,9 +206,15 @@ impl Target {
                     self.database(),
                     self.server()
                 )),
-                _ if message.contains("refused") || message.contains("timed out") => Some(
-                    "is the server running and reachable from here? check host and port".into(),
-                ),
+                _ if matches!(
+                    io_kind(&e),
+                    Some(std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut)
+                ) =>
+                {
+                    Some(
+                        "is the server running and reachable from here? check host and port".into(),
+                    )
+                }
                 _ => None,
             };
             PgError::Connect {

@@ -24,7 +24,10 @@ use std::{
     sync::Arc,
 };
 
-use lifeboat_core::{Location, Manifest, Redacted, config::Retention, manifest::MANIFEST_FILE};
+use lifeboat_core::{
+    Location, Manifest, Redacted, SnapshotId, TargetName, config::Retention,
+    manifest::MANIFEST_FILE,
+};
 use rustic_backend::BackendOptions;
 use rustic_core::{
     CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions, LocalDestination, LsOptions,
@@ -54,6 +57,10 @@ pub enum RepoError {
     AlreadyExists { url: String },
     #[error("{context}: {message}")]
     Rustic { context: String, message: String },
+    /// A rustic call failed because a local file system (the repository's, or its cache)
+    /// is full.
+    #[error("{context}: {message}")]
+    NoSpace { context: String, message: String },
     /// A rustic call failed because the storage under it did.
     #[error("{context}: {source}")]
     Backend { context: String, source: StoreError },
@@ -114,7 +121,7 @@ impl RepoError {
             Self::AlreadyExists { .. } => {
                 Some("`lifeboat init` never touches an existing repository".into())
             }
-            Self::Rustic { message, .. } if message.contains("os error 28") => Some(
+            Self::NoSpace { .. } => Some(
                 "the repository's filesystem is full: free space there; no snapshot was saved"
                     .into(),
             ),
@@ -132,9 +139,6 @@ impl RepoError {
             Self::RestoreStopped { .. } => Some(
                 "if the destination filled up, free space there and restore again (what was written is rewritten)".into(),
             ),
-            Self::Rustic { message, .. } if message.contains("NoSuchBucket") => {
-                Some("create the bucket first, or check `repository.url` and `endpoint`".into())
-            }
             _ => None,
         }
     }
@@ -274,11 +278,27 @@ fn rustic(context: impl Into<String>) -> impl FnOnce(Box<RusticError>) -> RepoEr
     let context = context.into();
     move |e| match store_cause(&e) {
         Some(source) => RepoError::Backend { context, source },
+        None if io_kind(&e) == Some(std::io::ErrorKind::StorageFull) => RepoError::NoSpace {
+            context,
+            message: describe(&e),
+        },
         None => RepoError::Rustic {
             context,
             message: describe(&e),
         },
     }
+}
+
+/// The kind of the I/O error under `e`, if one is.
+fn io_kind(e: &RusticError) -> Option<std::io::ErrorKind> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// The storage error under a rustic error, if one is.
@@ -442,9 +462,9 @@ pub struct Parent {
 /// A lifeboat snapshot with its manifest.
 #[derive(Debug, Clone)]
 pub struct SnapshotInfo {
-    pub id: String,
+    pub id: SnapshotId,
     pub time: jiff::Zoned,
-    pub target: String,
+    pub target: TargetName,
     pub kind: String,
     pub emergency: bool,
     pub summary: Option<SnapshotSummary>,
@@ -453,7 +473,7 @@ pub struct SnapshotInfo {
 
 impl SnapshotInfo {
     pub fn short_id(&self) -> &str {
-        &self.id[..8.min(self.id.len())]
+        self.id.short()
     }
 
     /// Complete, with a manifest: a snapshot that counts as a backup.
@@ -814,9 +834,9 @@ impl Repo {
         let kind = tag("kind=");
         let emergency = snap.tags.contains(TAG_EMERGENCY);
         SnapshotInfo {
-            id: full_id(&snap.id),
+            id: full_id(&snap.id).into(),
             time: snap.time.clone(),
-            target,
+            target: target.into(),
             kind,
             emergency,
             summary: snap.summary.clone(),
@@ -1053,7 +1073,7 @@ impl Repo {
         })
     }
 
-    pub fn delete_snapshots(&self, ids: &[String]) -> Result<(), RepoError> {
+    pub fn delete_snapshots(&self, ids: &[SnapshotId]) -> Result<(), RepoError> {
         let ids: Vec<_> = ids
             .iter()
             .map(|i| i.parse())
@@ -1074,9 +1094,9 @@ impl Repo {
         let all = self.all_snapshots()?;
         let by_id: BTreeMap<String, SnapshotFile> =
             all.into_iter().map(|s| (full_id(&s.id), s)).collect();
-        let mut groups: BTreeMap<(String, bool), Vec<SnapshotFile>> = BTreeMap::new();
+        let mut groups: BTreeMap<(TargetName, bool), Vec<SnapshotFile>> = BTreeMap::new();
         for info in &snapshots {
-            if let Some(s) = by_id.get(&info.id) {
+            if let Some(s) = by_id.get(info.id.as_str()) {
                 groups
                     .entry((info.target.clone(), info.emergency))
                     .or_default()
@@ -1090,7 +1110,7 @@ impl Repo {
             if retention.is_empty() {
                 for s in snaps {
                     decisions.push(ForgetDecision {
-                        id: full_id(&s.id),
+                        id: full_id(&s.id).into(),
                         target: target.clone(),
                         time: s.time.clone(),
                         keep: true,
@@ -1113,7 +1133,7 @@ impl Repo {
             for group in result.0 {
                 for item in group.items {
                     decisions.push(ForgetDecision {
-                        id: full_id(&item.snapshot.id),
+                        id: full_id(&item.snapshot.id).into(),
                         target: target.clone(),
                         time: item.snapshot.time.clone(),
                         keep: item.keep,
@@ -1212,8 +1232,8 @@ fn keep_options(r: &Retention) -> Result<KeepOptions, RepoError> {
 
 #[derive(Debug, Clone)]
 pub struct ForgetDecision {
-    pub id: String,
-    pub target: String,
+    pub id: SnapshotId,
+    pub target: TargetName,
     pub time: jiff::Zoned,
     pub keep: bool,
     pub reasons: Vec<String>,

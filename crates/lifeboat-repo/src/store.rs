@@ -35,7 +35,53 @@ pub enum StoreError {
         path: String,
         message: String,
         permanent: bool,
+        /// What the failure was, decided once where the error arrived.
+        problem: S3Problem,
     },
+}
+
+/// The kind of an S3 failure a hint can speak to, classified from opendal's error kind and
+/// the error code in S3's reply (`NoSuchBucket`, `AccessDenied`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Problem {
+    NoSuchBucket,
+    /// The server refused the credentials or the request (403).
+    Denied,
+    /// No credentials could be found to sign the request with.
+    NoCredentials,
+    Other,
+}
+
+impl S3Problem {
+    fn of(e: &opendal::Error) -> Self {
+        match (s3_code(&e.to_string()).as_deref(), e.kind()) {
+            (Some("NoSuchBucket"), _) => Self::NoSuchBucket,
+            (Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch"), _)
+            | (_, ErrorKind::PermissionDenied) => Self::Denied,
+            // reqsign found nothing to sign with: opendal reports it before any request.
+            _ if signing_failed(e) => Self::NoCredentials,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The `code` of the S3 error reply opendal carries, if the server sent one.
+fn s3_code(text: &str) -> Option<String> {
+    let e = &text[text.rfind("S3Error {")?..];
+    let v = &e[e.find("code: \"")? + 7..];
+    Some(v.split('"').next()?.to_string())
+}
+
+/// Whether opendal failed because reqsign had no valid credential to sign with.
+fn signing_failed(e: &opendal::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<reqsign_core::Error>() {
+            return r.kind() == reqsign_core::ErrorKind::CredentialInvalid;
+        }
+        source = s.source();
+    }
+    false
 }
 
 impl StoreError {
@@ -50,10 +96,12 @@ impl StoreError {
                 path,
                 message,
                 permanent,
+                problem,
             } => Self::S3 {
                 path: path.clone(),
                 message: message.clone(),
                 permanent: *permanent,
+                problem: *problem,
             },
         }
     }
@@ -61,15 +109,18 @@ impl StoreError {
     /// A hint for errors whose fix is known.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::S3 { message, .. } if message.contains("NoSuchBucket") => {
-                Some("create the bucket first, or check `repository.url` and `endpoint`".into())
-            }
-            Self::S3 { message, .. }
-                if message.contains("PermissionDenied") || message.contains("AccessDenied") =>
-            {
-                Some("check the S3 credentials (`access-key-id-env`, `secret-access-key-env` or `AWS_*`) and the bucket policy".into())
-            }
-            Self::S3 { message, .. } if message.contains("signing credential") => Some(
+            Self::S3 {
+                problem: S3Problem::NoSuchBucket,
+                ..
+            } => Some("create the bucket first, or check `repository.url` and `endpoint`".into()),
+            Self::S3 {
+                problem: S3Problem::Denied,
+                ..
+            } => Some("check the S3 credentials (`access-key-id-env`, `secret-access-key-env` or `AWS_*`) and the bucket policy".into()),
+            Self::S3 {
+                problem: S3Problem::NoCredentials,
+                ..
+            } => Some(
                 "no S3 credentials were found: set `access-key-id-env` and `secret-access-key-env` in the config, or `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (on EC2, an instance role)".into(),
             ),
             Self::S3 { permanent: false, .. } => Some(
@@ -197,6 +248,7 @@ pub(crate) fn s3_err(path: &str, e: opendal::Error) -> StoreError {
         path: path.to_string(),
         permanent: e.is_permanent(),
         message: describe_s3(&e),
+        problem: S3Problem::of(&e),
     }
 }
 
@@ -571,16 +623,60 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use super::{S3Problem, s3_err};
+
+    /// Issue 18, point 8: the problem is told by the errors' types and S3's reply code, not
+    /// by the words of the message.
     #[test]
-    fn missing_credentials_get_their_own_hint() {
-        let e = super::StoreError::S3 {
-            path: "s3://b/repo/config".into(),
-            message: "Unexpected (persistent) at stat `config`: failed to load signing credential"
-                .into(),
-            permanent: false,
-        };
+    fn s3_problems_are_classified_where_the_error_arrives() {
+        // As opendal reports a signing failure: reqsign's typed error as the source.
+        let unsigned = opendal::Error::new(opendal::ErrorKind::Unexpected, "signing http request")
+            .set_source(reqsign_core::Error::credential_invalid("no credential"));
+        let e = s3_err("config", unsigned);
+        assert!(matches!(
+            e,
+            super::StoreError::S3 {
+                problem: S3Problem::NoCredentials,
+                ..
+            }
+        ));
         let hint = e.hint().unwrap();
         assert!(hint.starts_with("no S3 credentials were found"), "{hint}");
+
+        let reply = |kind, code: &str| {
+            opendal::Error::new(
+                kind,
+                format!(
+                    r#"S3Error {{ code: "{code}", message: "x", resource: "", request_id: "" }}"#
+                ),
+            )
+        };
+        let problem = |e| match s3_err("config", e) {
+            super::StoreError::S3 { problem, .. } => problem,
+            other => panic!("{other:?}"),
+        };
+        use opendal::ErrorKind::*;
+        assert_eq!(
+            problem(reply(NotFound, "NoSuchBucket")),
+            S3Problem::NoSuchBucket
+        );
+        assert_eq!(problem(reply(NotFound, "NoSuchKey")), S3Problem::Other);
+        assert_eq!(
+            problem(reply(Unexpected, "SignatureDoesNotMatch")),
+            S3Problem::Denied
+        );
+        assert_eq!(
+            problem(opendal::Error::new(PermissionDenied, "HTTP 403")),
+            S3Problem::Denied
+        );
+        // The words alone decide nothing.
+        assert_eq!(
+            problem(opendal::Error::new(
+                Unexpected,
+                "failed to load signing credential"
+            )),
+            S3Problem::Other
+        );
     }
 
     #[test]

@@ -94,11 +94,14 @@ fn one_repository_serves_two_backups_and_a_listing_at_once() {
         "the two backups never read at the same time: {done:?}"
     );
     assert!(during.unwrap().is_empty());
-    let ids: Vec<String> = done.into_iter().map(|d| d.unwrap().id).collect();
+    let ids: Vec<String> = done
+        .into_iter()
+        .map(|d| d.unwrap().id.to_string())
+        .collect();
     let after = repo.snapshots(None).unwrap();
     let mut listed: Vec<(String, String)> = after
         .iter()
-        .map(|s| (s.target.clone(), s.id.clone()))
+        .map(|s| (s.target.to_string(), s.id.to_string()))
         .collect();
     listed.sort();
     assert_eq!(

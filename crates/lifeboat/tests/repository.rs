@@ -539,3 +539,36 @@ fn restic_reads(ws: &Workspace) {
     );
     assert!(dump.len() > 100_000);
 }
+
+/// Issue 18, point 8: a repository whose file system fills up during a backup fails it
+/// with the hint chosen from the I/O error's kind (no longer from its text), and leaves no
+/// snapshot.
+#[test]
+fn a_full_repository_fails_the_backup_with_a_hint() {
+    let ws = Workspace::new(BIN);
+    let _small = Tmpfs::mount(&ws.repo(), "size=6m");
+    let data = ws.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // 12 MiB that does not compress.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let body: Vec<u8> = (0..(12 << 17))
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(data.join("big"), body).unwrap();
+    ws.write_config(&format!(
+        "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n",
+        data.display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup", "d"]).expect_code(1).expect_stderr(
+        &["hint: the repository's filesystem is full"],
+        &["panicked"],
+    );
+    let snaps = ws.run(&["snapshots", "--json"]).json()["snapshots"].clone();
+    assert_eq!(snaps, serde_json::json!([]));
+}

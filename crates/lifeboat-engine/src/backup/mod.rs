@@ -10,7 +10,7 @@ pub mod store;
 
 use std::{sync::Arc, time::Instant};
 
-use lifeboat_core::{Config, Manifest, Redacted, TargetConfig};
+use lifeboat_core::{Config, Manifest, Redacted, SnapshotId, TargetConfig, TargetName};
 use lifeboat_repo::Repo;
 use serde::Serialize;
 
@@ -23,8 +23,8 @@ use crate::{
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupReport {
-    pub target: String,
-    pub snapshot: String,
+    pub target: TargetName,
+    pub snapshot: SnapshotId,
     pub kind: String,
     /// What it holds, in words ("3 tables, 1,200 rows").
     pub content: String,
@@ -76,7 +76,7 @@ pub async fn backup(engine: &Engine, name: &str, cancel: &Cancel) -> EngineResul
         .ok_or_else(|| unknown_target(&engine.config, name))?;
     engine.events.event(Event::Started {
         op: Op::Backup,
-        target: name.to_string(),
+        target: name.into(),
         kind: target.kind.to_string(),
     });
     let outcome = match cancel
@@ -98,14 +98,14 @@ pub async fn backup(engine: &Engine, name: &str, cancel: &Cancel) -> EngineResul
     engine.events.event(match &outcome {
         Ok(r) => Event::Finished {
             op: Op::Backup,
-            target: name.to_string(),
+            target: name.to_string().into(),
             snapshot: Some(r.snapshot.clone()),
             seconds: r.seconds,
             bytes: r.bytes,
         },
         Err(e) => Event::Failed {
             op: Op::Backup,
-            target: name.to_string(),
+            target: name.to_string().into(),
             error: e.message.clone(),
         },
     });
@@ -142,7 +142,7 @@ pub async fn take_backup(
         tables: summary.tables,
         rows: summary.rows,
         files: summary.files,
-        target: name.to_string(),
+        target: name.to_string().into(),
         snapshot: info.id.clone(),
         kind: info.kind.clone(),
         content: summary.words,

@@ -22,7 +22,7 @@ pub fn manifest_base(
 ) -> Manifest {
     Manifest {
         format: FORMAT_VERSION,
-        target: name.to_string(),
+        target: name.to_string().into(),
         kind,
         method: method.to_string(),
         lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -23,7 +23,7 @@ pub async fn store(
 ) -> Vec<String> {
     let warn = |text: String| {
         engine.events.event(Event::Warning {
-            target: Some(report.target.clone()),
+            target: Some(report.target.clone().into()),
             text,
         })
     };

@@ -24,7 +24,7 @@ pub mod rehearsal;
 
 use std::time::Instant;
 
-use lifeboat_core::Manifest;
+use lifeboat_core::{Manifest, SnapshotId};
 use lifeboat_drill::{DrillReport, Objective, Verdict, report};
 use lifeboat_repo::SnapshotInfo;
 
@@ -60,7 +60,7 @@ pub async fn drill(engine: &Engine, request: &DrillRequest, cancel: &Cancel) -> 
     let cfg = engine.config.targets.get(name).cloned().unwrap_or_default();
     engine.events.event(Event::Started {
         op: Op::Drill,
-        target: name.clone(),
+        target: name.clone().into(),
         kind: cfg.kind.to_string(),
     });
     let scratch_url = engine.config.drill.scratch_url();
@@ -102,14 +102,14 @@ pub async fn drill(engine: &Engine, request: &DrillRequest, cancel: &Cancel) -> 
     engine.events.event(match report.verdict {
         Verdict::Pass => Event::Finished {
             op: Op::Drill,
-            target: name.clone(),
-            snapshot: Some(report.snapshot.clone()).filter(|s| !s.is_empty()),
+            target: name.clone().into(),
+            snapshot: Some(report.snapshot.as_str().into()).filter(|s: &SnapshotId| !s.is_empty()),
             seconds: report.rto.measured_seconds.unwrap_or_default(),
             bytes: 0,
         },
         v => Event::Failed {
             op: Op::Drill,
-            target: name.clone(),
+            target: name.clone().into(),
             error: report
                 .error
                 .clone()
@@ -200,7 +200,8 @@ fn finish(d: Drill, error: Option<String>) -> DrillReport {
             .chosen
             .as_ref()
             .map(|(s, _)| s.id.clone())
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .to_string(),
         restorable_at: restorable_at.map(|t| t.to_string()).unwrap_or_default(),
         scratch: d.scratch,
         phases: d.phases,

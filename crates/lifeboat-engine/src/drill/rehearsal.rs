@@ -119,7 +119,7 @@ impl Drill {
         let torn = r.teardown().await;
         if let Err(e) = &torn {
             self.engine.events.event(Event::Warning {
-                target: Some(self.name.clone()),
+                target: Some(self.name.clone().into()),
                 text: format!("teardown of the scratch environment: {e}"),
             });
         }

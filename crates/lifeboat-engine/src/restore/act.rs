@@ -12,7 +12,7 @@ use crate::{
 pub struct ActCx {
     pub engine: Engine,
     pub cancel: Cancel,
-    pub emergency_snapshot: Option<String>,
+    pub emergency_snapshot: Option<lifeboat_core::SnapshotId>,
 }
 
 /// The kind's part of carrying out a plan.

@@ -42,7 +42,7 @@ pub async fn plan(engine: &Engine, request: &RestoreRequest) -> EngineResult<Res
 #[derive(Debug)]
 pub struct Restored {
     pub plan: Plan,
-    pub emergency_snapshot: Option<String>,
+    pub emergency_snapshot: Option<lifeboat_core::SnapshotId>,
     pub outcome: RestoreOutcome,
 }
 

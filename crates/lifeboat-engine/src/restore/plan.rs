@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use lifeboat_core::{Redacted, TargetConfig};
+use lifeboat_core::{Redacted, SnapshotId, TargetConfig, TargetName};
 use lifeboat_repo::SnapshotInfo;
 use serde::Serialize;
 
@@ -53,8 +53,8 @@ pub struct Recovery {
 /// The part of a plan that is shown (`--dry-run`, `--json`) and reported.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
-    pub target: String,
-    pub snapshot: String,
+    pub target: TargetName,
+    pub snapshot: SnapshotId,
     pub snapshot_time: String,
     pub destination: String,
     pub steps: Vec<String>,
@@ -78,7 +78,7 @@ impl Plan {
         overwrites: bool,
     ) -> Self {
         Self {
-            target: target.to_string(),
+            target: target.to_string().into(),
             snapshot: snapshot.id.clone(),
             snapshot_time: format::time(&snapshot.time),
             destination,

@@ -38,7 +38,7 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
         .map(|d| {
             vec![
                 d.id[..8].to_string(),
-                d.target.clone(),
+                d.target.to_string(),
                 output::time(&d.time),
                 if d.keep { "keep" } else { "forget" }.into(),
                 d.reasons.join(", "),

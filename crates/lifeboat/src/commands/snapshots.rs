@@ -43,7 +43,7 @@ pub async fn run(ctx: &Context, args: SnapshotsArgs) -> CliResult<i32> {
             let detail = lifeboat_engine::kinds::content_of(s);
             vec![
                 s.short_id().to_string(),
-                s.target.clone(),
+                s.target.to_string(),
                 kind,
                 output::time(&s.time),
                 s.manifest

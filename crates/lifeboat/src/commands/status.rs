@@ -38,7 +38,7 @@ fn print_table(rows: &[TargetStatus]) {
         .iter()
         .map(|r| {
             vec![
-                r.target.clone(),
+                r.target.to_string(),
                 r.kind.clone(),
                 r.last_backup.clone().unwrap_or_else(|| "never".into()),
                 opt(r.backup_age_seconds),

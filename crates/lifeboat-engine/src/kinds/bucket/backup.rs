@@ -20,7 +20,10 @@ use crate::{
 };
 
 /// The newest complete snapshot of `name` that holds this bucket's objects.
-fn previous(snaps: &[SnapshotInfo], url: &str) -> Option<(String, BucketManifest)> {
+fn previous(
+    snaps: &[SnapshotInfo],
+    url: &str,
+) -> Option<(lifeboat_core::SnapshotId, BucketManifest)> {
     snaps
         .iter()
         .filter(|s| s.is_good())
@@ -89,7 +92,7 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
         }
     }
     let parent = prev.as_ref().map(|(id, _)| Parent {
-        snapshot: id.clone(),
+        snapshot: id.to_string(),
         reusable,
     });
     let parent_id = prev.map(|(id, _)| id);

@@ -62,7 +62,7 @@ pub async fn rehearse(drill: &mut Drill, (info, manifest): &Chosen) -> Result<()
 
 struct BucketRehearsal {
     repo: Arc<Repo>,
-    snapshot: String,
+    snapshot: lifeboat_core::SnapshotId,
     manifest: BucketManifest,
     /// The scratch prefix, `lifeboat-drill-<time>` below the configured one.
     location: S3Location,

@@ -44,7 +44,7 @@ pub async fn rehearse(drill: &mut Drill, (info, manifest): &Chosen) -> Result<()
 /// a command's output and of a bucket without a scratch bucket.
 pub(crate) struct FilesRehearsal {
     pub(crate) repo: Arc<Repo>,
-    pub(crate) snapshot: String,
+    pub(crate) snapshot: lifeboat_core::SnapshotId,
     pub(crate) target: String,
     pub(crate) manifest: FilesManifest,
     /// A command target: the snapshot path of its output, restored as `<target>.out`.
@@ -70,7 +70,7 @@ impl FilesRehearsal {
         };
         Self {
             repo,
-            snapshot: snapshot.to_string(),
+            snapshot: snapshot.to_string().into(),
             target: target.to_string(),
             manifest: FilesManifest {
                 roots: Vec::new(),

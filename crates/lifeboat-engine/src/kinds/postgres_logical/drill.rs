@@ -54,7 +54,7 @@ pub async fn rehearse(drill: &mut Drill, (info, manifest): &Chosen) -> Result<()
 
 struct PgRehearsal {
     repo: Arc<Repo>,
-    snapshot: String,
+    snapshot: lifeboat_core::SnapshotId,
     manifest: PostgresManifest,
     tools: PgTools,
     rules: Vec<CheckConfig>,

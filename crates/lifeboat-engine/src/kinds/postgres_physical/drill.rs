@@ -53,7 +53,7 @@ struct PhysicalRehearsal {
     config_path: PathBuf,
     target: String,
     /// The base backup to restore (its full id).
-    snapshot: String,
+    snapshot: lifeboat_core::SnapshotId,
     /// Where recovery stops: the end of the archive, or a chosen moment.
     recovery: RecoveryTarget,
     cfg: TargetConfig,

@@ -176,7 +176,12 @@ mod tests {
         // `--snapshot`: that base backup only.
         assert_eq!(chosen("aaaa", RecoveryTarget::Latest).unwrap(), "aaaa1111");
         let e = chosen("aaaa", lsn("0/2000000")).unwrap_err();
-        assert!(e.message.contains("before the oldest base backup, which ends at 2026-12-06 01:00:00+00 (LSN 0/3000100)"), "{e}");
+        assert!(
+            e.message.contains(
+                "before the oldest base backup, which ends at 2026-12-06T01:00:00Z (LSN 0/3000100)"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub async fn rehearse(drill: &mut Drill, (info, manifest): &Chosen) -> Result<()
 
 struct RedisRehearsal {
     repo: Arc<Repo>,
-    snapshot: String,
+    snapshot: lifeboat_core::SnapshotId,
     manifest: RedisManifest,
     rules: Vec<CheckConfig>,
     dir: Option<tempfile::TempDir>,
