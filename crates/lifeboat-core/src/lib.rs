@@ -4,6 +4,7 @@
 //! Deliberately no I/O beyond reading the config file and resolving secrets, no async, no
 //! terminal code: adapters (repository, PostgreSQL, sources) and the binary build on this.
 
+pub mod cause;
 pub mod config;
 pub mod duration;
 pub mod location;

@@ -67,7 +67,7 @@ pub async fn write_file(
         path.to_string(),
         file.to_path_buf(),
     );
-    tokio::task::spawn_blocking(move || -> EngineResult<(u64, String)> {
+    r.call(move |r| -> EngineResult<(u64, String)> {
         if let Some(dir) = f.parent() {
             std::fs::create_dir_all(dir).fs("create the folder", dir)?;
         }
@@ -78,5 +78,5 @@ pub async fn write_file(
         w.inner.get_ref().sync_all().fs("write", &f)?;
         Ok((w.bytes, hex::encode(w.hash.finalize())))
     })
-    .await?
+    .await
 }

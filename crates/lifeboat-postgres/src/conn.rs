@@ -63,18 +63,6 @@ impl PgError {
     }
 }
 
-/// The kind of the I/O error under `e` (a refused or timed-out connection), if one is.
-fn io_kind(e: &tokio_postgres::Error) -> Option<std::io::ErrorKind> {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
-        }
-        source = s.source();
-    }
-    None
-}
-
 /// The useful part of a driver error: the server's message when there is one.
 pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
@@ -207,7 +195,7 @@ impl Target {
                     self.server()
                 )),
                 _ if matches!(
-                    io_kind(&e),
+                    lifeboat_core::cause::io_kind(&e),
                     Some(std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut)
                 ) =>
                 {

@@ -22,6 +22,27 @@ where
     }
 }
 
+/// Work begun by [`Repo::start`]; awaiting it gives its result (a panic in it resumes in
+/// the caller).
+pub struct Started<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for Started<T> {
+    type Output = T;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<T> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|done| match done {
+                Ok(v) => v,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => panic!("repository work did not finish: {e}"),
+            })
+    }
+}
+
 impl Repo {
     /// [`Repo::open`] off the async threads.
     pub async fn open_shared(
@@ -50,6 +71,18 @@ impl Repo {
     {
         let repo = self.clone();
         blocking(move || f(&repo)).await
+    }
+
+    /// Start `f` on this repository now, off the async threads, and return a handle to
+    /// await its result later: for work that runs beside the caller's own (an archiver
+    /// reading the streams the caller feeds).
+    pub fn start<T, F>(self: &Arc<Self>, f: F) -> Started<T>
+    where
+        F: FnOnce(&Repo) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let repo = self.clone();
+        Started(tokio::task::spawn_blocking(move || f(&repo)))
     }
 
     /// All lifeboat snapshots (of `target`), oldest first, manifests read.

@@ -36,7 +36,7 @@ use rustic_core::{
     repofile::{SnapshotFile, SnapshotSummary},
 };
 
-pub use async_face::blocking;
+pub use async_face::{Started, blocking};
 pub use rustic_core::{Progress, ProgressBars, ProgressType, RusticProgress};
 pub use seal::{SealError, SideKey};
 pub use side::{LockGuard, LockKind, SideArea, SideError, hostname};
@@ -278,10 +278,12 @@ fn rustic(context: impl Into<String>) -> impl FnOnce(Box<RusticError>) -> RepoEr
     let context = context.into();
     move |e| match store_cause(&e) {
         Some(source) => RepoError::Backend { context, source },
-        None if io_kind(&e) == Some(std::io::ErrorKind::StorageFull) => RepoError::NoSpace {
-            context,
-            message: describe(&e),
-        },
+        None if lifeboat_core::cause::io_kind(&*e) == Some(std::io::ErrorKind::StorageFull) => {
+            RepoError::NoSpace {
+                context,
+                message: describe(&e),
+            }
+        }
         None => RepoError::Rustic {
             context,
             message: describe(&e),
@@ -289,28 +291,9 @@ fn rustic(context: impl Into<String>) -> impl FnOnce(Box<RusticError>) -> RepoEr
     }
 }
 
-/// The kind of the I/O error under `e`, if one is.
-fn io_kind(e: &RusticError) -> Option<std::io::ErrorKind> {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
-        }
-        source = s.source();
-    }
-    None
-}
-
 /// The storage error under a rustic error, if one is.
 fn store_cause(e: &RusticError) -> Option<StoreError> {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(store) = s.downcast_ref::<StoreError>() {
-            return Some(store.duplicate());
-        }
-        source = s.source();
-    }
-    None
+    lifeboat_core::cause::find_cause::<StoreError>(e).map(StoreError::duplicate)
 }
 
 /// rustic's errors span many lines of guidance, and the first is often generic

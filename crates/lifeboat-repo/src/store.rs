@@ -74,14 +74,8 @@ fn s3_code(text: &str) -> Option<String> {
 
 /// Whether opendal failed because reqsign had no valid credential to sign with.
 fn signing_failed(e: &opendal::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(r) = s.downcast_ref::<reqsign_core::Error>() {
-            return r.kind() == reqsign_core::ErrorKind::CredentialInvalid;
-        }
-        source = s.source();
-    }
-    false
+    lifeboat_core::cause::find_cause::<reqsign_core::Error>(e)
+        .is_some_and(|r| r.kind() == reqsign_core::ErrorKind::CredentialInvalid)
 }
 
 impl StoreError {

@@ -549,17 +549,7 @@ fn a_full_repository_fails_the_backup_with_a_hint() {
     let _small = Tmpfs::mount(&ws.repo(), "size=6m");
     let data = ws.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    // 12 MiB that does not compress.
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let body: Vec<u8> = (0..(12 << 17))
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .collect();
-    std::fs::write(data.join("big"), body).unwrap();
+    std::fs::write(data.join("big"), lifeboat_testkit::noise(7, 12 << 20)).unwrap();
     ws.write_config(&format!(
         "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n",
         data.display()

@@ -1050,23 +1050,18 @@ fn a_signal_during_a_files_restore_leaves_the_folder_as_it_was() {
     let ws = Workspace::s3(BIN, &proxy.endpoint(), &bucket);
     let data = ws.path().join("data");
     std::fs::create_dir_all(data.join("sub")).unwrap();
-    // Incompressible: 12 files of 1 MiB from a xorshift generator.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    // 12 files of 1 MiB that do not compress.
     for i in 0..12 {
-        let bytes: Vec<u8> = (0..(1 << 17))
-            .flat_map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x.to_le_bytes()
-            })
-            .collect();
         let dir = if i % 2 == 0 {
             data.clone()
         } else {
             data.join("sub")
         };
-        std::fs::write(dir.join(format!("f{i}")), bytes).unwrap();
+        std::fs::write(
+            dir.join(format!("f{i}")),
+            lifeboat_testkit::noise(i, 1 << 20),
+        )
+        .unwrap();
     }
     ws.write_config(&format!(
         "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n",

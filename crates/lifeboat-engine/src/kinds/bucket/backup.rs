@@ -40,15 +40,16 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
     let loc = target.bucket_location(name)?;
     let url = loc.url();
     let source = Bucket::open(&loc).map_err(bucket_err)?;
-    let (r, n, b, u) = (repo.clone(), name.to_string(), source.clone(), url.clone());
-    let (listed, prev) = tokio::task::spawn_blocking(move || -> EngineResult<_> {
-        let t = std::time::Instant::now();
-        let listed = b.list().map_err(bucket_err)?;
-        log::info!("listed {} objects in {:.1?}", listed.len(), t.elapsed());
-        let snaps = r.snapshots(Some(&n))?;
-        Ok((listed, previous(&snaps, &u)))
-    })
-    .await??;
+    let (n, b, u) = (name.to_string(), source.clone(), url.clone());
+    let (listed, prev) = repo
+        .call(move |r| -> EngineResult<_> {
+            let t = std::time::Instant::now();
+            let listed = b.list().map_err(bucket_err)?;
+            log::info!("listed {} objects in {:.1?}", listed.len(), t.elapsed());
+            let snaps = r.snapshots(Some(&n))?;
+            Ok((listed, previous(&snaps, &u)))
+        })
+        .await?;
     let old: HashMap<String, ObjectRecord> = prev
         .as_ref()
         .map(|(_, m)| {

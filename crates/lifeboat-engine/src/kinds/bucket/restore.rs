@@ -255,48 +255,58 @@ pub async fn write_objects(
             .unwrap_or(&root)
             .to_string();
         let below = format!("{common}/");
-        return tokio::task::spawn_blocking(move || -> EngineResult<_> {
-            let index: HashMap<PathBuf, usize> = objects
-                .iter()
-                .enumerate()
-                .map(|(i, o)| (o.path.strip_prefix(&below).unwrap_or(&o.path).into(), i))
-                .collect();
-            let mut results: Vec<Option<Result<bool, String>>> = vec![None; objects.len()];
-            let wanted = |p: &std::path::Path| index.contains_key(p);
-            r.restore_dir_in_batches(&id, &common, &dir, STAGE_BATCH, wanted, |folder, files| {
-                let batch: Vec<(usize, &PathBuf)> = files
+        return r
+            .call(move |r| -> EngineResult<_> {
+                let index: HashMap<PathBuf, usize> = objects
                     .iter()
-                    .filter_map(|f| index.get(f).map(|&i| (i, f)))
+                    .enumerate()
+                    .map(|(i, o)| (o.path.strip_prefix(&below).unwrap_or(&o.path).into(), i))
                     .collect();
-                let written = parallel(&batch, |&(i, f)| {
-                    let file = folder.join(f);
-                    upload(&objects[i], &mut |w| {
-                        let f = std::fs::File::open(&file)
-                            .map_err(|e| format!("`{}`: {e}", file.display()))?;
-                        std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, f), w)
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
+                let mut results: Vec<Option<Result<bool, String>>> = vec![None; objects.len()];
+                let wanted = |p: &std::path::Path| index.contains_key(p);
+                r.restore_dir_in_batches(
+                    &id,
+                    &common,
+                    &dir,
+                    STAGE_BATCH,
+                    wanted,
+                    |folder, files| {
+                        let batch: Vec<(usize, &PathBuf)> = files
+                            .iter()
+                            .filter_map(|f| index.get(f).map(|&i| (i, f)))
+                            .collect();
+                        let written = parallel(&batch, |&(i, f)| {
+                            let file = folder.join(f);
+                            upload(&objects[i], &mut |w| {
+                                let f = std::fs::File::open(&file)
+                                    .map_err(|e| format!("`{}`: {e}", file.display()))?;
+                                std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, f), w)
+                                    .map(|_| ())
+                                    .map_err(|e| e.to_string())
+                            })
+                        });
+                        for (&(i, _), w) in batch.iter().zip(written) {
+                            results[i] = Some(w);
+                        }
+                        let _ = std::fs::remove_dir_all(&folder);
+                        log::debug!(
+                            "uploaded {} objects from `{}`",
+                            batch.len(),
+                            folder.display()
+                        );
+                    },
+                )?;
+                Ok(results
+                    .into_iter()
+                    .zip(&objects)
+                    .map(|(r, o)| {
+                        r.unwrap_or_else(|| Err(format!("`{}` was not restored", o.path)))
                     })
-                });
-                for (&(i, _), w) in batch.iter().zip(written) {
-                    results[i] = Some(w);
-                }
-                let _ = std::fs::remove_dir_all(&folder);
-                log::debug!(
-                    "uploaded {} objects from `{}`",
-                    batch.len(),
-                    folder.display()
-                );
-            })?;
-            Ok(results
-                .into_iter()
-                .zip(&objects)
-                .map(|(r, o)| r.unwrap_or_else(|| Err(format!("`{}` was not restored", o.path))))
-                .collect())
-        })
-        .await?;
+                    .collect())
+            })
+            .await;
     }
-    Ok(tokio::task::spawn_blocking(move || {
+    Ok(r.call(move |r| {
         r.reading(|reader| {
             let nodes = if objects.is_empty() {
                 Default::default()
@@ -313,7 +323,7 @@ pub async fn write_objects(
             }))
         })
     })
-    .await??)
+    .await?)
 }
 
 /// From how many objects a restore stages them in a temporary folder first.

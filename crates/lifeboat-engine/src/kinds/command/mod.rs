@@ -234,16 +234,17 @@ async fn pipe_into(
     })?;
     let stdin = child.stdin.take();
     let (r, id, p) = (repo.clone(), snapshot.to_string(), path.to_string());
-    let fed = tokio::task::spawn_blocking(move || {
-        let mut w = Measured::new(stdin.expect("piped stdin"));
-        let result = r.dump(&id, &p, &mut w);
-        let measured = (w.bytes, hex::encode(w.hash.finalize()));
-        // Dropping `w` closes the command's stdin: its end of input.
-        (result, measured)
-    })
-    .await?;
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await?
+    let fed = r
+        .start(move |r| {
+            let mut w = Measured::new(stdin.expect("piped stdin"));
+            let result = r.dump(&id, &p, &mut w);
+            let measured = (w.bytes, hex::encode(w.hash.finalize()));
+            // Dropping `w` closes the command's stdin: its end of input.
+            (result, measured)
+        })
+        .await;
+    let status = lifeboat_repo::blocking(move || child.wait())
+        .await
         .doing("wait for the command")?;
     if !status.success() {
         return Err(EngineError::failure(

@@ -100,12 +100,11 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
     }));
 
     let tags = emergency_tags(job.emergency);
-    let (repo2, name2) = (repo.clone(), name.to_string());
-    let archive =
-        tokio::task::spawn_blocking(move || repo2.backup(&name2, "logical", tags, entries));
+    let name2 = name.to_string();
+    let archive = repo.start(move |r| r.backup(&name2, "logical", tags, entries));
     let counts = session.count_rows().await.map_err(|e| e.to_string());
     let _ = tx.send(counts);
-    let result = archive.await?;
+    let result = archive.await;
     session.close().await;
     let info = result?;
     Ok((info, kept.bytes()))

@@ -104,23 +104,24 @@ pub async fn load_dump(
             stage.to_path_buf(),
         );
         let dump_bytes = pgm.dump.bytes;
-        let done = tokio::task::spawn_blocking(move || {
-            r.reading(|reader| {
-                let job = StreamsJob {
-                    reader,
-                    snapshot_id: &id,
-                    path: &path,
-                    dump_bytes,
-                    layout: &layout,
-                    tools: &tools,
-                    dest: &dest,
-                    opts: &opts,
-                    stage: &stage,
-                };
-                Ok(job.run())
+        let done = r
+            .call(move |r| {
+                r.reading(|reader| {
+                    let job = StreamsJob {
+                        reader,
+                        snapshot_id: &id,
+                        path: &path,
+                        dump_bytes,
+                        layout: &layout,
+                        tools: &tools,
+                        dest: &dest,
+                        opts: &opts,
+                        stage: &stage,
+                    };
+                    Ok(job.run())
+                })
             })
-        })
-        .await???;
+            .await??;
         if done {
             return Ok(Load::ParallelStreams);
         }
@@ -134,13 +135,13 @@ pub async fn load_dump(
             file.clone(),
         );
         let (layout, bytes) = (pgm.layout.clone(), pgm.dump.bytes);
-        tokio::task::spawn_blocking(move || -> EngineResult<()> {
+        r.call(move |r| -> EngineResult<()> {
             let mut out = std::io::BufWriter::new(std::fs::File::create(&f).fs("create", &f)?);
-            write_dump(&r, &id, &p, layout.as_ref(), bytes, &mut out)?;
+            write_dump(r, &id, &p, layout.as_ref(), bytes, &mut out)?;
             out.flush().fs("write", &f)?;
             Ok(())
         })
-        .await??;
+        .await?;
         opts.input = Some(file);
     }
     let child = pg::spawn_restore(tools, dest, &opts)?;
@@ -623,20 +624,20 @@ async fn run_restore(
     let (layout, bytes) = (pgm.layout.clone(), pgm.dump.bytes);
     let closed = Arc::new(AtomicBool::new(false));
     let closed_by_reader = closed.clone();
-    let feed = tokio::task::spawn_blocking(move || -> Result<(), lifeboat_repo::RepoError> {
+    let feed = r.start(move |r| -> Result<(), lifeboat_repo::RepoError> {
         match stdin {
             Some(stdin) => {
                 let mut pipe = Pipe {
                     inner: stdin,
                     closed: closed_by_reader,
                 };
-                write_dump(&r, &id, &path, layout.as_ref(), bytes, &mut pipe)
+                write_dump(r, &id, &path, layout.as_ref(), bytes, &mut pipe)
             }
             None => Ok(()),
         }
     });
-    let fed = feed.await?;
-    let waited = tokio::task::spawn_blocking(move || pg::wait_restore(child)).await?;
+    let fed = feed.await;
+    let waited = lifeboat_repo::blocking(move || pg::wait_restore(child)).await;
     // pg_restore's own error explains a broken pipe better than the pipe does.
     waited?;
     match fed {
@@ -694,15 +695,15 @@ pub async fn read_toc(
     let stdin = child.stdin.take();
     let (r, id, path) = (repo.clone(), id.to_string(), path.to_string());
     // pg_restore --list stops reading after the TOC: a broken pipe here is expected.
-    let feed = tokio::task::spawn_blocking(move || {
+    let feed = r.start(move |r| {
         if let Some(mut s) = stdin {
             let _ = r.dump(&id, &path, &mut s);
         }
     });
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await?
+    let out = lifeboat_repo::blocking(move || child.wait_with_output())
+        .await
         .doing("run `pg_restore --list`")?;
-    feed.await?;
+    feed.await;
     if !out.status.success() {
         return Err(EngineError::failure(
             format!(

@@ -134,10 +134,9 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
         .0,
     );
 
-    let (repo2, name2) = (repo.clone(), name.to_string());
-    let mut archive = tokio::task::spawn_blocking(move || {
-        repo2.backup(&name2, "physical", emergency_tags(job.emergency), entries)
-    });
+    let name2 = name.to_string();
+    let mut archive =
+        repo.start(move |r| r.backup(&name2, "physical", emergency_tags(job.emergency), entries));
     let files_done = tokio::task::spawn_blocking(move || done_rx.recv().is_ok());
     tokio::select! {
         done = files_done => {
@@ -159,11 +158,11 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
         result = &mut archive => {
             // The archiver ended first: it failed; the session's end aborts the backup.
             drop(session);
-            result??;
+            result?;
             return Err(EngineError::failure("the base backup ended early", None));
         }
     }
-    let info = archive.await??;
+    let info = archive.await?;
     Ok((info, kept.bytes()))
 }
 
