@@ -247,6 +247,9 @@ pub struct DrillArgs {
     /// over existing objects, for one table, or for snapshots that lack the dump's layout)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
+    /// Show each drill's plan (snapshot, steps, checks) and provision nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

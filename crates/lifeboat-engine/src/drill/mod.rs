@@ -24,15 +24,17 @@ pub mod rehearsal;
 
 use std::time::Instant;
 
-use lifeboat_core::{Manifest, SnapshotId};
+use lifeboat_core::{Manifest, SnapshotId, TargetName};
 use lifeboat_drill::{DrillReport, Objective, Verdict, report};
 use lifeboat_repo::SnapshotInfo;
 
 pub use checks::Findings;
 pub use rehearsal::{Chosen, Drill, Rehearsal, Stop, newest_restorable};
 
+use serde::Serialize;
+
 use crate::{
-    Engine,
+    Engine, EngineError, EngineResult,
     cancel::Cancel,
     events::{Event, Op},
     format, kinds,
@@ -52,19 +54,96 @@ pub struct DrillRequest {
     pub began: Instant,
 }
 
-/// Drill one target. Never fails: what went wrong is in the report (verdict `error` for the
-/// environment, `fail` for the backup), and cancellation ends it early with the scratch
-/// environment torn down.
-pub async fn drill(engine: &Engine, request: &DrillRequest, cancel: &Cancel) -> DrillReport {
+/// A drill decided before anything is provisioned: the snapshot, what the kind's rehearsal
+/// will do, and the target's own checks. `drill --dry-run` shows it; [`drill`] decides it
+/// the same way and then runs it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillPlan {
+    pub target: TargetName,
+    pub kind: String,
+    pub snapshot: SnapshotId,
+    pub snapshot_time: String,
+    /// The newest moment the restored state will hold.
+    pub restorable_at: String,
+    pub steps: Vec<String>,
+    /// The target's `[[checks]]` rules, run after the kind's own checks.
+    pub checks: Vec<String>,
+}
+
+impl DrillPlan {
+    /// The plan in lines, as `drill --dry-run` prints it.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "drill `{}` ({}) from snapshot {} of {}",
+            self.target,
+            self.kind,
+            self.snapshot.short(),
+            self.snapshot_time
+        )];
+        for (i, step) in self.steps.iter().enumerate() {
+            lines.push(format!("  {}. {step}", i + 1));
+        }
+        if !self.checks.is_empty() {
+            lines.push(format!(
+                "  checks of the target: {}",
+                self.checks.join(", ")
+            ));
+        }
+        lines.push(format!(
+            "  restorable point: {} (RPO measured from it)",
+            self.restorable_at
+        ));
+        lines
+    }
+}
+
+/// Decide the drill of `request` without provisioning anything: which snapshot, and what
+/// the kind's rehearsal will do.
+pub async fn plan(engine: &Engine, request: &DrillRequest) -> EngineResult<DrillPlan> {
+    engine.config.drill.scratch_url()?;
+    let mut d = new_drill(engine, request, &Cancel::new());
+    d.dry_run = true;
+    let chosen = choose(&d, request.snapshot.as_deref())
+        .await
+        .map_err(|e| EngineError::failure(e, Some("list them with `lifeboat snapshots`".into())))?;
+    match kinds::kind_tagged(&chosen.0.kind) {
+        Some(kind) => match kind.rehearse(&mut d, &chosen).await {
+            Ok(()) => {}
+            Err(Stop::Error(e)) => return Err(EngineError::failed(e)),
+            Err(_) => {
+                return Err(EngineError::failed(format!(
+                    "snapshot `{}` cannot be drilled: its manifest has no section for its kind",
+                    chosen.0.short_id()
+                )));
+            }
+        },
+        None => {
+            return Err(EngineError::failed(format!(
+                "snapshot `{}` is of a kind lifeboat does not know (`{}`)",
+                chosen.0.short_id(),
+                chosen.0.kind
+            )));
+        }
+    }
+    Ok(plan_of(&d, &chosen))
+}
+
+fn plan_of(d: &Drill, chosen: &Chosen) -> DrillPlan {
+    DrillPlan {
+        target: d.name.as_str().into(),
+        kind: kinds::kind_tagged(&chosen.0.kind)
+            .map_or_else(|| chosen.0.kind.clone(), |k| k.name().to_string()),
+        snapshot: chosen.0.id.clone(),
+        snapshot_time: format::time(&chosen.0.time),
+        restorable_at: restorable_at(&chosen.0, &chosen.1).to_string(),
+        steps: d.steps.clone(),
+        checks: d.rules.iter().map(|r| r.name.clone()).collect(),
+    }
+}
+
+fn new_drill(engine: &Engine, request: &DrillRequest, cancel: &Cancel) -> Drill {
     let name = &request.target;
-    let cfg = engine.config.targets.get(name).cloned().unwrap_or_default();
-    engine.events.event(Event::Started {
-        op: Op::Drill,
-        target: name.clone().into(),
-        kind: cfg.kind.to_string(),
-    });
-    let scratch_url = engine.config.drill.scratch_url();
-    let mut drill = Drill {
+    Drill {
         engine: engine.clone(),
         name: name.clone(),
         rules: engine
@@ -74,11 +153,11 @@ pub async fn drill(engine: &Engine, request: &DrillRequest, cancel: &Cancel) -> 
             .filter(|c| &c.target == name)
             .cloned()
             .collect(),
-        cfg,
+        cfg: engine.config.targets.get(name).cloned().unwrap_or_default(),
         t0: request.began,
         started_at: jiff::Timestamp::now(),
         cancel: cancel.clone(),
-        scratch_url: scratch_url.as_ref().ok().cloned().flatten(),
+        scratch_url: engine.config.drill.scratch_url().ok().flatten(),
         scratch_bucket: engine.config.drill.scratch_bucket.clone(),
         jobs: request.jobs,
         time: request.time,
@@ -88,8 +167,23 @@ pub async fn drill(engine: &Engine, request: &DrillRequest, cancel: &Cancel) -> 
         scratch: String::new(),
         verified_at: None,
         restored_point: None,
-    };
-    let outcome = match scratch_url {
+        dry_run: false,
+        steps: Vec::new(),
+    }
+}
+
+/// Drill one target. Never fails: what went wrong is in the report (verdict `error` for the
+/// environment, `fail` for the backup), and cancellation ends it early with the scratch
+/// environment torn down.
+pub async fn drill(engine: &Engine, request: &DrillRequest, cancel: &Cancel) -> DrillReport {
+    let name = &request.target;
+    let mut drill = new_drill(engine, request, cancel);
+    engine.events.event(Event::Started {
+        op: Op::Drill,
+        target: name.as_str().into(),
+        kind: drill.cfg.kind.to_string(),
+    });
+    let outcome = match engine.config.drill.scratch_url() {
         Err(e) => Err(Stop::Error(e.to_string())),
         Ok(_) => fetch_and_rehearse(&mut drill, request.snapshot.as_deref()).await,
     };
@@ -102,14 +196,14 @@ pub async fn drill(engine: &Engine, request: &DrillRequest, cancel: &Cancel) -> 
     engine.events.event(match report.verdict {
         Verdict::Pass => Event::Finished {
             op: Op::Drill,
-            target: name.clone().into(),
+            target: name.as_str().into(),
             snapshot: Some(report.snapshot.as_str().into()).filter(|s: &SnapshotId| !s.is_empty()),
             seconds: report.rto.measured_seconds.unwrap_or_default(),
             bytes: 0,
         },
         v => Event::Failed {
             op: Op::Drill,
-            target: name.clone().into(),
+            target: name.as_str().into(),
             error: report
                 .error
                 .clone()

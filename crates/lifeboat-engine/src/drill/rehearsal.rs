@@ -21,6 +21,8 @@ pub type Chosen = (SnapshotInfo, Manifest);
 /// One kind of target's part in a drill. The runner times every phase, abandons the running
 /// one on cancellation, and always calls [`Rehearsal::teardown`], whatever happened before.
 pub trait Rehearsal: Send {
+    /// What it will do, in steps, before anything is provisioned (`drill --dry-run`).
+    fn describe(&self) -> Vec<String>;
     /// Create the scratch environment; returns what it is, for the report.
     fn provision(&mut self) -> impl Future<Output = Result<String, String>> + Send;
     /// Restore the snapshot into it; `Err`: the backup cannot be restored (a failed check).
@@ -70,6 +72,9 @@ pub struct Drill {
     pub(crate) verified_at: Option<f64>,
     /// Set by kinds that learn it while restoring (physical recovery).
     pub(crate) restored_point: Option<jiff::Timestamp>,
+    /// Only plan: a kind's rehearsal is described into `steps`, nothing is provisioned.
+    pub(crate) dry_run: bool,
+    pub(crate) steps: Vec<String>,
 }
 
 /// How a drill stopped early: a failed check (the backup cannot be restored), an error of
@@ -114,6 +119,10 @@ impl Drill {
     /// Provision, restore, recover, check — each timed, each abandoned on cancellation —
     /// then teardown, whatever happened.
     pub async fn rehearse(&mut self, r: &mut impl Rehearsal) -> Result<(), Stop> {
+        if self.dry_run {
+            self.steps = r.describe();
+            return Ok(());
+        }
         let outcome = self.provision_restore_check(r).await;
         let start = Instant::now();
         let torn = r.teardown().await;

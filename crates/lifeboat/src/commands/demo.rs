@@ -219,6 +219,7 @@ expect = "0"
             time: None,
             report_dir: Some(root.join("reports")),
             jobs: 1,
+            dry_run: false,
         },
     )
     .await?;

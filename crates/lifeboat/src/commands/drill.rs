@@ -29,6 +29,16 @@ pub async fn run(ctx: &Context, args: DrillArgs) -> CliResult<i32> {
     config.drill.scratch_url()?;
     let report_dir = args.report_dir.clone().or(config.drill.report_dir.clone());
     let engine = ctx.engine_on(config).await?;
+    let request = |name: &String, began| DrillRequest {
+        target: name.clone(),
+        snapshot: args.snapshot.clone(),
+        time,
+        jobs: args.jobs,
+        began,
+    };
+    if args.dry_run {
+        return dry_run(ctx, &engine, names.iter().map(|n| request(n, started))).await;
+    }
     let _lock = engine
         .repo
         .lock_async(lifeboat_repo::LockKind::Shared, "lifeboat drill")
@@ -39,16 +49,10 @@ pub async fn run(ctx: &Context, args: DrillArgs) -> CliResult<i32> {
     let mut code = 0;
     let mut reports = Vec::new();
     for name in &names {
-        let request = DrillRequest {
-            target: name.clone(),
-            snapshot: args.snapshot.clone(),
-            time,
-            jobs: args.jobs,
-            began: Instant::now()
-                .checked_sub(opened)
-                .unwrap_or_else(Instant::now),
-        };
-        let report = drill(&engine, &request, &cancel).await;
+        let began = Instant::now()
+            .checked_sub(opened)
+            .unwrap_or_else(Instant::now);
+        let report = drill(&engine, &request(name, began), &cancel).await;
         let written = store(&engine, &report, report_dir.as_deref()).await;
         if !ctx.json {
             print_report(&report, &written);
@@ -73,6 +77,42 @@ pub async fn run(ctx: &Context, args: DrillArgs) -> CliResult<i32> {
     if cancel.is_cancelled() {
         eprintln!("error: interrupted; the scratch environment was torn down");
         return Ok(crate::interrupt::EXIT_INTERRUPTED);
+    }
+    Ok(code)
+}
+
+/// `--dry-run`: each target's plan, nothing provisioned; exit 1 if a target has none.
+async fn dry_run(
+    ctx: &Context,
+    engine: &lifeboat_engine::Engine,
+    requests: impl Iterator<Item = DrillRequest>,
+) -> CliResult<i32> {
+    let mut plans = Vec::new();
+    let mut code = 0;
+    for request in requests {
+        match lifeboat_engine::drill::plan(engine, &request).await {
+            Ok(p) => {
+                if !ctx.json {
+                    for line in p.lines() {
+                        outln!("{line}");
+                    }
+                }
+                plans.push(serde_json::json!({ "target": request.target, "plan": p }));
+            }
+            Err(e) => {
+                code = 1;
+                let e = CliError::from(e.context(format!("drill of `{}`", request.target)));
+                if !ctx.json {
+                    e.print();
+                }
+                plans.push(serde_json::json!({ "target": request.target, "error": e.message }));
+            }
+        }
+    }
+    if ctx.json {
+        output::json(&serde_json::json!({ "dry_run": true, "drills": plans }));
+    } else {
+        outln!("nothing was provisioned");
     }
     Ok(code)
 }

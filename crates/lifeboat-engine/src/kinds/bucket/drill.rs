@@ -70,6 +70,22 @@ struct BucketRehearsal {
 }
 
 impl Rehearsal for BucketRehearsal {
+    fn describe(&self) -> Vec<String> {
+        vec![
+            format!(
+                "use the empty scratch prefix {} (`[drill] scratch-bucket`)",
+                self.location.url()
+            ),
+            format!(
+                "write {} object(s), {} bytes",
+                self.manifest.objects.len(),
+                self.manifest.total_bytes
+            ),
+            "list and read back every object: count, size and SHA-256 against the manifest".into(),
+            "empty the scratch prefix".into(),
+        ]
+    }
+
     async fn provision(&mut self) -> Result<String, String> {
         let b = Bucket::open(&self.location).map_err(|e| e.to_string())?;
         let probe = b.clone();

@@ -94,6 +94,27 @@ impl FilesRehearsal {
 }
 
 impl Rehearsal for FilesRehearsal {
+    fn describe(&self) -> Vec<String> {
+        let what = match &self.stream {
+            Some(_) => format!(
+                "restore the command's output ({}) as `{}.out`",
+                output::bytes(self.manifest.total_bytes),
+                self.target
+            ),
+            None => format!(
+                "restore {} file(s), {}",
+                self.manifest.files.len(),
+                output::bytes(self.manifest.total_bytes)
+            ),
+        };
+        vec![
+            "create a temporary folder".into(),
+            what,
+            "check every file's size and SHA-256 against the manifest".into(),
+            "remove the folder".into(),
+        ]
+    }
+
     async fn provision(&mut self) -> Result<String, String> {
         let dir = scratch_dir("files")?;
         let text = format!("temporary folder {}", dir.path().display());

@@ -137,6 +137,30 @@ impl PgRehearsal {
 }
 
 impl Rehearsal for PgRehearsal {
+    fn describe(&self) -> Vec<String> {
+        let m = &self.manifest;
+        vec![
+            match &self.scratch_url {
+                Some(url) => format!(
+                    "create a scratch database on {} (`[drill] scratch-url`)",
+                    Target::parse(url).map_or_else(|_| "the scratch server".into(), |t| t.server())
+                ),
+                None => format!("start a throwaway PostgreSQL {} cluster", self.tools.major),
+            },
+            format!(
+                "restore the dump ({}, {} tables) with {} pg_restore job(s)",
+                output::bytes(m.dump.bytes),
+                m.tables.len(),
+                self.jobs
+            ),
+            format!(
+                "check the rows of {} tables against the manifest, pg_amcheck, constraints re-validated, no invalid index",
+                m.tables.len()
+            ),
+            "drop the scratch database or cluster".into(),
+        ]
+    }
+
     async fn provision(&mut self) -> Result<String, String> {
         match self.scratch_url.clone() {
             Some(url) => self.on_server(&url).await,

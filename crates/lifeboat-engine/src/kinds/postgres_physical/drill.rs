@@ -78,6 +78,22 @@ impl PhysicalRehearsal {
 }
 
 impl Rehearsal for PhysicalRehearsal {
+    fn describe(&self) -> Vec<String> {
+        vec![
+            "create a throwaway data directory".into(),
+            format!(
+                "restore base backup {}, WAL from the archive",
+                &self.snapshot.short()
+            ),
+            format!(
+                "{} on a free port (the server does not archive)",
+                self.recovery_goal()
+            ),
+            "check pg_amcheck, constraints re-validated, no invalid index".into(),
+            "stop the server and remove the data directory".into(),
+        ]
+    }
+
     async fn provision(&mut self) -> Result<String, String> {
         let dir = scratch_dir("pitr")?;
         // The server runs as `postgres` when we are root: it must reach its data directory.

@@ -49,6 +49,19 @@ struct RedisRehearsal {
 }
 
 impl Rehearsal for RedisRehearsal {
+    fn describe(&self) -> Vec<String> {
+        vec![
+            "create a temporary folder".into(),
+            format!(
+                "restore the RDB ({}) and start a scratch redis-server on it",
+                output::bytes(self.manifest.rdb.bytes)
+            ),
+            "check the RDB's size and SHA-256, and the keys per database against the manifest"
+                .into(),
+            "stop the server and remove the folder".into(),
+        ]
+    }
+
     async fn provision(&mut self) -> Result<String, String> {
         let dir = scratch_dir("redis")?;
         let text = format!(
