@@ -95,7 +95,8 @@ pub struct DrillReport {
     /// Unique and sortable: `<UTC start, 20261122T061502Z>-<target>`.
     pub id: String,
     pub target: String,
-    /// `postgres-logical`, `files`, ...
+    /// The kind, as snapshot tags spell it: `logical`, `physical`, `files`, ... (reports
+    /// written before 0.2 say `postgres-logical`, `postgres-physical`)
     pub kind: String,
     /// RFC 3339.
     pub started_at: String,
@@ -177,7 +178,7 @@ mod tests {
             format: REPORT_FORMAT,
             id: "20261122T061502Z-app".into(),
             target: "app".into(),
-            kind: "postgres-logical".into(),
+            kind: "logical".into(),
             started_at: "2026-11-22T06:15:02Z".into(),
             finished_at: "2026-11-22T06:15:14Z".into(),
             host: "db1".into(),

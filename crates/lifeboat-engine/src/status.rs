@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::{
     Engine, EngineResult,
     drill::{history::read_history, restorable_at},
-    kinds::kind_tagged,
+    kinds::{kind_of, kind_tagged},
     objectives,
     wal::ArchiveState,
 };
@@ -76,7 +76,7 @@ pub async fn status(engine: &Engine) -> EngineResult<Vec<TargetStatus>> {
         });
         rows.push(TargetStatus {
             target: name.as_str().into(),
-            kind: target.kind.to_string(),
+            kind: kind_of(target).tag().to_string(),
             last_backup: last.map(|s| s.time.timestamp().to_string()),
             last_backup_snapshot: last.map(|s| s.id.clone()),
             backup_age_seconds: age,

@@ -95,7 +95,7 @@ fn a_drill_of_a_healthy_backup_passes_with_every_check_and_a_report() {
     let dry = ws.run(&["drill", "--dry-run"]);
     dry.expect_code(0);
     for part in [
-        "(postgres-logical) from snapshot",
+        "(logical) from snapshot",
         "1. start a throwaway PostgreSQL",
         "check the rows of",
         "nothing was provisioned",
@@ -103,14 +103,17 @@ fn a_drill_of_a_healthy_backup_passes_with_every_check_and_a_report() {
         assert!(dry.stdout.contains(part), "no {part:?} in:\n{}", dry.stdout);
     }
     let planned = ws.run(&["drill", "--dry-run", "--json"]).json()["drills"][0]["plan"].clone();
-    assert!(ws.run(&["drills", "--json"]).stdout.contains("[]"), "a dry run stored a report");
+    assert!(
+        ws.run(&["drills", "--json"]).stdout.contains("[]"),
+        "a dry run stored a report"
+    );
     let reports = ws.path().join("reports");
     let run = ws.run(&["drill", "--json", "--report-dir", reports.to_str().unwrap()]);
     run.expect_code(0);
     let r = report(&run);
     assert_eq!(r["snapshot"], planned["snapshot"], "{planned:#}");
     assert_eq!(r["verdict"], "pass", "{r:#}");
-    assert_eq!(r["kind"], "postgres-logical");
+    assert_eq!(r["kind"], "logical");
     let phases: Vec<&str> = r["phases"]
         .as_array()
         .unwrap()

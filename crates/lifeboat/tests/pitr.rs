@@ -428,7 +428,7 @@ fn a_streamed_base_backup_recovers_to_a_time_and_an_xid() {
     let run = ws.run(&["drill", "db", "--json"]);
     run.expect_code(0);
     let r = &run.json()["drills"][0]["report"];
-    assert_eq!(r["kind"], "postgres-physical", "{r:#}");
+    assert_eq!(r["kind"], "physical", "{r:#}");
     let checks = r["checks"].as_array().unwrap();
     for name in ["recover to the end of the archive", "every event"] {
         let c = checks.iter().find(|c| c["name"] == name).unwrap();
@@ -730,7 +730,7 @@ fn forget_prune_keeps_the_wal_kept_base_backups_need() {
     let run = ws.run(&["drill", "--json"]);
     run.expect_code(0);
     let r = &run.json()["drills"][0]["report"];
-    assert_eq!(r["kind"], "postgres-physical", "{r:#}");
+    assert_eq!(r["kind"], "physical", "{r:#}");
     let phases: Vec<&str> = r["phases"]
         .as_array()
         .unwrap()

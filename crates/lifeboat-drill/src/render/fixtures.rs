@@ -29,7 +29,7 @@ pub(super) fn report() -> DrillReport {
         format: REPORT_FORMAT,
         id: "20261122T061502Z-app".into(),
         target: "app".into(),
-        kind: "postgres-logical".into(),
+        kind: "logical".into(),
         started_at: "2026-11-22T06:15:02Z".into(),
         finished_at: "2026-11-22T06:15:14Z".into(),
         host: "db1".into(),

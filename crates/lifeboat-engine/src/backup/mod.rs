@@ -77,7 +77,7 @@ pub async fn backup(engine: &Engine, name: &str, cancel: &Cancel) -> EngineResul
     engine.events.event(Event::Started {
         op: Op::Backup,
         target: name.into(),
-        kind: target.kind.to_string(),
+        kind: kind_of(target).tag().to_string(),
     });
     let outcome = match cancel
         .guard(take_backup(&engine.repo, name, target, None, false))

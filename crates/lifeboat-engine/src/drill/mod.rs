@@ -131,8 +131,7 @@ pub async fn plan(engine: &Engine, request: &DrillRequest) -> EngineResult<Drill
 fn plan_of(d: &Drill, chosen: &Chosen) -> DrillPlan {
     DrillPlan {
         target: d.name.as_str().into(),
-        kind: kinds::kind_tagged(&chosen.0.kind)
-            .map_or_else(|| chosen.0.kind.clone(), |k| k.name().to_string()),
+        kind: chosen.0.kind.clone(),
         snapshot: chosen.0.id.clone(),
         snapshot_time: format::time(&chosen.0.time),
         restorable_at: restorable_at(&chosen.0, &chosen.1).to_string(),
@@ -181,7 +180,7 @@ pub async fn drill(engine: &Engine, request: &DrillRequest, cancel: &Cancel) -> 
     engine.events.event(Event::Started {
         op: Op::Drill,
         target: name.as_str().into(),
-        kind: drill.cfg.kind.to_string(),
+        kind: kinds::kind_of(&drill.cfg).tag().to_string(),
     });
     let outcome = match engine.config.drill.scratch_url() {
         Err(e) => Err(Stop::Error(e.to_string())),
@@ -271,10 +270,8 @@ fn finish(d: Drill, error: Option<String>) -> DrillReport {
         restorable_at.map(|t| (d.started_at.as_millisecond() - t.as_millisecond()) as f64 / 1000.0);
     let objective = |o: Option<lifeboat_core::HumanDuration>| o.map(|o| o.as_secs() as f64);
     let kind = match &d.chosen {
-        Some((s, _)) => {
-            kinds::kind_tagged(&s.kind).map_or_else(|| s.kind.clone(), |k| k.name().to_string())
-        }
-        None => kinds::kind_of(&d.cfg).name().to_string(),
+        Some((s, _)) => s.kind.clone(),
+        None => kinds::kind_of(&d.cfg).tag().to_string(),
     };
     let stamp = d
         .started_at

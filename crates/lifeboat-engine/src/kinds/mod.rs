@@ -103,14 +103,11 @@ impl BackupJob<'_> {
 pub type Stored = (SnapshotInfo, Vec<u8>);
 
 pub trait Kind: Send + Sync {
-    /// The kind's tag on its snapshots: `logical`, `physical`, `files`, `command`,
-    /// `redis`, `bucket`.
+    /// The kind's one spelling: the tag on its snapshots and the kind in every report,
+    /// event and status row: `logical`, `physical`, `files`, `command`, `redis`, `bucket`.
+    /// (The config says `kind = "postgres"` with `mode`; a manifest records the config's
+    /// kind and its `method`, as it always has.)
     fn tag(&self) -> &'static str;
-
-    /// The kind as reports name it (drill reports): the tag, or `postgres-<tag>`.
-    fn name(&self) -> &'static str {
-        self.tag()
-    }
 
     /// Back up one target into one snapshot, the manifest last; a failure leaves none.
     fn backup<'a>(&'a self, job: BackupJob<'a>) -> BoxFuture<'a, EngineResult<Stored>>;

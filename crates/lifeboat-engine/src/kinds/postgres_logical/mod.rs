@@ -18,10 +18,7 @@ kind!(
     backup::backup,
     restore::plan,
     summary,
-    drill::rehearse;
-    fn name(&self) -> &'static str {
-        "postgres-logical"
-    }
+    drill::rehearse
 );
 
 /// What a snapshot holds: tables and rows, as of the dump's exported snapshot.

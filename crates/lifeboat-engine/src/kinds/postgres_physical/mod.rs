@@ -22,10 +22,6 @@ kind!(
     recover::plan_restore,
     summary,
     drill::rehearse;
-    fn name(&self) -> &'static str {
-        "postgres-physical"
-    }
-
     fn base_at<'s>(
         &self,
         name: &str,
