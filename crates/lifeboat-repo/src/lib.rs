@@ -1086,47 +1086,7 @@ impl Repo {
                     .push(s.clone());
             }
         }
-        let now = jiff::Zoned::now();
-        let mut decisions = Vec::new();
-        for ((target, _emergency), snaps) in groups {
-            let retention = retention_of(&target);
-            if retention.is_empty() {
-                for s in snaps {
-                    decisions.push(ForgetDecision {
-                        id: full_id(&s.id).into(),
-                        target: target.clone(),
-                        time: s.time.clone(),
-                        keep: true,
-                        reasons: vec!["no retention rules".into()],
-                    });
-                }
-                continue;
-            }
-            let keep = keep_options(&retention)?;
-            let mut criterion = rustic_core::SnapshotGroupCriterion::new();
-            criterion.hostname = false;
-            criterion.label = false;
-            criterion.paths = false;
-            criterion.tags = true;
-            let grouped = rustic_core::Grouped::from_items(snaps, criterion);
-            let result = rustic_core::ForgetGroups::from_grouped_snapshots_with_retention(
-                grouped, &keep, &now,
-            )
-            .map_err(rustic("cannot apply retention"))?;
-            for group in result.0 {
-                for item in group.items {
-                    decisions.push(ForgetDecision {
-                        id: full_id(&item.snapshot.id).into(),
-                        target: target.clone(),
-                        time: item.snapshot.time.clone(),
-                        keep: item.keep,
-                        reasons: item.reasons,
-                    });
-                }
-            }
-        }
-        decisions.sort_by(|a, b| (&a.target, &a.time).cmp(&(&b.target, &b.time)));
-        Ok(decisions)
+        retention_decisions(groups, retention_of, &jiff::Zoned::now())
     }
 
     /// Remove unreferenced data. Returns (packs removed, bytes freed) of the plan.
@@ -1198,6 +1158,54 @@ fn size_mismatches(
         .collect()
 }
 
+/// Retention over snapshot groups (a target, emergency or not), at `now`: which snapshot
+/// each group keeps and why. A group whose retention is empty keeps everything.
+fn retention_decisions(
+    groups: BTreeMap<(TargetName, bool), Vec<SnapshotFile>>,
+    retention_of: impl Fn(&str) -> Retention,
+    now: &jiff::Zoned,
+) -> Result<Vec<ForgetDecision>, RepoError> {
+    let mut decisions = Vec::new();
+    for ((target, _emergency), snaps) in groups {
+        let retention = retention_of(&target);
+        if retention.is_empty() {
+            for s in snaps {
+                decisions.push(ForgetDecision {
+                    id: full_id(&s.id).into(),
+                    target: target.clone(),
+                    time: s.time.clone(),
+                    keep: true,
+                    reasons: vec!["no retention rules".into()],
+                });
+            }
+            continue;
+        }
+        let keep = keep_options(&retention)?;
+        let mut criterion = rustic_core::SnapshotGroupCriterion::new();
+        criterion.hostname = false;
+        criterion.label = false;
+        criterion.paths = false;
+        criterion.tags = true;
+        let grouped = rustic_core::Grouped::from_items(snaps, criterion);
+        let result =
+            rustic_core::ForgetGroups::from_grouped_snapshots_with_retention(grouped, &keep, now)
+                .map_err(rustic("cannot apply retention"))?;
+        for group in result.0 {
+            for item in group.items {
+                decisions.push(ForgetDecision {
+                    id: full_id(&item.snapshot.id).into(),
+                    target: target.clone(),
+                    time: item.snapshot.time.clone(),
+                    keep: item.keep,
+                    reasons: item.reasons,
+                });
+            }
+        }
+    }
+    decisions.sort_by(|a, b| (&a.target, &a.time).cmp(&(&b.target, &b.time)));
+    Ok(decisions)
+}
+
 fn keep_options(r: &Retention) -> Result<KeepOptions, RepoError> {
     let n = |v: Option<u32>| v.map(|v| v.min(i32::MAX as u32) as i32);
     let mut k = KeepOptions::default();
@@ -1239,4 +1247,73 @@ pub struct RestoreSummary {
 /// The full hex id (rustic's `Display` shows only the first 8 characters).
 fn full_id(id: &rustic_core::repofile::SnapshotId) -> String {
     String::from(&*id.to_hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(time: &str) -> SnapshotFile {
+        SnapshotFile {
+            time: format!("{time}+00:00[UTC]").parse().unwrap(),
+            id: rustic_core::Id::random().into(),
+            tags: "lifeboat,target=db".parse().unwrap(),
+            ..Default::default()
+        }
+    }
+
+    fn kept(decisions: &[ForgetDecision], target: &str) -> Vec<String> {
+        decisions
+            .iter()
+            .filter(|d| d.target == target && d.keep)
+            .map(|d| d.time.strftime("%m-%d %H:%M").to_string())
+            .collect()
+    }
+
+    /// Issue 18, point 9: retention as `forget` applies it, without a repository.
+    #[test]
+    fn retention_keeps_per_group_what_the_rules_say_and_everything_without_rules() {
+        let now: jiff::Zoned = "2026-12-06T12:00:00+00:00[UTC]".parse().unwrap();
+        let db = vec![
+            snap("2026-12-04T01:00:00"),
+            snap("2026-12-04T02:00:00"),
+            snap("2026-12-05T01:00:00"),
+            snap("2026-12-05T02:00:00"),
+            snap("2026-12-06T01:00:00"),
+        ];
+        let emergency = vec![snap("2026-12-05T03:00:00")];
+        let media = vec![snap("2026-12-01T00:00:00"), snap("2026-12-02T00:00:00")];
+        let groups = BTreeMap::from([
+            ((TargetName::new("db"), false), db),
+            ((TargetName::new("db"), true), emergency),
+            ((TargetName::new("media"), false), media),
+        ]);
+        let rules = |target: &str| match target {
+            "db" => Retention {
+                keep_daily: Some(2),
+                ..Default::default()
+            },
+            _ => Retention::default(),
+        };
+        let decisions = retention_decisions(groups, rules, &now).unwrap();
+        assert_eq!(decisions.len(), 8);
+        // Two days' newest in the ordinary group; the emergency group keeps its own newest.
+        assert_eq!(
+            kept(&decisions, "db"),
+            ["12-05 02:00", "12-05 03:00", "12-06 01:00"]
+        );
+        assert!(
+            decisions.iter().any(|d| d.target == "db"
+                && d.keep
+                && d.reasons.iter().any(|r| r.contains("daily")))
+        );
+        // No rules: every snapshot stays, and says why.
+        assert_eq!(kept(&decisions, "media"), ["12-01 00:00", "12-02 00:00"]);
+        assert!(
+            decisions
+                .iter()
+                .filter(|d| d.target == "media")
+                .all(|d| d.reasons == ["no retention rules"])
+        );
+    }
 }
