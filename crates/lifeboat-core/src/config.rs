@@ -56,9 +56,11 @@ impl ConfigError {
                 "pass the config with `-c FILE` or `$LIFEBOAT_CONFIG`, or run from the folder holding lifeboat.toml"
                     .into(),
             ),
-            Self::Parse { message, .. } if message.contains("unknown field") => {
-                Some("check the spelling against the config reference in README.md".into())
-            }
+            // serde's errors carry no kind (an unknown key, a wrong type and a bad value all
+            // arrive as text), so every parse error gets the reference.
+            Self::Parse { .. } => Some(
+                "check the key and its value against the config reference in README.md".into(),
+            ),
             Self::Secret { .. } => Some(
                 "secrets come from `*-env` (an environment variable), `*-file` or `*-command` keys"
                     .into(),
