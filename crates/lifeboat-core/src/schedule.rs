@@ -2,8 +2,9 @@
 //! hour, day of month, month, day of week; names such as `mon` and `jan` allowed), one of
 //! `hourly`, `daily`, `weekly`, or `every <duration>` (`every 15m`).
 //!
-//! This module only parses and holds the calendar; it runs nothing. A bad schedule is a
-//! config error at the key's line and column (serde reports it there).
+//! This module parses the calendar and finds its slots ([`Schedule::next_after`]); it runs
+//! nothing (`lifeboat serve` does). A bad schedule is a config error at the key's line and
+//! column (serde reports it there).
 
 use std::{fmt, str::FromStr};
 
@@ -53,6 +54,26 @@ impl Schedule {
     pub fn kind(&self) -> &ScheduleKind {
         &self.kind
     }
+
+    /// The first slot strictly after `after`, in `after`'s time zone: the next whole minute
+    /// the cron fields match, or `after` plus the interval. `None` only for a cron
+    /// expression that matches no day within five years (`0 0 31 feb *`).
+    pub fn next_after(&self, after: &jiff::Zoned) -> Option<jiff::Zoned> {
+        match &self.kind {
+            ScheduleKind::Every(d) => after
+                .checked_add(jiff::SignedDuration::from_secs(d.as_secs() as i64))
+                .ok(),
+            ScheduleKind::Cron(c) => c.next_after(after),
+        }
+    }
+
+    /// The length of one interval of the schedule from `at` (the time between the next two
+    /// slots): a target whose last good backup is older than this is overdue.
+    pub fn interval(&self, at: &jiff::Zoned) -> Option<jiff::SignedDuration> {
+        let first = self.next_after(at)?;
+        let second = self.next_after(&first)?;
+        Some(first.duration_until(&second))
+    }
 }
 
 impl FromStr for Schedule {
@@ -71,8 +92,8 @@ impl FromStr for Schedule {
             _ => match text.strip_prefix("every ") {
                 Some(d) => {
                     let d: HumanDuration = d.trim().parse().map_err(|e| err(format!("{e}")))?;
-                    if d.as_secs() < 60 {
-                        return Err(err("an interval shorter than one minute".into()));
+                    if d.as_secs() < 1 {
+                        return Err(err("an interval shorter than one second".into()));
                     }
                     ScheduleKind::Every(d)
                 }
@@ -110,6 +131,35 @@ impl Cron {
             days_of_week: dow_bits as u8,
             days_either: !dom.starts_with('*') && !dow.starts_with('*'),
         })
+    }
+
+    /// Whether the minute of `t` matches every field.
+    pub fn matches(&self, t: &jiff::Zoned) -> bool {
+        self.minutes >> t.minute() & 1 == 1
+            && self.hours >> t.hour() & 1 == 1
+            && self.months >> t.month() & 1 == 1
+            && self.day_matches(t.day() as u32, t.weekday().to_sunday_zero_offset() as u32)
+    }
+
+    /// The first whole minute strictly after `after` that matches.
+    pub fn next_after(&self, after: &jiff::Zoned) -> Option<jiff::Zoned> {
+        let minute = jiff::SignedDuration::from_secs(60);
+        let mut t = after
+            .with()
+            .second(0)
+            .subsec_nanosecond(0)
+            .build()
+            .ok()?
+            .checked_add(minute)
+            .ok()?;
+        // Five years of minutes at most; a day that never comes ends the search.
+        for _ in 0..5 * 366 * 24 * 60 {
+            if self.matches(&t) {
+                return Some(t);
+            }
+            t = t.checked_add(minute).ok()?;
+        }
+        None
     }
 
     /// Whether a day matches: `day_of_month` 1–31, `day_of_week` 0–6 from Sunday.
@@ -228,6 +278,58 @@ mod tests {
     }
 
     #[test]
+    fn the_next_slot_follows_the_calendar() {
+        let at = |t: &str| -> jiff::Zoned { format!("{t}+00:00[UTC]").parse().unwrap() };
+        let next = |s: &str, t: &str| {
+            s.parse::<Schedule>()
+                .unwrap()
+                .next_after(&at(t))
+                .map(|z| z.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        };
+        // Strictly after: a slot at the very moment is the next one's predecessor.
+        assert_eq!(
+            next("0 2 * * *", "2026-12-06T02:00:00").unwrap(),
+            "2026-12-07 02:00:00"
+        );
+        assert_eq!(
+            next("0 2 * * *", "2026-12-06T01:59:30").unwrap(),
+            "2026-12-06 02:00:00"
+        );
+        assert_eq!(
+            next("*/15 * * * *", "2026-12-06T10:07:59").unwrap(),
+            "2026-12-06 10:15:00"
+        );
+        // The 13th or a Friday, whichever comes first: Friday 2026-12-11.
+        assert_eq!(
+            next("0 0 13 * fri", "2026-12-06T00:00:00").unwrap(),
+            "2026-12-11 00:00:00"
+        );
+        assert_eq!(
+            next("hourly", "2026-12-31T23:30:00").unwrap(),
+            "2027-01-01 00:00:00"
+        );
+        assert_eq!(
+            next("every 90s", "2026-12-06T10:00:00").unwrap(),
+            "2026-12-06 10:01:30"
+        );
+        assert_eq!(next("0 0 31 feb *", "2026-12-06T00:00:00"), None);
+        let daily: Schedule = "daily".parse().unwrap();
+        assert_eq!(
+            daily.interval(&at("2026-12-06T10:00:00")),
+            Some(jiff::SignedDuration::from_hours(24))
+        );
+        // In a time zone: 02:00 Bucharest is 00:00 UTC in winter.
+        let bucharest = at("2026-12-06T12:00:00")
+            .with_time_zone(jiff::tz::TimeZone::get("Europe/Bucharest").unwrap());
+        let slot = "0 2 * * *"
+            .parse::<Schedule>()
+            .unwrap()
+            .next_after(&bucharest)
+            .unwrap();
+        assert_eq!(slot.timestamp().to_string(), "2026-12-07T00:00:00Z");
+    }
+
+    #[test]
     fn intervals() {
         let s: Schedule = "every 15m".parse().unwrap();
         assert_eq!(s.kind, ScheduleKind::Every(HumanDuration::from_secs(900)));
@@ -269,7 +371,7 @@ mod tests {
             ("+5 * * * *", "`+5` is not a minute"),
             ("10-5 * * * *", "runs backwards"),
             ("every soon", "invalid duration"),
-            ("every 10s", "shorter than one minute"),
+            ("every 0s", "shorter than one second"),
             ("", "5 fields"),
         ] {
             let e = text.parse::<Schedule>().unwrap_err().to_string();
