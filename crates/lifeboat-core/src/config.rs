@@ -83,6 +83,8 @@ pub struct Config {
     pub checks: Vec<CheckConfig>,
     #[serde(default)]
     pub drill: DrillConfig,
+    #[serde(default)]
+    pub serve: ServeConfig,
     /// Where the config was read from (for messages); not part of the file.
     #[serde(skip)]
     pub source: PathBuf,
@@ -330,6 +332,67 @@ impl TargetConfig {
 
     pub fn effective_retention<'a>(&'a self, global: &'a Retention) -> &'a Retention {
         self.retention.as_ref().unwrap_or(global)
+    }
+}
+
+/// `[serve]`: the long-running process (`lifeboat serve`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeConfig {
+    /// Where the HTTP endpoint listens (`/healthz`, `/metrics`, `/api/...`).
+    #[serde(default = "ServeConfig::default_listen")]
+    pub listen: String,
+    /// How long running jobs get to finish or stop after SIGTERM.
+    #[serde(default = "ServeConfig::default_shutdown_timeout")]
+    pub shutdown_timeout: HumanDuration,
+    /// The time zone cron schedules are read in (default UTC).
+    pub timezone: Option<String>,
+    /// The environment variable holding the bearer token the HTTP endpoint requires
+    /// (required when it listens beyond loopback).
+    pub token_env: Option<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: Self::default_listen(),
+            shutdown_timeout: Self::default_shutdown_timeout(),
+            timezone: None,
+            token_env: None,
+        }
+    }
+}
+
+impl ServeConfig {
+    fn default_listen() -> String {
+        "127.0.0.1:9300".into()
+    }
+
+    fn default_shutdown_timeout() -> HumanDuration {
+        HumanDuration::from_secs(60)
+    }
+
+    /// The HTTP endpoint's bearer token, from `token-env`.
+    pub fn token(&self) -> Result<Option<Redacted>, ConfigError> {
+        match &self.token_env {
+            None => Ok(None),
+            Some(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(Some(Redacted::new(v))),
+                _ => Err(ConfigError::Secret {
+                    what: format!("`serve.token-env` (${var})"),
+                    message: format!("the environment variable `{var}` is not set"),
+                }),
+            },
+        }
+    }
+
+    /// The time zone of cron schedules.
+    pub fn time_zone(&self) -> Result<jiff::tz::TimeZone, String> {
+        match &self.timezone {
+            None => Ok(jiff::tz::TimeZone::UTC),
+            Some(name) => jiff::tz::TimeZone::get(name)
+                .map_err(|e| format!("`serve.timezone = \"{name}\"`: {e}")),
+        }
     }
 }
 

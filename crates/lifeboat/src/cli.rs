@@ -66,8 +66,29 @@ pub enum Command {
     /// Per target: last backup and its age vs the RPO, last drill and its RTO; exit 3 if
     /// an objective is missed
     Status,
+    /// Job history: every backup run by hand or by `serve`, with its outcome
+    Jobs(JobsArgs),
+    /// Run the schedules in the foreground until SIGTERM/SIGINT, with an HTTP endpoint
+    /// (/healthz, /metrics, /api/jobs)
+    Serve(ServeArgs),
     /// A self-contained tour on a throwaway PostgreSQL: backup, disaster, restore, drill
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only this target's jobs
+    pub target: Option<String>,
+    /// Only jobs that failed (or were interrupted or skipped)
+    #[arg(long)]
+    pub failed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the HTTP endpoint listens [default: `[serve] listen`, 127.0.0.1:9300]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -57,3 +57,60 @@ impl Reporter for Terminal {
         }
     }
 }
+
+/// The engine's events as `serve` logs them: one line per event on stderr, with the time.
+pub struct Log;
+
+impl Reporter for Log {
+    fn event(&self, event: Event) {
+        let line = match event {
+            Event::Started { op, target, kind } => format!("{op:?} of `{target}` ({kind}) started"),
+            Event::Step { .. } | Event::Planned { .. } => return,
+            Event::EmergencyBackup {
+                target, snapshot, ..
+            } => format!(
+                "emergency backup of `{target}`: snapshot {}",
+                snapshot.short()
+            ),
+            Event::Warning { target, text } => match target {
+                Some(t) => format!("warning: `{t}`: {text}"),
+                None => format!("warning: {text}"),
+            },
+            Event::Finished {
+                op,
+                target,
+                snapshot,
+                seconds,
+                bytes,
+            } => format!(
+                "{op:?} of `{target}` finished in {seconds:.1} s{}{}",
+                snapshot.map_or(String::new(), |s| format!(": snapshot {}", s.short())),
+                if bytes > 0 {
+                    format!(", {}", format::bytes(bytes))
+                } else {
+                    String::new()
+                }
+            ),
+            Event::Failed { op, target, error } => format!("{op:?} of `{target}` failed: {error}"),
+        };
+        eprintln!(
+            "{} {}",
+            jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            line.to_lowercase_first()
+        );
+    }
+}
+
+trait LowercaseFirst {
+    fn to_lowercase_first(&self) -> String;
+}
+
+impl LowercaseFirst for String {
+    fn to_lowercase_first(&self) -> String {
+        let mut c = self.chars();
+        match c.next() {
+            Some(f) => f.to_lowercase().chain(c).collect(),
+            None => String::new(),
+        }
+    }
+}

@@ -504,7 +504,7 @@ fn unreachable_server_and_wrong_password_fail_clearly_and_leave_no_snapshot() {
     let wrong_pw = pg.url("app").replace(&pg.password, "not-the-password");
     let closed = format!(
         "postgres://postgres:x@127.0.0.1:{}/app",
-        lifeboat_postgres_free_port()
+        lifeboat_testkit::free_port()
     );
     for (url, expect) in [
         (wrong_pw.as_str(), "password authentication failed"),
@@ -522,14 +522,6 @@ fn unreachable_server_and_wrong_password_fail_clearly_and_leave_no_snapshot() {
     }
     let snaps = ws.run(&["snapshots", "--json"]).json();
     assert!(snaps["snapshots"].as_array().unwrap().is_empty());
-}
-
-fn lifeboat_postgres_free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// pg_dump killed mid-stream: its pipe ends cleanly, only the exit status tells. The

@@ -3,7 +3,7 @@
 
 use std::{path::Path, time::Duration};
 
-use lifeboat_testkit::{Cluster, Run, Workspace, postgres_archiving, stop_server};
+use lifeboat_testkit::{Cluster, Run, Workspace, free_port, postgres_archiving, stop_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
@@ -107,14 +107,6 @@ fn a_moment_apart(pg: &Cluster, port: u16) -> String {
     let now = sql(pg, port, "SELECT now()");
     std::thread::sleep(Duration::from_millis(1100));
     now
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Restore into a new folder of the workspace, start it, return its port and the output.

@@ -3,7 +3,8 @@
 
 use lifeboat_engine::{
     Failure,
-    backup::{self, BackupReport, select_targets},
+    backup::{BackupReport, select_targets},
+    jobs,
 };
 use lifeboat_repo::LockKind;
 
@@ -27,7 +28,7 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> CliResult<i32> {
     // it last), the lock goes with `_lock`, and the command exits 130.
     let cancel = crate::interrupt::on_signal("stopping the backup; no snapshot is written");
     for name in &names {
-        match backup::backup(&engine, name, &cancel).await {
+        match jobs::run_backup(&engine, name, jobs::Trigger::Command, &cancel).await {
             Ok(r) => {
                 if !ctx.json {
                     print_report(&r);

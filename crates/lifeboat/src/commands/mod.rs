@@ -10,7 +10,9 @@ mod drill;
 mod drills;
 mod forget;
 mod init;
+mod jobs;
 mod restore;
+mod serve;
 mod snapshots;
 mod status;
 mod wal;
@@ -90,6 +92,8 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Drill(args) => drill::run(&ctx, args).await,
         Command::Drills(args) => drills::run(&ctx, args).await,
         Command::Status => status::run(&ctx).await,
+        Command::Jobs(args) => jobs::run(&ctx, args).await,
+        Command::Serve(args) => serve::run(&ctx, args).await,
         Command::Demo(args) => demo::run(&ctx, args).await,
     }
 }

@@ -1,0 +1,177 @@
+//! Job history: every backup — run by hand (`lifeboat backup`) or by `lifeboat serve` — is
+//! recorded in the repository's side area (`lifeboat/jobs/<target>/<id>.json`) with its
+//! outcome, so a failed or skipped backup is never invisible, and a fresh host running
+//! `serve` against the same repository knows what ran.
+
+use std::sync::Arc;
+
+use lifeboat_core::{SnapshotId, TargetName};
+use lifeboat_repo::Repo;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Engine, EngineError, EngineResult, Failure,
+    backup::{self, BackupReport},
+    cancel::Cancel,
+    events::Event,
+};
+
+/// Where job records live in the side area.
+pub const JOBS_DIR: &str = "jobs";
+
+/// What started a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// A command run by hand.
+    Command,
+    /// A slot of the target's schedule.
+    Schedule,
+    /// `serve` found the last good backup older than one interval.
+    CatchUp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    /// Stopped by a signal or a shutdown; nothing half-done was left.
+    Interrupted,
+    /// Not started: the previous job of the target was still running at its slot.
+    Skipped,
+}
+
+/// One job, as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct JobRecord {
+    pub id: String,
+    /// `backup` (later: `drill`, `forget`, `check`).
+    pub job: String,
+    pub target: TargetName,
+    pub trigger: Trigger,
+    pub outcome: Outcome,
+    #[serde(with = "lifeboat_core::time::moment")]
+    pub started_at: Option<jiff::Timestamp>,
+    #[serde(with = "lifeboat_core::time::moment")]
+    pub finished_at: Option<jiff::Timestamp>,
+    pub seconds: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotId>,
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub host: String,
+}
+
+impl JobRecord {
+    /// A record of `job` on `target` that started at `started_at`, to be completed.
+    pub fn new(job: &str, target: &str, trigger: Trigger, started_at: jiff::Timestamp) -> Self {
+        let stamp = started_at
+            .strftime("%Y%m%dT%H%M%S%.3fZ")
+            .to_string()
+            .replace('.', "");
+        Self {
+            id: format!("{stamp}-{job}-{target}"),
+            job: job.to_string(),
+            target: target.into(),
+            trigger,
+            outcome: Outcome::Skipped,
+            started_at: Some(started_at),
+            finished_at: None,
+            seconds: 0.0,
+            snapshot: None,
+            bytes: 0,
+            error: None,
+            host: lifeboat_repo::hostname(),
+        }
+    }
+}
+
+/// Back up `name` as a recorded job: [`backup::backup`], then its record. A record that
+/// cannot be stored is a warning; the backup's outcome stands.
+pub async fn run_backup(
+    engine: &Engine,
+    name: &str,
+    trigger: Trigger,
+    cancel: &Cancel,
+) -> EngineResult<BackupReport> {
+    backup_job(engine, name, trigger, cancel).await.1
+}
+
+/// [`run_backup`], with the record as stored.
+pub async fn backup_job(
+    engine: &Engine,
+    name: &str,
+    trigger: Trigger,
+    cancel: &Cancel,
+) -> (JobRecord, EngineResult<BackupReport>) {
+    let mut record = JobRecord::new("backup", name, trigger, jiff::Timestamp::now());
+    let started = std::time::Instant::now();
+    let outcome = backup::backup(engine, name, cancel).await;
+    record.finished_at = Some(jiff::Timestamp::now());
+    record.seconds = started.elapsed().as_secs_f64();
+    match &outcome {
+        Ok(r) => {
+            record.outcome = Outcome::Succeeded;
+            record.snapshot = Some(r.snapshot.clone());
+            record.bytes = r.bytes;
+        }
+        Err(e) => {
+            record.outcome = if e.failure == Failure::Interrupted {
+                Outcome::Interrupted
+            } else {
+                Outcome::Failed
+            };
+            record.error = Some(e.full_message());
+        }
+    }
+    store(engine, &record).await;
+    (record, outcome)
+}
+
+/// Store `record`; a failure to is a warning.
+pub async fn store(engine: &Engine, record: &JobRecord) {
+    let path = format!("{JOBS_DIR}/{}/{}.json", record.target, record.id);
+    let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
+    let stored = engine.repo.call(move |r| r.side().put(&path, &bytes)).await;
+    if let Err(e) = stored {
+        engine.events.event(Event::Warning {
+            target: Some(record.target.clone()),
+            text: format!("cannot record the job in the repository: {e}"),
+        });
+    }
+}
+
+/// Every recorded job (of `target`), oldest first. An unreadable record is skipped with a
+/// log line.
+pub async fn history(repo: &Arc<Repo>, target: Option<&str>) -> EngineResult<Vec<JobRecord>> {
+    let target = target.map(str::to_string);
+    repo.call(move |r| {
+        let targets = match target {
+            Some(t) => vec![t],
+            None => r.side().list(JOBS_DIR)?,
+        };
+        let mut jobs = Vec::new();
+        for t in targets {
+            let dir = format!("{JOBS_DIR}/{t}");
+            for n in r.side().list(&dir)? {
+                if !n.ends_with(".json") {
+                    continue;
+                }
+                if let Some(bytes) = r.side().get(&format!("{dir}/{n}"))? {
+                    match serde_json::from_slice::<JobRecord>(&bytes) {
+                        Ok(j) => jobs.push(j),
+                        Err(e) => log::warn!("unreadable job record `{dir}/{n}`: {e}"),
+                    }
+                }
+            }
+        }
+        jobs.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+        Ok::<_, lifeboat_repo::SideError>(jobs)
+    })
+    .await
+    .map_err(|e| EngineError::from(e).context("cannot read the job history"))
+}

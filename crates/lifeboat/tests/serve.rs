@@ -1,0 +1,142 @@
+//! `lifeboat serve` end to end (issue 19): schedules run backups by themselves, the job
+//! history records every job (failures too), the HTTP endpoint answers from memory, one
+//! `serve` per repository, SIGTERM stops it with exit 0, and a restart after a missed slot
+//! catches up at once.
+
+use std::{
+    io::{Read, Write},
+    time::{Duration, Instant},
+};
+
+use lifeboat_testkit::{Workspace, free_port, terminate, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
+
+/// One HTTP request; the status code and the body.
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn jobs(ws: &Workspace) -> Vec<serde_json::Value> {
+    ws.run(&["jobs", "--json"]).json()["jobs"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn serve_runs_the_schedules_records_every_job_and_stops_cleanly() {
+    let ws = Workspace::new(BIN);
+    let data = ws.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.txt"), "hello").unwrap();
+    let dead = free_port();
+    ws.write_config(&format!(
+        "[targets.f]\nkind = \"files\"\npaths = [\"{}\"]\nschedule = \"every 2s\"\n\n[targets.db]\nkind = \"postgres\"\nurl = \"postgres://u:secret@127.0.0.1:{dead}/db\"\nschedule = \"every 2s\"\n",
+        data.display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let serve = ws.spawn(&["serve", "--listen", &listen]);
+
+    // Snapshots appear on schedule: the catch-up at start, then every 2 s.
+    let good = |ws: &Workspace| {
+        jobs(ws)
+            .iter()
+            .filter(|j| j["target"] == "f" && j["outcome"] == "succeeded")
+            .count()
+    };
+    wait_for("three backups of `f`", Duration::from_secs(60), || {
+        good(&ws) >= 3
+    });
+    let history = jobs(&ws);
+    let first_f = history.iter().find(|j| j["target"] == "f").unwrap();
+    assert_eq!(first_f["trigger"], "catch-up", "{first_f:#}");
+    assert!(
+        history
+            .iter()
+            .any(|j| j["target"] == "f" && j["trigger"] == "schedule"),
+        "{history:#?}"
+    );
+    // The server that is down: its failures are in the history, its secret is not.
+    let failed = ws.run(&["jobs", "db", "--failed", "--json"]).json()["jobs"].clone();
+    let failed = failed.as_array().unwrap();
+    assert!(!failed.is_empty(), "no failed job of `db`");
+    assert_eq!(failed[0]["outcome"], "failed");
+    assert!(!failed[0].to_string().contains("secret"), "{failed:?}");
+
+    let (status, body) = http(port, "GET", "/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, metrics) = http(port, "GET", "/metrics");
+    assert_eq!(status, 200);
+    for part in [
+        "lifeboat_last_backup_success_timestamp_seconds{target=\"f\"}",
+        "lifeboat_jobs_total{target=\"f\",job=\"backup\",outcome=\"succeeded\"}",
+        "lifeboat_jobs_total{target=\"db\",job=\"backup\",outcome=\"failed\"}",
+    ] {
+        assert!(metrics.contains(part), "no {part} in:\n{metrics}");
+    }
+    assert!(!metrics.contains("lifeboat_last_backup_success_timestamp_seconds{target=\"db\"}"));
+    let (status, api) = http(port, "GET", "/api/jobs");
+    assert_eq!(status, 200);
+    assert!(api.contains("\"trigger\":\"catch-up\""), "{api}");
+    assert_eq!(http(port, "GET", "/nowhere").0, 404);
+    assert_eq!(http(port, "POST", "/api/targets/nope/backup").0, 404);
+
+    // One serve per repository and host.
+    ws.run(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .expect_code(1)
+        .expect_stderr(&["another `lifeboat serve` runs for this repository"], &[]);
+
+    let stopped = terminate(serve);
+    stopped.expect_code(0);
+    assert!(
+        stopped.stderr.contains("backup of `f` finished"),
+        "{}",
+        stopped.stderr
+    );
+    let snaps = ws.run(&["snapshots", "--json"]).json()["snapshots"].clone();
+    let snaps = snaps.as_array().unwrap();
+    assert!(snaps.iter().all(|s| s["complete"] == true), "{snaps:#?}");
+    ws.run(&["check"]).expect_code(0);
+
+    // Catch-up: started again after a missed slot, it backs up at once.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = good(&ws);
+    let started = Instant::now();
+    let serve = ws.spawn(&["serve", "--listen", &listen]);
+    wait_for("the catch-up backup", Duration::from_secs(30), || {
+        jobs(&ws)
+            .iter()
+            .filter(|j| j["target"] == "f" && j["trigger"] == "catch-up")
+            .count()
+            >= 2
+    });
+    assert!(good(&ws) > before);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    terminate(serve).expect_code(0);
+}
+
+#[test]
+fn serve_refuses_to_listen_beyond_loopback_without_a_token() {
+    let ws = Workspace::new(BIN);
+    ws.write_config("");
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["serve", "--listen", "0.0.0.0:0"])
+        .expect_code(2)
+        .expect_stderr(&["without a token", "token-env"], &[]);
+}
