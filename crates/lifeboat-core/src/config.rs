@@ -85,6 +85,9 @@ pub struct Config {
     pub drill: DrillConfig,
     #[serde(default)]
     pub serve: ServeConfig,
+    /// `[[notify]]`: where alerts go.
+    #[serde(default)]
+    pub notify: Vec<NotifyConfig>,
     /// Where the config was read from (for messages); not part of the file.
     #[serde(skip)]
     pub source: PathBuf,
@@ -332,6 +335,61 @@ impl TargetConfig {
 
     pub fn effective_retention<'a>(&'a self, global: &'a Retention) -> &'a Retention {
         self.retention.as_ref().unwrap_or(global)
+    }
+}
+
+/// `[[notify]]`: one channel alerts go to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NotifyConfig {
+    pub name: String,
+    pub kind: NotifyKind,
+    /// The address (a webhook URL); or from `url-env` / `url-file`, as it is a secret.
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub url_file: Option<PathBuf>,
+    /// `kind = "command"`: run with `sh -c`, the alert as JSON on stdin.
+    pub command: Option<String>,
+    /// The alert kinds sent (`backup-failed`, `objective-missed`); default: every kind.
+    pub events: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyKind {
+    /// A POST of the alert as JSON.
+    Webhook,
+    /// Slack's incoming-webhook format.
+    Slack,
+    /// Discord's webhook format.
+    Discord,
+    /// A command, the alert as JSON on stdin.
+    Command,
+}
+
+impl NotifyConfig {
+    /// The channel's address: `url`, or the secret `url-env` / `url-file` names.
+    pub fn address(&self) -> Result<Option<Redacted>, ConfigError> {
+        if let Some(u) = &self.url {
+            return Ok(Some(Redacted::new(u.clone())));
+        }
+        if self.url_env.is_none() && self.url_file.is_none() {
+            return Ok(None);
+        }
+        SecretSource {
+            env: self.url_env.clone(),
+            file: self.url_file.clone(),
+            command: None,
+        }
+        .resolve(&format!("the url of `[[notify]] {}`", self.name))
+        .map(Some)
+    }
+
+    /// Whether alerts of `kind` go to this channel.
+    pub fn wants(&self, kind: &str) -> bool {
+        self.events
+            .as_ref()
+            .is_none_or(|e| e.iter().any(|k| k == kind))
     }
 }
 

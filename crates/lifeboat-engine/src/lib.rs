@@ -24,6 +24,7 @@ pub mod format;
 pub mod jobs;
 pub mod kinds;
 pub mod maintenance;
+pub mod notify;
 pub mod objectives;
 pub mod restore;
 pub mod serve;

@@ -71,6 +71,9 @@ pub enum Command {
     /// Run the schedules in the foreground until SIGTERM/SIGINT, with an HTTP endpoint
     /// (/healthz, /metrics, /api/jobs)
     Serve(ServeArgs),
+    /// Alert channels (`[[notify]]`)
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// A self-contained tour on a throwaway PostgreSQL: backup, disaster, restore, drill
     Demo(DemoArgs),
 }
@@ -82,6 +85,18 @@ pub struct JobsArgs {
     /// Only jobs that failed (or were interrupted or skipped)
     #[arg(long)]
     pub failed: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test alert through each channel (or the named ones) and report per channel
+    Test(NotifyTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyTestArgs {
+    /// Only these channels (`[[notify]] name`)
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Args)]

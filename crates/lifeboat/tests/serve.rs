@@ -140,3 +140,157 @@ fn serve_refuses_to_listen_beyond_loopback_without_a_token() {
         .expect_code(2)
         .expect_stderr(&["without a token", "token-env"], &[]);
 }
+
+/// A local HTTP receiver: every request's path and body, answered 200.
+struct Receiver {
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head_end, length) = loop {
+                    let n = s.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break (0, 0);
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        break (i + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let n = s.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let body = serde_json::from_slice(&buf[head_end..]).unwrap_or_default();
+                keep.lock().unwrap().push((path, body));
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Self { port, got }
+    }
+
+    fn at(&self, path: &str) -> Vec<serde_json::Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+}
+
+/// Issue 19, point 5: a backup that keeps failing alerts once (not once per attempt), and
+/// once more when it works again; Slack gets its own format; `notify test` reaches every
+/// channel and names the one that cannot be reached.
+#[test]
+fn a_failing_backup_alerts_once_and_resolves_once() {
+    let pg = lifeboat_testkit::postgres();
+    let hooks = Receiver::start();
+    let ws = Workspace::new(BIN);
+    let dead = free_port();
+    let config = format!(
+        "[targets.db]\nkind = \"postgres\"\nurl = \"{}\"\nschedule = \"every 2s\"\n\n[[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"chat\"\nkind = \"slack\"\nurl-env = \"TEST_SLACK_URL\"\nevents = [\"backup-failed\"]\n",
+        pg.url("shop"),
+        hooks.port
+    );
+    ws.write_config(&config);
+    ws.run(&["init"]).expect_code(0);
+    let slack = format!("http://127.0.0.1:{}/slack", hooks.port);
+    let serve = ws
+        .command(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("TEST_SLACK_URL", &slack)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let firing = |hooks: &Receiver| {
+        hooks
+            .at("/hook")
+            .into_iter()
+            .filter(|a| a["key"] == "backup:db" && a["state"] == "firing")
+            .count()
+    };
+    wait_for("the firing alert", Duration::from_secs(60), || {
+        firing(&hooks) >= 1
+    });
+    // Several more failed attempts: still one alert.
+    let failures = |ws: &Workspace| {
+        jobs(ws)
+            .iter()
+            .filter(|j| j["target"] == "db" && j["outcome"] == "failed")
+            .count()
+    };
+    let seen = failures(&ws);
+    wait_for("two more failed backups", Duration::from_secs(30), || {
+        failures(&ws) >= seen + 2
+    });
+    assert_eq!(firing(&hooks), 1, "{:#?}", hooks.at("/hook"));
+    let alert = hooks.at("/hook")[0].clone();
+    assert_eq!(alert["kind"], "backup-failed", "{alert:#}");
+    assert_eq!(alert["subject"], "db");
+    assert!(
+        alert["message"].as_str().unwrap().contains("shop"),
+        "{alert:#}"
+    );
+    for field in ["time", "host"] {
+        assert!(alert[field].is_string(), "no {field}: {alert:#}");
+    }
+    let text = hooks.at("/slack")[0]["text"].as_str().unwrap().to_string();
+    assert!(text.contains("db") && text.contains("failed"), "{text}");
+
+    // The database comes: the next backup works, and the problem resolves once.
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    let resolved = |hooks: &Receiver| {
+        hooks
+            .at("/hook")
+            .into_iter()
+            .filter(|a| a["key"] == "backup:db" && a["state"] == "resolved")
+            .count()
+    };
+    wait_for("the resolved alert", Duration::from_secs(60), || {
+        resolved(&hooks) >= 1
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!((firing(&hooks), resolved(&hooks)), (1, 1));
+    terminate(serve).expect_code(0);
+
+    // `notify test`: each channel; one that cannot be reached is named, exit 1.
+    ws.write_config(&format!(
+        "{config}\n[[notify]]\nname = \"nowhere\"\nkind = \"discord\"\nurl = \"http://127.0.0.1:{dead}/x\"\n"
+    ));
+    let run = ws.run_env(&["notify", "test"], &[("TEST_SLACK_URL", &slack)]);
+    run.expect_code(1);
+    assert!(run.stdout.contains("ops: sent"), "{}", run.stdout);
+    assert!(run.stdout.contains("chat: sent"), "{}", run.stdout);
+    assert!(run.stdout.contains("nowhere: FAILED"), "{}", run.stdout);
+    assert!(
+        hooks.at("/hook").iter().any(|a| a["kind"] == "test"),
+        "{:#?}",
+        hooks.at("/hook")
+    );
+}

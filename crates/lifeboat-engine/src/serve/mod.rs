@@ -9,6 +9,7 @@
 //!
 //! `instance.rs` keeps it to one `serve` per repository and host.
 
+pub mod alerts;
 pub mod http;
 pub mod instance;
 pub mod state;
@@ -32,6 +33,7 @@ use crate::{
 pub struct Shared {
     pub engine: Engine,
     state: Mutex<state::State>,
+    alerts: Mutex<alerts::Alerts>,
     running: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Cancels running jobs on shutdown.
     jobs_cancel: Cancel,
@@ -41,6 +43,69 @@ pub struct Shared {
 impl Shared {
     pub fn state(&self) -> MutexGuard<'_, state::State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A failed backup raises `backup:<target>`; a good one clears it.
+    fn alert_on(&self, record: &JobRecord) {
+        let key = format!("backup:{}", record.target);
+        let alert = {
+            let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+            match record.outcome {
+                Outcome::Failed => alerts.problem(
+                    &key,
+                    "backup-failed",
+                    &record.target,
+                    &format!(
+                        "the backup failed: {}",
+                        record.error.as_deref().unwrap_or("(no error text)")
+                    ),
+                ),
+                Outcome::Succeeded => alerts.cleared(
+                    &key,
+                    &format!(
+                        "the backup succeeded (snapshot {})",
+                        record.snapshot.as_ref().map_or("?", |s| s.short())
+                    ),
+                ),
+                Outcome::Interrupted | Outcome::Skipped => None,
+            }
+        };
+        if let Some(a) = alert {
+            crate::notify::deliver(&self.engine.config.notify, &a);
+        }
+    }
+
+    /// Evaluate every target's objectives as `status` does: a miss raises
+    /// `objective:<target>`, meeting them again clears it.
+    async fn watch_objectives(&self) {
+        let rows = match crate::status::status(&self.engine).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                log::warn!("cannot evaluate the objectives: {}", e.full_message());
+                return;
+            }
+        };
+        let mut send = Vec::new();
+        {
+            let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+            for row in rows {
+                let key = format!("objective:{}", row.target);
+                let alert = if row.problems.is_empty() {
+                    alerts.cleared(&key, "every objective is met again")
+                } else {
+                    alerts.problem(
+                        &key,
+                        "objective-missed",
+                        &row.target,
+                        &row.problems.join("; "),
+                    )
+                };
+                send.extend(alert);
+            }
+        }
+        for a in send {
+            crate::notify::deliver(&self.engine.config.notify, &a);
+        }
     }
 
     fn running(&self) -> MutexGuard<'_, HashMap<String, JoinHandle<()>>> {
@@ -69,6 +134,7 @@ impl Shared {
             .running = true;
         let handle = tokio::spawn(async move {
             let (record, _) = jobs::backup_job(&shared.engine, &target, trigger, &cancel).await;
+            shared.alert_on(&record);
             let mut state = shared.state();
             state.record(&record);
             state.targets.entry(target).or_default().running = false;
@@ -93,6 +159,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         state: Mutex::new(state::State::default()),
+        alerts: Mutex::new(alerts::Alerts::default()),
         running: Mutex::new(HashMap::new()),
         jobs_cancel: Cancel::new(),
         token,
@@ -131,6 +198,21 @@ pub async fn run(
         shared.clone(),
         shutdown.clone(),
     )));
+    // The objectives, every minute, as `status` evaluates them.
+    let watching = shared.clone();
+    let watch_stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            watching.watch_objectives().await;
+            if watch_stop
+                .guard(tokio::time::sleep(Duration::from_secs(60)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }));
     // The tick `/healthz` looks at.
     let ticking = shared.clone();
     let tick_stop = shutdown.clone();

@@ -11,6 +11,7 @@ mod drills;
 mod forget;
 mod init;
 mod jobs;
+mod notify;
 mod restore;
 mod serve;
 mod snapshots;
@@ -24,7 +25,7 @@ use lifeboat_engine::Engine;
 use lifeboat_repo::Repo;
 
 use crate::{
-    cli::{Cli, Command, ConfigCommand},
+    cli::{Cli, Command, ConfigCommand, NotifyCommand},
     error::CliResult,
 };
 
@@ -94,6 +95,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Status => status::run(&ctx).await,
         Command::Jobs(args) => jobs::run(&ctx, args).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
+        Command::Notify(NotifyCommand::Test(args)) => notify::test(&ctx, args).await,
         Command::Demo(args) => demo::run(&ctx, args).await,
     }
 }

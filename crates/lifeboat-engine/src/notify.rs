@@ -1,0 +1,144 @@
+//! Alerts and the channels they go to (`[[notify]]`): a webhook gets the alert as JSON,
+//! Slack and Discord their own message formats, a command the JSON on stdin. Delivery is
+//! retried with backoff and logged; it never fails or delays the job that raised it.
+
+use std::{process::Stdio, time::Duration};
+
+use lifeboat_core::config::{NotifyConfig, NotifyKind};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+/// Whether a problem began or ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+/// One alert: a problem that began, or its end. `key` is stable per problem
+/// (`backup:app`, `objective:app`), so a receiver can pair the two.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub key: String,
+    pub state: AlertState,
+    /// `backup-failed`, `objective-missed`, `test`.
+    pub kind: String,
+    /// The target (later: the probe) it is about.
+    pub subject: String,
+    pub message: String,
+    pub time: String,
+    pub host: String,
+}
+
+impl Alert {
+    pub fn new(key: &str, state: AlertState, kind: &str, subject: &str, message: &str) -> Self {
+        Self {
+            key: key.to_string(),
+            state,
+            kind: kind.to_string(),
+            subject: subject.to_string(),
+            message: message.to_string(),
+            time: jiff::Timestamp::now().to_string(),
+            host: lifeboat_repo::hostname(),
+        }
+    }
+
+    /// One line a person reads on a phone.
+    pub fn headline(&self) -> String {
+        match self.state {
+            AlertState::Firing => format!("🔴 lifeboat: {} — {}", self.subject, self.message),
+            AlertState::Resolved => {
+                format!("✅ lifeboat: {} — resolved: {}", self.subject, self.message)
+            }
+        }
+    }
+}
+
+/// Send `alert` to every channel that wants its kind, each on a task of its own.
+pub fn deliver(channels: &[NotifyConfig], alert: &Alert) {
+    for channel in channels.iter().filter(|c| c.wants(&alert.kind)) {
+        let (channel, alert) = (channel.clone(), alert.clone());
+        tokio::spawn(async move {
+            let mut delay = Duration::from_secs(1);
+            for attempt in 1..=3 {
+                match send(&channel, &alert).await {
+                    Ok(()) => return,
+                    Err(e) if attempt < 3 => {
+                        log::warn!("notify `{}`: {e}; retrying in {delay:?}", channel.name);
+                        tokio::time::sleep(delay).await;
+                        delay *= 4;
+                    }
+                    Err(e) => {
+                        log::error!("notify `{}`: {e}; giving up on this alert", channel.name)
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Send `alert` through `channel` once.
+pub async fn send(channel: &NotifyConfig, alert: &Alert) -> Result<(), String> {
+    let json = serde_json::to_vec(alert).map_err(|e| e.to_string())?;
+    let body = match channel.kind {
+        NotifyKind::Command => return run_command(channel, &json).await,
+        NotifyKind::Webhook => json,
+        NotifyKind::Slack => serde_json::to_vec(&serde_json::json!({ "text": alert.headline() }))
+            .map_err(|e| e.to_string())?,
+        NotifyKind::Discord => {
+            serde_json::to_vec(&serde_json::json!({ "content": alert.headline() }))
+                .map_err(|e| e.to_string())?
+        }
+    };
+    let url = channel
+        .address()
+        .map_err(|e| e.to_string())?
+        .ok_or("no `url`, `url-env` or `url-file`")?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let reply = client
+        .post(url.expose())
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        // The URL may hold a token (Slack's do): never in the message.
+        .map_err(|e| format!("cannot reach the webhook: {}", e.without_url()))?;
+    if reply.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("the webhook answered {}", reply.status()))
+    }
+}
+
+async fn run_command(channel: &NotifyConfig, json: &[u8]) -> Result<(), String> {
+    let command = channel.command.as_deref().ok_or("no `command`")?;
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run `sh`: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(json).await;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .map_err(|_| "the command ran longer than 60 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the command failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
