@@ -85,6 +85,8 @@ pub struct Config {
     pub drill: DrillConfig,
     #[serde(default)]
     pub serve: ServeConfig,
+    #[serde(default)]
+    pub maintenance: MaintenanceConfig,
     /// `[[notify]]`: where alerts go.
     #[serde(default)]
     pub notify: Vec<NotifyConfig>,
@@ -259,8 +261,10 @@ pub struct TargetConfig {
     pub kind: TargetKind,
     #[serde(default)]
     pub objectives: Objectives,
-    /// When `lifeboat serve` backs the target up (validated now; run by the daemon).
+    /// When `lifeboat serve` backs the target up.
     pub schedule: Option<Schedule>,
+    /// When `lifeboat serve` drills the target.
+    pub drill_schedule: Option<Schedule>,
     pub retention: Option<Retention>,
 
     // postgres
@@ -336,6 +340,16 @@ impl TargetConfig {
     pub fn effective_retention<'a>(&'a self, global: &'a Retention) -> &'a Retention {
         self.retention.as_ref().unwrap_or(global)
     }
+}
+
+/// `[maintenance]`: the repository's upkeep that `lifeboat serve` runs.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MaintenanceConfig {
+    /// When to apply retention and prune (`forget --prune`).
+    pub forget_schedule: Option<Schedule>,
+    /// When to check the repository (`check`).
+    pub check_schedule: Option<Schedule>,
 }
 
 /// `[[notify]]`: one channel alerts go to.

@@ -132,6 +132,108 @@ pub async fn backup_job(
     (record, outcome)
 }
 
+/// The subject of jobs on the whole repository (`forget`, `check`) in the job history.
+pub const REPOSITORY: &str = "repository";
+
+/// A job `serve` runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Job {
+    Backup(String),
+    Drill(String),
+    /// Retention, then prune (`forget --prune`).
+    Forget,
+    Check,
+}
+
+impl Job {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Backup(_) => "backup",
+            Self::Drill(_) => "drill",
+            Self::Forget => "forget",
+            Self::Check => "check",
+        }
+    }
+
+    /// The target it is about; [`REPOSITORY`] for upkeep of the whole repository.
+    pub fn subject(&self) -> &str {
+        match self {
+            Self::Backup(t) | Self::Drill(t) => t,
+            Self::Forget | Self::Check => REPOSITORY,
+        }
+    }
+
+    /// One job of a kind per subject at a time: the key of that.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.name(), self.subject())
+    }
+}
+
+/// Run `job` and record it; the record says how it went.
+pub async fn run_job(engine: &Engine, job: &Job, trigger: Trigger, cancel: &Cancel) -> JobRecord {
+    if let Job::Backup(name) = job {
+        return backup_job(engine, name, trigger, cancel).await.0;
+    }
+    let mut record = JobRecord::new(job.name(), job.subject(), trigger, jiff::Timestamp::now());
+    let started = std::time::Instant::now();
+    let outcome: Result<Option<SnapshotId>, EngineError> = match job {
+        Job::Backup(_) => unreachable!("returned above"),
+        Job::Drill(name) => {
+            let request = crate::drill::DrillRequest {
+                target: name.clone(),
+                snapshot: None,
+                time: None,
+                jobs: 1,
+                began: std::time::Instant::now(),
+            };
+            let report = crate::drill::drill(engine, &request, cancel).await;
+            crate::drill::history::store(engine, &report, None).await;
+            match (report.verdict, &report.error) {
+                (lifeboat_drill::Verdict::Pass, _) => Ok(Some(report.snapshot.as_str().into())),
+                (_, Some(e)) if cancel.is_cancelled() => Err(EngineError::interrupted(e.clone())),
+                (v, error) => Err(EngineError::failed(error.clone().unwrap_or_else(|| {
+                    let failed: Vec<&str> =
+                        report.failed_checks().map(|c| c.name.as_str()).collect();
+                    format!("verdict {}: {}", v.as_str(), failed.join(", "))
+                }))),
+            }
+        }
+        Job::Forget => crate::maintenance::forget(engine, true, false)
+            .await
+            .map(|_| None),
+        Job::Check => match crate::maintenance::check(engine, false).await {
+            Ok(c) if c.ok() => Ok(None),
+            Ok(c) => Err(EngineError::verification(
+                c.errors
+                    .iter()
+                    .chain(&c.manifest_problems)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )),
+            Err(e) => Err(e),
+        },
+    };
+    record.finished_at = Some(jiff::Timestamp::now());
+    record.seconds = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(snapshot) => {
+            record.outcome = Outcome::Succeeded;
+            record.snapshot = snapshot.filter(|s| !s.is_empty());
+        }
+        Err(e) => {
+            record.outcome = if e.failure == Failure::Interrupted {
+                Outcome::Interrupted
+            } else {
+                Outcome::Failed
+            };
+            record.error = Some(e.full_message());
+        }
+    }
+    store(engine, &record).await;
+    record
+}
+
 /// Store `record`; a failure to is a warning.
 pub async fn store(engine: &Engine, record: &JobRecord) {
     let path = format!("{JOBS_DIR}/{}/{}.json", record.target, record.id);

@@ -45,7 +45,7 @@ fn serve_runs_the_schedules_records_every_job_and_stops_cleanly() {
     std::fs::write(data.join("a.txt"), "hello").unwrap();
     let dead = free_port();
     ws.write_config(&format!(
-        "[targets.f]\nkind = \"files\"\npaths = [\"{}\"]\nschedule = \"every 2s\"\n\n[targets.db]\nkind = \"postgres\"\nurl = \"postgres://u:secret@127.0.0.1:{dead}/db\"\nschedule = \"every 2s\"\n",
+        "[targets.f]\nkind = \"files\"\npaths = [\"{}\"]\nschedule = \"every 2s\"\ndrill-schedule = \"every 3s\"\n\n[maintenance]\ncheck-schedule = \"every 3s\"\n\n[targets.db]\nkind = \"postgres\"\nurl = \"postgres://u:secret@127.0.0.1:{dead}/db\"\nschedule = \"every 2s\"\n",
         data.display()
     ));
     ws.run(&["init"]).expect_code(0);
@@ -63,6 +63,22 @@ fn serve_runs_the_schedules_records_every_job_and_stops_cleanly() {
     wait_for("three backups of `f`", Duration::from_secs(60), || {
         good(&ws) >= 3
     });
+    // The drill and the check have their own calendars.
+    let ran = |ws: &Workspace, job: &str, target: &str| {
+        jobs(ws)
+            .iter()
+            .any(|j| j["job"] == job && j["target"] == target && j["outcome"] == "succeeded")
+    };
+    wait_for(
+        "a scheduled drill and check",
+        Duration::from_secs(30),
+        || ran(&ws, "drill", "f") && ran(&ws, "check", "repository"),
+    );
+    assert!(
+        ws.run(&["drills", "f", "--json"])
+            .stdout
+            .contains("\"verdict\": \"pass\"")
+    );
     let history = jobs(&ws);
     let first_f = history.iter().find(|j| j["target"] == "f").unwrap();
     assert_eq!(first_f["trigger"], "catch-up", "{first_f:#}");

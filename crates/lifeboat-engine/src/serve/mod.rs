@@ -26,7 +26,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use crate::{
     Engine, EngineError, EngineResult,
     cancel::Cancel,
-    jobs::{self, JobRecord, Outcome, Trigger},
+    jobs::{self, Job, JobRecord, Outcome, Trigger},
 };
 
 /// What the scheduler tasks and the HTTP endpoint share.
@@ -45,27 +45,96 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A failed backup raises `backup:<target>`; a good one clears it.
-    fn alert_on(&self, record: &JobRecord) {
-        let key = format!("backup:{}", record.target);
+    fn running(&self) -> MutexGuard<'_, HashMap<String, JoinHandle<()>>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start a backup of `name` now.
+    pub fn start_backup(self: &Arc<Self>, name: &str, trigger: Trigger) {
+        self.start_job(Job::Backup(name.to_string()), trigger);
+    }
+
+    /// Start `job`, unless the same job is running (then a skipped one is recorded).
+    pub fn start_job(self: &Arc<Self>, job: Job, trigger: Trigger) {
+        let key = job.key();
+        let mut running = self.running();
+        if running.get(&key).is_some_and(|h| !h.is_finished()) {
+            let mut skipped =
+                JobRecord::new(job.name(), job.subject(), trigger, jiff::Timestamp::now());
+            skipped.outcome = Outcome::Skipped;
+            skipped.finished_at = skipped.started_at;
+            skipped.error = Some(format!("the previous {} was still running", job.name()));
+            self.state().record(&skipped);
+            let shared = self.clone();
+            tokio::spawn(async move { jobs::store(&shared.engine, &skipped).await });
+            return;
+        }
+        let shared = self.clone();
+        let cancel = self.jobs_cancel.clone();
+        let subject = job.subject().to_string();
+        self.state()
+            .targets
+            .entry(subject.clone())
+            .or_default()
+            .running = true;
+        let handle = tokio::spawn(async move {
+            // Beside other operations on the repository, as the commands run.
+            let lock = match job {
+                Job::Backup(_) | Job::Drill(_) => Some(
+                    shared
+                        .engine
+                        .repo
+                        .lock_async(
+                            lifeboat_repo::LockKind::Shared,
+                            &format!("lifeboat serve: {}", job.key()),
+                        )
+                        .await,
+                ),
+                Job::Forget | Job::Check => None,
+            };
+            let record = match lock {
+                Some(Err(e)) => {
+                    let mut r =
+                        JobRecord::new(job.name(), job.subject(), trigger, jiff::Timestamp::now());
+                    r.outcome = Outcome::Failed;
+                    r.finished_at = r.started_at;
+                    r.error = Some(EngineError::from(e).full_message());
+                    jobs::store(&shared.engine, &r).await;
+                    r
+                }
+                _ => jobs::run_job(&shared.engine, &job, trigger, &cancel).await,
+            };
+            shared.alert_on(&job, &record);
+            let mut state = shared.state();
+            state.record(&record);
+            state.targets.entry(subject).or_default().running = false;
+        });
+        running.insert(key, handle);
+    }
+
+    /// A failed job raises `<job>:<subject>` (`backup:app`, `drill:app`, `forget:repository`);
+    /// the next good one clears it.
+    fn alert_on(&self, job: &Job, record: &JobRecord) {
+        let key = job.key();
         let alert = {
             let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
             match record.outcome {
                 Outcome::Failed => alerts.problem(
                     &key,
-                    "backup-failed",
-                    &record.target,
+                    &format!("{}-failed", job.name()),
+                    job.subject(),
                     &format!(
-                        "the backup failed: {}",
+                        "the {} failed: {}",
+                        job.name(),
                         record.error.as_deref().unwrap_or("(no error text)")
                     ),
                 ),
                 Outcome::Succeeded => alerts.cleared(
                     &key,
-                    &format!(
-                        "the backup succeeded (snapshot {})",
-                        record.snapshot.as_ref().map_or("?", |s| s.short())
-                    ),
+                    &match &record.snapshot {
+                        Some(s) => format!("the {} succeeded (snapshot {})", job.name(), s.short()),
+                        None => format!("the {} succeeded", job.name()),
+                    },
                 ),
                 Outcome::Interrupted | Outcome::Skipped => None,
             }
@@ -107,40 +176,6 @@ impl Shared {
             crate::notify::deliver(&self.engine.config.notify, &a);
         }
     }
-
-    fn running(&self) -> MutexGuard<'_, HashMap<String, JoinHandle<()>>> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Start a backup job of `name`, unless one is running (then a skipped job is recorded).
-    pub fn start_backup(self: &Arc<Self>, name: &str, trigger: Trigger) {
-        let mut running = self.running();
-        if running.get(name).is_some_and(|h| !h.is_finished()) {
-            let mut skipped = JobRecord::new("backup", name, trigger, jiff::Timestamp::now());
-            skipped.outcome = Outcome::Skipped;
-            skipped.finished_at = skipped.started_at;
-            skipped.error = Some("the previous backup of the target was still running".into());
-            self.state().record(&skipped);
-            let shared = self.clone();
-            tokio::spawn(async move { jobs::store(&shared.engine, &skipped).await });
-            return;
-        }
-        let (shared, target) = (self.clone(), name.to_string());
-        let cancel = self.jobs_cancel.clone();
-        self.state()
-            .targets
-            .entry(target.clone())
-            .or_default()
-            .running = true;
-        let handle = tokio::spawn(async move {
-            let (record, _) = jobs::backup_job(&shared.engine, &target, trigger, &cancel).await;
-            shared.alert_on(&record);
-            let mut state = shared.state();
-            state.record(&record);
-            state.targets.entry(target).or_default().running = false;
-        });
-        running.insert(name.to_string(), handle);
-    }
 }
 
 /// Run until `shutdown` is set: the schedules, the HTTP endpoint on `listener` (requests
@@ -181,17 +216,31 @@ pub async fn run(
         }
         state.tick = Some(std::time::Instant::now());
     }
-    let mut tasks = Vec::new();
+    let mut calendar: Vec<(Job, Schedule)> = Vec::new();
     for (name, target) in &engine.config.targets {
-        if let Some(schedule) = target.schedule.clone() {
-            tasks.push(tokio::spawn(schedule_target(
-                shared.clone(),
-                name.clone(),
-                schedule,
-                tz.clone(),
-                shutdown.clone(),
-            )));
+        if let Some(s) = &target.schedule {
+            calendar.push((Job::Backup(name.clone()), s.clone()));
         }
+        if let Some(s) = &target.drill_schedule {
+            calendar.push((Job::Drill(name.clone()), s.clone()));
+        }
+    }
+    let upkeep = &engine.config.maintenance;
+    if let Some(s) = &upkeep.forget_schedule {
+        calendar.push((Job::Forget, s.clone()));
+    }
+    if let Some(s) = &upkeep.check_schedule {
+        calendar.push((Job::Check, s.clone()));
+    }
+    let mut tasks = Vec::new();
+    for (job, schedule) in calendar {
+        tasks.push(tokio::spawn(schedule_job(
+            shared.clone(),
+            job,
+            schedule,
+            tz.clone(),
+            shutdown.clone(),
+        )));
     }
     tasks.push(tokio::spawn(http::serve(
         listener,
@@ -249,33 +298,39 @@ async fn futures_join(handles: Vec<JoinHandle<()>>) {
     }
 }
 
-/// One target's calendar: catch up if overdue, then a job at every slot until shutdown.
-async fn schedule_target(
+/// One job's calendar: a backup catches up if overdue; then the job at every slot until
+/// shutdown.
+async fn schedule_job(
     shared: Arc<Shared>,
-    name: String,
+    job: Job,
     schedule: Schedule,
     tz: jiff::tz::TimeZone,
     shutdown: Cancel,
 ) {
-    let now = jiff::Timestamp::now().to_zoned(tz.clone());
-    let last = shared
-        .state()
-        .targets
-        .get(&name)
-        .and_then(|t| t.last_success);
-    let overdue = match (last, schedule.interval(&now)) {
-        (None, _) => true,
-        (Some(at), Some(interval)) => at.duration_until(now.timestamp()) > interval,
-        (Some(_), None) => false,
-    };
-    if overdue {
-        log::info!("`{name}`: no good backup within one interval of `{schedule}`; catching up");
-        shared.start_backup(&name, Trigger::CatchUp);
+    if let Job::Backup(name) = &job {
+        let now = jiff::Timestamp::now().to_zoned(tz.clone());
+        let last = shared
+            .state()
+            .targets
+            .get(name)
+            .and_then(|t| t.last_success);
+        let overdue = match (last, schedule.interval(&now)) {
+            (None, _) => true,
+            (Some(at), Some(interval)) => at.duration_until(now.timestamp()) > interval,
+            (Some(_), None) => false,
+        };
+        if overdue {
+            log::info!("`{name}`: no good backup within one interval of `{schedule}`; catching up");
+            shared.start_job(job.clone(), Trigger::CatchUp);
+        }
     }
     loop {
         let now = jiff::Timestamp::now().to_zoned(tz.clone());
         let Some(next) = schedule.next_after(&now) else {
-            log::warn!("`{name}`: the schedule `{schedule}` has no next slot");
+            log::warn!(
+                "`{}`: the schedule `{schedule}` has no next slot",
+                job.key()
+            );
             return;
         };
         let wait = now
@@ -285,6 +340,6 @@ async fn schedule_target(
         if shutdown.guard(tokio::time::sleep(wait)).await.is_err() {
             return;
         }
-        shared.start_backup(&name, Trigger::Schedule);
+        shared.start_job(job.clone(), Trigger::Schedule);
     }
 }
