@@ -90,6 +90,9 @@ pub struct Config {
     /// `[[notify]]`: where alerts go.
     #[serde(default)]
     pub notify: Vec<NotifyConfig>,
+    /// `[heartbeat]`: a dead man's switch pinged around each scheduled backup.
+    #[serde(default)]
+    pub heartbeat: HeartbeatConfig,
     /// Where the config was read from (for messages); not part of the file.
     #[serde(skip)]
     pub source: PathBuf,
@@ -350,6 +353,36 @@ pub struct MaintenanceConfig {
     pub forget_schedule: Option<Schedule>,
     /// When to check the repository (`check`).
     pub check_schedule: Option<Schedule>,
+}
+
+/// `[heartbeat]`: a healthchecks.io-style URL `serve` pings around every scheduled backup
+/// (`<url>/start` before, `<url>` after a good one, `<url>/fail` after a failed one), so that
+/// someone notices when the pings stop — the whole host gone.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HeartbeatConfig {
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub url_file: Option<PathBuf>,
+}
+
+impl HeartbeatConfig {
+    /// The URL, if a heartbeat is configured.
+    pub fn address(&self) -> Result<Option<Redacted>, ConfigError> {
+        if let Some(u) = &self.url {
+            return Ok(Some(Redacted::new(u.trim_end_matches('/').to_string())));
+        }
+        if self.url_env.is_none() && self.url_file.is_none() {
+            return Ok(None);
+        }
+        SecretSource {
+            env: self.url_env.clone(),
+            file: self.url_file.clone(),
+            command: None,
+        }
+        .resolve("`[heartbeat]` url")
+        .map(|u| Some(Redacted::new(u.expose().trim_end_matches('/').to_string())))
+    }
 }
 
 /// `[[notify]]`: one channel alerts go to.

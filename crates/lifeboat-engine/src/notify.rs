@@ -142,3 +142,22 @@ async fn run_command(channel: &NotifyConfig, json: &[u8]) -> Result<(), String> 
         ))
     }
 }
+
+/// Ping the heartbeat `url` with `suffix` (`/start`, ``, `/fail`); a failure is logged.
+pub fn heartbeat(url: &lifeboat_core::Redacted, suffix: &str) {
+    let url = format!("{}{suffix}", url.expose());
+    tokio::spawn(async move {
+        let client = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => return log::warn!("heartbeat: {e}"),
+        };
+        match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => log::warn!("heartbeat: the ping answered {}", r.status()),
+            Err(e) => log::warn!("heartbeat: {}", e.without_url()),
+        }
+    });
+}

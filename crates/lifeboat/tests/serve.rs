@@ -220,9 +220,10 @@ impl Receiver {
     }
 }
 
-/// Issue 19, point 5: a backup that keeps failing alerts once (not once per attempt), and
-/// once more when it works again; Slack gets its own format; `notify test` reaches every
-/// channel and names the one that cannot be reached.
+/// Issue 19, points 5-6: a backup that keeps failing alerts once (not once per attempt),
+/// and once more when it works again; Slack gets its own format; the heartbeat is pinged
+/// around every scheduled backup; `notify test` reaches every channel and names the one
+/// that cannot be reached.
 #[test]
 fn a_failing_backup_alerts_once_and_resolves_once() {
     let pg = lifeboat_testkit::postgres();
@@ -230,8 +231,9 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     let ws = Workspace::new(BIN);
     let dead = free_port();
     let config = format!(
-        "[targets.db]\nkind = \"postgres\"\nurl = \"{}\"\nschedule = \"every 2s\"\n\n[[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"chat\"\nkind = \"slack\"\nurl-env = \"TEST_SLACK_URL\"\nevents = [\"backup-failed\"]\n",
+        "[targets.db]\nkind = \"postgres\"\nurl = \"{}\"\nschedule = \"every 2s\"\n\n[[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"chat\"\nkind = \"slack\"\nurl-env = \"TEST_SLACK_URL\"\nevents = [\"backup-failed\"]\n\n[heartbeat]\nurl = \"http://127.0.0.1:{}/hb/\"\n",
         pg.url("shop"),
+        hooks.port,
         hooks.port
     );
     ws.write_config(&config);
@@ -293,6 +295,11 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     });
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!((firing(&hooks), resolved(&hooks)), (1, 1));
+    // The dead man's switch: pinged before each scheduled backup, then after it, `/fail`
+    // after a failed one.
+    for path in ["/hb/start", "/hb/fail", "/hb"] {
+        assert!(!hooks.at(path).is_empty(), "no heartbeat ping {path}");
+    }
     terminate(serve).expect_code(0);
 
     // `notify test`: each channel; one that cannot be reached is named, exit 1.

@@ -37,6 +37,7 @@ pub struct Shared {
     running: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Cancels running jobs on shutdown.
     jobs_cancel: Cancel,
+    heartbeat: Option<Redacted>,
     token: Option<Redacted>,
 }
 
@@ -77,6 +78,13 @@ impl Shared {
             .entry(subject.clone())
             .or_default()
             .running = true;
+        let pinged = match (&job, &self.heartbeat) {
+            (Job::Backup(_), Some(url)) if trigger != Trigger::Command => Some(url.clone()),
+            _ => None,
+        };
+        if let Some(url) = &pinged {
+            crate::notify::heartbeat(url, "/start");
+        }
         let handle = tokio::spawn(async move {
             // Beside other operations on the repository, as the commands run.
             let lock = match job {
@@ -105,6 +113,13 @@ impl Shared {
                 _ => jobs::run_job(&shared.engine, &job, trigger, &cancel).await,
             };
             shared.alert_on(&job, &record);
+            if let Some(url) = &pinged {
+                match record.outcome {
+                    Outcome::Succeeded => crate::notify::heartbeat(url, ""),
+                    Outcome::Failed => crate::notify::heartbeat(url, "/fail"),
+                    Outcome::Interrupted | Outcome::Skipped => {}
+                }
+            }
             let mut state = shared.state();
             state.record(&record);
             state.targets.entry(subject).or_default().running = false;
@@ -195,6 +210,7 @@ pub async fn run(
         engine: engine.clone(),
         state: Mutex::new(state::State::default()),
         alerts: Mutex::new(alerts::Alerts::default()),
+        heartbeat: engine.config.heartbeat.address()?,
         running: Mutex::new(HashMap::new()),
         jobs_cancel: Cancel::new(),
         token,
