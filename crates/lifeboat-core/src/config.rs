@@ -900,6 +900,26 @@ impl Config {
         self.drill
             .scratch_url()
             .map_err(|e| at(&["drill", "scratch-url-env"], e))?;
+        self.serve
+            .token()
+            .map_err(|e| at(&["serve", "token-env"], e))?;
+        for (i, n) in self.notify.iter().enumerate() {
+            let index = i.to_string();
+            let key = if n.url_file.is_some() {
+                "url-file"
+            } else {
+                "url-env"
+            };
+            n.address().map_err(|e| at(&["notify", &index, key], e))?;
+        }
+        let key = if self.heartbeat.url_file.is_some() {
+            "url-file"
+        } else {
+            "url-env"
+        };
+        self.heartbeat
+            .address()
+            .map_err(|e| at(&["heartbeat", key], e))?;
         Ok(())
     }
 

@@ -317,3 +317,47 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
         hooks.at("/hook")
     );
 }
+
+/// Issue 19, point 1: the shipped systemd unit passes `systemd-analyze verify` (pointing at
+/// this build), and the shipped example config passes `config check`.
+#[test]
+fn the_service_unit_and_the_example_config_are_valid() {
+    let packaging = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging");
+    let unit = std::fs::read_to_string(packaging.join("lifeboat.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/lifeboat -c /etc/lifeboat/lifeboat.toml serve"));
+    let dir = tempfile::tempdir().unwrap();
+    let here = dir.path().join("lifeboat.service");
+    std::fs::write(&here, unit.replace("/usr/bin/lifeboat", BIN)).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&here)
+        .output()
+        .expect("systemd-analyze (systemd) is installed");
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+
+    let env = [
+        ("LIFEBOAT_PASSWORD", "x"),
+        ("R2_ACCESS_KEY_ID", "a"),
+        ("R2_SECRET_ACCESS_KEY", "b"),
+        ("SUPABASE_DB_URL", "postgres://u:p@h/db"),
+        ("REDIS_URL", "redis://h"),
+        ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/x"),
+        ("ALERT_WEBHOOK_URL", "https://alerts.example/hook"),
+        ("HEALTHCHECKS_URL", "https://hc-ping.com/abc"),
+    ];
+    let example = packaging.join("lifeboat.toml.example");
+    let run = lifeboat_testkit::Run::from(
+        std::process::Command::new(BIN)
+            .args(["-c", example.to_str().unwrap(), "config", "check"])
+            .envs(env)
+            .output()
+            .unwrap(),
+    );
+    run.expect_code(0);
+    assert!(
+        !run.stdout.contains("hooks.slack.com"),
+        "a secret was shown"
+    );
+}
