@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// One target's row.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TargetStatus {
     pub target: TargetName,
     pub kind: String,

@@ -45,7 +45,7 @@ fn serve_runs_the_schedules_records_every_job_and_stops_cleanly() {
     std::fs::write(data.join("a.txt"), "hello").unwrap();
     let dead = free_port();
     ws.write_config(&format!(
-        "[targets.f]\nkind = \"files\"\npaths = [\"{}\"]\nschedule = \"every 2s\"\ndrill-schedule = \"every 3s\"\n\n[maintenance]\ncheck-schedule = \"every 3s\"\n\n[targets.db]\nkind = \"postgres\"\nurl = \"postgres://u:secret@127.0.0.1:{dead}/db\"\nschedule = \"every 2s\"\n",
+        "[targets.f]\nkind = \"files\"\npaths = [\"{}\"]\nschedule = \"every 2s\"\ndrill-schedule = \"every 3s\"\nobjectives = {{ rpo = \"1h\" }}\n\n[maintenance]\ncheck-schedule = \"every 3s\"\n\n[targets.db]\nkind = \"postgres\"\nurl = \"postgres://u:secret@127.0.0.1:{dead}/db\"\nschedule = \"every 2s\"\n",
         data.display()
     ));
     ws.run(&["init"]).expect_code(0);
@@ -103,10 +103,22 @@ fn serve_runs_the_schedules_records_every_job_and_stops_cleanly() {
         "lifeboat_last_backup_success_timestamp_seconds{target=\"f\"}",
         "lifeboat_jobs_total{target=\"f\",job=\"backup\",outcome=\"succeeded\"}",
         "lifeboat_jobs_total{target=\"db\",job=\"backup\",outcome=\"failed\"}",
+        "lifeboat_objective_met{target=\"f\",objective=\"rpo\"} 1",
     ] {
         assert!(metrics.contains(part), "no {part} in:\n{metrics}");
     }
     assert!(!metrics.contains("lifeboat_last_backup_success_timestamp_seconds{target=\"db\"}"));
+    let (status, api) = http(port, "GET", "/api/status");
+    assert_eq!(status, 200);
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert!(
+        api["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["target"] == "f"),
+        "{api:#}"
+    );
     let (status, api) = http(port, "GET", "/api/jobs");
     assert_eq!(status, 200);
     assert!(api.contains("\"trigger\":\"catch-up\""), "{api}");

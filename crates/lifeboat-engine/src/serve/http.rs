@@ -1,6 +1,7 @@
 //! `serve`'s HTTP endpoint, HTTP/1.1 with one request per connection: `GET /healthz`
 //! (200 while the scheduler ticks), `GET /metrics` (Prometheus text from the state in
-//! memory), `GET /api/jobs` (the job history, as `jobs --json`), `POST
+//! memory), `GET /api/status` (the last evaluation of the objectives, as `status --json`),
+//! `GET /api/jobs` (the job history, as `jobs --json`), `POST
 //! /api/targets/NAME/backup` (run now). With a token, every request must carry
 //! `Authorization: Bearer <token>`.
 
@@ -104,6 +105,15 @@ async fn route(method: &str, path: &str, shared: &Arc<Shared>) -> Response {
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             body: shared.state().metrics(jiff::Timestamp::now()),
         },
+        ("GET", "/api/status") => {
+            let rows = shared.state().status.clone();
+            let ok = rows.iter().all(|r| r.problems.is_empty());
+            Response {
+                status: "200 OK",
+                content_type: "application/json",
+                body: serde_json::json!({ "targets": rows, "ok": ok }).to_string(),
+            }
+        }
         ("GET", "/api/jobs") => match crate::jobs::history(&shared.engine.repo, None).await {
             Ok(jobs) => Response {
                 status: "200 OK",

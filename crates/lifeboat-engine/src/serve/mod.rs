@@ -120,9 +120,16 @@ impl Shared {
                     Outcome::Interrupted | Outcome::Skipped => {}
                 }
             }
-            let mut state = shared.state();
-            state.record(&record);
-            state.targets.entry(subject).or_default().running = false;
+            {
+                let mut state = shared.state();
+                state.record(&record);
+                state.targets.entry(subject).or_default().running = false;
+            }
+            // A new backup or drill changes what `status` says: judge again now.
+            if record.outcome == Outcome::Succeeded && matches!(job, Job::Backup(_) | Job::Drill(_))
+            {
+                shared.watch_objectives().await;
+            }
         });
         running.insert(key, handle);
     }
@@ -169,6 +176,7 @@ impl Shared {
                 return;
             }
         };
+        self.state().status = rows.clone();
         let mut send = Vec::new();
         {
             let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());

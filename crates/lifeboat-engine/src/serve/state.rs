@@ -23,6 +23,8 @@ pub struct State {
     pub targets: BTreeMap<String, TargetState>,
     /// The scheduler's last tick: `/healthz` answers 200 while it is recent.
     pub tick: Option<std::time::Instant>,
+    /// The last evaluation of the objectives, as `status` makes it.
+    pub status: Vec<crate::status::TargetStatus>,
 }
 
 impl State {
@@ -115,6 +117,44 @@ impl State {
                     "lifeboat_job_duration_seconds{{target=\"{}\",job=\"{}\"}} {s}",
                     label(name),
                     label(job)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lifeboat_objective_met Whether the target meets its declared objective (1) or not (0), as `status` judged it last.\n# TYPE lifeboat_objective_met gauge"
+        );
+        for row in &self.status {
+            let met = |measured: Option<f64>, objective: f64| {
+                u8::from(measured.is_some_and(|m| m <= objective))
+            };
+            if let Some(rpo) = row.rpo_objective_seconds {
+                let _ = writeln!(
+                    out,
+                    "lifeboat_objective_met{{target=\"{}\",objective=\"rpo\"}} {}",
+                    label(&row.target),
+                    met(row.backup_age_seconds, rpo)
+                );
+            }
+            if let Some(rto) = row.rto_objective_seconds {
+                let _ = writeln!(
+                    out,
+                    "lifeboat_objective_met{{target=\"{}\",objective=\"rto\"}} {}",
+                    label(&row.target),
+                    met(row.rto_seconds, rto)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lifeboat_last_drill_rto_seconds The RTO the target's last drill measured.\n# TYPE lifeboat_last_drill_rto_seconds gauge"
+        );
+        for row in &self.status {
+            if let Some(rto) = row.rto_seconds {
+                let _ = writeln!(
+                    out,
+                    "lifeboat_last_drill_rto_seconds{{target=\"{}\"}} {rto}",
+                    label(&row.target)
                 );
             }
         }

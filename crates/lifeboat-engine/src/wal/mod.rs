@@ -63,7 +63,7 @@ pub fn physical_target<'a>(
 }
 
 /// Where a physical target's WAL archiving stands, for `status`.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ArchiveState {
     /// The newest segment in the repository, and when it was written there.
     pub last_archived: Option<String>,
