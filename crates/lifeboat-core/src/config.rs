@@ -397,6 +397,10 @@ pub struct NotifyConfig {
     pub url_file: Option<PathBuf>,
     /// `kind = "command"`: run with `sh -c`, the alert as JSON on stdin.
     pub command: Option<String>,
+    /// `kind = "pagerduty"`: the integration's routing key (a secret), from the environment
+    /// or a file. `url` then overrides the Events API v2 endpoint.
+    pub routing_key_env: Option<String>,
+    pub routing_key_file: Option<PathBuf>,
     /// The alert kinds sent (`backup-failed`, `objective-missed`); default: every kind.
     pub events: Option<Vec<String>>,
 }
@@ -412,6 +416,8 @@ pub enum NotifyKind {
     Discord,
     /// A command, the alert as JSON on stdin.
     Command,
+    /// PagerDuty's Events API v2: `trigger`, then `resolve` with the same `dedup_key`.
+    Pagerduty,
 }
 
 impl NotifyConfig {
@@ -430,6 +436,16 @@ impl NotifyConfig {
         }
         .resolve(&format!("the url of `[[notify]] {}`", self.name))
         .map(Some)
+    }
+
+    /// PagerDuty's routing key.
+    pub fn routing_key(&self) -> Result<Redacted, ConfigError> {
+        SecretSource {
+            env: self.routing_key_env.clone(),
+            file: self.routing_key_file.clone(),
+            command: None,
+        }
+        .resolve(&format!("the routing key of `[[notify]] {}`", self.name))
     }
 
     /// Whether alerts of `kind` go to this channel.
@@ -911,6 +927,10 @@ impl Config {
                 "url-env"
             };
             n.address().map_err(|e| at(&["notify", &index, key], e))?;
+            if n.kind == NotifyKind::Pagerduty {
+                n.routing_key()
+                    .map_err(|e| at(&["notify", &index, "routing-key-env"], e))?;
+            }
         }
         let key = if self.heartbeat.url_file.is_some() {
             "url-file"

@@ -90,11 +90,15 @@ pub async fn send(channel: &NotifyConfig, alert: &Alert) -> Result<(), String> {
             serde_json::to_vec(&serde_json::json!({ "content": alert.headline() }))
                 .map_err(|e| e.to_string())?
         }
+        NotifyKind::Pagerduty => pagerduty_event(channel, alert)?,
     };
-    let url = channel
-        .address()
-        .map_err(|e| e.to_string())?
-        .ok_or("no `url`, `url-env` or `url-file`")?;
+    let url = match (channel.kind, channel.address().map_err(|e| e.to_string())?) {
+        (_, Some(url)) => url,
+        (NotifyKind::Pagerduty, None) => {
+            lifeboat_core::Redacted::new("https://events.pagerduty.com/v2/enqueue".to_string())
+        }
+        (_, None) => return Err("no `url`, `url-env` or `url-file`".into()),
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -112,6 +116,33 @@ pub async fn send(channel: &NotifyConfig, alert: &Alert) -> Result<(), String> {
     } else {
         Err(format!("the webhook answered {}", reply.status()))
     }
+}
+
+/// An Events API v2 event: a firing alert triggers an incident keyed by the alert's key,
+/// its end resolves the same one.
+fn pagerduty_event(channel: &NotifyConfig, alert: &Alert) -> Result<Vec<u8>, String> {
+    let key = channel.routing_key().map_err(|e| e.to_string())?;
+    let event = match alert.state {
+        AlertState::Firing => serde_json::json!({
+            "routing_key": key.expose(),
+            "event_action": "trigger",
+            "dedup_key": alert.key,
+            "payload": {
+                "summary": alert.headline().chars().take(1024).collect::<String>(),
+                "source": alert.host,
+                "severity": "error",
+                "component": alert.subject,
+                "class": alert.kind,
+                "timestamp": alert.time,
+            },
+        }),
+        AlertState::Resolved => serde_json::json!({
+            "routing_key": key.expose(),
+            "event_action": "resolve",
+            "dedup_key": alert.key,
+        }),
+    };
+    serde_json::to_vec(&event).map_err(|e| e.to_string())
 }
 
 async fn run_command(channel: &NotifyConfig, json: &[u8]) -> Result<(), String> {

@@ -243,8 +243,9 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     let ws = Workspace::new(BIN);
     let dead = free_port();
     let config = format!(
-        "[targets.db]\nkind = \"postgres\"\nurl = \"{}\"\nschedule = \"every 2s\"\n\n[[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"chat\"\nkind = \"slack\"\nurl-env = \"TEST_SLACK_URL\"\nevents = [\"backup-failed\"]\n\n[heartbeat]\nurl = \"http://127.0.0.1:{}/hb/\"\n",
+        "[targets.db]\nkind = \"postgres\"\nurl = \"{}\"\nschedule = \"every 2s\"\n\n[[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"chat\"\nkind = \"slack\"\nurl-env = \"TEST_SLACK_URL\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"pager\"\nkind = \"pagerduty\"\nurl = \"http://127.0.0.1:{}/pd\"\nrouting-key-env = \"TEST_PD_KEY\"\nevents = [\"backup-failed\"]\n\n[heartbeat]\nurl = \"http://127.0.0.1:{}/hb/\"\n",
         pg.url("shop"),
+        hooks.port,
         hooks.port,
         hooks.port
     );
@@ -254,6 +255,7 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     let serve = ws
         .command(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
         .env("TEST_SLACK_URL", &slack)
+        .env("TEST_PD_KEY", "R0UTINGKEY")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -307,6 +309,17 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     });
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!((firing(&hooks), resolved(&hooks)), (1, 1));
+    // PagerDuty: one trigger, then a resolve with the same dedup key (Events API v2).
+    let pd = hooks.at("/pd");
+    assert_eq!(pd.len(), 2, "{pd:#?}");
+    assert_eq!(pd[0]["event_action"], "trigger");
+    assert_eq!(pd[0]["routing_key"], "R0UTINGKEY");
+    assert_eq!(pd[0]["payload"]["severity"], "error");
+    assert_eq!(pd[0]["payload"]["component"], "db");
+    assert!(pd[0]["payload"]["summary"].as_str().unwrap().contains("db"));
+    assert!(pd[0]["payload"]["source"].is_string() && pd[0]["payload"]["timestamp"].is_string());
+    assert_eq!(pd[1]["event_action"], "resolve");
+    assert_eq!(pd[1]["dedup_key"], pd[0]["dedup_key"]);
     // The dead man's switch: pinged before each scheduled backup, then after it, `/fail`
     // after a failed one.
     for path in ["/hb/start", "/hb/fail", "/hb"] {
@@ -318,7 +331,10 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     ws.write_config(&format!(
         "{config}\n[[notify]]\nname = \"nowhere\"\nkind = \"discord\"\nurl = \"http://127.0.0.1:{dead}/x\"\n"
     ));
-    let run = ws.run_env(&["notify", "test"], &[("TEST_SLACK_URL", &slack)]);
+    let run = ws.run_env(
+        &["notify", "test"],
+        &[("TEST_SLACK_URL", &slack), ("TEST_PD_KEY", "R0UTINGKEY")],
+    );
     run.expect_code(1);
     assert!(run.stdout.contains("ops: sent"), "{}", run.stdout);
     assert!(run.stdout.contains("chat: sent"), "{}", run.stdout);
