@@ -22,6 +22,13 @@ if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
     || python3 -m pip install --quiet --break-system-packages 'moto[server]==5.2.1'
 fi
 
+# a real SMTP server for the email alert test (aiosmtpd), from PyPI
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  echo "installing: aiosmtpd (PyPI)" >&2
+  python3 -m pip install --quiet 'aiosmtpd==1.4.6' \
+    || python3 -m pip install --quiet --break-system-packages 'aiosmtpd==1.4.6'
+fi
+
 # a second S3-protocol server, which checks request signatures (the wrong-credentials
 # test), from crates.io: about 5 minutes to build once
 if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then

@@ -401,6 +401,10 @@ pub struct NotifyConfig {
     /// or a file. `url` then overrides the Events API v2 endpoint.
     pub routing_key_env: Option<String>,
     pub routing_key_file: Option<PathBuf>,
+    /// `kind = "email"`: the sender and the recipients; the server is the `url`
+    /// (`smtp://user:password@host:587?tls=required` for STARTTLS, `smtps://…:465` for TLS).
+    pub from: Option<String>,
+    pub to: Option<Vec<String>>,
     /// The alert kinds sent (`backup-failed`, `objective-missed`); default: every kind.
     pub events: Option<Vec<String>>,
 }
@@ -418,6 +422,8 @@ pub enum NotifyKind {
     Command,
     /// PagerDuty's Events API v2: `trigger`, then `resolve` with the same `dedup_key`.
     Pagerduty,
+    /// An email through an SMTP server, plain text and HTML.
+    Email,
 }
 
 impl NotifyConfig {

@@ -91,6 +91,7 @@ pub async fn send(channel: &NotifyConfig, alert: &Alert) -> Result<(), String> {
                 .map_err(|e| e.to_string())?
         }
         NotifyKind::Pagerduty => pagerduty_event(channel, alert)?,
+        NotifyKind::Email => return send_email(channel, alert).await,
     };
     let url = match (channel.kind, channel.address().map_err(|e| e.to_string())?) {
         (_, Some(url)) => url,
@@ -143,6 +144,64 @@ fn pagerduty_event(channel: &NotifyConfig, alert: &Alert) -> Result<Vec<u8>, Str
         }),
     };
     serde_json::to_vec(&event).map_err(|e| e.to_string())
+}
+
+/// The alert as an email through the channel's SMTP server.
+async fn send_email(channel: &NotifyConfig, alert: &Alert) -> Result<(), String> {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor, message::MultiPart};
+    let url = channel
+        .address()
+        .map_err(|e| e.to_string())?
+        .ok_or("no `url`, `url-env` or `url-file` (the SMTP server)")?;
+    let from = channel.from.as_deref().ok_or("no `from` address")?;
+    let to = channel.to.as_deref().unwrap_or_default();
+    if to.is_empty() {
+        return Err("no `to` address".into());
+    }
+    let state = match alert.state {
+        AlertState::Firing => "FIRING",
+        AlertState::Resolved => "resolved",
+    };
+    let subject = format!("[lifeboat] {state} {}: {}", alert.kind, alert.subject);
+    let text = format!(
+        "{}\n\nkey:     {}\nkind:    {}\nsubject: {}\ntime:    {}\nhost:    {}\n",
+        alert.message, alert.key, alert.kind, alert.subject, alert.time, alert.host
+    );
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let html = format!(
+        "<p><strong>{}</strong></p><p>{}</p><table><tr><td>key</td><td><code>{}</code></td></tr><tr><td>time</td><td>{}</td></tr><tr><td>host</td><td>{}</td></tr></table>",
+        escape(&alert.headline()),
+        escape(&alert.message),
+        escape(&alert.key),
+        escape(&alert.time),
+        escape(&alert.host)
+    );
+    let mut message = Message::builder()
+        .from(
+            from.parse()
+                .map_err(|e| format!("`from = {from:?}`: {e}"))?,
+        )
+        .subject(subject);
+    for t in to {
+        message = message.to(t.parse().map_err(|e| format!("`to` address {t:?}: {e}"))?);
+    }
+    let message = message
+        .multipart(MultiPart::alternative_plain_html(text, html))
+        .map_err(|e| e.to_string())?;
+    let mailer = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
+        // The URL holds the password: never in the message.
+        .map_err(|_| "the SMTP `url` is not a valid smtp:// or smtps:// URL".to_string())?
+        .timeout(Some(Duration::from_secs(20)))
+        .build();
+    mailer
+        .send(message)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("the SMTP server did not take the message: {e}"))
 }
 
 async fn run_command(channel: &NotifyConfig, json: &[u8]) -> Result<(), String> {

@@ -389,3 +389,72 @@ fn the_service_unit_and_the_example_config_are_valid() {
         "a secret was shown"
     );
 }
+
+/// Issue 19, point 5: an email alert through a real SMTP server (aiosmtpd, writing what it
+/// receives into a Maildir): subject and body name the target and what failed.
+#[test]
+fn a_failing_backup_is_emailed_through_a_real_smtp_server() {
+    let ws = Workspace::new(BIN);
+    let maildir = ws.path().join("mail");
+    let smtp_port = free_port();
+    let mut smtp = std::process::Command::new("python3")
+        .args(["-m", "aiosmtpd", "-n", "-l"])
+        .arg(format!("127.0.0.1:{smtp_port}"))
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(&maildir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("aiosmtpd (scripts/install-deps.sh installs it)");
+    wait_for("the SMTP server", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", smtp_port)).is_ok()
+    });
+    ws.write_config(&format!(
+        "[targets.search]\nkind = \"command\"\nbackup = \"echo 'index export failed' >&2; exit 3\"\nrestore = \"cat\"\nschedule = \"every 2s\"\n\n[[notify]]\nname = \"team\"\nkind = \"email\"\nurl-env = \"TEST_SMTP_URL\"\nfrom = \"lifeboat@acme.test\"\nto = [\"ops@acme.test\", \"cto@acme.test\"]\n"
+    ));
+    ws.run(&["init"]).expect_code(0);
+    let serve = ws
+        .command(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("TEST_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mails = || -> Vec<String> {
+        std::fs::read_dir(maildir.join("new"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_for("the email", Duration::from_secs(60), || {
+        mails().iter().any(|m| m.contains("backup-failed"))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    terminate(serve).expect_code(0);
+    let _ = smtp.kill();
+    let got: Vec<String> = mails()
+        .into_iter()
+        .filter(|m| m.contains("backup-failed"))
+        .collect();
+    assert_eq!(
+        got.len(),
+        1,
+        "one alert, not one per failed attempt: {got:#?}"
+    );
+    let mail = &got[0];
+    for part in [
+        "Subject: [lifeboat] FIRING backup-failed: search",
+        "From: lifeboat@acme.test",
+        "ops@acme.test",
+        "cto@acme.test",
+        "text/plain",
+        "text/html",
+        "key:     backup:search",
+    ] {
+        assert!(mail.contains(part), "no {part:?} in:\n{mail}");
+    }
+    assert!(mail.contains("status 3: index export failed"), "{mail}");
+}
