@@ -397,15 +397,24 @@ fn a_failing_backup_is_emailed_through_a_real_smtp_server() {
     let ws = Workspace::new(BIN);
     let maildir = ws.path().join("mail");
     let smtp_port = free_port();
-    let mut smtp = std::process::Command::new("python3")
-        .args(["-m", "aiosmtpd", "-n", "-l"])
-        .arg(format!("127.0.0.1:{smtp_port}"))
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("aiosmtpd (scripts/install-deps.sh installs it)");
+    struct Stopped(std::process::Child);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _smtp = Stopped(
+        std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{smtp_port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("aiosmtpd (scripts/install-deps.sh installs it)"),
+    );
     wait_for("the SMTP server", Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", smtp_port)).is_ok()
     });
@@ -434,7 +443,6 @@ fn a_failing_backup_is_emailed_through_a_real_smtp_server() {
     });
     std::thread::sleep(Duration::from_secs(3));
     terminate(serve).expect_code(0);
-    let _ = smtp.kill();
     let got: Vec<String> = mails()
         .into_iter()
         .filter(|m| m.contains("backup-failed"))
