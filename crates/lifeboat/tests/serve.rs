@@ -418,9 +418,9 @@ fn a_failing_backup_is_emailed_through_a_real_smtp_server() {
     wait_for("the SMTP server", Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", smtp_port)).is_ok()
     });
-    ws.write_config(&format!(
-        "[targets.search]\nkind = \"command\"\nbackup = \"echo 'index export failed' >&2; exit 3\"\nrestore = \"cat\"\nschedule = \"every 2s\"\n\n[[notify]]\nname = \"team\"\nkind = \"email\"\nurl-env = \"TEST_SMTP_URL\"\nfrom = \"lifeboat@acme.test\"\nto = [\"ops@acme.test\", \"cto@acme.test\"]\n"
-    ));
+    ws.write_config(
+        "[targets.search]\nkind = \"command\"\nbackup = \"echo 'index export failed' >&2; exit 3\"\nrestore = \"cat\"\nschedule = \"every 2s\"\n\n[[notify]]\nname = \"team\"\nkind = \"email\"\nurl-env = \"TEST_SMTP_URL\"\nfrom = \"lifeboat@acme.test\"\nto = [\"ops@acme.test\", \"cto@acme.test\"]\n",
+    );
     ws.run(&["init"]).expect_code(0);
     let serve = ws
         .command(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
