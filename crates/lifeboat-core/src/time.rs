@@ -18,18 +18,18 @@ pub fn parse_time(text: &str) -> Result<Timestamp, String> {
 /// PostgreSQL's spelling (manifests before this type held the server's text); `""` is none.
 pub mod moment {
     use jiff::Timestamp;
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&t.map(|t| t.to_string()).unwrap_or_default())
     }
 
+    /// A spelling that cannot be read (an old manifest holding a server's `now()::text`
+    /// under a non-ISO `DateStyle`) is none rather than an unreadable manifest: the moment
+    /// is lost, the snapshot is not.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
         let text = String::deserialize(d)?;
-        if text.trim().is_empty() {
-            return Ok(None);
-        }
-        super::parse_time(&text).map(Some).map_err(D::Error::custom)
+        Ok(super::parse_time(&text).ok())
     }
 }
 

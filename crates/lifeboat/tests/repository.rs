@@ -562,3 +562,72 @@ fn a_full_repository_fails_the_backup_with_a_hint() {
     let snaps = ws.run(&["snapshots", "--json"]).json()["snapshots"].clone();
     assert_eq!(snaps, serde_json::json!([]));
 }
+
+/// From a review: what stands in the way of a files restore is saved first, or refused.
+/// A file where the snapshot has a folder counts as overwritten (refused without `--force`,
+/// in the emergency backup with it); a folder where it has a file is refused even then.
+#[test]
+fn a_files_restore_saves_what_stands_where_its_folders_go() {
+    let ws = Workspace::new(BIN);
+    let data = ws.path().join("data");
+    std::fs::create_dir_all(data.join("app")).unwrap();
+    std::fs::write(data.join("app/config.yml"), "port: 80\n").unwrap();
+    std::fs::write(data.join("top.txt"), "top\n").unwrap();
+    ws.write_config(&format!(
+        "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n",
+        data.display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup", "d"]).expect_code(0);
+
+    let out = ws.path().join("out");
+    let inside = out.join(data.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&inside).unwrap();
+    // A file where the snapshot has the folder `app`.
+    std::fs::write(inside.join("app"), "a file in the way\n").unwrap();
+    let to = ["restore", "d", "--to-dir", out.to_str().unwrap()];
+    ws.run(&to)
+        .expect_code(1)
+        .expect_stderr(&["refusing to overwrite 1 existing file(s)"], &[]);
+    assert_eq!(
+        std::fs::read_to_string(inside.join("app")).unwrap(),
+        "a file in the way\n"
+    );
+    let run = ws.run(&[&to[..], &["--force"]].concat());
+    run.expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(inside.join("app/config.yml")).unwrap(),
+        "port: 80\n"
+    );
+    // The emergency backup holds the file that was in the way.
+    let saved = ws.path().join("saved");
+    let emergency = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("emergency backup: snapshot "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    ws.run(&[
+        "restore",
+        "d",
+        "--snapshot",
+        &emergency,
+        "--to-dir",
+        saved.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    let kept = saved.join(inside.strip_prefix("/").unwrap()).join("app");
+    assert_eq!(
+        std::fs::read_to_string(kept).unwrap(),
+        "a file in the way\n"
+    );
+
+    // A folder where the snapshot has the file `top.txt`: refused, even with --force.
+    std::fs::remove_file(inside.join("top.txt")).unwrap();
+    std::fs::create_dir_all(inside.join("top.txt/mine")).unwrap();
+    ws.run(&[&to[..], &["--force"]].concat())
+        .expect_code(1)
+        .expect_stderr(&["stand where the snapshot has files"], &[]);
+    assert!(inside.join("top.txt/mine").is_dir());
+}

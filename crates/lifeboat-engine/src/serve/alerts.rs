@@ -27,6 +27,11 @@ impl Alerts {
         Some(alert)
     }
 
+    /// Whether a problem whose key starts with `prefix` (`backup:`) is firing.
+    pub fn firing_with_prefix(&self, prefix: &str) -> bool {
+        self.firing.keys().any(|k| k.starts_with(prefix))
+    }
+
     /// The problem `key` does not hold now: the alert to send if it just ended.
     pub fn cleared(&mut self, key: &str, message: &str) -> Option<Alert> {
         let was = self.firing.remove(key)?;

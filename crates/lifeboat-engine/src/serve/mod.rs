@@ -37,6 +37,9 @@ pub struct Shared {
     running: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Cancels running jobs on shutdown.
     jobs_cancel: Cancel,
+    /// Forget (prune) waits here for backups and drills to end, and they for it, instead
+    /// of failing on the repository lock's short wait.
+    upkeep: tokio::sync::RwLock<()>,
     heartbeat: Option<Redacted>,
     token: Option<Redacted>,
 }
@@ -86,6 +89,11 @@ impl Shared {
             crate::notify::heartbeat(url, "/start");
         }
         let handle = tokio::spawn(async move {
+            // Forget holds the repository alone; the others share it.
+            let (_read, _write) = match job {
+                Job::Forget => (None, Some(shared.upkeep.write().await)),
+                _ => (Some(shared.upkeep.read().await), None),
+            };
             // Beside other operations on the repository, as the commands run.
             let lock = match job {
                 Job::Backup(_) | Job::Drill(_) => Some(
@@ -114,9 +122,17 @@ impl Shared {
             };
             shared.alert_on(&job, &record);
             if let Some(url) = &pinged {
+                // One heartbeat for all targets: it is good only while no target's last
+                // backup failed.
+                let any_failing = shared
+                    .alerts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .firing_with_prefix("backup:");
                 match record.outcome {
-                    Outcome::Succeeded => crate::notify::heartbeat(url, ""),
                     Outcome::Failed => crate::notify::heartbeat(url, "/fail"),
+                    Outcome::Succeeded if any_failing => crate::notify::heartbeat(url, "/fail"),
+                    Outcome::Succeeded => crate::notify::heartbeat(url, ""),
                     Outcome::Interrupted | Outcome::Skipped => {}
                 }
             }
@@ -221,6 +237,7 @@ pub async fn run(
         heartbeat: engine.config.heartbeat.address()?,
         running: Mutex::new(HashMap::new()),
         jobs_cancel: Cancel::new(),
+        upkeep: tokio::sync::RwLock::new(()),
         token,
     });
     // What ran before this process: the newest good backup of each target.
@@ -338,9 +355,10 @@ async fn schedule_job(
             .targets
             .get(name)
             .and_then(|t| t.last_success);
-        let overdue = match (last, schedule.interval(&now)) {
+        // Overdue: no good backup since the most recent slot that has passed.
+        let overdue = match (last, latest_slot(&schedule, &now)) {
             (None, _) => true,
-            (Some(at), Some(interval)) => at.duration_until(now.timestamp()) > interval,
+            (Some(at), Some(slot)) => at < slot.timestamp(),
             (Some(_), None) => false,
         };
         if overdue {
@@ -365,5 +383,40 @@ async fn schedule_job(
             return;
         }
         shared.start_job(job.clone(), Trigger::Schedule);
+    }
+}
+
+/// The latest slot of `schedule` at or before `now`.
+fn latest_slot(schedule: &Schedule, now: &jiff::Zoned) -> Option<jiff::Zoned> {
+    let interval = schedule.interval(now)?;
+    let mut slot = schedule.next_after(&now.checked_sub(interval.checked_mul(2)?).ok()?)?;
+    if slot > *now {
+        return None;
+    }
+    while let Some(next) = schedule.next_after(&slot) {
+        if next > *now {
+            break;
+        }
+        slot = next;
+    }
+    Some(slot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_slot_is_the_one_that_passed_last() {
+        let now: jiff::Zoned = "2026-12-06T10:07:30+00:00[UTC]".parse().unwrap();
+        let slot = |s: &str| {
+            latest_slot(&s.parse().unwrap(), &now).map(|z| z.strftime("%H:%M:%S").to_string())
+        };
+        assert_eq!(slot("*/15 * * * *").as_deref(), Some("10:00:00"));
+        assert_eq!(slot("0 2 * * *").as_deref(), Some("02:00:00"));
+        // A daily slot just passed: a backup from before it is overdue, one after it not.
+        let daily: Schedule = "0 10 * * *".parse().unwrap();
+        let at = latest_slot(&daily, &now).unwrap().timestamp();
+        assert_eq!(at.to_string(), "2026-12-06T10:00:00Z");
     }
 }

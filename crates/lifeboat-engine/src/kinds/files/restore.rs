@@ -62,12 +62,43 @@ pub(super) async fn plan(
         ));
     }
     let (snapshot, fm) = chosen_section(engine, request, |m| &m.files, "files").await?;
-    let existing: Vec<String> = fm
-        .files
-        .iter()
-        .filter(|f| below(&dir, &f.path).exists())
-        .map(|f| f.path.clone())
-        .collect();
+    // What the restore would replace: files at the snapshot's paths, and anything that is
+    // not a folder where the snapshot needs one (a file, a link) — saved first like them.
+    let mut existing: Vec<String> = Vec::new();
+    let mut folders_in_the_way = Vec::new();
+    for f in &fm.files {
+        let mut path = std::path::Path::new(&f.path);
+        while let Some(parent) = path.parent() {
+            if parent.as_os_str().is_empty() || parent == std::path::Path::new("/") {
+                break;
+            }
+            let there = std::fs::symlink_metadata(below(&dir, &parent.to_string_lossy()));
+            if there.is_ok_and(|m| !m.is_dir()) {
+                existing.push(parent.to_string_lossy().into_owned());
+            }
+            path = parent;
+        }
+        match std::fs::symlink_metadata(below(&dir, &f.path)) {
+            Ok(m) if m.is_dir() => folders_in_the_way.push(f.path.clone()),
+            Ok(_) => existing.push(f.path.clone()),
+            Err(_) => {}
+        }
+    }
+    existing.sort();
+    existing.dedup();
+    if let Some(first) = folders_in_the_way.first() {
+        return Err(EngineError::failure(
+            format!(
+                "{} folder(s) below `{}` stand where the snapshot has files (first: `{first}`)",
+                folders_in_the_way.len(),
+                dir.display()
+            ),
+            Some(
+                "restore into another folder; lifeboat does not replace a folder with a file"
+                    .into(),
+            ),
+        ));
+    }
     let overwrites = !existing.is_empty();
     let mut steps = Vec::new();
     if overwrites {
