@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
 /// Whether a problem began or ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AlertState {
     Firing,
@@ -18,7 +18,7 @@ pub enum AlertState {
 
 /// One alert: a problem that began, or its end. `key` is stable per problem
 /// (`backup:app`, `objective:app`), so a receiver can pair the two.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Alert {
     pub key: String,
     pub state: AlertState,

@@ -252,14 +252,16 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     ws.write_config(&config);
     ws.run(&["init"]).expect_code(0);
     let slack = format!("http://127.0.0.1:{}/slack", hooks.port);
-    let serve = ws
-        .command(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
-        .env("TEST_SLACK_URL", &slack)
-        .env("TEST_PD_KEY", "R0UTINGKEY")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let start = || {
+        ws.command(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+            .env("TEST_SLACK_URL", &slack)
+            .env("TEST_PD_KEY", "R0UTINGKEY")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let serve = start();
     let firing = |hooks: &Receiver| {
         hooks
             .at("/hook")
@@ -295,8 +297,11 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     let text = hooks.at("/slack")[0]["text"].as_str().unwrap().to_string();
     assert!(text.contains("db") && text.contains("failed"), "{text}");
 
-    // The database comes: the next backup works, and the problem resolves once.
+    // `serve` restarts, then the database comes: the next backup works, and the problem
+    // that fired before the restart resolves once.
+    terminate(serve).expect_code(0);
     pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    let serve = start();
     let resolved = |hooks: &Receiver| {
         hooks
             .at("/hook")

@@ -1,16 +1,49 @@
 //! The alert lifecycle: one alert when a problem begins, one when it ends; never one per
-//! failed attempt. Problems are keyed (`backup:app`, `objective:app`).
+//! failed attempt. Problems are keyed (`backup:app`, `objective:app`). The firing ones are
+//! kept in the side area (`lifeboat/serve/alerts.json`), so that a restarted `serve` still
+//! resolves what fired before.
 
-use std::collections::HashMap;
+use std::{collections::BTreeMap, sync::Arc};
+
+use lifeboat_repo::Repo;
 
 use crate::notify::{Alert, AlertState};
 
+/// Where the firing alerts are kept.
+const FIRING: &str = "serve/alerts.json";
+
 #[derive(Debug, Default)]
 pub struct Alerts {
-    firing: HashMap<String, Alert>,
+    firing: BTreeMap<String, Alert>,
 }
 
 impl Alerts {
+    /// The alerts firing when the last `serve` stopped (none if unreadable).
+    pub async fn load(repo: &Arc<Repo>) -> Self {
+        let read = repo.call(|r| r.side().get(FIRING)).await;
+        let firing = match read {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Ok(None) => BTreeMap::new(),
+            Err(e) => {
+                log::warn!("cannot read the firing alerts: {e}");
+                BTreeMap::new()
+            }
+        };
+        Self { firing }
+    }
+
+    /// The firing alerts, to keep: call after a change.
+    pub fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(&self.firing).unwrap_or_default()
+    }
+
+    /// Keep `bytes` (from [`Alerts::snapshot`]) in the side area.
+    pub async fn keep(repo: &Arc<Repo>, bytes: Vec<u8>) {
+        if let Err(e) = repo.call(move |r| r.side().put(FIRING, &bytes)).await {
+            log::warn!("cannot keep the firing alerts: {e}");
+        }
+    }
+
     /// The problem `key` holds now: the alert to send if it just began.
     pub fn problem(
         &mut self,

@@ -178,8 +178,20 @@ impl Shared {
             }
         };
         if let Some(a) = alert {
+            self.keep_alerts();
             crate::notify::deliver(&self.engine.config.notify, &a);
         }
+    }
+
+    /// Keep the firing alerts in the side area, on a task of its own.
+    fn keep_alerts(&self) {
+        let bytes = self
+            .alerts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot();
+        let repo = self.engine.repo.clone();
+        tokio::spawn(async move { alerts::Alerts::keep(&repo, bytes).await });
     }
 
     /// Evaluate every target's objectives as `status` does: a miss raises
@@ -211,6 +223,9 @@ impl Shared {
                 send.extend(alert);
             }
         }
+        if !send.is_empty() {
+            self.keep_alerts();
+        }
         for a in send {
             crate::notify::deliver(&self.engine.config.notify, &a);
         }
@@ -233,7 +248,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         state: Mutex::new(state::State::default()),
-        alerts: Mutex::new(alerts::Alerts::default()),
+        alerts: Mutex::new(alerts::Alerts::load(&engine.repo).await),
         heartbeat: engine.config.heartbeat.address()?,
         running: Mutex::new(HashMap::new()),
         jobs_cancel: Cancel::new(),
