@@ -44,17 +44,27 @@ impl Cancel {
     /// Run blocking `f` off the async threads with a [`StopFlag`] that is set when this token
     /// is (or when this future is dropped), and wait for `f` to return: a stoppable call
     /// (a restore between packs) returns soon after, so that what it wrote can be removed
-    /// once nothing writes there any more.
+    /// once nothing writes there any more. Dropped before `f` returned (a drill abandons
+    /// its restore phase), the drop itself waits for `f` to stop (up to a minute), so that
+    /// a teardown right after never races its writes.
     pub async fn blocking_until<T, F>(&self, f: F) -> T
     where
         F: FnOnce(StopFlag) -> T + Send + 'static,
         T: Send + 'static,
     {
-        struct StopOnDrop(StopFlag, tokio::task::JoinHandle<()>);
+        struct StopOnDrop {
+            flag: StopFlag,
+            watcher: tokio::task::JoinHandle<()>,
+            /// Set while `f` may still run.
+            running: Option<std::sync::mpsc::Receiver<()>>,
+        }
         impl Drop for StopOnDrop {
             fn drop(&mut self) {
-                self.0.stop();
-                self.1.abort();
+                self.flag.stop();
+                self.watcher.abort();
+                if let Some(done) = self.running.take() {
+                    let _ = done.recv_timeout(std::time::Duration::from_secs(60));
+                }
             }
         }
         let flag = StopFlag::new();
@@ -64,8 +74,20 @@ impl Cancel {
                 flag.stop();
             }
         });
-        let _stop = StopOnDrop(flag, watcher);
-        lifeboat_repo::blocking(move || f(flag)).await
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut stop = StopOnDrop {
+            flag,
+            watcher,
+            running: Some(done_rx),
+        };
+        let out = lifeboat_repo::blocking(move || {
+            let out = f(flag);
+            let _ = done_tx.send(());
+            out
+        })
+        .await;
+        stop.running = None;
+        out
     }
 
     /// Run `fut` unless (or until) the token is set; then `fut` is dropped.
@@ -120,5 +142,27 @@ mod tests {
         // Not set when the token is not.
         let quiet = Cancel::new();
         assert!(!quiet.blocking_until(|stop| stop.is_set()).await);
+    }
+
+    /// From a review: a drill abandons its restore phase by dropping it; the drop waits for
+    /// the blocking work to stop, so that the teardown after it never races its writes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_blocking_work_waits_for_it_to_stop() {
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = ended.clone();
+        let cancel = Cancel::new();
+        let work = cancel.blocking_until(move |stop| {
+            while !stop.is_set() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        // Abandoned after 50 ms, as `Cancel::guard` abandons a phase.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(50), work).await;
+        assert!(
+            ended.load(std::sync::atomic::Ordering::SeqCst),
+            "the work still ran after it was dropped"
+        );
     }
 }

@@ -247,6 +247,33 @@ pub async fn store(engine: &Engine, record: &JobRecord) {
     }
 }
 
+/// How many records `serve` keeps per target; older ones are deleted as new ones come.
+pub const KEPT_PER_TARGET: usize = 1000;
+
+/// Delete all but the newest `keep` records of `subject` (record names start with their
+/// start time, so name order is time order). A failure is a log line.
+pub async fn prune(repo: &Arc<Repo>, subject: &str, keep: usize) {
+    let dir = format!("{JOBS_DIR}/{subject}");
+    let pruned = repo
+        .call(move |r| -> Result<usize, lifeboat_repo::SideError> {
+            let mut names = r.side().list(&dir)?;
+            names.retain(|n| n.ends_with(".json"));
+            if names.len() <= keep {
+                return Ok(0);
+            }
+            names.sort();
+            let old = names.len() - keep;
+            for n in &names[..old] {
+                r.side().delete(&format!("{dir}/{n}"))?;
+            }
+            Ok(old)
+        })
+        .await;
+    if let Err(e) = pruned {
+        log::warn!("cannot prune the job history: {e}");
+    }
+}
+
 /// Every recorded job (of `target`), oldest first. An unreadable record is skipped with a
 /// log line.
 pub async fn history(repo: &Arc<Repo>, target: Option<&str>) -> EngineResult<Vec<JobRecord>> {

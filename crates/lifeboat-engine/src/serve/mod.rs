@@ -40,6 +40,8 @@ pub struct Shared {
     /// Forget (prune) waits here for backups and drills to end, and they for it, instead
     /// of failing on the repository lock's short wait.
     upkeep: tokio::sync::RwLock<()>,
+    /// Job records kept per target.
+    kept_jobs: usize,
     heartbeat: Option<Redacted>,
     token: Option<Redacted>,
 }
@@ -121,6 +123,7 @@ impl Shared {
                 _ => jobs::run_job(&shared.engine, &job, trigger, &cancel).await,
             };
             shared.alert_on(&job, &record);
+            jobs::prune(&shared.engine.repo, job.subject(), shared.kept_jobs).await;
             if let Some(url) = &pinged {
                 // One heartbeat for all targets: it is good only while no target's last
                 // backup failed.
@@ -253,6 +256,10 @@ pub async fn run(
         running: Mutex::new(HashMap::new()),
         jobs_cancel: Cancel::new(),
         upkeep: tokio::sync::RwLock::new(()),
+        kept_jobs: std::env::var("LIFEBOAT_KEPT_JOBS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(jobs::KEPT_PER_TARGET),
         token,
     });
     // What ran before this process: the newest good backup of each target.

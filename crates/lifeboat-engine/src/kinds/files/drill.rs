@@ -145,8 +145,8 @@ impl Rehearsal for FilesRehearsal {
             self.source.clone(),
             self.root()?,
         );
-        // Stopped between packs when the drill abandons this phase (the future is dropped),
-        // so that teardown does not race the restore's writes.
+        // Stopped between packs when the drill abandons this phase (the future is dropped,
+        // and the drop waits for the restore to stop), so teardown never races its writes.
         let s = Cancel::new()
             .blocking_until(move |stop| repo.restore_dir_until(&id, &src, &dir, false, Some(stop)))
             .await
