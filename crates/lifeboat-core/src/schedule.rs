@@ -133,31 +133,37 @@ impl Cron {
         })
     }
 
-    /// Whether the minute of `t` matches every field.
-    pub fn matches(&self, t: &jiff::Zoned) -> bool {
+    /// Whether the wall-clock minute `t` matches every field.
+    pub fn matches(&self, t: &jiff::civil::DateTime) -> bool {
         self.minutes >> t.minute() & 1 == 1
             && self.hours >> t.hour() & 1 == 1
             && self.months >> t.month() & 1 == 1
             && self.day_matches(t.day() as u32, t.weekday().to_sunday_zero_offset() as u32)
     }
 
-    /// The first whole minute strictly after `after` that matches.
+    /// The first slot strictly after `after`: the next wall-clock minute (in `after`'s
+    /// time zone) that matches. As cron does across daylight-saving changes: a minute the
+    /// clocks skip runs just after the change, and a minute they repeat runs once.
     pub fn next_after(&self, after: &jiff::Zoned) -> Option<jiff::Zoned> {
-        let minute = jiff::SignedDuration::from_secs(60);
+        let tz = after.time_zone();
         let mut t = after
+            .datetime()
             .with()
             .second(0)
             .subsec_nanosecond(0)
             .build()
-            .ok()?
-            .checked_add(minute)
             .ok()?;
         // Five years of minutes at most; a day that never comes ends the search.
         for _ in 0..5 * 366 * 24 * 60 {
+            t = t.checked_add(jiff::SignedDuration::from_secs(60)).ok()?;
             if self.matches(&t) {
-                return Some(t);
+                // A skipped minute maps to the instant after the gap, a repeated one to
+                // its first occurrence.
+                let slot = tz.to_zoned(t).ok()?;
+                if slot > *after {
+                    return Some(slot);
+                }
             }
-            t = t.checked_add(minute).ok()?;
         }
         None
     }
@@ -327,6 +333,40 @@ mod tests {
             .next_after(&bucharest)
             .unwrap();
         assert_eq!(slot.timestamp().to_string(), "2026-12-07T00:00:00Z");
+    }
+
+    /// From a review: across daylight-saving changes, as cron. Berlin skips 02:00–03:00 on
+    /// 2026-03-29 and repeats 02:00–03:00 on 2026-10-25.
+    #[test]
+    fn daylight_saving_changes_neither_skip_nor_repeat_a_day() {
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        let slots = |s: &str, from: &str, n: usize| {
+            let s: Schedule = s.parse().unwrap();
+            let mut t = from
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .to_zoned(berlin.clone());
+            (0..n)
+                .map(|_| {
+                    t = s.next_after(&t).unwrap();
+                    t.timestamp().to_string()
+                })
+                .collect::<Vec<_>>()
+        };
+        // 02:30 does not exist on the 29th: that day's run is just after the change.
+        assert_eq!(
+            slots("30 2 * * *", "2026-03-28T12:00:00Z", 3),
+            [
+                "2026-03-29T01:30:00Z",
+                "2026-03-30T00:30:00Z",
+                "2026-03-31T00:30:00Z"
+            ]
+        );
+        // 02:30 comes twice on 2026-10-25: it runs once.
+        assert_eq!(
+            slots("30 2 * * *", "2026-10-24T12:00:00Z", 2),
+            ["2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"]
+        );
     }
 
     #[test]
