@@ -367,22 +367,38 @@ pub struct HeartbeatConfig {
 }
 
 impl HeartbeatConfig {
-    /// The URL, if a heartbeat is configured.
+    /// The URL, if a heartbeat is configured (without a trailing `/`).
     pub fn address(&self) -> Result<Option<Redacted>, ConfigError> {
-        if let Some(u) = &self.url {
-            return Ok(Some(Redacted::new(u.trim_end_matches('/').to_string())));
-        }
-        if self.url_env.is_none() && self.url_file.is_none() {
-            return Ok(None);
-        }
-        SecretSource {
-            env: self.url_env.clone(),
-            file: self.url_file.clone(),
-            command: None,
-        }
-        .resolve("`[heartbeat]` url")
-        .map(|u| Some(Redacted::new(u.expose().trim_end_matches('/').to_string())))
+        Ok(url_from(
+            &self.url,
+            &self.url_env,
+            &self.url_file,
+            "`[heartbeat]` url",
+        )?
+        .map(|u| Redacted::new(u.expose().trim_end_matches('/').to_string())))
     }
+}
+
+/// A URL given as `url`, or — a secret — as `url-env` / `url-file`; none if none is.
+fn url_from(
+    url: &Option<String>,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+    what: &str,
+) -> Result<Option<Redacted>, ConfigError> {
+    if let Some(u) = url {
+        return Ok(Some(Redacted::new(u.clone())));
+    }
+    if env.is_none() && file.is_none() {
+        return Ok(None);
+    }
+    SecretSource {
+        env: env.clone(),
+        file: file.clone(),
+        command: None,
+    }
+    .resolve(what)
+    .map(Some)
 }
 
 /// `[[notify]]`: one channel alerts go to.
@@ -429,19 +445,12 @@ pub enum NotifyKind {
 impl NotifyConfig {
     /// The channel's address: `url`, or the secret `url-env` / `url-file` names.
     pub fn address(&self) -> Result<Option<Redacted>, ConfigError> {
-        if let Some(u) = &self.url {
-            return Ok(Some(Redacted::new(u.clone())));
-        }
-        if self.url_env.is_none() && self.url_file.is_none() {
-            return Ok(None);
-        }
-        SecretSource {
-            env: self.url_env.clone(),
-            file: self.url_file.clone(),
-            command: None,
-        }
-        .resolve(&format!("the url of `[[notify]] {}`", self.name))
-        .map(Some)
+        url_from(
+            &self.url,
+            &self.url_env,
+            &self.url_file,
+            &format!("the url of `[[notify]] {}`", self.name),
+        )
     }
 
     /// PagerDuty's routing key.

@@ -292,32 +292,22 @@ mod tests {
                 .next_after(&at(t))
                 .map(|z| z.strftime("%Y-%m-%d %H:%M:%S").to_string())
         };
-        // Strictly after: a slot at the very moment is the next one's predecessor.
-        assert_eq!(
-            next("0 2 * * *", "2026-12-06T02:00:00").unwrap(),
-            "2026-12-07 02:00:00"
-        );
-        assert_eq!(
-            next("0 2 * * *", "2026-12-06T01:59:30").unwrap(),
-            "2026-12-06 02:00:00"
-        );
-        assert_eq!(
-            next("*/15 * * * *", "2026-12-06T10:07:59").unwrap(),
-            "2026-12-06 10:15:00"
-        );
-        // The 13th or a Friday, whichever comes first: Friday 2026-12-11.
-        assert_eq!(
-            next("0 0 13 * fri", "2026-12-06T00:00:00").unwrap(),
-            "2026-12-11 00:00:00"
-        );
-        assert_eq!(
-            next("hourly", "2026-12-31T23:30:00").unwrap(),
-            "2027-01-01 00:00:00"
-        );
-        assert_eq!(
-            next("every 90s", "2026-12-06T10:00:00").unwrap(),
-            "2026-12-06 10:01:30"
-        );
+        for (schedule, after, slot) in [
+            // Strictly after: a slot at the very moment is the next one's predecessor.
+            ("0 2 * * *", "2026-12-06T02:00:00", "2026-12-07 02:00:00"),
+            ("0 2 * * *", "2026-12-06T01:59:30", "2026-12-06 02:00:00"),
+            ("*/15 * * * *", "2026-12-06T10:07:59", "2026-12-06 10:15:00"),
+            // The 13th or a Friday, whichever comes first: Friday 2026-12-11.
+            ("0 0 13 * fri", "2026-12-06T00:00:00", "2026-12-11 00:00:00"),
+            ("hourly", "2026-12-31T23:30:00", "2027-01-01 00:00:00"),
+            ("every 90s", "2026-12-06T10:00:00", "2026-12-06 10:01:30"),
+        ] {
+            assert_eq!(
+                next(schedule, after).as_deref(),
+                Some(slot),
+                "{schedule} after {after}"
+            );
+        }
         assert_eq!(next("0 0 31 feb *", "2026-12-06T00:00:00"), None);
         let daily: Schedule = "daily".parse().unwrap();
         assert_eq!(

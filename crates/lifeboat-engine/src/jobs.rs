@@ -90,6 +90,34 @@ impl JobRecord {
     }
 }
 
+impl JobRecord {
+    /// Complete the record of a job that started at `started`: its outcome, and the
+    /// snapshot and bytes it made or the error.
+    fn finish(
+        &mut self,
+        started: std::time::Instant,
+        outcome: Result<(Option<SnapshotId>, u64), &EngineError>,
+    ) {
+        self.finished_at = Some(jiff::Timestamp::now());
+        self.seconds = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok((snapshot, bytes)) => {
+                self.outcome = Outcome::Succeeded;
+                self.snapshot = snapshot;
+                self.bytes = bytes;
+            }
+            Err(e) => {
+                self.outcome = if e.failure == Failure::Interrupted {
+                    Outcome::Interrupted
+                } else {
+                    Outcome::Failed
+                };
+                self.error = Some(e.full_message());
+            }
+        }
+    }
+}
+
 /// Back up `name` as a recorded job: [`backup::backup`], then its record. A record that
 /// cannot be stored is a warning; the backup's outcome stands.
 pub async fn run_backup(
@@ -111,23 +139,12 @@ pub async fn backup_job(
     let mut record = JobRecord::new("backup", name, trigger, jiff::Timestamp::now());
     let started = std::time::Instant::now();
     let outcome = backup::backup(engine, name, cancel).await;
-    record.finished_at = Some(jiff::Timestamp::now());
-    record.seconds = started.elapsed().as_secs_f64();
-    match &outcome {
-        Ok(r) => {
-            record.outcome = Outcome::Succeeded;
-            record.snapshot = Some(r.snapshot.clone());
-            record.bytes = r.bytes;
-        }
-        Err(e) => {
-            record.outcome = if e.failure == Failure::Interrupted {
-                Outcome::Interrupted
-            } else {
-                Outcome::Failed
-            };
-            record.error = Some(e.full_message());
-        }
-    }
+    record.finish(
+        started,
+        outcome
+            .as_ref()
+            .map(|r| (Some(r.snapshot.clone()), r.bytes)),
+    );
     store(engine, &record).await;
     (record, outcome)
 }
@@ -214,22 +231,12 @@ pub async fn run_job(engine: &Engine, job: &Job, trigger: Trigger, cancel: &Canc
             Err(e) => Err(e),
         },
     };
-    record.finished_at = Some(jiff::Timestamp::now());
-    record.seconds = started.elapsed().as_secs_f64();
-    match outcome {
-        Ok(snapshot) => {
-            record.outcome = Outcome::Succeeded;
-            record.snapshot = snapshot.filter(|s| !s.is_empty());
-        }
-        Err(e) => {
-            record.outcome = if e.failure == Failure::Interrupted {
-                Outcome::Interrupted
-            } else {
-                Outcome::Failed
-            };
-            record.error = Some(e.full_message());
-        }
-    }
+    record.finish(
+        started,
+        outcome
+            .as_ref()
+            .map(|s| (s.clone().filter(|s| !s.is_empty()), 0)),
+    );
     store(engine, &record).await;
     record
 }

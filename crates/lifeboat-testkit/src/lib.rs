@@ -175,6 +175,17 @@ impl Workspace {
         std::fs::write(self.config_path(), text).expect("write config");
     }
 
+    /// A files target `d` of the folder `data` in the config, the repository created, and
+    /// one backup of it taken.
+    pub fn files_target_backed_up(&self, data: &Path) {
+        self.write_config(&format!(
+            "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n",
+            data.display()
+        ));
+        self.run(&["init"]).expect_code(0);
+        self.run(&["backup", "d"]).expect_code(0);
+    }
+
     /// `lifeboat ARGS` started in the background, its output captured (for [`terminate`]).
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
         self.command(args)

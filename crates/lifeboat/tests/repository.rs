@@ -205,12 +205,7 @@ fn a_full_destination_is_an_error() {
             .collect();
         std::fs::write(data.join(format!("f{i}")), body).unwrap();
     }
-    ws.write_config(&format!(
-        "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n",
-        data.display()
-    ));
-    ws.run(&["init"]).expect_code(0);
-    ws.run(&["backup"]).expect_code(0);
+    ws.files_target_backed_up(&data);
 
     let small = Tmpfs::mount(&ws.path().join("small"), "size=4m");
     let out = small.path().join("out");
@@ -573,12 +568,7 @@ fn a_files_restore_saves_what_stands_where_its_folders_go() {
     std::fs::create_dir_all(data.join("app")).unwrap();
     std::fs::write(data.join("app/config.yml"), "port: 80\n").unwrap();
     std::fs::write(data.join("top.txt"), "top\n").unwrap();
-    ws.write_config(&format!(
-        "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n",
-        data.display()
-    ));
-    ws.run(&["init"]).expect_code(0);
-    ws.run(&["backup", "d"]).expect_code(0);
+    ws.files_target_backed_up(&data);
 
     let out = ws.path().join("out");
     let inside = out.join(data.strip_prefix("/").unwrap());

@@ -1066,12 +1066,7 @@ fn a_signal_during_a_files_restore_leaves_the_folder_as_it_was() {
         )
         .unwrap();
     }
-    ws.write_config(&format!(
-        "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n",
-        data.display()
-    ));
-    ws.run(&["init"]).expect_code(0);
-    ws.run(&["backup", "d"]).expect_code(0);
+    ws.files_target_backed_up(&data);
 
     let out = ws.path().join("out");
     let inside = out.join(data.strip_prefix("/").unwrap());
