@@ -218,6 +218,8 @@ impl Retention {
 pub struct Objectives {
     pub rpo: Option<HumanDuration>,
     pub rto: Option<HumanDuration>,
+    /// A drill older than this (or none) is a miss: the runbook's "test the restore monthly".
+    pub drill_every: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]

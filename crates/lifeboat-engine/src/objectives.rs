@@ -16,6 +16,10 @@ pub struct Evidence<'a> {
     /// The last drill, if any.
     pub drill: Option<DrillFacts>,
     pub rto_seconds: Option<f64>,
+    /// Seconds since the last drill started; `None`: no drill.
+    pub drill_age_seconds: Option<f64>,
+    /// `objectives.drill-every`.
+    pub drill_every_seconds: Option<f64>,
 }
 
 /// What objectives need of a drill report.
@@ -86,6 +90,20 @@ pub fn problems(e: &Evidence) -> Vec<String> {
     {
         problems.push("last drill failed".into());
     }
+    if let Some(every) = e.drill_every_seconds {
+        match e.drill_age_seconds {
+            None => problems.push(format!(
+                "no drill yet (one every {} is due)",
+                seconds(every)
+            )),
+            Some(age) if age > every => problems.push(format!(
+                "last drill is {} old, one every {} is due",
+                seconds(age),
+                seconds(every)
+            )),
+            Some(_) => {}
+        }
+    }
     problems
 }
 
@@ -135,6 +153,28 @@ mod tests {
             ..Default::default()
         };
         assert!(problems(&e).is_empty());
+    }
+
+    /// Issue 19, point 4: `objectives.drill-every`.
+    #[test]
+    fn a_drill_older_than_drill_every_is_a_miss() {
+        let month = 30.0 * 86400.0;
+        let with_age = |age: Option<f64>| Evidence {
+            backup_age_seconds: Some(60.0),
+            drill: age.and(drill(Verdict::Pass, 10.0)),
+            drill_age_seconds: age,
+            drill_every_seconds: Some(month),
+            ..Default::default()
+        };
+        assert!(problems(&with_age(Some(month - 1.0))).is_empty());
+        assert_eq!(
+            problems(&with_age(Some(month + 86400.0))),
+            ["last drill is 31 d 0 h old, one every 30 d 0 h is due"]
+        );
+        assert_eq!(
+            problems(&with_age(None)),
+            ["no drill yet (one every 30 d 0 h is due)"]
+        );
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub async fn status(engine: &Engine) -> EngineResult<Vec<TargetStatus>> {
                 rto_seconds: measured_rto,
             }),
             rto_seconds: rto,
+            drill_age_seconds: drill
+                .and_then(|d| d.started_at.parse::<jiff::Timestamp>().ok())
+                .map(|t| (now.as_millisecond() - t.as_millisecond()) as f64 / 1000.0),
+            drill_every_seconds: target.objectives.drill_every.map(|d| d.as_secs() as f64),
         });
         rows.push(TargetStatus {
             target: name.as_str().into(),

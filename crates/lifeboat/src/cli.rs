@@ -104,6 +104,15 @@ pub struct ServeArgs {
     /// Where the HTTP endpoint listens [default: `[serve] listen`, 127.0.0.1:9300]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// The log on stderr: a line of text per event, or a JSON object per line
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

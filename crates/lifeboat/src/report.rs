@@ -58,11 +58,25 @@ impl Reporter for Terminal {
     }
 }
 
-/// The engine's events as `serve` logs them: one line per event on stderr, with the time.
-pub struct Log;
+/// The engine's events as `serve` logs them: one line per event on stderr, with the time;
+/// with `json`, one JSON object per line (`time` and the event's fields).
+pub struct Log {
+    pub json: bool,
+}
 
 impl Reporter for Log {
     fn event(&self, event: Event) {
+        if self.json {
+            if matches!(event, Event::Step { .. } | Event::Planned { .. }) {
+                return;
+            }
+            let mut line = serde_json::to_value(&event).unwrap_or_default();
+            if let serde_json::Value::Object(o) = &mut line {
+                o.insert("time".into(), jiff::Timestamp::now().to_string().into());
+            }
+            eprintln!("{line}");
+            return;
+        }
         let line = match event {
             Event::Started { op, target, kind } => format!("{op:?} of `{target}` ({kind}) started"),
             Event::Step { .. } | Event::Planned { .. } => return,

@@ -423,7 +423,13 @@ fn a_failing_backup_is_emailed_through_a_real_smtp_server() {
     );
     ws.run(&["init"]).expect_code(0);
     let serve = ws
-        .command(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .command(&[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--log-format",
+            "json",
+        ])
         .env("TEST_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -442,7 +448,23 @@ fn a_failing_backup_is_emailed_through_a_real_smtp_server() {
         mails().iter().any(|m| m.contains("backup-failed"))
     });
     std::thread::sleep(Duration::from_secs(3));
-    terminate(serve).expect_code(0);
+    let stopped = terminate(serve);
+    stopped.expect_code(0);
+    // `--log-format json`: a JSON object per line, for log shippers.
+    let events: Vec<serde_json::Value> = stopped
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(events.iter().all(|e| e["time"].is_string()), "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "failed" && e["target"] == "search" && e["op"] == "backup"),
+        "{}",
+        stopped.stderr
+    );
     let got: Vec<String> = mails()
         .into_iter()
         .filter(|m| m.contains("backup-failed"))

@@ -41,7 +41,9 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CliResult<i32> {
         config,
         ctx.config_path.clone(),
         repo,
-        Arc::new(crate::report::Log),
+        Arc::new(crate::report::Log {
+            json: args.log_format == crate::cli::LogFormat::Json,
+        }),
     );
     let instance = Instance::take(&engine.repo).await?;
     let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -60,11 +62,20 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CliResult<i32> {
         .values()
         .filter(|t| t.schedule.is_some())
         .count();
-    log::info!("serving on http://{addr}; {scheduled} scheduled target(s)");
-    eprintln!(
-        "{} serving on http://{addr}; {scheduled} scheduled target(s)",
-        jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    );
+    if args.log_format == crate::cli::LogFormat::Json {
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "event": "serving", "listen": addr.to_string(), "scheduled": scheduled,
+                "time": jiff::Timestamp::now().to_string(),
+            })
+        );
+    } else {
+        eprintln!(
+            "{} serving on http://{addr}; {scheduled} scheduled target(s)",
+            jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        );
+    }
     let shutdown = crate::interrupt::on_signal("stopping serve; running jobs are cancelled");
     let result = serve::run(engine, listener, token, shutdown).await;
     instance.release().await;
