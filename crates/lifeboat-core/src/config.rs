@@ -270,6 +270,9 @@ pub struct TargetConfig {
     pub schedule: Option<Schedule>,
     /// When `lifeboat serve` drills the target.
     pub drill_schedule: Option<Schedule>,
+    /// Spread the target's scheduled jobs over this much time after each slot (a fixed
+    /// offset per target, so that many targets on one slot do not start at once).
+    pub jitter: Option<HumanDuration>,
     pub retention: Option<Retention>,
 
     // postgres
@@ -485,6 +488,9 @@ pub struct ServeConfig {
     pub shutdown_timeout: HumanDuration,
     /// The time zone cron schedules are read in (default UTC).
     pub timezone: Option<String>,
+    /// A job still running this long after it started is overdue: an alert (it goes on).
+    #[serde(default = "ServeConfig::default_job_timeout")]
+    pub job_timeout: HumanDuration,
     /// The environment variable holding the bearer token the HTTP endpoint requires
     /// (required when it listens beyond loopback).
     pub token_env: Option<String>,
@@ -496,6 +502,7 @@ impl Default for ServeConfig {
             listen: Self::default_listen(),
             shutdown_timeout: Self::default_shutdown_timeout(),
             timezone: None,
+            job_timeout: Self::default_job_timeout(),
             token_env: None,
         }
     }
@@ -508,6 +515,10 @@ impl ServeConfig {
 
     fn default_shutdown_timeout() -> HumanDuration {
         HumanDuration::from_secs(60)
+    }
+
+    fn default_job_timeout() -> HumanDuration {
+        HumanDuration::from_secs(6 * 3600)
     }
 
     /// The HTTP endpoint's bearer token, from `token-env`.

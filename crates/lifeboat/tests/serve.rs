@@ -488,3 +488,37 @@ fn a_failing_backup_is_emailed_through_a_real_smtp_server() {
     }
     assert!(mail.contains("status 3: index export failed"), "{mail}");
 }
+
+/// Issue 19, point 4: a job still running after `[serve] job-timeout` raises `job-overdue`
+/// (it goes on), resolved when it ends. (`jitter` delays only scheduled slots, not the
+/// catch-up; its offset has a unit test.)
+#[test]
+fn a_job_running_past_its_timeout_is_overdue_until_it_ends() {
+    let hooks = Receiver::start();
+    let ws = Workspace::new(BIN);
+    ws.write_config(&format!(
+        "[serve]\njob-timeout = \"1s\"\n\n[targets.slow]\nkind = \"command\"\nbackup = \"sleep 4; echo done\"\nrestore = \"cat\"\nschedule = \"every 1h\"\njitter = \"10m\"\n\n[[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"job-overdue\"]\n",
+        hooks.port
+    ));
+    ws.run(&["init"]).expect_code(0);
+    let serve = ws.spawn(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())]);
+    let alerts = |state: &str| {
+        hooks
+            .at("/hook")
+            .into_iter()
+            .filter(|a| a["key"] == "overdue:backup:slow" && a["state"] == state)
+            .count()
+    };
+    wait_for("the overdue alert", Duration::from_secs(30), || {
+        alerts("firing") == 1
+    });
+    let first = hooks.at("/hook")[0].clone();
+    assert_eq!(first["kind"], "job-overdue", "{first:#}");
+    assert_eq!(first["subject"], "slow");
+    wait_for("its resolution", Duration::from_secs(30), || {
+        alerts("resolved") == 1
+    });
+    // The catch-up job ran (the jitter only delays scheduled slots).
+    assert!(jobs(&ws).iter().any(|j| j["outcome"] == "succeeded"));
+    terminate(serve).expect_code(0);
+}

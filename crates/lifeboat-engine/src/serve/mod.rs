@@ -150,6 +150,56 @@ impl Shared {
                 shared.watch_objectives().await;
             }
         });
+        // Overdue: still running after `[serve] job-timeout` — an alert; it goes on.
+        let (watch, limit) = (
+            self.clone(),
+            Duration::from_secs(self.engine.config.serve.job_timeout.as_secs()),
+        );
+        let overdue_key = format!("overdue:{key}");
+        let job_name = job_name_for_alert(&key);
+        let subject = subject_for_alert(&key);
+        let watched = key.clone();
+        tokio::spawn(async move {
+            let key = watched;
+            tokio::time::sleep(limit).await;
+            let still = watch.running().get(&key).is_some_and(|h| !h.is_finished());
+            if !still {
+                return;
+            }
+            let alert = watch
+                .alerts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .problem(
+                    &overdue_key,
+                    "job-overdue",
+                    &subject,
+                    &format!(
+                        "the {job_name} has been running for over {}",
+                        lifeboat_drill::render::seconds(limit.as_secs_f64())
+                    ),
+                );
+            if let Some(a) = alert {
+                watch.keep_alerts();
+                crate::notify::deliver(&watch.engine.config.notify, &a);
+            }
+            // Resolved when it ends.
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                if watch.running().get(&key).is_none_or(|h| h.is_finished()) {
+                    break;
+                }
+            }
+            let cleared = watch
+                .alerts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .cleared(&overdue_key, "the job ended");
+            if let Some(a) = cleared {
+                watch.keep_alerts();
+                crate::notify::deliver(&watch.engine.config.notify, &a);
+            }
+        });
         running.insert(key, handle);
     }
 
@@ -401,11 +451,49 @@ async fn schedule_job(
             .duration_until(&next)
             .try_into()
             .unwrap_or(Duration::ZERO);
+        let wait = wait + jitter_of(&shared, &job);
         if shutdown.guard(tokio::time::sleep(wait)).await.is_err() {
             return;
         }
         shared.start_job(job.clone(), Trigger::Schedule);
     }
+}
+
+/// `backup` of the key `backup:app`.
+fn job_name_for_alert(key: &str) -> String {
+    key.split_once(':').map_or(key, |(j, _)| j).to_string()
+}
+
+/// `app` of the key `backup:app`.
+fn subject_for_alert(key: &str) -> String {
+    key.split_once(':').map_or(key, |(_, s)| s).to_string()
+}
+
+/// The target's fixed offset within its `jitter`: the same every slot, different between
+/// targets (a hash of the job's key).
+fn jitter_of(shared: &Shared, job: &Job) -> Duration {
+    let jitter = match job {
+        Job::Backup(t) | Job::Drill(t) => shared
+            .engine
+            .config
+            .targets
+            .get(t)
+            .and_then(|c| c.jitter)
+            .map_or(0, |j| j.as_secs()),
+        Job::Forget | Job::Check => 0,
+    };
+    offset_within(&job.key(), jitter)
+}
+
+/// A fixed offset below `seconds` for `key` (FNV-1a of the key, stable across runs).
+fn offset_within(key: &str, seconds: u64) -> Duration {
+    if seconds == 0 {
+        return Duration::ZERO;
+    }
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    Duration::from_millis(hash % (seconds * 1000))
 }
 
 /// The latest slot of `schedule` at or before `now`.
@@ -427,6 +515,18 @@ fn latest_slot(schedule: &Schedule, now: &jiff::Zoned) -> Option<jiff::Zoned> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_is_a_fixed_offset_per_job_within_its_bound() {
+        let a = offset_within("backup:app", 600);
+        assert_eq!(a, offset_within("backup:app", 600), "not stable");
+        assert!(a < Duration::from_secs(600));
+        let offsets: std::collections::HashSet<Duration> = (0..20)
+            .map(|i| offset_within(&format!("backup:t{i}"), 600))
+            .collect();
+        assert!(offsets.len() > 15, "targets start together: {offsets:?}");
+        assert_eq!(offset_within("backup:app", 0), Duration::ZERO);
+    }
 
     #[test]
     fn the_latest_slot_is_the_one_that_passed_last() {
