@@ -447,17 +447,39 @@ async fn schedule_job(
             );
             return;
         };
-        let wait = now
-            .duration_until(&next)
-            .try_into()
-            .unwrap_or(Duration::ZERO);
-        let wait = wait + jitter_of(&shared, &job);
-        if shutdown.guard(tokio::time::sleep(wait)).await.is_err() {
-            return;
+        let due = next
+            .timestamp()
+            .checked_add(
+                jiff::SignedDuration::try_from(jitter_of(&shared, &job)).unwrap_or_default(),
+            )
+            .unwrap_or(next.timestamp());
+        // Sleep in short steps against the wall clock: the monotonic clock stands still
+        // while the host is suspended and ignores a clock that is set, so one long sleep
+        // would miss the slot by that much.
+        loop {
+            let left = jiff::Timestamp::now().duration_until(due);
+            if left <= jiff::SignedDuration::ZERO {
+                break;
+            }
+            let step = Duration::try_from(left)
+                .unwrap_or(Duration::ZERO)
+                .min(WALL_CLOCK_STEP);
+            if shutdown.guard(tokio::time::sleep(step)).await.is_err() {
+                return;
+            }
         }
-        shared.start_job(job.clone(), Trigger::Schedule);
+        // Woken long after the slot (a suspended host, a clock set forward): a catch-up.
+        let late = due.duration_until(jiff::Timestamp::now());
+        let trigger = match schedule.interval(&next) {
+            Some(interval) if late > interval => Trigger::CatchUp,
+            _ => Trigger::Schedule,
+        };
+        shared.start_job(job.clone(), trigger);
     }
 }
+
+/// How long the scheduler sleeps at most before it looks at the wall clock again.
+const WALL_CLOCK_STEP: Duration = Duration::from_secs(15);
 
 /// `backup` of the key `backup:app`.
 fn job_name_for_alert(key: &str) -> String {
