@@ -24,18 +24,7 @@ start_cluster "$WORK/pg" "$PORT"
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
 "$PGBIN/psql" -X -q -d postgres -c "CREATE DATABASE pgb"
 "$PGBIN/pgbench" -i -q -s "$PGBENCH_SCALE" pgb >/dev/null 2>&1
-echo "bench-password" > "$WORK/lb/password"
-echo "postgres://postgres@127.0.0.1:$PORT/pgb" > "$WORK/lb/pgb.url"
-cat > "$WORK/lb/lifeboat.toml" <<TOML
-[repository]
-url = "$WORK/lb/repo"
-password-file = "$WORK/lb/password"
-
-[targets.pgb]
-kind = "postgres"
-url-file = "$WORK/lb/pgb.url"
-globals = false
-TOML
+pgb_config "$WORK/lb" "$PORT" </dev/null
 export LB="$LIFEBOAT -q -c $WORK/lb/lifeboat.toml" PGBIN
 $LB init >/dev/null
 export RESTIC_PASSWORD=bench-password RESTIC_REPOSITORY="$WORK/restic"

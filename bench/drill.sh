@@ -33,17 +33,7 @@ log "generating pgbench scale $PGBENCH_SCALE"
 "$PGBIN/pgbench" -i -q -s "$PGBENCH_SCALE" pgb >/dev/null 2>&1
 
 mkdir -p "$WORK/lb" "$WORK/reports"
-echo "bench-password" > "$WORK/lb/password"
-echo "postgres://postgres@127.0.0.1:$PORT/pgb" > "$WORK/lb/pgb.url"
-cat > "$WORK/lb/lifeboat.toml" <<TOML
-[repository]
-url = "$WORK/lb/repo"
-password-file = "$WORK/lb/password"
-
-[targets.pgb]
-kind = "postgres"
-url-file = "$WORK/lb/pgb.url"
-globals = false
+pgb_config "$WORK/lb" "$PORT" <<TOML
 objectives = { rpo = "1h", rto = "15m" }
 
 [[checks]]

@@ -48,6 +48,29 @@ stop_cluster() {
   as_pg "$PGBIN/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
+# pgb_config DIR PORT: in DIR, the repository's password, the URL of database `pgb` on the
+# cluster at PORT, and lifeboat.toml with the repository (DIR/repo) and the postgres target
+# `pgb`; TOML on stdin is appended (keys of `pgb` first, then more tables).
+pgb_config() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  echo "bench-password" > "$dir/password"
+  echo "postgres://postgres@127.0.0.1:$port/pgb" > "$dir/pgb.url"
+  {
+    cat <<TOML
+[repository]
+url = "$dir/repo"
+password-file = "$dir/password"
+
+[targets.pgb]
+kind = "postgres"
+url-file = "$dir/pgb.url"
+globals = false
+TOML
+    cat
+  } > "$dir/lifeboat.toml"
+}
+
 # now: seconds with nanoseconds.
 now() { date +%s.%N; }
 

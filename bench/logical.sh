@@ -67,17 +67,8 @@ VACUUM ANALYZE;
 SQL
 
 mkdir -p "$WORK/lb" "$WORK/out"
-echo "bench-password" > "$WORK/lb/password"
-for db in pgb app; do echo "postgres://postgres@127.0.0.1:$PORT/$db" > "$WORK/lb/$db.url"; done
-cat > "$WORK/lb/lifeboat.toml" <<TOML
-[repository]
-url = "$WORK/lb/repo"
-password-file = "$WORK/lb/password"
-
-[targets.pgb]
-kind = "postgres"
-url-file = "$WORK/lb/pgb.url"
-globals = false
+echo "postgres://postgres@127.0.0.1:$PORT/app" > "$WORK/lb/app.url"
+pgb_config "$WORK/lb" "$PORT" <<TOML
 
 [targets.app]
 kind = "postgres"
