@@ -31,6 +31,17 @@ pub enum Trigger {
     CatchUp,
 }
 
+impl Trigger {
+    /// As the job history and the metrics spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Command => "command",
+            Self::Schedule => "schedule",
+            Self::CatchUp => "catch-up",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
@@ -40,6 +51,18 @@ pub enum Outcome {
     Interrupted,
     /// Not started: the previous job of the target was still running at its slot.
     Skipped,
+}
+
+impl Outcome {
+    /// As the job history and the metrics spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+            Self::Skipped => "skipped",
+        }
+    }
 }
 
 /// One job, as recorded.
@@ -310,4 +333,24 @@ pub async fn history(repo: &Arc<Repo>, target: Option<&str>) -> EngineResult<Vec
     })
     .await
     .map_err(|e| EngineError::from(e).context("cannot read the job history"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spellings_of_triggers_and_outcomes_are_serde_s() {
+        for t in [Trigger::Command, Trigger::Schedule, Trigger::CatchUp] {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        for o in [
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::Interrupted,
+            Outcome::Skipped,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+    }
 }

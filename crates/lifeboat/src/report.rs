@@ -78,7 +78,9 @@ impl Reporter for Log {
             return;
         }
         let line = match event {
-            Event::Started { op, target, kind } => format!("{op:?} of `{target}` ({kind}) started"),
+            Event::Started { op, target, kind } => {
+                format!("{} of `{target}` ({kind}) started", op.as_str())
+            }
             Event::Step { .. } | Event::Planned { .. } => return,
             Event::EmergencyBackup {
                 target, snapshot, ..
@@ -97,7 +99,8 @@ impl Reporter for Log {
                 seconds,
                 bytes,
             } => format!(
-                "{op:?} of `{target}` finished in {seconds:.1} s{}{}",
+                "{} of `{target}` finished in {seconds:.1} s{}{}",
+                op.as_str(),
                 snapshot.map_or(String::new(), |s| format!(": snapshot {}", s.short())),
                 if bytes > 0 {
                     format!(", {}", format::bytes(bytes))
@@ -105,26 +108,14 @@ impl Reporter for Log {
                     String::new()
                 }
             ),
-            Event::Failed { op, target, error } => format!("{op:?} of `{target}` failed: {error}"),
+            Event::Failed { op, target, error } => {
+                format!("{} of `{target}` failed: {error}", op.as_str())
+            }
         };
         eprintln!(
             "{} {}",
             jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
-            line.to_lowercase_first()
+            line
         );
-    }
-}
-
-trait LowercaseFirst {
-    fn to_lowercase_first(&self) -> String;
-}
-
-impl LowercaseFirst for String {
-    fn to_lowercase_first(&self) -> String {
-        let mut c = self.chars();
-        match c.next() {
-            Some(f) => f.to_lowercase().chain(c).collect(),
-            None => String::new(),
-        }
     }
 }

@@ -10,6 +10,7 @@ use std::{
 use lifeboat_testkit::{
     Workspace,
     s3::{Fault, FaultProxy, Faults, S3Server},
+    wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
@@ -73,14 +74,6 @@ fn child_bucket_manifest(ws: &Workspace) -> serde_json::Value {
         .map(|s| s["manifest"]["bucket"].clone())
         .find(|b| b["parent"].is_string())
         .expect("a snapshot with a parent")
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn spawn(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Child {

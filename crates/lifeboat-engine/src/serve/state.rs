@@ -31,11 +31,9 @@ impl State {
     /// Count a finished job in.
     pub fn record(&mut self, job: &JobRecord) {
         let t = self.targets.entry(job.target.to_string()).or_default();
-        let outcome = serde_json::to_value(job.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        *t.jobs.entry((job.job.clone(), outcome)).or_insert(0) += 1;
+        *t.jobs
+            .entry((job.job.clone(), job.outcome.as_str().to_string()))
+            .or_insert(0) += 1;
         if job.outcome != Outcome::Skipped {
             t.last_seconds.insert(job.job.clone(), job.seconds);
         }

@@ -32,14 +32,8 @@ pub async fn run(ctx: &Context, args: JobsArgs) -> CliResult<i32> {
                     .map_or("?".into(), |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string()),
                 j.target.to_string(),
                 j.job.clone(),
-                serde_json::to_value(j.trigger)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                serde_json::to_value(j.outcome)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                j.trigger.as_str().to_string(),
+                j.outcome.as_str().to_string(),
                 format!("{:.1} s", j.seconds),
                 match (&j.snapshot, &j.error) {
                     (Some(s), _) => format!("snapshot {} ({})", s.short(), output::bytes(j.bytes)),
