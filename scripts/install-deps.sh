@@ -14,6 +14,8 @@ command -v sha256sum >/dev/null 2>&1 || want+=(coreutils)
 command -v openssl >/dev/null 2>&1 || want+=(openssl)
 # drill reports are rendered in headless Chromium by a test
 command -v chromium >/dev/null 2>&1 || want+=(chromium fonts-dejavu-core)
+# promtool checks and tests packaging/prometheus-rules.yml
+command -v promtool >/dev/null 2>&1 || want+=(prometheus)
 
 # the S3-protocol server the tests start (moto, in memory), from PyPI
 if ! python3 -c 'import moto.server' >/dev/null 2>&1; then

@@ -358,6 +358,52 @@ pub struct MaintenanceConfig {
     pub forget_schedule: Option<Schedule>,
     /// When to check the repository (`check`).
     pub check_schedule: Option<Schedule>,
+    /// How much pack content each scheduled check reads: `"5%"` reads one part in 20 —
+    /// a different part each time, so 20 checks read every pack once — or `"all"`.
+    /// Default: none (structure, index and manifests only).
+    pub check_read_data: Option<ReadShare>,
+}
+
+/// A share of the packs a check reads: `"all"`, or `"P%"` (0 < P ≤ 100), which is one
+/// part of `ceil(100 / P)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ReadShare {
+    /// Into how many parts the packs are split (1: every pack each time).
+    pub parts: u32,
+}
+
+impl TryFrom<String> for ReadShare {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.trim() == "all" {
+            return Ok(Self { parts: 1 });
+        }
+        let percent: f64 = s
+            .trim()
+            .strip_suffix('%')
+            .and_then(|p| p.trim().parse().ok())
+            .filter(|p: &f64| *p > 0.0 && *p <= 100.0)
+            .ok_or_else(|| {
+                format!(
+                    "`check-read-data = {s:?}`: write a share of the packs, e.g. \"5%\" or \"all\""
+                )
+            })?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let parts = (100.0 / percent).ceil() as u32;
+        Ok(Self { parts })
+    }
+}
+
+impl From<ReadShare> for String {
+    fn from(r: ReadShare) -> String {
+        if r.parts == 1 {
+            "all".into()
+        } else {
+            format!("{}%", 100.0 / f64::from(r.parts))
+        }
+    }
 }
 
 /// `[heartbeat]`: a healthchecks.io-style URL `serve` pings around every scheduled backup
@@ -428,6 +474,9 @@ pub struct NotifyConfig {
     pub to: Option<Vec<String>>,
     /// The alert kinds sent (`backup-failed`, `objective-missed`); default: every kind.
     pub events: Option<Vec<String>>,
+    /// While a problem lasts, send it again this often (marked as a reminder); default:
+    /// once when it begins, once when it ends.
+    pub remind_every: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -1181,6 +1230,29 @@ exclude = ["*.tmp"]
         let c = Config::parse(text, Path::new("lifeboat.toml"))?;
         c.validate()?;
         Ok(c)
+    }
+
+    #[test]
+    fn a_check_read_share_is_a_number_of_parts() {
+        let share = |s: &str| ReadShare::try_from(s.to_string()).map(|r| r.parts);
+        assert_eq!(share("5%"), Ok(20));
+        assert_eq!(share("100%"), Ok(1));
+        assert_eq!(share("all"), Ok(1));
+        assert_eq!(
+            share("30%"),
+            Ok(4),
+            "rounds the parts up: each reads at most 30%"
+        );
+        for bad in ["0%", "150%", "5", "half"] {
+            let e = share(bad).unwrap_err();
+            assert!(e.contains("check-read-data") && e.contains(bad), "{e}");
+        }
+        let c = parse(&format!(
+            "{GOOD}\n[maintenance]\ncheck-read-data = \"10%\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.maintenance.check_read_data, Some(ReadShare { parts: 10 }));
+        assert_eq!(String::from(ReadShare { parts: 20 }), "5%");
     }
 
     #[test]

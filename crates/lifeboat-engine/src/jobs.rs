@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use lifeboat_core::{SnapshotId, TargetName};
-use lifeboat_repo::Repo;
+use lifeboat_repo::{ReadData, Repo};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -86,6 +86,9 @@ pub struct JobRecord {
     pub bytes: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What else the job did (a check: which part of the packs it read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     pub host: String,
 }
 
@@ -108,6 +111,7 @@ impl JobRecord {
             snapshot: None,
             bytes: 0,
             error: None,
+            detail: None,
             host: lifeboat_repo::hostname(),
         }
     }
@@ -182,7 +186,8 @@ pub enum Job {
     Drill(String),
     /// Retention, then prune (`forget --prune`).
     Forget,
-    Check,
+    /// A check of the repository, reading that much of the packs' content.
+    Check(ReadData),
 }
 
 impl Job {
@@ -191,7 +196,7 @@ impl Job {
             Self::Backup(_) => "backup",
             Self::Drill(_) => "drill",
             Self::Forget => "forget",
-            Self::Check => "check",
+            Self::Check(_) => "check",
         }
     }
 
@@ -199,7 +204,7 @@ impl Job {
     pub fn subject(&self) -> &str {
         match self {
             Self::Backup(t) | Self::Drill(t) => t,
-            Self::Forget | Self::Check => REPOSITORY,
+            Self::Forget | Self::Check(_) => REPOSITORY,
         }
     }
 
@@ -241,7 +246,7 @@ pub async fn run_job(engine: &Engine, job: &Job, trigger: Trigger, cancel: &Canc
         Job::Forget => crate::maintenance::forget(engine, true, false)
             .await
             .map(|_| None),
-        Job::Check => match crate::maintenance::check(engine, false).await {
+        Job::Check(read) => match crate::maintenance::check(engine, *read).await {
             Ok(c) if c.ok() => Ok(None),
             Ok(c) => Err(EngineError::verification(
                 c.errors
@@ -254,6 +259,9 @@ pub async fn run_job(engine: &Engine, job: &Job, trigger: Trigger, cancel: &Canc
             Err(e) => Err(e),
         },
     };
+    if let Job::Check(ReadData::Part { n, of }) = job {
+        record.detail = Some(format!("read part {} of {of} of the packs", n + 1));
+    }
     record.finish(
         started,
         outcome

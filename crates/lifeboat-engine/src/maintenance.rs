@@ -4,7 +4,7 @@
 //! one, so that neither runs beside what would make it wrong.
 
 use lifeboat_core::SnapshotId;
-use lifeboat_repo::{ForgetDecision, LockKind, PruneSummary};
+use lifeboat_repo::{ForgetDecision, LockKind, PruneSummary, ReadData};
 
 use crate::{Engine, EngineResult, wal::WalPruned};
 
@@ -87,14 +87,14 @@ impl Checked {
     }
 }
 
-/// Verify the repository (with `read_data` every pack's content) and every snapshot's
-/// manifest. Under a shared lock: a prune meanwhile would make packs look missing.
-pub async fn check(engine: &Engine, read_data: bool) -> EngineResult<Checked> {
+/// Verify the repository (with `read` the content of all or a part of the packs) and every
+/// snapshot's manifest. Under a shared lock: a prune meanwhile would make packs look missing.
+pub async fn check(engine: &Engine, read: ReadData) -> EngineResult<Checked> {
     let (errors, snaps) = engine
         .repo
         .call(move |repo| -> Result<_, lifeboat_repo::RepoError> {
             let _lock = repo.lock(LockKind::Shared, "lifeboat check")?;
-            let errors = repo.check(read_data)?;
+            let errors = repo.check(read)?;
             let snaps = repo.snapshots(None)?;
             Ok((errors, snaps))
         })

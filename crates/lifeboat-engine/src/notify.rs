@@ -29,6 +29,11 @@ pub struct Alert {
     pub message: String,
     pub time: String,
     pub host: String,
+    /// A reminder that a problem still lasts (`remind-every`); it began at `since`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reminder: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
 impl Alert {
@@ -41,6 +46,25 @@ impl Alert {
             message: message.to_string(),
             time: jiff::Timestamp::now().to_string(),
             host: lifeboat_repo::hostname(),
+            reminder: false,
+            since: None,
+        }
+    }
+
+    /// This firing alert, sent again because the problem that began at `began` lasts.
+    pub fn reminder(&self, began: jiff::Timestamp) -> Self {
+        let lasted = lifeboat_drill::render::seconds(
+            began
+                .duration_until(jiff::Timestamp::now())
+                .as_secs_f64()
+                .max(0.0),
+        );
+        Self {
+            message: format!("still failing after {lasted}: {}", self.message),
+            time: jiff::Timestamp::now().to_string(),
+            reminder: true,
+            since: Some(began.to_string()),
+            ..self.clone()
         }
     }
 
@@ -58,6 +82,13 @@ impl Alert {
 /// Send `alert` to every channel that wants its kind, each on a task of its own.
 pub fn deliver(channels: &[NotifyConfig], alert: &Alert) {
     for channel in channels.iter().filter(|c| c.wants(&alert.kind)) {
+        deliver_to(channel, alert);
+    }
+}
+
+/// Send `alert` to `channel` on a task of its own, retried with backoff.
+pub fn deliver_to(channel: &NotifyConfig, alert: &Alert) {
+    {
         let (channel, alert) = (channel.clone(), alert.clone());
         tokio::spawn(async move {
             let mut delay = Duration::from_secs(1);

@@ -1109,11 +1109,15 @@ impl Repo {
     }
 
     /// Verify the repository; `Ok(errors)` lists what `check` found.
-    pub fn check(&self, read_data: bool) -> Result<Vec<String>, RepoError> {
-        let results = self.with_open(|r| {
-            r.check(CheckOptions::default().read_data(read_data))
-                .map_err(rustic("check failed"))
-        })?;
+    pub fn check(&self, read: ReadData) -> Result<Vec<String>, RepoError> {
+        let options = match read {
+            ReadData::None => CheckOptions::default(),
+            ReadData::All => CheckOptions::default().read_data(true),
+            ReadData::Part { n, of } => CheckOptions::default()
+                .read_data(true)
+                .read_data_subset(rustic_core::ReadSubsetOption::IdSubSet((n, of.max(1)))),
+        };
+        let results = self.with_open(|r| r.check(options).map_err(rustic("check failed")))?;
         Ok(results
             .0
             .iter()
@@ -1121,6 +1125,18 @@ impl Repo {
             .map(|(_, e)| e.to_string())
             .collect())
     }
+}
+
+/// How much pack content `check` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReadData {
+    /// None: structure, index and snapshots only.
+    None,
+    /// Every pack.
+    All,
+    /// Part `n` (0-based) of `of`: the packs whose id falls in it. Parts `0..of` in
+    /// separate runs cover every pack once.
+    Part { n: u32, of: u32 },
 }
 
 /// The node at `path` inside snapshot `snapshot_id`.

@@ -164,3 +164,47 @@ fn wrong_password_and_existing_repository_are_refused() {
         .unwrap();
     assert!(matches!(err, RepoError::NotARepository { .. }), "{err}");
 }
+
+/// `check` reading a part of the packs (`[maintenance] check-read-data`): the parts
+/// together read every pack once, so a damaged pack is found by exactly one of them, and
+/// not by a check that reads no content.
+#[test]
+fn the_parts_of_a_check_together_read_every_pack_once() {
+    use lifeboat_repo::ReadData;
+    let (dir, repo) = repo();
+    let entries = stream_entries("t", PipeLike::new(48 << 20, 65536));
+    repo.backup("t", "logical", &[], entries).unwrap();
+    let mut packs: Vec<_> = walk(&dir.path().join("repo/data"));
+    assert!(packs.len() >= 3, "only {} packs", packs.len());
+    // Damage the content of one data pack (the largest; the check reads every tree pack
+    // anyway), keeping its size.
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let victim = packs.last().unwrap();
+    let mut bytes = std::fs::read(victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(victim, bytes).unwrap();
+    let finds = |read: ReadData| match repo.check(read) {
+        Ok(errors) => !errors.is_empty(),
+        Err(_) => true,
+    };
+    assert!(!finds(ReadData::None), "found without reading content");
+    assert!(finds(ReadData::All));
+    let found: Vec<u32> = (0..3)
+        .filter(|&n| finds(ReadData::Part { n, of: 3 }))
+        .collect();
+    assert_eq!(found.len(), 1, "parts that found the damage: {found:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files.extend(walk(&p));
+        } else {
+            files.push(p);
+        }
+    }
+    files
+}

@@ -13,6 +13,7 @@ mod error;
 mod interrupt;
 mod progress;
 mod report;
+mod systemd;
 
 use clap::Parser;
 

@@ -45,7 +45,7 @@ fn serve_runs_the_schedules_records_every_job_and_stops_cleanly() {
     std::fs::write(data.join("a.txt"), "hello").unwrap();
     let dead = free_port();
     ws.write_config(&format!(
-        "[targets.f]\nkind = \"files\"\npaths = [\"{}\"]\nschedule = \"every 2s\"\ndrill-schedule = \"every 3s\"\nobjectives = {{ rpo = \"1h\" }}\n\n[maintenance]\ncheck-schedule = \"every 3s\"\n\n[targets.db]\nkind = \"postgres\"\nurl = \"postgres://u:secret@127.0.0.1:{dead}/db\"\nschedule = \"every 2s\"\n",
+        "[targets.f]\nkind = \"files\"\npaths = [\"{}\"]\nschedule = \"every 2s\"\ndrill-schedule = \"every 3s\"\nobjectives = {{ rpo = \"1h\" }}\n\n[maintenance]\ncheck-schedule = \"every 3s\"\ncheck-read-data = \"50%\"\n\n[targets.db]\nkind = \"postgres\"\nurl = \"postgres://u:secret@127.0.0.1:{dead}/db\"\nschedule = \"every 2s\"\n",
         data.display()
     ));
     ws.run(&["init"]).expect_code(0);
@@ -79,6 +79,29 @@ fn serve_runs_the_schedules_records_every_job_and_stops_cleanly() {
             .stdout
             .contains("\"verdict\": \"pass\"")
     );
+    // `check-read-data = "50%"`: each check reads the next half of the packs.
+    let check_parts = |ws: &Workspace| -> Vec<String> {
+        jobs(ws)
+            .iter()
+            .filter(|j| {
+                j["job"] == "check"
+                    && ["succeeded", "failed"].contains(&j["outcome"].as_str().unwrap_or(""))
+            })
+            .map(|j| j["detail"].as_str().unwrap_or("(none)").to_string())
+            .collect()
+    };
+    wait_for("two checks", Duration::from_secs(30), || {
+        check_parts(&ws).len() >= 2
+    });
+    let parts = check_parts(&ws);
+    assert_eq!(
+        parts[..2],
+        [
+            "read part 1 of 2 of the packs",
+            "read part 2 of 2 of the packs"
+        ],
+        "{parts:?}"
+    );
     let history = jobs(&ws);
     let first_f = history.iter().find(|j| j["target"] == "f").unwrap();
     assert_eq!(first_f["trigger"], "catch-up", "{first_f:#}");
@@ -108,6 +131,7 @@ fn serve_runs_the_schedules_records_every_job_and_stops_cleanly() {
         assert!(metrics.contains(part), "no {part} in:\n{metrics}");
     }
     assert!(!metrics.contains("lifeboat_last_backup_success_timestamp_seconds{target=\"db\"}"));
+    prometheus_rules_fire_on(&ws, &metrics);
     let (status, api) = http(port, "GET", "/api/status");
     assert_eq!(status, 200);
     let api: serde_json::Value = serde_json::from_str(&api).unwrap();
@@ -132,6 +156,7 @@ fn serve_runs_the_schedules_records_every_job_and_stops_cleanly() {
 
     let stopped = terminate(serve);
     stopped.expect_code(0);
+    let last_part = check_parts(&ws).last().unwrap().clone();
     assert!(
         stopped.stderr.contains("backup of `f` finished"),
         "{}",
@@ -156,7 +181,120 @@ fn serve_runs_the_schedules_records_every_job_and_stops_cleanly() {
     });
     assert!(good(&ws) > before);
     assert!(started.elapsed() < Duration::from_secs(30));
+    // The schedule's state is in the repository: the check missed while stopped catches
+    // up too, and reads the part after the last one read before the restart.
+    wait_for("the catch-up check", Duration::from_secs(30), || {
+        jobs(&ws)
+            .iter()
+            .any(|j| j["job"] == "check" && j["trigger"] == "catch-up")
+    });
+    let caught_up = jobs(&ws)
+        .into_iter()
+        .find(|j| j["job"] == "check" && j["trigger"] == "catch-up")
+        .unwrap();
+    assert!(caught_up["detail"].as_str().is_some(), "{caught_up:#}");
+    assert_ne!(
+        caught_up["detail"].as_str().unwrap(),
+        last_part,
+        "{caught_up:#}"
+    );
     terminate(serve).expect_code(0);
+}
+
+/// Issue 19, point 7: `packaging/prometheus-rules.yml` passes `promtool check rules`, and
+/// `promtool test rules`, fed the samples this `serve` exposes (as Prometheus stores them
+/// after a scrape: lifeboat's `job` label becomes `exported_job`), fires the backup alert
+/// for the target whose backups fail and not for the one whose backups work; and the
+/// serve-down alert when the scrape fails.
+fn prometheus_rules_fire_on(ws: &Workspace, metrics: &str) {
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../packaging/prometheus-rules.yml");
+    let check = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool (Debian package `prometheus`; scripts/install-deps.sh installs it)");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let mut series = vec![serde_json::json!({
+        "series": "up{job=\"lifeboat\",instance=\"serve\"}", "values": "1x15",
+    })];
+    for line in metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name_labels, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = name_labels.split_once('{').unwrap_or((name_labels, "}"));
+        let labels = labels
+            .trim_end_matches('}')
+            .replace("job=\"", "exported_job=\"");
+        let sep = if labels.is_empty() { "" } else { "," };
+        series.push(serde_json::json!({
+            "series": format!("{name}{{{labels}{sep}job=\"lifeboat\",instance=\"serve\"}}"),
+            "values": format!("{value}+0x15"),
+        }));
+    }
+    let base = serde_json::json!({"job": "lifeboat", "instance": "serve"});
+    let with = |extra: serde_json::Value| {
+        let mut m = base.clone();
+        m.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        m
+    };
+    let test = serde_json::json!({
+        "rule_files": [rules],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [{
+                    "eval_time": "10m",
+                    "alertname": "LifeboatBackupFailed",
+                    "exp_alerts": [{
+                        "exp_labels": with(serde_json::json!({"severity": "critical", "target": "db", "exported_job": "backup"})),
+                        "exp_annotations": {
+                            "summary": "lifeboat: the last backup of db failed",
+                            "description": "Run `lifeboat jobs db --failed` for the error.",
+                        },
+                    }],
+                }, {
+                    "eval_time": "10m",
+                    "alertname": "LifeboatServeDown",
+                    "exp_alerts": [],
+                }],
+            },
+            {
+                "interval": "1m",
+                "input_series": [{"series": "up{job=\"lifeboat\",instance=\"serve\"}", "values": "0x15"}],
+                "alert_rule_test": [{
+                    "eval_time": "10m",
+                    "alertname": "LifeboatServeDown",
+                    "exp_alerts": [{
+                        "exp_labels": with(serde_json::json!({"severity": "critical"})),
+                        "exp_annotations": {"summary": "lifeboat serve is not answering: nothing is scheduled, nothing alerts"},
+                    }],
+                }],
+            },
+        ],
+    });
+    let file = ws.path().join("rules-test.yml");
+    std::fs::write(&file, serde_json::to_vec_pretty(&test).unwrap()).unwrap();
+    let run = std::process::Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
 }
 
 #[test]
@@ -167,6 +305,37 @@ fn serve_refuses_to_listen_beyond_loopback_without_a_token() {
     ws.run(&["serve", "--listen", "0.0.0.0:0"])
         .expect_code(2)
         .expect_stderr(&["without a token", "token-env"], &[]);
+}
+
+/// Issue 19, point 1 (`Type=notify`): `serve` tells systemd it is ready once it listens,
+/// and that it stops on SIGTERM, through the datagram socket in `$NOTIFY_SOCKET`.
+#[test]
+fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let ws = Workspace::new(BIN);
+    ws.write_config("");
+    ws.run(&["init"]).expect_code(0);
+    let path = ws.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let port = free_port();
+    let serve = ws
+        .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("NOTIFY_SOCKET", &path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("no READY=1 from serve");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means listening.
+    assert_eq!(http(port, "GET", "/healthz").0, 200);
+    let stopped = terminate(serve);
+    stopped.expect_code(0);
+    let n = socket.recv(&mut buf).expect("no STOPPING=1 from serve");
+    assert_eq!(&buf[..n], b"STOPPING=1");
 }
 
 /// A local HTTP receiver: every request's path and body, answered 200.
@@ -243,8 +412,9 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     let ws = Workspace::new(BIN);
     let dead = free_port();
     let config = format!(
-        "[targets.db]\nkind = \"postgres\"\nurl = \"{}\"\nschedule = \"every 2s\"\n\n[[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"chat\"\nkind = \"slack\"\nurl-env = \"TEST_SLACK_URL\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"pager\"\nkind = \"pagerduty\"\nurl = \"http://127.0.0.1:{}/pd\"\nrouting-key-env = \"TEST_PD_KEY\"\nevents = [\"backup-failed\"]\n\n[heartbeat]\nurl = \"http://127.0.0.1:{}/hb/\"\n",
+        "[targets.db]\nkind = \"postgres\"\nurl = \"{}\"\nschedule = \"every 2s\"\n\n[[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"chat\"\nkind = \"slack\"\nurl-env = \"TEST_SLACK_URL\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"pager\"\nkind = \"pagerduty\"\nurl = \"http://127.0.0.1:{}/pd\"\nrouting-key-env = \"TEST_PD_KEY\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"nag\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/nag\"\nevents = [\"backup-failed\"]\nremind-every = \"2s\"\n\n[heartbeat]\nurl = \"http://127.0.0.1:{}/hb/\"\n",
         pg.url("shop"),
+        hooks.port,
         hooks.port,
         hooks.port,
         hooks.port
@@ -286,6 +456,28 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     );
     for field in ["time", "host"] {
         assert!(alert[field].is_string(), "no {field}: {alert:#}");
+    }
+    // `remind-every = "2s"`: the problem again, marked as a reminder, while it lasts; the
+    // channels without it got it once.
+    let nag = hooks.at("/nag");
+    let (first, reminders): (Vec<_>, Vec<_>) =
+        nag.iter().partition(|a| a.get("reminder").is_none());
+    assert_eq!(first.len(), 1, "{nag:#?}");
+    assert!(!reminders.is_empty(), "no reminder in {nag:#?}");
+    for r in &reminders {
+        assert_eq!(
+            (r["key"].as_str(), r["state"].as_str()),
+            (Some("backup:db"), Some("firing"))
+        );
+        assert_eq!(r["reminder"], true);
+        assert_eq!(r["since"].as_str(), first[0]["time"].as_str(), "{r:#}");
+        assert!(
+            r["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("still failing after"),
+            "{r:#}"
+        );
     }
     let text = hooks.at("/slack")[0]["text"].as_str().unwrap().to_string();
     assert!(text.contains("db") && text.contains("failed"), "{text}");

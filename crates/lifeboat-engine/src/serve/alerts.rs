@@ -60,6 +60,11 @@ impl Alerts {
         Some(alert)
     }
 
+    /// The problems firing now, as they began.
+    pub fn firing(&self) -> Vec<Alert> {
+        self.firing.values().cloned().collect()
+    }
+
     /// Whether a problem whose key starts with `prefix` (`backup:`) is firing.
     pub fn firing_with_prefix(&self, prefix: &str) -> bool {
         self.firing.keys().any(|k| k.starts_with(prefix))

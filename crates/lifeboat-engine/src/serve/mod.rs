@@ -10,6 +10,7 @@
 //! `instance.rs` keeps it to one `serve` per repository and host.
 
 pub mod alerts;
+pub mod calendar;
 pub mod http;
 pub mod instance;
 pub mod state;
@@ -21,6 +22,7 @@ use std::{
 };
 
 use lifeboat_core::{Redacted, Schedule};
+use lifeboat_repo::ReadData;
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
@@ -34,6 +36,13 @@ pub struct Shared {
     pub engine: Engine,
     state: Mutex<state::State>,
     alerts: Mutex<alerts::Alerts>,
+    /// What ran, kept in the side area for the next `serve`.
+    calendar: Mutex<calendar::Calendar>,
+    /// One side-area write of the kept state at a time, each of the state as it is then,
+    /// so a later state is never overwritten by an earlier one.
+    side_writes: tokio::sync::Mutex<()>,
+    /// When each (alert key, channel) was last sent a reminder.
+    reminded: Mutex<HashMap<(String, String), jiff::Timestamp>>,
     running: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Cancels running jobs on shutdown.
     jobs_cancel: Cancel,
@@ -55,6 +64,14 @@ impl Shared {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn calendar(&self) -> MutexGuard<'_, calendar::Calendar> {
+        self.calendar.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn alerts(&self) -> MutexGuard<'_, alerts::Alerts> {
+        self.alerts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Start a backup of `name` now.
     pub fn start_backup(self: &Arc<Self>, name: &str, trigger: Trigger) {
         self.start_job(Job::Backup(name.to_string()), trigger);
@@ -62,6 +79,15 @@ impl Shared {
 
     /// Start `job`, unless the same job is running (then a skipped one is recorded).
     pub fn start_job(self: &Arc<Self>, job: Job, trigger: Trigger) {
+        // A scheduled check reads the next part of the packs.
+        let job = match (job, self.engine.config.maintenance.check_read_data) {
+            (Job::Check(_), Some(share)) if share.parts > 1 => Job::Check(ReadData::Part {
+                n: self.calendar().next_check_part % share.parts,
+                of: share.parts,
+            }),
+            (Job::Check(_), Some(_)) => Job::Check(ReadData::All),
+            (job, _) => job,
+        };
         let key = job.key();
         let mut running = self.running();
         if running.get(&key).is_some_and(|h| !h.is_finished()) {
@@ -82,7 +108,8 @@ impl Shared {
             .targets
             .entry(subject.clone())
             .or_default()
-            .running = true;
+            .running
+            .insert(job.name().to_string(), jiff::Timestamp::now());
         let pinged = match (&job, &self.heartbeat) {
             (Job::Backup(_), Some(url)) if trigger != Trigger::Command => Some(url.clone()),
             _ => None,
@@ -108,7 +135,7 @@ impl Shared {
                         )
                         .await,
                 ),
-                Job::Forget | Job::Check => None,
+                Job::Forget | Job::Check(_) => None,
             };
             let record = match lock {
                 Some(Err(e)) => {
@@ -127,11 +154,7 @@ impl Shared {
             if let Some(url) = &pinged {
                 // One heartbeat for all targets: it is good only while no target's last
                 // backup failed.
-                let any_failing = shared
-                    .alerts
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .firing_with_prefix("backup:");
+                let any_failing = shared.alerts().firing_with_prefix("backup:");
                 match record.outcome {
                     Outcome::Failed => crate::notify::heartbeat(url, "/fail"),
                     Outcome::Succeeded if any_failing => crate::notify::heartbeat(url, "/fail"),
@@ -142,8 +165,19 @@ impl Shared {
             {
                 let mut state = shared.state();
                 state.record(&record);
-                state.targets.entry(subject).or_default().running = false;
+                state
+                    .targets
+                    .entry(subject)
+                    .or_default()
+                    .running
+                    .remove(job.name());
             }
+            shared.calendar().record(
+                &job.key(),
+                &record,
+                matches!(job, Job::Check(ReadData::Part { .. })),
+            );
+            shared.keep(Kept::Calendar);
             // A new backup or drill changes what `status` says: judge again now.
             if record.outcome == Outcome::Succeeded && matches!(job, Job::Backup(_) | Job::Drill(_))
             {
@@ -166,21 +200,17 @@ impl Shared {
             if !still {
                 return;
             }
-            let alert = watch
-                .alerts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .problem(
-                    &overdue_key,
-                    "job-overdue",
-                    &subject,
-                    &format!(
-                        "the {job_name} has been running for over {}",
-                        lifeboat_drill::render::seconds(limit.as_secs_f64())
-                    ),
-                );
+            let alert = watch.alerts().problem(
+                &overdue_key,
+                "job-overdue",
+                &subject,
+                &format!(
+                    "the {job_name} has been running for over {}",
+                    lifeboat_drill::render::seconds(limit.as_secs_f64())
+                ),
+            );
             if let Some(a) = alert {
-                watch.keep_alerts();
+                watch.keep(Kept::Alerts);
                 crate::notify::deliver(&watch.engine.config.notify, &a);
             }
             // Resolved when it ends.
@@ -190,13 +220,9 @@ impl Shared {
                     break;
                 }
             }
-            let cleared = watch
-                .alerts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .cleared(&overdue_key, "the job ended");
+            let cleared = watch.alerts().cleared(&overdue_key, "the job ended");
             if let Some(a) = cleared {
-                watch.keep_alerts();
+                watch.keep(Kept::Alerts);
                 crate::notify::deliver(&watch.engine.config.notify, &a);
             }
         });
@@ -205,10 +231,10 @@ impl Shared {
 
     /// A failed job raises `<job>:<subject>` (`backup:app`, `drill:app`, `forget:repository`);
     /// the next good one clears it.
-    fn alert_on(&self, job: &Job, record: &JobRecord) {
+    fn alert_on(self: &Arc<Self>, job: &Job, record: &JobRecord) {
         let key = job.key();
         let alert = {
-            let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+            let mut alerts = self.alerts();
             match record.outcome {
                 Outcome::Failed => alerts.problem(
                     &key,
@@ -231,25 +257,66 @@ impl Shared {
             }
         };
         if let Some(a) = alert {
-            self.keep_alerts();
+            self.keep(Kept::Alerts);
             crate::notify::deliver(&self.engine.config.notify, &a);
         }
     }
 
-    /// Keep the firing alerts in the side area, on a task of its own.
-    fn keep_alerts(&self) {
-        let bytes = self
-            .alerts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .snapshot();
-        let repo = self.engine.repo.clone();
-        tokio::spawn(async move { alerts::Alerts::keep(&repo, bytes).await });
+    /// Keep the firing alerts or the schedule's state in the side area, on a task of its
+    /// own. Writes take turns, and each writes the state as it is at its turn.
+    fn keep(self: &Arc<Self>, what: Kept) {
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let _turn = shared.side_writes.lock().await;
+            let repo = &shared.engine.repo;
+            match what {
+                Kept::Alerts => {
+                    let bytes = shared.alerts().snapshot();
+                    alerts::Alerts::keep(repo, bytes).await;
+                }
+                Kept::Calendar => {
+                    let bytes = shared.calendar().bytes();
+                    calendar::Calendar::keep(repo, bytes).await;
+                }
+            }
+        });
+    }
+
+    /// Send the reminders that are due: for each firing alert, to each channel with a
+    /// `remind-every`, once per that interval since the alert began or was last recalled.
+    fn remind(&self, now: jiff::Timestamp) {
+        let channels: Vec<_> = self
+            .engine
+            .config
+            .notify
+            .iter()
+            .filter(|c| c.remind_every.is_some())
+            .collect();
+        if channels.is_empty() {
+            return;
+        }
+        let firing = self.alerts().firing();
+        let mut reminded = self.reminded.lock().unwrap_or_else(|p| p.into_inner());
+        reminded.retain(|(key, _), _| firing.iter().any(|a| &a.key == key));
+        for alert in &firing {
+            let began: jiff::Timestamp = alert.time.parse().unwrap_or(now);
+            for channel in channels.iter().filter(|c| c.wants(&alert.kind)) {
+                let every = channel.remind_every.map_or(0, |d| d.as_secs());
+                let last = *reminded
+                    .get(&(alert.key.clone(), channel.name.clone()))
+                    .unwrap_or(&began);
+                if every == 0 || last.duration_until(now).as_secs() < every as i64 {
+                    continue;
+                }
+                reminded.insert((alert.key.clone(), channel.name.clone()), now);
+                crate::notify::deliver_to(channel, &alert.reminder(began));
+            }
+        }
     }
 
     /// Evaluate every target's objectives as `status` does: a miss raises
     /// `objective:<target>`, meeting them again clears it.
-    async fn watch_objectives(&self) {
+    async fn watch_objectives(self: &Arc<Self>) {
         let rows = match crate::status::status(&self.engine).await {
             Ok(rows) => rows,
             Err(e) => {
@@ -260,7 +327,7 @@ impl Shared {
         self.state().status = rows.clone();
         let mut send = Vec::new();
         {
-            let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+            let mut alerts = self.alerts();
             for row in rows {
                 let key = format!("objective:{}", row.target);
                 let alert = if row.problems.is_empty() {
@@ -277,7 +344,7 @@ impl Shared {
             }
         }
         if !send.is_empty() {
-            self.keep_alerts();
+            self.keep(Kept::Alerts);
         }
         for a in send {
             crate::notify::deliver(&self.engine.config.notify, &a);
@@ -302,6 +369,9 @@ pub async fn run(
         engine: engine.clone(),
         state: Mutex::new(state::State::default()),
         alerts: Mutex::new(alerts::Alerts::load(&engine.repo).await),
+        calendar: Mutex::new(calendar::Calendar::load(&engine.repo).await),
+        side_writes: tokio::sync::Mutex::new(()),
+        reminded: Mutex::new(HashMap::new()),
         heartbeat: engine.config.heartbeat.address()?,
         running: Mutex::new(HashMap::new()),
         jobs_cancel: Cancel::new(),
@@ -343,7 +413,7 @@ pub async fn run(
         calendar.push((Job::Forget, s.clone()));
     }
     if let Some(s) = &upkeep.check_schedule {
-        calendar.push((Job::Check, s.clone()));
+        calendar.push((Job::Check(ReadData::None), s.clone()));
     }
     let mut tasks = Vec::new();
     for (job, schedule) in calendar {
@@ -385,6 +455,7 @@ pub async fn run(
             .is_ok()
         {
             ticking.state().tick = Some(std::time::Instant::now());
+            ticking.remind(jiff::Timestamp::now());
         }
     }));
 
@@ -405,6 +476,13 @@ pub async fn run(
     Ok(())
 }
 
+/// What [`Shared::keep`] writes.
+#[derive(Debug, Clone, Copy)]
+enum Kept {
+    Alerts,
+    Calendar,
+}
+
 async fn futures_join(handles: Vec<JoinHandle<()>>) {
     for h in handles {
         let _ = h.await;
@@ -420,21 +498,34 @@ async fn schedule_job(
     tz: jiff::tz::TimeZone,
     shutdown: Cancel,
 ) {
-    if let Job::Backup(name) = &job {
+    {
         let now = jiff::Timestamp::now().to_zoned(tz.clone());
-        let last = shared
-            .state()
-            .targets
-            .get(name)
-            .and_then(|t| t.last_success);
-        // Overdue: no good backup since the most recent slot that has passed.
+        // What ran: the kept schedule state, and for a backup its snapshots. A backup that
+        // never ran is overdue; another job that never ran starts with its calendar.
+        let kept = shared.calendar().last_succeeded(&job.key());
+        let (last, never_ran_is_overdue) = match &job {
+            Job::Backup(name) => (
+                shared
+                    .state()
+                    .targets
+                    .get(name)
+                    .and_then(|t| t.last_success)
+                    .max(kept),
+                true,
+            ),
+            _ => (kept, shared.calendar().jobs.contains_key(&job.key())),
+        };
+        // Overdue: no success since the most recent slot that has passed.
         let overdue = match (last, latest_slot(&schedule, &now)) {
-            (None, _) => true,
+            (None, _) => never_ran_is_overdue,
             (Some(at), Some(slot)) => at < slot.timestamp(),
             (Some(_), None) => false,
         };
         if overdue {
-            log::info!("`{name}`: no good backup within one interval of `{schedule}`; catching up");
+            log::info!(
+                "`{}`: no success within one interval of `{schedule}`; catching up",
+                job.key()
+            );
             shared.start_job(job.clone(), Trigger::CatchUp);
         }
     }
@@ -502,7 +593,7 @@ fn jitter_of(shared: &Shared, job: &Job) -> Duration {
             .get(t)
             .and_then(|c| c.jitter)
             .map_or(0, |j| j.as_secs()),
-        Job::Forget | Job::Check => 0,
+        Job::Forget | Job::Check(_) => 0,
     };
     offset_within(&job.key(), jitter)
 }

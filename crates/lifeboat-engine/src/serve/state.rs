@@ -15,7 +15,10 @@ pub struct TargetState {
     pub jobs: BTreeMap<(String, String), u64>,
     /// job → seconds of its last run.
     pub last_seconds: BTreeMap<String, f64>,
-    pub running: bool,
+    /// job → whether its last run (not skipped, not interrupted) failed.
+    pub last_failed: BTreeMap<String, bool>,
+    /// job → when the run going on now started.
+    pub running: BTreeMap<String, jiff::Timestamp>,
 }
 
 #[derive(Debug, Default)]
@@ -37,6 +40,10 @@ impl State {
         if job.outcome != Outcome::Skipped {
             t.last_seconds.insert(job.job.clone(), job.seconds);
         }
+        if matches!(job.outcome, Outcome::Succeeded | Outcome::Failed) {
+            t.last_failed
+                .insert(job.job.clone(), job.outcome == Outcome::Failed);
+        }
         if job.outcome == Outcome::Succeeded && job.job == "backup" {
             t.last_success = job.started_at.or(t.last_success);
             t.last_bytes = job.bytes;
@@ -45,118 +52,153 @@ impl State {
 
     /// The Prometheus text exposition of the state at `now`.
     pub fn metrics(&self, now: jiff::Timestamp) -> String {
-        let mut out = String::new();
-        let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-        let _ = writeln!(
-            out,
-            "# HELP lifeboat_last_backup_success_timestamp_seconds When the newest good backup of the target started.\n# TYPE lifeboat_last_backup_success_timestamp_seconds gauge"
+        let mut out = Metrics::default();
+        let age =
+            |at: jiff::Timestamp| (now.as_millisecond() - at.as_millisecond()) as f64 / 1000.0;
+        out.family(
+            "lifeboat_last_backup_success_timestamp_seconds",
+            "gauge",
+            "When the newest good backup of the target started.",
         );
         for (name, t) in &self.targets {
             if let Some(at) = t.last_success {
-                let _ = writeln!(
-                    out,
-                    "lifeboat_last_backup_success_timestamp_seconds{{target=\"{}\"}} {}",
-                    label(name),
-                    at.as_second()
-                );
+                out.sample(&[("target", name)], at.as_second());
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP lifeboat_restorable_point_age_seconds Age of the newest good backup.\n# TYPE lifeboat_restorable_point_age_seconds gauge"
+        out.family(
+            "lifeboat_restorable_point_age_seconds",
+            "gauge",
+            "Age of the newest good backup.",
         );
         for (name, t) in &self.targets {
             if let Some(at) = t.last_success {
-                let _ = writeln!(
-                    out,
-                    "lifeboat_restorable_point_age_seconds{{target=\"{}\"}} {}",
-                    label(name),
-                    (now.as_millisecond() - at.as_millisecond()) as f64 / 1000.0
-                );
+                out.sample(&[("target", name)], age(at));
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP lifeboat_backup_bytes Bytes of the newest good backup.\n# TYPE lifeboat_backup_bytes gauge"
+        out.family(
+            "lifeboat_backup_bytes",
+            "gauge",
+            "Bytes of the newest good backup.",
         );
         for (name, t) in &self.targets {
             if t.last_success.is_some() {
-                let _ = writeln!(
-                    out,
-                    "lifeboat_backup_bytes{{target=\"{}\"}} {}",
-                    label(name),
-                    t.last_bytes
-                );
+                out.sample(&[("target", name)], t.last_bytes);
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP lifeboat_jobs_total Jobs run by this serve, by outcome.\n# TYPE lifeboat_jobs_total counter"
+        out.family(
+            "lifeboat_jobs_total",
+            "counter",
+            "Jobs run by this serve, by outcome.",
         );
         for (name, t) in &self.targets {
             for ((job, outcome), n) in &t.jobs {
-                let _ = writeln!(
-                    out,
-                    "lifeboat_jobs_total{{target=\"{}\",job=\"{}\",outcome=\"{}\"}} {n}",
-                    label(name),
-                    label(job),
-                    label(outcome)
-                );
+                out.sample(&[("target", name), ("job", job), ("outcome", outcome)], n);
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP lifeboat_job_duration_seconds How long the target's last job of each kind took.\n# TYPE lifeboat_job_duration_seconds gauge"
+        out.family(
+            "lifeboat_job_duration_seconds",
+            "gauge",
+            "How long the target's last job of each kind took.",
         );
         for (name, t) in &self.targets {
             for (job, s) in &t.last_seconds {
-                let _ = writeln!(
-                    out,
-                    "lifeboat_job_duration_seconds{{target=\"{}\",job=\"{}\"}} {s}",
-                    label(name),
-                    label(job)
-                );
+                out.sample(&[("target", name), ("job", job)], s);
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP lifeboat_objective_met Whether the target meets its declared objective (1) or not (0), as `status` judged it last.\n# TYPE lifeboat_objective_met gauge"
+        out.family(
+            "lifeboat_last_job_failed",
+            "gauge",
+            "Whether the target's last job of each kind failed (1) or succeeded (0).",
+        );
+        for (name, t) in &self.targets {
+            for (job, failed) in &t.last_failed {
+                out.sample(&[("target", name), ("job", job)], u8::from(*failed));
+            }
+        }
+        out.family(
+            "lifeboat_job_running_seconds",
+            "gauge",
+            "How long the job running now has run.",
+        );
+        for (name, t) in &self.targets {
+            for (job, since) in &t.running {
+                out.sample(&[("target", name), ("job", job)], age(*since).max(0.0));
+            }
+        }
+        out.family(
+            "lifeboat_objective_problems",
+            "gauge",
+            "How many of the target's objectives are missed (no backup, RPO, RTO, drill-every, a failed drill, failing WAL archiving), as `status` judged it last.",
         );
         for row in &self.status {
-            let met = |measured: Option<f64>, objective: f64| {
-                u8::from(measured.is_some_and(|m| m <= objective))
-            };
+            out.sample(&[("target", &row.target)], row.problems.len());
+        }
+        out.family(
+            "lifeboat_wal_archiving_failing",
+            "gauge",
+            "Whether the server's WAL archiving is failing (physical targets whose server answered).",
+        );
+        for row in &self.status {
+            if let Some(server) = row.wal.as_ref().and_then(|w| w.server.as_ref()) {
+                out.sample(&[("target", &row.target)], u8::from(server.failing));
+            }
+        }
+        out.family(
+            "lifeboat_objective_met",
+            "gauge",
+            "Whether the target meets its declared objective (1) or not (0), as `status` judged it last.",
+        );
+        let met = |measured: Option<f64>, objective: f64| {
+            u8::from(measured.is_some_and(|m| m <= objective))
+        };
+        for row in &self.status {
             if let Some(rpo) = row.rpo_objective_seconds {
-                let _ = writeln!(
-                    out,
-                    "lifeboat_objective_met{{target=\"{}\",objective=\"rpo\"}} {}",
-                    label(&row.target),
-                    met(row.backup_age_seconds, rpo)
+                out.sample(
+                    &[("target", &row.target), ("objective", "rpo")],
+                    met(row.backup_age_seconds, rpo),
                 );
             }
             if let Some(rto) = row.rto_objective_seconds {
-                let _ = writeln!(
-                    out,
-                    "lifeboat_objective_met{{target=\"{}\",objective=\"rto\"}} {}",
-                    label(&row.target),
-                    met(row.rto_seconds, rto)
+                out.sample(
+                    &[("target", &row.target), ("objective", "rto")],
+                    met(row.rto_seconds, rto),
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP lifeboat_last_drill_rto_seconds The RTO the target's last drill measured.\n# TYPE lifeboat_last_drill_rto_seconds gauge"
+        out.family(
+            "lifeboat_last_drill_rto_seconds",
+            "gauge",
+            "The RTO the target's last drill measured.",
         );
         for row in &self.status {
             if let Some(rto) = row.rto_seconds {
-                let _ = writeln!(
-                    out,
-                    "lifeboat_last_drill_rto_seconds{{target=\"{}\"}} {rto}",
-                    label(&row.target)
-                );
+                out.sample(&[("target", &row.target)], rto);
             }
         }
-        out
+        out.text
+    }
+}
+
+/// Prometheus text being written: a family's header, then its samples.
+#[derive(Default)]
+struct Metrics {
+    text: String,
+    /// The family being written.
+    name: &'static str,
+}
+
+impl Metrics {
+    fn family(&mut self, name: &'static str, kind: &str, help: &str) {
+        self.name = name;
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+            .collect();
+        let _ = writeln!(self.text, "{}{{{}}} {value}", self.name, labels.join(","));
     }
 }
 
@@ -179,6 +221,12 @@ mod tests {
         state.record(&ok);
         state.record(&failed);
         state.record(&failed);
+        state
+            .targets
+            .get_mut("db")
+            .unwrap()
+            .running
+            .insert("drill".into(), "2026-12-06T09:59:00Z".parse().unwrap());
         let text = state.metrics("2026-12-06T10:01:00Z".parse().unwrap());
         for line in [
             "lifeboat_last_backup_success_timestamp_seconds{target=\"db\"} 1796551200",
@@ -187,6 +235,8 @@ mod tests {
             "lifeboat_jobs_total{target=\"db\",job=\"backup\",outcome=\"succeeded\"} 1",
             "lifeboat_jobs_total{target=\"db\",job=\"backup\",outcome=\"failed\"} 2",
             "lifeboat_job_duration_seconds{target=\"db\",job=\"backup\"} 0.5",
+            "lifeboat_last_job_failed{target=\"db\",job=\"backup\"} 1",
+            "lifeboat_job_running_seconds{target=\"db\",job=\"drill\"} 120",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         }

@@ -11,7 +11,15 @@ use crate::{cli::CheckArgs, error::CliResult, output};
 pub async fn run(ctx: &Context, args: CheckArgs) -> CliResult<i32> {
     let engine = ctx.engine().await?;
     let read_data = args.read_data;
-    let checked = maintenance::check(&engine, read_data).await?;
+    let checked = maintenance::check(
+        &engine,
+        if read_data {
+            lifeboat_repo::ReadData::All
+        } else {
+            lifeboat_repo::ReadData::None
+        },
+    )
+    .await?;
     let ok = checked.ok();
     if ctx.json {
         output::json(&json!({

@@ -77,6 +77,13 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CliResult<i32> {
         );
     }
     let shutdown = crate::interrupt::on_signal("stopping serve; running jobs are cancelled");
+    // systemd (`Type=notify`): ready now; stopping once the signal comes.
+    crate::systemd::notify("READY=1");
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = stopping.guard(std::future::pending::<()>()).await;
+        crate::systemd::notify("STOPPING=1");
+    });
     let result = serve::run(engine, listener, token, shutdown).await;
     instance.release().await;
     result?;
