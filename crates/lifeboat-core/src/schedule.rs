@@ -56,13 +56,19 @@ impl Schedule {
     }
 
     /// The first slot strictly after `after`, in `after`'s time zone: the next whole minute
-    /// the cron fields match, or `after` plus the interval. `None` only for a cron
-    /// expression that matches no day within five years (`0 0 31 feb *`).
+    /// the cron fields match, or the next multiple of the interval since 1970-01-01 UTC
+    /// (`every 15m`: :00, :15, :30, :45), so slots do not slide with the time jobs take.
+    /// `None` only for a cron expression that matches no day within five years
+    /// (`0 0 31 feb *`).
     pub fn next_after(&self, after: &jiff::Zoned) -> Option<jiff::Zoned> {
         match &self.kind {
-            ScheduleKind::Every(d) => after
-                .checked_add(jiff::SignedDuration::from_secs(d.as_secs() as i64))
-                .ok(),
+            ScheduleKind::Every(d) => {
+                let step = i64::try_from(d.as_secs()).ok()?.max(1);
+                let slot = (after.timestamp().as_second().div_euclid(step) + 1).checked_mul(step)?;
+                jiff::Timestamp::from_second(slot)
+                    .ok()
+                    .map(|t| t.to_zoned(after.time_zone().clone()))
+            }
             ScheduleKind::Cron(c) => c.next_after(after),
         }
     }
@@ -300,7 +306,11 @@ mod tests {
             // The 13th or a Friday, whichever comes first: Friday 2026-12-11.
             ("0 0 13 * fri", "2026-12-06T00:00:00", "2026-12-11 00:00:00"),
             ("hourly", "2026-12-31T23:30:00", "2027-01-01 00:00:00"),
+            // Multiples of the interval since the epoch, not `after` plus it.
             ("every 90s", "2026-12-06T10:00:00", "2026-12-06 10:01:30"),
+            ("every 15m", "2026-12-06T10:07:59", "2026-12-06 10:15:00"),
+            ("every 15m", "2026-12-06T10:15:00", "2026-12-06 10:30:00"),
+            ("every 2h", "2026-12-06T10:59:59", "2026-12-06 12:00:00"),
         ] {
             assert_eq!(
                 next(schedule, after).as_deref(),
