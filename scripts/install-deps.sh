@@ -16,6 +16,8 @@ command -v openssl >/dev/null 2>&1 || want+=(openssl)
 command -v chromium >/dev/null 2>&1 || want+=(chromium fonts-dejavu-core)
 # promtool checks and tests packaging/prometheus-rules.yml
 command -v promtool >/dev/null 2>&1 || want+=(prometheus)
+# a test moves serve's wall clock with libfaketime
+command -v faketime >/dev/null 2>&1 || want+=(faketime)
 
 # the S3-protocol server the tests start (moto, in memory), from PyPI
 if ! python3 -c 'import moto.server' >/dev/null 2>&1; then

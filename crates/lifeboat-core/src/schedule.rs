@@ -64,7 +64,8 @@ impl Schedule {
         match &self.kind {
             ScheduleKind::Every(d) => {
                 let step = i64::try_from(d.as_secs()).ok()?.max(1);
-                let slot = (after.timestamp().as_second().div_euclid(step) + 1).checked_mul(step)?;
+                let slot =
+                    (after.timestamp().as_second().div_euclid(step) + 1).checked_mul(step)?;
                 jiff::Timestamp::from_second(slot)
                     .ok()
                     .map(|t| t.to_zoned(after.time_zone().clone()))

@@ -338,6 +338,67 @@ fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
     assert_eq!(&buf[..n], b"STOPPING=1");
 }
 
+/// Issue 19, point 2: after a clock jump (a host suspended for hours, a clock set
+/// forward) the missed slot runs at once and is recorded as a catch-up. The jump is made
+/// by libfaketime (Debian `faketime`) around the real binary: its wall clock moves 3 h
+/// forward while its monotonic clock does not.
+#[test]
+fn a_clock_jump_forward_runs_the_missed_slot_at_once() {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+    assert!(
+        std::path::Path::new(lib).exists(),
+        "{lib} is missing: install Debian's `faketime` (scripts/install-deps.sh does)"
+    );
+    let ws = Workspace::new(BIN);
+    let data = ws.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.txt"), "hello").unwrap();
+    ws.write_config(&format!(
+        "[targets.f]\nkind = \"files\"\npaths = [\"{}\"]\nschedule = \"every 1h\"\n",
+        data.display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    let clock = ws.path().join("faketime");
+    std::fs::write(&clock, "+0\n").unwrap();
+    let serve = ws
+        .command(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("LD_PRELOAD", lib)
+        .env("FAKETIME_TIMESTAMP_FILE", &clock)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let backups = |ws: &Workspace| -> Vec<serde_json::Value> {
+        jobs(ws)
+            .into_iter()
+            .filter(|j| j["target"] == "f" && j["outcome"] == "succeeded")
+            .collect()
+    };
+    wait_for("the first backup", Duration::from_secs(30), || {
+        backups(&ws).len() == 1
+    });
+    // No slot within the hour: nothing more runs.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(backups(&ws).len(), 1);
+    // The clock jumps 3 h: the scheduler, looking at the wall clock at least every 15 s,
+    // runs the missed slot.
+    std::fs::write(&clock, "+3h\n").unwrap();
+    let jumped = Instant::now();
+    wait_for("the backup after the jump", Duration::from_secs(40), || {
+        backups(&ws).len() >= 2
+    });
+    assert!(
+        jumped.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        jumped.elapsed()
+    );
+    let after = &backups(&ws)[1];
+    assert_eq!(after["trigger"], "catch-up", "{after:#}");
+    terminate(serve).expect_code(0);
+}
+
 /// A local HTTP receiver: every request's path and body, answered 200.
 struct Receiver {
     port: u16,
