@@ -101,6 +101,20 @@ impl Cancel {
     }
 }
 
+/// Kills a command's whole process group (a command started with `process_group(0)`, whose
+/// id is the group's) when dropped: a `sh -c` command's children go with it, also when the
+/// operation that ran it is abandoned.
+pub struct GroupKill(pub u32);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

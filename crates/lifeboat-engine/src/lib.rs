@@ -30,9 +30,10 @@ pub mod restore;
 pub mod serve;
 pub mod snapshot_io;
 pub mod status;
-pub mod wal;
 
 pub use engine::Engine;
+/// WAL archiving lives with the physical PostgreSQL kind; `crate::wal` is a short name.
+pub use kinds::postgres_physical::wal;
 pub use lifeboat_core::time;
 
 /// A boxed future: what the [`kinds::Kind`] trait's methods return, so that it can be used

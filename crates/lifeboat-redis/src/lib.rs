@@ -468,6 +468,18 @@ pub fn copy_keys(
     to: &RedisUrl,
     replace: bool,
 ) -> Result<BTreeMap<u32, u64>, RedisError> {
+    copy_keys_until(from, to, replace, &|| false, &mut Vec::new())
+}
+
+/// [`copy_keys`], stopping between keys once `stop()` says so; every key written goes into
+/// `written` (database, key), so that the copy can be taken back ([`put_back`]).
+pub fn copy_keys_until(
+    from: &RedisUrl,
+    to: &RedisUrl,
+    replace: bool,
+    stop: &dyn Fn() -> bool,
+    written: &mut Vec<(u32, Vec<u8>)>,
+) -> Result<BTreeMap<u32, u64>, RedisError> {
     let mut src = Conn::connect(from)?;
     let mut dst = Conn::connect(to)?;
     let mut copied = BTreeMap::new();
@@ -489,19 +501,18 @@ pub fn copy_keys(
             };
             for key in keys {
                 let Value::Bytes(key) = key else { continue };
-                // Pipelined: the TTL and the payload in one round trip.
-                src.send(&[b"PTTL", key])?;
-                src.send(&[b"DUMP", key])?;
-                let ttl = src.read()?.as_int().unwrap_or(-2);
-                let payload = src.read()?;
-                let (Value::Bytes(payload), true) = (payload, ttl != -2) else {
+                if stop() {
+                    copied.insert(db, n);
+                    return Ok(copied);
+                }
+                let Some((ttl, payload)) = dump_with_ttl(&mut src, key)? else {
                     continue; // expired or deleted meanwhile
                 };
-                let ttl = ttl.max(0).to_string();
                 let mut args: Vec<&[u8]> = vec![b"RESTORE", key, ttl.as_bytes(), &payload];
                 if replace {
                     args.push(b"REPLACE");
                 }
+                written.push((db, key.clone()));
                 dst.cmd(&args)?;
                 n += 1;
             }
@@ -513,6 +524,57 @@ pub fn copy_keys(
         copied.insert(db, n);
     }
     Ok(copied)
+}
+
+/// `key`'s `DUMP` payload and its TTL in ms for `RESTORE` (`0`: none), pipelined in one
+/// round trip; `None` when the key is not there.
+fn dump_with_ttl(conn: &mut Conn, key: &[u8]) -> Result<Option<(String, Vec<u8>)>, RedisError> {
+    conn.send(&[b"PTTL", key])?;
+    conn.send(&[b"DUMP", key])?;
+    let ttl = conn.read()?.as_int().unwrap_or(-2);
+    Ok(match (conn.read()?, ttl != -2) {
+        (Value::Bytes(payload), true) => Some((ttl.max(0).to_string(), payload)),
+        _ => None,
+    })
+}
+
+/// Put `keys` of `to` back as `saved` holds them: each copied from `saved` (value and TTL)
+/// where it has it, deleted where it does not (or where there is no `saved`: `to` held
+/// nothing before). Returns (copied, deleted).
+pub fn put_back(
+    saved: Option<&RedisUrl>,
+    to: &RedisUrl,
+    keys: &[(u32, Vec<u8>)],
+) -> Result<(u64, u64), RedisError> {
+    let mut src = saved.map(Conn::connect).transpose()?;
+    let mut dst = Conn::connect(to)?;
+    let (mut copied, mut deleted) = (0, 0);
+    let mut selected = None;
+    for (db, key) in keys {
+        if selected != Some(*db) {
+            let d = db.to_string();
+            if let Some(src) = src.as_mut() {
+                src.cmd(&[b"SELECT", d.as_bytes()])?;
+            }
+            dst.cmd(&[b"SELECT", d.as_bytes()])?;
+            selected = Some(*db);
+        }
+        let old = match src.as_mut() {
+            Some(src) => dump_with_ttl(src, key)?,
+            None => None,
+        };
+        match old {
+            Some((ttl, payload)) => {
+                dst.cmd(&[b"RESTORE", key, ttl.as_bytes(), &payload, b"REPLACE"])?;
+                copied += 1;
+            }
+            None => {
+                dst.cmd(&[b"DEL", key])?;
+                deleted += 1;
+            }
+        }
+    }
+    Ok((copied, deleted))
 }
 
 #[cfg(test)]

@@ -990,7 +990,7 @@ impl Repo {
         dest: &Path,
         batch_bytes: u64,
         wanted: impl Fn(&Path) -> bool + Sync,
-        done: impl FnMut(PathBuf, Vec<PathBuf>) + Send,
+        done: impl FnMut(PathBuf, Vec<PathBuf>) -> bool + Send,
     ) -> Result<(), RepoError> {
         use rustic_core::repofile::Node;
         self.with_indexed(|indexed| {
@@ -1018,7 +1018,15 @@ impl Repo {
                 // the thread's loop before the scope waits for it.
                 let tx = tx;
                 let mut done = done;
-                s.spawn(move || rx.into_iter().for_each(|(dir, files)| done(dir, files)));
+                // `done` returning false stops the restore: its receiver goes, and the
+                // next batch is not restored.
+                s.spawn(move || {
+                    for (dir, files) in rx {
+                        if !done(dir, files) {
+                            break;
+                        }
+                    }
+                });
                 for (k, batch) in batches.into_iter().filter(|b| !b.is_empty()).enumerate() {
                     let folder = dest.join(k.to_string());
                     let local =

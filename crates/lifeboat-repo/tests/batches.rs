@@ -10,8 +10,8 @@ use std::{
 use lifeboat_core::{Location, Redacted};
 use lifeboat_repo::{Bars, Content, Repo, SourceEntry};
 
-#[test]
-fn every_wanted_file_arrives_once_in_a_batch_with_its_folders() {
+/// A new repository in a temporary folder.
+fn repo() -> (tempfile::TempDir, Repo) {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repo::init(
         &Location::Local(dir.path().join("repo")),
@@ -19,6 +19,12 @@ fn every_wanted_file_arrives_once_in_a_batch_with_its_folders() {
         Bars::default(),
     )
     .unwrap();
+    (dir, repo)
+}
+
+#[test]
+fn every_wanted_file_arrives_once_in_a_batch_with_its_folders() {
+    let (dir, repo) = repo();
     // 60 files of 10 KiB over nested folders, each with its own content.
     let mut files: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
     for i in 0..60u32 {
@@ -56,6 +62,7 @@ fn every_wanted_file_arrives_once_in_a_batch_with_its_folders() {
                 seen.push((folder.clone(), f));
             }
             std::fs::remove_dir_all(&folder).unwrap();
+            true
         },
     )
     .unwrap();
@@ -67,4 +74,38 @@ fn every_wanted_file_arrives_once_in_a_batch_with_its_folders() {
     let wanted: Vec<PathBuf> = files.keys().filter(|p| !unwanted(p)).cloned().collect();
     assert_eq!(wanted.len(), 54);
     assert_eq!(delivered, wanted, "each wanted file once");
+}
+
+/// `done` returning false stops the restore (a bucket restore that got a signal): no batch
+/// is handed over after it, and at most the batches already under way are restored.
+#[test]
+fn a_batch_consumer_that_says_stop_stops_the_restore() {
+    let (dir, repo) = repo();
+    let entries: Vec<SourceEntry> = (0..40u32)
+        .map(|i| {
+            let body = (0..10_240u32)
+                .map(|j| (j ^ i.wrapping_mul(7919)) as u8)
+                .collect();
+            SourceEntry::new(format!("t/{i}.bin"), Content::Bytes(body)).0
+        })
+        .collect();
+    let snap = repo.backup("t", "files", &[], entries).unwrap();
+    let dest = dir.path().join("stage");
+    let mut handed = 0;
+    repo.restore_dir_in_batches(
+        &snap.id,
+        "t",
+        &dest,
+        20 << 10,
+        |_| true,
+        |_, _| {
+            handed += 1;
+            false
+        },
+    )
+    .unwrap();
+    assert_eq!(handed, 1);
+    let restored = std::fs::read_dir(&dest).unwrap().count();
+    // 20 batches of two files; the one handed over, one waiting, one restoring.
+    assert!(restored <= 3, "{restored} batches restored after the stop");
 }

@@ -188,7 +188,17 @@ impl Workspace {
 
     /// `lifeboat ARGS` started in the background, its output captured (for [`terminate`]).
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.spawn_env(args, &[])
+    }
+
+    /// [`Workspace::spawn`] with more environment variables.
+    pub fn spawn_env(
+        &self,
+        args: &[&str],
+        env: &[(&str, &dyn AsRef<std::ffi::OsStr>)],
+    ) -> std::process::Child {
         self.command(args)
+            .envs(env.iter().map(|(k, v)| (k, v.as_ref())))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

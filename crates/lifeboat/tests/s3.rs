@@ -1108,3 +1108,111 @@ fn a_signal_during_a_files_restore_leaves_the_folder_as_it_was() {
     assert!(run.stdout.contains("12 of 12 verified"), "{}", run.stdout);
     assert!(!staging(), "a staging folder is left");
 }
+
+/// Every object of `bucket` with its content, sorted by key.
+fn bucket_contents(endpoint: &str, bucket: &str) -> Vec<(String, Vec<u8>)> {
+    let b = lifeboat_testkit::s3::test_bucket(endpoint, bucket);
+    let mut out: Vec<(String, Vec<u8>)> = b
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|o| {
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut b.reader(&o.key, o.size), &mut body).unwrap();
+            (o.key, body)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Issue 18, point 5: a signal during a forced bucket restore puts the bucket back as it
+/// was: the objects it had written that were not there are deleted again, those it
+/// overwrote are written again from the emergency snapshot; an object the backup never had
+/// is untouched. Uploads are slowed by the proxy so that the signal lands mid-restore. The
+/// same restore without a signal then completes.
+#[test]
+fn a_signal_during_a_bucket_restore_puts_the_bucket_back() {
+    use lifeboat_testkit::s3::{TestObject, put_objects};
+
+    let s3 = S3Server::start();
+    let proxy = FaultProxy::start(s3.port());
+    let media = s3.bucket();
+    // 80 objects: enough to be staged in batches.
+    let objects: Vec<TestObject<'static>> = (0..80)
+        .map(|i| {
+            let body = lifeboat_testkit::noise(i, 16 << 10);
+            (
+                format!("k/{i:02}"),
+                body,
+                "application/octet-stream",
+                Default::default(),
+            )
+        })
+        .collect();
+    put_objects(&s3.endpoint(), &media, &objects);
+    let ws = media_workspace(&s3, &media, &proxy.endpoint());
+    ws.run(&["backup"]).expect_code(0);
+
+    // Since the backup: ten objects deleted, ten changed, one added.
+    let b = lifeboat_testkit::s3::test_bucket(&s3.endpoint(), &media);
+    for i in 0..10 {
+        b.delete(&format!("k/{i:02}")).unwrap();
+    }
+    let changed: Vec<TestObject<'static>> = (10..20)
+        .map(|i| {
+            (
+                format!("k/{i:02}"),
+                format!("changed {i}").into_bytes(),
+                "text/plain",
+                Default::default(),
+            )
+        })
+        .chain([(
+            "extra/1".to_string(),
+            b"not in the backup".to_vec(),
+            "text/plain",
+            Default::default(),
+        )])
+        .collect();
+    put_objects(&s3.endpoint(), &media, &changed);
+    let before = bucket_contents(&s3.endpoint(), &media);
+    assert_eq!(before.len(), 71);
+
+    let puts: &'static str = Box::leak(format!("PUT /{media}/").into_boxed_str());
+    proxy.set(Faults::always(Fault::Delay(Duration::from_millis(1500))).only(puts));
+    let child = spawn(&ws, &["restore", "media", "--force"], &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The second wave of uploads has begun: some objects are written.
+    while proxy.counts().1 < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the restore never wrote: {:?}",
+            finish(child)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lifeboat_testkit::terminate(child)
+        .expect_code(130)
+        .expect_stderr(
+            &[
+                "the bucket is as it was",
+                "written again from the emergency snapshot",
+            ],
+            &[", 0 overwritten"],
+        );
+    proxy.set(Faults::NONE);
+    let after = bucket_contents(&s3.endpoint(), &media);
+    assert_eq!(after.len(), before.len(), "keys differ");
+    assert!(after == before, "the bucket changed");
+
+    let run = restore_media(&ws, &format!("s3://{media}"), &["--force"]);
+    run.expect_code(0);
+    let restored = bucket_contents(&s3.endpoint(), &media);
+    assert_eq!(restored.len(), 81);
+    assert!(
+        restored
+            .iter()
+            .any(|(k, v)| k == "k/00" && *v == objects[0].1)
+    );
+}

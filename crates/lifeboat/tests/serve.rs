@@ -320,13 +320,10 @@ fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     let port = free_port();
-    let serve = ws
-        .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("NOTIFY_SOCKET", &path)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let serve = ws.spawn_env(
+        &["serve", "--listen", &format!("127.0.0.1:{port}")],
+        &[("NOTIFY_SOCKET", &path)],
+    );
     let mut buf = [0u8; 256];
     let n = socket.recv(&mut buf).expect("no READY=1 from serve");
     assert_eq!(&buf[..n], b"READY=1");
@@ -360,16 +357,15 @@ fn a_clock_jump_forward_runs_the_missed_slot_at_once() {
     ws.run(&["init"]).expect_code(0);
     let clock = ws.path().join("faketime");
     std::fs::write(&clock, "+0\n").unwrap();
-    let serve = ws
-        .command(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
-        .env("LD_PRELOAD", lib)
-        .env("FAKETIME_TIMESTAMP_FILE", &clock)
-        .env("FAKETIME_NO_CACHE", "1")
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let serve = ws.spawn_env(
+        &["serve", "--listen", &format!("127.0.0.1:{}", free_port())],
+        &[
+            ("LD_PRELOAD", &lib),
+            ("FAKETIME_TIMESTAMP_FILE", &clock),
+            ("FAKETIME_NO_CACHE", &"1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", &"1"),
+        ],
+    );
     let backups = |ws: &Workspace| -> Vec<serde_json::Value> {
         jobs(ws)
             .into_iter()
@@ -484,15 +480,15 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     ws.run(&["init"]).expect_code(0);
     let slack = format!("http://127.0.0.1:{}/slack", hooks.port);
     let start = || {
-        ws.command(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
-            .env("TEST_SLACK_URL", &slack)
-            .env("TEST_PD_KEY", "R0UTINGKEY")
-            // The history is pruned to the newest 3 records per target (1000 by default).
-            .env("LIFEBOAT_KEPT_JOBS", "3")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+        ws.spawn_env(
+            &["serve", "--listen", &format!("127.0.0.1:{}", free_port())],
+            &[
+                ("TEST_SLACK_URL", &slack),
+                ("TEST_PD_KEY", &"R0UTINGKEY"),
+                // The history is pruned to the newest 3 records per target (1000 by default).
+                ("LIFEBOAT_KEPT_JOBS", &"3"),
+            ],
+        )
     };
     let serve = start();
     let firing = |hooks: &Receiver| {

@@ -50,7 +50,7 @@ pub async fn run_command(
         .process_group(0)
         .kill_on_drop(true);
     let child = cmd.spawn().map_err(|e| format!("cannot run `sh`: {e}"))?;
-    let _group = child.id().map(GroupKill);
+    let _group = child.id().map(crate::cancel::GroupKill);
     let out = child
         .wait_with_output()
         .await
@@ -78,19 +78,6 @@ pub async fn run_command(
         } else {
             format!("{status}: {tail}")
         })
-    }
-}
-
-/// Kills a command check's whole process group when dropped (also when the drill is
-/// interrupted while it runs).
-struct GroupKill(u32);
-
-impl Drop for GroupKill {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0)])
-            .stderr(Stdio::null())
-            .status();
     }
 }
 

@@ -121,11 +121,11 @@ pub async fn execute(
     })
     .await?;
     if cancel.is_cancelled() {
-        // Kinds that cannot put the destination back (a bucket, a Redis server, a restore
-        // command) finish what they started rather than leave it half-done.
+        // Every kind stops on the signal and puts the destination back; one that returns
+        // a result had finished before it saw the signal.
         engine.events.event(Event::Warning {
             target: Some(name.clone()),
-            text: "the signal came while the destination was being changed; the restore was finished rather than left half-done".into(),
+            text: "the signal came as the restore finished; it is complete".into(),
         });
     }
     Ok(Restored {

@@ -105,26 +105,15 @@ mod tests {
     #[test]
     fn marks_follow_outcomes_and_the_check_part_rotates() {
         let mut c = Calendar::default();
-        c.record(
-            "check:repository",
-            &job(Outcome::Succeeded, "2026-12-06T10:00:00Z"),
-            true,
-        );
-        c.record(
-            "check:repository",
-            &job(Outcome::Failed, "2026-12-06T11:00:00Z"),
-            true,
-        );
-        c.record(
-            "check:repository",
-            &job(Outcome::Skipped, "2026-12-06T12:00:00Z"),
-            true,
-        );
-        c.record(
-            "check:repository",
-            &job(Outcome::Interrupted, "2026-12-06T13:00:00Z"),
-            true,
-        );
+        for (outcome, hour) in [
+            (Outcome::Succeeded, 10),
+            (Outcome::Failed, 11),
+            (Outcome::Skipped, 12),
+            (Outcome::Interrupted, 13),
+        ] {
+            let at = format!("2026-12-06T{hour}:00:00Z");
+            c.record("check:repository", &job(outcome, &at), true);
+        }
         let mark = &c.jobs["check:repository"];
         assert_eq!(
             mark.last_succeeded.unwrap().to_string(),

@@ -101,9 +101,15 @@ impl Rehearsal for BucketRehearsal {
 
     async fn restore(&mut self) -> Result<String, String> {
         let b = self.bucket.clone().ok_or("no scratch bucket")?;
-        let results = write_objects(&self.repo, &self.snapshot, b, self.manifest.objects.clone())
-            .await
-            .map_err(|e| e.message)?;
+        let results = write_objects(
+            &self.repo,
+            &self.snapshot,
+            b,
+            self.manifest.objects.clone(),
+            None,
+        )
+        .await
+        .map_err(|e| e.message)?;
         let failed: Vec<String> = results.into_iter().filter_map(Result::err).collect();
         if let Some(first) = failed.first() {
             return Err(format!(

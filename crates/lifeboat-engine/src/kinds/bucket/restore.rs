@@ -15,7 +15,9 @@ use sha2::Digest;
 
 use super::{PARALLEL, bucket_err};
 use crate::{
-    Engine, EngineError, EngineResult, FsContext, format,
+    Engine, EngineError, EngineResult, FsContext,
+    cancel::Cancel,
+    format,
     restore::{
         act::{ActCx, RestoreOutcome, RestorePlan, act},
         choose::chosen_section,
@@ -132,11 +134,26 @@ pub(super) async fn plan(
         .collect();
     // Before anything is saved or written: room to stage the objects.
     stage_room(&selected)?;
-    let (id, url) = (snapshot.id.clone(), dest_loc.url());
+    let (id, url, there, target_name) = (
+        snapshot.id.clone(),
+        dest_loc.url(),
+        existing.clone(),
+        name.to_string(),
+    );
     let mut restore = RestorePlan::new(
         plan,
         act(move |cx: ActCx| async move {
-            let results = write_objects(&cx.engine.repo, &id, dest, selected.clone()).await?;
+            let results = write_objects(
+                &cx.engine.repo,
+                &id,
+                dest.clone(),
+                selected.clone(),
+                Some(cx.cancel.clone()),
+            )
+            .await?;
+            if cx.cancel.is_cancelled() {
+                return Err(put_back(&cx, &target_name, &dest, &selected, &results, &there).await);
+            }
             let mut failed = Vec::new();
             let mut mismatched = Vec::new();
             for (o, r) in selected.iter().zip(results) {
@@ -199,8 +216,115 @@ pub(super) async fn plan(
     Ok(restore)
 }
 
+/// After a signal: the objects the restore wrote are taken back — those that were not
+/// there before deleted, those it overwrote written again from the emergency snapshot —
+/// so the bucket is as it was. The error says what was done, or what could not be.
+async fn put_back(
+    cx: &ActCx,
+    name: &str,
+    dest: &Bucket,
+    selected: &[ObjectRecord],
+    results: &[Result<bool, String>],
+    existing: &[String],
+) -> EngineError {
+    let written: Vec<&ObjectRecord> = selected
+        .iter()
+        .zip(results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(o, _)| o)
+        .collect();
+    let (overwritten, added): (Vec<&ObjectRecord>, Vec<&ObjectRecord>) =
+        written.iter().partition(|o| existing.contains(&o.key));
+    let url = dest.url().to_string();
+    let keys: Vec<String> = added.iter().map(|o| o.key.clone()).collect();
+    let d = dest.clone();
+    let deleted = lifeboat_repo::blocking(move || {
+        keys.iter()
+            .map(|k| d.delete(k).map_err(|e| format!("`{k}`: {e}")))
+            .collect::<Result<Vec<()>, String>>()
+    })
+    .await;
+    let restored = match (&cx.emergency_snapshot, overwritten.is_empty()) {
+        (_, true) => Ok(0),
+        (None, false) => Err("no emergency snapshot holds them".to_string()),
+        (Some(snap), false) => put_back_from(cx, name, dest, snap, &overwritten).await,
+    };
+    match (deleted, restored) {
+        (Ok(_), Ok(n)) => EngineError::interrupted(format!(
+            "interrupted: {} of {} object(s) had been written into `{url}`; the bucket is as it was: {} new one(s) deleted, {n} overwritten one(s) written again from the emergency snapshot",
+            written.len(),
+            selected.len(),
+            added.len(),
+        )),
+        (deleted, restored) => {
+            let why: Vec<String> = [deleted.err(), restored.err()]
+                .into_iter()
+                .flatten()
+                .collect();
+            let mut e = EngineError::interrupted(format!(
+                "interrupted after {} object(s) were written into `{url}`, and they could not all be taken back: {}",
+                written.len(),
+                why.join("; ")
+            ));
+            if let Some(snap) = &cx.emergency_snapshot {
+                e = e.with_hint(format!(
+                    "the emergency snapshot {} holds the bucket as it was: restore it with `--snapshot {}`",
+                    snap.short(),
+                    snap.short()
+                ));
+            }
+            e
+        }
+    }
+}
+
+/// Write `objects`' keys again as the emergency snapshot `snap` holds them; how many.
+async fn put_back_from(
+    cx: &ActCx,
+    name: &str,
+    dest: &Bucket,
+    snap: &lifeboat_core::SnapshotId,
+    objects: &[&ObjectRecord],
+) -> Result<usize, String> {
+    let (r, id, name) = (cx.engine.repo.clone(), snap.to_string(), name.to_string());
+    let info = r
+        .call(move |r| r.find_snapshot(&name, &id))
+        .await
+        .map_err(|e| format!("cannot read the emergency snapshot: {e}"))?;
+    let saved = info
+        .manifest
+        .ok()
+        .and_then(|m| m.bucket)
+        .ok_or("the emergency snapshot has no bucket manifest")?;
+    let wanted: Vec<ObjectRecord> = saved
+        .objects
+        .into_iter()
+        .filter(|o| objects.iter().any(|w| w.key == o.key))
+        .collect();
+    if wanted.len() != objects.len() {
+        return Err(format!(
+            "the emergency snapshot holds {} of the {} overwritten object(s)",
+            wanted.len(),
+            objects.len()
+        ));
+    }
+    let n = wanted.len();
+    let results = write_objects(&cx.engine.repo, &info.id, dest.clone(), wanted, None)
+        .await
+        .map_err(|e| e.message)?;
+    match results.into_iter().find_map(|r| match r {
+        Ok(true) => None,
+        Ok(false) => Some("an object written again differs from the emergency snapshot".into()),
+        Err(e) => Some(e),
+    }) {
+        None => Ok(n),
+        Some(e) => Err(e),
+    }
+}
+
 /// Write `objects` of snapshot `id` into `dest`, `PARALLEL` at a time, each hashed on the
-/// way: per object, whether its size and SHA-256 match the record, or why it failed.
+/// way: per object, whether its size and SHA-256 match the record, or why it failed. Once
+/// `cancel` is set no more objects start (those not written say so); those under way end.
 ///
 /// Many objects are first restored into a temporary folder with rustic's restore, which
 /// reads each pack in a few large ranges; one GET per object's blob is slow on S3 (one
@@ -212,7 +336,13 @@ pub async fn write_objects(
     id: &str,
     dest: Bucket,
     objects: Vec<ObjectRecord>,
+    cancel: Option<Cancel>,
 ) -> EngineResult<Vec<Result<bool, String>>> {
+    let stopped = {
+        let cancel = cancel.clone();
+        move || cancel.as_ref().is_some_and(Cancel::is_cancelled)
+    };
+    let stopped_batches = move || cancel.as_ref().is_some_and(Cancel::is_cancelled);
     let (r, id) = (repo.clone(), id.to_string());
     // Every object's path: `<target>/bucket/<key>`.
     let root = objects
@@ -223,6 +353,9 @@ pub async fn write_objects(
     let upload = move |o: &ObjectRecord,
                        content: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), String>|
           -> Result<bool, String> {
+        if stopped() {
+            return Err("not written: the restore was stopped".into());
+        }
         let w = dest
             .writer(&o.key, o.content_type.as_deref(), &o.metadata)
             .map_err(|e| e.to_string())?;
@@ -294,6 +427,7 @@ pub async fn write_objects(
                             batch.len(),
                             folder.display()
                         );
+                        !stopped_batches()
                     },
                 )?;
                 Ok(results

@@ -15,6 +15,7 @@ mod drill;
 
 use super::Summary;
 use std::{
+    os::unix::process::CommandExt,
     process::{Command, Stdio},
     sync::Arc,
 };
@@ -170,7 +171,14 @@ async fn plan(
                 Some(f) => write_file(repo, &id, &cm.output.path, f).await?,
                 None => {
                     let cmd = t.restore.clone().unwrap_or_default();
-                    pipe_into(repo, &id, &cm.output.path, &n, &t, &cmd).await?
+                    match pipe_into(repo, &id, &cm.output.path, &n, &t, &cmd, Some(&cx.cancel))
+                        .await
+                    {
+                        Err(_) if cx.cancel.is_cancelled() => {
+                            return Err(put_back(&cx, &n, &t, &cmd).await);
+                        }
+                        fed => fed?,
+                    }
                 }
             };
             let verified = bytes == cm.output.bytes && sha256 == cm.output.sha256;
@@ -215,6 +223,81 @@ async fn plan(
     Ok(restore)
 }
 
+/// After a signal stopped the restore command part-way: the command runs again with the
+/// emergency snapshot (what the backup command said before the restore), to completion,
+/// so that the service is as it was. The error says what was done, or what could not be.
+async fn put_back(cx: &ActCx, name: &str, target: &TargetConfig, command: &str) -> EngineError {
+    let Some(snap) = &cx.emergency_snapshot else {
+        return EngineError::interrupted(format!(
+            "interrupted: the restore command of `{name}` was stopped part-way, and there is no emergency snapshot to put it back from (the emergency backup failed and `--force` went on)"
+        ));
+    };
+    let (r, id, target_name) = (cx.engine.repo.clone(), snap.to_string(), name.to_string());
+    let saved = r
+        .call(move |r| r.find_snapshot(&target_name, &id))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|i| {
+            i.manifest
+                .ok()
+                .and_then(|m| m.command)
+                .ok_or_else(|| "it holds no command output".to_string())
+        });
+    let again = match saved {
+        Ok(cm) => pipe_into(
+            &cx.engine.repo,
+            snap.as_str(),
+            &cm.output.path,
+            name,
+            target,
+            command,
+            None,
+        )
+        .await
+        .map_err(|e| e.message),
+        Err(e) => Err(e),
+    };
+    match again {
+        Ok(_) => EngineError::interrupted(format!(
+            "interrupted: the restore command of `{name}` was stopped part-way; it ran again with the emergency snapshot {}, so `{name}` is as it was",
+            snap.short()
+        )),
+        Err(e) => EngineError::interrupted(format!(
+            "interrupted: the restore command of `{name}` was stopped part-way, and running it again with the emergency snapshot {} failed: {e}",
+            snap.short()
+        ))
+        .with_hint(format!(
+            "restore the emergency snapshot by hand: `lifeboat restore {name} --snapshot {}`",
+            snap.short()
+        )),
+    }
+}
+
+/// A writer that fails once `stop` is set: the feed of a command that is being stopped.
+struct Stopping<W> {
+    inner: W,
+    stop: Option<crate::cancel::Cancel>,
+}
+
+impl<W: std::io::Write> std::io::Write for Stopping<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self
+            .stop
+            .as_ref()
+            .is_some_and(crate::cancel::Cancel::is_cancelled)
+        {
+            return Err(std::io::Error::other("the restore was stopped"));
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Stream `path` of `snapshot` into `command`'s stdin and wait for it. Once `cancel` is set
+/// the feed stops and the command is killed (an interrupted error).
 async fn pipe_into(
     repo: &Arc<Repo>,
     snapshot: &str,
@@ -222,10 +305,14 @@ async fn pipe_into(
     name: &str,
     target: &TargetConfig,
     command: &str,
+    cancel: Option<&crate::cancel::Cancel>,
 ) -> EngineResult<(u64, String)> {
     let mut cmd = shell(command, name, target);
-    // Its stdout goes to our stderr: ours is for results (and `--json`).
-    cmd.stdin(Stdio::piped()).stdout(std::io::stderr());
+    // Its stdout goes to our stderr: ours is for results (and `--json`). In a process group
+    // of its own, so that a stop kills what it started too.
+    cmd.stdin(Stdio::piped())
+        .stdout(std::io::stderr())
+        .process_group(0);
     let mut child = cmd.spawn().map_err(|e| {
         EngineError::failure(
             format!("cannot start the restore command of `{name}`: {e}"),
@@ -234,18 +321,36 @@ async fn pipe_into(
     })?;
     let stdin = child.stdin.take();
     let (r, id, p) = (repo.clone(), snapshot.to_string(), path.to_string());
-    let fed = r
-        .start(move |r| {
-            let mut w = Measured::new(stdin.expect("piped stdin"));
-            let result = r.dump(&id, &p, &mut w);
-            let measured = (w.bytes, hex::encode(w.hash.finalize()));
-            // Dropping `w` closes the command's stdin: its end of input.
-            (result, measured)
-        })
-        .await;
-    let status = lifeboat_repo::blocking(move || child.wait())
-        .await
-        .doing("wait for the command")?;
+    let stop = cancel.cloned();
+    let feed = r.start(move |r| {
+        let mut w = Measured::new(Stopping {
+            inner: stdin.expect("piped stdin"),
+            stop,
+        });
+        let result = r.dump(&id, &p, &mut w);
+        let measured = (w.bytes, hex::encode(w.hash.finalize()));
+        // Dropping `w` closes the command's stdin: its end of input.
+        (result, measured)
+    });
+    // The command's end, or the signal: then it is killed.
+    let status = loop {
+        match child.try_wait() {
+            Ok(None) => {}
+            done => break done.map(|s| s.expect("exited")),
+        }
+        if cancel.is_some_and(crate::cancel::Cancel::is_cancelled) {
+            // The command and whatever it started.
+            drop(crate::cancel::GroupKill(child.id()));
+            let _ = lifeboat_repo::blocking(move || child.wait()).await;
+            let _ = feed.await;
+            return Err(EngineError::interrupted(format!(
+                "the restore command of `{name}` was stopped"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    .doing("wait for the command")?;
+    let fed = feed.await;
     if !status.success() {
         return Err(EngineError::failure(
             format!("the restore command of `{name}` failed ({status})"),

@@ -5,6 +5,7 @@ mod drill;
 pub mod plan;
 pub mod recover;
 mod status;
+pub mod wal;
 
 pub use recover::{
     PitrPlan, feed, materialize, plan as plan_recovery, recovery_to, start_and_wait,

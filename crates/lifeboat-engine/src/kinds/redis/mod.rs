@@ -23,7 +23,7 @@ use lifeboat_core::{
     manifest::{RedisManifest, StreamRecord},
     redact_url,
 };
-use lifeboat_redis::{Conn, RdbStream, RedisError, RedisUrl, Scratch, copy_keys};
+use lifeboat_redis::{Conn, RdbStream, RedisError, RedisUrl, Scratch, copy_keys_until};
 use lifeboat_repo::{Content, SnapshotInfo, SourceEntry};
 use serde_json::json;
 
@@ -143,7 +143,7 @@ async fn plan(
     steps.push("compare the keys per database with the manifest".into());
     let shown = redact_url(dest_url.expose());
     let plan = Plan::new(name, &snapshot, shown.clone(), steps, overwrites);
-    let id = snapshot.id.clone();
+    let (id, target_name) = (snapshot.id.clone(), name.to_string());
     let mut restore = RestorePlan::new(
         plan,
         act(move |cx: ActCx| async move {
@@ -159,12 +159,35 @@ async fn plan(
                     rm.rdb.bytes
                 )));
             }
-            let (dir, d) = (stage.path().to_path_buf(), dest.clone());
-            let copied = tokio::task::spawn_blocking(move || {
+            let (dir, d, stop) = (stage.path().to_path_buf(), dest.clone(), cx.cancel.clone());
+            let (copied, written) = tokio::task::spawn_blocking(move || {
                 let scratch = Scratch::start(&dir)?;
-                copy_keys(&scratch.url(), &d, overwrites)
+                let mut written = Vec::new();
+                let copied = copy_keys_until(
+                    &scratch.url(),
+                    &d,
+                    overwrites,
+                    &|| stop.is_cancelled(),
+                    &mut written,
+                );
+                Ok::<_, RedisError>((copied, written))
             })
             .await??;
+            if cx.cancel.is_cancelled() {
+                return Err(put_back_keys(&cx, &target_name, &dest, &shown, written).await);
+            }
+            let copied = match copied {
+                Ok(c) => c,
+                // Failed part-way (the destination went away): what was written is taken
+                // back as after a signal, and both are said.
+                Err(e) => {
+                    let back = put_back_keys(&cx, &target_name, &dest, &shown, written).await;
+                    return Err(EngineError::failure(
+                        format!("copying the keys failed: {e}; {}", back.message),
+                        back.hint,
+                    ));
+                }
+            };
             let after = key_counts(&dest).await?;
             let mut databases = Vec::new();
             let mut lines = Vec::new();
@@ -224,6 +247,76 @@ async fn plan(
         });
     }
     Ok(restore)
+}
+
+/// After a signal: the keys the restore wrote are taken back — each as the emergency
+/// snapshot holds it (loaded into a scratch server), or deleted where it was not there (or
+/// where the destination was empty and so had no emergency backup). The error says what
+/// was done, or what could not be.
+async fn put_back_keys(
+    cx: &ActCx,
+    name: &str,
+    dest: &RedisUrl,
+    shown: &str,
+    written: Vec<(u32, Vec<u8>)>,
+) -> EngineError {
+    let n = written.len();
+    let saved_rdb = match &cx.emergency_snapshot {
+        None => None,
+        Some(snap) => {
+            let stage = match tempfile::Builder::new()
+                .prefix("lifeboat-redis-putback-")
+                .tempdir()
+            {
+                Ok(s) => s,
+                Err(e) => return cannot_put_back(cx, n, shown, &e.to_string()),
+            };
+            let rdb = stage.path().join("dump.rdb");
+            let (r, id, target) = (cx.engine.repo.clone(), snap.to_string(), name.to_string());
+            let found = r.call(move |r| r.find_snapshot(&target, &id)).await;
+            let path = match found.map(|i| i.manifest.ok().and_then(|m| m.redis)) {
+                Ok(Some(m)) => m.rdb.path,
+                Ok(None) => {
+                    return cannot_put_back(cx, n, shown, "the emergency snapshot holds no RDB");
+                }
+                Err(e) => return cannot_put_back(cx, n, shown, &e.to_string()),
+            };
+            if let Err(e) = write_file(&cx.engine.repo, snap.as_str(), &path, &rdb).await {
+                return cannot_put_back(cx, n, shown, &e.message);
+            }
+            Some(stage)
+        }
+    };
+    let d = dest.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let scratch = saved_rdb
+            .as_ref()
+            .map(|s| Scratch::start(s.path()))
+            .transpose()?;
+        lifeboat_redis::put_back(scratch.as_ref().map(Scratch::url).as_ref(), &d, &written)
+    })
+    .await;
+    match done {
+        Ok(Ok((copied, deleted))) => EngineError::interrupted(format!(
+            "interrupted: {n} key(s) had been written into `{shown}`; it is as it was: {deleted} new key(s) deleted, {copied} overwritten key(s) written again from the emergency snapshot"
+        )),
+        Ok(Err(e)) => cannot_put_back(cx, n, shown, &e.to_string()),
+        Err(e) => cannot_put_back(cx, n, shown, &e.to_string()),
+    }
+}
+
+fn cannot_put_back(cx: &ActCx, n: usize, shown: &str, why: &str) -> EngineError {
+    let e = EngineError::interrupted(format!(
+        "interrupted after {n} key(s) were written into `{shown}`, and they could not be taken back: {why}"
+    ));
+    match &cx.emergency_snapshot {
+        Some(s) => e.with_hint(format!(
+            "the emergency snapshot {} holds the keys as they were: restore it with `--snapshot {} --force`",
+            s.short(),
+            s.short()
+        )),
+        None => e,
+    }
 }
 
 /// `--to-dir DIR`: the RDB written to `DIR/dump.rdb`, checked, for a server to start from.
