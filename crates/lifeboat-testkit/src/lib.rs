@@ -87,6 +87,26 @@ impl Run {
         self
     }
 
+    /// Panic with stdout unless it contains every one of `parts` and none of `absent`.
+    #[track_caller]
+    pub fn expect_stdout(&self, parts: &[&str], absent: &[&str]) -> &Self {
+        for p in parts {
+            assert!(
+                self.stdout.contains(p),
+                "no {p:?} in stdout:\n{}",
+                self.stdout
+            );
+        }
+        for a in absent {
+            assert!(
+                !self.stdout.contains(a),
+                "{a:?} in stdout:\n{}",
+                self.stdout
+            );
+        }
+        self
+    }
+
     /// Panic with stderr unless it contains every one of `parts` and none of `absent`.
     #[track_caller]
     pub fn expect_stderr(&self, parts: &[&str], absent: &[&str]) -> &Self {

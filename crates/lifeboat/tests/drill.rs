@@ -179,7 +179,7 @@ fn a_drill_of_a_healthy_backup_passes_with_every_check_and_a_report() {
     assert_eq!(t["last_drill_verdict"], "pass");
     assert!(t["problems"].as_array().unwrap().is_empty(), "{t}");
     let human = ws.run(&["status"]);
-    assert!(human.stdout.contains("OK"), "{}", human.stdout);
+    human.expect_stdout(&["OK"], &[]);
 
     render_in_chromium(&reports.join(format!("{id}.html")));
 }
@@ -259,11 +259,7 @@ fn a_drill_fails_loudly_naming_what_failed() {
     assert_eq!(c["detail"], "expected 0, got 3");
     let human = ws.run(&["drill"]);
     human.expect_code(3);
-    assert!(
-        human.stdout.contains("FAILED no negative balances"),
-        "{}",
-        human.stdout
-    );
+    human.expect_stdout(&["FAILED no negative balances"], &[]);
     assert!(!listening(scratch_port(&human.stderr)));
     ws.run(&["status"]).expect_code(3);
 

@@ -78,11 +78,7 @@ fn backup_then_restore_into_a_new_database_matches_exactly() {
     let to = pg.url("copy");
     let run = ws.run(&["restore", "app", "--to", &to]);
     run.expect_code(0);
-    assert!(
-        run.stdout.contains("verified: 3 table(s) match"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout(&["verified: 3 table(s) match"], &[]);
     assert_eq!(pg.psql("copy", FINGERPRINT).unwrap(), before);
     assert!(!run.stdout.contains(&pg.password) && !run.stderr.contains(&pg.password));
 
@@ -165,11 +161,7 @@ fn a_parallel_restore_streams_the_tables_into_several_pg_restores_without_stagin
     let out = run.json();
     assert_eq!(out["load"], "parallel-streams", "{out}");
     assert_eq!(out["verified"], true, "{out}");
-    assert!(
-        run.stderr.contains("(1 table(s) loaded in several parts)"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr(&["(1 table(s) loaded in several parts)"], &[]);
     // The wide table's key and index are built as soon as its rows are in; the foreign key
     // that references it comes with the rest of the post-data section, and so do the
     // comments on the key and the index (the key is the first post-data entry: its schema
@@ -234,11 +226,7 @@ fn a_parallel_restore_streams_the_tables_into_several_pg_restores_without_stagin
     images_trigger_database(&pg, "strict", "RAISE EXCEPTION 'no rows for images here';");
     let run = ws.run(&["restore", "app", "--to", &pg.url("strict"), "--jobs", "2"]);
     run.expect_code(1);
-    assert!(
-        run.stderr.contains("no rows for images here"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr(&["no rows for images here"], &[]);
     assert_eq!(
         pg.psql("strict", "SELECT count(*) FROM pg_tables WHERE schemaname <> 'pg_catalog' AND schemaname <> 'information_schema'")
             .unwrap(),
@@ -281,7 +269,7 @@ fn restore_over_data_needs_force_and_takes_an_emergency_backup() {
     // The dry run changes nothing.
     let run = ws.run(&["restore", "app", "--dry-run"]);
     run.expect_code(0);
-    assert!(run.stdout.contains("emergency backup"), "{}", run.stdout);
+    run.expect_stdout(&["emergency backup"], &[]);
     assert!(run.stdout.contains("nothing was changed"));
     assert_eq!(
         pg.psql("app", "SELECT sum(amount) FROM billing.ledger")
@@ -292,12 +280,8 @@ fn restore_over_data_needs_force_and_takes_an_emergency_backup() {
     // Without --force: refused, nothing changed.
     let run = ws.run(&["restore", "app"]);
     run.expect_code(1);
-    assert!(
-        run.stderr.contains("refusing to overwrite"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    run.expect_stderr(&["refusing to overwrite"], &[]);
+    run.expect_stderr(&["hint:"], &[]);
     assert_eq!(
         pg.psql("app", "SELECT sum(amount) FROM billing.ledger")
             .unwrap(),
@@ -306,11 +290,7 @@ fn restore_over_data_needs_force_and_takes_an_emergency_backup() {
 
     let run = ws.run(&["restore", "app", "--force"]);
     run.expect_code(0);
-    assert!(
-        run.stdout.contains("emergency backup: snapshot"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout(&["emergency backup: snapshot"], &[]);
     assert_eq!(pg.psql("app", FINGERPRINT).unwrap(), original);
 
     // The emergency snapshot holds the broken state and is never `latest`.
@@ -374,14 +354,10 @@ fn one_table_is_restored_without_touching_the_others() {
     // An existing table is not replaced without --force.
     let run = ws.run(&["restore", "app", "--table", "images"]);
     run.expect_code(1);
-    assert!(
-        run.stderr.contains("table `public.images` exists"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr(&["table `public.images` exists"], &[]);
     let run = ws.run(&["restore", "app", "--table", "nope"]);
     run.expect_code(1);
-    assert!(run.stderr.contains("not in snapshot"), "{}", run.stderr);
+    run.expect_stderr(&["not in snapshot"], &[]);
 }
 
 /// `restore TARGET --table TABLE`: exit 0, no broken pipe, the row count verified and
@@ -390,11 +366,7 @@ fn restore_one_table(pg: &Cluster, ws: &Workspace, target: &str, table: &str, ro
     let run = ws.run(&["restore", target, "--table", table]);
     run.expect_code(0)
         .expect_stderr(&[], &["Broken pipe", "broken pipe"]);
-    assert!(
-        run.stdout.contains("verified: 1 table(s) match"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout(&["verified: 1 table(s) match"], &[]);
     assert_eq!(
         pg.psql(target, &format!("SELECT count(*) FROM {table}"))
             .unwrap(),
@@ -494,8 +466,8 @@ fn a_row_count_mismatch_after_restore_exits_3() {
     images_trigger_database(&pg, "lossy", "RETURN NULL;");
     let run = ws.run(&["restore", "app", "--to", &pg.url("lossy")]);
     run.expect_code(3);
-    assert!(run.stdout.contains("MISMATCH"), "{}", run.stdout);
-    assert!(run.stderr.contains("row counts differ"), "{}", run.stderr);
+    run.expect_stdout(&["MISMATCH"], &[]);
+    run.expect_stderr(&["row counts differ"], &[]);
 }
 
 #[test]
@@ -558,8 +530,8 @@ fn a_killed_pg_dump_leaves_no_snapshot() {
     ));
     let run = ws.run(&["backup"]);
     run.expect_code(1);
-    assert!(run.stderr.contains("pg_dump"), "{}", run.stderr);
-    assert!(run.stderr.contains("signal 9"), "{}", run.stderr);
+    run.expect_stderr(&["pg_dump"], &[]);
+    run.expect_stderr(&["signal 9"], &[]);
     let snaps = ws.run(&["snapshots", "--json"]).json();
     assert!(snaps["snapshots"].as_array().unwrap().is_empty(), "{snaps}");
     ws.run(&["check"]).expect_code(0);
@@ -617,11 +589,7 @@ fn a_tls_only_server_is_backed_up_with_sslmode_require() {
         &format!("{}?sslmode=require", pg.url("copy")),
     ]);
     run.expect_code(0);
-    assert!(
-        run.stdout.contains("verified: 3 table(s) match"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout(&["verified: 3 table(s) match"], &[]);
 }
 
 /// Issue 18, point 5: SIGTERM during a backup stops it: exit 130, no snapshot, no lock,

@@ -176,11 +176,7 @@ fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
     // A moment between two inserts: exactly the rows before it.
     let (port, run) = restore(&ws, "at-time", &["--time", &between, "--no-archive"]);
     run.expect_code(0);
-    assert!(
-        run.stdout.contains("recovered: last replayed commit"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout(&["recovered: last replayed commit"], &[]);
     assert_eq!(
         sql(&pg, port, "SELECT count(*), max(id) FROM events"),
         "150|150"
@@ -312,7 +308,7 @@ fn a_streamed_base_backup_recovers_to_a_time_and_an_xid() {
     sql(&pg, main, "CREATE ROLE plain LOGIN PASSWORD 'plain'");
     let run = ws.run(&["backup", "plain"]);
     run.expect_code(1);
-    assert!(run.stderr.contains("pg_basebackup"), "{}", run.stderr);
+    run.expect_stderr(&["pg_basebackup"], &[]);
     assert!(!run.stderr.contains("plain:plain"), "{}", run.stderr);
     assert!(
         ws.run(&["snapshots", "plain", "--json"]).json()["snapshots"]
@@ -351,7 +347,7 @@ fn a_streamed_base_backup_recovers_to_a_time_and_an_xid() {
         "--dry-run",
     ]);
     dry.expect_code(0);
-    assert!(dry.stdout.contains("streamed, a tar of"), "{}", dry.stdout);
+    dry.expect_stdout(&["streamed, a tar of"], &[]);
 
     // Run as the server's user, a folder it may not create is named, with a hint.
     let no_entry = ws.path().join("root-only");
@@ -392,11 +388,7 @@ fn a_streamed_base_backup_recovers_to_a_time_and_an_xid() {
         "INSERT 0 10\n728",
     ]);
     bad.expect_code(2);
-    assert!(
-        bad.stderr.contains("is not a transaction id"),
-        "{}",
-        bad.stderr
-    );
+    bad.expect_stderr(&["is not a transaction id"], &[]);
     // Recovery stops right after the transaction commits (inclusive).
     let (port, run) = restore(&ws, "at-xid", &["--xid", &xid, "--no-archive"]);
     run.expect_code(0);
@@ -483,7 +475,7 @@ fn wal_push_is_create_only_refuses_strangers_and_fetch_is_quiet_when_missing() {
     std::fs::write(&other, &changed).unwrap();
     let run = ws.run(&["wal", "push", other.to_str().unwrap()]);
     run.expect_code(1);
-    assert!(run.stderr.contains("different content"), "{}", run.stderr);
+    run.expect_stderr(&["different content"], &[]);
 
     // A segment of another cluster (another system identifier in its header): refused.
     let mut bytes = std::fs::read(&segment).unwrap();
@@ -493,11 +485,7 @@ fn wal_push_is_create_only_refuses_strangers_and_fetch_is_quiet_when_missing() {
     std::fs::write(&stranger, &bytes).unwrap();
     let run = ws.run(&["wal", "push", stranger.to_str().unwrap()]);
     run.expect_code(1);
-    assert!(
-        run.stderr.contains("belongs to cluster 42"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr(&["belongs to cluster 42"], &[]);
 
     // A missing segment: exit 1 and nothing on stderr (how recovery learns it is done).
     let nowhere = ws.path().join("nowhere");
@@ -558,7 +546,7 @@ fn wal_push_is_create_only_refuses_strangers_and_fetch_is_quiet_when_missing() {
     }
     let run = ws.run(&["-v", "wal", "push", pg_wal.join(names[2]).to_str().unwrap()]);
     run.expect_code(0);
-    assert!(run.stderr.contains("pushed ahead"), "{}", run.stderr);
+    run.expect_stderr(&["pushed ahead"], &[]);
     // A spool someone else owns is not trusted: the push takes the long way.
     let spool = std::env::temp_dir().join(format!("lifeboat-wal-spool-{sysid}"));
     let postgres = std::fs::metadata(pg.data()).unwrap();
@@ -624,7 +612,7 @@ fn wal_push_is_create_only_refuses_strangers_and_fetch_is_quiet_when_missing() {
             time,
         ]);
         run.expect_code(1);
-        assert!(run.stderr.contains(why), "{}", run.stderr);
+        run.expect_stderr(&[why], &[]);
         assert!(!to.exists());
     }
 }
@@ -696,11 +684,7 @@ fn forget_prune_keeps_the_wal_kept_base_backups_need() {
         &before_second,
     ]);
     run.expect_code(1);
-    assert!(
-        run.stderr.contains("before the oldest base backup"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr(&["before the oldest base backup"], &[]);
     assert!(!to.exists());
 
     // A drill of the physical target: the newest base backup, recovered through the whole

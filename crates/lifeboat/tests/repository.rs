@@ -12,13 +12,13 @@ fn config_errors_name_the_key_line_and_column() {
     ws.write_config("[retention]\nkeep-dailly = 7\n");
     let run = ws.run(&["config", "check"]);
     run.expect_code(2);
-    assert!(run.stderr.contains("lifeboat.toml:6:1"), "{}", run.stderr);
-    assert!(run.stderr.contains("keep-dailly"), "{}", run.stderr);
+    run.expect_stderr(&["lifeboat.toml:6:1"], &[]);
+    run.expect_stderr(&["keep-dailly"], &[]);
 
     ws.write_config("[retention]\nkeep-daily = \"seven\"\n");
     let run = ws.run(&["backup"]);
     run.expect_code(2);
-    assert!(run.stderr.contains("lifeboat.toml:6:14"), "{}", run.stderr);
+    run.expect_stderr(&["lifeboat.toml:6:14"], &[]);
 
     let missing = ws.path().join("nope.toml");
     let run = ws.run_env(&["snapshots"], &[("LIFEBOAT_CONFIG", "/dev/null/x")]);
@@ -42,7 +42,7 @@ fn config_check_redacts_every_secret() {
     let run = ws.run(&["config", "check"]);
     run.expect_code(0);
     assert!(!run.stdout.contains("s3cret-pw"), "{}", run.stdout);
-    assert!(run.stdout.contains("[redacted]"), "{}", run.stdout);
+    run.expect_stdout(&["[redacted]"], &[]);
     let json = ws.run(&["config", "check", "--json"]).json();
     assert!(!json.to_string().contains("s3cret-pw"));
     assert_eq!(json["valid"], true);
@@ -113,7 +113,7 @@ fn config_check_resolves_every_secret_and_names_the_key_that_does_not() {
     let run = ws.run(&["config", "check"]);
     run.expect_code(0);
     assert!(!run.stdout.contains("sk-live-123"), "{}", run.stdout);
-    assert!(run.stdout.contains("UTC"), "{}", run.stdout);
+    run.expect_stdout(&["UTC"], &[]);
     let json = ws.run(&["config", "check", "--json"]).json();
     assert!(!json.to_string().contains("sk-live-123"), "{json}");
 }
@@ -267,8 +267,8 @@ fn init_refuses_an_existing_repository_and_a_wrong_password_is_explained_on_s3()
     ws.write_config("");
     let run = ws.run(&["init"]);
     run.expect_code(1);
-    assert!(run.stderr.contains("NoSuchBucket"), "{}", run.stderr);
-    assert!(run.stderr.contains("create the bucket"), "{}", run.stderr);
+    run.expect_stderr(&["NoSuchBucket"], &[]);
+    run.expect_stderr(&["create the bucket"], &[]);
 }
 
 fn init_and_password(ws: &Workspace, other: &Workspace) {
@@ -276,11 +276,11 @@ fn init_and_password(ws: &Workspace, other: &Workspace) {
     ws.run(&["init"]).expect_code(0);
     let run = ws.run(&["init"]);
     run.expect_code(1);
-    assert!(run.stderr.contains("already exists"), "{}", run.stderr);
+    run.expect_stderr(&["already exists"], &[]);
 
     let run = ws.run_env(&["snapshots"], &[("LIFEBOAT_PASSWORD", "wrong")]);
     run.expect_code(1);
-    assert!(run.stderr.contains("wrong password"), "{}", run.stderr);
+    run.expect_stderr(&["wrong password"], &[]);
     assert!(
         run.stderr
             .contains("hint: the password comes from `$LIFEBOAT_PASSWORD`"),
@@ -291,7 +291,7 @@ fn init_and_password(ws: &Workspace, other: &Workspace) {
     other.write_config("");
     let run = other.run(&["snapshots"]);
     run.expect_code(1);
-    assert!(run.stderr.contains("lifeboat init"), "{}", run.stderr);
+    run.expect_stderr(&["lifeboat init"], &[]);
 }
 
 #[test]
@@ -323,7 +323,7 @@ fn files_round_trip(ws: &Workspace) {
     let out = ws.path().join("restored");
     let run = ws.run(&["restore", "env", "--to-dir", out.to_str().unwrap()]);
     run.expect_code(0);
-    assert!(run.stdout.contains("2 of 2 verified"), "{}", run.stdout);
+    run.expect_stdout(&["2 of 2 verified"], &[]);
     let restored = out.join(src.strip_prefix("/").unwrap());
     assert_eq!(
         std::fs::read_to_string(restored.join("app/.env.production")).unwrap(),
@@ -343,7 +343,7 @@ fn files_round_trip(ws: &Workspace) {
         "--force",
     ]);
     run.expect_code(0);
-    assert!(run.stdout.contains("emergency backup"), "{}", run.stdout);
+    run.expect_stdout(&["emergency backup"], &[]);
     // The emergency backup is tagged as one, so `latest` never picks it.
     let snaps = ws.run(&["snapshots", "--json"]).json();
     let snaps = snaps["snapshots"].as_array().unwrap();
@@ -361,11 +361,7 @@ fn files_round_trip(ws: &Workspace) {
     ws.write_config("[targets.env]\nkind = \"files\"\npaths = [\"/nonexistent/lifeboat\"]\n");
     let run = ws.run(&["backup"]);
     run.expect_code(1);
-    assert!(
-        run.stderr.contains("/nonexistent/lifeboat"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr(&["/nonexistent/lifeboat"], &[]);
 }
 
 #[test]
@@ -452,12 +448,8 @@ fn a_backup_never_runs_during_a_prune() {
     std::fs::write(&path, lock.to_string()).unwrap();
     let run = ws.run_env(&["backup"], &[("LIFEBOAT_LOCK_WAIT", "1")]);
     run.expect_code(1);
-    assert!(
-        run.stderr.contains("locked by `lifeboat forget --prune`"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    run.expect_stderr(&["locked by `lifeboat forget --prune`"], &[]);
+    run.expect_stderr(&["hint:"], &[]);
     assert!(
         ws.run(&["snapshots", "--json"]).json()["snapshots"]
             .as_array()
@@ -474,7 +466,7 @@ fn a_backup_never_runs_during_a_prune() {
     std::fs::write(&path, lock.to_string()).unwrap();
     let run = ws.run(&["unlock"]);
     run.expect_code(0);
-    assert!(run.stdout.contains("removed lock"), "{}", run.stdout);
+    run.expect_stdout(&["removed lock"], &[]);
     assert!(!path.exists());
 }
 

@@ -153,11 +153,7 @@ print("x" * 100000)
         // Without waiting, a prune is refused and names the holder.
         let refused = ws.run_env(&["forget", "--prune"], &[("LIFEBOAT_LOCK_WAIT", "0")]);
         refused.expect_code(1);
-        assert!(
-            refused.stderr.contains("locked by `lifeboat backup`"),
-            "{}",
-            refused.stderr
-        );
+        refused.expect_stderr(&["locked by `lifeboat backup`"], &[]);
         // With waiting, it goes through after the backup.
         let prune = spawn(&ws, &["forget", "--prune"], &[("LIFEBOAT_LOCK_WAIT", "60")]);
         let (code, stderr) = finish(backup);
@@ -224,7 +220,7 @@ fn transient_faults_are_retried_and_an_outage_leaves_no_snapshot() {
     let out = ws.path().join("out");
     let run = ws.run(&["restore", "d", "--to-dir", out.to_str().unwrap()]);
     run.expect_code(0);
-    assert!(run.stdout.contains("40 of 40 verified"), "{}", run.stdout);
+    run.expect_stdout(&["40 of 40 verified"], &[]);
 
     // The server goes away in the middle of a backup (while its command sleeps). Fewer
     // retries than the default minute of them keep the test short.
@@ -242,8 +238,8 @@ fn transient_faults_are_retried_and_an_outage_leaves_no_snapshot() {
     let before = proxy.counts().0;
     let run = ws.run(&["snapshots"]);
     run.expect_code(1);
-    assert!(run.stderr.contains("PermissionDenied"), "{}", run.stderr);
-    assert!(run.stderr.contains("credentials"), "{}", run.stderr);
+    run.expect_stderr(&["PermissionDenied"], &[]);
+    run.expect_stderr(&["credentials"], &[]);
     assert_eq!(proxy.counts().0 - before, 1, "a 403 must not be retried");
     proxy.set(Faults::NONE);
     ws.run(&["check"]).expect_code(0);
@@ -309,7 +305,7 @@ fn a_failing_listing_stops_prune_instead_of_deleting_data() {
     let out = ws.path().join("out");
     let run = ws.run(&["restore", "d", "--to-dir", out.to_str().unwrap()]);
     run.expect_code(0);
-    assert!(run.stdout.contains("2 of 2 verified"), "{}", run.stdout);
+    run.expect_stdout(&["2 of 2 verified"], &[]);
 }
 
 /// Against a server that checks signatures (s3s-fs; moto accepts any key): wrong
@@ -338,7 +334,7 @@ fn wrong_credentials_are_refused_at_once_by_a_server_that_checks_them() {
     let out = ws.path().join("out");
     let run = ws.run(&["restore", "d", "--to-dir", out.to_str().unwrap()]);
     run.expect_code(0);
-    assert!(run.stdout.contains("1 of 1 verified"), "{}", run.stdout);
+    run.expect_stdout(&["1 of 1 verified"], &[]);
 
     let wrong_secret = [
         ("AWS_ACCESS_KEY_ID", lifeboat_testkit::s3::ACCESS_KEY),
@@ -376,11 +372,7 @@ fn wrong_credentials_are_refused_at_once_by_a_server_that_checks_them() {
         .env("AWS_EC2_METADATA_DISABLED", "true");
     let run = lifeboat_testkit::Run::from(none.output().unwrap());
     run.expect_code(1);
-    assert!(
-        run.stderr.contains("hint: no S3 credentials were found"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr(&["hint: no S3 credentials were found"], &[]);
     assert!(!run.stderr.contains("warning"), "{}", run.stderr);
     assert_eq!(proxy.counts().0, before, "a request without credentials");
 
@@ -400,7 +392,7 @@ fn wrong_credentials_are_refused_at_once_by_a_server_that_checks_them() {
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("credentials"), "{}", run.stderr);
+    run.expect_stderr(&["credentials"], &[]);
     assert!(!run.stderr.contains("not-the-secret"), "{}", run.stderr);
     assert_eq!(
         proxy.counts().0 - before,
@@ -559,7 +551,7 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
     let dest = s3.bucket();
     let run = restore_media(&ws, &format!("s3://{dest}"), &[]);
     run.expect_code(0);
-    assert!(run.stdout.contains("2002 of 2002 match"), "{}", run.stdout);
+    run.expect_stdout(&["2002 of 2002 match"], &[]);
     let d = test_bucket(&s3.endpoint(), &dest);
     assert_eq!(d.list().unwrap().len(), 2002);
     let head = d.head_if_present("video/a.bin").unwrap().expect("restored");
@@ -608,7 +600,7 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
         &["--prefix", "img/02/", "--force"],
     );
     run.expect_code(0);
-    assert!(run.stdout.contains("emergency backup"), "{}", run.stdout);
+    run.expect_stdout(&["emergency backup"], &[]);
     let snaps = ws.run(&["snapshots", "--json"]).json()["snapshots"].clone();
     let emergency: Vec<_> = snaps
         .as_array()
@@ -645,7 +637,7 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
     // A drill restores the objects into a folder and checks every size and hash...
     let run = ws.run(&["drill", "media"]);
     run.expect_code(0);
-    assert!(run.stdout.contains("PASS"), "{}", run.stdout);
+    run.expect_stdout(&["PASS"], &[]);
     // ...or into a scratch bucket, read back, emptied afterwards.
     let scratch = s3.bucket();
     ws.write_config(&format!(
@@ -729,7 +721,7 @@ fn a_bucket_restore_without_room_to_stage_writes_nothing() {
     // With room, the same restore works.
     let run = restore_media(&ws, &format!("s3://{dest}"), &[]);
     run.expect_code(0);
-    assert!(run.stdout.contains("80 of 80 match"), "{}", run.stdout);
+    run.expect_stdout(&["80 of 80 match"], &[]);
 }
 
 /// An object replaced or deleted between the listing and its read is left out, whichever
@@ -935,7 +927,7 @@ fn an_object_deleted_during_a_bucket_backup_is_left_out_and_named() {
     let dest = s3.bucket();
     let run = restore_media(&ws, &format!("s3://{dest}"), &[]);
     run.expect_code(0);
-    assert!(run.stdout.contains("29 of 29 match"), "{}", run.stdout);
+    run.expect_stdout(&["29 of 29 match"], &[]);
     assert!(!keys(&s3, &dest, "").contains(&"o/7".to_string()));
 
     proxy.set(Faults::NONE);
@@ -1105,7 +1097,7 @@ fn a_signal_during_a_files_restore_leaves_the_folder_as_it_was() {
 
     let run = ws.run(&["restore", "d", "--to-dir", out.to_str().unwrap(), "--force"]);
     run.expect_code(0);
-    assert!(run.stdout.contains("12 of 12 verified"), "{}", run.stdout);
+    run.expect_stdout(&["12 of 12 verified"], &[]);
     assert!(!staging(), "a staging folder is left");
 }
 

@@ -157,11 +157,7 @@ fn serve_runs_the_schedules_records_every_job_and_stops_cleanly() {
     let stopped = terminate(serve);
     stopped.expect_code(0);
     let last_part = check_parts(&ws).last().unwrap().clone();
-    assert!(
-        stopped.stderr.contains("backup of `f` finished"),
-        "{}",
-        stopped.stderr
-    );
+    stopped.expect_stderr(&["backup of `f` finished"], &[]);
     let snaps = ws.run(&["snapshots", "--json"]).json()["snapshots"].clone();
     let snaps = snaps.as_array().unwrap();
     assert!(snaps.iter().all(|s| s["complete"] == true), "{snaps:#?}");
@@ -209,16 +205,7 @@ fn serve_runs_the_schedules_records_every_job_and_stops_cleanly() {
 fn prometheus_rules_fire_on(ws: &Workspace, metrics: &str) {
     let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../packaging/prometheus-rules.yml");
-    let check = std::process::Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&rules)
-        .output()
-        .expect("promtool (Debian package `prometheus`; scripts/install-deps.sh installs it)");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    promtool("check", &rules);
     let mut series = vec![serde_json::json!({
         "series": "up{job=\"lifeboat\",instance=\"serve\"}", "values": "1x15",
     })];
@@ -284,14 +271,19 @@ fn prometheus_rules_fire_on(ws: &Workspace, metrics: &str) {
     });
     let file = ws.path().join("rules-test.yml");
     std::fs::write(&file, serde_json::to_vec_pretty(&test).unwrap()).unwrap();
+    promtool("test", &file);
+}
+
+/// `promtool <what> rules FILE`; panics with its output unless it succeeds.
+fn promtool(what: &str, file: &std::path::Path) {
     let run = std::process::Command::new("promtool")
-        .args(["test", "rules"])
-        .arg(&file)
+        .args([what, "rules"])
+        .arg(file)
         .output()
-        .unwrap();
+        .expect("promtool (Debian package `prometheus`; scripts/install-deps.sh installs it)");
     assert!(
         run.status.success(),
-        "{}{}",
+        "promtool {what} rules: {}{}",
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
@@ -491,13 +483,15 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
         )
     };
     let serve = start();
-    let firing = |hooks: &Receiver| {
+    // The alerts of `backup:db` in `state` that the webhook got.
+    let alerts = |hooks: &Receiver, state: &str| {
         hooks
             .at("/hook")
             .into_iter()
-            .filter(|a| a["key"] == "backup:db" && a["state"] == "firing")
+            .filter(|a| a["key"] == "backup:db" && a["state"] == state)
             .count()
     };
+    let firing = |hooks: &Receiver| alerts(hooks, "firing");
     wait_for("the firing alert", Duration::from_secs(60), || {
         firing(&hooks) >= 1
     });
@@ -544,13 +538,7 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     terminate(serve).expect_code(0);
     pg.psql("postgres", "CREATE DATABASE shop").unwrap();
     let serve = start();
-    let resolved = |hooks: &Receiver| {
-        hooks
-            .at("/hook")
-            .into_iter()
-            .filter(|a| a["key"] == "backup:db" && a["state"] == "resolved")
-            .count()
-    };
+    let resolved = |hooks: &Receiver| alerts(hooks, "resolved");
     wait_for("the resolved alert", Duration::from_secs(60), || {
         resolved(&hooks) >= 1
     });
@@ -585,9 +573,9 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
         &[("TEST_SLACK_URL", &slack), ("TEST_PD_KEY", "R0UTINGKEY")],
     );
     run.expect_code(1);
-    assert!(run.stdout.contains("ops: sent"), "{}", run.stdout);
-    assert!(run.stdout.contains("chat: sent"), "{}", run.stdout);
-    assert!(run.stdout.contains("nowhere: FAILED"), "{}", run.stdout);
+    run.expect_stdout(&["ops: sent"], &[]);
+    run.expect_stdout(&["chat: sent"], &[]);
+    run.expect_stdout(&["nowhere: FAILED"], &[]);
     assert!(
         hooks.at("/hook").iter().any(|a| a["kind"] == "test"),
         "{:#?}",

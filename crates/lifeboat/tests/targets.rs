@@ -60,24 +60,20 @@ command = "grep -qx 'doc 49999' \"$LIFEBOAT_DRILL_DIR/search.out\""
     std::fs::write(work.join("broken"), "").unwrap();
     let run = ws.run(&["backup"]);
     run.expect_code(1);
-    assert!(run.stderr.contains("status 7"), "{}", run.stderr);
+    run.expect_stderr(&["status 7"], &[]);
     assert_eq!(snapshots(&ws).len(), 1);
 
     // Restoring needs the emergency backup first; it fails now, so nothing happens...
     let run = ws.run(&["restore", "search"]);
     run.expect_code(1);
-    assert!(
-        run.stderr.contains("emergency backup failed"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr(&["emergency backup failed"], &[]);
     assert!(!work.join("restored.txt").exists());
     std::fs::remove_file(work.join("broken")).unwrap();
 
     // ...a dry run changes nothing...
     let run = ws.run(&["restore", "search", "--dry-run"]);
     run.expect_code(0);
-    assert!(run.stdout.contains("emergency backup"), "{}", run.stdout);
+    run.expect_stdout(&["emergency backup"], &[]);
     assert!(!work.join("restored.txt").exists());
     assert_eq!(snapshots(&ws).len(), 1);
 
@@ -85,11 +81,7 @@ command = "grep -qx 'doc 49999' \"$LIFEBOAT_DRILL_DIR/search.out\""
     std::fs::write(work.join("index.txt"), "changed since\n").unwrap();
     let run = ws.run(&["restore", "search"]);
     run.expect_code(0);
-    assert!(
-        run.stdout.contains("size and SHA-256 match"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout(&["size and SHA-256 match"], &[]);
     assert_eq!(
         std::fs::read_to_string(work.join("restored.txt")).unwrap(),
         expected
@@ -143,7 +135,7 @@ command = "grep -qx 'doc 49999' \"$LIFEBOAT_DRILL_DIR/search.out\""
     ));
     let run = ws.run(&["restore", "search", "--force"]);
     run.expect_code(1);
-    assert!(run.stderr.contains("restore command"), "{}", run.stderr);
+    run.expect_stderr(&["restore command"], &[]);
 }
 
 #[test]
@@ -152,11 +144,7 @@ fn command_target_config_is_checked() {
     ws.write_config("[targets.x]\nkind = \"command\"\nrestore = \"cat\"\n");
     let run = ws.run(&["config", "check"]);
     run.expect_code(2);
-    assert!(
-        run.stderr.contains("`targets.x.backup` is missing"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr(&["`targets.x.backup` is missing"], &[]);
     ws.write_config("[targets.x]\nkind = \"command\"\nbackup = \"echo\"\npaths = [\"/etc\"]\n");
     let run = ws.run(&["config", "check"]);
     run.expect_code(2);
@@ -308,11 +296,7 @@ fn redis_targets_back_up_every_type_and_restore_with_ttls() {
     let dest = RedisServer::start();
     let run = ws.run(&["restore", "cache", "--to", &dest.url()]);
     run.expect_code(0);
-    assert!(
-        run.stdout.contains("key counts match the manifest"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout(&["key counts match the manifest"], &[]);
     for db in [0, 2] {
         same_redis_data(&mut source.conn(), &mut dest.conn(), db);
     }
@@ -321,10 +305,10 @@ fn redis_targets_back_up_every_type_and_restore_with_ttls() {
     dest.conn().cmd(&[b"SET", b"extra", b"1"]).unwrap();
     let run = ws.run(&["restore", "cache", "--to", &dest.url()]);
     run.expect_code(1);
-    assert!(run.stderr.contains("holds"), "{}", run.stderr);
+    run.expect_stderr(&["holds"], &[]);
     let run = ws.run(&["restore", "cache", "--to", &dest.url(), "--force"]);
     run.expect_code(0);
-    assert!(run.stdout.contains("emergency backup"), "{}", run.stdout);
+    run.expect_stdout(&["emergency backup"], &[]);
     let snaps = snapshots(&ws);
     let emergency: Vec<_> = snaps.iter().filter(|s| s["emergency"] == true).collect();
     assert_eq!(emergency.len(), 1);
@@ -367,11 +351,7 @@ fn redis_targets_back_up_every_type_and_restore_with_ttls() {
     ws.write_config("[targets.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:1\"\n");
     let run = ws.run(&["backup"]);
     run.expect_code(1);
-    assert!(
-        run.stderr.contains("cannot connect to Redis"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr(&["cannot connect to Redis"], &[]);
     assert_eq!(snapshots(&ws).len(), before);
 }
 
@@ -465,8 +445,8 @@ fn redis_targets_over_tls_verify_the_server() {
     // The system's roots do not know the test's CA.
     let run = ws.run(&["backup"]);
     run.expect_code(1);
-    assert!(run.stderr.contains("TLS handshake"), "{}", run.stderr);
-    assert!(run.stderr.contains("UnknownIssuer"), "{}", run.stderr);
+    run.expect_stderr(&["TLS handshake"], &[]);
+    run.expect_stderr(&["UnknownIssuer"], &[]);
     assert!(snapshots(&ws).is_empty());
 
     let (code, _, stderr) = run_with_ca(&["backup"]);

@@ -55,34 +55,30 @@ impl State {
         let mut out = Metrics::default();
         let age =
             |at: jiff::Timestamp| (now.as_millisecond() - at.as_millisecond()) as f64 / 1000.0;
-        out.family(
-            "lifeboat_last_backup_success_timestamp_seconds",
-            "gauge",
-            "When the newest good backup of the target started.",
-        );
-        for (name, t) in &self.targets {
-            if let Some(at) = t.last_success {
-                out.sample(&[("target", name)], at.as_second());
-            }
-        }
-        out.family(
-            "lifeboat_restorable_point_age_seconds",
-            "gauge",
-            "Age of the newest good backup.",
-        );
-        for (name, t) in &self.targets {
-            if let Some(at) = t.last_success {
-                out.sample(&[("target", name)], age(at));
-            }
-        }
-        out.family(
-            "lifeboat_backup_bytes",
-            "gauge",
-            "Bytes of the newest good backup.",
-        );
-        for (name, t) in &self.targets {
-            if t.last_success.is_some() {
-                out.sample(&[("target", name)], t.last_bytes);
+        // One sample per target that has a good backup.
+        let backed_up: [(&str, &str, &ValueOf<'_>); 3] = [
+            (
+                "lifeboat_last_backup_success_timestamp_seconds",
+                "When the newest good backup of the target started.",
+                &|_, at| at.as_second() as f64,
+            ),
+            (
+                "lifeboat_restorable_point_age_seconds",
+                "Age of the newest good backup.",
+                &|_, at| age(at),
+            ),
+            (
+                "lifeboat_backup_bytes",
+                "Bytes of the newest good backup.",
+                &|t, _| t.last_bytes as f64,
+            ),
+        ];
+        for (family, help, value) in backed_up {
+            out.family(family, "gauge", help);
+            for (name, t) in &self.targets {
+                if let Some(at) = t.last_success {
+                    out.sample(&[("target", name)], value(t, at));
+                }
             }
         }
         out.family(
@@ -178,6 +174,9 @@ impl State {
         out.text
     }
 }
+
+/// A metric's value for a target from its state and its newest good backup's time.
+type ValueOf<'a> = dyn Fn(&TargetState, jiff::Timestamp) -> f64 + 'a;
 
 /// Prometheus text being written: a family's header, then its samples.
 #[derive(Default)]
