@@ -93,6 +93,9 @@ pub struct Config {
     /// `[heartbeat]`: a dead man's switch pinged around each scheduled backup.
     #[serde(default)]
     pub heartbeat: HeartbeatConfig,
+    /// `[plans.NAME]`: recovery plans (`lifeboat recover`).
+    #[serde(default)]
+    pub plans: BTreeMap<String, crate::plans::PlanConfig>,
     /// Where the config was read from (for messages); not part of the file.
     #[serde(skip)]
     pub source: PathBuf,
@@ -870,6 +873,7 @@ impl Config {
                 )));
             }
         }
+        crate::plans::validate(&self.plans, &|t| self.targets.contains_key(t)).map_err(invalid)?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ pub mod duration;
 pub mod location;
 pub mod manifest;
 pub mod names;
+pub mod plans;
 pub mod postgres_ids;
 pub mod redact;
 pub mod schedule;
