@@ -9,6 +9,7 @@ use lifeboat_repo::{Bars, Repo};
 use crate::{
     EngineError, EngineResult,
     events::{Event, Events, Op},
+    incidents::Tap,
 };
 
 #[derive(Clone)]
@@ -17,17 +18,28 @@ pub struct Engine {
     /// Where the config was read from: written into `restore_command` of recovered servers.
     pub config_path: PathBuf,
     pub repo: Arc<Repo>,
+    /// Where events go: the caller's reporter, through the incident [`Tap`].
     pub events: Events,
+    tap: Arc<Tap>,
 }
 
 impl Engine {
     pub fn new(config: Config, config_path: PathBuf, repo: Arc<Repo>, events: Events) -> Self {
+        let tap = Arc::new(Tap::new(events));
         Self {
             config: Arc::new(config),
             config_path,
             repo,
-            events,
+            events: tap.clone(),
+            tap,
         }
+    }
+
+    /// Add what happened since the last call (work finished or failed, restore plans,
+    /// emergency backups) to the open incident's timeline, if an incident is open. Callers
+    /// call it when a command or a job is done.
+    pub async fn keep_timeline(&self) {
+        crate::incidents::record(self, self.tap.take()).await;
     }
 
     /// Open the repository named in `config` (off the async threads), with a hint naming

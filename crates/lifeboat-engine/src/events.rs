@@ -16,6 +16,8 @@ pub enum Op {
     Backup,
     Restore,
     Drill,
+    /// A recovery plan (`recover`).
+    Recover,
 }
 
 impl Op {
@@ -24,6 +26,7 @@ impl Op {
             Self::Backup => "backup",
             Self::Restore => "restore",
             Self::Drill => "drill",
+            Self::Recover => "recover",
         }
     }
 }

@@ -206,6 +206,14 @@ impl Workspace {
         self.run(&["backup", "d"]).expect_code(0);
     }
 
+    /// Every snapshot, as `lifeboat snapshots --json` lists them.
+    pub fn snapshots(&self) -> Vec<serde_json::Value> {
+        self.run(&["snapshots", "--json"]).json()["snapshots"]
+            .as_array()
+            .expect("a list of snapshots")
+            .clone()
+    }
+
     /// `lifeboat ARGS` started in the background, its output captured (for [`terminate`]).
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
         self.spawn_env(args, &[])
@@ -371,4 +379,54 @@ pub fn wait_for(what: &str, limit: std::time::Duration, mut ok: impl FnMut() -> 
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// Open `html` in headless Chromium: no console errors, the charts `ids` are in the DOM and
+/// drawn, and a screenshot (`shot`, kept under the target's tmp dir) is a real picture.
+pub fn render_in_chromium(html: &Path, ids: &[&str], shot: &str) {
+    let artifacts = std::env::temp_dir().join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join(shot);
+    let _ = std::fs::remove_file(&shot);
+    let chromium = |extra: &[&str]| {
+        let profile = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--window-size=1200,1800",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", html.display()))
+            .output()
+            .expect("chromium is needed: run `bash scripts/install-deps.sh`");
+        assert!(out.status.success(), "chromium failed: {out:?}");
+        out
+    };
+    let dom = chromium(&["--dump-dom"]);
+    let stderr = String::from_utf8_lossy(&dom.stderr);
+    assert!(
+        !stderr.contains(":CONSOLE(") && !stderr.contains("Uncaught"),
+        "console errors: {stderr}"
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for id in ids {
+        assert!(dom.contains(&format!("id=\"{id}\"")), "chart {id} missing");
+    }
+    assert!(
+        dom.contains("<rect") && dom.contains("<circle"),
+        "charts are empty"
+    );
+    chromium(&[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
 }

@@ -74,8 +74,90 @@ pub enum Command {
     /// Alert channels (`[[notify]]`)
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Run a recovery plan (`[plans.NAME]`): every step in order, restores with emergency
+    /// backups and checks; asks once unless --yes
+    Recover(RecoverArgs),
+    /// Incidents: a timeline every action joins while one is open, and the post-mortem
+    #[command(subcommand)]
+    Incident(IncidentCommand),
     /// A self-contained tour on a throwaway PostgreSQL: backup, disaster, restore, drill
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The plan (`[plans.NAME]`)
+    pub plan: String,
+    /// Bring every target to its state at this moment: the newest backup at or before it
+    /// (RFC 3339 or "2026-11-22 10:01:00+00")
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Print the plan (snapshots, restored points, data lost) and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask before starting
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Continue the newest failed or interrupted run, without redoing its done steps
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Open an incident: from now on every lifeboat action joins its timeline
+    Open(IncidentOpenArgs),
+    /// Add a note to the open incident's timeline
+    Note(IncidentNoteArgs),
+    /// Close the open incident
+    Close(IncidentCloseArgs),
+    /// Every incident: id, opened, closed, severity, title
+    List,
+    /// An incident and its timeline (`open`: the open one)
+    Show(IncidentIdArgs),
+    /// The post-mortem: summary, timeline, time to recover, data lost per target
+    Report(IncidentReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentOpenArgs {
+    /// What happened, in a few words
+    pub title: String,
+    /// 1 (everything down) to 4 (minor)
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=4))]
+    pub severity: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentNoteArgs {
+    pub text: String,
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentCloseArgs {
+    /// What happened and what was done, for the report
+    #[arg(long)]
+    pub summary: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentIdArgs {
+    /// The incident's id (or a unique prefix), or `open`
+    #[arg(default_value = "open")]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentReportArgs {
+    /// The incident's id (or a unique prefix), or `open`
+    #[arg(default_value = "open")]
+    pub id: String,
+    /// md, html or json
+    #[arg(long, default_value = "md", value_parser = ["md", "html", "json"])]
+    pub format: String,
+    /// Write it to this file instead of stdout
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +300,9 @@ pub struct RestoreArgs {
     /// Keep the dump's owners and privileges (the roles must exist on the target)
     #[arg(long)]
     pub keep_owners: bool,
+    /// Do not run the target's `[[checks]]` on what was restored
+    #[arg(long)]
+    pub no_checks: bool,
     #[command(flatten)]
     pub pitr: PitrArgs,
 }

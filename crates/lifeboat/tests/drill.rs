@@ -1,7 +1,7 @@
 //! End to end: restore drills, their reports and `lifeboat status`, through the binary,
 //! against real PostgreSQL clusters (the production one and the drill's throwaway one).
 
-use std::{io::BufRead, path::Path, time::Duration};
+use std::{io::BufRead, time::Duration};
 
 use lifeboat_testkit::{Cluster, Run, Workspace, postgres};
 
@@ -181,58 +181,15 @@ fn a_drill_of_a_healthy_backup_passes_with_every_check_and_a_report() {
     let human = ws.run(&["status"]);
     human.expect_stdout(&["OK"], &[]);
 
-    render_in_chromium(&reports.join(format!("{id}.html")));
+    lifeboat_testkit::render_in_chromium(
+        &reports.join(format!("{id}.html")),
+        &["timeline", "rto-trend", "rpo-trend"],
+        "drill-report.png",
+    );
 }
 
 /// The HTML report is looked at: headless Chromium loads it without console errors, the
 /// three charts are in the rendered page, and a screenshot is kept as a test artifact.
-fn render_in_chromium(html: &Path) {
-    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("drill-report.png");
-    let _ = std::fs::remove_file(&shot);
-    let chromium = |extra: &[&str]| {
-        let profile = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--enable-logging=stderr",
-                "--v=0",
-                "--window-size=1200,1800",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(format!("file://{}", html.display()))
-            .output()
-            .expect("chromium is needed: run `bash scripts/install-deps.sh`");
-        assert!(out.status.success(), "chromium failed: {out:?}");
-        out
-    };
-    let dom = chromium(&["--dump-dom"]);
-    let stderr = String::from_utf8_lossy(&dom.stderr);
-    assert!(
-        !stderr.contains(":CONSOLE(") && !stderr.contains("Uncaught"),
-        "console errors: {stderr}"
-    );
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    for id in ["timeline", "rto-trend", "rpo-trend"] {
-        assert!(dom.contains(&format!("id=\"{id}\"")), "chart {id} missing");
-    }
-    assert!(
-        dom.contains("<rect") && dom.contains("<circle"),
-        "charts are empty"
-    );
-    chromium(&[&format!("--screenshot={}", shot.display())]);
-    let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "{} bytes",
-        png.len()
-    );
-}
 
 #[test]
 fn a_drill_fails_loudly_naming_what_failed() {

@@ -9,13 +9,6 @@ use lifeboat_testkit::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
-fn snapshots(ws: &Workspace) -> Vec<serde_json::Value> {
-    ws.run(&["snapshots", "--json"]).json()["snapshots"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 /// A command's stdout is the backup; a restore command gets it back on stdin after an
 /// emergency backup; a failing command never leaves a snapshot.
 #[test]
@@ -46,7 +39,7 @@ command = "grep -qx 'doc 49999' \"$LIFEBOAT_DRILL_DIR/search.out\""
     let run = ws.run(&["backup", "--json"]);
     run.expect_code(0);
     let expected = format!("search-export v1\n{export}");
-    let snaps = snapshots(&ws);
+    let snaps = ws.snapshots();
     assert_eq!(snaps.len(), 1);
     let m = &snaps[0]["manifest"]["command"];
     assert_eq!(m["output"]["bytes"], expected.len() as u64);
@@ -61,7 +54,7 @@ command = "grep -qx 'doc 49999' \"$LIFEBOAT_DRILL_DIR/search.out\""
     let run = ws.run(&["backup"]);
     run.expect_code(1);
     run.expect_stderr(&["status 7"], &[]);
-    assert_eq!(snapshots(&ws).len(), 1);
+    assert_eq!(ws.snapshots().len(), 1);
 
     // Restoring needs the emergency backup first; it fails now, so nothing happens...
     let run = ws.run(&["restore", "search"]);
@@ -75,7 +68,7 @@ command = "grep -qx 'doc 49999' \"$LIFEBOAT_DRILL_DIR/search.out\""
     run.expect_code(0);
     run.expect_stdout(&["emergency backup"], &[]);
     assert!(!work.join("restored.txt").exists());
-    assert_eq!(snapshots(&ws).len(), 1);
+    assert_eq!(ws.snapshots().len(), 1);
 
     // ...and the real one saves the current state, then feeds the output in.
     std::fs::write(work.join("index.txt"), "changed since\n").unwrap();
@@ -86,7 +79,7 @@ command = "grep -qx 'doc 49999' \"$LIFEBOAT_DRILL_DIR/search.out\""
         std::fs::read_to_string(work.join("restored.txt")).unwrap(),
         expected
     );
-    let snaps = snapshots(&ws);
+    let snaps = ws.snapshots();
     assert_eq!(snaps.len(), 2);
     let emergency: Vec<_> = snaps.iter().filter(|s| s["emergency"] == true).collect();
     assert_eq!(emergency.len(), 1, "{snaps:?}");
@@ -285,7 +278,7 @@ fn redis_targets_back_up_every_type_and_restore_with_ttls() {
     ));
     ws.run(&["init"]).expect_code(0);
     ws.run(&["backup"]).expect_code(0);
-    let snaps = snapshots(&ws);
+    let snaps = ws.snapshots();
     let m = &snaps[0]["manifest"]["redis"];
     assert_eq!(m["keys-before"]["0"], keys0);
     assert_eq!(m["keys-after"]["2"], keys2);
@@ -309,7 +302,7 @@ fn redis_targets_back_up_every_type_and_restore_with_ttls() {
     let run = ws.run(&["restore", "cache", "--to", &dest.url(), "--force"]);
     run.expect_code(0);
     run.expect_stdout(&["emergency backup"], &[]);
-    let snaps = snapshots(&ws);
+    let snaps = ws.snapshots();
     let emergency: Vec<_> = snaps.iter().filter(|s| s["emergency"] == true).collect();
     assert_eq!(emergency.len(), 1);
     assert_eq!(
@@ -347,12 +340,12 @@ fn redis_targets_back_up_every_type_and_restore_with_ttls() {
     }
 
     // An unreachable server: exit 1, no new snapshot.
-    let before = snapshots(&ws).len();
+    let before = ws.snapshots().len();
     ws.write_config("[targets.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:1\"\n");
     let run = ws.run(&["backup"]);
     run.expect_code(1);
     run.expect_stderr(&["cannot connect to Redis"], &[]);
-    assert_eq!(snapshots(&ws).len(), before);
+    assert_eq!(ws.snapshots().len(), before);
 }
 
 /// A `redis-server` with a plain port (to load and compare data) and a TLS port whose
@@ -447,11 +440,11 @@ fn redis_targets_over_tls_verify_the_server() {
     run.expect_code(1);
     run.expect_stderr(&["TLS handshake"], &[]);
     run.expect_stderr(&["UnknownIssuer"], &[]);
-    assert!(snapshots(&ws).is_empty());
+    assert!(ws.snapshots().is_empty());
 
     let (code, _, stderr) = run_with_ca(&["backup"]);
     assert_eq!(code, 0, "{stderr}");
-    let snaps = snapshots(&ws);
+    let snaps = ws.snapshots();
     assert_eq!(snaps[0]["manifest"]["redis"]["keys-before"]["0"], keys);
 
     // Back into the same server, emptied, over TLS.
@@ -489,7 +482,7 @@ fn a_signal_during_a_backup_stops_it_without_a_snapshot_or_a_lock() {
     );
     assert!(sent.elapsed() < Duration::from_secs(10));
     assert_eq!(held(), 0, "a lock is left in {}", locks.display());
-    assert!(snapshots(&ws).is_empty());
+    assert!(ws.snapshots().is_empty());
 }
 
 /// Issue 18, point 5: a signal while a restore takes its emergency backup stops it before
@@ -528,7 +521,7 @@ fn a_signal_during_the_emergency_backup_stops_a_restore_before_it_changes_anythi
     );
     assert!(sent.elapsed() < Duration::from_secs(10));
     assert!(!work.join("restored").exists(), "the restore command ran");
-    assert_eq!(snapshots(&ws).len(), 1, "an emergency snapshot was left");
+    assert_eq!(ws.snapshots().len(), 1, "an emergency snapshot was left");
     let locks = ws.repo().join("lifeboat/locks");
     assert_eq!(std::fs::read_dir(&locks).map_or(0, |d| d.count()), 0);
 }

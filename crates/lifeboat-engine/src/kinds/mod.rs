@@ -8,13 +8,14 @@
 /// Implements [`Kind`] for a new unit struct from the kind's parts: its tag, its backup
 /// (`async fn(BackupJob) -> EngineResult<Stored>`), its restore planner (`async fn(&Engine,
 /// &RestoreRequest, &TargetConfig) -> EngineResult<RestorePlan>`), what its snapshots hold
-/// (`fn(&Manifest) -> Summary`) and its drill (`async fn(&mut Drill, &Chosen) ->
-/// Result<(), Stop>`). A part that is missing or has another signature fails the build at
+/// (`fn(&Manifest) -> Summary`), its drill (`async fn(&mut Drill, &Chosen) ->
+/// Result<(), Stop>`) and where its restore lands for checks (`fn(&str, &TargetConfig,
+/// &RestoreRequest) -> EngineResult<Live>`, one of `restore::checks`' or its own). A part that is missing or has another signature fails the build at
 /// this line. After a `;`, the kind's own versions of the trait's provided methods
 /// ([`Kind::base_at`], [`Kind::archive`]).
 macro_rules! kind {
-    ($kind:ident, $tag:literal, $backup:path, $plan:path, $summary:path, $rehearse:path
-     $(; $($own:tt)*)?) => {
+    ($kind:ident, $tag:literal, $backup:path, $plan:path, $summary:path, $rehearse:path,
+     $live:path $(; $($own:tt)*)?) => {
         pub struct $kind;
 
         impl $crate::kinds::Kind for $kind {
@@ -49,6 +50,15 @@ macro_rules! kind {
                 chosen: &'a $crate::drill::rehearsal::Chosen,
             ) -> $crate::BoxFuture<'a, Result<(), $crate::drill::rehearsal::Stop>> {
                 Box::pin($rehearse(drill, chosen))
+            }
+
+            fn live(
+                &self,
+                name: &str,
+                target: &lifeboat_core::TargetConfig,
+                request: &$crate::restore::plan::RestoreRequest,
+            ) -> $crate::EngineResult<$crate::restore::checks::Live> {
+                $live(name, target, request)
             }
 
             $($($own)*)?
@@ -143,6 +153,16 @@ pub trait Kind: Send + Sync {
     ) -> Result<&'s SnapshotInfo, String> {
         crate::drill::rehearsal::newest_restorable(name, snaps, time)
     }
+
+    /// Where a restore of `name` as `request` asks puts the data, for the target's
+    /// `[[checks]]` after a real restore: a database (SQL rules), a server or bucket URL, or
+    /// a folder; none of them: the checks run in drills only (`restore/checks.rs`).
+    fn live(
+        &self,
+        name: &str,
+        target: &TargetConfig,
+        request: &RestoreRequest,
+    ) -> EngineResult<crate::restore::checks::Live>;
 
     /// Where the target's continuous archive stands (physical: the WAL archive and the
     /// server's archiver), for `status`; `last` is its newest good snapshot. `None` for

@@ -12,6 +12,7 @@
 //! file, which dispatches to the kinds, is built on them.
 
 pub mod act;
+pub mod checks;
 pub mod choose;
 pub mod plan;
 
@@ -114,12 +115,36 @@ pub async fn execute(
             }
         }
     }
-    let outcome = act(ActCx {
+    let began = std::time::Instant::now();
+    let acted = act(ActCx {
         engine: engine.clone(),
         cancel: cancel.clone(),
         emergency_snapshot: emergency_snapshot.clone(),
     })
-    .await?;
+    .await;
+    engine.events.event(match &acted {
+        Ok(o) if o.verified => Event::Finished {
+            op: Op::Restore,
+            target: name.clone(),
+            snapshot: Some(plan.snapshot.clone()),
+            seconds: began.elapsed().as_secs_f64(),
+            bytes: 0,
+        },
+        Ok(o) => Event::Failed {
+            op: Op::Restore,
+            target: name.clone(),
+            error: o
+                .problem
+                .clone()
+                .unwrap_or_else(|| "what was restored differs from the manifest".into()),
+        },
+        Err(e) => Event::Failed {
+            op: Op::Restore,
+            target: name.clone(),
+            error: e.full_message(),
+        },
+    });
+    let outcome = acted?;
     if cancel.is_cancelled() {
         // Every kind stops on the signal and puts the destination back; one that returns
         // a result had finished before it saw the signal.

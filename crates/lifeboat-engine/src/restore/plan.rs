@@ -56,6 +56,9 @@ pub struct Plan {
     pub target: TargetName,
     pub snapshot: SnapshotId,
     pub snapshot_time: String,
+    /// The moment the restored data holds (RFC 3339): the snapshot's time, or for a
+    /// point-in-time recovery the moment asked for.
+    pub restored_point: String,
     pub destination: String,
     pub steps: Vec<String>,
     /// Existing data would be overwritten (needs `force`, takes an emergency backup).
@@ -81,6 +84,7 @@ impl Plan {
             target: target.to_string().into(),
             snapshot: snapshot.id.clone(),
             snapshot_time: format::time(&snapshot.time),
+            restored_point: snapshot.time.timestamp().to_string(),
             destination,
             steps,
             overwrites,

@@ -150,6 +150,8 @@ impl Shared {
                 _ => jobs::run_job(&shared.engine, &job, trigger, &cancel).await,
             };
             shared.alert_on(&job, &record);
+            // What the job did joins the open incident, if one is open.
+            shared.engine.keep_timeline().await;
             jobs::prune(&shared.engine.repo, job.subject(), shared.kept_jobs).await;
             if let Some(url) = &pinged {
                 // One heartbeat for all targets: it is good only while no target's last
@@ -210,8 +212,7 @@ impl Shared {
                 ),
             );
             if let Some(a) = alert {
-                watch.keep(Kept::Alerts);
-                crate::notify::deliver(&watch.engine.config.notify, &a);
+                watch.announce(&a);
             }
             // Resolved when it ends.
             loop {
@@ -222,8 +223,7 @@ impl Shared {
             }
             let cleared = watch.alerts().cleared(&overdue_key, "the job ended");
             if let Some(a) = cleared {
-                watch.keep(Kept::Alerts);
-                crate::notify::deliver(&watch.engine.config.notify, &a);
+                watch.announce(&a);
             }
         });
         running.insert(key, handle);
@@ -257,9 +257,21 @@ impl Shared {
             }
         };
         if let Some(a) = alert {
-            self.keep(Kept::Alerts);
-            crate::notify::deliver(&self.engine.config.notify, &a);
+            self.announce(&a);
         }
+    }
+
+    /// A problem began or ended: keep the firing alerts, tell the channels, and add it to
+    /// the open incident's timeline.
+    fn announce(self: &Arc<Self>, alert: &crate::notify::Alert) {
+        self.keep(Kept::Alerts);
+        crate::notify::deliver(&self.engine.config.notify, alert);
+        let entry = crate::incidents::Entry::new("alert", Some(&alert.subject), alert.headline())
+            .with(serde_json::json!({
+                "key": alert.key, "state": alert.state, "kind": alert.kind,
+            }));
+        let shared = self.clone();
+        tokio::spawn(async move { crate::incidents::record(&shared.engine, vec![entry]).await });
     }
 
     /// Keep the firing alerts or the schedule's state in the side area, on a task of its
@@ -343,11 +355,8 @@ impl Shared {
                 send.extend(alert);
             }
         }
-        if !send.is_empty() {
-            self.keep(Kept::Alerts);
-        }
         for a in send {
-            crate::notify::deliver(&self.engine.config.notify, &a);
+            self.announce(&a);
         }
     }
 }

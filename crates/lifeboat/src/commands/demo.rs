@@ -139,11 +139,7 @@ expect = "0"
     let config_path = root.join("lifeboat.toml");
     std::fs::write(&config_path, &config).fs("write", &config_path)?;
     outln!("{}", config.trim());
-    let demo_ctx = Context {
-        config_path,
-        json: false,
-        quiet: ctx.quiet,
-    };
+    let demo_ctx = Context::new(config_path, false, ctx.quiet);
     outln!("\n$ lifeboat init");
     super::init::run(&demo_ctx).await?;
 
@@ -179,6 +175,7 @@ expect = "0"
         force,
         jobs: 1,
         keep_owners: false,
+        no_checks: false,
         pitr: Default::default(),
     };
     outln!("$ lifeboat restore shop --dry-run");

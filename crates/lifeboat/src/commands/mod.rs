@@ -9,9 +9,11 @@ mod demo;
 mod drill;
 mod drills;
 mod forget;
+mod incident;
 mod init;
 mod jobs;
 mod notify;
+mod recover;
 mod restore;
 mod serve;
 mod snapshots;
@@ -33,9 +35,20 @@ pub struct Context {
     pub config_path: PathBuf,
     pub json: bool,
     pub quiet: bool,
+    /// The engines made for the command: what they did joins the open incident.
+    engines: std::sync::Mutex<Vec<Engine>>,
 }
 
 impl Context {
+    pub fn new(config_path: PathBuf, json: bool, quiet: bool) -> Self {
+        Self {
+            config_path,
+            json,
+            quiet,
+            engines: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
     pub fn load_config(&self) -> CliResult<Config> {
         Ok(Config::load(&self.config_path)?)
     }
@@ -58,7 +71,7 @@ impl Context {
     /// [`Context::engine`] on a config already read.
     pub async fn engine_on(&self, config: Config) -> CliResult<Engine> {
         let repo = self.open_repo(&config).await?;
-        Ok(Engine::new(
+        let engine = Engine::new(
             config,
             self.config_path.clone(),
             repo,
@@ -66,21 +79,25 @@ impl Context {
                 json: self.json,
                 quiet: self.quiet,
             }),
-        ))
+        );
+        self.engines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(engine.clone());
+        Ok(engine)
     }
 }
 
 pub async fn dispatch(cli: Cli) -> CliResult<i32> {
-    let ctx = Context {
-        config_path: cli
-            .global
+    let ctx = Context::new(
+        cli.global
             .config
             .clone()
             .unwrap_or_else(|| PathBuf::from("lifeboat.toml")),
-        json: cli.global.json,
-        quiet: cli.global.quiet,
-    };
-    match cli.command {
+        cli.global.json,
+        cli.global.quiet,
+    );
+    let result = match cli.command {
         Command::Init => init::run(&ctx).await,
         Command::Config(ConfigCommand::Check) => config::check(&ctx),
         Command::Backup(args) => backup::run(&ctx, args).await,
@@ -96,6 +113,15 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Jobs(args) => jobs::run(&ctx, args).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
         Command::Notify(NotifyCommand::Test(args)) => notify::test(&ctx, args).await,
+        Command::Recover(args) => recover::run(&ctx, args).await,
+        Command::Incident(cmd) => incident::run(&ctx, cmd).await,
         Command::Demo(args) => demo::run(&ctx, args).await,
+    };
+    // What the command did joins the open incident's timeline, if one is open.
+    let engines: Vec<Engine> =
+        std::mem::take(&mut *ctx.engines.lock().unwrap_or_else(|p| p.into_inner()));
+    for engine in engines {
+        engine.keep_timeline().await;
     }
+    result
 }

@@ -11,7 +11,7 @@ use crate::{cli::RestoreArgs, error::CliResult, output};
 
 pub async fn run(ctx: &Context, args: RestoreArgs) -> CliResult<i32> {
     let engine = ctx.engine().await?;
-    let (dry_run, force) = (args.dry_run, args.force);
+    let (dry_run, force, no_checks) = (args.dry_run, args.force, args.no_checks);
     let request = request_of(args);
     let plan = restore::plan(&engine, &request).await?;
     if dry_run {
@@ -40,8 +40,16 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> CliResult<i32> {
     let cancel = crate::interrupt::on_signal("stopping the restore; putting the destination back");
     let done = restore::execute(&engine, plan, force, &cancel).await?;
     let outcome = done.outcome;
+    // The target's `[[checks]]` on what was restored, as a drill runs them.
+    let checks = if no_checks || !outcome.verified {
+        Vec::new()
+    } else {
+        restore::checks::live_checks(&engine, &request).await?
+    };
     if ctx.json {
-        let mut out = json!({ "plan": done.plan, "emergency_snapshot": done.emergency_snapshot });
+        let mut out = json!({
+            "plan": done.plan, "emergency_snapshot": done.emergency_snapshot, "checks": checks,
+        });
         if let Value::Object(o) = &mut out {
             o.extend(outcome.facts);
         }
@@ -50,6 +58,18 @@ pub async fn run(ctx: &Context, args: RestoreArgs) -> CliResult<i32> {
         for line in &outcome.lines {
             outln!("{line}");
         }
+        for c in &checks {
+            outln!(
+                "  check {}: {} ({})",
+                c.name,
+                if c.passed { "passed" } else { "FAILED" },
+                c.detail
+            );
+        }
+    }
+    if let Some(e) = restore::checks::failed(&request.target, &checks) {
+        eprintln!("error: {}", e.message);
+        return Ok(3);
     }
     if !outcome.verified {
         eprintln!(

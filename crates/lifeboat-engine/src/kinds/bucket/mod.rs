@@ -32,7 +32,8 @@ kind!(
     backup::backup,
     restore::plan,
     summary,
-    drill::rehearse
+    drill::rehearse,
+    crate::restore::checks::server
 );
 
 /// What a snapshot holds: its objects.

@@ -49,7 +49,8 @@ kind!(
     backup,
     plan,
     summary,
-    drill::rehearse
+    drill::rehearse,
+    crate::restore::checks::output
 );
 
 /// What a snapshot holds: the command's output.

@@ -16,7 +16,8 @@ kind!(
     backup::backup,
     restore::plan,
     summary,
-    drill::rehearse
+    drill::rehearse,
+    crate::restore::checks::files
 );
 
 /// What a snapshot holds: its files.

@@ -1,9 +1,10 @@
-//! A files restore: below `--to-dir`, files keep their absolute paths; existing ones are
-//! saved by an emergency backup first (with `--force`); every file's size and SHA-256 is
-//! checked against the manifest.
+//! A files restore: in place (the files' own paths), or below `--to-dir` where they keep
+//! their absolute paths; existing ones are saved by an emergency backup first (with
+//! `--force`); every file's size and SHA-256 is checked against the manifest.
 //!
-//! The snapshot is restored into a staging folder inside `--to-dir` first and moved into
-//! place once complete (renames), so that a restore stopped by a signal leaves the folder
+//! The snapshot is restored into a staging folder first — inside `--to-dir`, or in place
+//! inside the deepest folder that holds all the snapshot's files — and moved into place
+//! once complete (renames), so that a restore stopped by a signal leaves the folder
 //! as it was: the stage is removed, and nothing in the folder was touched. Where the disk
 //! has no room for a second copy of the files it replaces, they are rewritten in place
 //! (as the emergency backup saved them first); stopped then, the error says which
@@ -47,14 +48,9 @@ pub(super) async fn plan(
     request: &RestoreRequest,
     _: &TargetConfig,
 ) -> EngineResult<RestorePlan> {
-    let Some(dir) = request.to_dir.clone() else {
-        return Err(EngineError::usage(
-            "a files target is restored with `--to-dir DIR`",
-            Some(
-                "files keep their absolute paths below DIR; restoring in place comes later".into(),
-            ),
-        ));
-    };
+    // In place: below `/`, the files' own paths.
+    let in_place = request.to_dir.is_none();
+    let dir = request.to_dir.clone().unwrap_or_else(|| PathBuf::from("/"));
     if request.to.is_some() || request.table.is_some() {
         return Err(EngineError::usage(
             "`--to` and `--table` are for PostgreSQL targets",
@@ -123,6 +119,13 @@ pub(super) async fn plan(
     );
     let (name, id) = (request.target.clone(), snapshot.id.clone());
     let to = dir.clone();
+    // Where the stage goes: `--to-dir`, or in place the deepest folder holding every file
+    // (not `/`: the restore needs to write only where the files go).
+    let base = if in_place {
+        common_folder(&fm)
+    } else {
+        String::new()
+    };
     let mut restore = RestorePlan::new(
         plan,
         act(move |cx: ActCx| async move {
@@ -132,6 +135,7 @@ pub(super) async fn plan(
                 &name,
                 &fm,
                 &to,
+                &base,
                 &cx.cancel,
                 cx.emergency_snapshot.as_deref(),
             )
@@ -189,20 +193,23 @@ pub(super) async fn plan(
     Ok(restore)
 }
 
-/// Restore a files snapshot below `dir` and check every file's size and SHA-256 against
-/// the manifest. Through a stage inside `dir`, moved into place once complete: `cancel`
-/// stops it with `dir` as it was (a `dir` the restore created is removed again). Without
-/// room for the stage, in place; `emergency` names the snapshot that saved what it
-/// overwrites.
+/// Restore a files snapshot below `top` and check every file's size and SHA-256 against
+/// the manifest. Only the snapshot's folder `base` (`""`: all of it) is restored, through a
+/// stage inside `top/base`, moved into place once complete: `cancel` stops it with the
+/// folder as it was (one the restore created is removed again). Without room for the
+/// stage, in place; `emergency` names the snapshot that saved what it overwrites.
+#[allow(clippy::too_many_arguments)]
 pub async fn restore_files_to(
     repo: &Arc<Repo>,
     snapshot_id: &str,
     target: &str,
     fm: &FilesManifest,
-    dir: &Path,
+    top: &Path,
+    base: &str,
     cancel: &Cancel,
     emergency: Option<&str>,
 ) -> EngineResult<(RestoreSummary, Vec<FileCheck>)> {
+    let dir: &Path = &below(top, base);
     let created = !dir.exists();
     std::fs::create_dir_all(dir).fs("create", dir)?;
     let room = rustix::fs::statvfs(dir)
@@ -221,7 +228,7 @@ pub async fn restore_files_to(
     let (r, id, src, d) = (
         repo.clone(),
         snapshot_id.to_string(),
-        format!("{target}/files"),
+        format!("{target}/files{}", base.trim_end_matches('/')),
         stage.as_ref().map_or(dir, |s| s.path()).to_path_buf(),
     );
     let restored = cancel
@@ -257,9 +264,32 @@ pub async fn restore_files_to(
     if let Some(stage) = stage {
         move_into(stage.path(), dir).fs("move the restored files into", dir)?;
     }
-    let (files, dir) = (fm.files.clone(), dir.to_path_buf());
-    let checks = lifeboat_repo::blocking(move || verify_files(&files, &dir)).await;
+    let (files, top) = (fm.files.clone(), top.to_path_buf());
+    let checks = lifeboat_repo::blocking(move || verify_files(&files, &top)).await;
     Ok((summary, checks))
+}
+
+/// The deepest folder that holds every file of the snapshot (`/srv/app` for
+/// `/srv/app/.env` and `/srv/app/conf/a.toml`); `""` when that is `/`.
+fn common_folder(fm: &FilesManifest) -> String {
+    let mut common: Option<Vec<&str>> = None;
+    for f in &fm.files {
+        let parts: Vec<&str> = f.path.trim_start_matches('/').split('/').collect();
+        let folder = &parts[..parts.len().saturating_sub(1)];
+        common = Some(match common {
+            None => folder.to_vec(),
+            Some(c) => c
+                .iter()
+                .zip(folder)
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| *a)
+                .collect(),
+        });
+    }
+    match common {
+        Some(c) if !c.is_empty() => format!("/{}", c.join("/")),
+        _ => String::new(),
+    }
 }
 
 /// Check every restored file's size and SHA-256 against its manifest record.
@@ -352,4 +382,43 @@ fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
         n += k as u64;
     }
     Ok((n, hex::encode(h.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(paths: &[&str]) -> FilesManifest {
+        FilesManifest {
+            roots: vec![],
+            total_bytes: 0,
+            files: paths
+                .iter()
+                .map(|p| FileRecord {
+                    path: p.to_string(),
+                    bytes: 0,
+                    sha256: String::new(),
+                })
+                .collect(),
+            symlinks: 0,
+        }
+    }
+
+    #[test]
+    fn an_in_place_restore_stages_in_the_deepest_folder_holding_every_file() {
+        assert_eq!(
+            common_folder(&manifest(&["/srv/app/.env", "/srv/app/conf/a.toml"])),
+            "/srv/app"
+        );
+        assert_eq!(common_folder(&manifest(&["/srv/app/.env"])), "/srv/app");
+        assert_eq!(
+            common_folder(&manifest(&["/srv/app/.env", "/etc/app.conf"])),
+            ""
+        );
+        assert_eq!(
+            common_folder(&manifest(&["/srv/application/x", "/srv/app/y"])),
+            "/srv"
+        );
+        assert_eq!(common_folder(&manifest(&[])), "");
+    }
 }

@@ -18,7 +18,8 @@ kind!(
     backup::backup,
     restore::plan,
     summary,
-    drill::rehearse
+    drill::rehearse,
+    crate::restore::checks::database
 );
 
 /// What a snapshot holds: tables and rows, as of the dump's exported snapshot.

@@ -22,7 +22,8 @@ kind!(
     backup::backup,
     recover::plan_restore,
     summary,
-    drill::rehearse;
+    drill::rehearse,
+    crate::restore::checks::nowhere;
     fn base_at<'s>(
         &self,
         name: &str,

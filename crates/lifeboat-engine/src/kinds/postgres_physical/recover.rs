@@ -108,6 +108,12 @@ pub(super) async fn plan_restore(
         steps,
         false,
     );
+    // Recovered to a moment: that moment is the point restored.
+    if let lifeboat_postgres::physical::RecoveryTarget::Time(t) = &target
+        && let Ok(at) = parse_time(t)
+    {
+        shown.restored_point = at.to_string();
+    }
     for (k, v) in [
         ("base_backup", json!(base.id)),
         ("start_wal", json!(p.start_wal)),

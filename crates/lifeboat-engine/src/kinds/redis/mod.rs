@@ -40,7 +40,15 @@ use crate::{
     snapshot_io::write_file,
 };
 
-kind!(RedisKind, "redis", backup, plan, summary, drill::rehearse);
+kind!(
+    RedisKind,
+    "redis",
+    backup,
+    plan,
+    summary,
+    drill::rehearse,
+    crate::restore::checks::server
+);
 
 /// What a snapshot holds: an RDB.
 fn summary(m: &Manifest) -> Summary {
