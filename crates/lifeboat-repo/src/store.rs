@@ -549,7 +549,18 @@ impl Store {
                     for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
                         let e = e.map_err(io_err(&dir))?;
                         let path = e.path();
-                        let meta = e.metadata().map_err(io_err(&path))?;
+                        // A file being written (rustic's local backend writes `<id>-tmp-`,
+                        // then renames it) is not part of the repository yet.
+                        if e.file_name().to_string_lossy().ends_with("-tmp-") {
+                            continue;
+                        }
+                        let meta = match e.metadata() {
+                            Ok(m) => m,
+                            // Gone between the listing and the look at it (renamed into
+                            // place, or removed): not there now, as on S3.
+                            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                            Err(err) => return Err(io_err(&path)(err)),
+                        };
                         if meta.is_dir() {
                             dirs.push(path);
                         } else if meta.is_file() {
@@ -618,6 +629,23 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::{S3Problem, s3_err};
+
+    /// From the serve benchmark: a backup verifying its snapshot listed the index while
+    /// another backup in the same process wrote one (`<id>-tmp-`, then renamed): the temp
+    /// file was gone when it was looked at, and the listing failed the backup. A file being
+    /// written is not listed; the others are, and a listing error still fails.
+    #[test]
+    fn a_local_listing_leaves_out_files_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("index");
+        std::fs::create_dir_all(&index).unwrap();
+        std::fs::write(index.join("aa11"), b"x").unwrap();
+        std::fs::write(index.join("bb22-tmp-"), b"half").unwrap();
+        let store = super::Store::Local(dir.path().to_path_buf());
+        let files = store.list_files("index").unwrap();
+        assert_eq!(files, vec![("aa11".to_string(), 1)]);
+        assert!(store.list_files("missing").is_err());
+    }
 
     /// Issue 18, point 8: the problem is told by the errors' types and S3's reply code, not
     /// by the words of the message.

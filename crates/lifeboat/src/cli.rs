@@ -362,6 +362,10 @@ pub struct CheckArgs {
 pub struct DrillArgs {
     /// Targets to drill (default: all configured targets)
     pub targets: Vec<String>,
+    /// Drill a recovery plan as a whole (`[plans.NAME]`): its restores into scratch
+    /// environments kept up while its commands run against them
+    #[arg(long, value_name = "PLAN", conflicts_with_all = ["targets", "snapshot", "time", "dry_run"])]
+    pub plan: Option<String>,
     /// Drill this snapshot (id or unique prefix) instead of the latest
     #[arg(long, conflicts_with = "time")]
     pub snapshot: Option<String>,

@@ -362,3 +362,85 @@ fn a_signal_leaves_a_resumable_run() {
         .expect_code(0);
     assert_eq!(std::fs::read_to_string(a.join("f")).unwrap(), "good\n");
 }
+
+/// Issue 21, point 3: a whole-system drill restores the plan's targets into scratch
+/// environments and runs its commands against them (`$LIFEBOAT_DRILL_<TARGET>_URL/_DIR`);
+/// http and manual steps are skipped; the report has every step. A smoke test that fails
+/// exits 3 naming the step; `status` says a plan changed since its last passing drill.
+#[test]
+fn a_whole_system_drill_runs_the_plan_against_scratch_copies() {
+    let pg = lifeboat_testkit::postgres();
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    pg.psql(
+        "shop",
+        "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 3)",
+    )
+    .unwrap();
+    let ws = Workspace::new(BIN);
+    let data = ws.path().join("conf");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("app.env"), "MODE=production\n").unwrap();
+    let psql = "/usr/bin/psql";
+    let plan = |smoke: &str| {
+        format!(
+            "{}\n[targets.conf]\nkind = \"files\"\npaths = [\"{}\"]\n\n[plans.all]\nobjectives = {{ rto = \"1h\" }}\n[[plans.all.steps]]\nrestore = [\"db\", \"conf\"]\n[[plans.all.steps]]\nname = \"smoke test\"\nrun = \"{smoke}\"\n[[plans.all.steps]]\nhttp = \"http://127.0.0.1:1/health\"\n[[plans.all.steps]]\nmanual = \"tell the customers\"\n",
+            lifeboat_testkit::postgres_target("db", &pg.url("shop")),
+            data.display(),
+        )
+    };
+    let good = format!(
+        "test $({psql} -XAtc 'SELECT count(*) FROM orders' \\\"$LIFEBOAT_DRILL_DB_URL\\\") = 3 && test -n \\\"$LIFEBOAT_DRILL_CONF_DIR\\\" && grep -q production \\\"$LIFEBOAT_DRILL_CONF_DIR{}/app.env\\\"",
+        data.display()
+    );
+    ws.write_config(&plan(&good));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup"]).expect_code(0);
+    ws.run(&["status"])
+        .expect_code(3)
+        .expect_stdout(&["RTO unproven: never drilled"], &[]);
+
+    let run = ws.run(&["drill", "--plan", "all", "--json"]);
+    run.expect_code(0);
+    let report = run.json()["plan_drill"].clone();
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    let states: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["done", "done", "skipped", "skipped"], "{report:#}");
+    assert_eq!(report["targets"].as_array().unwrap().len(), 2);
+    assert!(report["rto_seconds"].as_f64().unwrap() > 0.0);
+    // Each target's drill is in its history too, and production was not touched.
+    assert_eq!(
+        ws.run(&["drills", "db", "--json"]).json()["drills"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(pg.psql("shop", "SELECT count(*) FROM orders").unwrap(), "3");
+    ws.run(&["status", "--json"]).expect_code(0);
+
+    // The plan changes: no longer verified.
+    ws.write_config(&plan(&format!("{good} && true")));
+    let st = ws.run(&["status", "--json"]);
+    st.expect_code(3);
+    assert_eq!(
+        st.json()["plans"][0]["problems"][0],
+        "not verified since changed"
+    );
+
+    // A smoke test that fails: exit 3, the step named.
+    ws.write_config(&plan("echo the app does not start >&2; exit 4"));
+    let failed = ws.run(&["drill", "--plan", "all"]);
+    failed.expect_code(3).expect_stdout(
+        &[
+            "FAIL",
+            "| 2 | smoke test | failed |",
+            "the app does not start",
+        ],
+        &[],
+    );
+}

@@ -168,6 +168,7 @@ fn new_drill(engine: &Engine, request: &DrillRequest, cancel: &Cancel) -> Drill 
         restored_point: None,
         dry_run: false,
         steps: Vec::new(),
+        hold: None,
     }
 }
 
@@ -175,8 +176,20 @@ fn new_drill(engine: &Engine, request: &DrillRequest, cancel: &Cancel) -> Drill 
 /// environment, `fail` for the backup), and cancellation ends it early with the scratch
 /// environment torn down.
 pub async fn drill(engine: &Engine, request: &DrillRequest, cancel: &Cancel) -> DrillReport {
+    drill_held(engine, request, cancel, None).await
+}
+
+/// [`drill`], keeping the scratch environment for a whole-system drill (`hold`) until it
+/// is released.
+pub async fn drill_held(
+    engine: &Engine,
+    request: &DrillRequest,
+    cancel: &Cancel,
+    hold: Option<rehearsal::Hold>,
+) -> DrillReport {
     let name = &request.target;
     let mut drill = new_drill(engine, request, cancel);
+    drill.hold = hold;
     engine.events.event(Event::Started {
         op: Op::Drill,
         target: name.as_str().into(),

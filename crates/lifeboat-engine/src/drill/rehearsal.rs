@@ -41,6 +41,12 @@ pub trait Rehearsal: Send {
     fn recovery_goal(&self) -> String {
         "recover to the end of the archive".into()
     }
+    /// Where the restored state can be reached, for a whole-system drill's commands: `URL`
+    /// (a database, a server) and/or `DIR` (a folder), as the target's checks get them in
+    /// `$LIFEBOAT_DRILL_URL` / `$LIFEBOAT_DRILL_DIR`. Asked after the checks passed.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
     /// Check the restored state; results go into `findings` as they come.
     fn check(&mut self, findings: &mut Findings) -> impl Future<Output = ()> + Send;
     /// Remove the scratch environment; works in any state, also after a failed provision.
@@ -75,6 +81,16 @@ pub struct Drill {
     /// Only plan: a kind's rehearsal is described into `steps`, nothing is provisioned.
     pub(crate) dry_run: bool,
     pub(crate) steps: Vec<String>,
+    /// A whole-system drill keeps the scratch environment until the plan is done.
+    pub(crate) hold: Option<Hold>,
+}
+
+/// How a whole-system drill holds a target's scratch environment: once checked, the drill
+/// sends whether it passed and where it is (`Rehearsal::env`), then waits for `release`
+/// (or cancellation) before its teardown.
+pub struct Hold {
+    pub ready: tokio::sync::oneshot::Sender<(bool, Vec<(&'static str, String)>)>,
+    pub release: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// How a drill stopped early: a failed check (the backup cannot be restored), an error of
@@ -124,6 +140,13 @@ impl Drill {
             return Ok(());
         }
         let outcome = self.provision_restore_check(r).await;
+        if let Some(hold) = self.hold.take() {
+            let env = if outcome.is_ok() { r.env() } else { Vec::new() };
+            let _ = hold.ready.send((outcome.is_ok(), env));
+            if outcome.is_ok() {
+                let _ = self.cancel.guard(hold.release).await;
+            }
+        }
         let start = Instant::now();
         let torn = r.teardown().await;
         if let Err(e) = &torn {

@@ -8,6 +8,7 @@
 //!
 //! `steps.rs` runs the steps that are not restores: commands, HTTP waits, confirmations.
 
+pub mod drill;
 pub mod record;
 pub mod steps;
 

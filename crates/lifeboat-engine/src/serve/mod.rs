@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod calendar;
 pub mod http;
 pub mod instance;
+mod memory;
 pub mod state;
 
 use std::{
@@ -180,6 +181,16 @@ impl Shared {
                 matches!(job, Job::Check(ReadData::Part { .. })),
             );
             shared.keep(Kept::Calendar);
+            // The last job running: what the jobs freed goes back to the system.
+            if shared
+                .running()
+                .values()
+                .filter(|h| !h.is_finished())
+                .count()
+                <= 1
+            {
+                memory::trim();
+            }
             // A new backup or drill changes what `status` says: judge again now.
             if record.outcome == Outcome::Succeeded && matches!(job, Job::Backup(_) | Job::Drill(_))
             {

@@ -212,6 +212,7 @@ expect = "0"
         &demo_ctx,
         DrillArgs {
             targets: vec![],
+            plan: None,
             snapshot: None,
             time: None,
             report_dir: Some(root.join("reports")),

@@ -17,6 +17,9 @@ use crate::{cli::DrillArgs, error::CliError, error::CliResult, output};
 
 pub async fn run(ctx: &Context, args: DrillArgs) -> CliResult<i32> {
     let cancel = crate::interrupt::on_signal("tearing down the scratch environment");
+    if let Some(plan) = &args.plan {
+        return drill_plan(ctx, plan, args.report_dir.clone(), &cancel).await;
+    }
     let started = Instant::now();
     let config = ctx.load_config()?;
     let names = select_targets(&config, &args.targets)?;
@@ -164,4 +167,52 @@ fn print_report(r: &DrillReport, written: &[String]) {
     for w in written {
         outln!("  report: {w}");
     }
+}
+
+/// `drill --plan NAME`: the whole plan against scratch environments; its report printed
+/// (or as JSON) and written to the report folder; exit 0 passed, 3 failed, 130 on a
+/// signal.
+async fn drill_plan(
+    ctx: &Context,
+    plan: &str,
+    report_dir: Option<std::path::PathBuf>,
+    cancel: &lifeboat_engine::cancel::Cancel,
+) -> CliResult<i32> {
+    let config = ctx.load_config()?;
+    config.drill.scratch_url()?;
+    let report_dir = report_dir.or(config.drill.report_dir.clone());
+    let engine = ctx.engine_on(config).await?;
+    let report = lifeboat_engine::recovery::drill::drill_plan(&engine, plan, cancel).await?;
+    if let Some(dir) = &report_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            CliError::failure(format!("cannot create `{}`: {e}", dir.display()), None)
+        })?;
+        for (ext, text) in [
+            ("md", report.markdown()),
+            ("html", report.html()),
+            (
+                "json",
+                serde_json::to_string_pretty(&report).unwrap_or_default(),
+            ),
+        ] {
+            let path = dir.join(format!("{}.{ext}", report.id));
+            std::fs::write(&path, text).map_err(|e| {
+                CliError::failure(format!("cannot write `{}`: {e}", path.display()), None)
+            })?;
+        }
+    }
+    if ctx.json {
+        output::json(&serde_json::json!({ "plan_drill": report }));
+    } else {
+        outln!("{}", report.markdown());
+    }
+    Ok(if cancel.is_cancelled() {
+        crate::interrupt::EXIT_INTERRUPTED
+    } else {
+        match report.verdict {
+            Verdict::Pass => 0,
+            Verdict::Fail => 3,
+            _ => 1,
+        }
+    })
 }

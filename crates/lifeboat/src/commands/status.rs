@@ -12,12 +12,38 @@ use super::Context;
 use crate::{error::CliResult, output};
 
 pub async fn run(ctx: &Context) -> CliResult<i32> {
-    let rows = status(&ctx.engine().await?).await?;
-    let missed = rows.iter().any(|r| !r.problems.is_empty());
+    let engine = ctx.engine().await?;
+    let rows = status(&engine).await?;
+    let plans = lifeboat_engine::recovery::drill::plan_status(&engine).await?;
+    let missed =
+        rows.iter().any(|r| !r.problems.is_empty()) || plans.iter().any(|p| !p.problems.is_empty());
     if ctx.json {
-        output::json(&serde_json::json!({ "targets": rows, "ok": !missed }));
+        output::json(&serde_json::json!({ "targets": rows, "plans": plans, "ok": !missed }));
     } else {
         print_table(&rows);
+        if !plans.is_empty() {
+            let table: Vec<Vec<String>> = plans
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.plan.clone(),
+                        match (&p.verdict, &p.last_drill) {
+                            (Some(v), Some(t)) => format!("{} {t}", v.as_str()),
+                            _ => "never".into(),
+                        },
+                        p.rto_seconds.map_or("—".into(), seconds),
+                        p.rto_objective_seconds.map_or("—".into(), seconds),
+                        if p.problems.is_empty() {
+                            "OK".into()
+                        } else {
+                            format!("MISSED: {}", p.problems.join("; "))
+                        },
+                    ]
+                })
+                .collect();
+            outln!("");
+            output::table(&["PLAN", "LAST DRILL", "RTO", "RTO OBJ", "STATUS"], &table);
+        }
     }
     Ok(if missed { 3 } else { 0 })
 }

@@ -70,6 +70,10 @@ struct BucketRehearsal {
 }
 
 impl Rehearsal for BucketRehearsal {
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("URL", self.location.url())]
+    }
+
     fn describe(&self) -> Vec<String> {
         vec![
             format!(

@@ -94,6 +94,12 @@ impl FilesRehearsal {
 }
 
 impl Rehearsal for FilesRehearsal {
+    fn env(&self) -> Vec<(&'static str, String)> {
+        self.root()
+            .map(|r| vec![("DIR", r.display().to_string())])
+            .unwrap_or_default()
+    }
+
     fn describe(&self) -> Vec<String> {
         let what = match &self.stream {
             Some(_) => format!(

@@ -137,6 +137,12 @@ impl PgRehearsal {
 }
 
 impl Rehearsal for PgRehearsal {
+    fn env(&self) -> Vec<(&'static str, String)> {
+        self.dest()
+            .map(|(_, url)| vec![("URL", url.expose().to_string())])
+            .unwrap_or_default()
+    }
+
     fn describe(&self) -> Vec<String> {
         let m = &self.manifest;
         vec![

@@ -77,7 +77,30 @@ impl PhysicalRehearsal {
     }
 }
 
+/// The recovered server's database as a URL (with its password), for the checks.
+fn url_of(dest: &Target) -> String {
+    let password = dest.password().unwrap_or_default();
+    format!(
+        "postgres://{}{}@{}/{}",
+        dest.user(),
+        if password.is_empty() {
+            String::new()
+        } else {
+            format!(":{password}")
+        },
+        dest.server(),
+        dest.database()
+    )
+}
+
 impl Rehearsal for PhysicalRehearsal {
+    fn env(&self) -> Vec<(&'static str, String)> {
+        self.server
+            .as_ref()
+            .map(|t| vec![("URL", url_of(t))])
+            .unwrap_or_default()
+    }
+
     fn describe(&self) -> Vec<String> {
         vec![
             "create a throwaway data directory".into(),
@@ -192,17 +215,7 @@ impl Rehearsal for PhysicalRehearsal {
         };
         check_database(&tools, &dest, &[], findings).await;
         let password = dest.password().unwrap_or_default();
-        let url = format!(
-            "postgres://{}{}@{}/{}",
-            dest.user(),
-            if password.is_empty() {
-                String::new()
-            } else {
-                format!(":{password}")
-            },
-            dest.server(),
-            dest.database()
-        );
+        let url = url_of(&dest);
         for rule in &self.rules {
             let result = database_rule(rule, &dest, &url, std::slice::from_ref(&password)).await;
             findings.rule(

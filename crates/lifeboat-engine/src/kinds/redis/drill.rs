@@ -49,6 +49,13 @@ struct RedisRehearsal {
 }
 
 impl Rehearsal for RedisRehearsal {
+    fn env(&self) -> Vec<(&'static str, String)> {
+        self.server
+            .as_ref()
+            .map(|s| vec![("URL", format!("redis://127.0.0.1:{}", s.port))])
+            .unwrap_or_default()
+    }
+
     fn describe(&self) -> Vec<String> {
         vec![
             "create a temporary folder".into(),
