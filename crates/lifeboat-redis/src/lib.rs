@@ -512,8 +512,16 @@ pub fn copy_keys_until(
                 if replace {
                     args.push(b"REPLACE");
                 }
-                written.push((db, key.clone()));
-                dst.cmd(&args)?;
+                match dst.cmd(&args) {
+                    Ok(_) => written.push((db, key.clone())),
+                    // Refused: nothing was written.
+                    Err(e @ RedisError::Server(_)) => return Err(e),
+                    // Lost on the way: it may have been written; taken back with the rest.
+                    Err(e) => {
+                        written.push((db, key.clone()));
+                        return Err(e);
+                    }
+                }
                 n += 1;
             }
             cursor = next.clone();

@@ -281,6 +281,10 @@ fn a_failing_step_stops_the_plan_and_resume_continues_after_it() {
         std::fs::write(d.join("f"), "bad\n").unwrap();
     }
     let failed = ws.run(&["recover", "p", "--yes"]);
+    // From a review: a backup taken between the failed run and its resume (here of `b`,
+    // broken) is not what the resume restores: it keeps the snapshots it decided.
+    let decided = ws.run(&["recover", "p", "--resume", "--dry-run"]);
+    ws.run(&["backup", "b"]).expect_code(0);
     failed
         .expect_code(1)
         .expect_stdout(&["recovery failed", "Failed", "Pending"], &[])
@@ -302,9 +306,22 @@ fn a_failing_step_stops_the_plan_and_resume_continues_after_it() {
     // Fixed: the resumed run starts at step 2; `a` is not restored again.
     std::fs::write(&flag, "").unwrap();
     std::fs::write(a.join("f"), "changed after the restore\n").unwrap();
-    ws.run(&["recover", "p", "--resume", "--dry-run"])
+    let again = ws.run(&["recover", "p", "--resume", "--dry-run"]);
+    again
         .expect_code(0)
         .expect_stdout(&["resuming run", "1. restore `a`  (done)"], &[]);
+    let snapshot_of_b = |run: &lifeboat_testkit::Run| {
+        run.stdout
+            .lines()
+            .find_map(|l| l.split("`b`: snapshot ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+    };
+    assert!(snapshot_of_b(&again).is_some(), "{}", again.stdout);
+    assert_eq!(snapshot_of_b(&again), snapshot_of_b(&decided));
+    ws.run(&["recover", "p", "--resume", "--time", "2026-01-01T00:00:00Z"])
+        .expect_code(2)
+        .expect_stderr(&["would mix two moments"], &[]);
     ws.run(&["recover", "p", "--resume", "--yes"])
         .expect_code(0)
         .expect_stdout(&["recovery succeeded"], &[]);
@@ -443,4 +460,45 @@ fn a_whole_system_drill_runs_the_plan_against_scratch_copies() {
         ],
         &[],
     );
+}
+
+/// From a review: a plan's restores are decided again when they run. Here the folder is
+/// empty when the plan is shown (nothing to save), and an earlier step writes into it: the
+/// restore saves that first. And a target restored but whose checks failed is restored and
+/// checked again by `--resume`.
+#[test]
+fn restores_are_decided_when_they_run_and_failed_checks_are_redone() {
+    let ws = Workspace::new(BIN);
+    let a = ws.path().join("a");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(a.join("x"), "backed up\n").unwrap();
+    let flag = ws.path().join("checks-pass");
+    ws.write_config(&format!(
+        "[targets.a]\nkind = \"files\"\npaths = [\"{a}\"]\n\n[[checks]]\ntarget = \"a\"\nname = \"the flag\"\ncommand = \"test -f {flag}\"\n\n[plans.p]\n[[plans.p.steps]]\nrun = \"echo written-later > {a}/x\"\n[[plans.p.steps]]\nrestore = [\"a\"]\n",
+        a = a.display(),
+        flag = flag.display(),
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup"]).expect_code(0);
+    std::fs::remove_file(a.join("x")).unwrap();
+    let emergency = |ws: &Workspace| {
+        ws.snapshots()
+            .iter()
+            .filter(|s| s["emergency"] == true)
+            .count()
+    };
+    // Shown: nothing to overwrite. Run: step 1 wrote `x`, so it is saved first.
+    ws.run(&["recover", "p", "--dry-run"])
+        .expect_code(0)
+        .expect_stdout(&["2. restore `a`"], &["overwrites"]);
+    ws.run(&["recover", "p", "--yes"])
+        .expect_code(1)
+        .expect_stdout(&["the flag"], &[]);
+    assert_eq!(emergency(&ws), 1, "what step 1 wrote was not saved");
+    assert_eq!(std::fs::read_to_string(a.join("x")).unwrap(), "backed up\n");
+    // The check failed: resumed, `a` is restored and checked again.
+    std::fs::write(&flag, "").unwrap();
+    ws.run(&["recover", "p", "--resume", "--yes"])
+        .expect_code(0)
+        .expect_stdout(&["1 of 1 check(s) passed"], &[]);
 }

@@ -200,7 +200,8 @@ pub async fn record(engine: &Engine, entries: Vec<Entry>) {
     }
     let result = async {
         if let Some(open) = current(&engine.repo).await? {
-            for e in entries {
+            // What happened before the incident was opened is not part of it.
+            for e in entries.into_iter().filter(|e| e.time >= open.opened_at) {
                 append(&engine.repo, &open.id, e).await?;
             }
         }

@@ -59,11 +59,16 @@ fn parse(s: &str) -> Option<jiff::Timestamp> {
 
 /// Compute the report.
 pub fn build(incident: &Incident, timeline: &[Entry]) -> Report {
+    // The first sign: a problem that began (an alert firing), or the opening, whichever
+    // came first.
     let detected = timeline
         .iter()
-        .find(|e| e.kind == "alert")
-        .and_then(|e| e.time)
-        .or(incident.opened_at);
+        .filter(|e| {
+            e.kind == "alert" && e.data.get("state").and_then(Value::as_str) != Some("resolved")
+        })
+        .filter_map(|e| e.time)
+        .chain(incident.opened_at)
+        .min();
     let asked = timeline
         .iter()
         .find_map(|e| e.data.get("time").and_then(Value::as_str).and_then(parse));
@@ -87,7 +92,9 @@ pub fn build(incident: &Incident, timeline: &[Entry]) -> Report {
         };
         match e.kind.as_str() {
             "restore-planned" => {
-                let t = targets.entry(name.clone()).or_insert_with(entry);
+                // A new attempt (a resumed recovery): what the earlier one did is replaced.
+                targets.insert(name.clone(), entry());
+                let t = targets.get_mut(name).expect("just inserted");
                 t.snapshot = get("snapshot");
                 t.restored_point = get("snapshot_time");
                 t.data_loss_seconds = match (reference, t.restored_point.as_deref().and_then(parse))

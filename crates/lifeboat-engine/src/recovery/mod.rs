@@ -142,17 +142,30 @@ pub async fn decide(engine: &Engine, request: &RecoverRequest) -> EngineResult<R
     } else {
         None
     };
-    // A resumed run keeps the moment its first run was asked for.
-    let time = match (&request.time, &record) {
-        (Some(t), _) => Some(
+    let asked = request
+        .time
+        .as_deref()
+        .map(|t| {
             crate::time::parse_time(t)
+                .map(|t| t.to_string())
                 .map_err(|e| {
                     EngineError::usage(e, Some("RFC 3339, or `2026-11-22 10:01:00+00`".into()))
-                })?
-                .to_string(),
-        ),
-        (None, Some(r)) => r.time.clone(),
-        (None, None) => None,
+                })
+        })
+        .transpose()?;
+    // A resumed run keeps the moment its first run was asked for, and its snapshots.
+    let time = match (asked, &record) {
+        (Some(t), Some(r)) if Some(&t) != r.time.as_ref() => {
+            return Err(EngineError::usage(
+                format!(
+                    "the run being resumed brings every target to {}; `--time {t}` would mix two moments",
+                    r.time.as_deref().unwrap_or("its newest backup")
+                ),
+                Some("resume without `--time`, or start a new run without `--resume`".into()),
+            ));
+        }
+        (asked, Some(r)) => asked.or(r.time.clone()),
+        (asked, None) => asked,
     };
     let reference = time
         .as_deref()
@@ -177,10 +190,15 @@ pub async fn decide(engine: &Engine, request: &RecoverRequest) -> EngineResult<R
                     already.push(name.clone());
                     continue;
                 }
+                let decided = record.as_ref().and_then(|r| r.snapshots.get(name));
                 let req = RestoreRequest {
                     target: name.clone(),
-                    snapshot: "latest".into(),
-                    time: time.clone(),
+                    snapshot: decided.map_or_else(|| "latest".into(), |s| s.to_string()),
+                    time: if decided.is_some() {
+                        None
+                    } else {
+                        time.clone()
+                    },
                     jobs: 1,
                     ..RestoreRequest::default()
                 };
@@ -290,8 +308,9 @@ impl Recovery {
     }
 }
 
-/// How the steps of a run are confirmed (`manual` steps): the CLI asks at a terminal.
-pub type Confirm = dyn Fn(&str) -> bool + Send + Sync;
+/// How the steps of a run are confirmed (`manual` steps): the CLI asks at a terminal. It
+/// may block; it runs off the async threads, and a signal abandons it.
+pub type Confirm = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Carry out `recovery`: step by step, restores of one step in parallel; the run record is
 /// kept after every step, and every step joins the open incident (one is opened if none
@@ -320,6 +339,12 @@ pub async fn run(
         .take()
         .unwrap_or_else(|| RunRecord::new(&recovery.plan, recovery.time.clone(), &recovery.steps));
     record.outcome = record::Outcome::Running;
+    for t in recovery.steps.iter().flat_map(|s| &s.targets) {
+        record
+            .snapshots
+            .entry(t.target.clone())
+            .or_insert_with(|| t.snapshot.clone());
+    }
     record.keep(&engine.repo).await?;
     let began = if recovery.resumes.is_some() {
         "resumed"
@@ -331,6 +356,7 @@ pub async fn run(
     let total = recovery.steps.len();
     let started = std::time::Instant::now();
     let mut failed_step = None;
+    let mut interrupted = false;
     for (i, config) in recovery.config.steps.clone().iter().enumerate() {
         let number = i + 1;
         if recovery.steps[i].done {
@@ -375,9 +401,8 @@ pub async fn run(
         )
         .await;
         if !ok && cancel.is_cancelled() {
-            record.outcome = record::Outcome::Interrupted;
-            record.keep(&engine.repo).await?;
-            return Ok(record);
+            interrupted = true;
+            break;
         }
         if !ok && !config.continue_on_error {
             failed_step = Some(number);
@@ -385,9 +410,9 @@ pub async fn run(
         }
         record.keep(&engine.repo).await?;
     }
-    record.outcome = match (failed_step, cancel.is_cancelled()) {
-        (Some(_), _) => record::Outcome::Failed,
-        (None, true) => record::Outcome::Interrupted,
+    record.outcome = match (failed_step, interrupted || cancel.is_cancelled()) {
+        (_, true) => record::Outcome::Interrupted,
+        (Some(_), false) => record::Outcome::Failed,
         (None, false) => record::Outcome::Succeeded,
     };
     record.seconds += started.elapsed().as_secs_f64();
@@ -446,7 +471,15 @@ async fn run_step(
         }
         StepKind::Manual => {
             let text = step.manual.clone().unwrap_or_default();
-            if confirm(&text) {
+            let (ask, t) = (confirm.clone(), text.clone());
+            let answered = cancel.guard(lifeboat_repo::blocking(move || ask(&t))).await;
+            let Ok(confirmed) = answered else {
+                return Err((
+                    EngineError::interrupted(format!("stopped while waiting for: {text}")),
+                    vec![],
+                ));
+            };
+            if confirmed {
                 Ok(("confirmed".into(), vec![]))
             } else {
                 Err((
@@ -470,10 +503,20 @@ async fn restore_all(
     cancel: &Cancel,
 ) -> StepResult {
     let mut tasks = Vec::new();
-    for (req, plan) in planned {
+    for (req, shown) in planned {
         let (engine, cancel) = (engine.clone(), cancel.clone());
         tasks.push(tokio::spawn(async move {
-            let done = restore::execute(&engine, plan, true, &cancel).await;
+            // Decided again now, from the snapshot shown: what is overwritten (and so
+            // saved first) is what is there now, not when the plan was shown.
+            let req = RestoreRequest {
+                snapshot: shown.plan.snapshot.to_string(),
+                time: None,
+                ..req
+            };
+            let done = match restore::plan(&engine, &req).await {
+                Ok(plan) => restore::execute(&engine, plan, true, &cancel).await,
+                Err(e) => Err(e),
+            };
             let checks = match &done {
                 Ok(d) if d.outcome.verified => Some(live_checks(&engine, &req).await),
                 _ => None,
@@ -512,6 +555,7 @@ async fn restore_all(
         }
         match checks {
             Some(Ok(results)) => {
+                out.checks_passed = results.iter().all(|c| c.passed);
                 out.checks = format!(
                     "{} of {} check(s) passed",
                     results.iter().filter(|c| c.passed).count(),

@@ -56,6 +56,9 @@ pub struct TargetDone {
     /// Restored and verified against the manifest.
     #[serde(default)]
     pub verified: bool,
+    /// Its `[[checks]]` passed on what was restored (or it has none).
+    #[serde(default)]
+    pub checks_passed: bool,
     /// Its `[[checks]]`, in words.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub checks: String,
@@ -92,6 +95,10 @@ pub struct RunRecord {
     /// Time spent running steps, over every resumed run.
     #[serde(default)]
     pub seconds: f64,
+    /// The snapshot each target restores, as decided by the first run: a resumed run
+    /// restores the same, whatever was backed up meanwhile.
+    #[serde(default)]
+    pub snapshots: std::collections::BTreeMap<String, SnapshotId>,
     pub steps: Vec<StepRecord>,
     pub host: String,
 }
@@ -107,6 +114,11 @@ impl RunRecord {
             started_at: Some(now),
             finished_at: None,
             seconds: 0.0,
+            snapshots: steps
+                .iter()
+                .flat_map(|s| &s.targets)
+                .map(|t| (t.target.clone(), t.snapshot.clone()))
+                .collect(),
             steps: steps
                 .iter()
                 .map(|s| StepRecord {
@@ -134,12 +146,17 @@ impl RunRecord {
             .map(|s| s.state)
     }
 
-    /// Whether step `number` restored and verified `target` (in a run that then failed).
+    /// Whether step `number` restored `target`, verified it and passed its checks (in a
+    /// run that then failed for another target or step).
     pub fn restored(&self, number: usize, target: &str) -> bool {
         self.steps
             .iter()
             .find(|s| s.number == number)
-            .is_some_and(|s| s.targets.iter().any(|t| t.target == target && t.verified))
+            .is_some_and(|s| {
+                s.targets
+                    .iter()
+                    .any(|t| t.target == target && t.verified && t.checks_passed)
+            })
     }
 
     pub fn start(&mut self, number: usize) {

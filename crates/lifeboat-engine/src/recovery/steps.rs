@@ -68,11 +68,21 @@ pub async fn run_command(step: &StepConfig, cancel: &Cancel) -> EngineResult<Str
         Some(c) => format!("exit {c}"),
         None => "killed by a signal".into(),
     };
-    let detail = if said.is_empty() {
+    let mut detail = if said.is_empty() {
         status
     } else {
         format!("{status}: {said}")
     };
+    // What it printed goes into records and reports: the passwords in its environment
+    // (a drill's `LIFEBOAT_DRILL_*_URL`, a URL in `env`) are masked.
+    for secret in step
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|(_, v)| crate::restore::checks::password_in(v))
+    {
+        detail = detail.replace(&secret, "[redacted]");
+    }
     if out.status.success() {
         Ok(detail)
     } else {

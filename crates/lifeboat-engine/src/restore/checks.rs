@@ -169,7 +169,7 @@ pub fn failed(name: &str, results: &[CheckResult]) -> Option<EngineError> {
 }
 
 /// The password of `scheme://user:password@host…`, if there is one.
-fn password_in(url: &str) -> Option<String> {
+pub(crate) fn password_in(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let userinfo = rest.rsplit_once('@')?.0;
     userinfo

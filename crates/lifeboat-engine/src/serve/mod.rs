@@ -493,6 +493,14 @@ pub async fn run(
     for t in tasks {
         t.abort();
     }
+    // The last state, written after every write still under way (they take turns): the
+    // next `serve` starts from it.
+    {
+        let _turn = shared.side_writes.lock().await;
+        let (alerts, calendar) = (shared.alerts().snapshot(), shared.calendar().bytes());
+        alerts::Alerts::keep(&engine.repo, alerts).await;
+        calendar::Calendar::keep(&engine.repo, calendar).await;
+    }
     Ok(())
 }
 

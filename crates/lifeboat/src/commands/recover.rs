@@ -3,7 +3,7 @@
 //! `--yes`, then runs it, and prints how each step went. Exit 0 when every step went well,
 //! 1 when one failed (the run can be resumed), 130 on a signal.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 
 use lifeboat_engine::recovery::{self, RecoverRequest, record::Outcome};
 use serde_json::json;
@@ -42,7 +42,8 @@ pub async fn run(ctx: &Context, args: RecoverArgs) -> CliResult<i32> {
     let cancel = crate::interrupt::on_signal(
         "stopping the recovery; the running step puts back what it started",
     );
-    let confirm = |text: &str| ask(&format!("manual step: {text} — done?"));
+    let confirm: recovery::Confirm =
+        std::sync::Arc::new(|text: &str| ask(&format!("manual step: {text} — done?")));
     let record = recovery::run(&engine, decided, &cancel, &confirm).await?;
     if ctx.json {
         output::json(&json!({ "run": record }));
@@ -87,11 +88,8 @@ fn ask(question: &str) -> bool {
     let _ = write!(err, "{question} [y/N] ");
     let _ = err.flush();
     let mut line = String::new();
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        // Piped: one line per question.
-    }
-    match stdin.lock().read_line(&mut line) {
+    // At a terminal, or piped: one line per question.
+    match std::io::stdin().lock().read_line(&mut line) {
         Ok(0) | Err(_) => {
             eprintln!("(no answer)");
             false

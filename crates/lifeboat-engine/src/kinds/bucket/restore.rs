@@ -233,8 +233,10 @@ async fn put_back(
         .filter(|(_, r)| r.is_ok())
         .map(|(o, _)| o)
         .collect();
-    let (overwritten, added): (Vec<&ObjectRecord>, Vec<&ObjectRecord>) =
-        written.iter().partition(|o| existing.contains(&o.key));
+    let existing: std::collections::HashSet<&str> = existing.iter().map(String::as_str).collect();
+    let (overwritten, added): (Vec<&ObjectRecord>, Vec<&ObjectRecord>) = written
+        .iter()
+        .partition(|o| existing.contains(o.key.as_str()));
     let url = dest.url().to_string();
     let keys: Vec<String> = added.iter().map(|o| o.key.clone()).collect();
     let d = dest.clone();

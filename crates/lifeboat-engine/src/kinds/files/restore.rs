@@ -269,12 +269,22 @@ pub async fn restore_files_to(
     Ok((summary, checks))
 }
 
-/// The deepest folder that holds every file of the snapshot (`/srv/app` for
-/// `/srv/app/.env` and `/srv/app/conf/a.toml`); `""` when that is `/`.
+/// The deepest folder that holds everything the snapshot has — its files, and its links
+/// and empty folders, which are below its configured roots — (`/srv/app` for the roots
+/// `/srv/app/.env` and `/srv/app/conf`); `""` when that is `/`.
 fn common_folder(fm: &FilesManifest) -> String {
     let mut common: Option<Vec<&str>> = None;
-    for f in &fm.files {
-        let parts: Vec<&str> = f.path.trim_start_matches('/').split('/').collect();
+    let paths = fm
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .chain(fm.roots.iter().map(String::as_str));
+    for path in paths {
+        let parts: Vec<&str> = path
+            .trim_end_matches('/')
+            .trim_start_matches('/')
+            .split('/')
+            .collect();
         let folder = &parts[..parts.len().saturating_sub(1)];
         common = Some(match common {
             None => folder.to_vec(),
@@ -420,5 +430,9 @@ mod tests {
             "/srv"
         );
         assert_eq!(common_folder(&manifest(&[])), "");
+        // A root holds links and empty folders no file record shows: its parent holds it.
+        let mut with_root = manifest(&["/srv/app/conf/a.toml"]);
+        with_root.roots = vec!["/srv/app/conf".into(), "/srv/app/links/".into()];
+        assert_eq!(common_folder(&with_root), "/srv/app");
     }
 }
