@@ -118,7 +118,10 @@ pub async fn send(channel: &NotifyConfig, alert: &Alert) -> Result<(), String> {
         NotifyKind::Slack => serde_json::to_vec(&serde_json::json!({ "text": alert.headline() }))
             .map_err(|e| e.to_string())?,
         NotifyKind::Discord => {
-            serde_json::to_vec(&serde_json::json!({ "content": alert.headline() }))
+            // Discord refuses a message over 2,000 characters.
+            serde_json::to_vec(
+                &serde_json::json!({ "content": alert.headline().chars().take(2000).collect::<String>() }),
+            )
                 .map_err(|e| e.to_string())?
         }
         NotifyKind::Pagerduty => pagerduty_event(channel, alert)?,

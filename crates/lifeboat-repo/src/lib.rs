@@ -583,12 +583,15 @@ impl Repo {
         }
     }
 
-    /// Give a handle back for the next operation.
+    /// Give a handle back for the next operation. A few are kept; more (after many
+    /// operations at once, as `serve` runs twenty backups on one slot) are dropped, so
+    /// what each holds (its snapshot cache, its backend's buffers) does not stay between
+    /// jobs. Opening another later takes no I/O (the key is known).
     fn put_back(&self, repo: Repository<OpenStatus>) {
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(repo);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_HANDLES {
+            idle.push(repo);
+        }
     }
 
     /// Run `f` on the fully indexed repository.
@@ -1134,6 +1137,9 @@ impl Repo {
             .collect())
     }
 }
+
+/// How many opened handles a [`Repo`] keeps for the next operations.
+const IDLE_HANDLES: usize = 2;
 
 /// How much pack content `check` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -595,6 +595,27 @@ fn wal_push_is_create_only_refuses_strangers_and_fetch_is_quiet_when_missing() {
         "{}",
         status.stdout
     );
+    // Issue 19, point 5: `serve` raises it as a problem of its own, `archiving-failed`.
+    let alerts = ws.path().join("alerts.jsonl");
+    let config = std::fs::read_to_string(ws.config_path()).unwrap();
+    std::fs::write(
+        ws.config_path(),
+        format!(
+            "{config}\n[[notify]]\nname = \"log\"\nkind = \"command\"\ncommand = \"cat >> {}\"\n",
+            alerts.display()
+        ),
+    )
+    .unwrap();
+    let serve = ws.spawn(&[
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{}", lifeboat_testkit::free_port()),
+    ]);
+    lifeboat_testkit::wait_for("the archiving alert", Duration::from_secs(60), || {
+        std::fs::read_to_string(&alerts).is_ok_and(|a| a.contains("\"kind\":\"archiving-failed\""))
+    });
+    lifeboat_testkit::terminate(serve).expect_code(0);
+    std::fs::write(ws.config_path(), config).unwrap();
 
     // A target before the oldest base backup, or past the archived WAL: refused before
     // anything is written.

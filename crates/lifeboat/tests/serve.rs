@@ -461,8 +461,9 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     let ws = Workspace::new(BIN);
     let dead = free_port();
     let config = format!(
-        "[targets.db]\nkind = \"postgres\"\nurl = \"{}\"\nschedule = \"every 2s\"\n\n[[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"chat\"\nkind = \"slack\"\nurl-env = \"TEST_SLACK_URL\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"pager\"\nkind = \"pagerduty\"\nurl = \"http://127.0.0.1:{}/pd\"\nrouting-key-env = \"TEST_PD_KEY\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"nag\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/nag\"\nevents = [\"backup-failed\"]\nremind-every = \"2s\"\n\n[heartbeat]\nurl = \"http://127.0.0.1:{}/hb/\"\n",
+        "[targets.db]\nkind = \"postgres\"\nurl = \"{}\"\nschedule = \"every 2s\"\n\n[[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"chat\"\nkind = \"slack\"\nurl-env = \"TEST_SLACK_URL\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"pager\"\nkind = \"pagerduty\"\nurl = \"http://127.0.0.1:{}/pd\"\nrouting-key-env = \"TEST_PD_KEY\"\nevents = [\"backup-failed\"]\n\n[[notify]]\nname = \"nag\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/nag\"\nevents = [\"backup-failed\"]\nremind-every = \"2s\"\n\n[[notify]]\nname = \"talk\"\nkind = \"discord\"\nurl = \"http://127.0.0.1:{}/discord\"\nevents = [\"backup-failed\"]\n\n[heartbeat]\nurl = \"http://127.0.0.1:{}/hb/\"\n",
         pg.url("shop"),
+        hooks.port,
         hooks.port,
         hooks.port,
         hooks.port,
@@ -532,6 +533,14 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
     }
     let text = hooks.at("/slack")[0]["text"].as_str().unwrap().to_string();
     assert!(text.contains("db") && text.contains("failed"), "{text}");
+    // Discord's webhook format: the message in `content` (at most 2,000 characters).
+    let discord = hooks.at("/discord");
+    assert_eq!(discord.len(), 1, "{discord:#?}");
+    let content = discord[0]["content"].as_str().unwrap();
+    assert!(
+        content.contains("db") && content.contains("failed") && content.len() <= 2000,
+        "{content}"
+    );
 
     // `serve` restarts, then the database comes: the next backup works, and the problem
     // that fired before the restart resolves once.

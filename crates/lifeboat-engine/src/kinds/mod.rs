@@ -57,7 +57,7 @@ macro_rules! kind {
                 name: &str,
                 target: &lifeboat_core::TargetConfig,
                 request: &$crate::restore::plan::RestoreRequest,
-            ) -> $crate::EngineResult<$crate::restore::checks::Live> {
+            ) -> $crate::EngineResult<$crate::restore::live::Live> {
                 $live(name, target, request)
             }
 
@@ -156,13 +156,13 @@ pub trait Kind: Send + Sync {
 
     /// Where a restore of `name` as `request` asks puts the data, for the target's
     /// `[[checks]]` after a real restore: a database (SQL rules), a server or bucket URL, or
-    /// a folder; none of them: the checks run in drills only (`restore/checks.rs`).
+    /// a folder; none of them: the checks run in drills only (`restore/live.rs`).
     fn live(
         &self,
         name: &str,
         target: &TargetConfig,
         request: &RestoreRequest,
-    ) -> EngineResult<crate::restore::checks::Live>;
+    ) -> EngineResult<crate::restore::live::Live>;
 
     /// Where the target's continuous archive stands (physical: the WAL archive and the
     /// server's archiver), for `status`; `last` is its newest good snapshot. `None` for

@@ -14,6 +14,7 @@
 pub mod act;
 pub mod checks;
 pub mod choose;
+pub mod live;
 pub mod plan;
 
 use lifeboat_repo::LockKind;

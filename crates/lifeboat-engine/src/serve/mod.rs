@@ -42,6 +42,8 @@ pub struct Shared {
     /// One side-area write of the kept state at a time, each of the state as it is then,
     /// so a later state is never overwritten by an earlier one.
     side_writes: tokio::sync::Mutex<()>,
+    /// Asks for the objectives to be judged again (a job changed what `status` says).
+    judge: tokio::sync::Notify,
     /// When each (alert key, channel) was last sent a reminder.
     reminded: Mutex<HashMap<(String, String), jiff::Timestamp>>,
     running: Mutex<HashMap<String, JoinHandle<()>>>,
@@ -191,10 +193,12 @@ impl Shared {
             {
                 memory::trim();
             }
-            // A new backup or drill changes what `status` says: judge again now.
+            // A new backup or drill changes what `status` says: judge again soon — once
+            // for all the jobs of a slot, not once per job (each judgement reads every
+            // snapshot's manifest).
             if record.outcome == Outcome::Succeeded && matches!(job, Job::Backup(_) | Job::Drill(_))
             {
-                shared.watch_objectives().await;
+                shared.judge.notify_one();
             }
         });
         // Overdue: still running after `[serve] job-timeout` — an alert; it goes on.
@@ -364,6 +368,25 @@ impl Shared {
                     )
                 };
                 send.extend(alert);
+                // WAL archiving of a physical target, as the server reports it: its own
+                // problem (`archiving:<target>`), besides the objectives it endangers.
+                if let Some(server) = row.wal.as_ref().and_then(|w| w.server.as_ref()) {
+                    let key = format!("archiving:{}", row.target);
+                    send.extend(if server.failing {
+                        alerts.problem(
+                            &key,
+                            "archiving-failed",
+                            &row.target,
+                            &format!(
+                                "WAL archiving is failing: {} failures, the last of `{}`",
+                                server.failed_count,
+                                server.last_failed_wal.as_deref().unwrap_or("?")
+                            ),
+                        )
+                    } else {
+                        alerts.cleared(&key, "WAL archiving works again")
+                    });
+                }
             }
         }
         for a in send {
@@ -385,6 +408,7 @@ pub async fn run(
         .serve
         .time_zone()
         .map_err(|e| EngineError::usage(e, None))?;
+    memory::limit_arenas();
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         state: Mutex::new(state::State::default()),
@@ -392,6 +416,7 @@ pub async fn run(
         calendar: Mutex::new(calendar::Calendar::load(&engine.repo).await),
         side_writes: tokio::sync::Mutex::new(()),
         reminded: Mutex::new(HashMap::new()),
+        judge: tokio::sync::Notify::new(),
         heartbeat: engine.config.heartbeat.address()?,
         running: Mutex::new(HashMap::new()),
         jobs_cancel: Cancel::new(),
@@ -456,11 +481,16 @@ pub async fn run(
     tasks.push(tokio::spawn(async move {
         loop {
             watching.watch_objectives().await;
-            if watch_stop
-                .guard(tokio::time::sleep(Duration::from_secs(60)))
-                .await
-                .is_err()
-            {
+            let next = async {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    () = watching.judge.notified() => {
+                        // The jobs of one slot end close together: judge once after them.
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            };
+            if watch_stop.guard(next).await.is_err() {
                 return;
             }
         }

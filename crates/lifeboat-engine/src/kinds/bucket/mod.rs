@@ -33,7 +33,7 @@ kind!(
     restore::plan,
     summary,
     drill::rehearse,
-    crate::restore::checks::server
+    crate::restore::live::server
 );
 
 /// What a snapshot holds: its objects.

@@ -50,7 +50,7 @@ kind!(
     plan,
     summary,
     drill::rehearse,
-    crate::restore::checks::output
+    crate::restore::live::output
 );
 
 /// What a snapshot holds: the command's output.

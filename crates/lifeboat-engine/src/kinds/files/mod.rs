@@ -17,7 +17,7 @@ kind!(
     restore::plan,
     summary,
     drill::rehearse,
-    crate::restore::checks::files
+    crate::restore::live::files
 );
 
 /// What a snapshot holds: its files.

@@ -19,7 +19,7 @@ kind!(
     restore::plan,
     summary,
     drill::rehearse,
-    crate::restore::checks::database
+    crate::restore::live::database
 );
 
 /// What a snapshot holds: tables and rows, as of the dump's exported snapshot.

@@ -23,7 +23,7 @@ kind!(
     recover::plan_restore,
     summary,
     drill::rehearse,
-    crate::restore::checks::nowhere;
+    crate::restore::live::nowhere;
     fn base_at<'s>(
         &self,
         name: &str,

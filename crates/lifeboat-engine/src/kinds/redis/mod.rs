@@ -47,7 +47,7 @@ kind!(
     plan,
     summary,
     drill::rehearse,
-    crate::restore::checks::server
+    crate::restore::live::server
 );
 
 /// What a snapshot holds: an RDB.
