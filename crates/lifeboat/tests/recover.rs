@@ -416,7 +416,15 @@ fn a_whole_system_drill_runs_the_plan_against_scratch_copies() {
         .expect_code(3)
         .expect_stdout(&["RTO unproven: never drilled"], &[]);
 
-    let run = ws.run(&["drill", "--plan", "all", "--json"]);
+    let reports = ws.path().join("reports");
+    let run = ws.run(&[
+        "drill",
+        "--plan",
+        "all",
+        "--json",
+        "--report-dir",
+        reports.to_str().unwrap(),
+    ]);
     run.expect_code(0);
     let report = run.json()["plan_drill"].clone();
     assert_eq!(report["verdict"], "pass", "{report:#}");
@@ -429,6 +437,12 @@ fn a_whole_system_drill_runs_the_plan_against_scratch_copies() {
     assert_eq!(states, ["done", "done", "skipped", "skipped"], "{report:#}");
     assert_eq!(report["targets"].as_array().unwrap().len(), 2);
     assert!(report["rto_seconds"].as_f64().unwrap() > 0.0);
+    let id = report["id"].as_str().unwrap();
+    lifeboat_testkit::render_in_chromium(
+        &reports.join(format!("{id}.html")),
+        &["timeline"],
+        "plan-drill.png",
+    );
     // Each target's drill is in its history too, and production was not touched.
     assert_eq!(
         ws.run(&["drills", "db", "--json"]).json()["drills"]
@@ -501,4 +515,15 @@ fn restores_are_decided_when_they_run_and_failed_checks_are_redone() {
     ws.run(&["recover", "p", "--resume", "--yes"])
         .expect_code(0)
         .expect_stdout(&["1 of 1 check(s) passed"], &[]);
+
+    // Issue 21, point 4: `restore` runs the target's checks on what it restored: one that
+    // fails exits 3 naming it; `--no-checks` skips them.
+    std::fs::remove_file(&flag).unwrap();
+    ws.run(&["restore", "a", "--force"])
+        .expect_code(3)
+        .expect_stdout(&["check the flag: FAILED"], &[])
+        .expect_stderr(&["1 of 1 check(s) of `a` failed"], &[]);
+    ws.run(&["restore", "a", "--force", "--no-checks"])
+        .expect_code(0)
+        .expect_stdout(&[], &["check the flag"]);
 }

@@ -209,7 +209,11 @@ pub async fn restore_files_to(
     cancel: &Cancel,
     emergency: Option<&str>,
 ) -> EngineResult<(RestoreSummary, Vec<FileCheck>)> {
-    let dir: &Path = &below(top, base);
+    let dir: &Path = &if base.is_empty() {
+        top.to_path_buf()
+    } else {
+        below(top, base)
+    };
     let created = !dir.exists();
     std::fs::create_dir_all(dir).fs("create", dir)?;
     let room = rustix::fs::statvfs(dir)
