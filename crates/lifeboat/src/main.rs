@@ -39,6 +39,10 @@ fn main() {
             report_panic(info);
         }
     }));
+    // `serve` runs many jobs for a long time: two malloc arenas, set before any thread.
+    if matches!(cli.command, cli::Command::Serve(_)) {
+        lifeboat_engine::serve::memory::limit_arenas();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

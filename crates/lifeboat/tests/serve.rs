@@ -542,6 +542,30 @@ fn a_failing_backup_alerts_once_and_resolves_once() {
         "{content}"
     );
 
+    // Issue 21, point 5: an incident opened now starts its timeline with the problem that
+    // was already firing: detection is when it began, not when someone opened it.
+    wait_for("the firing alert kept", Duration::from_secs(10), || {
+        std::fs::read_to_string(ws.repo().join("lifeboat/serve/alerts.json"))
+            .is_ok_and(|a| a.contains("backup:db"))
+    });
+    ws.run(&[
+        "incident",
+        "open",
+        "the shop database is gone",
+        "--severity",
+        "1",
+    ])
+    .expect_code(0);
+    let report = ws.run(&["incident", "report", "--format", "json"]).json();
+    let detected = report["detected_at"].as_str().unwrap().to_string();
+    let opened = report["incident"]["opened-at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(detected < opened, "detected {detected}, opened {opened}");
+    assert_eq!(report["timeline"][0]["kind"], "alert", "{report:#}");
+    ws.run(&["incident", "close"]).expect_code(0);
+
     // `serve` restarts, then the database comes: the next backup works, and the problem
     // that fired before the restart resolves once.
     terminate(serve).expect_code(0);

@@ -165,6 +165,11 @@ pub async fn open(engine: &Engine, title: &str, severity: u8) -> EngineResult<In
     };
     write_header(repo, &incident).await?;
     put_sealed(repo, OPEN, incident.id.as_bytes()).await?;
+    // The problems `serve` sees firing now began before the opening: the first of them is
+    // when the trouble was detected.
+    for alert in firing_alerts(repo).await {
+        append(repo, &incident.id, alert).await?;
+    }
     append(
         repo,
         &incident.id,
@@ -176,6 +181,37 @@ pub async fn open(engine: &Engine, title: &str, severity: u8) -> EngineResult<In
     )
     .await?;
     Ok(incident)
+}
+
+/// The alerts `serve` keeps as firing (`serve/alerts.json`), as timeline entries at the
+/// time each began; none if there are none or they cannot be read.
+async fn firing_alerts(repo: &Arc<Repo>) -> Vec<Entry> {
+    let Ok(Some(bytes)) = repo.call(|r| r.side().get("serve/alerts.json")).await else {
+        return Vec::new();
+    };
+    let firing: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&bytes).unwrap_or_default();
+    firing
+        .into_values()
+        .map(|a| {
+            let text = |k: &str| {
+                a.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let mut e = Entry::new(
+                "alert",
+                Some(&text("subject")),
+                format!("firing since before the incident: {}", text("message")),
+            )
+            .with(
+                serde_json::json!({ "key": text("key"), "kind": text("kind"), "state": "firing" }),
+            );
+            e.time = text("time").parse().ok().or(e.time);
+            e
+        })
+        .collect()
 }
 
 /// Add `entry` to incident `id`'s timeline.

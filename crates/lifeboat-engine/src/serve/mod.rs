@@ -13,7 +13,7 @@ pub mod alerts;
 pub mod calendar;
 pub mod http;
 pub mod instance;
-mod memory;
+pub mod memory;
 pub mod state;
 
 use std::{
@@ -408,7 +408,6 @@ pub async fn run(
         .serve
         .time_zone()
         .map_err(|e| EngineError::usage(e, None))?;
-    memory::limit_arenas();
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         state: Mutex::new(state::State::default()),

@@ -273,28 +273,37 @@ pub async fn restore_files_to(
     Ok((summary, checks))
 }
 
-/// The deepest folder that holds everything the snapshot has — its files, and its links
-/// and empty folders, which are below its configured roots — (`/srv/app` for the roots
-/// `/srv/app/.env` and `/srv/app/conf`); `""` when that is `/`.
+/// The deepest folder that holds everything the snapshot has: each file's folder, and
+/// each configured root — itself when files lie below it (a folder: the stage goes inside
+/// it, on its filesystem), else its parent (a file, a link, an empty folder). `/srv/app/conf`
+/// for the root `/srv/app/conf` with `/srv/app/conf/a.toml`; `""` when that is `/`.
 fn common_folder(fm: &FilesManifest) -> String {
-    let mut common: Option<Vec<&str>> = None;
-    let paths = fm
-        .files
+    fn parts(path: &str) -> Vec<&str> {
+        path.split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect()
+    }
+    let files: Vec<Vec<&str>> = fm.files.iter().map(|f| parts(&f.path)).collect();
+    let mut folders: Vec<Vec<&str>> = files
         .iter()
-        .map(|f| f.path.as_str())
-        .chain(fm.roots.iter().map(String::as_str));
-    for path in paths {
-        let parts: Vec<&str> = path
-            .trim_end_matches('/')
-            .trim_start_matches('/')
-            .split('/')
-            .collect();
-        let folder = &parts[..parts.len().saturating_sub(1)];
+        .map(|f| f[..f.len().saturating_sub(1)].to_vec())
+        .collect();
+    for root in &fm.roots {
+        let r = parts(root);
+        let holds_files = files.iter().any(|f| f.len() > r.len() && f.starts_with(&r));
+        folders.push(if holds_files {
+            r
+        } else {
+            r[..r.len().saturating_sub(1)].to_vec()
+        });
+    }
+    let mut common: Option<Vec<&str>> = None;
+    for folder in folders {
         common = Some(match common {
-            None => folder.to_vec(),
+            None => folder,
             Some(c) => c
                 .iter()
-                .zip(folder)
+                .zip(&folder)
                 .take_while(|(a, b)| a == b)
                 .map(|(a, _)| *a)
                 .collect(),
@@ -434,9 +443,30 @@ mod tests {
             "/srv"
         );
         assert_eq!(common_folder(&manifest(&[])), "");
-        // A root holds links and empty folders no file record shows: its parent holds it.
-        let mut with_root = manifest(&["/srv/app/conf/a.toml"]);
-        with_root.roots = vec!["/srv/app/conf".into(), "/srv/app/links/".into()];
-        assert_eq!(common_folder(&with_root), "/srv/app");
+        let with_roots = |files: &[&str], roots: &[&str]| {
+            let mut m = manifest(files);
+            m.roots = roots.iter().map(|r| r.to_string()).collect();
+            common_folder(&m)
+        };
+        // A root with files below it: the stage goes inside it (a mount point stays on its
+        // own filesystem), not in its parent.
+        assert_eq!(with_roots(&["/data/x/y"], &["/data"]), "/data");
+        assert_eq!(
+            with_roots(&["/srv/app/conf/a.toml"], &["/srv/app/conf/"]),
+            "/srv/app/conf"
+        );
+        // A root without files (links, empty folders) or that is a file: its parent.
+        assert_eq!(
+            with_roots(
+                &["/srv/app/conf/a.toml"],
+                &["/srv/app/conf", "/srv/app/links"]
+            ),
+            "/srv/app"
+        );
+        assert_eq!(
+            with_roots(&["/srv/app/.env"], &["/srv/app/.env"]),
+            "/srv/app"
+        );
+        assert_eq!(with_roots(&["/srv//app/x"], &["/srv/./app"]), "/srv/app");
     }
 }
