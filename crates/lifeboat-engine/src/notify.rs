@@ -201,11 +201,7 @@ async fn send_email(channel: &NotifyConfig, alert: &Alert) -> Result<(), String>
         "{}\n\nkey:     {}\nkind:    {}\nsubject: {}\ntime:    {}\nhost:    {}\n",
         alert.message, alert.key, alert.kind, alert.subject, alert.time, alert.host
     );
-    let escape = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
+    let escape = lifeboat_drill::render::esc;
     let html = format!(
         "<p><strong>{}</strong></p><p>{}</p><table><tr><td>key</td><td><code>{}</code></td></tr><tr><td>time</td><td>{}</td></tr><tr><td>host</td><td>{}</td></tr></table>",
         escape(&alert.headline()),

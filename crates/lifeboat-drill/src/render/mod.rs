@@ -223,8 +223,9 @@ fn or_dash(s: &str) -> String {
 // Escaping for HTML, shared by the page and its charts (Markdown escaping is in
 // `markdown.rs`).
 
-/// Escapes text for HTML content and quoted attribute values.
-fn esc(s: &str) -> String {
+/// Escapes text for HTML content and quoted attribute values (drill, incident and plan
+/// reports, alert emails).
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

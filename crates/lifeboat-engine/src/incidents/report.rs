@@ -217,12 +217,7 @@ impl Report {
     }
 
     pub fn html(&self) -> String {
-        let esc = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;")
-        };
+        let esc = lifeboat_drill::render::esc;
         let body = esc(&self.markdown());
         format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>Incident {id}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}pre{{white-space:pre-wrap}}svg text{{font-size:11px}}</style></head><body><h1>Incident {id}: {title}</h1>{chart}<pre>{body}</pre></body></html>\n",
@@ -258,14 +253,11 @@ impl Report {
                 Some(Value::Bool(false)) => "#c62828",
                 _ => "#1565c0",
             };
-            let text = format!(
+            let text = lifeboat_drill::render::esc(&format!(
                 "{} {}",
                 t.strftime("%H:%M:%S"),
                 e.text.chars().take(70).collect::<String>()
-            )
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;");
+            ));
             svg.push_str(&format!(
                 "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"5\" fill=\"{colour}\"/><text x=\"510\" y=\"{:.1}\">{text}</text>",
                 y + 4.0

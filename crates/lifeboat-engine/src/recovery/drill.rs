@@ -364,11 +364,7 @@ impl PlanDrillReport {
 
     /// A page with the steps as a timeline chart.
     pub fn html(&self) -> String {
-        let esc = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-        };
+        let esc = lifeboat_drill::render::esc;
         let span = self.rto_seconds.max(0.001);
         let (width, row) = (1000.0, 22.0);
         let height = row * self.steps.len() as f64 + 20.0;
