@@ -96,6 +96,9 @@ pub struct Config {
     /// `[plans.NAME]`: recovery plans (`lifeboat recover`).
     #[serde(default)]
     pub plans: BTreeMap<String, crate::plans::PlanConfig>,
+    /// `[[probes]]`: health probes of the protected services.
+    #[serde(default)]
+    pub probes: Vec<crate::probes::ProbeConfig>,
     /// Where the config was read from (for messages); not part of the file.
     #[serde(skip)]
     pub source: PathBuf,
@@ -642,6 +645,32 @@ pub struct CheckConfig {
     pub expect: Option<String>,
     pub expect_min: Option<f64>,
     pub expect_max: Option<f64>,
+    /// Where the rule runs: `drill` (drills and restores, the default), `production` (a
+    /// `sql` probe runs it against the live target on its interval), or both.
+    pub on: Option<Vec<CheckPlace>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckPlace {
+    Drill,
+    Production,
+}
+
+impl CheckConfig {
+    /// Whether drills (and restores) run it.
+    pub fn in_drills(&self) -> bool {
+        self.on
+            .as_ref()
+            .is_none_or(|on| on.contains(&CheckPlace::Drill))
+    }
+
+    /// Whether a `sql` probe runs it against the live target.
+    pub fn in_production(&self) -> bool {
+        self.on
+            .as_ref()
+            .is_some_and(|on| on.contains(&CheckPlace::Production))
+    }
 }
 
 impl Config {
@@ -873,7 +902,33 @@ impl Config {
                 )));
             }
         }
-        crate::plans::validate(&self.plans, &|t| self.targets.contains_key(t)).map_err(invalid)?;
+        for check in &self.checks {
+            if check.on.as_ref().is_some_and(Vec::is_empty) {
+                return Err(invalid(format!(
+                    "check `{}`: `on` is empty: give `[\"drill\"]`, `[\"production\"]` or both",
+                    check.name
+                )));
+            }
+        }
+        let kinds: BTreeMap<String, TargetKind> = self
+            .targets
+            .iter()
+            .map(|(n, t)| (n.clone(), t.kind))
+            .collect();
+        let known = crate::probes::Known {
+            targets: &kinds,
+            checks: self
+                .checks
+                .iter()
+                .map(|c| (c.name.as_str(), c.target.as_str(), c.in_production()))
+                .collect(),
+        };
+        crate::probes::validate(&self.probes, &known).map_err(invalid)?;
+        let probe_names: Vec<&str> = self.probes.iter().map(|p| p.name.as_str()).collect();
+        crate::plans::validate(&self.plans, &|t| self.targets.contains_key(t), &|p| {
+            probe_names.contains(&p)
+        })
+        .map_err(invalid)?;
         Ok(())
     }
 

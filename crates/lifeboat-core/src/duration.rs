@@ -42,19 +42,25 @@ impl FromStr for HumanDuration {
         if text.is_empty() {
             return Err(err("it is empty"));
         }
+        // In milliseconds: `ms` is a unit of its own (probe latencies and timeouts).
         let mut total: u64 = 0;
         let mut number = String::new();
-        for c in text.chars() {
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
             if c.is_ascii_digit() {
                 number.push(c);
                 continue;
             }
-            let unit = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86_400,
-                'w' => 7 * 86_400,
+            let unit: u64 = match c {
+                'm' if chars.peek() == Some(&'s') => {
+                    chars.next();
+                    1
+                }
+                's' => 1000,
+                'm' => 60_000,
+                'h' => 3_600_000,
+                'd' => 86_400_000,
+                'w' => 7 * 86_400_000,
                 _ => return Err(err("unknown unit")),
             };
             if number.is_empty() {
@@ -70,14 +76,15 @@ impl FromStr for HumanDuration {
         if !number.is_empty() {
             return Err(err("a number without a unit"));
         }
-        Ok(Self(Duration::from_secs(total)))
+        Ok(Self(Duration::from_millis(total)))
     }
 }
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut secs = self.0.as_secs();
-        if secs == 0 {
+        let millis = self.0.subsec_millis();
+        if secs == 0 && millis == 0 {
             return write!(f, "0s");
         }
         for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
@@ -85,6 +92,9 @@ impl fmt::Display for HumanDuration {
                 write!(f, "{}{unit}", secs / size)?;
                 secs %= size;
             }
+        }
+        if millis > 0 {
+            write!(f, "{millis}ms")?;
         }
         Ok(())
     }
@@ -124,6 +134,10 @@ mod tests {
         assert_eq!("1h30m".parse::<HumanDuration>().unwrap().as_secs(), 5400);
         assert_eq!("2d".parse::<HumanDuration>().unwrap().as_secs(), 172_800);
         assert_eq!("1w".parse::<HumanDuration>().unwrap().as_secs(), 604_800);
+        let ms: HumanDuration = "1s250ms".parse().unwrap();
+        assert_eq!(ms.as_duration(), Duration::from_millis(1250));
+        assert_eq!(ms.to_string(), "1s250ms");
+        assert_eq!("2m".parse::<HumanDuration>().unwrap().as_secs(), 120);
     }
 
     #[test]
@@ -135,7 +149,7 @@ mod tests {
 
     #[test]
     fn displays_round_trip() {
-        for s in ["15m", "2h", "1d2h3m4s", "7d"] {
+        for s in ["15m", "2h", "1d2h3m4s", "7d", "200ms"] {
             let d: HumanDuration = s.parse().unwrap();
             assert_eq!(d.to_string().parse::<HumanDuration>().unwrap(), d);
         }

@@ -12,8 +12,10 @@ pub mod manifest;
 pub mod names;
 pub mod plans;
 pub mod postgres_ids;
+pub mod probes;
 pub mod redact;
 pub mod schedule;
+pub mod size;
 pub mod time;
 
 pub use config::{Config, ConfigError, TargetConfig, TargetKind};
@@ -24,3 +26,4 @@ pub use names::{SnapshotId, TargetName};
 pub use postgres_ids::{Lsn, SystemId};
 pub use redact::{Redacted, redact_url};
 pub use schedule::Schedule;
+pub use size::ByteSize;

@@ -72,7 +72,7 @@ pub struct StepConfig {
     pub retry_for: Option<HumanDuration>,
     /// Run these targets' `[[checks]]` against the live (restored) targets.
     pub checks: Option<Vec<String>>,
-    /// Wait until this probe is up (probes are not part of lifeboat yet).
+    /// Wait until this `[[probes]]` probe passes (`retry-for`, default 1 min).
     pub probe: Option<String>,
     /// Wait for a person to confirm (at a terminal, or a line on stdin).
     pub manual: Option<String>,
@@ -149,7 +149,11 @@ impl StepConfig {
             "body-contains",
             &[StepKind::Http],
         );
-        check(self.retry_for.is_some(), "retry-for", &[StepKind::Http]);
+        check(
+            self.retry_for.is_some(),
+            "retry-for",
+            &[StepKind::Http, StepKind::Probe],
+        );
         stray
     }
 
@@ -197,6 +201,7 @@ fn names(targets: &[String]) -> String {
 pub fn validate(
     plans: &BTreeMap<String, PlanConfig>,
     targets: &dyn Fn(&str) -> bool,
+    probes: &dyn Fn(&str) -> bool,
 ) -> Result<(), String> {
     for (name, plan) in plans {
         crate::config::validate_target_name(name)
@@ -227,9 +232,11 @@ pub fn validate(
                     ));
                 }
             }
-            if kind == StepKind::Probe {
+            if let Some(p) = &step.probe
+                && !probes(p)
+            {
                 return Err(format!(
-                    "{at}: `probe` steps need `[[probes]]`, which lifeboat does not have yet; use an `http` step"
+                    "{at} waits for probe `{p}`, which is not configured in `[[probes]]`"
                 ));
             }
             if let Some(url) = &step.http
@@ -260,7 +267,7 @@ mod tests {
         let ok = plans(
             "[plans.all]\nobjectives = { rto = \"4h\" }\n[[plans.all.steps]]\nrun = \"true\"\ntimeout = \"1m\"\n[[plans.all.steps]]\nrestore = [\"db\", \"media\"]\n[[plans.all.steps]]\nhttp = \"http://127.0.0.1/health\"\nretry-for = \"5m\"\n[[plans.all.steps]]\nmanual = \"Switch DNS\"\n",
         );
-        validate(&ok, &known).unwrap();
+        validate(&ok, &known, &|p| p == "db").unwrap();
         let titles: Vec<String> = ok["all"].steps.iter().map(StepConfig::title).collect();
         assert_eq!(
             titles,
@@ -290,7 +297,7 @@ mod tests {
             ),
             (
                 "[[plans.p.steps]]\nprobe = \"api\"\n",
-                "`probe` steps need `[[probes]]`",
+                "waits for probe `api`, which is not configured",
             ),
             (
                 "[[plans.p.steps]]\nhttp = \"ftp://x\"\n",
@@ -301,7 +308,7 @@ mod tests {
                 "`plans.p` has no steps",
             ),
         ] {
-            let e = validate(&plans(text), &known).unwrap_err();
+            let e = validate(&plans(text), &known, &|p| p == "db").unwrap_err();
             assert!(e.contains(wanted), "{text}: {e}");
         }
     }

@@ -46,6 +46,7 @@ mod tests {
             expect: expect.map(String::from),
             expect_min: min,
             expect_max: max,
+            on: None,
         }
     }
 

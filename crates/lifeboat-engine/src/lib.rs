@@ -27,6 +27,7 @@ pub mod kinds;
 pub mod maintenance;
 pub mod notify;
 pub mod objectives;
+pub mod probes;
 pub mod recovery;
 pub mod restore;
 pub mod serve;

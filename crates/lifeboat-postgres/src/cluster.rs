@@ -256,6 +256,20 @@ impl Cluster {
         }
     }
 
+    /// Start a stopped cluster again, on the same port with the same data.
+    pub fn start_again(&mut self) -> Result<(), PgError> {
+        if !self.running {
+            let data = self.data().display().to_string();
+            let log = self.root.join("server.log").display().to_string();
+            self.run(
+                "pg_ctl",
+                &["-D", &data, "-l", &log, "-w", "-t", "60", "start"],
+            )?;
+            self.running = true;
+        }
+        Ok(())
+    }
+
     /// Keep the folder after drop (for debugging a failed test).
     pub fn keep(&mut self) -> PathBuf {
         if let Some(d) = self.dir.take() {

@@ -170,12 +170,28 @@ pub struct Conn {
 
 impl Conn {
     pub fn connect(url: &RedisUrl) -> Result<Self, RedisError> {
+        Self::connect_within(url, None)
+    }
+
+    /// Connect, and answer, within `limit` (a probe): connecting, and each read and write,
+    /// give up after it. Without a limit: no connect timeout, reads wait up to 120 s.
+    pub fn connect_within(url: &RedisUrl, limit: Option<Duration>) -> Result<Self, RedisError> {
         let addr = url.addr();
-        let stream = TcpStream::connect(&addr).map_err(|source| RedisError::Connect {
+        let connected = match limit {
+            None => TcpStream::connect(&addr),
+            Some(limit) => std::net::ToSocketAddrs::to_socket_addrs(&addr).and_then(|mut a| {
+                let first = a.next().ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
+                })?;
+                TcpStream::connect_timeout(&first, limit)
+            }),
+        };
+        let stream = connected.map_err(|source| RedisError::Connect {
             addr: addr.clone(),
             source,
         })?;
-        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        stream.set_read_timeout(Some(limit.unwrap_or(Duration::from_secs(120))))?;
+        stream.set_write_timeout(limit)?;
         let stream = if url.tls {
             tls::wrap(stream, &url.host).map_err(|source| RedisError::Connect {
                 addr: addr.clone(),

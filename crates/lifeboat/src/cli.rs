@@ -68,6 +68,9 @@ pub enum Command {
     Status,
     /// Job history: every backup run by hand or by `serve`, with its outcome
     Jobs(JobsArgs),
+    /// Run the health probes (`[[probes]]`) once and show what each found; exit 3 if one
+    /// failed. `serve` runs them on their intervals
+    Probe(ProbeArgs),
     /// Run the schedules in the foreground until SIGTERM/SIGINT, with an HTTP endpoint
     /// (/healthz, /metrics, /api/jobs)
     Serve(ServeArgs),
@@ -158,6 +161,12 @@ pub struct IncidentReportArgs {
     /// Write it to this file instead of stdout
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Only these probes (default: all)
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -149,7 +149,7 @@ fn new_drill(engine: &Engine, request: &DrillRequest, cancel: &Cancel) -> Drill 
             .config
             .checks
             .iter()
-            .filter(|c| &c.target == name)
+            .filter(|c| &c.target == name && c.in_drills())
             .cloned()
             .collect(),
         cfg: engine.config.targets.get(name).cloned().unwrap_or_default(),

@@ -14,13 +14,13 @@ use crate::{
     restore::plan::RestoreRequest,
 };
 
-/// The target's `[[checks]]` rules.
+/// The target's `[[checks]]` rules that run on restored data (`on` includes `drill`).
 pub fn rules_of<'c>(engine: &'c Engine, name: &str) -> Vec<&'c CheckConfig> {
     engine
         .config
         .checks
         .iter()
-        .filter(|c| c.target == name)
+        .filter(|c| c.target == name && c.in_drills())
         .collect()
 }
 

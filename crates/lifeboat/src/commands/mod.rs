@@ -13,6 +13,7 @@ mod incident;
 mod init;
 mod jobs;
 mod notify;
+mod probe;
 mod recover;
 mod restore;
 mod serve;
@@ -111,6 +112,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Drills(args) => drills::run(&ctx, args).await,
         Command::Status => status::run(&ctx).await,
         Command::Jobs(args) => jobs::run(&ctx, args).await,
+        Command::Probe(args) => probe::run(&ctx, args).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
         Command::Notify(NotifyCommand::Test(args)) => notify::test(&ctx, args).await,
         Command::Recover(args) => recover::run(&ctx, args).await,
