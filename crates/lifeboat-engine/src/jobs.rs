@@ -29,6 +29,8 @@ pub enum Trigger {
     Schedule,
     /// `serve` found the last good backup older than one interval.
     CatchUp,
+    /// A probe went down or up (its `on-down`, `on-up` hook).
+    Probe,
 }
 
 impl Trigger {
@@ -38,6 +40,7 @@ impl Trigger {
             Self::Command => "command",
             Self::Schedule => "schedule",
             Self::CatchUp => "catch-up",
+            Self::Probe => "probe",
         }
     }
 }

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use lifeboat_testkit::{Workspace, free_port, postgres, redis::RedisServer, wait_for};
+use lifeboat_testkit::{Workspace, free_port, postgres, redis::RedisServer, terminate, wait_for};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
@@ -489,4 +489,139 @@ fn a_bullmq_probe_reads_real_queues_as_bullmq_counts_them() {
     assert!(matches!(keys, lifeboat_testkit::redis::Value::Array(ref k) if k.is_empty()));
     drop(node.stdin.take());
     let _ = node.wait();
+}
+
+/// The alerts a `command` channel wrote, one JSON object per line.
+fn alerts_in(file: &Path) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn probes_api(port: u16) -> Vec<Value> {
+    let a = lifeboat_testkit::http_request(port, "GET", "/api/probes", &[], "");
+    assert_eq!(a.status, 200, "{a:?}");
+    serde_json::from_str::<Value>(&a.body).unwrap()["probes"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Issue 20, points 2 and 3: a stopped PostgreSQL goes down after `fail-after` runs; its
+/// `on-down` runs exactly once and its `probe-down` alert says so; a probe that depends on
+/// it goes down too but its alert is held back; the server is started: `on-up` and the
+/// resolution follow; the hooks are in the job history; the metrics follow the states.
+#[test]
+fn serve_turns_a_stopped_database_into_one_alert_and_one_failover() {
+    let ws = Workspace::new(BIN);
+    let mut pg = postgres();
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    let alerts = ws.path().join("alerts.jsonl");
+    let hooks = ws.path().join("hooks.log");
+    ws.write_config(&format!(
+        "{}\n\
+         [[probes]]\nname = \"db\"\nkind = \"postgres\"\ntarget = \"shop\"\ninterval = \"1s\"\nfail-after = 2\n\
+         on-down = \"echo down:$LIFEBOAT_PROBE >> {hooks}; echo promoted the standby\"\n\
+         on-up = \"echo up:$LIFEBOAT_PROBE >> {hooks}\"\n\n\
+         [[probes]]\nname = \"port\"\nkind = \"tcp\"\nurl = \"127.0.0.1:{}\"\ninterval = \"1s\"\nfail-after = 1\ndepends-on = [\"db\"]\n\n\
+         [[notify]]\nname = \"log\"\nkind = \"command\"\nevents = [\"probe-down\"]\ncommand = \"cat >> {alerts}; echo >> {alerts}\"\n",
+        lifeboat_testkit::postgres_target("shop", &pg.url("shop")),
+        pg.port,
+        hooks = hooks.display(),
+        alerts = alerts.display(),
+    ));
+    ws.run(&["init"]).expect_code(0);
+    let port = free_port();
+    let serve = ws.spawn(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    wait_for("serve to listen", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let state = |name: &str| {
+        probes_api(port)
+            .iter()
+            .find(|p| p["probe"] == name)
+            .map(|p| p["state"].as_str().unwrap().to_string())
+    };
+    wait_for("both probes up", Duration::from_secs(30), || {
+        state("db").as_deref() == Some("up") && state("port").as_deref() == Some("up")
+    });
+    let metrics = || lifeboat_testkit::http_request(port, "GET", "/metrics", &[], "").body;
+    assert!(metrics().contains("lifeboat_probe_up{probe=\"db\"} 1"));
+    assert!(metrics().contains("lifeboat_probe_latency_seconds{probe=\"db\"}"));
+
+    pg.stop();
+    wait_for("db down", Duration::from_secs(30), || {
+        state("db").as_deref() == Some("down")
+    });
+    wait_for("the probe-down alert", Duration::from_secs(30), || {
+        alerts_in(&alerts)
+            .iter()
+            .any(|a| a["key"] == "probe:db" && a["state"] == "firing")
+    });
+    // Several more failed runs: still one alert, one hook run.
+    std::thread::sleep(Duration::from_secs(4));
+    let sent = alerts_in(&alerts);
+    let firing: Vec<&Value> = sent.iter().filter(|a| a["state"] == "firing").collect();
+    assert_eq!(firing.len(), 1, "one page for one root cause: {sent:?}");
+    assert_eq!(firing[0]["kind"], "probe-down");
+    let message = firing[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("on-down ran: exit 0: promoted the standby"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&hooks).unwrap(),
+        "down:db\n",
+        "on-down runs exactly once"
+    );
+    // The dependent probe is down too, held back by `db`.
+    let port_probe = probes_api(port)
+        .into_iter()
+        .find(|p| p["probe"] == "port")
+        .unwrap();
+    assert_eq!(port_probe["state"], "down", "{port_probe}");
+    assert_eq!(port_probe["held_by"], "db", "{port_probe}");
+    assert!(metrics().contains("lifeboat_probe_up{probe=\"db\"} 0"));
+
+    pg.start_again().unwrap();
+    wait_for("the resolution", Duration::from_secs(30), || {
+        alerts_in(&alerts)
+            .iter()
+            .any(|a| a["key"] == "probe:db" && a["state"] == "resolved")
+    });
+    wait_for("on-up", Duration::from_secs(10), || {
+        std::fs::read_to_string(&hooks).unwrap() == "down:db\nup:db\n"
+    });
+    wait_for("both up", Duration::from_secs(10), || {
+        state("port").as_deref() == Some("up")
+    });
+    assert!(
+        alerts_in(&alerts).iter().all(|a| a["key"] != "probe:port"),
+        "the held-back probe never paged"
+    );
+    // The hooks are in the job history.
+    let jobs = ws.run(&["jobs", "--json"]).json()["jobs"].clone();
+    let hook_jobs: Vec<&Value> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["target"] == "probe:db")
+        .collect();
+    assert_eq!(hook_jobs.len(), 2, "{jobs}");
+    assert_eq!(hook_jobs[0]["job"], "on-down");
+    assert_eq!(hook_jobs[0]["outcome"], "succeeded");
+    assert_eq!(hook_jobs[0]["trigger"], "probe");
+    assert!(
+        hook_jobs[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("promoted the standby"),
+        "{}",
+        hook_jobs[0]
+    );
+    assert_eq!(hook_jobs[1]["job"], "on-up");
+    terminate(serve).expect_code(0);
 }

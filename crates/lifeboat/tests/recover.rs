@@ -54,7 +54,7 @@ fn a_plan_brings_four_broken_targets_back_in_order_into_an_incident() {
     std::fs::write(data.join("app.env"), "MODE=production\n").unwrap();
     let log = ws.path().join("steps.log");
     ws.write_config(&format!(
-        "{}\n[targets.conf]\nkind = \"files\"\npaths = [\"{}\"]\n\n[targets.cache]\nkind = \"redis\"\nurl = \"{}\"\n\n[targets.media]\nkind = \"bucket\"\nurl = \"s3://{media}\"\nendpoint = \"{}\"\n\n[[checks]]\ntarget = \"db\"\nname = \"three orders\"\nsql = \"SELECT count(*) FROM orders\"\nexpect = \"3\"\n\n[plans.all]\ndescription = \"everything is down\"\nobjectives = {{ rto = \"1h\" }}\n[[plans.all.steps]]\nrun = \"echo maintenance-on >> {log}\"\n[[plans.all.steps]]\nrestore = [\"db\"]\n[[plans.all.steps]]\nrun = \"echo db-is-back >> {log}\"\n[[plans.all.steps]]\nrestore = [\"conf\", \"cache\", \"media\"]\n[[plans.all.steps]]\nchecks = [\"db\"]\n[[plans.all.steps]]\nrun = \"echo maintenance-off >> {log}\"\n",
+        "{}\n[targets.conf]\nkind = \"files\"\npaths = [\"{}\"]\n\n[targets.cache]\nkind = \"redis\"\nurl = \"{}\"\n\n[targets.media]\nkind = \"bucket\"\nurl = \"s3://{media}\"\nendpoint = \"{}\"\n\n[[probes]]\nname = \"db-up\"\nkind = \"postgres\"\ntarget = \"db\"\n\n[[checks]]\ntarget = \"db\"\nname = \"three orders\"\nsql = \"SELECT count(*) FROM orders\"\nexpect = \"3\"\n\n[plans.all]\ndescription = \"everything is down\"\nobjectives = {{ rto = \"1h\" }}\n[[plans.all.steps]]\nrun = \"echo maintenance-on >> {log}\"\n[[plans.all.steps]]\nrestore = [\"db\"]\n[[plans.all.steps]]\nprobe = \"db-up\"\nretry-for = \"30s\"\n[[plans.all.steps]]\nrun = \"echo db-is-back >> {log}\"\n[[plans.all.steps]]\nrestore = [\"conf\", \"cache\", \"media\"]\n[[plans.all.steps]]\nchecks = [\"db\"]\n[[plans.all.steps]]\nrun = \"echo maintenance-off >> {log}\"\n",
         lifeboat_testkit::postgres_target("db", &pg.url("shop")),
         data.display(),
         redis.url(),
@@ -145,7 +145,16 @@ fn a_plan_brings_four_broken_targets_back_in_order_into_an_incident() {
         .filter(|e| e["kind"] == "plan-step")
         .map(|e| e["data"]["step"].as_u64().unwrap())
         .collect();
-    assert_eq!(steps, [1, 2, 3, 4, 5, 6], "{kinds:?}");
+    assert_eq!(steps, [1, 2, 3, 4, 5, 6, 7], "{kinds:?}");
+    // The probe step waited for the restored database to answer.
+    let probe_step = timeline
+        .iter()
+        .find(|e| e["kind"] == "plan-step" && e["data"]["step"] == 3)
+        .unwrap();
+    assert!(
+        probe_step.to_string().contains("probe `db-up` passed"),
+        "{probe_step}"
+    );
     for k in [
         "opened",
         "plan",

@@ -14,20 +14,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
 /// One HTTP request; the status code and the body.
 fn http(port: u16, method: &str, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let status = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let a = lifeboat_testkit::http_request(port, method, path, &[], "");
+    (a.status, a.body)
 }
 
 fn jobs(ws: &Workspace) -> Vec<serde_json::Value> {

@@ -50,6 +50,9 @@ pub struct Status {
     pub since: Option<jiff::Timestamp>,
     pub last: Option<Finding>,
     pub history: VecDeque<Run>,
+    /// What the hook of the latest change did (for the alert).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
 }
 
 impl Status {
@@ -63,6 +66,7 @@ impl Status {
             since: None,
             last: None,
             history: VecDeque::new(),
+            hook: None,
         }
     }
 

@@ -305,7 +305,11 @@ async fn drill_step(
             "not run in a drill: it reaches the production service".into(),
         ),
         Ok(StepKind::Manual) => ("skipped", "a person's step: recorded, not done".into()),
-        Ok(StepKind::Probe) | Err(_) => ("skipped", "not supported".into()),
+        Ok(StepKind::Probe) => (
+            "skipped",
+            "not run in a drill: it watches the production service".into(),
+        ),
+        Err(_) => ("skipped", "not supported".into()),
     }
 }
 

@@ -488,10 +488,7 @@ async fn run_step(
                 ))
             }
         }
-        StepKind::Probe => Err((
-            EngineError::usage("probe steps are not supported yet", None),
-            vec![],
-        )),
+        StepKind::Probe => plain(steps::wait_probe(&engine.config, step, cancel).await),
     }
 }
 

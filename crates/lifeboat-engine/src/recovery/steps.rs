@@ -98,47 +98,71 @@ pub async fn run_command(step: &StepConfig, cancel: &Cancel) -> EngineResult<Str
 pub async fn wait_http(step: &StepConfig, cancel: &Cancel) -> EngineResult<String> {
     let url = step.http.as_deref().unwrap_or_default();
     let shown = redact_url(url);
-    let client = reqwest::Client::builder()
-        .timeout(
-            step.timeout
-                .map_or(Duration::from_secs(10), |t| t.as_duration()),
-        )
-        .build()
-        .map_err(|e| EngineError::failure(e.to_string(), None))?;
+    let expect = crate::probes::http::Expect {
+        method: "GET",
+        status: step.expect_status,
+        body_contains: step.body_contains.as_deref(),
+    };
+    let limit = step
+        .timeout
+        .map_or(Duration::from_secs(10), |t| t.as_duration());
+    retry(step, cancel, &shown, || async {
+        crate::probes::http::ask(url, &expect, limit)
+            .await
+            .map(|answer| format!("{shown} {answer}"))
+    })
+    .await
+}
+
+/// `probe`: run the `[[probes]]` probe until it passes, for up to `retry-for`, every 2 s.
+pub async fn wait_probe(
+    config: &lifeboat_core::Config,
+    step: &StepConfig,
+    cancel: &Cancel,
+) -> EngineResult<String> {
+    let name = step.probe.as_deref().unwrap_or_default();
+    let probe = config
+        .probes
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| EngineError::usage(format!("no probe `{name}` is configured"), None))?;
+    let what = format!("probe `{name}`");
+    retry(step, cancel, &what, || async move {
+        let mut memory = crate::probes::Memory::default();
+        let found = crate::probes::run_once(config, probe, &mut memory).await;
+        if found.ok {
+            Ok(format!("probe `{name}` passed: {}", found.detail))
+        } else {
+            Err(found.detail)
+        }
+    })
+    .await
+}
+
+/// Try `attempt` every 2 s until it succeeds or the step's `retry-for` (default 1 min)
+/// has passed; the last failure names `what`.
+async fn retry<F, Fut>(
+    step: &StepConfig,
+    cancel: &Cancel,
+    what: &str,
+    mut attempt: F,
+) -> EngineResult<String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<String, String>>,
+{
     let until =
         std::time::Instant::now() + step.retry_for.map_or(HTTP_RETRY_FOR, |t| t.as_duration());
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let last = match client.get(url).send().await {
-            Ok(reply) => {
-                let status = reply.status();
-                let body = reply.text().await.unwrap_or_default();
-                let status_ok = match step.expect_status {
-                    Some(want) => status.as_u16() == want,
-                    None => status.is_success(),
-                };
-                let body_ok = step
-                    .body_contains
-                    .as_deref()
-                    .is_none_or(|b| body.contains(b));
-                if status_ok && body_ok {
-                    return Ok(format!("{shown} answered {status} (attempt {attempts})"));
-                }
-                if status_ok {
-                    format!(
-                        "answered {status} without {:?} in the body",
-                        step.body_contains.as_deref().unwrap_or_default()
-                    )
-                } else {
-                    format!("answered {status}")
-                }
-            }
-            Err(e) => format!("no answer: {}", e.without_url()),
+        let last = match attempt().await {
+            Ok(done) => return Ok(format!("{done} (attempt {attempts})")),
+            Err(e) => e,
         };
         if std::time::Instant::now() >= until {
             return Err(EngineError::failure(
-                format!("{shown} {last} (after {attempts} attempts)"),
+                format!("{what}: {last} (after {attempts} attempts)"),
                 Some("raise the step's `retry-for`, or check the service".into()),
             ));
         }
@@ -148,7 +172,7 @@ pub async fn wait_http(step: &StepConfig, cancel: &Cancel) -> EngineResult<Strin
             .is_err()
         {
             return Err(EngineError::interrupted(format!(
-                "waiting for {shown} was stopped"
+                "waiting for {what} was stopped"
             )));
         }
     }

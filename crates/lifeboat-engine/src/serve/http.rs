@@ -1,7 +1,8 @@
 //! `serve`'s HTTP endpoint, HTTP/1.1 with one request per connection: `GET /healthz`
 //! (200 while the scheduler ticks), `GET /metrics` (Prometheus text from the state in
 //! memory), `GET /api/status` (the last evaluation of the objectives, as `status --json`),
-//! `GET /api/jobs` (the job history, as `jobs --json`), `POST
+//! `GET /api/jobs` (the job history, as `jobs --json`), `GET /api/probes` (each probe's
+//! state and recent runs), `POST
 //! /api/targets/NAME/backup` (run now). With a token, every request must carry
 //! `Authorization: Bearer <token>`.
 
@@ -13,6 +14,7 @@ use tokio::{
 };
 
 use super::Shared;
+use crate::probes::status::State;
 use crate::{cancel::Cancel, jobs::Trigger};
 
 /// Answer requests on `listener` until `shutdown`.
@@ -112,6 +114,27 @@ async fn route(method: &str, path: &str, shared: &Arc<Shared>) -> Response {
                 status: "200 OK",
                 content_type: "application/json",
                 body: serde_json::json!({ "targets": rows, "ok": ok }).to_string(),
+            }
+        }
+        ("GET", "/api/probes") => {
+            let probes = shared.state().probes.clone();
+            let config = &shared.engine.config;
+            let rows: Vec<serde_json::Value> = probes
+                .iter()
+                .map(|(name, s)| {
+                    let mut row = serde_json::to_value(s).unwrap_or_default();
+                    row["probe"] = name.clone().into();
+                    row["held_by"] = match super::probes::hold(config, &probes, name) {
+                        super::probes::Hold::By(d) if s.state == State::Down => d.into(),
+                        _ => serde_json::Value::Null,
+                    };
+                    row
+                })
+                .collect();
+            Response {
+                status: "200 OK",
+                content_type: "application/json",
+                body: serde_json::json!({ "probes": rows }).to_string(),
             }
         }
         ("GET", "/api/jobs") => match crate::jobs::history(&shared.engine.repo, None).await {

@@ -14,6 +14,7 @@ pub mod calendar;
 pub mod http;
 pub mod instance;
 pub mod memory;
+pub mod probes;
 pub mod state;
 
 use std::{
@@ -56,6 +57,8 @@ pub struct Shared {
     kept_jobs: usize,
     heartbeat: Option<Redacted>,
     token: Option<Redacted>,
+    /// When each probe's hook (`on-down`, `on-up`) last ran, for its cooldown.
+    hooks: Mutex<HashMap<(String, &'static str), std::time::Instant>>,
 }
 
 impl Shared {
@@ -73,6 +76,25 @@ impl Shared {
 
     fn alerts(&self) -> MutexGuard<'_, alerts::Alerts> {
         self.alerts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The alerts firing now.
+    pub fn firing(&self) -> Vec<crate::notify::Alert> {
+        self.alerts().firing()
+    }
+
+    /// Whether the hook `which` of probe `name` may run now: `Some(how long ago)` it ran if
+    /// that is within `cooldown`; else it is counted as running now.
+    fn hook_ran(&self, name: &str, which: &'static str, cooldown: Duration) -> Option<Duration> {
+        let mut hooks = self.hooks.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (name.to_string(), which);
+        match hooks.get(&key) {
+            Some(at) if at.elapsed() < cooldown => Some(at.elapsed()),
+            _ => {
+                hooks.insert(key, std::time::Instant::now());
+                None
+            }
+        }
     }
 
     /// Start a backup of `name` now.
@@ -425,7 +447,10 @@ pub async fn run(
             .and_then(|v| v.parse().ok())
             .unwrap_or(jobs::KEPT_PER_TARGET),
         token,
+        hooks: Mutex::new(HashMap::new()),
     });
+    let statuses = probes::initial(&shared);
+    shared.state().probes = statuses;
     // What ran before this process: the newest good backup of each target.
     let snaps = engine.repo.list_snapshots(None).await?;
     {
@@ -466,6 +491,13 @@ pub async fn run(
             job,
             schedule,
             tz.clone(),
+            shutdown.clone(),
+        )));
+    }
+    for probe in &engine.config.probes {
+        tasks.push(tokio::spawn(probes::watch(
+            shared.clone(),
+            probe.clone(),
             shutdown.clone(),
         )));
     }

@@ -28,6 +28,8 @@ pub struct State {
     pub tick: Option<std::time::Instant>,
     /// The last evaluation of the objectives, as `status` makes it.
     pub status: Vec<crate::status::TargetStatus>,
+    /// Each probe's state and recent runs.
+    pub probes: BTreeMap<String, crate::probes::status::Status>,
 }
 
 impl State {
@@ -171,7 +173,46 @@ impl State {
                 out.sample(&[("target", &row.target)], rto);
             }
         }
+        self.probe_metrics(&mut out);
         out.text
+    }
+
+    fn probe_metrics(&self, out: &mut Metrics) {
+        use crate::probes::status::State as S;
+        out.family(
+            "lifeboat_probe_up",
+            "gauge",
+            "Whether the probe is up (1) or down (0); absent until it has run.",
+        );
+        for (name, p) in &self.probes {
+            match p.state {
+                S::Up => out.sample(&[("probe", name)], 1),
+                S::Down => out.sample(&[("probe", name)], 0),
+                S::Unknown => {}
+            }
+        }
+        out.family(
+            "lifeboat_probe_latency_seconds",
+            "gauge",
+            "How long the probe's last run took.",
+        );
+        for (name, p) in &self.probes {
+            if let Some(last) = &p.last {
+                out.sample(&[("probe", name)], last.latency_seconds);
+            }
+        }
+        out.family(
+            "lifeboat_queue_jobs",
+            "gauge",
+            "Jobs of each BullMQ queue by state (stuck: active longer than `stuck-after`), at the probe's last run.",
+        );
+        for (name, p) in &self.probes {
+            for q in p.last.iter().flat_map(|l| &l.queues) {
+                for (state, n) in q.states() {
+                    out.sample(&[("probe", name), ("queue", &q.queue), ("state", state)], n);
+                }
+            }
+        }
     }
 }
 
