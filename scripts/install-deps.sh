@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what lifeboat's demo, tests and benchmarks need on Debian 12, if missing:
 # PostgreSQL (server and client tools), restic and pgBackRest (peers for interop tests and
-# benchmarks), Redis, Chromium (a test renders drill reports in it), moto and s3s-fs (S3 servers). Idempotent; needs
+# benchmarks), Redis, Chromium (a test renders drill reports and the dashboard in it), Node.js and npm
+# (real BullMQ queues for the bullmq probe test), moto and s3s-fs (S3 servers). Idempotent; needs
 # root or sudo when something is missing.
 set -euo pipefail
 
@@ -16,6 +17,9 @@ command -v openssl >/dev/null 2>&1 || want+=(openssl)
 command -v chromium >/dev/null 2>&1 || want+=(chromium fonts-dejavu-core)
 # promtool checks and tests packaging/prometheus-rules.yml
 command -v promtool >/dev/null 2>&1 || want+=(prometheus)
+# the bullmq probe test runs real BullMQ queues and workers (npm) on Node.js
+command -v node >/dev/null 2>&1 || want+=(nodejs)
+command -v npm >/dev/null 2>&1 || want+=(npm)
 # a test moves serve's wall clock with libfaketime
 command -v faketime >/dev/null 2>&1 || want+=(faketime)
 

@@ -1,6 +1,29 @@
 //! How sizes, counts and times are written in plans and reports: sizes in KiB/MiB/GiB,
 //! counts with thousands separators, times as "2026-11-22 02:00:00 UTC".
 
+/// Standard base64 with padding, as Node's `Buffer.toString('base64')` writes it (BullMQ's
+/// worker names) and a CSP hash needs it.
+pub fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -63,6 +86,14 @@ pub fn short(id: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn base64_is_standard_with_padding() {
+        assert_eq!(super::base64(b"images"), "aW1hZ2Vz");
+        assert_eq!(super::base64(b"ab"), "YWI=");
+        assert_eq!(super::base64(b"a"), "YQ==");
+        assert_eq!(super::base64(b""), "");
+    }
+
     use super::*;
 
     #[test]

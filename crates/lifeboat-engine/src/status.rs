@@ -27,6 +27,8 @@ pub struct TargetStatus {
     pub rpo_objective_seconds: Option<f64>,
     pub last_drill: Option<String>,
     pub last_drill_verdict: Option<Verdict>,
+    /// The last drill's report id (`drills/<target>/<id>.html` in the side area).
+    pub last_drill_id: Option<String>,
     pub rto_seconds: Option<f64>,
     pub rto_objective_seconds: Option<f64>,
     /// WAL archiving state; physical targets only.
@@ -87,6 +89,7 @@ pub async fn status(engine: &Engine) -> EngineResult<Vec<TargetStatus>> {
             rpo_objective_seconds: rpo,
             last_drill: drill.map(|d| d.started_at.clone()),
             last_drill_verdict: drill.map(|d| d.verdict),
+            last_drill_id: drill.map(|d| d.id.clone()),
             rto_seconds: measured_rto,
             rto_objective_seconds: rto,
             wal,

@@ -440,7 +440,21 @@ pub fn wait_for(what: &str, limit: std::time::Duration, mut ok: impl FnMut() -> 
 /// Open `html` in headless Chromium: no console errors, the charts `ids` are in the DOM and
 /// drawn, and a screenshot (`shot`, kept under the target's tmp dir) is a real picture.
 pub fn render_in_chromium(html: &Path, ids: &[&str], shot: &str) {
-    let artifacts = std::env::temp_dir().join("artifacts");
+    let dom = open_in_chromium(&format!("file://{}", html.display()), shot, (1200, 1800));
+    for id in ids {
+        assert!(dom.contains(&format!("id=\"{id}\"")), "chart {id} missing");
+    }
+    assert!(
+        dom.contains("<rect") && dom.contains("<circle"),
+        "charts are empty"
+    );
+}
+
+/// Load `url` in headless Chromium at `window` (width, height): no console errors (a
+/// Content-Security-Policy violation is one), a screenshot (`shot`, kept under the target's
+/// `target/artifacts`) that is a real picture; the DOM as Chromium built it.
+pub fn open_in_chromium(url: &str, shot: &str, (width, height): (u32, u32)) -> String {
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join(shot);
     let _ = std::fs::remove_file(&shot);
@@ -454,11 +468,11 @@ pub fn render_in_chromium(html: &Path, ids: &[&str], shot: &str) {
                 "--disable-background-networking",
                 "--enable-logging=stderr",
                 "--v=0",
-                "--window-size=1200,1800",
             ])
+            .arg(format!("--window-size={width},{height}"))
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(extra)
-            .arg(format!("file://{}", html.display()))
+            .arg(url)
             .output()
             .expect("chromium is needed: run `bash scripts/install-deps.sh`");
         assert!(out.status.success(), "chromium failed: {out:?}");
@@ -470,14 +484,6 @@ pub fn render_in_chromium(html: &Path, ids: &[&str], shot: &str) {
         !stderr.contains(":CONSOLE(") && !stderr.contains("Uncaught"),
         "console errors: {stderr}"
     );
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    for id in ids {
-        assert!(dom.contains(&format!("id=\"{id}\"")), "chart {id} missing");
-    }
-    assert!(
-        dom.contains("<rect") && dom.contains("<circle"),
-        "charts are empty"
-    );
     chromium(&[&format!("--screenshot={}", shot.display())]);
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(
@@ -485,4 +491,5 @@ pub fn render_in_chromium(html: &Path, ids: &[&str], shot: &str) {
         "{} bytes",
         png.len()
     );
+    String::from_utf8_lossy(&dom.stdout).into_owned()
 }

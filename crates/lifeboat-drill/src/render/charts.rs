@@ -209,18 +209,7 @@ pub(super) fn trend_svg(
         }
     };
 
-    for t in ticks(span, step) {
-        svg_line(&mut out, (LEFT, y(t)), (LEFT + plot, y(t)), GRID_COLOR);
-        svg_text(
-            &mut out,
-            LEFT - 8.0,
-            y(t) + 4.0,
-            "end",
-            MUTED_COLOR,
-            &seconds(t),
-        );
-    }
-    svg_line(&mut out, (LEFT, bottom), (LEFT + plot, bottom), MUTED_COLOR);
+    seconds_axis(&mut out, (LEFT, LEFT + plot), bottom, (span, step), &y);
     let first = series[0].0;
     svg_text(
         &mut out,
@@ -243,13 +232,7 @@ pub(super) fn trend_svg(
     }
 
     if let Some(o) = objective {
-        let _ = writeln!(
-            out,
-            "<line class=\"objective\" x1=\"{LEFT:.1}\" y1=\"{y:.1}\" x2=\"{x2:.1}\" \
-             y2=\"{y:.1}\" stroke=\"{ERROR_COLOR}\" stroke-dasharray=\"6 4\"/>",
-            y = y(o),
-            x2 = LEFT + plot
-        );
+        objective_line(&mut out, (LEFT, LEFT + plot), y(o));
         let label = if off_scale {
             format!("objective {} (above the chart)", seconds(o))
         } else {
@@ -317,6 +300,157 @@ pub(super) fn trend_svg(
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// One line of a [`series_svg`] chart: `(unix seconds, value in seconds)` points, oldest
+/// first; a point marked `false` is drawn as a red dot (a failed run).
+pub struct Series<'a> {
+    pub label: &'a str,
+    pub points: Vec<(f64, f64, bool)>,
+}
+
+/// Values in seconds over time, one line per series, a dashed objective if given: the
+/// dashboard's restorable-point age, backup durations and probe latencies.
+pub fn series_svg(id: &str, title: &str, series: &[Series<'_>], objective: Option<f64>) -> String {
+    const LEFT: f64 = 90.0;
+    const RIGHT: f64 = 30.0;
+    const TOP: f64 = 20.0;
+    const PLOT_HEIGHT: f64 = 150.0;
+    const HEIGHT: f64 = TOP + PLOT_HEIGHT + 40.0;
+    const COLORS: [&str; 6] = [
+        BAR_COLOR, "#8250df", "#1a7f37", "#bf8700", "#57606a", "#e16f24",
+    ];
+    let mut out = String::new();
+    svg_open(&mut out, id, title, HEIGHT);
+    let all: Vec<&(f64, f64, bool)> = series.iter().flat_map(|s| &s.points).collect();
+    let objective = objective.filter(|o| o.is_finite() && *o > 0.0);
+    if all.is_empty() {
+        svg_text(
+            &mut out,
+            CHART_WIDTH / 2.0,
+            HEIGHT / 2.0,
+            "middle",
+            MUTED_COLOR,
+            "no data yet",
+        );
+        out.push_str("</svg>\n");
+        return out;
+    }
+    let highest = all.iter().map(|p| non_negative(p.1)).fold(0.0, f64::max);
+    let top_value = match objective {
+        Some(o) if o <= 3.0 * highest.max(1e-9) => highest.max(o),
+        _ => highest,
+    };
+    let (span, step) = axis_range(top_value * 1.05);
+    let (t0, t1) = all.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p.0), hi.max(p.0))
+    });
+    let plot = CHART_WIDTH - LEFT - RIGHT;
+    let bottom = TOP + PLOT_HEIGHT;
+    let x = |t: f64| {
+        if t1 > t0 {
+            LEFT + plot * (t - t0) / (t1 - t0)
+        } else {
+            LEFT + plot / 2.0
+        }
+    };
+    let y = |v: f64| bottom - non_negative(v).min(span) / span * PLOT_HEIGHT;
+    seconds_axis(&mut out, (LEFT, LEFT + plot), bottom, (span, step), &y);
+    let clock = |t: f64| {
+        jiff::Timestamp::from_second(t as i64)
+            .map(|ts| ts.strftime("%m-%d %H:%M").to_string())
+            .unwrap_or_default()
+    };
+    svg_text(
+        &mut out,
+        LEFT,
+        bottom + 20.0,
+        "start",
+        MUTED_COLOR,
+        &clock(t0),
+    );
+    if t1 > t0 {
+        svg_text(
+            &mut out,
+            LEFT + plot,
+            bottom + 20.0,
+            "end",
+            MUTED_COLOR,
+            &clock(t1),
+        );
+    }
+    if let Some(o) = objective.filter(|o| *o <= span) {
+        objective_line(&mut out, (LEFT, LEFT + plot), y(o));
+        svg_text(
+            &mut out,
+            LEFT + plot,
+            y(o) - 6.0,
+            "end",
+            ERROR_COLOR,
+            &format!("objective {}", seconds(o)),
+        );
+    }
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points: Vec<String> = s
+            .points
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1)))
+            .collect();
+        if points.len() > 1 {
+            let _ = writeln!(
+                out,
+                "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"><title>{}</title></polyline>",
+                points.join(" "),
+                esc(s.label)
+            );
+        }
+        for p in s.points.iter().filter(|p| !p.2 || s.points.len() == 1) {
+            let fill = if p.2 { color } else { FAIL_COLOR };
+            let _ = writeln!(
+                out,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{fill}\"/>",
+                x(p.0),
+                y(p.1)
+            );
+        }
+        if series.len() > 1 {
+            svg_text(
+                &mut out,
+                LEFT + 8.0 + 130.0 * i as f64,
+                TOP - 6.0,
+                "start",
+                color,
+                &truncate(s.label, 18),
+            );
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The seconds axis of a chart: a grid line and a label per tick, the base line.
+fn seconds_axis(
+    out: &mut String,
+    (left, right): (f64, f64),
+    bottom: f64,
+    (span, step): (f64, f64),
+    y: &dyn Fn(f64) -> f64,
+) {
+    for t in ticks(span, step) {
+        svg_line(out, (left, y(t)), (right, y(t)), GRID_COLOR);
+        svg_text(out, left - 8.0, y(t) + 4.0, "end", MUTED_COLOR, &seconds(t));
+    }
+    svg_line(out, (left, bottom), (right, bottom), MUTED_COLOR);
+}
+
+/// An objective: a dashed red line across the chart at height `y`.
+fn objective_line(out: &mut String, (left, right): (f64, f64), y: f64) {
+    let _ = writeln!(
+        out,
+        "<line class=\"objective\" x1=\"{left:.1}\" y1=\"{y:.1}\" x2=\"{right:.1}\" \
+         y2=\"{y:.1}\" stroke=\"{ERROR_COLOR}\" stroke-dasharray=\"6 4\"/>"
+    );
 }
 
 /// The axis end and tick step for values up to `max`: a round step of at most six

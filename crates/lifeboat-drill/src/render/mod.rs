@@ -22,7 +22,7 @@ use std::collections::HashSet;
 
 use crate::report::{CheckResult, DrillReport, HistoryPoint, Objective, Verdict};
 
-mod charts;
+pub mod charts;
 #[cfg(test)]
 mod fixtures;
 mod html;

@@ -166,7 +166,11 @@ fn counts(
         }
     }
     if let Some(list) = clients {
-        let name = format!("{}:{}", probe.prefix(), base64(queue.as_bytes()));
+        let name = format!(
+            "{}:{}",
+            probe.prefix(),
+            crate::format::base64(queue.as_bytes())
+        );
         let named = format!("{name}:w:");
         q.workers = Some(
             list.lines()
@@ -230,38 +234,5 @@ fn ids(v: Value) -> Vec<String> {
     match v {
         Value::Array(items) => items.iter().map(Value::as_text).collect(),
         _ => Vec::new(),
-    }
-}
-
-/// Standard base64 with padding, as Node's `Buffer.toString('base64')`.
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn queue_names_are_base64_as_node_writes_them() {
-        assert_eq!(super::base64(b"images"), "aW1hZ2Vz");
-        assert_eq!(super::base64(b"ab"), "YWI=");
-        assert_eq!(super::base64(b"a"), "YQ==");
-        assert_eq!(super::base64(b""), "");
     }
 }

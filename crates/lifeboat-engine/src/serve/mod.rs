@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod calendar;
+pub mod dashboard;
 pub mod http;
 pub mod instance;
 pub mod memory;
@@ -57,6 +58,10 @@ pub struct Shared {
     kept_jobs: usize,
     heartbeat: Option<Redacted>,
     token: Option<Redacted>,
+    /// The dashboard's session cookie value (a hash of the token) and its forms' CSRF value
+    /// (a hash of the token, or of a random secret of this process without one).
+    session: String,
+    csrf: String,
     /// When each probe's hook (`on-down`, `on-up`) last ran, for its cooldown.
     hooks: Mutex<HashMap<(String, &'static str), std::time::Instant>>,
 }
@@ -446,6 +451,8 @@ pub async fn run(
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(jobs::KEPT_PER_TARGET),
+        session: derive(token.as_ref().map(Redacted::expose), "session"),
+        csrf: derive(token.as_ref().map(Redacted::expose), "csrf"),
         token,
         hooks: Mutex::new(HashMap::new()),
     });
@@ -461,6 +468,14 @@ pub async fn run(
                 .rev()
                 .find(|s| &s.target == name && !s.emergency && s.is_good());
             let t = state.targets.entry(name.clone()).or_default();
+            t.backups = snaps
+                .iter()
+                .filter(|s| &s.target == name && !s.emergency && s.is_good())
+                .map(|s| s.time.timestamp())
+                .collect();
+            while t.backups.len() > state::KEPT_RECENT {
+                t.backups.pop_front();
+            }
             t.last_success = last.map(|s| s.time.timestamp());
             t.last_bytes = last
                 .and_then(|s| s.manifest.as_ref().ok())
@@ -468,6 +483,23 @@ pub async fn run(
         }
         state.tick = Some(std::time::Instant::now());
     }
+    // The recent jobs of earlier runs, for the dashboard (read in the background: a long
+    // history on S3 must not hold up the start).
+    let seeding = shared.clone();
+    tokio::spawn(async move {
+        if let Ok(mut jobs) = jobs::history(&seeding.engine.repo, None).await {
+            let mut state = seeding.state();
+            let since = jobs.len().saturating_sub(state::KEPT_RECENT);
+            let mut earlier: std::collections::VecDeque<JobRecord> = jobs.drain(since..).collect();
+            // Jobs this `serve` ran meanwhile are already there (and in the history too).
+            earlier.retain(|j| !state.recent.iter().any(|r| r.id == j.id));
+            earlier.extend(state.recent.drain(..));
+            while earlier.len() > state::KEPT_RECENT {
+                earlier.pop_front();
+            }
+            state.recent = earlier;
+        }
+    });
     let mut calendar: Vec<(Job, Schedule)> = Vec::new();
     for (name, target) in &engine.config.targets {
         if let Some(s) = &target.schedule {
@@ -563,6 +595,27 @@ pub async fn run(
         calendar::Calendar::keep(&engine.repo, calendar).await;
     }
     Ok(())
+}
+
+/// A value derived from the token (or from a random secret of this process): hex of
+/// SHA-256 over the purpose and the secret.
+fn derive(token: Option<&str>, purpose: &str) -> String {
+    use sha2::Digest;
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let secret = match token {
+        Some(t) => t.to_string(),
+        None => SECRET
+            .get_or_init(|| {
+                let mut bytes = [0u8; 32];
+                let _ = std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+                hex::encode(bytes)
+                    + &std::process::id().to_string()
+                    + &jiff::Timestamp::now().as_nanosecond().to_string()
+            })
+            .clone(),
+    };
+    hex::encode(sha2::Sha256::digest(format!("lifeboat-{purpose}:{secret}")))
 }
 
 /// What [`Shared::keep`] writes.

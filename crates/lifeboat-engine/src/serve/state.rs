@@ -2,7 +2,10 @@
 //! touches the repository): per target, the last good backup and the jobs' outcomes and
 //! durations; rendered as Prometheus text.
 
-use std::{collections::BTreeMap, fmt::Write};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fmt::Write,
+};
 
 use crate::jobs::{JobRecord, Outcome};
 
@@ -19,7 +22,12 @@ pub struct TargetState {
     pub last_failed: BTreeMap<String, bool>,
     /// job → when the run going on now started.
     pub running: BTreeMap<String, jiff::Timestamp>,
+    /// When the recent good backups started, oldest first (the dashboard's RPO chart).
+    pub backups: VecDeque<jiff::Timestamp>,
 }
+
+/// Recent jobs and good backups kept for the dashboard, per `serve`.
+pub const KEPT_RECENT: usize = 200;
 
 #[derive(Debug, Default)]
 pub struct State {
@@ -30,6 +38,8 @@ pub struct State {
     pub status: Vec<crate::status::TargetStatus>,
     /// Each probe's state and recent runs.
     pub probes: BTreeMap<String, crate::probes::status::Status>,
+    /// The latest finished jobs, oldest first.
+    pub recent: VecDeque<JobRecord>,
 }
 
 impl State {
@@ -49,6 +59,16 @@ impl State {
         if job.outcome == Outcome::Succeeded && job.job == "backup" {
             t.last_success = job.started_at.or(t.last_success);
             t.last_bytes = job.bytes;
+            if let Some(at) = job.started_at {
+                t.backups.push_back(at);
+                if t.backups.len() > KEPT_RECENT {
+                    t.backups.pop_front();
+                }
+            }
+        }
+        self.recent.push_back(job.clone());
+        if self.recent.len() > KEPT_RECENT {
+            self.recent.pop_front();
         }
     }
 
