@@ -71,6 +71,17 @@ TOML
   } > "$dir/lifeboat.toml"
 }
 
+# start_serve CONFIG PORT LOG: `lifeboat serve` in the background ($serve_pid), returning
+# once it answers /healthz (or after 10 s).
+start_serve() {
+  "$LIFEBOAT" -q -c "$1" serve --listen "127.0.0.1:$2" 2>"$3" &
+  serve_pid=$!
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$2/healthz" >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+}
+
 # now: seconds with nanoseconds.
 now() { date +%s.%N; }
 

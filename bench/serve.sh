@@ -55,13 +55,8 @@ export LIFEBOAT_PASSWORD=bench-password
 LB=("$LIFEBOAT" -q -c "$WORK/lifeboat.toml")
 "${LB[@]}" init >/dev/null
 
-"${LB[@]}" serve --listen "127.0.0.1:$PORT" 2>"$WORK/serve.log" &
-serve_pid=$!
+start_serve "$WORK/lifeboat.toml" "$PORT" "$WORK/serve.log"
 pids+=("$serve_pid")
-for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
 
 echo "## lifeboat serve: $TARGETS files targets on \`every 1m\`, 5 notifiers ($(date -u +%Y-%m-%d), $(nproc) cores)"
 echo

@@ -1147,6 +1147,15 @@ impl Config {
                 }
             }
         }
+        if let Some(probes) = value.get_mut("probes").and_then(|p| p.as_array_mut()) {
+            for p in probes {
+                if let Some(url) = p.get_mut("url")
+                    && let Some(s) = url.as_str()
+                {
+                    *url = redact_url(s).into();
+                }
+            }
+        }
         strip_nulls(&mut value);
         value
     }
@@ -1351,6 +1360,11 @@ exclude = ["*.tmp"]
         let shown = c.redacted().to_string();
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("[redacted]"), "{shown}");
+        let probe = format!(
+            "{GOOD}\n[[probes]]\nname = \"cache\"\nkind = \"redis\"\nurl = \"redis://:pr0be-pw@cache:6379\"\n"
+        );
+        let shown = parse(&probe).unwrap().redacted().to_string();
+        assert!(!shown.contains("pr0be-pw"), "{shown}");
     }
 
     #[test]

@@ -483,6 +483,50 @@ fn a_bullmq_probe_reads_real_queues_as_bullmq_counts_them() {
         has("`work` has 1 job(s) active for over 1s"),
         "{problems:?}"
     );
+    // In `serve`: the alert says what is wrong, and the counts are metrics.
+    let alerts = ws.path().join("alerts.jsonl");
+    let config = std::fs::read_to_string(ws.config_path()).unwrap();
+    std::fs::write(
+        ws.config_path(),
+        config.replace(
+            "queues = [",
+            "interval = \"1s\"\nfail-after = 1\nqueues = [",
+        ) + &format!(
+            "\n[[notify]]\nname = \"log\"\nkind = \"command\"\ncommand = \"cat >> {a}; echo >> {a}\"\n",
+            a = alerts.display()
+        ),
+    )
+    .unwrap();
+    ws.run(&["init"]).expect_code(0);
+    let port = free_port();
+    let serve = ws.spawn(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    wait_for("the queue alert", Duration::from_secs(30), || {
+        alerts_in(&alerts)
+            .iter()
+            .any(|a| a["key"] == "probe:queues")
+    });
+    let alert = alerts_in(&alerts)
+        .into_iter()
+        .find(|a| a["key"] == "probe:queues")
+        .unwrap();
+    let message = alert["message"].as_str().unwrap();
+    assert!(
+        message.contains("stuck") && message.contains("are the workers running?"),
+        "{message}"
+    );
+    let metrics = lifeboat_testkit::http_request(port, "GET", "/metrics", &[], "").body;
+    for line in [
+        "lifeboat_queue_jobs{probe=\"queues\",queue=\"idle\",state=\"waiting\"} 3",
+        "lifeboat_queue_jobs{probe=\"queues\",queue=\"work\",state=\"stuck\"} 1",
+        "lifeboat_queue_jobs{probe=\"queues\",queue=\"work\",state=\"failed\"} 1",
+        "lifeboat_probe_up{probe=\"queues\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line} in:\n{metrics}"
+        );
+    }
+    terminate(serve).expect_code(0);
     // Nothing was written: the keys are BullMQ's alone.
     let mut conn = redis.conn();
     let keys = conn.cmd(&[b"KEYS", b"*lifeboat*"]).unwrap();
@@ -513,7 +557,8 @@ fn probes_api(port: u16) -> Vec<Value> {
 /// Issue 20, points 2 and 3: a stopped PostgreSQL goes down after `fail-after` runs; its
 /// `on-down` runs exactly once and its `probe-down` alert says so; a probe that depends on
 /// it goes down too but its alert is held back; the server is started: `on-up` and the
-/// resolution follow; the hooks are in the job history; the metrics follow the states.
+/// resolution follow; down again within the cooldown, it alerts but does not fail over
+/// again; the hooks are in the job history; the metrics follow the states.
 #[test]
 fn serve_turns_a_stopped_database_into_one_alert_and_one_failover() {
     let ws = Workspace::new(BIN);
@@ -602,6 +647,29 @@ fn serve_turns_a_stopped_database_into_one_alert_and_one_failover() {
         alerts_in(&alerts).iter().all(|a| a["key"] != "probe:port"),
         "the held-back probe never paged"
     );
+    // Down again within the cooldown (30 min by default): alerted, but no second failover.
+    pg.stop();
+    wait_for(
+        "the second probe-down alert",
+        Duration::from_secs(30),
+        || {
+            alerts_in(&alerts)
+                .iter()
+                .filter(|a| a["key"] == "probe:db" && a["state"] == "firing")
+                .count()
+                == 2
+        },
+    );
+    let second = alerts_in(&alerts)
+        .into_iter()
+        .rfind(|a| a["key"] == "probe:db" && a["state"] == "firing")
+        .unwrap();
+    let message = second["message"].as_str().unwrap();
+    assert!(
+        message.contains("on-down not run: it ran") && message.contains("within `cooldown` 30m"),
+        "{message}"
+    );
+    assert_eq!(std::fs::read_to_string(&hooks).unwrap(), "down:db\nup:db\n");
     // The hooks are in the job history.
     let jobs = ws.run(&["jobs", "--json"]).json()["jobs"].clone();
     let hook_jobs: Vec<&Value> = jobs
@@ -610,7 +678,7 @@ fn serve_turns_a_stopped_database_into_one_alert_and_one_failover() {
         .iter()
         .filter(|j| j["target"] == "probe:db")
         .collect();
-    assert_eq!(hook_jobs.len(), 2, "{jobs}");
+    assert_eq!(hook_jobs.len(), 3, "{jobs}");
     assert_eq!(hook_jobs[0]["job"], "on-down");
     assert_eq!(hook_jobs[0]["outcome"], "succeeded");
     assert_eq!(hook_jobs[0]["trigger"], "probe");
@@ -623,5 +691,26 @@ fn serve_turns_a_stopped_database_into_one_alert_and_one_failover() {
         hook_jobs[0]
     );
     assert_eq!(hook_jobs[1]["job"], "on-up");
+    assert_eq!(hook_jobs[2]["job"], "on-down");
+    assert_eq!(hook_jobs[2]["outcome"], "skipped", "{}", hook_jobs[2]);
+    terminate(serve).expect_code(0);
+
+    // The probe taken out of the config: its alert, left firing, is resolved at the next
+    // start instead of firing for ever.
+    ws.write_config(&format!(
+        "{}\n[[notify]]\nname = \"log\"\nkind = \"command\"\nevents = [\"probe-down\"]\ncommand = \"cat >> {alerts}; echo >> {alerts}\"\n",
+        lifeboat_testkit::postgres_target("shop", &pg.url("shop")),
+        alerts = alerts.display(),
+    ));
+    let serve = ws.spawn(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())]);
+    wait_for("the stale alert resolved", Duration::from_secs(30), || {
+        alerts_in(&alerts).iter().any(|a| {
+            a["key"] == "probe:db"
+                && a["state"] == "resolved"
+                && a["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("no longer configured"))
+        })
+    });
     terminate(serve).expect_code(0);
 }

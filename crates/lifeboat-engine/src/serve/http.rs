@@ -139,6 +139,26 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether a `Host` header names this host by address or as `localhost`.
+fn local_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(n, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                n
+            } else {
+                host
+            }
+        }),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// Equal, in a time that does not depend on where they differ.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -225,7 +245,15 @@ async fn handle(mut stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<
             let here = req.header("host").unwrap_or_default();
             o != format!("http://{here}") && o != format!("https://{here}")
         });
-    let response = if cross_site {
+    // Without a token, only this host may ask: a name that is not an address or
+    // `localhost` is a site that had its name point here (DNS rebinding).
+    let foreign_host = shared.token.is_none() && req.header("host").is_some_and(|h| !local_host(h));
+    let response = if foreign_host {
+        text(
+            "421 Misdirected Request",
+            "without a token, serve answers requests to an address or `localhost` only\n",
+        )
+    } else if cross_site {
         text("403 Forbidden", "a request from another site is refused\n")
     } else if (req.method.as_str(), req.path.as_str()) == ("POST", "/login") {
         login(&req, shared)
@@ -409,4 +437,32 @@ fn action(req: &Request, path: &str, shared: &Arc<Shared>) -> Response {
     let started = format!("{}:{target}", job.name());
     shared.start_job(job, Trigger::Command);
     see_other(&format!("/?started={started}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_and_hosts_are_read_as_browsers_send_them() {
+        assert_eq!(
+            form_value("a=1&csrf=x%2By+z", "csrf").as_deref(),
+            Some("x+y z")
+        );
+        assert_eq!(form_value("token=%zz", "token").as_deref(), Some("%zz"));
+        assert_eq!(form_value("a=1", "b"), None);
+        for ok in [
+            "127.0.0.1:9300",
+            "localhost:9300",
+            "[::1]:9300",
+            "10.0.0.5",
+            "LOCALHOST",
+        ] {
+            assert!(local_host(ok), "{ok}");
+        }
+        for bad in ["evil.example:9300", "evil.example", "127.0.0.1.nip.io:9300"] {
+            assert!(!local_host(bad), "{bad}");
+        }
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
 }

@@ -88,6 +88,32 @@ impl Shared {
         self.alerts().firing()
     }
 
+    /// Resolve the alerts the last `serve` left firing about a target or probe that is no
+    /// longer configured: nothing would ever resolve them.
+    fn resolve_unconfigured(self: &Arc<Self>) {
+        let config = &self.engine.config;
+        let gone: Vec<String> = self
+            .firing()
+            .into_iter()
+            .map(|a| a.key)
+            .filter(|key| match key.split_once(':') {
+                Some(("probe", name)) => !config.probes.iter().any(|p| p.name == name),
+                Some(("backup" | "drill" | "objective" | "archiving", name)) => {
+                    !config.targets.contains_key(name)
+                }
+                _ => false,
+            })
+            .collect();
+        for key in gone {
+            let cleared = self
+                .alerts()
+                .cleared(&key, "no longer configured: nothing watches it now");
+            if let Some(a) = cleared {
+                self.announce(&a);
+            }
+        }
+    }
+
     /// Whether the hook `which` of probe `name` may run now: `Some(how long ago)` it ran if
     /// that is within `cooldown`; else it is counted as running now.
     fn hook_ran(&self, name: &str, which: &'static str, cooldown: Duration) -> Option<Duration> {
@@ -456,6 +482,7 @@ pub async fn run(
         token,
         hooks: Mutex::new(HashMap::new()),
     });
+    shared.resolve_unconfigured();
     let statuses = probes::initial(&shared);
     shared.state().probes = statuses;
     // What ran before this process: the newest good backup of each target.
