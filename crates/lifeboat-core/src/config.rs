@@ -261,6 +261,9 @@ pub enum PostgresMode {
     Logical,
     /// Base backups of the data directory plus continuous WAL archiving (self-hosted).
     Physical,
+    /// Logical baselines plus every committed change captured through logical replication
+    /// (managed servers: Supabase, RDS, Neon).
+    Cdc,
 }
 
 /// One `[targets.<name>]` table. The keys of every kind live in one struct so that serde
@@ -291,6 +294,12 @@ pub struct TargetConfig {
     pub globals: Option<bool>,
     /// Physical mode: the server's data directory (local to lifeboat).
     pub data_dir: Option<PathBuf>,
+    /// Cdc mode: captured changes are stored at least this often (default 1 s): the RPO.
+    pub flush_interval: Option<HumanDuration>,
+    /// Cdc mode: the replication slot's name (default `lifeboat_<target>`).
+    pub slot: Option<String>,
+    /// Cdc mode: the publication's name (default `lifeboat_<target>`).
+    pub publication: Option<String>,
 
     // files
     pub paths: Option<Vec<PathBuf>>,
@@ -348,6 +357,15 @@ impl TargetConfig {
                 &self.secret_access_key_env,
             ],
             self.path_style,
+        )
+    }
+
+    /// Cdc mode: the replication slot and the publication, by name.
+    pub fn cdc_names(&self, target: &str) -> (String, String) {
+        let default = format!("lifeboat_{}", target.to_ascii_lowercase().replace('-', "_"));
+        (
+            self.slot.clone().unwrap_or_else(|| default.clone()),
+            self.publication.clone().unwrap_or(default),
         )
     }
 
@@ -522,6 +540,21 @@ impl NotifyConfig {
         }
         .resolve(&format!("the routing key of `[[notify]] {}`", self.name))
     }
+
+    /// The alert kinds a channel's `events` may name (`probe-up` is the resolution of a
+    /// `probe-down`).
+    pub const KINDS: &'static [&'static str] = &[
+        "backup-failed",
+        "drill-failed",
+        "forget-failed",
+        "check-failed",
+        "job-overdue",
+        "archiving-failed",
+        "objective-missed",
+        "probe-down",
+        "probe-up",
+        "test",
+    ];
 
     /// Whether alerts of `kind` go to this channel.
     pub fn wants(&self, kind: &str) -> bool {
@@ -788,6 +821,9 @@ impl Config {
                 ("pg-bin-dir", t.pg_bin_dir.is_some()),
                 ("globals", t.globals.is_some()),
                 ("data-dir", t.data_dir.is_some()),
+                ("flush-interval", t.flush_interval.is_some()),
+                ("slot", t.slot.is_some()),
+                ("publication", t.publication.is_some()),
                 ("paths", t.paths.is_some()),
                 ("exclude", t.exclude.is_some()),
                 ("backup", t.backup.is_some()),
@@ -809,6 +845,9 @@ impl Config {
                     "pg-bin-dir",
                     "globals",
                     "data-dir",
+                    "flush-interval",
+                    "slot",
+                    "publication",
                 ],
                 TargetKind::Files => &["paths", "exclude"],
                 TargetKind::Command => &["backup", "restore", "env", "workdir"],
@@ -841,9 +880,36 @@ impl Config {
             }
             match t.kind {
                 TargetKind::Postgres => match (t.mode.unwrap_or_default(), &t.data_dir) {
-                    (PostgresMode::Logical, Some(_)) => {
+                    (PostgresMode::Logical | PostgresMode::Cdc, Some(_)) => {
                         return Err(invalid(format!(
                             "`targets.{name}.data-dir` applies to `mode = \"physical\"` only"
+                        )));
+                    }
+                    (mode, _)
+                        if mode != PostgresMode::Cdc
+                            && let Some(key) = [
+                                ("flush-interval", t.flush_interval.is_some()),
+                                ("slot", t.slot.is_some()),
+                                ("publication", t.publication.is_some()),
+                            ]
+                            .iter()
+                            .find(|(_, set)| *set)
+                            .map(|(k, _)| k) =>
+                    {
+                        return Err(invalid(format!(
+                            "`targets.{name}.{key}` applies to `mode = \"cdc\"` only"
+                        )));
+                    }
+                    (PostgresMode::Cdc, _)
+                        if [&t.slot, &t.publication].into_iter().flatten().any(|n| {
+                            n.is_empty()
+                                || !n.chars().all(|c| {
+                                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
+                                })
+                        }) =>
+                    {
+                        return Err(invalid(format!(
+                            "`targets.{name}`: `slot` and `publication` take lower-case letters, digits and `_`"
                         )));
                     }
                     (PostgresMode::Physical, Some(d)) if !d.is_absolute() => {
@@ -924,6 +990,20 @@ impl Config {
                 .collect(),
         };
         crate::probes::validate(&self.probes, &known).map_err(invalid)?;
+        for n in &self.notify {
+            if let Some(bad) = n
+                .events
+                .iter()
+                .flatten()
+                .find(|k| !NotifyConfig::KINDS.contains(&k.as_str()))
+            {
+                return Err(invalid(format!(
+                    "`[[notify]] {}`: `events` names `{bad}`, which is no alert kind (kinds: {})",
+                    n.name,
+                    NotifyConfig::KINDS.join(", ")
+                )));
+            }
+        }
         let probe_names: Vec<&str> = self.probes.iter().map(|p| p.name.as_str()).collect();
         crate::plans::validate(&self.plans, &|t| self.targets.contains_key(t), &|p| {
             probe_names.contains(&p)

@@ -81,7 +81,13 @@ impl Alert {
 
 /// Send `alert` to every channel that wants its kind, each on a task of its own.
 pub fn deliver(channels: &[NotifyConfig], alert: &Alert) {
-    for channel in channels.iter().filter(|c| c.wants(&alert.kind)) {
+    for channel in channels.iter().filter(|c| {
+        c.wants(&alert.kind)
+            // `probe-up` is how channels ask for a probe's recovery alone.
+            || (alert.state == AlertState::Resolved
+                && alert.kind == "probe-down"
+                && c.wants("probe-up"))
+    }) {
         deliver_to(channel, alert);
     }
 }

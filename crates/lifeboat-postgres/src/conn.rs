@@ -137,6 +137,24 @@ impl Target {
         format!("{host}:{port}")
     }
 
+    /// The first host (or socket folder) and port.
+    pub fn endpoint(&self) -> (String, u16) {
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            Some(Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        (
+            host,
+            self.config.get_ports().first().copied().unwrap_or(5432),
+        )
+    }
+
+    /// libpq's `sslmode`: `disable`, `prefer` or `require`.
+    pub fn ssl_mode(&self) -> tokio_postgres::config::SslMode {
+        self.config.get_ssl_mode()
+    }
+
     /// The password, if the URL has one (to mask it in text that might echo it).
     pub fn password(&self) -> Option<String> {
         self.config

@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod basebackup;
+pub mod cdc;
 pub mod child;
 pub mod cluster;
 pub mod conn;

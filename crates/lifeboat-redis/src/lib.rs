@@ -179,11 +179,16 @@ impl Conn {
         let addr = url.addr();
         let connected = match limit {
             None => TcpStream::connect(&addr),
-            Some(limit) => std::net::ToSocketAddrs::to_socket_addrs(&addr).and_then(|mut a| {
-                let first = a.next().ok_or_else(|| {
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
-                })?;
-                TcpStream::connect_timeout(&first, limit)
+            // Each address in turn (`localhost` may be `::1` first), as `connect` does.
+            Some(limit) => std::net::ToSocketAddrs::to_socket_addrs(&addr).and_then(|addrs| {
+                let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+                for a in addrs {
+                    match TcpStream::connect_timeout(&a, limit) {
+                        Ok(s) => return Ok(s),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
             }),
         };
         let stream = connected.map_err(|source| RedisError::Connect {

@@ -215,3 +215,24 @@ fn the_dashboard_shows_targets_probes_and_jobs_and_its_button_runs_a_backup() {
     assert_eq!(get(port, "/metrics", &[]).status, 401);
     terminate(serve).expect_code(0);
 }
+
+/// The Chromium check above would miss a CSP violation if it did not read Chromium's console
+/// lines as they are written (it did not, once): a page whose style the policy blocks fails.
+#[test]
+#[should_panic(expected = "console errors")]
+fn a_page_whose_style_the_policy_blocks_fails_the_chromium_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("blocked.html");
+    std::fs::write(
+        &page,
+        "<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\" \
+         content=\"default-src 'none'; style-src 'sha256-AAAA'\"><style>body { color: red }</style>\
+         </head><body><p>blocked</p></body></html>",
+    )
+    .unwrap();
+    lifeboat_testkit::open_in_chromium(
+        &format!("file://{}", page.display()),
+        "blocked.png",
+        (400, 300),
+    );
+}

@@ -557,8 +557,9 @@ fn probes_api(port: u16) -> Vec<Value> {
 /// Issue 20, points 2 and 3: a stopped PostgreSQL goes down after `fail-after` runs; its
 /// `on-down` runs exactly once and its `probe-down` alert says so; a probe that depends on
 /// it goes down too but its alert is held back; the server is started: `on-up` and the
-/// resolution follow; down again within the cooldown, it alerts but does not fail over
-/// again; the hooks are in the job history; the metrics follow the states.
+/// resolution follow (a `probe-up` channel gets it alone); down again within the cooldown,
+/// it alerts at once but fails over only when the cooldown is over; the hooks are in the job
+/// history; the metrics follow the states.
 #[test]
 fn serve_turns_a_stopped_database_into_one_alert_and_one_failover() {
     let ws = Workspace::new(BIN);
@@ -566,15 +567,18 @@ fn serve_turns_a_stopped_database_into_one_alert_and_one_failover() {
     pg.psql("postgres", "CREATE DATABASE shop").unwrap();
     let alerts = ws.path().join("alerts.jsonl");
     let hooks = ws.path().join("hooks.log");
+    let ups = ws.path().join("ups.jsonl");
     ws.write_config(&format!(
         "{}\n\
          [[probes]]\nname = \"db\"\nkind = \"postgres\"\ntarget = \"shop\"\ninterval = \"1s\"\nfail-after = 2\n\
          on-down = \"echo down:$LIFEBOAT_PROBE >> {hooks}; echo promoted the standby\"\n\
-         on-up = \"echo up:$LIFEBOAT_PROBE >> {hooks}\"\n\n\
+         on-up = \"echo up:$LIFEBOAT_PROBE >> {hooks}\"\ncooldown = \"15s\"\n\n\
          [[probes]]\nname = \"port\"\nkind = \"tcp\"\nurl = \"127.0.0.1:{}\"\ninterval = \"1s\"\nfail-after = 1\ndepends-on = [\"db\"]\n\n\
-         [[notify]]\nname = \"log\"\nkind = \"command\"\nevents = [\"probe-down\"]\ncommand = \"cat >> {alerts}; echo >> {alerts}\"\n",
+         [[notify]]\nname = \"log\"\nkind = \"command\"\nevents = [\"probe-down\"]\ncommand = \"cat >> {alerts}; echo >> {alerts}\"\n\n\
+         [[notify]]\nname = \"recoveries\"\nkind = \"command\"\nevents = [\"probe-up\"]\ncommand = \"cat >> {ups}; echo >> {ups}\"\n",
         lifeboat_testkit::postgres_target("shop", &pg.url("shop")),
         pg.port,
+        ups = ups.display(),
         hooks = hooks.display(),
         alerts = alerts.display(),
     ));
@@ -647,7 +651,12 @@ fn serve_turns_a_stopped_database_into_one_alert_and_one_failover() {
         alerts_in(&alerts).iter().all(|a| a["key"] != "probe:port"),
         "the held-back probe never paged"
     );
-    // Down again within the cooldown (30 min by default): alerted, but no second failover.
+    // A channel that asks for `probe-up` gets the recovery alone.
+    let recoveries = alerts_in(&ups);
+    assert_eq!(recoveries.len(), 1, "{recoveries:?}");
+    assert_eq!(recoveries[0]["state"], "resolved");
+    // Down again within the cooldown (15 s here): alerted at once, but no second failover
+    // until the cooldown is over — then, still down, it fails over.
     pg.stop();
     wait_for(
         "the second probe-down alert",
@@ -666,11 +675,23 @@ fn serve_turns_a_stopped_database_into_one_alert_and_one_failover() {
         .unwrap();
     let message = second["message"].as_str().unwrap();
     assert!(
-        message.contains("on-down not run: it ran") && message.contains("within `cooldown` 30m"),
+        message.contains("on-down not run: it ran within `cooldown` 15s; it runs in"),
         "{message}"
     );
     assert_eq!(std::fs::read_to_string(&hooks).unwrap(), "down:db\nup:db\n");
+    wait_for("the held-back failover", Duration::from_secs(30), || {
+        std::fs::read_to_string(&hooks).unwrap() == "down:db\nup:db\ndown:db\n"
+    });
     // The hooks are in the job history.
+    wait_for("four hook records", Duration::from_secs(10), || {
+        ws.run(&["jobs", "--json"]).json()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["target"] == "probe:db")
+            .count()
+            == 4
+    });
     let jobs = ws.run(&["jobs", "--json"]).json()["jobs"].clone();
     let hook_jobs: Vec<&Value> = jobs
         .as_array()
@@ -678,7 +699,6 @@ fn serve_turns_a_stopped_database_into_one_alert_and_one_failover() {
         .iter()
         .filter(|j| j["target"] == "probe:db")
         .collect();
-    assert_eq!(hook_jobs.len(), 3, "{jobs}");
     assert_eq!(hook_jobs[0]["job"], "on-down");
     assert_eq!(hook_jobs[0]["outcome"], "succeeded");
     assert_eq!(hook_jobs[0]["trigger"], "probe");
@@ -693,6 +713,10 @@ fn serve_turns_a_stopped_database_into_one_alert_and_one_failover() {
     assert_eq!(hook_jobs[1]["job"], "on-up");
     assert_eq!(hook_jobs[2]["job"], "on-down");
     assert_eq!(hook_jobs[2]["outcome"], "skipped", "{}", hook_jobs[2]);
+    assert_eq!(
+        (&hook_jobs[3]["job"], &hook_jobs[3]["outcome"]),
+        (&Value::from("on-down"), &Value::from("succeeded"))
+    );
     terminate(serve).expect_code(0);
 
     // The probe taken out of the config: its alert, left firing, is resolved at the next

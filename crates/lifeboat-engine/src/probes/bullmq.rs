@@ -1,9 +1,11 @@
 //! `bullmq`: BullMQ queues as they are in Redis, read without writing anything. The key
 //! layout is BullMQ 5's (checked against 5.81): under `<prefix>:<queue>:` the lists `wait`,
 //! `paused` and `active`, the sorted sets `prioritized`, `delayed`, `failed` and
-//! `completed`, a hash per job (`<prefix>:<queue>:<id>`, with `timestamp`, `delay` and
-//! `processedOn` in milliseconds) and `meta` (`version`, `paused`). Workers take jobs from
-//! the right end of `wait`, so the oldest waiting job is the last one. Workers name their
+//! `completed`, a hash per job (`<prefix>:<queue>:<id>`, with `timestamp`, `opts` (JSON, its
+//! `delay`), `processedOn` and `finishedOn` in milliseconds) and `meta` (`version`,
+//! `paused`). Workers take jobs from the right end of `wait`, so the oldest waiting job is
+//! the last one (jobs added LIFO go there too: for such queues the age is approximate), and
+//! push them onto the left of `active`, so the oldest active ones are on its right. Workers name their
 //! connection `<prefix>:<base64 of the queue name>` (or `…:w:<name>`), which `CLIENT LIST`
 //! shows.
 //!
@@ -67,12 +69,17 @@ pub async fn run(probe: &ProbeConfig, url: Redacted, limit: Duration) -> Result<
 }
 
 fn look(probe: &ProbeConfig, url: &RedisUrl, limit: Duration) -> Result<Seen, String> {
+    let began = std::time::Instant::now();
     let mut conn = super::redis::connect(url, limit)?;
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let clients = conn.cmd(&[b"CLIENT", b"LIST"]).ok().map(|v| v.as_text());
     let mut seen = Seen::default();
     let mut facts = Vec::new();
     for queue in probe.queues.iter().flatten() {
+        // One deadline for the whole run: the thread gives up with the run.
+        if began.elapsed() > limit {
+            return Err(format!("no answer within {} ms", limit.as_millis()));
+        }
         let q = counts(&mut conn, probe, queue, now_ms, clients.as_deref())
             .map_err(|e| format!("queue `{queue}`: {e}"))?;
         judge(probe, &q, &mut seen.problems);
@@ -132,11 +139,13 @@ fn counts(
     }
     // Stuck: active since longer than `stuck-after`.
     let stuck_ms = probe.stuck_after().as_secs() as i64 * 1000;
+    // Workers push onto the left of `active`: the oldest (the ones that may be stuck) are on
+    // the right.
     let active = ids(conn.cmd(&[
         b"LRANGE",
         key("active").as_bytes(),
-        b"0",
-        (ACTIVE_LOOKED_AT - 1).to_string().as_bytes(),
+        (-ACTIVE_LOOKED_AT).to_string().as_bytes(),
+        b"-1",
     ])?);
     for id in &active {
         conn.send(&[b"HGET", format!("{base}{id}").as_bytes(), b"processedOn"])?;
@@ -154,15 +163,13 @@ fn counts(
             b"HMGET",
             format!("{base}{id}").as_bytes(),
             b"timestamp",
-            b"delay",
+            b"opts",
+            b"processedOn",
+            b"finishedOn",
         ])?;
         if let Value::Array(f) = job {
-            let at = f.first().and_then(|v| v.as_text().parse::<i64>().ok());
-            let delay = f
-                .get(1)
-                .and_then(|v| v.as_text().parse::<i64>().ok())
-                .unwrap_or(0);
-            q.oldest_waiting_seconds = at.map(|t| ((now_ms - t - delay) as f64 / 1000.0).max(0.0));
+            q.oldest_waiting_seconds =
+                waiting_since(&f).map(|t| ((now_ms - t) as f64 / 1000.0).max(0.0));
         }
     }
     if let Some(list) = clients {
@@ -180,6 +187,24 @@ fn counts(
         );
     }
     Ok(q)
+}
+
+/// When a waiting job began to wait (ms), from its hash's `timestamp`, `opts`, `processedOn`
+/// and `finishedOn`: created, plus the delay it asked for (BullMQ sets the hash's own `delay`
+/// to 0 when it promotes the job, the options keep it), or — retried after a failure — when
+/// its last attempt ended.
+fn waiting_since(fields: &[Value]) -> Option<i64> {
+    let num = |i: usize| fields.get(i).and_then(|v| v.as_text().parse::<i64>().ok());
+    let created = num(0)?;
+    let delay = fields
+        .get(1)
+        .and_then(|v| serde_json::from_str::<serde_json::Value>(&v.as_text()).ok())
+        .and_then(|o| o["delay"].as_i64())
+        .unwrap_or(0);
+    [Some(created + delay), num(2), num(3)]
+        .into_iter()
+        .flatten()
+        .max()
 }
 
 /// The thresholds `q` crosses, as sentences.
@@ -234,5 +259,30 @@ fn ids(v: Value) -> Vec<String> {
     match v {
         Value::Array(items) => items.iter().map(Value::as_text).collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_waits_from_its_delay_or_its_last_attempt_not_from_its_creation() {
+        let t = |s: &str| Value::Text(s.into());
+        // Created at 1000 with a 5 s delay (the hash's own `delay` already reset to 0).
+        assert_eq!(
+            waiting_since(&[t("1000"), t(r#"{"delay":5000}"#), Value::Nil, Value::Nil]),
+            Some(6000)
+        );
+        // Retried: its last attempt ended at 9000.
+        assert_eq!(
+            waiting_since(&[t("1000"), t("{}"), t("8000"), t("9000")]),
+            Some(9000)
+        );
+        assert_eq!(
+            waiting_since(&[t("1000"), Value::Nil, Value::Nil, Value::Nil]),
+            Some(1000)
+        );
+        assert_eq!(waiting_since(&[Value::Nil]), None);
     }
 }

@@ -58,7 +58,7 @@ pub async fn run(probe: &ProbeConfig, url: &Redacted, limit: Duration) -> Result
     let mut seen = Seen {
         detail: format!(
             "{} {answered} in {} ms",
-            redact_url(url.expose()),
+            origin(url.expose()),
             took.as_millis()
         ),
         ..Seen::default()
@@ -73,6 +73,20 @@ pub async fn run(probe: &ProbeConfig, url: &Redacted, limit: Duration) -> Result
         ));
     }
     Ok(seen)
+}
+
+/// `https://host:port` of a URL: its path and query may hold a token (a ping URL, `?key=`),
+/// so what is shown stops before them.
+pub fn origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map_or(String::new(), |p| format!(":{p}"))
+        ),
+        Err(_) => redact_url(url),
+    }
 }
 
 /// The first MiB of the body: a health page is small, a wrong URL may not be.

@@ -91,17 +91,18 @@ pub async fn run_once(config: &Config, probe: &ProbeConfig, memory: &mut Memory)
             Vec::new(),
         ),
     };
+    let clean = |text: &str| match &secret {
+        Some(s) => one_line(text).replace(s.as_str(), "[redacted]"),
+        None => one_line(text),
+    };
     Finding {
         probe: probe.name.clone(),
         kind: probe.kind.as_str(),
         ok,
         at: Some(at),
         latency_seconds,
-        detail: match secret {
-            Some(s) => one_line(&detail).replace(&s, "[redacted]"),
-            None => one_line(&detail),
-        },
-        problems,
+        detail: clean(&detail),
+        problems: problems.iter().map(|p| clean(p)).collect(),
         queues,
     }
 }

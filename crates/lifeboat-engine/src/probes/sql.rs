@@ -1,8 +1,10 @@
 //! `sql`: the target's `[[checks]]` rules marked `on = ["production"]` (or those named in
 //! `checks`), run against the live database, as drills run them against a restored copy:
-//! an SQL rule's first value judged by `expect`/`expect-min`/`expect-max`, a command rule
-//! with the database's URL in `$LIFEBOAT_URL` (and `$LIFEBOAT_DRILL_URL`, as in drills).
-//! Every failed rule is a problem.
+//! an SQL rule's first value judged by `expect`/`expect-min`/`expect-max` — on a read-only
+//! session whose `statement_timeout` is the probe's timeout, so a rule never writes to
+//! production nor outlives its run there — and a command rule with the database's URL in
+//! `$LIFEBOAT_URL` (not `$LIFEBOAT_DRILL_URL`: a rule written for drills does not run here by
+//! mistake). Every failed rule is a problem.
 
 use lifeboat_core::{Redacted, probes::ProbeConfig};
 
@@ -29,27 +31,28 @@ pub async fn run(config: &Config, probe: &ProbeConfig, url: &Redacted) -> Result
     let secrets: Vec<String> = crate::restore::checks::password_in(url.expose())
         .into_iter()
         .collect();
+    // Production: read only, and no statement outlives the probe's timeout on the server.
+    let client = db.connect().await.map_err(|e| e.to_string())?;
+    client
+        .batch_execute(&format!(
+            "SET default_transaction_read_only = on; SET statement_timeout = {}; \
+             SET application_name = 'lifeboat-probe'",
+            probe.timeout().as_duration().as_millis().max(1)
+        ))
+        .await
+        .map_err(|e| lifeboat_postgres::conn::describe_pg_error(&e))?;
     let mut seen = Seen::default();
     let mut passed = Vec::new();
     for rule in rules {
         let result = match &rule.sql {
-            Some(_) => {
-                crate::kinds::postgres_logical::drill::database_rule(
-                    rule,
-                    &db,
-                    url.expose(),
-                    &secrets,
-                )
-                .await
-            }
+            Some(sql) => match first_value(&client, sql).await {
+                Ok(value) => lifeboat_drill::expect::judge(rule, value.as_deref()),
+                Err(e) => Err(e),
+            },
             None => {
                 crate::drill::checks::run_command(
                     rule.command.as_deref().unwrap_or_default(),
-                    &[
-                        ("LIFEBOAT_URL", url.expose()),
-                        ("LIFEBOAT_DRILL_URL", url.expose()),
-                        ("LIFEBOAT_TARGET", target),
-                    ],
+                    &[("LIFEBOAT_URL", url.expose()), ("LIFEBOAT_TARGET", target)],
                     &secrets,
                 )
                 .await
@@ -64,4 +67,19 @@ pub async fn run(config: &Config, probe: &ProbeConfig, url: &Redacted) -> Result
     }
     seen.detail = passed.join(", ");
     Ok(seen)
+}
+
+/// The first column of the first row `sql` returns, as text.
+async fn first_value(client: &tokio_postgres::Client, sql: &str) -> Result<Option<String>, String> {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .map_err(|e| lifeboat_postgres::conn::describe_pg_error(&e))?;
+    Ok(messages
+        .into_iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+            _ => None,
+        })
+        .flatten())
 }

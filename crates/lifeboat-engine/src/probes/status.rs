@@ -53,6 +53,15 @@ pub struct Status {
     /// What the hook of the latest change did (for the alert).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hook: Option<String>,
+    /// The latest change's hook is running: its alert waits for it.
+    pub hook_pending: bool,
+    /// The hook the last run of which was not skipped (`on-down`, `on-up`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_hook: Option<String>,
+    /// A hook the cooldown held back, run when the cooldown ends if the state still calls
+    /// for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owed: Option<String>,
 }
 
 impl Status {
@@ -67,6 +76,10 @@ impl Status {
             last: None,
             history: VecDeque::new(),
             hook: None,
+            hook_pending: false,
+            // Left down by the last `serve`: its `on-down` ran then.
+            last_hook: down.then(|| "on-down".to_string()),
+            owed: None,
         }
     }
 

@@ -125,13 +125,16 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 2;
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
                 }
-                Err(_) => out.push(b'%'),
-            },
+            }
             b => out.push(b),
         }
         i += 1;
@@ -450,6 +453,10 @@ mod tests {
             Some("x+y z")
         );
         assert_eq!(form_value("token=%zz", "token").as_deref(), Some("%zz"));
+        // Never a slice inside a character.
+        assert_eq!(form_value("t=%a€", "t").as_deref(), Some("%a€"));
+        assert_eq!(form_value("t=%€", "t").as_deref(), Some("%€"));
+        assert_eq!(form_value("t=%41%", "t").as_deref(), Some("A%"));
         assert_eq!(form_value("a=1", "b"), None);
         for ok in [
             "127.0.0.1:9300",

@@ -63,7 +63,11 @@ pub struct Shared {
     session: String,
     csrf: String,
     /// When each probe's hook (`on-down`, `on-up`) last ran, for its cooldown.
-    hooks: Mutex<HashMap<(String, &'static str), std::time::Instant>>,
+    hooks: Mutex<HashMap<(String, String), std::time::Instant>>,
+    /// The hooks of one probe run one at a time.
+    hook_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Hooks that outlived their alert's wait, finished before `serve` exits.
+    hook_tasks: Mutex<Vec<JoinHandle<String>>>,
 }
 
 impl Shared {
@@ -114,18 +118,37 @@ impl Shared {
         }
     }
 
-    /// Whether the hook `which` of probe `name` may run now: `Some(how long ago)` it ran if
-    /// that is within `cooldown`; else it is counted as running now.
-    fn hook_ran(&self, name: &str, which: &'static str, cooldown: Duration) -> Option<Duration> {
-        let mut hooks = self.hooks.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (name.to_string(), which);
-        match hooks.get(&key) {
-            Some(at) if at.elapsed() < cooldown => Some(at.elapsed()),
-            _ => {
-                hooks.insert(key, std::time::Instant::now());
-                None
-            }
-        }
+    /// How long the cooldown of hook `which` of probe `name` still holds it back, if it
+    /// ran less than `cooldown` ago.
+    fn cooldown_left(&self, name: &str, which: &str, cooldown: Duration) -> Option<Duration> {
+        let hooks = self.hooks.lock().unwrap_or_else(|p| p.into_inner());
+        let at = hooks.get(&(name.to_string(), which.to_string()))?;
+        cooldown.checked_sub(at.elapsed()).filter(|d| !d.is_zero())
+    }
+
+    /// Hook `which` of probe `name` starts now (its cooldown begins).
+    fn hook_started(&self, name: &str, which: &str) {
+        self.hooks.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            (name.to_string(), which.to_string()),
+            std::time::Instant::now(),
+        );
+    }
+
+    /// The lock the hooks of probe `name` take turns on.
+    fn hook_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.hook_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// A hook still running after its alert went: waited for at shutdown.
+    fn track_hook(&self, handle: JoinHandle<String>) {
+        let mut hooks = self.hook_tasks.lock().unwrap_or_else(|p| p.into_inner());
+        hooks.retain(|h| !h.is_finished());
+        hooks.push(handle);
     }
 
     /// Start a backup of `name` now.
@@ -481,6 +504,8 @@ pub async fn run(
         csrf: derive(token.as_ref().map(Redacted::expose), "csrf"),
         token,
         hooks: Mutex::new(HashMap::new()),
+        hook_locks: Mutex::new(HashMap::new()),
+        hook_tasks: Mutex::new(Vec::new()),
     });
     shared.resolve_unconfigured();
     let statuses = probes::initial(&shared);
@@ -609,6 +634,17 @@ pub async fn run(
         .is_err()
     {
         log::warn!("jobs still running after the shutdown timeout; leaving them");
+    }
+    // A failover hook is never cut off half-way by a stop of `serve`: it gets the same time.
+    let hooks: Vec<JoinHandle<String>> =
+        std::mem::take(&mut *shared.hook_tasks.lock().unwrap_or_else(|p| p.into_inner()));
+    let waiting = async {
+        for h in hooks {
+            let _ = h.await;
+        }
+    };
+    if tokio::time::timeout(limit, waiting).await.is_err() {
+        log::warn!("a probe's hook still running after the shutdown timeout; leaving it");
     }
     for t in tasks {
         t.abort();

@@ -60,32 +60,95 @@ pub async fn watch(shared: Arc<Shared>, probe: ProbeConfig, shutdown: Cancel) {
             return;
         }
         let found = probes::run_once(&shared.engine.config, &probe, &mut memory).await;
-        let change = {
+        // The state and, for a change, the hook it calls for, decided under one lock: the
+        // alert waits for the hook (`hook_pending`), whoever judges meanwhile.
+        let (change, owed) = {
             let mut state = shared.state();
             let status = state
                 .probes
                 .entry(probe.name.clone())
                 .or_insert_with(|| Status::new(false));
             let before = status.state;
-            status
-                .record(&found, probe.fail_after(), probe.recover_after())
-                .map(|to| (before, to, status.failures.max(status.successes)))
+            let change = status.record(&found, probe.fail_after(), probe.recover_after());
+            let hook = change.and_then(|to| hook_for(&probe, before, to, status));
+            if change.is_some() {
+                status.hook = None;
+                status.hook_pending = hook.is_some();
+            }
+            let owed = match (change, &status.owed) {
+                (None, Some(which)) if Some(which.as_str()) == wanted(status.state) => {
+                    Some(which.clone())
+                }
+                _ => None,
+            };
+            (
+                change.map(|to| (before, to, status.failures.max(status.successes), hook)),
+                owed,
+            )
         };
-        if let Some((before, to, runs)) = change {
-            changed(&shared, &probe, (before, to), runs, &found).await;
+        if let Some((before, to, runs, hook)) = change {
+            changed(&shared, &probe, (before, to), runs, hook, &found).await;
+        } else if let Some(which) = owed {
+            // A hook the cooldown held back, and the state still calls for it: run it once
+            // the cooldown is over.
+            if shared
+                .cooldown_left(&probe.name, &which, probe.cooldown().as_duration())
+                .is_none()
+            {
+                let said = hook(&shared, &probe, &which, &found).await;
+                log::info!(
+                    "probe `{}`: {said} (held back by its cooldown until now)",
+                    probe.name
+                );
+            }
         }
         judge(&shared);
     }
 }
 
-/// `probe` went from one state to another after `runs` runs in a row.
+/// The hook a state calls for.
+fn wanted(state: State) -> Option<&'static str> {
+    match state {
+        State::Down => Some("on-down"),
+        State::Up => Some("on-up"),
+        State::Unknown => None,
+    }
+}
+
+/// The hook a change from `before` to `to` runs: `on-down` going down, `on-up` coming back
+/// from down (a probe first seen up has nothing to undo) — unless it was the last hook that
+/// ran (going down again before `on-up` could run: still failed over).
+fn hook_for(
+    probe: &ProbeConfig,
+    before: State,
+    to: State,
+    status: &mut Status,
+) -> Option<&'static str> {
+    let which = match (before, to) {
+        (_, State::Down) if probe.on_down.is_some() => "on-down",
+        (State::Down, State::Up) if probe.on_up.is_some() => "on-up",
+        _ => {
+            status.owed = None;
+            return None;
+        }
+    };
+    if status.last_hook.as_deref() == Some(which) {
+        status.owed = None;
+        return None;
+    }
+    Some(which)
+}
+
+/// `probe` went from one state to another after `runs` runs in a row, calling for `hook`.
 async fn changed(
     shared: &Arc<Shared>,
     probe: &ProbeConfig,
     (before, to): (State, State),
     runs: u32,
+    hook_name: Option<&'static str>,
     found: &Finding,
 ) {
+    let _ = before;
     let name = &probe.name;
     let text = match to {
         State::Down => format!(
@@ -100,32 +163,38 @@ async fn changed(
     }));
     let engine = shared.engine.clone();
     tokio::spawn(async move { crate::incidents::record(&engine, vec![entry]).await });
-    // A probe seen up at the start has nothing to undo.
-    let hook = match (to, &probe.on_down, &probe.on_up) {
-        (State::Down, Some(cmd), _) => Some(("on-down", cmd.clone())),
-        (State::Up, _, Some(cmd)) if before == State::Down => Some(("on-up", cmd.clone())),
-        _ => None,
-    };
-    // A new state: the last one's hook no longer speaks for it.
-    if let Some(status) = shared.state().probes.get_mut(name) {
-        status.hook = None;
+    if let Some(which) = hook_name {
+        hook(shared, probe, which, found).await;
     }
-    let said = match hook {
-        Some((which, command)) => {
-            let (s, p, f) = (shared.clone(), probe.clone(), found.clone());
-            let mut run = tokio::spawn(async move { run_hook(&s, &p, which, &command, &f).await });
-            match tokio::time::timeout(HOOK_WAIT, &mut run).await {
-                Ok(Ok(said)) => Some(said),
-                _ => Some(format!(
-                    "{which} is still running; its outcome goes to the job history"
-                )),
-            }
+}
+
+/// Run hook `which` of `probe` (on a task of its own, tracked for shutdown), waiting up to
+/// [`HOOK_WAIT`] for what it did; then the probe's alert may go, saying so.
+async fn hook(shared: &Arc<Shared>, probe: &ProbeConfig, which: &str, found: &Finding) -> String {
+    let which: &'static str = if which == "on-down" {
+        "on-down"
+    } else {
+        "on-up"
+    };
+    let command = match which {
+        "on-down" => probe.on_down.clone(),
+        _ => probe.on_up.clone(),
+    }
+    .unwrap_or_default();
+    let (s, p, f) = (shared.clone(), probe.clone(), found.clone());
+    let mut run = tokio::spawn(async move { run_hook(&s, &p, which, &command, &f).await });
+    let said = match tokio::time::timeout(HOOK_WAIT, &mut run).await {
+        Ok(Ok(said)) => said,
+        _ => {
+            shared.track_hook(run);
+            format!("{which} is still running; its outcome goes to the job history")
         }
-        None => None,
     };
-    if let Some(status) = shared.state().probes.get_mut(name) {
-        status.hook = said;
+    if let Some(status) = shared.state().probes.get_mut(&probe.name) {
+        status.hook = Some(said.clone());
+        status.hook_pending = false;
     }
+    said
 }
 
 /// Raise or resolve every probe's alert from the states now (after every run: a held-back
@@ -140,6 +209,10 @@ pub fn judge(shared: &Arc<Shared>) {
             let Some(s) = state.probes.get(&p.name) else {
                 continue;
             };
+            // Its hook is running: the alert will say what it did.
+            if s.hook_pending {
+                continue;
+            }
             let key = format!("probe:{}", p.name);
             let detail = s.last.as_ref().map_or("", |f| f.detail.as_str());
             let hook = s
@@ -223,7 +296,7 @@ pub fn hold(
 }
 
 /// Run a hook of `probe` (or record why not: its cooldown), as a job of `probe:<name>`;
-/// what it did, in a few words for the alert.
+/// what it did, in a few words for the alert. The hooks of one probe run one at a time.
 async fn run_hook(
     shared: &Arc<Shared>,
     probe: &ProbeConfig,
@@ -231,21 +304,35 @@ async fn run_hook(
     command: &str,
     found: &Finding,
 ) -> String {
+    let lock = shared.hook_lock(&probe.name);
+    let _one_at_a_time = lock.lock().await;
     let subject = format!("probe:{}", probe.name);
     let now = jiff::Timestamp::now();
     let mut record = JobRecord::new(which, &subject, Trigger::Probe, now);
     let cooldown = probe.cooldown();
-    let last = shared.hook_ran(&probe.name, which, cooldown.as_duration());
-    let said = if let Some(ago) = last {
+    let set_owed = |owed: Option<&str>, ran: bool| {
+        if let Some(status) = shared.state().probes.get_mut(&probe.name) {
+            status.owed = owed.map(str::to_string);
+            if ran {
+                status.last_hook = Some(which.to_string());
+            }
+        }
+    };
+    let said = if let Some(left) = shared.cooldown_left(&probe.name, which, cooldown.as_duration())
+    {
         record.outcome = Outcome::Skipped;
         record.finished_at = Some(now);
         let why = format!(
-            "{which} not run: it ran {} ago, within `cooldown` {cooldown}",
-            lifeboat_drill::render::seconds(ago.as_secs_f64())
+            "{which} not run: it ran within `cooldown` {cooldown}; it runs in {} if the probe is still {}",
+            lifeboat_drill::render::seconds(left.as_secs_f64()),
+            if which == "on-down" { "down" } else { "up" }
         );
         record.error = Some(why.clone());
+        set_owed(Some(which), false);
         why
     } else {
+        shared.hook_started(&probe.name, which);
+        set_owed(None, true);
         let began = std::time::Instant::now();
         let state = if which == "on-down" { "down" } else { "up" };
         let ran = tokio::time::timeout(
@@ -287,8 +374,12 @@ async fn run_hook(
     };
     log::info!("probe `{}`: {said}", probe.name);
     shared.state().record(&record);
-    jobs::store(&shared.engine, &record).await;
-    jobs::prune(&shared.engine.repo, &subject, shared.kept_jobs).await;
+    // The record is written meanwhile: the alert need not wait for the repository.
+    let (s, keep) = (shared.clone(), shared.kept_jobs);
+    tokio::spawn(async move {
+        jobs::store(&s.engine, &record).await;
+        jobs::prune(&s.engine.repo, &subject, keep).await;
+    });
     said
 }
 

@@ -45,6 +45,14 @@ pub struct State {
 impl State {
     /// Count a finished job in.
     pub fn record(&mut self, job: &JobRecord) {
+        self.recent.push_back(job.clone());
+        if self.recent.len() > KEPT_RECENT {
+            self.recent.pop_front();
+        }
+        // A probe's hook is no target's job: in the history, not in the target metrics.
+        if job.trigger == crate::jobs::Trigger::Probe {
+            return;
+        }
         let t = self.targets.entry(job.target.to_string()).or_default();
         *t.jobs
             .entry((job.job.clone(), job.outcome.as_str().to_string()))
@@ -65,10 +73,6 @@ impl State {
                     t.backups.pop_front();
                 }
             }
-        }
-        self.recent.push_back(job.clone());
-        if self.recent.len() > KEPT_RECENT {
-            self.recent.pop_front();
         }
     }
 

@@ -1,0 +1,452 @@
+//! Replaying captured transactions into a database restored from a baseline: each change
+//! as SQL, in commit order, with `session_replication_role = replica` (no triggers, no
+//! foreign-key checks: the source already checked them). A batch of transactions and the
+//! replay position (`lifeboat_cdc.replayed`, in the destination) commit together, so a
+//! replay that stops part-way resumes exactly after the last batch it committed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+use super::{
+    pgoutput::{Relation, Value},
+    preflight::{DDL_PREFIX, SEQ_PREFIX},
+};
+use crate::{PgError, Target};
+
+/// One captured change, as segments store it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Op {
+    /// A table's columns as of here (the stream sends one before a table's first change and
+    /// after its schema changed; segments repeat it so each stands alone).
+    Rel(Relation),
+    Ins {
+        rel: u32,
+        new: Vec<Value>,
+    },
+    Upd {
+        rel: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old: Option<Vec<Value>>,
+        #[serde(default)]
+        key_only: bool,
+        new: Vec<Value>,
+    },
+    Del {
+        rel: u32,
+        old: Vec<Value>,
+        #[serde(default)]
+        key_only: bool,
+    },
+    Trunc {
+        rels: Vec<u32>,
+        cascade: bool,
+        restart: bool,
+    },
+    /// A logical message: DDL (`lifeboat.ddl`) or sequence values (`lifeboat.seq`).
+    Msg {
+        prefix: String,
+        content: String,
+    },
+}
+
+/// One committed transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    pub xid: u32,
+    /// The commit record's LSN and the end of it: a transaction is in a baseline taken at a
+    /// consistent point C exactly when `end <= C`.
+    pub lsn: u64,
+    pub end: u64,
+    /// The source's commit time, microseconds since 2000-01-01 (PostgreSQL's epoch).
+    pub time: i64,
+    pub ops: Vec<Op>,
+}
+
+/// Microseconds between 1970-01-01 and 2000-01-01.
+pub const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+impl Txn {
+    /// The commit time as a moment.
+    pub fn committed_at(&self) -> Option<jiff::Timestamp> {
+        jiff::Timestamp::from_microsecond(self.time + PG_EPOCH_MICROS).ok()
+    }
+
+    /// Changes to rows (not counting table descriptions and messages).
+    pub fn changes(&self) -> usize {
+        self.ops
+            .iter()
+            .filter(|o| !matches!(o, Op::Rel(_) | Op::Msg { .. }))
+            .count()
+    }
+}
+
+/// A replay into one database.
+pub struct Applier {
+    client: Client,
+    rels: HashMap<u32, Relation>,
+    /// Sequence values last captured, by `schema.name` (quoted).
+    sequences: BTreeMap<String, i64>,
+    /// The end LSN of the last transaction committed into the destination.
+    position: u64,
+    pub applied_txns: u64,
+    pub applied_changes: u64,
+}
+
+/// SQL of a batch is sent in pieces of about this many bytes.
+const PIECE: usize = 1 << 20;
+
+impl Applier {
+    /// Open `dest` for replay: the position table is created if missing, and read.
+    pub async fn open(dest: &Target) -> Result<Self, PgError> {
+        let client = dest.connect().await?;
+        client
+            .batch_execute(
+                "CREATE SCHEMA IF NOT EXISTS lifeboat_cdc;
+                 CREATE TABLE IF NOT EXISTS lifeboat_cdc.replayed (
+                   only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+                   end_lsn bigint NOT NULL, commit_time timestamptz);
+                 INSERT INTO lifeboat_cdc.replayed (end_lsn) VALUES (0) ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(PgError::query("prepare the replay position"))?;
+        let position: i64 = client
+            .query_one("SELECT end_lsn FROM lifeboat_cdc.replayed", &[])
+            .await
+            .map_err(PgError::query("read the replay position"))?
+            .get(0);
+        Ok(Self {
+            client,
+            rels: HashMap::new(),
+            sequences: BTreeMap::new(),
+            position: u64::try_from(position).unwrap_or(0),
+            applied_txns: 0,
+            applied_changes: 0,
+        })
+    }
+
+    /// The end LSN of the last transaction replayed (0: none).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Note what a transaction describes without changing rows (tables, sequence values):
+    /// for transactions before the replay's start, whose rows are already there.
+    pub fn learn(&mut self, txn: &Txn) {
+        for op in &txn.ops {
+            match op {
+                Op::Rel(r) => {
+                    self.rels.insert(r.oid, r.clone());
+                }
+                Op::Msg { prefix, content } if prefix == SEQ_PREFIX => self.note_sequences(content),
+                _ => {}
+            }
+        }
+    }
+
+    /// Replay `txns` (in commit order, each after the position) in one transaction, with
+    /// the new position.
+    pub async fn apply(&mut self, txns: &[Txn]) -> Result<(), PgError> {
+        let Some(last) = txns.last() else {
+            return Ok(());
+        };
+        let mut sql = String::from(
+            "BEGIN; SET LOCAL session_replication_role = replica; SET LOCAL statement_timeout = 0;\n",
+        );
+        let mut changes = 0;
+        for txn in txns {
+            for op in &txn.ops {
+                if let Some(stmt) = self.statement(op)? {
+                    sql.push_str(&stmt);
+                    sql.push_str(";\n");
+                }
+                if sql.len() > PIECE {
+                    self.send(&sql).await?;
+                    sql.clear();
+                }
+            }
+            changes += txn.changes();
+        }
+        let at = last
+            .committed_at()
+            .map_or("NULL".to_string(), |t| literal(&t.to_string()));
+        sql.push_str(&format!(
+            "UPDATE lifeboat_cdc.replayed SET end_lsn = {}, commit_time = {at};\nCOMMIT;",
+            last.end
+        ));
+        if let Err(e) = self.send(&sql).await {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+        self.position = last.end;
+        self.applied_txns += txns.len() as u64;
+        self.applied_changes += changes as u64;
+        Ok(())
+    }
+
+    async fn send(&self, sql: &str) -> Result<(), PgError> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(PgError::query("replay captured changes"))
+    }
+
+    /// The statement of one change; `None` for what changes no row.
+    fn statement(&mut self, op: &Op) -> Result<Option<String>, PgError> {
+        let rel = |rels: &HashMap<u32, Relation>, oid: u32| -> Result<Relation, PgError> {
+            rels.get(&oid).cloned().ok_or_else(|| {
+                PgError::Io(format!(
+                    "a change of table {oid} comes before its description: the captured stream is incomplete"
+                ))
+            })
+        };
+        Ok(match op {
+            Op::Rel(r) => {
+                self.rels.insert(r.oid, r.clone());
+                None
+            }
+            Op::Ins { rel: oid, new } => {
+                let r = rel(&self.rels, *oid)?;
+                let (cols, vals): (Vec<String>, Vec<String>) = r
+                    .columns
+                    .iter()
+                    .zip(new)
+                    .filter(|(_, v)| !v.is_unchanged())
+                    .map(|(c, v)| (ident(&c.name), value(v)))
+                    .unzip();
+                Some(format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    table(&r),
+                    cols.join(", "),
+                    vals.join(", ")
+                ))
+            }
+            Op::Upd {
+                rel: oid,
+                old,
+                key_only,
+                new,
+            } => {
+                let r = rel(&self.rels, *oid)?;
+                let set: Vec<String> = r
+                    .columns
+                    .iter()
+                    .zip(new)
+                    .filter(|(_, v)| !v.is_unchanged())
+                    .map(|(c, v)| format!("{} = {}", ident(&c.name), value(v)))
+                    .collect();
+                if set.is_empty() {
+                    return Ok(None);
+                }
+                let found = match old {
+                    Some(old) => row_filter(&r, old, *key_only),
+                    None => row_filter(&r, new, true),
+                };
+                Some(format!(
+                    "UPDATE {} SET {} WHERE {found}",
+                    table(&r),
+                    set.join(", ")
+                ))
+            }
+            Op::Del {
+                rel: oid,
+                old,
+                key_only,
+            } => {
+                let r = rel(&self.rels, *oid)?;
+                Some(format!(
+                    "DELETE FROM {} WHERE {}",
+                    table(&r),
+                    row_filter(&r, old, *key_only)
+                ))
+            }
+            Op::Trunc {
+                rels,
+                cascade,
+                restart,
+            } => {
+                let names = rels
+                    .iter()
+                    .map(|oid| rel(&self.rels, *oid).map(|r| table(&r)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(format!(
+                    "TRUNCATE {}{}{}",
+                    names.join(", "),
+                    if *restart { " RESTART IDENTITY" } else { "" },
+                    if *cascade { " CASCADE" } else { "" }
+                ))
+            }
+            Op::Msg { prefix, content } if prefix == DDL_PREFIX => Some(content.clone()),
+            Op::Msg { prefix, content } if prefix == SEQ_PREFIX => {
+                self.note_sequences(content);
+                None
+            }
+            Op::Msg { .. } => None,
+        })
+    }
+
+    fn note_sequences(&mut self, content: &str) {
+        if let Ok(values) = serde_json::from_str::<Vec<(String, i64)>>(content) {
+            self.sequences.extend(values);
+        }
+    }
+
+    /// After the last batch: every sequence at least at its captured value and past the
+    /// highest value of the column it feeds, so new rows never collide. Returns how many
+    /// were set.
+    pub async fn set_sequences(&mut self) -> Result<usize, PgError> {
+        let owned = self
+            .client
+            .query(
+                "SELECT format('%I.%I', sn.nspname, s.relname), format('%I.%I', tn.nspname, t.relname),
+                        quote_ident(a.attname)
+                 FROM pg_depend d
+                 JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+                 JOIN pg_namespace sn ON sn.oid = s.relnamespace
+                 JOIN pg_class t ON t.oid = d.refobjid
+                 JOIN pg_namespace tn ON tn.oid = t.relnamespace
+                 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+                 WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                   AND d.deptype IN ('a', 'i')",
+                &[],
+            )
+            .await
+            .map_err(PgError::query("list the sequences"))?;
+        let mut feeds: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for r in &owned {
+            feeds
+                .entry(r.get(0))
+                .or_default()
+                .push((r.get(1), r.get(2)));
+        }
+        let mut names: Vec<String> = feeds.keys().cloned().collect();
+        names.extend(self.sequences.keys().cloned());
+        names.sort();
+        names.dedup();
+        let mut set = 0;
+        for seq in names {
+            let mut candidates = vec![format!("(SELECT last_value FROM {seq})")];
+            if let Some(v) = self.sequences.get(&seq) {
+                candidates.push(v.to_string());
+            }
+            for (t, col) in feeds.get(&seq).into_iter().flatten() {
+                candidates.push(format!("(SELECT max({col})::bigint FROM {t})"));
+            }
+            let sql = format!(
+                "SELECT setval({}, v) FROM (SELECT greatest({}) AS v) x WHERE v IS NOT NULL AND v >= 1",
+                literal(&seq),
+                candidates.join(", ")
+            );
+            match self.client.batch_execute(&sql).await {
+                Ok(()) => set += 1,
+                // A sequence dropped meanwhile, or a column that is not a number.
+                Err(e) => log::debug!("sequence {seq}: {e}"),
+            }
+        }
+        Ok(set)
+    }
+}
+
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn table(r: &Relation) -> String {
+    format!("{}.{}", ident(&r.schema), ident(&r.name))
+}
+
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn value(v: &Value) -> String {
+    match v {
+        Value::Text(t) => literal(t),
+        Value::Marker(_) => "NULL".into(),
+    }
+}
+
+/// The WHERE that finds the row `old` describes: by the replica identity's key columns
+/// (`key_only`: `old` holds only them, the others null), or — full identity — by every
+/// sent column compared as text, one row of equal ones (`ctid`), as the source may hold
+/// duplicates.
+fn row_filter(r: &Relation, old: &[Value], key_only: bool) -> String {
+    let keyed = r.identity != 'f' && r.columns.iter().any(|c| c.key);
+    if keyed {
+        let parts: Vec<String> = r
+            .columns
+            .iter()
+            .zip(old)
+            .filter(|(c, _)| c.key)
+            .map(|(c, v)| match v {
+                Value::Text(t) => format!("{} = {}", ident(&c.name), literal(t)),
+                Value::Marker(_) => format!("{} IS NULL", ident(&c.name)),
+            })
+            .collect();
+        return parts.join(" AND ");
+    }
+    let _ = key_only;
+    let parts: Vec<String> = r
+        .columns
+        .iter()
+        .zip(old)
+        .filter(|(_, v)| !v.is_unchanged())
+        .map(|(c, v)| match v {
+            Value::Text(t) => format!("{}::text = {}", ident(&c.name), literal(t)),
+            Value::Marker(_) => format!("{} IS NULL", ident(&c.name)),
+        })
+        .collect();
+    format!(
+        "ctid = (SELECT ctid FROM {} WHERE {} LIMIT 1)",
+        table(r),
+        if parts.is_empty() {
+            "true".to_string()
+        } else {
+            parts.join(" AND ")
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdc::pgoutput::Column;
+
+    fn rel(identity: char) -> Relation {
+        Relation {
+            oid: 1,
+            schema: "public".into(),
+            name: "o'rders".into(),
+            identity,
+            columns: vec![
+                Column {
+                    name: "id".into(),
+                    key: identity != 'f',
+                    type_oid: 23,
+                },
+                Column {
+                    name: "note".into(),
+                    key: false,
+                    type_oid: 25,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn rows_are_found_by_key_or_whole_and_quoted() {
+        let t = |s: &str| Value::Text(s.into());
+        assert_eq!(
+            row_filter(&rel('d'), &[t("7"), Value::NULL], true),
+            "\"id\" = '7'"
+        );
+        assert_eq!(
+            row_filter(&rel('f'), &[t("7"), t("it's")], false),
+            "ctid = (SELECT ctid FROM \"public\".\"o'rders\" WHERE \"id\"::text = '7' AND \"note\"::text = 'it''s' LIMIT 1)"
+        );
+        // An unchanged TOAST value is never compared.
+        assert!(!row_filter(&rel('f'), &[t("7"), Value::UNCHANGED], false).contains("note"));
+    }
+}
