@@ -18,6 +18,8 @@ pub enum Op {
     Drill,
     /// A recovery plan (`recover`).
     Recover,
+    /// A cdc target's change capture (`cdc run`).
+    Capture,
 }
 
 impl Op {
@@ -27,6 +29,7 @@ impl Op {
             Self::Restore => "restore",
             Self::Drill => "drill",
             Self::Recover => "recover",
+            Self::Capture => "capture",
         }
     }
 }

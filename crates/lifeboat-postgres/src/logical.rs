@@ -25,6 +25,16 @@ pub struct SnapshotSession {
 
 impl SnapshotSession {
     pub async fn open(target: &Target) -> Result<Self, PgError> {
+        Self::begin(target, None).await
+    }
+
+    /// A session in a snapshot another session exported (a replication slot's, for a cdc
+    /// baseline), at `lsn`: its consistent point.
+    pub async fn import(target: &Target, snapshot: &str, lsn: &str) -> Result<Self, PgError> {
+        Self::begin(target, Some((snapshot, lsn))).await
+    }
+
+    async fn begin(target: &Target, imported: Option<(&str, &str)>) -> Result<Self, PgError> {
         let client = target.connect().await?;
         client
             // Counting runs beside pg_dump: parallel workers would only take CPU from it.
@@ -34,15 +44,31 @@ impl SnapshotSession {
             )
             .await
             .map_err(PgError::query("begin snapshot transaction"))?;
+        if let Some((snapshot, _)) = imported {
+            client
+                .batch_execute(&format!(
+                    "SET TRANSACTION SNAPSHOT '{}'",
+                    snapshot.replace('\'', "''")
+                ))
+                .await
+                .map_err(PgError::query("import the slot's snapshot"))?;
+        }
+        let export = if imported.is_some() {
+            "NULL::text"
+        } else {
+            "pg_export_snapshot()"
+        };
         let row = client
             .query_one(
-                "SELECT pg_export_snapshot(),
+                &format!(
+                    "SELECT {export},
                         (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
                               ELSE pg_current_wal_lsn() END)::text,
                         to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
                         current_setting('server_version'),
                         current_setting('server_version_num')::int,
-                        pg_database_size(current_database())",
+                        pg_database_size(current_database())"
+                ),
                 &[],
             )
             .await
@@ -80,10 +106,14 @@ impl SnapshotSession {
                 sequences: r.get(3),
             })
             .collect();
+        let (snapshot, lsn) = match imported {
+            Some((name, lsn)) => (name.to_string(), lsn.to_string()),
+            None => (row.get(0), row.get(1)),
+        };
         Ok(Self {
             client,
-            snapshot: row.get(0),
-            lsn: row.get(1),
+            snapshot,
+            lsn,
             snapshot_time: row.get(2),
             server_version: row.get(3),
             server_version_num: u32::try_from(server_version_num).unwrap_or(0),
@@ -115,10 +145,12 @@ pub fn spawn_dump(
     tools: &PgTools,
     target: &Target,
     snapshot: &str,
+    extra: &[&str],
 ) -> Result<ChildStream, PgError> {
     let mut cmd = target.command(&tools.path("pg_dump"));
     cmd.args(["--format=custom", "--compress=0", "--no-password"])
-        .arg(format!("--snapshot={snapshot}"));
+        .arg(format!("--snapshot={snapshot}"))
+        .args(extra);
     ChildStream::spawn("pg_dump", cmd).map_err(|e| PgError::Io(e.to_string()))
 }
 

@@ -68,6 +68,9 @@ pub enum Command {
     Status,
     /// Job history: every backup run by hand or by `serve`, with its outcome
     Jobs(JobsArgs),
+    /// Continuous capture for `mode = "cdc"` targets (managed PostgreSQL): preflight and run
+    #[command(subcommand)]
+    Cdc(CdcCommand),
     /// Run the health probes (`[[probes]]`) once and show what each found; exit 3 if one
     /// failed. `serve` runs them on their intervals
     Probe(ProbeArgs),
@@ -161,6 +164,30 @@ pub struct IncidentReportArgs {
     /// Write it to this file instead of stdout
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CdcCommand {
+    /// Check that the server allows capture (wal_level, privileges, slots, replica
+    /// identity, DDL capture), naming each problem with its fix; exit 3 if capture cannot run
+    Check(CdcCheckArgs),
+    /// Stream the target's committed transactions into the repository until SIGTERM or
+    /// Ctrl-C (taking a baseline first if there is none)
+    Run(CdcRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CdcCheckArgs {
+    pub target: String,
+    /// Set `REPLICA IDENTITY FULL` on the tables without a primary key or replica identity,
+    /// and install the event trigger that captures DDL (your consent to change the server)
+    #[arg(long)]
+    pub fix: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CdcRunArgs {
+    pub target: String,
 }
 
 #[derive(Debug, Args)]

@@ -69,6 +69,7 @@ macro_rules! kind {
 pub mod bucket;
 pub mod command;
 pub mod files;
+pub mod postgres_cdc;
 pub mod postgres_logical;
 pub mod postgres_physical;
 pub mod redis;
@@ -205,6 +206,7 @@ impl Summary {
 }
 
 static LOGICAL: postgres_logical::Logical = postgres_logical::Logical;
+static CDC: postgres_cdc::Cdc = postgres_cdc::Cdc;
 static PHYSICAL: postgres_physical::Physical = postgres_physical::Physical;
 static FILES: files::Files = files::Files;
 static COMMAND: command::CommandKind = command::CommandKind;
@@ -212,12 +214,13 @@ static REDIS: redis::RedisKind = redis::RedisKind;
 static BUCKET: bucket::BucketKind = bucket::BucketKind;
 
 /// Every kind, for lookups by tag.
-const ALL: [&dyn Kind; 6] = [&LOGICAL, &PHYSICAL, &FILES, &COMMAND, &REDIS, &BUCKET];
+const ALL: [&dyn Kind; 7] = [&LOGICAL, &CDC, &PHYSICAL, &FILES, &COMMAND, &REDIS, &BUCKET];
 
 /// The kind of a configured target.
 pub fn kind_of(target: &TargetConfig) -> &'static dyn Kind {
     match (target.kind, target.mode) {
         (TargetKind::Postgres, Some(PostgresMode::Physical)) => &PHYSICAL,
+        (TargetKind::Postgres, Some(PostgresMode::Cdc)) => &CDC,
         (TargetKind::Postgres, _) => &LOGICAL,
         (TargetKind::Files, _) => &FILES,
         (TargetKind::Command, _) => &COMMAND,

@@ -93,6 +93,8 @@ pub struct Applier {
     position: u64,
     pub applied_txns: u64,
     pub applied_changes: u64,
+    /// Within the transaction being replayed: how many DDL messages of each query text came.
+    ddl_seen: HashMap<String, usize>,
 }
 
 /// SQL of a batch is sent in pieces of about this many bytes.
@@ -124,6 +126,7 @@ impl Applier {
             position: u64::try_from(position).unwrap_or(0),
             applied_txns: 0,
             applied_changes: 0,
+            ddl_seen: HashMap::new(),
         })
     }
 
@@ -157,6 +160,7 @@ impl Applier {
         );
         let mut changes = 0;
         for txn in txns {
+            self.ddl_seen.clear();
             for op in &txn.ops {
                 if let Some(stmt) = self.statement(op)? {
                     sql.push_str(&stmt);
@@ -278,7 +282,26 @@ impl Applier {
                     if *cascade { " CASCADE" } else { "" }
                 ))
             }
-            Op::Msg { prefix, content } if prefix == DDL_PREFIX => Some(content.clone()),
+            Op::Msg { prefix, content } if prefix == DDL_PREFIX => {
+                // The message holds the whole query the DDL came in (`current_query()`),
+                // which may hold more statements, rows changed among them: the k-th message
+                // of one query is its k-th DDL statement, and only that is replayed.
+                let k = self.ddl_seen.entry(content.clone()).or_insert(0);
+                let statement = split_statements(content)
+                    .into_iter()
+                    .filter(|s| is_ddl(s))
+                    .nth(*k);
+                *k += 1;
+                match statement {
+                    Some(s) => Some(s),
+                    None => {
+                        return Err(PgError::Io(format!(
+                            "a captured schema change cannot be replayed on its own (it ran inside another statement, a function or a DO block): {}",
+                            content.chars().take(200).collect::<String>()
+                        )));
+                    }
+                }
+            }
             Op::Msg { prefix, content } if prefix == SEQ_PREFIX => {
                 self.note_sequences(content);
                 None
@@ -347,6 +370,111 @@ impl Applier {
         }
         Ok(set)
     }
+}
+
+/// The statements of a query text, split at `;` outside quotes, dollar quotes and comments.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < b.len() {
+        match b[i] {
+            b'\'' | b'"' => {
+                let q = b[i];
+                i += 1;
+                while i < b.len() {
+                    if b[i] == q {
+                        if b.get(i + 1) == Some(&q) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' => {
+                // `$tag$ … $tag$`
+                let tag_end = b[i + 1..]
+                    .iter()
+                    .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+                    .map(|p| i + 1 + p);
+                if let Some(e) = tag_end
+                    && b[e] == b'$'
+                {
+                    let tag = &sql[i..=e];
+                    match sql[e + 1..].find(tag) {
+                        Some(close) => i = e + 1 + close + tag.len() - 1,
+                        None => i = b.len(),
+                    }
+                }
+            }
+            b';' => {
+                let stmt = sql[start..i].trim();
+                if !stmt.is_empty() {
+                    out.push(stmt.to_string());
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let rest = sql[start.min(sql.len())..].trim();
+    if !rest.is_empty() {
+        out.push(rest.to_string());
+    }
+    out
+}
+
+/// Whether a statement is one the DDL event trigger fires for.
+fn is_ddl(statement: &str) -> bool {
+    // Past leading comments.
+    let mut rest = statement.trim_start();
+    loop {
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r
+                .split_once('\n')
+                .map_or("", |(_, after)| after)
+                .trim_start();
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r
+                .split_once("*/")
+                .map_or("", |(_, after)| after)
+                .trim_start();
+        } else {
+            break;
+        }
+    }
+    let words: String = rest
+        .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    matches!(
+        words.to_ascii_uppercase().as_str(),
+        "CREATE"
+            | "ALTER"
+            | "DROP"
+            | "COMMENT"
+            | "GRANT"
+            | "REVOKE"
+            | "SECURITY"
+            | "IMPORT"
+            | "REFRESH"
+    )
 }
 
 fn ident(name: &str) -> String {
@@ -433,6 +561,19 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn a_query_is_split_into_its_statements_and_its_ddl_found() {
+        let sql = "ALTER TABLE a ADD COLUMN b text DEFAULT ';'; UPDATE a SET b = 'x;y' -- c;\n\
+                   WHERE true; CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $q$ SELECT 1; $q$; \
+                   /* ; */ DROP TABLE \"odd;name\"";
+        let parts = split_statements(sql);
+        assert_eq!(parts.len(), 4, "{parts:?}");
+        let ddl: Vec<&String> = parts.iter().filter(|s| is_ddl(s)).collect();
+        assert_eq!(ddl.len(), 3);
+        assert!(ddl[1].starts_with("CREATE FUNCTION") && ddl[1].ends_with("$q$"));
+        assert!(ddl[2].ends_with("\"odd;name\""));
     }
 
     #[test]

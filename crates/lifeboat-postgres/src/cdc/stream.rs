@@ -74,21 +74,34 @@ async fn connect(
             }
         }
     };
-    match target.ssl_mode() {
-        SslMode::Disable => go(TlsConfig::disabled()).await,
-        SslMode::Require => go(TlsConfig::require()).await,
-        _ => match go(TlsConfig::require()).await {
-            Ok(c) => Ok(c),
-            Err(e)
-                if e.to_string().to_lowercase().contains("tls")
-                    || e.to_string().to_lowercase().contains("ssl") =>
-            {
-                go(TlsConfig::disabled()).await
-            }
-            Err(e) => Err(e),
-        },
+    let tls = match target.ssl_mode() {
+        SslMode::Disable => TlsConfig::disabled(),
+        SslMode::Require => TlsConfig::require(),
+        _ if offers_tls(target).await => TlsConfig::require(),
+        _ => TlsConfig::disabled(),
+    };
+    go(tls).await.map_err(|e| error(target, e))
+}
+
+/// Whether the server answers an SSLRequest with yes (`prefer`: TLS when offered).
+async fn offers_tls(target: &Target) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (host, port) = target.endpoint();
+    if host.starts_with('/') {
+        return false;
     }
-    .map_err(|e| error(target, e))
+    let asked = async {
+        let mut s = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        // Length 8, then the SSLRequest code 80877103.
+        s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await?;
+        let mut answer = [0u8; 1];
+        s.read_exact(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer[0] == b'S')
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), asked).await,
+        Ok(Ok(true))
+    )
 }
 
 /// The stream of `slot`: committed transactions after its confirmed position; `ack` is

@@ -3,6 +3,7 @@
 //! code.
 
 mod backup;
+mod cdc;
 mod check;
 mod config;
 mod demo;
@@ -113,6 +114,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Status => status::run(&ctx).await,
         Command::Jobs(args) => jobs::run(&ctx, args).await,
         Command::Probe(args) => probe::run(&ctx, args).await,
+        Command::Cdc(cmd) => cdc::run(&ctx, cmd).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
         Command::Notify(NotifyCommand::Test(args)) => notify::test(&ctx, args).await,
         Command::Recover(args) => recover::run(&ctx, args).await,

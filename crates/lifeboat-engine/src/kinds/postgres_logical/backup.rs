@@ -19,9 +19,21 @@ use crate::{
 
 pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
     let url = job.url()?;
-    let (repo, name, target_cfg) = (job.repo, job.name, job.target);
     let target = Target::parse(&url)?;
-    let mut session = logical::SnapshotSession::open(&target).await?;
+    let session = logical::SnapshotSession::open(&target).await?;
+    backup_in(job, target, session, "logical", &[]).await
+}
+
+/// The backup of what `session`'s snapshot sees, as a snapshot of kind `tag` (`logical`;
+/// `cdc` for a baseline in a replication slot's snapshot), `pg_dump` with `extra` options.
+pub(crate) async fn backup_in(
+    job: BackupJob<'_>,
+    target: Target,
+    mut session: logical::SnapshotSession,
+    tag: &'static str,
+    extra: &[&str],
+) -> EngineResult<Stored> {
+    let (repo, name, target_cfg) = (job.repo, job.name, job.target);
     let tools = PgTools::find(session.major(), target_cfg.pg_bin_dir.as_deref())?;
     let globals = if target_cfg.globals == Some(false) {
         None
@@ -29,7 +41,7 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
         let (t, tg) = (tools.clone(), target.clone());
         Some(tokio::task::spawn_blocking(move || logical::dump_globals(&t, &tg)).await??)
     };
-    let dump = logical::spawn_dump(&tools, &target, &session.snapshot)?;
+    let dump = logical::spawn_dump(&tools, &target, &session.snapshot, extra)?;
     let layout: Arc<Mutex<Option<DumpLayout>>> = Default::default();
     let dump = archive::Watched::new(dump, layout.clone());
 
@@ -48,7 +60,7 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
     let mut manifest = manifest_base(
         name,
         TargetKind::Postgres,
-        "logical",
+        tag,
         job.started_at,
         job.emergency,
     );
@@ -101,7 +113,7 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
 
     let tags = emergency_tags(job.emergency);
     let name2 = name.to_string();
-    let archive = repo.start(move |r| r.backup(&name2, "logical", tags, entries));
+    let archive = repo.start(move |r| r.backup(&name2, tag, tags, entries));
     let counts = session.count_rows().await.map_err(|e| e.to_string());
     let _ = tx.send(counts);
     let result = archive.await;

@@ -2,10 +2,10 @@
 //! while the same snapshot's rows are counted; restored with `pg_restore` (one transaction,
 //! or parallel into a database the restore creates) and verified by those counts.
 
-mod backup;
+pub(crate) mod backup;
 pub(crate) mod drill;
 pub mod load;
-mod restore;
+pub(crate) mod restore;
 
 use super::Summary;
 use lifeboat_core::Manifest;
@@ -23,7 +23,7 @@ kind!(
 );
 
 /// What a snapshot holds: tables and rows, as of the dump's exported snapshot.
-fn summary(m: &Manifest) -> Summary {
+pub(crate) fn summary(m: &Manifest) -> Summary {
     m.postgres
         .as_ref()
         .map_or_else(Summary::default, |p| Summary {

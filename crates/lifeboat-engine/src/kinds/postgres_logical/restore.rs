@@ -22,7 +22,7 @@ use crate::{
     },
 };
 
-pub(super) async fn plan(
+pub(crate) async fn plan(
     engine: &Engine,
     request: &RestoreRequest,
     target_cfg: &TargetConfig,

@@ -1,0 +1,37 @@
+//! A cdc baseline: the publication and the slot exist first (so the slot's stream has
+//! every transaction after the baseline), then a temporary slot exports a snapshot, and the
+//! logical backup dumps exactly that snapshot — its consistent LSN is the manifest's
+//! `snapshot_lsn`, from which a restore replays.
+
+use lifeboat_postgres::{
+    Target,
+    cdc::{preflight, stream},
+    logical,
+};
+
+use crate::{
+    EngineResult,
+    kinds::{BackupJob, Stored, postgres_logical::backup::backup_in},
+};
+
+pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
+    let url = job.url()?;
+    let target = Target::parse(&url)?;
+    let (slot, publication) = job.target.cdc_names(job.name);
+    preflight::ensure_slot(&target, &slot, &publication).await?;
+    // Temporary: dropped with its session, after the dump.
+    let temp = format!("{slot}_base_{}", std::process::id());
+    let exported = stream::export_snapshot(&target, &temp).await?;
+    let session =
+        logical::SnapshotSession::import(&target, &exported.name, &exported.consistent_lsn).await?;
+    let stored = backup_in(
+        job,
+        target,
+        session,
+        "cdc",
+        &["--no-publications", "--no-subscriptions"],
+    )
+    .await;
+    drop(exported);
+    stored
+}

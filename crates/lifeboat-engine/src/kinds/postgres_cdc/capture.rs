@@ -1,0 +1,333 @@
+//! `lifeboat cdc run TARGET` (and `serve` for each cdc target): the slot's committed
+//! transactions into segments.
+//!
+//! The loop: transactions are gathered as they commit; at least every `flush-interval`
+//! (default 1 s: the RPO) the gathered ones are stored as one segment, and only then is the
+//! slot told they are flushed — a crash before that redelivers them, and whatever a stored
+//! segment already holds (end LSN at or below the newest stored) is dropped. On a quiet
+//! database the server's keepalives are acknowledged when nothing is pending, so the slot
+//! does not hold WAL back. Every 10 s the sequences' values go into the stream as a logical
+//! message, to be set after a replay. Without a baseline, one is taken first (the slot
+//! exists before it, so nothing between is lost).
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use lifeboat_postgres::{
+    Target,
+    cdc::{
+        apply::{Op, Txn},
+        pgoutput::{self, Change, Relation},
+        preflight::{self, SEQ_PREFIX},
+        stream::{self, ReplicationEvent, WalPosition},
+    },
+};
+
+use super::segments;
+use crate::{
+    Engine, EngineError, EngineResult,
+    cancel::Cancel,
+    events::{Event, Op as EventOp},
+};
+
+/// How often sequence values go into the stream.
+const SEQUENCES_EVERY: Duration = Duration::from_secs(10);
+/// A segment is stored early once it holds this many bytes of changes.
+const SEGMENT_BYTES: usize = 16 << 20;
+
+/// What a capture did, for its caller.
+#[derive(Debug, Default, Clone)]
+pub struct Captured {
+    pub segments: u64,
+    pub transactions: u64,
+    pub changes: u64,
+    /// The end LSN of the newest stored transaction.
+    pub durable: u64,
+}
+
+/// Capture `name` until `cancel`; what was stored. The gathered transactions are stored
+/// before it returns on a cancellation.
+pub async fn run(engine: &Engine, name: &str, cancel: &Cancel) -> EngineResult<Captured> {
+    let cfg = engine
+        .config
+        .target(name)
+        .ok_or_else(|| crate::backup::unknown_target(&engine.config, name))?;
+    let target = Target::parse(&cfg.connection_url(name)?)?;
+    let (slot, publication) = cfg.cdc_names(name);
+    let made = preflight::ensure_slot(&target, &slot, &publication).await?;
+    for m in &made {
+        info(engine, name, format!("created {m}"));
+    }
+    // A baseline to replay onto, if there is none yet.
+    let snaps = engine.repo.list_snapshots(Some(name)).await?;
+    if !snaps.iter().any(|s| s.kind == "cdc" && s.is_good()) {
+        info(engine, name, "no baseline yet: taking one".into());
+        crate::backup::backup(engine, name, cancel).await?;
+    }
+    let flush_every = cfg
+        .flush_interval
+        .map_or(Duration::from_secs(1), |d| d.as_duration())
+        .max(Duration::from_millis(100));
+    let mut durable = segments::durable(&engine.repo, name).await?.unwrap_or(0);
+    let mut client = stream::stream(&target, &slot, &publication, Some(durable)).await?;
+    info(
+        engine,
+        name,
+        format!(
+            "capturing from slot `{slot}`; stored up to {}",
+            stream::lsn_text(durable)
+        ),
+    );
+    let sequences = target.connect().await?;
+    let mut out = Captured {
+        durable,
+        ..Captured::default()
+    };
+    let mut batch = Batch::default();
+    let mut open: Option<Txn> = None;
+    let mut next_flush = Instant::now() + flush_every;
+    let mut next_sequences = Instant::now();
+    loop {
+        if Instant::now() >= next_sequences {
+            next_sequences = Instant::now() + SEQUENCES_EVERY;
+            emit_sequences(&sequences).await;
+        }
+        let wait = tokio::time::sleep_until(next_flush.into());
+        let event = tokio::select! {
+            _ = cancel.guard(std::future::pending::<()>()) => None,
+            () = wait => Some(None),
+            ev = client.recv() => Some(Some(ev)),
+        };
+        let stop = event.is_none();
+        match event.flatten() {
+            None => {}
+            Some(Err(e)) => {
+                return Err(EngineError::failure(
+                    format!("the replication stream of `{name}` broke: {e}"),
+                    Some("`lifeboat cdc run` again resumes where the stored segments end".into()),
+                ));
+            }
+            Some(Ok(None)) => {
+                return Err(EngineError::failure(
+                    format!("the server ended the replication stream of `{name}`"),
+                    None,
+                ));
+            }
+            Some(Ok(Some(ev))) => match ev {
+                ReplicationEvent::Begin {
+                    xid,
+                    commit_time_micros,
+                    ..
+                } => {
+                    open = Some(Txn {
+                        xid,
+                        lsn: 0,
+                        end: 0,
+                        time: commit_time_micros,
+                        ops: Vec::new(),
+                    });
+                }
+                ReplicationEvent::XLogData { data, .. } => {
+                    let change = pgoutput::decode(&data)
+                        .map_err(|e| EngineError::failure(e.to_string(), None))?;
+                    if let Some(txn) = open.as_mut() {
+                        push(txn, change);
+                    } else if let Change::Relation(r) = change {
+                        batch.rels.insert(r.oid, r);
+                    }
+                }
+                ReplicationEvent::Message {
+                    transactional: true,
+                    prefix,
+                    content,
+                    ..
+                } => {
+                    if let Some(txn) = open.as_mut() {
+                        txn.ops.push(Op::Msg {
+                            prefix,
+                            content: String::from_utf8_lossy(&content).into_owned(),
+                        });
+                    }
+                }
+                ReplicationEvent::Message { .. } => {}
+                ReplicationEvent::Commit {
+                    lsn,
+                    end_lsn,
+                    commit_time_micros,
+                } => {
+                    if let Some(mut txn) = open.take() {
+                        txn.lsn = lsn.as_u64();
+                        txn.end = end_lsn.as_u64();
+                        txn.time = commit_time_micros;
+                        // Redelivered after a crash: already in a stored segment.
+                        if txn.end > durable {
+                            batch.add(txn);
+                        }
+                    }
+                }
+                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    // Nothing gathered and nothing open: everything up to here is stored.
+                    if batch.txns.is_empty() && open.is_none() && wal_end.as_u64() > durable {
+                        client.update_applied_lsn(wal_end);
+                    }
+                }
+                ReplicationEvent::StoppedAt { .. } => {}
+            },
+        }
+        let due = Instant::now() >= next_flush || batch.bytes >= SEGMENT_BYTES || stop;
+        if due && !batch.txns.is_empty() {
+            let txns = std::mem::take(&mut batch.txns);
+            batch.bytes = 0;
+            batch.emitted.clear();
+            let seg = segments::write(&engine.repo, name, &txns).await?;
+            durable = seg.last;
+            // Only now: the server may free the WAL of what is stored.
+            client.update_applied_lsn(WalPosition::from_u64(durable));
+            out.segments += 1;
+            out.transactions += txns.len() as u64;
+            out.changes += txns.iter().map(Txn::changes).sum::<usize>() as u64;
+            out.durable = durable;
+            engine.events.event(Event::Step {
+                op: EventOp::Capture,
+                target: name.into(),
+                text: format!(
+                    "stored segment {} ({} transaction(s)); {} so far",
+                    seg.name,
+                    txns.len(),
+                    out.transactions
+                ),
+            });
+        }
+        if due {
+            next_flush = Instant::now() + flush_every;
+        }
+        if stop {
+            // Let the last acknowledgement reach the server.
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let _ = client.shutdown().await;
+            return Ok(out);
+        }
+    }
+}
+
+/// A change into the open transaction (a table's new description replaces the old one).
+fn push(txn: &mut Txn, change: Change) {
+    txn.ops.push(match change {
+        Change::Relation(r) => Op::Rel(r),
+        Change::Insert { rel, new } => Op::Ins { rel, new },
+        Change::Update {
+            rel,
+            old,
+            key_only,
+            new,
+        } => Op::Upd {
+            rel,
+            old,
+            key_only,
+            new,
+        },
+        Change::Delete { rel, old, key_only } => Op::Del { rel, old, key_only },
+        Change::Truncate {
+            rels,
+            cascade,
+            restart_identity,
+        } => Op::Trunc {
+            rels,
+            cascade,
+            restart: restart_identity,
+        },
+        Change::Other => return,
+    });
+}
+
+/// The transactions gathered for the next segment.
+#[derive(Default)]
+struct Batch {
+    txns: Vec<Txn>,
+    bytes: usize,
+    /// The newest description of every table seen.
+    rels: HashMap<u32, Relation>,
+    /// Tables described in this segment already.
+    emitted: HashSet<u32>,
+}
+
+impl Batch {
+    /// Add a committed transaction, with the description of each table it changes that
+    /// this segment has not described yet (as of the transaction's start), so the segment
+    /// stands alone.
+    fn add(&mut self, mut txn: Txn) {
+        let mut described: HashSet<u32> = HashSet::new();
+        let mut missing: Vec<u32> = Vec::new();
+        for op in &txn.ops {
+            let rels: Vec<u32> = match op {
+                Op::Rel(r) => {
+                    described.insert(r.oid);
+                    continue;
+                }
+                Op::Ins { rel, .. } | Op::Upd { rel, .. } | Op::Del { rel, .. } => vec![*rel],
+                Op::Trunc { rels, .. } => rels.clone(),
+                Op::Msg { .. } => continue,
+            };
+            for r in rels {
+                if !described.contains(&r) && !self.emitted.contains(&r) && !missing.contains(&r) {
+                    missing.push(r);
+                }
+            }
+        }
+        let head: Vec<Op> = missing
+            .iter()
+            .filter_map(|oid| self.rels.get(oid).cloned().map(Op::Rel))
+            .collect();
+        txn.ops.splice(0..0, head);
+        for op in &txn.ops {
+            if let Op::Rel(r) = op {
+                self.rels.insert(r.oid, r.clone());
+                self.emitted.insert(r.oid);
+            }
+        }
+        self.bytes += txn.ops.len() * 64
+            + txn
+                .ops
+                .iter()
+                .map(|o| match o {
+                    Op::Ins { new, .. } | Op::Upd { new, .. } => value_bytes(new),
+                    Op::Del { old, .. } => value_bytes(old),
+                    _ => 0,
+                })
+                .sum::<usize>();
+        self.txns.push(txn);
+    }
+}
+
+fn value_bytes(values: &[pgoutput::Value]) -> usize {
+    values
+        .iter()
+        .map(|v| match v {
+            pgoutput::Value::Text(t) => t.len(),
+            pgoutput::Value::Marker(_) => 1,
+        })
+        .sum()
+}
+
+/// The sequences' values into the stream (a failure is a debug line: the next replay sets
+/// sequences past their columns' values anyway).
+async fn emit_sequences(client: &tokio_postgres::Client) {
+    let sql = format!(
+        "SELECT pg_logical_emit_message(true, '{SEQ_PREFIX}', coalesce((
+           SELECT json_agg(json_build_array(format('%I.%I', schemaname, sequencename), last_value))::text
+           FROM pg_sequences WHERE last_value IS NOT NULL), '[]'))"
+    );
+    if let Err(e) = client.batch_execute(&sql).await {
+        log::debug!("cannot send the sequences' values: {e}");
+    }
+}
+
+fn info(engine: &Engine, name: &str, text: String) {
+    engine.events.event(Event::Step {
+        op: EventOp::Capture,
+        target: name.into(),
+        text,
+    });
+}

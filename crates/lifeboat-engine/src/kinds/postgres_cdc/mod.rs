@@ -1,0 +1,26 @@
+//! PostgreSQL, `mode = "cdc"`: continuous point-in-time recovery for servers lifeboat
+//! cannot reach the files of (Supabase, RDS, Neon), through logical replication.
+//!
+//! - [`baseline`]: a backup is a `pg_dump` of a temporary replication slot's exported
+//!   snapshot, its consistent LSN in the manifest (snapshots of kind `cdc`);
+//! - [`capture`]: `lifeboat cdc run` streams the slot's committed transactions into sealed,
+//!   create-only segments in the side area ([`segments`]) and acknowledges to the server only
+//!   what a stored segment holds;
+//! - [`replay`]: `restore --time T` restores the newest baseline at or before T, then replays
+//!   every transaction committed after its consistent point and at or before T, in commit
+//!   order, resumably, and sets the sequences.
+
+pub mod baseline;
+pub mod capture;
+pub mod replay;
+pub mod segments;
+
+kind!(
+    Cdc,
+    "cdc",
+    baseline::backup,
+    replay::plan,
+    super::postgres_logical::summary,
+    super::postgres_logical::drill::rehearse,
+    crate::restore::live::database
+);

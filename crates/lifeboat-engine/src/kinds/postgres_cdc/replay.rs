@@ -1,0 +1,189 @@
+//! Restoring a cdc target to a moment: the newest baseline at or before it (restored and
+//! verified as a logical backup is), then every captured transaction that committed after
+//! the baseline's consistent point and at or before the moment, in commit order, in
+//! batches that commit together with the replay position; then the sequences.
+
+use lifeboat_core::TargetConfig;
+use lifeboat_postgres::{
+    Target,
+    cdc::{apply::Applier, stream},
+};
+
+use super::segments;
+use crate::{
+    Engine, EngineError, EngineResult,
+    cancel::Cancel,
+    restore::{
+        act::{ActCx, RestorePlan},
+        choose::chosen_snapshot,
+        plan::RestoreRequest,
+    },
+};
+
+/// Transactions replayed per batch (one destination transaction each).
+const BATCH_TXNS: usize = 500;
+
+pub(super) async fn plan(
+    engine: &Engine,
+    request: &RestoreRequest,
+    target_cfg: &TargetConfig,
+) -> EngineResult<RestorePlan> {
+    if request.table.is_some() {
+        return Err(EngineError::usage(
+            "`--table` is not yet supported for cdc targets",
+            Some(
+                "restore the whole database to the moment with `--to`, then copy the table".into(),
+            ),
+        ));
+    }
+    let (baseline, manifest) = chosen_snapshot(engine, request).await?;
+    let base_lsn = manifest
+        .postgres
+        .as_ref()
+        .and_then(|p| stream::lsn(&p.snapshot_lsn))
+        .ok_or_else(|| {
+            EngineError::failure(
+                format!(
+                    "snapshot `{}` has no consistent LSN to replay from",
+                    baseline.short_id()
+                ),
+                None,
+            )
+        })?;
+    let until = match &request.time {
+        Some(t) => Some(crate::time::parse_time(t).map_err(|e| EngineError::usage(e, None))?),
+        None => None,
+    };
+    let segs: Vec<segments::Segment> = segments::list(&engine.repo, &request.target)
+        .await?
+        .into_iter()
+        .filter(|s| s.last > base_lsn)
+        .collect();
+    let mut inner =
+        crate::kinds::postgres_logical::restore::plan(engine, request, target_cfg).await?;
+    inner.plan.steps.push(format!(
+        "replay the transactions captured after the baseline's LSN {} {} ({} segment(s)), in commit order, then set the sequences",
+        stream::lsn_text(base_lsn),
+        match &until {
+            Some(t) => format!("that committed at or before {t}"),
+            None => "up to the last one captured".into(),
+        },
+        segs.len()
+    ));
+    if let Some(t) = &until {
+        inner.plan.restored_point = t.to_string();
+    }
+    inner
+        .plan
+        .facts
+        .insert("baseline_lsn".into(), stream::lsn_text(base_lsn).into());
+    inner
+        .plan
+        .facts
+        .insert("segments".into(), segs.len().into());
+    let load = inner.act;
+    let name = request.target.clone();
+    let url = match &request.to {
+        Some(u) => u.clone(),
+        None => target_cfg.connection_url(&request.target)?,
+    };
+    inner.act = Box::new(move |cx: ActCx| {
+        Box::pin(async move {
+            let (engine, cancel) = (cx.engine.clone(), cx.cancel.clone());
+            let mut outcome = load(cx).await?;
+            if !outcome.verified {
+                return Ok(outcome);
+            }
+            let dest = Target::parse(&url)?;
+            let done = replay(&engine, &name, &dest, base_lsn, until, &cancel).await?;
+            let last = done.last_commit.map_or("—".to_string(), |t| t.to_string());
+            outcome
+                .facts
+                .insert("replayed_transactions".into(), done.txns.into());
+            outcome
+                .facts
+                .insert("replayed_changes".into(), done.changes.into());
+            outcome
+                .facts
+                .insert("replayed_until".into(), last.clone().into());
+            outcome
+                .facts
+                .insert("sequences_set".into(), done.sequences.into());
+            outcome.lines.push(format!(
+                "replayed {} transaction(s), {} change(s), the last committed at {last}; {} sequence(s) set",
+                done.txns, done.changes, done.sequences
+            ));
+            Ok(outcome)
+        })
+    });
+    Ok(inner)
+}
+
+/// What a replay did.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    pub txns: u64,
+    pub changes: u64,
+    pub last_commit: Option<jiff::Timestamp>,
+    pub sequences: usize,
+}
+
+/// Replay into `dest` the transactions of `name` after `base_lsn` (or after what `dest`
+/// already replayed), up to the first that committed after `until`.
+pub async fn replay(
+    engine: &Engine,
+    name: &str,
+    dest: &Target,
+    base_lsn: u64,
+    until: Option<jiff::Timestamp>,
+    cancel: &Cancel,
+) -> EngineResult<Replayed> {
+    let mut applier = Applier::open(dest).await?;
+    let start = applier.position().max(base_lsn);
+    let segs = segments::list(&engine.repo, name).await?;
+    let mut out = Replayed::default();
+    let mut batch = Vec::new();
+    'segments: for seg in segs.iter().filter(|s| s.last > start) {
+        for txn in segments::read(&engine.repo, name, seg).await? {
+            if txn.end <= start || txn.end <= applier.position() {
+                applier.learn(&txn);
+                continue;
+            }
+            if let (Some(t), Some(at)) = (until, txn.committed_at())
+                && at > t
+            {
+                break 'segments;
+            }
+            out.last_commit = txn.committed_at().or(out.last_commit);
+            batch.push(txn);
+            if batch.len() >= BATCH_TXNS {
+                flush(&mut applier, &mut batch, cancel).await?;
+            }
+        }
+    }
+    flush(&mut applier, &mut batch, cancel).await?;
+    out.sequences = applier.set_sequences().await?;
+    out.txns = applier.applied_txns;
+    out.changes = applier.applied_changes;
+    Ok(out)
+}
+
+async fn flush(
+    applier: &mut Applier,
+    batch: &mut Vec<lifeboat_postgres::cdc::apply::Txn>,
+    cancel: &Cancel,
+) -> EngineResult<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    match cancel.guard(applier.apply(batch)).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(EngineError::interrupted(
+                "the replay was stopped; what was replayed is committed with its position",
+            ));
+        }
+    }
+    batch.clear();
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Captured transactions in the side area: `cdc/<target>/<first>-<last>.seg`, where
+//! `<first>` and `<last>` are the end LSNs of the first and last transaction in it (16 hex
+//! digits, so names sort in commit order). A segment is JSON lines of
+//! [`Txn`](lifeboat_postgres::cdc::apply::Txn), each table's description before its first
+//! change so that it stands alone; sealed (compressed, encrypted, authenticated, its name
+//! bound in) and written create-only and durably before the slot is told it is flushed.
+
+use std::sync::Arc;
+
+use lifeboat_postgres::cdc::apply::Txn;
+use lifeboat_repo::Repo;
+
+use crate::{EngineError, EngineResult};
+
+/// Where captured changes live in the side area.
+pub const DIR: &str = "cdc";
+
+/// One stored segment, by its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub first: u64,
+    pub last: u64,
+    pub name: String,
+}
+
+fn dir(target: &str) -> String {
+    format!("{DIR}/{target}")
+}
+
+/// The segments of `target`, in commit order.
+pub async fn list(repo: &Arc<Repo>, target: &str) -> EngineResult<Vec<Segment>> {
+    let d = dir(target);
+    let names = repo.call(move |r| r.side().list(&d)).await?;
+    let mut segs: Vec<Segment> = names
+        .into_iter()
+        .filter_map(|name| {
+            let stem = name.strip_suffix(".seg")?;
+            let (a, b) = stem.split_once('-')?;
+            Some(Segment {
+                first: u64::from_str_radix(a, 16).ok()?,
+                last: u64::from_str_radix(b, 16).ok()?,
+                name,
+            })
+        })
+        .collect();
+    segs.sort_by_key(|s| (s.first, s.last));
+    Ok(segs)
+}
+
+/// The end LSN of the newest stored transaction, if any.
+pub async fn durable(repo: &Arc<Repo>, target: &str) -> EngineResult<Option<u64>> {
+    Ok(list(repo, target).await?.iter().map(|s| s.last).max())
+}
+
+/// Store `txns` (in commit order, not empty) as one segment, create-only and durable. A
+/// segment of the same range already there (stored before a crash, then redelivered) is
+/// left as it is.
+pub async fn write(repo: &Arc<Repo>, target: &str, txns: &[Txn]) -> EngineResult<Segment> {
+    let (Some(first), Some(last)) = (txns.first(), txns.last()) else {
+        return Err(EngineError::failure("an empty segment", None));
+    };
+    let name = format!("{:016x}-{:016x}.seg", first.end, last.end);
+    let path = format!("{}/{name}", dir(target));
+    let mut plain = Vec::new();
+    for t in txns {
+        serde_json::to_writer(&mut plain, t)
+            .map_err(|e| EngineError::failure(format!("encode a transaction: {e}"), None))?;
+        plain.push(b'\n');
+    }
+    let key = repo.side_key_async().await?;
+    let sealed = key
+        .seal(&path, &plain)
+        .map_err(|e| EngineError::failure(e.to_string(), None))?;
+    repo.call(move |r| r.side().put_new(&path, &sealed)).await?;
+    Ok(Segment {
+        first: first.end,
+        last: last.end,
+        name,
+    })
+}
+
+/// The transactions of a stored segment.
+pub async fn read(repo: &Arc<Repo>, target: &str, seg: &Segment) -> EngineResult<Vec<Txn>> {
+    let path = format!("{}/{}", dir(target), seg.name);
+    let p = path.clone();
+    let sealed = repo
+        .call(move |r| r.side().get(&p))
+        .await?
+        .ok_or_else(|| EngineError::failure(format!("segment `{path}` is gone"), None))?;
+    let key = repo.side_key_async().await?;
+    let plain = key
+        .open(&path, &sealed)
+        .map_err(|e| EngineError::failure(format!("segment `{path}`: {e}"), None))?;
+    plain
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice(l).map_err(|e| {
+                EngineError::failure(format!("segment `{path}` is unreadable: {e}"), None)
+            })
+        })
+        .collect()
+}
