@@ -553,6 +553,7 @@ impl NotifyConfig {
         "objective-missed",
         "probe-down",
         "probe-up",
+        "capture-failed",
         "test",
     ];
 

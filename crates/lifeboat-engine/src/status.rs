@@ -66,7 +66,7 @@ pub async fn status(engine: &Engine) -> EngineResult<Vec<TargetStatus>> {
         let rpo = target.objectives.rpo.map(|d| d.as_secs() as f64);
         let rto = target.objectives.rto.map(|d| d.as_secs() as f64);
         let measured_rto = drill.and_then(|d| d.rto.measured_seconds);
-        let problems = objectives::problems(&objectives::Evidence {
+        let mut problems = objectives::problems(&objectives::Evidence {
             backup_age_seconds: age,
             rpo_seconds: rpo,
             archiver: wal.as_ref().and_then(|w| w.server.as_ref()),
@@ -80,6 +80,13 @@ pub async fn status(engine: &Engine) -> EngineResult<Vec<TargetStatus>> {
                 .map(|t| (now.as_millisecond() - t.as_millisecond()) as f64 / 1000.0),
             drill_every_seconds: target.objectives.drill_every.map(|d| d.as_secs() as f64),
         });
+        // A cdc target whose slot is missing or lost captures nothing: said at once, not
+        // only once the RPO has passed.
+        if kind_of(target).tag() == "cdc"
+            && let Some(e) = wal.as_ref().and_then(|w| w.server_error.clone())
+        {
+            problems.push(e);
+        }
         rows.push(TargetStatus {
             target: name.as_str().into(),
             kind: kind_of(target).tag().to_string(),

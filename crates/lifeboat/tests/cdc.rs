@@ -293,3 +293,82 @@ fn a_capture_killed_and_started_again_loses_nothing_and_applies_nothing_twice() 
     ws.run(&["restore", "shop", "--to", &url]).expect_code(0);
     assert_eq!(checksums(&pg, "again"), checksums(&pg, "shop"));
 }
+
+/// `serve` captures every cdc target by itself: a server restart fails the capture (one
+/// `capture-failed` alert), it starts again and catches up (the alert resolved), nothing is
+/// lost; `status` judges the target's RPO from the capture, and says when the slot is gone.
+#[test]
+fn serve_captures_through_a_server_restart_and_status_follows_the_capture() {
+    let ws = Workspace::new(BIN);
+    let mut pg = logical_cluster();
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    pg.psql(
+        "shop",
+        "CREATE TABLE orders (id serial PRIMARY KEY, total int); \
+         INSERT INTO orders (total) SELECT g FROM generate_series(1, 100) g",
+    )
+    .unwrap();
+    let alerts = ws.path().join("alerts.jsonl");
+    ws.write_config(&format!(
+        "[targets.shop]\nkind = \"postgres\"\nmode = \"cdc\"\nurl = \"{}\"\nflush-interval = \"200ms\"\nobjectives = {{ rpo = \"1m\" }}\n\n\
+         [[notify]]\nname = \"log\"\nkind = \"command\"\nevents = [\"capture-failed\"]\ncommand = \"cat >> {a}; echo >> {a}\"\n",
+        pg.url("shop"),
+        a = alerts.display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["cdc", "check", "shop", "--fix"]).expect_code(0);
+    let serve = ws.spawn(&[
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{}", lifeboat_testkit::free_port()),
+    ]);
+    wait_for("the baseline", Duration::from_secs(60), || {
+        ws.snapshots().iter().any(|s| s["target"] == "shop")
+    });
+    pg.psql("shop", "INSERT INTO orders (total) VALUES (1000)")
+        .unwrap();
+    caught_up(&pg);
+    let status = ws.run(&["status", "--json"]);
+    let row = &status.json()["targets"][0];
+    assert_eq!(row["kind"], "cdc", "{row}");
+    assert!(row["problems"].as_array().unwrap().is_empty(), "{row}");
+    assert!(row["backup_age_seconds"].as_f64().unwrap() < 30.0, "{row}");
+
+    // The server restarts: the capture fails, alerts once, and comes back by itself.
+    pg.stop();
+    let read = |state: &str| {
+        std::fs::read_to_string(&alerts)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("capture:shop") && l.contains(state))
+            .count()
+    };
+    wait_for("the capture-failed alert", Duration::from_secs(30), || {
+        read("\"firing\"") == 1
+    });
+    pg.start_again().unwrap();
+    pg.psql(
+        "shop",
+        "UPDATE orders SET total = total + 1 WHERE id <= 10; DELETE FROM orders WHERE id = 50",
+    )
+    .unwrap();
+    wait_for("the alert resolved", Duration::from_secs(90), || {
+        read("\"resolved\"") == 1
+    });
+    assert_eq!(read("\"firing\""), 1, "one alert for one outage");
+    caught_up(&pg);
+    terminate(serve).expect_code(0);
+    let url = pg.url("copy");
+    ws.run(&["restore", "shop", "--to", &url]).expect_code(0);
+    assert_eq!(checksums(&pg, "copy"), checksums(&pg, "shop"));
+
+    // The slot gone: `status` says nothing is captured.
+    pg.psql("shop", "SELECT pg_drop_replication_slot('lifeboat_shop')")
+        .unwrap();
+    let status = ws.run(&["status", "--json"]);
+    let problems = status.json()["targets"][0]["problems"].to_string();
+    assert!(
+        problems.contains("does not exist: nothing is captured"),
+        "{problems}"
+    );
+}

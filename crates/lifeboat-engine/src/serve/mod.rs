@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod calendar;
+pub mod capture;
 pub mod dashboard;
 pub mod http;
 pub mod instance;
@@ -102,7 +103,7 @@ impl Shared {
             .map(|a| a.key)
             .filter(|key| match key.split_once(':') {
                 Some(("probe", name)) => !config.probes.iter().any(|p| p.name == name),
-                Some(("backup" | "drill" | "objective" | "archiving", name)) => {
+                Some(("backup" | "drill" | "objective" | "archiving" | "capture", name)) => {
                     !config.targets.contains_key(name)
                 }
                 _ => false,
@@ -577,6 +578,16 @@ pub async fn run(
             tz.clone(),
             shutdown.clone(),
         )));
+    }
+    // The change capture of every cdc target, for as long as `serve` runs.
+    for (name, target) in &engine.config.targets {
+        if target.mode == Some(lifeboat_core::config::PostgresMode::Cdc) {
+            tasks.push(tokio::spawn(capture::keep_capturing(
+                shared.clone(),
+                name.clone(),
+                shutdown.clone(),
+            )));
+        }
     }
     for probe in &engine.config.probes {
         tasks.push(tokio::spawn(probes::watch(

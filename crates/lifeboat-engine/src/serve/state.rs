@@ -24,6 +24,10 @@ pub struct TargetState {
     pub running: BTreeMap<String, jiff::Timestamp>,
     /// When the recent good backups started, oldest first (the dashboard's RPO chart).
     pub backups: VecDeque<jiff::Timestamp>,
+    /// A cdc target: when its capture last stored (or found nothing to store), and the
+    /// transactions it stored since `serve` started it last.
+    pub capture_stored: Option<jiff::Timestamp>,
+    pub capture_transactions: u64,
 }
 
 /// Recent jobs and good backups kept for the dashboard, per `serve`.
@@ -195,6 +199,26 @@ impl State {
         for row in &self.status {
             if let Some(rto) = row.rto_seconds {
                 out.sample(&[("target", &row.target)], rto);
+            }
+        }
+        out.family(
+            "lifeboat_cdc_stored_age_seconds",
+            "gauge",
+            "A cdc target: seconds since its capture last stored changes or found none to store.",
+        );
+        for (name, t) in &self.targets {
+            if let Some(at) = t.capture_stored {
+                out.sample(&[("target", name)], age(at).max(0.0));
+            }
+        }
+        out.family(
+            "lifeboat_cdc_transactions",
+            "gauge",
+            "A cdc target: transactions its running capture has stored.",
+        );
+        for (name, t) in &self.targets {
+            if t.capture_stored.is_some() {
+                out.sample(&[("target", name)], t.capture_transactions);
             }
         }
         self.probe_metrics(&mut out);

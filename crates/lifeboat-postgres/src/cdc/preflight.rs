@@ -274,20 +274,33 @@ pub async fn ensure_slot(
     Ok(made)
 }
 
-/// The slot as the server sees it: (confirmed flush LSN, `wal_status`, retained bytes).
-pub async fn slot_state(
-    target: &Target,
-    slot: &str,
-) -> Result<Option<(String, String, i64)>, PgError> {
+/// A slot as the server sees it.
+#[derive(Debug, Clone)]
+pub struct SlotState {
+    /// `wal_status`: `reserved`, `extended`, `unreserved` or `lost`.
+    pub wal_status: String,
+    /// WAL the slot keeps on the server's disk.
+    pub retained_bytes: i64,
+    /// WAL written since the position the slot was last told is stored.
+    pub pending_bytes: i64,
+}
+
+/// The slot named `slot`, if it exists.
+pub async fn slot_state(target: &Target, slot: &str) -> Result<Option<SlotState>, PgError> {
     let c = target.connect().await?;
     let row = c
         .query_opt(
-            "SELECT coalesce(confirmed_flush_lsn::text, ''), coalesce(to_jsonb(s)->>'wal_status', ''),
-                    coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint
+            "SELECT coalesce(to_jsonb(s)->>'wal_status', ''),
+                    coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint,
+                    coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint
              FROM pg_replication_slots s WHERE slot_name = $1",
             &[&slot],
         )
         .await
         .map_err(PgError::query("read the slot"))?;
-    Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+    Ok(row.map(|r| SlotState {
+        wal_status: r.get(0),
+        retained_bytes: r.get(1),
+        pending_bytes: r.get(2),
+    }))
 }

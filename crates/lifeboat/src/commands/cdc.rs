@@ -80,7 +80,8 @@ async fn capture(ctx: &Context, name: &str) -> CliResult<i32> {
     cdc_target(&config, name)?;
     let engine = ctx.engine_on(config).await?;
     let cancel = crate::interrupt::on_signal("storing what was captured, then stopping");
-    let done = lifeboat_engine::kinds::postgres_cdc::capture::run(&engine, name, &cancel).await?;
+    let done =
+        lifeboat_engine::kinds::postgres_cdc::capture::run(&engine, name, &cancel, &|_| {}).await?;
     if ctx.json {
         output::json(&json!({
             "target": name,

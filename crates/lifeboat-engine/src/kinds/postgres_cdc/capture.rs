@@ -48,8 +48,14 @@ pub struct Captured {
 }
 
 /// Capture `name` until `cancel`; what was stored. The gathered transactions are stored
-/// before it returns on a cancellation.
-pub async fn run(engine: &Engine, name: &str, cancel: &Cancel) -> EngineResult<Captured> {
+/// before it returns on a cancellation. `stored` is told after each stored segment and each
+/// acknowledged keepalive: the capture is current then.
+pub async fn run(
+    engine: &Engine,
+    name: &str,
+    cancel: &Cancel,
+    stored: &(dyn Fn(&Captured) + Send + Sync),
+) -> EngineResult<Captured> {
     let cfg = engine
         .config
         .target(name)
@@ -171,6 +177,7 @@ pub async fn run(engine: &Engine, name: &str, cancel: &Cancel) -> EngineResult<C
                     // Nothing gathered and nothing open: everything up to here is stored.
                     if batch.txns.is_empty() && open.is_none() && wal_end.as_u64() > durable {
                         client.update_applied_lsn(wal_end);
+                        stored(&out);
                     }
                 }
                 ReplicationEvent::StoppedAt { .. } => {}
@@ -189,6 +196,7 @@ pub async fn run(engine: &Engine, name: &str, cancel: &Cancel) -> EngineResult<C
             out.transactions += txns.len() as u64;
             out.changes += txns.iter().map(Txn::changes).sum::<usize>() as u64;
             out.durable = durable;
+            stored(&out);
             engine.events.event(Event::Step {
                 op: EventOp::Capture,
                 target: name.into(),

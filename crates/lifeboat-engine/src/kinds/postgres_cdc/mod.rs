@@ -14,6 +14,7 @@ pub mod baseline;
 pub mod capture;
 pub mod replay;
 pub mod segments;
+mod status;
 
 kind!(
     Cdc,
@@ -22,5 +23,15 @@ kind!(
     replay::plan,
     super::postgres_logical::summary,
     super::postgres_logical::drill::rehearse,
-    crate::restore::live::database
+    crate::restore::live::database;
+
+    fn archive<'a>(
+        &'a self,
+        engine: &'a crate::Engine,
+        name: &'a str,
+        target: &'a lifeboat_core::TargetConfig,
+        last: &'a lifeboat_repo::SnapshotInfo,
+    ) -> crate::BoxFuture<'a, crate::EngineResult<Option<crate::wal::ArchiveState>>> {
+        Box::pin(status::archive(engine, name, target, last))
+    }
 );

@@ -1,0 +1,69 @@
+//! What `status` (and `serve`'s objectives) say of a cdc target: its restorable point is the
+//! newest stored segment — or now, when the slot has been told all but the last 16 MiB of
+//! WAL is stored (a quiet database writes no segments, and loses nothing) — and the slot's
+//! health: missing, or lost (`wal_status = lost`: the server dropped WAL the capture had not
+//! read; a gap until a new baseline).
+
+use std::time::Duration;
+
+use lifeboat_core::TargetConfig;
+use lifeboat_postgres::{Target, cdc::preflight};
+use lifeboat_repo::SnapshotInfo;
+
+use super::segments;
+use crate::{Engine, EngineResult, wal::ArchiveState};
+
+/// WAL not yet acknowledged below which the capture counts as current.
+const CURRENT_BYTES: i64 = 16 << 20;
+
+pub(super) async fn archive(
+    engine: &Engine,
+    name: &str,
+    target: &TargetConfig,
+    _last: &SnapshotInfo,
+) -> EngineResult<Option<ArchiveState>> {
+    let segs = segments::list(&engine.repo, name).await?;
+    let newest = segs.last().map(|s| s.name.clone());
+    let written = match &newest {
+        Some(n) => {
+            let path = format!("{}/{name}/{n}", segments::DIR);
+            engine
+                .repo
+                .call(move |r| r.side().written_at(&path))
+                .await?
+                .map(jiff::Timestamp::try_from)
+                .and_then(Result::ok)
+        }
+        None => None,
+    };
+    let mut state = ArchiveState {
+        last_archived: newest,
+        last_archived_at: written.map(|t| t.to_string()),
+        server: None,
+        server_error: None,
+    };
+    let (slot, _) = target.cdc_names(name);
+    let seen = async {
+        let db = Target::parse(&target.connection_url(name)?)?;
+        Ok::<_, crate::EngineError>(preflight::slot_state(&db, &slot).await?)
+    };
+    match tokio::time::timeout(Duration::from_secs(15), seen).await {
+        Ok(Ok(Some(s))) if s.wal_status == "lost" => {
+            state.server_error = Some(format!(
+                "replication slot `{slot}` is lost: the server dropped WAL it had not sent (`max_slot_wal_keep_size`); changes since are not captured until a new baseline (`lifeboat backup {name}`)"
+            ));
+        }
+        Ok(Ok(Some(s))) if s.pending_bytes <= CURRENT_BYTES => {
+            state.last_archived_at = Some(jiff::Timestamp::now().to_string());
+        }
+        Ok(Ok(Some(_))) => {}
+        Ok(Ok(None)) => {
+            state.server_error = Some(format!(
+                "replication slot `{slot}` does not exist: nothing is captured (`lifeboat cdc run {name}` or `serve` creates it)"
+            ));
+        }
+        Ok(Err(e)) => state.server_error = Some(e.full_message()),
+        Err(_) => state.server_error = Some("the server did not answer within 15 s".into()),
+    }
+    Ok(Some(state))
+}
