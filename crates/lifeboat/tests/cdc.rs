@@ -361,6 +361,14 @@ fn serve_captures_through_a_server_restart_and_status_follows_the_capture() {
     let url = pg.url("copy");
     ws.run(&["restore", "shop", "--to", &url]).expect_code(0);
     assert_eq!(checksums(&pg, "copy"), checksums(&pg, "shop"));
+    // A drill replays the capture too: its RPO is seconds, not the baseline's age.
+    ws.run(&["drill", "shop"])
+        .expect_code(0)
+        .expect_stdout(&["PASS", "recovery"], &[]);
+    let drills = ws.run(&["drills", "shop", "--json"]).json();
+    let last = drills["drills"].as_array().unwrap().last().unwrap().clone();
+    let rpo = last["rpo_seconds"].as_f64().unwrap();
+    assert!(rpo < 60.0, "RPO {rpo} s: {last}");
 
     // The slot gone: `status` says nothing is captured.
     pg.psql("shop", "SELECT pg_drop_replication_slot('lifeboat_shop')")

@@ -22,7 +22,7 @@ kind!(
     baseline::backup,
     replay::plan,
     super::postgres_logical::summary,
-    super::postgres_logical::drill::rehearse,
+    super::postgres_logical::drill::rehearse_cdc,
     crate::restore::live::database;
 
     fn archive<'a>(
