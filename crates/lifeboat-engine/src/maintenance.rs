@@ -19,6 +19,8 @@ pub struct Forgotten {
     pub pruned: Option<PruneSummary>,
     /// With `prune`: archived WAL that no kept base backup needs.
     pub wal: Option<WalPruned>,
+    /// With `prune`: captured segments (cdc targets) older than every kept baseline.
+    pub cdc_segments: Option<usize>,
 }
 
 /// Apply `[retention]` per target (a target's own `retention` table overrides it); with
@@ -58,6 +60,7 @@ pub async fn forget(engine: &Engine, prune: bool, dry_run: bool) -> EngineResult
         forget,
         pruned: None,
         wal: None,
+        cdc_segments: None,
     };
     if !prune {
         return Ok(done);
@@ -68,6 +71,18 @@ pub async fn forget(engine: &Engine, prune: bool, dry_run: bool) -> EngineResult
         repo.call(move |r| crate::wal::prune(r, &kept, dry_run))
             .await?,
     );
+    let mut segments = 0;
+    for name in engine.config.targets.keys() {
+        segments += crate::kinds::postgres_cdc::segments::prune(
+            repo,
+            name,
+            &snaps,
+            &done.decisions,
+            dry_run,
+        )
+        .await?;
+    }
+    done.cdc_segments = Some(segments);
     Ok(done)
 }
 

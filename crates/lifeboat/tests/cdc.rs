@@ -292,6 +292,33 @@ fn a_capture_killed_and_started_again_loses_nothing_and_applies_nothing_twice() 
     let url = pg.url("again");
     ws.run(&["restore", "shop", "--to", &url]).expect_code(0);
     assert_eq!(checksums(&pg, "again"), checksums(&pg, "shop"));
+
+    // A new baseline, and retention keeping only it: the segments every kept baseline
+    // already holds go; a restore still equals the source.
+    ws.run(&["backup", "shop"]).expect_code(0);
+    let segments = || {
+        std::fs::read_dir(ws.repo().join("lifeboat/cdc/shop"))
+            .unwrap()
+            .count()
+    };
+    let before = segments();
+    let config = std::fs::read_to_string(ws.config_path()).unwrap();
+    std::fs::write(
+        ws.config_path(),
+        format!("{config}\n[retention]\nkeep-last = 1\n"),
+    )
+    .unwrap();
+    ws.run(&["forget", "--prune"])
+        .expect_code(0)
+        .expect_stdout(&["segment(s) older than every kept baseline deleted"], &[]);
+    assert!(
+        segments() < before,
+        "{} of {before} segments left",
+        segments()
+    );
+    let url = pg.url("after_prune");
+    ws.run(&["restore", "shop", "--to", &url]).expect_code(0);
+    assert_eq!(checksums(&pg, "after_prune"), checksums(&pg, "shop"));
 }
 
 /// `serve` captures every cdc target by itself: a server restart fails the capture (one

@@ -19,6 +19,7 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
         output::json(&json!({
             "dry_run": dry,
             "wal": done.wal.map(|w| json!({ "deleted": w.deleted, "kept": w.kept })),
+            "cdc_segments_deleted": done.cdc_segments,
             "decisions": done.decisions.iter().map(|d| json!({
                 "id": d.id, "target": d.target, "time": d.time.timestamp().to_string(),
                 "keep": d.keep, "reasons": d.reasons,
@@ -62,6 +63,12 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
         outln!(
             "WAL{when_dry}: {} file(s) no kept base backup needs {}",
             w.deleted,
+            if dry { "would be deleted" } else { "deleted" }
+        );
+    }
+    if let Some(n) = done.cdc_segments.filter(|n| *n > 0) {
+        outln!(
+            "captured changes{when_dry}: {n} segment(s) older than every kept baseline {}",
             if dry { "would be deleted" } else { "deleted" }
         );
     }

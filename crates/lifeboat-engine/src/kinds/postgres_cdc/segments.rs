@@ -101,3 +101,48 @@ pub async fn read(repo: &Arc<Repo>, target: &str, seg: &Segment) -> EngineResult
         })
         .collect()
 }
+
+/// Delete the segments of `target` whose every transaction is inside each kept baseline
+/// (its last end LSN at or below the oldest kept baseline's consistent point); how many.
+/// Nothing is deleted while a kept baseline's manifest cannot be read.
+pub async fn prune(
+    repo: &Arc<Repo>,
+    target: &str,
+    snaps: &[lifeboat_repo::SnapshotInfo],
+    decisions: &[lifeboat_repo::ForgetDecision],
+    dry_run: bool,
+) -> EngineResult<usize> {
+    let kept: Vec<&lifeboat_repo::SnapshotInfo> = snaps
+        .iter()
+        .filter(|s| s.target == target && s.kind == "cdc")
+        .filter(|s| decisions.iter().any(|d| d.keep && d.id == s.id))
+        .collect();
+    let mut oldest: Option<u64> = None;
+    for s in &kept {
+        let lsn = s
+            .manifest
+            .as_ref()
+            .ok()
+            .and_then(|m| m.postgres.as_ref())
+            .and_then(|p| lifeboat_postgres::cdc::stream::lsn(&p.snapshot_lsn));
+        match lsn {
+            Some(l) => oldest = Some(oldest.map_or(l, |o| o.min(l))),
+            None => return Ok(0),
+        }
+    }
+    let Some(oldest) = oldest else {
+        return Ok(0);
+    };
+    let old: Vec<Segment> = list(repo, target)
+        .await?
+        .into_iter()
+        .filter(|s| s.last <= oldest)
+        .collect();
+    if !dry_run {
+        for s in &old {
+            let path = format!("{}/{}", dir(target), s.name);
+            repo.call(move |r| r.side().delete(&path)).await?;
+        }
+    }
+    Ok(old.len())
+}
