@@ -274,6 +274,15 @@ pub async fn ensure_slot(
     Ok(made)
 }
 
+/// Drop `slot` (an invalidated one: it can never stream again).
+pub async fn drop_slot(target: &Target, slot: &str) -> Result<(), PgError> {
+    let c = target.connect().await?;
+    c.query_one("SELECT pg_drop_replication_slot($1)", &[&slot])
+        .await
+        .map_err(PgError::query(format!("drop replication slot `{slot}`")))?;
+    Ok(())
+}
+
 /// A slot as the server sees it.
 #[derive(Debug, Clone)]
 pub struct SlotState {

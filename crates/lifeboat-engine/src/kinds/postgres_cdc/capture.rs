@@ -62,15 +62,63 @@ pub async fn run(
         .ok_or_else(|| crate::backup::unknown_target(&engine.config, name))?;
     let target = Target::parse(&cfg.connection_url(name)?)?;
     let (slot, publication) = cfg.cdc_names(name);
+    // A slot the server invalidated (or that is gone while changes were stored) cannot go
+    // on: what it dropped is a gap, recorded before a new slot and a new baseline start the
+    // next chain — never resumed as if nothing happened.
+    let stored_before = segments::durable(&engine.repo, name).await?;
+    let found = preflight::slot_state(&target, &slot).await?;
+    let broken = match &found {
+        Some(s) if s.wal_status == "lost" => Some(format!(
+            "replication slot `{slot}` was invalidated by the server (`wal_status = lost`, `max_slot_wal_keep_size`)"
+        )),
+        None if stored_before.is_some() => Some(format!(
+            "replication slot `{slot}` was gone (dropped, or the server restored from a backup)"
+        )),
+        _ => None,
+    };
+    if found.as_ref().is_some_and(|s| s.wal_status == "lost") {
+        preflight::drop_slot(&target, &slot).await?;
+    }
     let made = preflight::ensure_slot(&target, &slot, &publication).await?;
     for m in &made {
         info(engine, name, format!("created {m}"));
     }
-    // A baseline to replay onto, if there is none yet.
+    // A baseline to replay onto, if there is none yet (or a new chain begins).
     let snaps = engine.repo.list_snapshots(Some(name)).await?;
-    if !snaps.iter().any(|s| s.kind == "cdc" && s.is_good()) {
-        info(engine, name, "no baseline yet: taking one".into());
-        crate::backup::backup(engine, name, cancel).await?;
+    if broken.is_some() || !snaps.iter().any(|s| s.kind == "cdc" && s.is_good()) {
+        info(engine, name, "taking a baseline".into());
+        let report = crate::backup::backup(engine, name, cancel).await?;
+        if let Some(why) = broken {
+            let (to_lsn, to_time) = baseline_point(engine, name, &report).await?;
+            // Complete up to the last commit stored, or — stopped cleanly later — up to
+            // where that capture left the slot.
+            let last_commit = segments::last_commit(&engine.repo, name).await?;
+            let stopped = segments::read_stopped(&engine.repo, name)
+                .await?
+                .filter(|s| s.lsn >= stored_before.unwrap_or(0));
+            let gap = segments::Gap {
+                from_lsn: stopped
+                    .as_ref()
+                    .map_or(stored_before.unwrap_or(0), |s| s.lsn),
+                from_time: match (&stopped, last_commit) {
+                    (Some(s), Some(c)) => Some(s.at.max(c)),
+                    (Some(s), None) => Some(s.at),
+                    (None, c) => c,
+                },
+                to_lsn,
+                to_time,
+                why: why.clone(),
+            };
+            engine.events.event(Event::Warning {
+                target: Some(name.into()),
+                text: format!(
+                    "{why}: the changes between {} and {} are lost; a new chain starts at the baseline just taken",
+                    gap.from_time.map_or("the start".into(), |t| t.to_string()),
+                    gap.to_time.map_or("now".into(), |t| t.to_string())
+                ),
+            });
+            segments::record_gap(&engine.repo, name, gap).await?;
+        }
     }
     let flush_every = cfg
         .flush_interval
@@ -93,6 +141,11 @@ pub async fn run(
     };
     let mut batch = Batch::default();
     let mut open: Option<Txn> = None;
+    // The WAL position everything up to which is stored, and when that was known.
+    let mut confirmed = segments::Stopped {
+        lsn: durable,
+        at: jiff::Timestamp::now(),
+    };
     let mut next_flush = Instant::now() + flush_every;
     let mut next_sequences = Instant::now();
     loop {
@@ -177,6 +230,10 @@ pub async fn run(
                     // Nothing gathered and nothing open: everything up to here is stored.
                     if batch.txns.is_empty() && open.is_none() && wal_end.as_u64() > durable {
                         client.update_applied_lsn(wal_end);
+                        confirmed = segments::Stopped {
+                            lsn: wal_end.as_u64(),
+                            at: jiff::Timestamp::now(),
+                        };
                         stored(&out);
                     }
                 }
@@ -192,6 +249,10 @@ pub async fn run(
             durable = seg.last;
             // Only now: the server may free the WAL of what is stored.
             client.update_applied_lsn(WalPosition::from_u64(durable));
+            confirmed = segments::Stopped {
+                lsn: durable,
+                at: jiff::Timestamp::now(),
+            };
             out.segments += 1;
             out.transactions += txns.len() as u64;
             out.changes += txns.iter().map(Txn::changes).sum::<usize>() as u64;
@@ -215,9 +276,28 @@ pub async fn run(
             // Let the last acknowledgement reach the server.
             tokio::time::sleep(Duration::from_millis(600)).await;
             let _ = client.shutdown().await;
+            if open.is_none() && batch.txns.is_empty() {
+                segments::write_stopped(&engine.repo, name, &confirmed).await?;
+            }
             return Ok(out);
         }
     }
+}
+
+/// The consistent point and time of the baseline `report` stored.
+async fn baseline_point(
+    engine: &Engine,
+    name: &str,
+    report: &crate::backup::BackupReport,
+) -> EngineResult<(u64, Option<jiff::Timestamp>)> {
+    let snaps = engine.repo.list_snapshots(Some(name)).await?;
+    let pg = snaps
+        .iter()
+        .find(|s| s.id == report.snapshot)
+        .and_then(|s| s.manifest.as_ref().ok())
+        .and_then(|m| m.postgres.clone())
+        .ok_or_else(|| EngineError::failure("the new baseline has no manifest", None))?;
+    Ok((stream::lsn(&pg.snapshot_lsn).unwrap_or(0), pg.snapshot_time))
 }
 
 /// A change into the open transaction (a table's new description replaces the old one).

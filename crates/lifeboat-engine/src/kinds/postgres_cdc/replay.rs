@@ -54,6 +54,22 @@ pub(super) async fn plan(
         Some(t) => Some(crate::time::parse_time(t).map_err(|e| EngineError::usage(e, None))?),
         None => None,
     };
+    let gaps = segments::gaps(&engine.repo, &request.target).await?;
+    if let Some(t) = until
+        && let Some(g) = gaps.iter().find(|g| g.holds(t))
+    {
+        let from = g
+            .from_time
+            .map_or("the first capture".into(), |t| t.to_string());
+        let to = g.to_time.map_or("now".into(), |t| t.to_string());
+        return Err(EngineError::failure(
+            format!(
+                "{t} falls in a gap of the capture of `{}`: the changes between {from} and {to} were lost ({})",
+                request.target, g.why
+            ),
+            Some(format!("restore to {from} or before, or to {to} or after")),
+        ));
+    }
     let segs: Vec<segments::Segment> = segments::list(&engine.repo, &request.target)
         .await?
         .into_iter()
@@ -140,6 +156,13 @@ pub async fn replay(
 ) -> EngineResult<Replayed> {
     let mut applier = Applier::open(dest).await?;
     let start = applier.position().max(base_lsn);
+    // A chain ends where the capture lost changes: never replayed across.
+    let end = segments::gaps(&engine.repo, name)
+        .await?
+        .iter()
+        .filter(|g| g.from_lsn >= base_lsn)
+        .map(|g| g.from_lsn)
+        .min();
     let segs = segments::list(&engine.repo, name).await?;
     let mut out = Replayed::default();
     let mut batch = Vec::new();
@@ -152,6 +175,9 @@ pub async fn replay(
             if let (Some(t), Some(at)) = (until, txn.committed_at())
                 && at > t
             {
+                break 'segments;
+            }
+            if end.is_some_and(|e| txn.end > e) {
                 break 'segments;
             }
             out.last_commit = txn.committed_at().or(out.last_commit);

@@ -146,3 +146,89 @@ pub async fn prune(
     }
     Ok(old.len())
 }
+
+/// A stretch of changes the capture lost (its slot was invalidated, or dropped): no moment
+/// after `from` and before `to` can be restored. `to` is the consistent point of the
+/// baseline that started the next chain.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Gap {
+    /// The end LSN of the last transaction stored before it.
+    pub from_lsn: u64,
+    /// When that transaction committed (if one was stored).
+    pub from_time: Option<jiff::Timestamp>,
+    pub to_lsn: u64,
+    pub to_time: Option<jiff::Timestamp>,
+    /// Why: the slot's state as it was found.
+    pub why: String,
+}
+
+impl Gap {
+    /// Whether moment `t` is inside it.
+    pub fn holds(&self, t: jiff::Timestamp) -> bool {
+        self.from_time.is_none_or(|f| t > f) && self.to_time.is_none_or(|e| t < e)
+    }
+}
+
+fn gaps_path(target: &str) -> String {
+    format!("{}/gaps.json", dir(target))
+}
+
+/// The recorded gaps of `target`, oldest first.
+pub async fn gaps(repo: &Arc<Repo>, target: &str) -> EngineResult<Vec<Gap>> {
+    let path = gaps_path(target);
+    match repo.call(move |r| r.side().get(&path)).await? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            EngineError::failure(format!("the gaps of `{target}` are unreadable: {e}"), None)
+        }),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Record `gap` (written durably before the new chain starts).
+pub async fn record_gap(repo: &Arc<Repo>, target: &str, gap: Gap) -> EngineResult<()> {
+    let mut all = gaps(repo, target).await?;
+    all.push(gap);
+    let bytes = serde_json::to_vec_pretty(&all).unwrap_or_default();
+    let path = gaps_path(target);
+    repo.call(move |r| r.side().put(&path, &bytes)).await?;
+    Ok(())
+}
+
+/// The commit time of the newest stored transaction, if any.
+pub async fn last_commit(repo: &Arc<Repo>, target: &str) -> EngineResult<Option<jiff::Timestamp>> {
+    let Some(seg) = list(repo, target).await?.pop() else {
+        return Ok(None);
+    };
+    Ok(read(repo, target, &seg)
+        .await?
+        .last()
+        .and_then(Txn::committed_at))
+}
+
+/// Where a capture that stopped cleanly had everything stored: the WAL position the slot was
+/// last told, and when (a quiet database writes no segments, so the newest segment alone
+/// would date a later loss too early).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Stopped {
+    pub lsn: u64,
+    pub at: jiff::Timestamp,
+}
+
+fn stopped_path(target: &str) -> String {
+    format!("{}/stopped.json", dir(target))
+}
+
+pub async fn write_stopped(repo: &Arc<Repo>, target: &str, stopped: &Stopped) -> EngineResult<()> {
+    let bytes = serde_json::to_vec(stopped).unwrap_or_default();
+    let path = stopped_path(target);
+    repo.call(move |r| r.side().put(&path, &bytes)).await?;
+    Ok(())
+}
+
+pub async fn read_stopped(repo: &Arc<Repo>, target: &str) -> EngineResult<Option<Stopped>> {
+    let path = stopped_path(target);
+    Ok(repo
+        .call(move |r| r.side().get(&path))
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}

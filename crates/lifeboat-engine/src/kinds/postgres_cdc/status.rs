@@ -42,6 +42,23 @@ pub(super) async fn archive(
         server: None,
         server_error: None,
     };
+    // A gap found in the last week is said (and alerted, as an objective missed): the
+    // moments in it cannot be restored.
+    let week_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 7);
+    if let Some(g) = segments::gaps(&engine.repo, name)
+        .await?
+        .iter()
+        .rev()
+        .find(|g| g.to_time.is_none_or(|t| t > week_ago))
+    {
+        state.server_error = Some(format!(
+            "the changes between {} and {} were lost ({}): no moment between can be restored",
+            g.from_time
+                .map_or("the first capture".into(), |t| t.to_string()),
+            g.to_time.map_or("now".into(), |t| t.to_string()),
+            g.why
+        ));
+    }
     let (slot, _) = target.cdc_names(name);
     let seen = async {
         let db = Target::parse(&target.connection_url(name)?)?;
