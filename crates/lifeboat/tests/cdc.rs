@@ -1,9 +1,10 @@
 //! Continuous capture for managed PostgreSQL (issue 22) against a real PostgreSQL with
 //! `wal_level = logical`: the preflight refuses what would break the source and `--fix`
 //! mends it; a capture of a workload (inserts, updates, deletes, a table without a primary
-//! key, TOAST values changed and left alone, ADD COLUMN, CREATE and DROP TABLE, TRUNCATE,
-//! sequences, a large transaction) restores to chosen moments, each equal to the source as it
-//! was then; a capture killed with SIGKILL and started again loses nothing and applies nothing
+//! key holding duplicate rows, times and `char(n)`, TOAST values stored out of line changed
+//! and left alone, an identity column `GENERATED ALWAYS`, ADD COLUMN, CREATE TABLE under
+//! another search_path, CREATE INDEX CONCURRENTLY, DROP TABLE, TRUNCATE, sequences, a large
+//! transaction) restores to chosen moments, each equal to the source as it was then; a capture killed with SIGKILL and started again loses nothing and applies nothing
 //! twice.
 
 use std::time::Duration;
@@ -150,11 +151,15 @@ fn a_cdc_target_restores_to_chosen_moments_each_equal_to_the_source_then() {
     pg.psql("postgres", "CREATE DATABASE shop").unwrap();
     pg.psql(
         "shop",
-        "CREATE TABLE accounts (id serial PRIMARY KEY, owner text NOT NULL, balance numeric NOT NULL); \
-         CREATE TABLE ledger (account int, amount numeric, note text); \
+        "CREATE SCHEMA app; \
+         CREATE TABLE accounts (id serial PRIMARY KEY, owner text NOT NULL, balance numeric NOT NULL); \
+         CREATE TABLE ledger (account int, amount numeric, note text, at timestamptz DEFAULT '2026-01-01 10:00+02', code char(4) DEFAULT 'ab'); \
          CREATE TABLE docs (id int PRIMARY KEY, title text, body text); \
+         ALTER TABLE docs ALTER body SET STORAGE EXTERNAL; \
+         CREATE TABLE tickets (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, subject text); \
          INSERT INTO accounts (owner, balance) SELECT 'owner ' || g, 100 FROM generate_series(1, 200) g; \
-         INSERT INTO ledger SELECT g % 200 + 1, 100, 'opening' FROM generate_series(1, 200) g; \
+         INSERT INTO ledger (account, amount, note) SELECT g % 200 + 1, 100, 'opening' FROM generate_series(1, 200) g; \
+         INSERT INTO ledger (account, amount, note) SELECT 1, 5, 'dup' FROM generate_series(1, 3); \
          INSERT INTO docs SELECT g, 'doc ' || g, repeat(md5(g::text), 400) FROM generate_series(1, 20) g",
     )
     .unwrap();
@@ -174,6 +179,9 @@ fn a_cdc_target_restores_to_chosen_moments_each_equal_to_the_source_then() {
          DELETE FROM accounts WHERE id % 11 = 0; \
          UPDATE ledger SET note = 'moved' WHERE account % 5 = 0; \
          DELETE FROM ledger WHERE account % 13 = 0; \
+         UPDATE ledger SET note = 'one of three' WHERE ctid = (SELECT ctid FROM ledger WHERE note = 'dup' LIMIT 1); \
+         INSERT INTO tickets (subject) SELECT 'ticket ' || g FROM generate_series(1, 20) g; \
+         UPDATE tickets SET subject = 'answered' WHERE id % 3 = 0; \
          UPDATE docs SET title = 'retitled' WHERE id <= 5",
     )
     .unwrap();
@@ -188,7 +196,14 @@ fn a_cdc_target_restores_to_chosen_moments_each_equal_to_the_source_then() {
          CREATE TABLE notes (id serial PRIMARY KEY, text text); \
          INSERT INTO notes (text) SELECT 'note ' || g FROM generate_series(1, 30) g; \
          UPDATE docs SET body = repeat('changed', 2000) WHERE id = 7; \
+         SET search_path TO app, public; CREATE TABLE audit (id int PRIMARY KEY); \
+         INSERT INTO audit VALUES (1), (2); RESET search_path; \
          TRUNCATE ledger",
+    )
+    .unwrap();
+    pg.psql(
+        "shop",
+        "CREATE INDEX CONCURRENTLY accounts_owner ON accounts (owner)",
     )
     .unwrap();
     let at_b = moment();

@@ -97,28 +97,38 @@ pub struct Applier {
     ddl_seen: HashMap<String, usize>,
 }
 
+/// How values are printed, the same for the replication session (its `options`) and the
+/// replay's: a full-identity row is found by comparing them.
+pub const SETTINGS: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; \
+     SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET bytea_output = 'hex'";
+
+/// The same, as a startup `options` value.
+pub const OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres \
+     -c extra_float_digits=3 -c bytea_output=hex";
+
 /// SQL of a batch is sent in pieces of about this many bytes.
 const PIECE: usize = 1 << 20;
 
 impl Applier {
-    /// Open `dest` for replay: the position table is created if missing, and read.
-    pub async fn open(dest: &Target) -> Result<Self, PgError> {
+    /// Open `dest`, just loaded with a baseline whose consistent point is `from`, for replay:
+    /// the position is set to `from` (a position left by an earlier replay into the same
+    /// database belongs to another load and would skip transactions). Sessions are pinned to
+    /// the settings the replication session prints values with, so values compare as sent.
+    pub async fn open(dest: &Target, from: u64) -> Result<Self, PgError> {
         let client = dest.connect().await?;
         client
-            .batch_execute(
-                "CREATE SCHEMA IF NOT EXISTS lifeboat_cdc;
+            .batch_execute(&format!(
+                "{SETTINGS};
+                 CREATE SCHEMA IF NOT EXISTS lifeboat_cdc;
                  CREATE TABLE IF NOT EXISTS lifeboat_cdc.replayed (
                    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
                    end_lsn bigint NOT NULL, commit_time timestamptz);
-                 INSERT INTO lifeboat_cdc.replayed (end_lsn) VALUES (0) ON CONFLICT DO NOTHING",
-            )
+                 INSERT INTO lifeboat_cdc.replayed (end_lsn) VALUES ({from})
+                   ON CONFLICT (only_row) DO UPDATE SET end_lsn = {from}, commit_time = NULL"
+            ))
             .await
             .map_err(PgError::query("prepare the replay position"))?;
-        let position: i64 = client
-            .query_one("SELECT end_lsn FROM lifeboat_cdc.replayed", &[])
-            .await
-            .map_err(PgError::query("read the replay position"))?
-            .get(0);
+        let position = i64::try_from(from).unwrap_or(0);
         Ok(Self {
             client,
             rels: HashMap::new(),
@@ -220,8 +230,9 @@ impl Applier {
                     .filter(|(_, v)| !v.is_unchanged())
                     .map(|(c, v)| (ident(&c.name), value(v)))
                     .unzip();
+                // Identity columns `GENERATED ALWAYS` take the source's values too.
                 Some(format!(
-                    "INSERT INTO {} ({}) VALUES ({})",
+                    "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES ({})",
                     table(&r),
                     cols.join(", "),
                     vals.join(", ")
@@ -234,11 +245,13 @@ impl Applier {
                 new,
             } => {
                 let r = rel(&self.rels, *oid)?;
+                // Without `old` the key did not change: not set (an identity column
+                // `GENERATED ALWAYS` may only be set to DEFAULT).
                 let set: Vec<String> = r
                     .columns
                     .iter()
                     .zip(new)
-                    .filter(|(_, v)| !v.is_unchanged())
+                    .filter(|(c, v)| !(v.is_unchanged() || (old.is_none() && c.key)))
                     .map(|(c, v)| format!("{} = {}", ident(&c.name), value(v)))
                     .collect();
                 if set.is_empty() {
@@ -261,7 +274,7 @@ impl Applier {
             } => {
                 let r = rel(&self.rels, *oid)?;
                 Some(format!(
-                    "DELETE FROM {} WHERE {}",
+                    "DELETE FROM ONLY {} WHERE {}",
                     table(&r),
                     row_filter(&r, old, *key_only)
                 ))
@@ -283,24 +296,40 @@ impl Applier {
                 ))
             }
             Op::Msg { prefix, content } if prefix == DDL_PREFIX => {
-                // The message holds the whole query the DDL came in (`current_query()`),
-                // which may hold more statements, rows changed among them: the k-th message
-                // of one query is its k-th DDL statement, and only that is replayed.
-                let k = self.ddl_seen.entry(content.clone()).or_insert(0);
-                let statement = split_statements(content)
+                // The message holds the command's tag, the whole query it came in
+                // (`current_query()`, which may hold more statements, rows changed among
+                // them) and the search_path: the k-th message of one tag and query in a
+                // transaction is the query's k-th statement of that tag, and only that is
+                // replayed, with the caller's search_path.
+                let ddl: Ddl = serde_json::from_str(content).unwrap_or_else(|_| Ddl {
+                    tag: None,
+                    query: content.clone(),
+                    search_path: None,
+                });
+                let key = format!("{:?}\u{0}{}", ddl.tag, ddl.query);
+                let k = self.ddl_seen.entry(key).or_insert(0);
+                let statement = split_statements(&ddl.query)
                     .into_iter()
-                    .filter(|s| is_ddl(s))
+                    .filter(|s| match &ddl.tag {
+                        Some(tag) => has_tag(s, tag),
+                        None => is_ddl(s),
+                    })
                     .nth(*k);
                 *k += 1;
-                match statement {
-                    Some(s) => Some(s),
-                    None => {
-                        return Err(PgError::Io(format!(
-                            "a captured schema change cannot be replayed on its own (it ran inside another statement, a function or a DO block): {}",
-                            content.chars().take(200).collect::<String>()
-                        )));
-                    }
-                }
+                let Some(statement) = statement else {
+                    return Err(PgError::Io(format!(
+                        "a captured schema change (`{}`) cannot be replayed on its own: it ran inside a function, a DO block or an extension script; take a new baseline after such a change",
+                        ddl.tag.as_deref().unwrap_or("DDL")
+                    )));
+                };
+                let statement = without_concurrently(&statement);
+                Some(match &ddl.search_path {
+                    Some(path) => format!(
+                        "SET LOCAL search_path TO {};\n{statement};\nSET LOCAL search_path TO DEFAULT",
+                        path
+                    ),
+                    None => statement,
+                })
             }
             Op::Msg { prefix, content } if prefix == SEQ_PREFIX => {
                 self.note_sequences(content);
@@ -439,9 +468,17 @@ pub fn split_statements(sql: &str) -> Vec<String> {
     out
 }
 
-/// Whether a statement is one the DDL event trigger fires for.
-fn is_ddl(statement: &str) -> bool {
-    // Past leading comments.
+/// A DDL message as the event trigger sends it.
+#[derive(Deserialize)]
+struct Ddl {
+    tag: Option<String>,
+    query: String,
+    search_path: Option<String>,
+}
+
+/// The leading words of a statement, upper case, past comments, without the modifiers a
+/// command's tag leaves out (`OR REPLACE`, `UNIQUE`, `UNLOGGED`, `TEMP`, `IF NOT EXISTS`…).
+fn leading_words(statement: &str) -> Vec<String> {
     let mut rest = statement.trim_start();
     loop {
         if let Some(r) = rest.strip_prefix("--") {
@@ -458,23 +495,67 @@ fn is_ddl(statement: &str) -> bool {
             break;
         }
     }
-    let words: String = rest
-        .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect();
-    matches!(
-        words.to_ascii_uppercase().as_str(),
-        "CREATE"
-            | "ALTER"
-            | "DROP"
-            | "COMMENT"
-            | "GRANT"
-            | "REVOKE"
-            | "SECURITY"
-            | "IMPORT"
-            | "REFRESH"
-    )
+    rest.split_whitespace()
+        .take(8)
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_ascii_alphabetic())
+                .to_ascii_uppercase()
+        })
+        .filter(|w| {
+            !matches!(
+                w.as_str(),
+                "OR" | "REPLACE"
+                    | "UNIQUE"
+                    | "UNLOGGED"
+                    | "TEMP"
+                    | "TEMPORARY"
+                    | "GLOBAL"
+                    | "LOCAL"
+                    | "CONCURRENTLY"
+                    | "RECURSIVE"
+                    | "TRUSTED"
+                    | "PROCEDURAL"
+            )
+        })
+        .collect()
+}
+
+/// Whether `statement` is a command of `tag` (`ALTER TABLE`, `CREATE INDEX`).
+fn has_tag(statement: &str, tag: &str) -> bool {
+    let words = leading_words(statement);
+    let want: Vec<&str> = tag.split_whitespace().collect();
+    words.len() >= want.len() && words.iter().zip(&want).all(|(a, b)| a == b)
+}
+
+/// `CREATE INDEX CONCURRENTLY` and `DROP INDEX CONCURRENTLY` cannot run in the replay's
+/// transaction: the same without `CONCURRENTLY` (nobody else uses the restored database).
+fn without_concurrently(statement: &str) -> String {
+    let upper = statement.to_ascii_uppercase();
+    match upper.find(" CONCURRENTLY") {
+        Some(i)
+            if upper.trim_start().starts_with("CREATE")
+                || upper.trim_start().starts_with("DROP")
+                || upper.trim_start().starts_with("REINDEX") =>
+        {
+            format!(
+                "{}{}",
+                &statement[..i],
+                &statement[i + " CONCURRENTLY".len()..]
+            )
+        }
+        _ => statement.to_string(),
+    }
+}
+
+/// Whether a statement is one the DDL event trigger fires for (a message without its tag).
+fn is_ddl(statement: &str) -> bool {
+    leading_words(statement).first().is_some_and(|w| {
+        matches!(
+            w.as_str(),
+            "CREATE" | "ALTER" | "DROP" | "COMMENT" | "GRANT" | "REVOKE" | "SECURITY" | "IMPORT"
+                | "REFRESH"
+        )
+    })
 }
 
 fn ident(name: &str) -> String {
@@ -500,6 +581,10 @@ fn value(v: &Value) -> String {
 /// (`key_only`: `old` holds only them, the others null), or — full identity — by every
 /// sent column compared as text, one row of equal ones (`ctid`), as the source may hold
 /// duplicates.
+/// Types without an equality operator (json, xml, point, line, lseg, path, polygon, circle,
+/// box compares areas): compared as text.
+const NO_EQUALITY: [u32; 9] = [114, 142, 600, 628, 601, 602, 604, 718, 603];
+
 fn row_filter(r: &Relation, old: &[Value], key_only: bool) -> String {
     let keyed = r.identity != 'f' && r.columns.iter().any(|c| c.key);
     if keyed {
@@ -522,12 +607,17 @@ fn row_filter(r: &Relation, old: &[Value], key_only: bool) -> String {
         .zip(old)
         .filter(|(_, v)| !v.is_unchanged())
         .map(|(c, v)| match v {
-            Value::Text(t) => format!("{}::text = {}", ident(&c.name), literal(t)),
+            // Typed equality (`char(n)`, times, floats compare as values); as text only
+            // for types without `=`, printed alike on both sessions ([`SETTINGS`]).
+            Value::Text(t) if NO_EQUALITY.contains(&c.type_oid) => {
+                format!("{}::text = {}", ident(&c.name), literal(t))
+            }
+            Value::Text(t) => format!("{} = {}", ident(&c.name), literal(t)),
             Value::Marker(_) => format!("{} IS NULL", ident(&c.name)),
         })
         .collect();
     format!(
-        "ctid = (SELECT ctid FROM {} WHERE {} LIMIT 1)",
+        "ctid = (SELECT ctid FROM ONLY {} WHERE {} LIMIT 1)",
         table(r),
         if parts.is_empty() {
             "true".to_string()
@@ -577,6 +667,28 @@ mod tests {
     }
 
     #[test]
+    fn ddl_is_matched_by_its_tag_and_replays_without_concurrently() {
+        assert!(has_tag(
+            "CREATE UNIQUE INDEX CONCURRENTLY i ON t (a)",
+            "CREATE INDEX"
+        ));
+        assert!(has_tag(
+            "create or replace function f() ...",
+            "CREATE FUNCTION"
+        ));
+        assert!(has_tag("/* m */ ALTER TABLE t ADD c int", "ALTER TABLE"));
+        assert!(!has_tag("ALTER ROLE app LOGIN", "ALTER TABLE"));
+        assert_eq!(
+            without_concurrently("CREATE INDEX CONCURRENTLY i ON t (a)"),
+            "CREATE INDEX i ON t (a)"
+        );
+        assert_eq!(
+            without_concurrently("INSERT INTO t VALUES (' CONCURRENTLY')"),
+            "INSERT INTO t VALUES (' CONCURRENTLY')"
+        );
+    }
+
+    #[test]
     fn rows_are_found_by_key_or_whole_and_quoted() {
         let t = |s: &str| Value::Text(s.into());
         assert_eq!(
@@ -585,7 +697,7 @@ mod tests {
         );
         assert_eq!(
             row_filter(&rel('f'), &[t("7"), t("it's")], false),
-            "ctid = (SELECT ctid FROM \"public\".\"o'rders\" WHERE \"id\"::text = '7' AND \"note\"::text = 'it''s' LIMIT 1)"
+            "ctid = (SELECT ctid FROM ONLY \"public\".\"o'rders\" WHERE \"id\" = '7' AND \"note\" = 'it''s' LIMIT 1)"
         );
         // An unchanged TOAST value is never compared.
         assert!(!row_filter(&rel('f'), &[t("7"), Value::UNCHANGED], false).contains("note"));

@@ -202,15 +202,25 @@ pub async fn fix(target: &Target) -> Result<Vec<String>, PgError> {
         .await
         .map_err(PgError::query("look for the DDL trigger"))?
         .get(0);
+    // SECURITY DEFINER: whoever runs DDL may send the message, granted or not. Every name
+    // in it is schema-qualified (no `SET search_path`, which would hide the caller's).
+    c.batch_execute(&format!(
+        "CREATE OR REPLACE FUNCTION public.{DDL_TRIGGER}() RETURNS event_trigger
+           LANGUAGE plpgsql SECURITY DEFINER AS $f$
+         BEGIN
+           PERFORM pg_catalog.pg_logical_emit_message(true, '{DDL_PREFIX}',
+             pg_catalog.json_build_object(
+               'tag', tg_tag,
+               'query', pg_catalog.current_query(),
+               'search_path', pg_catalog.current_setting('search_path'))::text);
+         END $f$"
+    ))
+    .await
+    .map_err(PgError::query("install the DDL event trigger's function"))?;
     if !exists {
         c.batch_execute(&format!(
-            "CREATE OR REPLACE FUNCTION public.{DDL_TRIGGER}() RETURNS event_trigger
-               LANGUAGE plpgsql AS $f$
-             BEGIN
-               PERFORM pg_logical_emit_message(true, '{DDL_PREFIX}', current_query());
-             END $f$;
-             CREATE EVENT TRIGGER {DDL_TRIGGER} ON ddl_command_end
-               EXECUTE FUNCTION public.{DDL_TRIGGER}();"
+            "CREATE EVENT TRIGGER {DDL_TRIGGER} ON ddl_command_end
+               EXECUTE FUNCTION public.{DDL_TRIGGER}()"
         ))
         .await
         .map_err(PgError::query("install the DDL event trigger"))?;

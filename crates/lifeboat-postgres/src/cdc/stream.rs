@@ -28,7 +28,9 @@ fn config(target: &Target, slot: &str, publication: &str, ack: Option<u64>) -> R
     .with_port(port)
     .with_start_lsn(Lsn::ZERO)
     .with_status_interval(Duration::from_millis(500))
-    .with_application_name("lifeboat-cdc");
+    .with_application_name("lifeboat-cdc")
+    // Values printed as the replay's session compares them.
+    .with_options(super::apply::OPTIONS);
     if let Some(ack) = ack {
         cfg = cfg.with_ack_lsn(Lsn::from_u64(ack));
     }

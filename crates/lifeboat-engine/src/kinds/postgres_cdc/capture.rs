@@ -220,9 +220,12 @@ pub async fn run(
                         txn.lsn = lsn.as_u64();
                         txn.end = end_lsn.as_u64();
                         txn.time = commit_time_micros;
-                        // Redelivered after a crash: already in a stored segment.
+                        // Redelivered after a crash: already in a stored segment — but the
+                        // tables it describes are described once per session, so they are kept.
                         if txn.end > durable {
-                            batch.add(txn);
+                            batch.add(txn)?;
+                        } else {
+                            batch.learn(&txn);
                         }
                     }
                 }
@@ -345,7 +348,16 @@ impl Batch {
     /// Add a committed transaction, with the description of each table it changes that
     /// this segment has not described yet (as of the transaction's start), so the segment
     /// stands alone.
-    fn add(&mut self, mut txn: Txn) {
+    /// The table descriptions of a transaction that is not stored again.
+    fn learn(&mut self, txn: &Txn) {
+        for op in &txn.ops {
+            if let Op::Rel(r) = op {
+                self.rels.insert(r.oid, r.clone());
+            }
+        }
+    }
+
+    fn add(&mut self, mut txn: Txn) -> EngineResult<()> {
         let mut described: HashSet<u32> = HashSet::new();
         let mut missing: Vec<u32> = Vec::new();
         for op in &txn.ops {
@@ -366,8 +378,18 @@ impl Batch {
         }
         let head: Vec<Op> = missing
             .iter()
-            .filter_map(|oid| self.rels.get(oid).cloned().map(Op::Rel))
-            .collect();
+            .map(|oid| {
+                self.rels.get(oid).cloned().map(Op::Rel).ok_or_else(|| {
+                    EngineError::failure(
+                        format!(
+                            "transaction {} changes table {oid}, which the stream never described: a segment without it could not be replayed",
+                            txn.xid
+                        ),
+                        Some("`lifeboat cdc run` again: a new session describes every table again".into()),
+                    )
+                })
+            })
+            .collect::<EngineResult<_>>()?;
         txn.ops.splice(0..0, head);
         for op in &txn.ops {
             if let Op::Rel(r) = op {
@@ -386,6 +408,7 @@ impl Batch {
                 })
                 .sum::<usize>();
         self.txns.push(txn);
+        Ok(())
     }
 }
 

@@ -37,6 +37,19 @@ pub(super) async fn plan(
         ));
     }
     let (baseline, manifest) = chosen_snapshot(engine, request).await?;
+    if baseline.kind != "cdc" {
+        return Err(EngineError::usage(
+            format!(
+                "snapshot `{}` is a `{}` backup, not a cdc baseline: no captured change follows it",
+                baseline.short_id(),
+                baseline.kind
+            ),
+            Some(
+                "choose a cdc baseline (`lifeboat snapshots`), or take one with `lifeboat backup`"
+                    .into(),
+            ),
+        ));
+    }
     let base_lsn = manifest
         .postgres
         .as_ref()
@@ -154,8 +167,8 @@ pub async fn replay(
     until: Option<jiff::Timestamp>,
     cancel: &Cancel,
 ) -> EngineResult<Replayed> {
-    let mut applier = Applier::open(dest).await?;
-    let start = applier.position().max(base_lsn);
+    let mut applier = Applier::open(dest, base_lsn).await?;
+    let start = base_lsn;
     // A chain ends where the capture lost changes: never replayed across.
     let end = segments::gaps(&engine.repo, name)
         .await?

@@ -71,7 +71,21 @@ pub async fn write(repo: &Arc<Repo>, target: &str, txns: &[Txn]) -> EngineResult
     let sealed = key
         .seal(&path, &plain)
         .map_err(|e| EngineError::failure(e.to_string(), None))?;
-    repo.call(move |r| r.side().put_new(&path, &sealed)).await?;
+    let p = path.clone();
+    let new = repo.call(move |r| r.side().put_new(&p, &sealed)).await?;
+    let seg = Segment {
+        first: first.end,
+        last: last.end,
+        name: name.clone(),
+    };
+    // Already there: a redelivery of exactly these transactions is fine; anything else is
+    // another stream claiming the same positions (another cluster, a restored server).
+    if !new && read(repo, target, &seg).await? != txns {
+        return Err(EngineError::failure(
+            format!("segment `{path}` exists with other transactions: the source is not the stream it was captured from"),
+            Some("a restored or replaced server reuses WAL positions: move the target's `cdc/` folder in the repository aside and take a new baseline".into()),
+        ));
+    }
     Ok(Segment {
         first: first.end,
         last: last.end,

@@ -62,9 +62,25 @@ pub(super) async fn archive(
     let (slot, _) = target.cdc_names(name);
     let seen = async {
         let db = Target::parse(&target.connection_url(name)?)?;
-        Ok::<_, crate::EngineError>(preflight::slot_state(&db, &slot).await?)
+        let bare = preflight::tables_without_identity(&db.connect().await?).await?;
+        Ok::<_, crate::EngineError>((preflight::slot_state(&db, &slot).await?, bare))
     };
-    match tokio::time::timeout(Duration::from_secs(15), seen).await {
+    let seen = tokio::time::timeout(Duration::from_secs(15), seen)
+        .await
+        .map(|r| {
+            r.map(|(slot, bare)| {
+                // A table made since without a primary key: the publication (all tables)
+                // makes its UPDATE and DELETE fail on the source.
+                if !bare.is_empty() {
+                    state.server_error = Some(format!(
+                        "table(s) {} have no primary key nor replica identity: their UPDATE and DELETE fail on the source while the publication exists; run `lifeboat cdc check {name} --fix`",
+                        bare.join(", ")
+                    ));
+                }
+                slot
+            })
+        });
+    match seen {
         Ok(Ok(Some(s))) if s.wal_status == "lost" => {
             state.server_error = Some(format!(
                 "replication slot `{slot}` is lost: the server dropped WAL it had not sent (`max_slot_wal_keep_size`); changes since are not captured until a new baseline (`lifeboat backup {name}`)"
