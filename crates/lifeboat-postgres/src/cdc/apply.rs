@@ -552,7 +552,14 @@ fn is_ddl(statement: &str) -> bool {
     leading_words(statement).first().is_some_and(|w| {
         matches!(
             w.as_str(),
-            "CREATE" | "ALTER" | "DROP" | "COMMENT" | "GRANT" | "REVOKE" | "SECURITY" | "IMPORT"
+            "CREATE"
+                | "ALTER"
+                | "DROP"
+                | "COMMENT"
+                | "GRANT"
+                | "REVOKE"
+                | "SECURITY"
+                | "IMPORT"
                 | "REFRESH"
         )
     })
