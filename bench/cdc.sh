@@ -9,7 +9,7 @@
 # Targets: lag p99 ≤ 1 s, CPU ≤ 15 % of one core; backlog ≥ 50,000 changes/s.
 #
 #   bench/cdc.sh                 # scale 10, 60 s live, 30 s backlog
-#   SCALE=5 LIVE=20 BACKLOG=10 bench/cdc.sh
+#   SCALE=5 LIVE=20 BACKLOG=10 FLUSH=500ms bench/cdc.sh
 source "$(dirname "$0")/lib.sh"
 
 SCALE=${SCALE:-10}
@@ -30,16 +30,16 @@ PSQL=("$PGBIN/psql" -X -q -A -t -h 127.0.0.1 -p "$PORT" -U postgres)
 "${PSQL[@]}" -c "CREATE DATABASE pgb" >/dev/null
 "$PGBIN/pgbench" -q -i -s "$SCALE" -h 127.0.0.1 -p "$PORT" -U postgres pgb >/dev/null 2>&1
 
-pgb_config "$WORK" "$PORT" <<'TOML'
+pgb_config "$WORK" "$PORT" <<TOML
 mode = "cdc"
-flush-interval = "1s"
+flush-interval = "${FLUSH:-1s}"
 TOML
 LB=("$LIFEBOAT" -q -c "$WORK/lifeboat.toml")
 "${LB[@]}" init >/dev/null
 "${LB[@]}" cdc check pgb --fix >/dev/null
 "${LB[@]}" backup pgb >/dev/null
 
-echo "## lifeboat cdc: pgbench scale $SCALE, -c 4 ($(date -u +%Y-%m-%d), $(nproc) cores, PostgreSQL $("${PSQL[@]}" -c 'SHOW server_version' pgb))"
+echo "## lifeboat cdc: pgbench scale $SCALE, -c 4, flush-interval ${FLUSH:-1s} ($(date -u +%Y-%m-%d), $(nproc) cores, PostgreSQL $("${PSQL[@]}" -c 'SHOW server_version' pgb))"
 echo
 
 # 1. live
