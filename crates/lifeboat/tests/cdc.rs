@@ -425,6 +425,26 @@ fn serve_captures_through_a_server_restart_and_status_follows_the_capture() {
         problems.contains("does not exist: nothing is captured"),
         "{problems}"
     );
+    // A backup does not quietly make a new slot over the hole: `cdc run` records the gap.
+    ws.run(&["backup", "shop"])
+        .expect_code(1)
+        .expect_stderr(&["is gone", "records the gap"], &[]);
+    let baselines = || {
+        ws.snapshots()
+            .iter()
+            .filter(|s| s["target"] == "shop")
+            .count()
+    };
+    let before = baselines();
+    let capture = ws.spawn(&["cdc", "run", "shop"]);
+    wait_for(
+        "the gap and a new baseline",
+        Duration::from_secs(60),
+        || ws.repo().join("lifeboat/cdc/shop/gaps.json").exists() && baselines() > before,
+    );
+    terminate(capture)
+        .expect_code(0)
+        .expect_stderr(&["was gone", "are lost"], &[]);
 }
 
 /// A slot the server invalidates while nothing reads it (`max_slot_wal_keep_size`): the

@@ -1,7 +1,7 @@
 //! `serve` runs the change capture of every `mode = "cdc"` target for as long as it runs: a
 //! capture that fails (the server restarted, the network went) raises `capture:<target>`
 //! (kind `capture-failed`) and is started again after 5 s, doubling up to 1 min while it
-//! keeps failing; the alert is resolved once the capture stores again. On shutdown what
+//! keeps failing; the alert is resolved once the capture has stored for 30 s. On shutdown what
 //! was gathered is stored before it stops.
 
 use std::{
@@ -12,6 +12,9 @@ use std::{
 use super::Shared;
 use crate::{cancel::Cancel, kinds::postgres_cdc::capture};
 
+/// How long a capture must run before its alert is resolved.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+
 pub async fn keep_capturing(shared: Arc<Shared>, name: String, shutdown: Cancel) {
     let key = format!("capture:{name}");
     let mut wait = Duration::from_secs(5);
@@ -19,12 +22,17 @@ pub async fn keep_capturing(shared: Arc<Shared>, name: String, shutdown: Cancel)
         let began = Instant::now();
         let watching = shared.clone();
         let (k, n) = (key.clone(), name.clone());
+        let healthy_after = Instant::now() + HEALTHY_AFTER;
         let stored = move |c: &capture::Captured| {
             {
                 let mut state = watching.state();
                 let t = state.targets.entry(n.clone()).or_default();
                 t.capture_stored = Some(jiff::Timestamp::now());
                 t.capture_transactions = c.transactions;
+            }
+            // Resolved once it has stored for a while, not at its first breath.
+            if Instant::now() < healthy_after {
+                return;
             }
             let cleared = watching
                 .alerts()

@@ -580,9 +580,10 @@ pub async fn run(
         )));
     }
     // The change capture of every cdc target, for as long as `serve` runs.
+    let mut captures = Vec::new();
     for (name, target) in &engine.config.targets {
         if target.mode == Some(lifeboat_core::config::PostgresMode::Cdc) {
-            tasks.push(tokio::spawn(capture::keep_capturing(
+            captures.push(tokio::spawn(capture::keep_capturing(
                 shared.clone(),
                 name.clone(),
                 shutdown.clone(),
@@ -645,6 +646,15 @@ pub async fn run(
         .is_err()
     {
         log::warn!("jobs still running after the shutdown timeout; leaving them");
+    }
+    // The captures store what they gathered and say where they stopped.
+    let stopping = async {
+        for c in captures {
+            let _ = c.await;
+        }
+    };
+    if tokio::time::timeout(limit, stopping).await.is_err() {
+        log::warn!("a capture still storing after the shutdown timeout; leaving it");
     }
     // A failover hook is never cut off half-way by a stop of `serve`: it gets the same time.
     let hooks: Vec<JoinHandle<String>> =

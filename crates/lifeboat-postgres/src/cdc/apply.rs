@@ -323,10 +323,11 @@ impl Applier {
                     )));
                 };
                 let statement = without_concurrently(&statement);
+                // The path as a literal: it is the source's text, never SQL to run.
                 Some(match &ddl.search_path {
                     Some(path) => format!(
-                        "SET LOCAL search_path TO {};\n{statement};\nSET LOCAL search_path TO DEFAULT",
-                        path
+                        "SELECT pg_catalog.set_config('search_path', {}, true);\n{statement};\nSET LOCAL search_path TO DEFAULT",
+                        literal(path)
                     ),
                     None => statement,
                 })
@@ -410,8 +411,17 @@ pub fn split_statements(sql: &str) -> Vec<String> {
         match b[i] {
             b'\'' | b'"' => {
                 let q = b[i];
+                // `E'…'`: a backslash escapes the next character.
+                let escapes = q == b'\''
+                    && i > 0
+                    && (b[i - 1] == b'E' || b[i - 1] == b'e')
+                    && (i < 2 || !(b[i - 2].is_ascii_alphanumeric() || b[i - 2] == b'_'));
                 i += 1;
                 while i < b.len() {
+                    if escapes && b[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
                     if b[i] == q {
                         if b.get(i + 1) == Some(&q) {
                             i += 2;
@@ -530,21 +540,34 @@ fn has_tag(statement: &str, tag: &str) -> bool {
 /// `CREATE INDEX CONCURRENTLY` and `DROP INDEX CONCURRENTLY` cannot run in the replay's
 /// transaction: the same without `CONCURRENTLY` (nobody else uses the restored database).
 fn without_concurrently(statement: &str) -> String {
-    let upper = statement.to_ascii_uppercase();
-    match upper.find(" CONCURRENTLY") {
-        Some(i)
-            if upper.trim_start().starts_with("CREATE")
-                || upper.trim_start().starts_with("DROP")
-                || upper.trim_start().starts_with("REINDEX") =>
-        {
-            format!(
-                "{}{}",
-                &statement[..i],
-                &statement[i + " CONCURRENTLY".len()..]
-            )
-        }
-        _ => statement.to_string(),
+    // Among the leading words only (past comments, any whitespace), never inside a
+    // literal further on.
+    let words = leading_words(statement);
+    if !matches!(
+        words.first().map(String::as_str),
+        Some("CREATE" | "DROP" | "REINDEX")
+    ) {
+        return statement.to_string();
     }
+    let mut seen = 0;
+    let mut out = String::with_capacity(statement.len());
+    let mut rest = statement;
+    while let Some(start) = rest.find(|c: char| !c.is_whitespace()) {
+        let (space, tail) = rest.split_at(start);
+        let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        let (word, after) = tail.split_at(end);
+        seen += 1;
+        if seen <= 10 && word.eq_ignore_ascii_case("CONCURRENTLY") {
+            out.push_str(space);
+            out.push_str(after.trim_start());
+            return out;
+        }
+        out.push_str(space);
+        out.push_str(word);
+        rest = after;
+    }
+    out.push_str(rest);
+    statement.to_string()
 }
 
 /// Whether a statement is one the DDL event trigger fires for (a message without its tag).
@@ -692,6 +715,19 @@ mod tests {
         assert_eq!(
             without_concurrently("INSERT INTO t VALUES (' CONCURRENTLY')"),
             "INSERT INTO t VALUES (' CONCURRENTLY')"
+        );
+        assert_eq!(
+            without_concurrently("/* m */ CREATE INDEX\nCONCURRENTLY i ON t (a)"),
+            "/* m */ CREATE INDEX\ni ON t (a)"
+        );
+        assert_eq!(
+            without_concurrently("CREATE INDEX i ON t ((' CONCURRENTLY'))"),
+            "CREATE INDEX i ON t ((' CONCURRENTLY'))"
+        );
+        // An escaped quote in an E-string ends no literal.
+        assert_eq!(
+            split_statements("SELECT E'it\\'s; fine'; ALTER TABLE t ADD c int").len(),
+            2
         );
     }
 

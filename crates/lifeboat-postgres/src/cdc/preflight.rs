@@ -212,7 +212,7 @@ pub async fn fix(target: &Target) -> Result<Vec<String>, PgError> {
              pg_catalog.json_build_object(
                'tag', tg_tag,
                'query', pg_catalog.current_query(),
-               'search_path', pg_catalog.current_setting('search_path'))::text);
+               'search_path', pg_catalog.current_setting('search_path'))::pg_catalog.text);
          END $f$"
     ))
     .await
@@ -296,6 +296,8 @@ pub async fn drop_slot(target: &Target, slot: &str) -> Result<(), PgError> {
 /// A slot as the server sees it.
 #[derive(Debug, Clone)]
 pub struct SlotState {
+    /// A session streams it now.
+    pub active: bool,
     /// `wal_status`: `reserved`, `extended`, `unreserved` or `lost`.
     pub wal_status: String,
     /// WAL the slot keeps on the server's disk.
@@ -309,7 +311,7 @@ pub async fn slot_state(target: &Target, slot: &str) -> Result<Option<SlotState>
     let c = target.connect().await?;
     let row = c
         .query_opt(
-            "SELECT coalesce(to_jsonb(s)->>'wal_status', ''),
+            "SELECT active, coalesce(to_jsonb(s)->>'wal_status', ''),
                     coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint,
                     coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint
              FROM pg_replication_slots s WHERE slot_name = $1",
@@ -318,8 +320,9 @@ pub async fn slot_state(target: &Target, slot: &str) -> Result<Option<SlotState>
         .await
         .map_err(PgError::query("read the slot"))?;
     Ok(row.map(|r| SlotState {
-        wal_status: r.get(0),
-        retained_bytes: r.get(1),
-        pending_bytes: r.get(2),
+        active: r.get(0),
+        wal_status: r.get(1),
+        retained_bytes: r.get(2),
+        pending_bytes: r.get(3),
     }))
 }

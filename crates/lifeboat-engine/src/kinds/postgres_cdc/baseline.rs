@@ -18,6 +18,25 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
     let url = job.url()?;
     let target = Target::parse(&url)?;
     let (slot, publication) = job.target.cdc_names(job.name);
+    // Once there is a history, a missing slot is a gap that `cdc run` records: a backup
+    // does not quietly make a new slot over it.
+    let missing = preflight::slot_state(&target, &slot).await?.is_none();
+    if missing
+        && super::segments::durable(job.repo, job.name)
+            .await?
+            .is_some()
+    {
+        return Err(crate::EngineError::failure(
+            format!(
+                "replication slot `{slot}` of `{}` is gone: changes since the last capture are lost",
+                job.name
+            ),
+            Some(format!(
+                "`lifeboat cdc run {}` records the gap and takes the new baseline",
+                job.name
+            )),
+        ));
+    }
     preflight::ensure_slot(&target, &slot, &publication).await?;
     // Temporary: dropped with its session, after the dump.
     let temp = format!("{slot}_base_{}", std::process::id());

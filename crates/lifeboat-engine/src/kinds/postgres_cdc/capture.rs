@@ -62,20 +62,69 @@ pub async fn run(
         .ok_or_else(|| crate::backup::unknown_target(&engine.config, name))?;
     let target = Target::parse(&cfg.connection_url(name)?)?;
     let (slot, publication) = cfg.cdc_names(name);
-    // A slot the server invalidated (or that is gone while changes were stored) cannot go
-    // on: what it dropped is a gap, recorded before a new slot and a new baseline start the
-    // next chain — never resumed as if nothing happened.
+    // A slot the server invalidated (or that is gone once there is a history) cannot go
+    // on: what it dropped is a gap, recorded — first as pending, durably, before the slot is
+    // dropped — and then completed by the baseline that starts the next chain; never resumed
+    // as if nothing happened. A pending gap left by a run that stopped before its baseline
+    // is completed now.
+    let snaps = engine.repo.list_snapshots(Some(name)).await?;
+    let baselines: Vec<_> = snaps
+        .iter()
+        .filter(|s| s.kind == "cdc" && s.is_good())
+        .collect();
     let stored_before = segments::durable(&engine.repo, name).await?;
+    let history = stored_before.is_some() || !baselines.is_empty();
     let found = preflight::slot_state(&target, &slot).await?;
+    let pending = segments::gaps(&engine.repo, name)
+        .await?
+        .last()
+        .is_some_and(segments::Gap::pending);
     let broken = match &found {
         Some(s) if s.wal_status == "lost" => Some(format!(
             "replication slot `{slot}` was invalidated by the server (`wal_status = lost`, `max_slot_wal_keep_size`)"
         )),
-        None if stored_before.is_some() => Some(format!(
+        None if history => Some(format!(
             "replication slot `{slot}` was gone (dropped, or the server restored from a backup)"
         )),
         _ => None,
     };
+    if let Some(why) = &broken
+        && !pending
+    {
+        // Complete up to the newest of: the last commit stored, where a clean stop left the
+        // slot, the newest baseline.
+        let last_commit = segments::last_commit(&engine.repo, name).await?;
+        let stopped = segments::read_stopped(&engine.repo, name)
+            .await?
+            .filter(|s| s.lsn >= stored_before.unwrap_or(0));
+        let newest_base = baselines
+            .iter()
+            .filter_map(|s| s.manifest.as_ref().ok()?.postgres.clone())
+            .filter_map(|p| Some((stream::lsn(&p.snapshot_lsn)?, p.snapshot_time)))
+            .max_by_key(|(l, _)| *l);
+        let mut from_lsn = stored_before.unwrap_or(0);
+        let mut from_time = last_commit;
+        if let Some(s) = &stopped {
+            from_lsn = from_lsn.max(s.lsn);
+            from_time = from_time.max(Some(s.at));
+        }
+        if let Some((l, t)) = newest_base {
+            from_lsn = from_lsn.max(l);
+            from_time = from_time.max(t);
+        }
+        segments::record_gap(
+            &engine.repo,
+            name,
+            segments::Gap {
+                from_lsn,
+                from_time,
+                to_lsn: 0,
+                to_time: None,
+                why: why.clone(),
+            },
+        )
+        .await?;
+    }
     if found.as_ref().is_some_and(|s| s.wal_status == "lost") {
         preflight::drop_slot(&target, &slot).await?;
     }
@@ -84,40 +133,33 @@ pub async fn run(
         info(engine, name, format!("created {m}"));
     }
     // A baseline to replay onto, if there is none yet (or a new chain begins).
-    let snaps = engine.repo.list_snapshots(Some(name)).await?;
-    if broken.is_some() || !snaps.iter().any(|s| s.kind == "cdc" && s.is_good()) {
+    if broken.is_some() || pending || baselines.is_empty() {
         info(engine, name, "taking a baseline".into());
         let report = crate::backup::backup(engine, name, cancel).await?;
-        if let Some(why) = broken {
+        if broken.is_some() || pending {
             let (to_lsn, to_time) = baseline_point(engine, name, &report).await?;
-            // Complete up to the last commit stored, or — stopped cleanly later — up to
-            // where that capture left the slot.
-            let last_commit = segments::last_commit(&engine.repo, name).await?;
-            let stopped = segments::read_stopped(&engine.repo, name)
-                .await?
-                .filter(|s| s.lsn >= stored_before.unwrap_or(0));
-            let gap = segments::Gap {
-                from_lsn: stopped
-                    .as_ref()
-                    .map_or(stored_before.unwrap_or(0), |s| s.lsn),
-                from_time: match (&stopped, last_commit) {
-                    (Some(s), Some(c)) => Some(s.at.max(c)),
-                    (Some(s), None) => Some(s.at),
-                    (None, c) => c,
-                },
-                to_lsn,
-                to_time,
-                why: why.clone(),
-            };
+            let gap = segments::complete_gap(&engine.repo, name, to_lsn, to_time).await?;
+            // The new chain must lie after the old one: a server that reuses WAL positions
+            // (restored in place, another cluster) would mix the two.
+            if to_lsn <= gap.from_lsn {
+                return Err(EngineError::failure(
+                    format!(
+                        "the new baseline of `{name}` is at WAL position {}, not after the captured history ({}): the server is not the one captured (restored in place, or another cluster)",
+                        stream::lsn_text(to_lsn),
+                        stream::lsn_text(gap.from_lsn)
+                    ),
+                    Some("move the target's `cdc/` folder in the repository aside to start a new history".into()),
+                ));
+            }
             engine.events.event(Event::Warning {
                 target: Some(name.into()),
                 text: format!(
-                    "{why}: the changes between {} and {} are lost; a new chain starts at the baseline just taken",
+                    "{}: the changes between {} and {} are lost; a new chain starts at the baseline just taken",
+                    gap.why,
                     gap.from_time.map_or("the start".into(), |t| t.to_string()),
                     gap.to_time.map_or("now".into(), |t| t.to_string())
                 ),
             });
-            segments::record_gap(&engine.repo, name, gap).await?;
         }
     }
     let flush_every = cfg

@@ -68,8 +68,17 @@ pub(super) async fn plan(
         None => None,
     };
     let gaps = segments::gaps(&engine.repo, &request.target).await?;
+    // A gap after the chosen baseline that begins at or before the moment: reaching it
+    // would cross the gap (the moment is in it, or after it but before the next baseline's
+    // snapshot was stored).
+    let crossing = |t: jiff::Timestamp| {
+        gaps.iter().find(|g| {
+            g.holds(t)
+                || ((g.to_lsn > base_lsn || g.pending()) && g.from_time.is_none_or(|f| f < t))
+        })
+    };
     if let Some(t) = until
-        && let Some(g) = gaps.iter().find(|g| g.holds(t))
+        && let Some(g) = crossing(t)
     {
         let from = g
             .from_time
@@ -169,12 +178,14 @@ pub async fn replay(
 ) -> EngineResult<Replayed> {
     let mut applier = Applier::open(dest, base_lsn).await?;
     let start = base_lsn;
-    // A chain ends where the capture lost changes: never replayed across.
+    // A chain ends where the capture lost changes: never replayed across. A gap that ends
+    // after the baseline ends its chain at its start (or at once, when it began before the
+    // baseline: a baseline taken inside a gap has no captured chain after it).
     let end = segments::gaps(&engine.repo, name)
         .await?
         .iter()
-        .filter(|g| g.from_lsn >= base_lsn)
-        .map(|g| g.from_lsn)
+        .filter(|g| g.to_lsn > base_lsn || g.pending())
+        .map(|g| g.from_lsn.max(base_lsn))
         .min();
     let segs = segments::list(&engine.repo, name).await?;
     let mut out = Replayed::default();

@@ -147,11 +147,10 @@ pub async fn prune(
     let Some(oldest) = oldest else {
         return Ok(0);
     };
-    let old: Vec<Segment> = list(repo, target)
-        .await?
-        .into_iter()
-        .filter(|s| s.last <= oldest)
-        .collect();
+    let mut all = list(repo, target).await?;
+    // The newest stays, whatever: it says how far the history went.
+    all.pop();
+    let old: Vec<Segment> = all.into_iter().filter(|s| s.last <= oldest).collect();
     if !dry_run {
         for s in &old {
             let path = format!("{}/{}", dir(target), s.name);
@@ -177,6 +176,11 @@ pub struct Gap {
 }
 
 impl Gap {
+    /// Recorded before its end is known (the baseline that ends it not stored yet).
+    pub fn pending(&self) -> bool {
+        self.to_lsn == 0
+    }
+
     /// Whether moment `t` is inside it.
     pub fn holds(&self, t: jiff::Timestamp) -> bool {
         self.from_time.is_none_or(|f| t > f) && self.to_time.is_none_or(|e| t < e)
@@ -206,6 +210,26 @@ pub async fn record_gap(repo: &Arc<Repo>, target: &str, gap: Gap) -> EngineResul
     let path = gaps_path(target);
     repo.call(move |r| r.side().put(&path, &bytes)).await?;
     Ok(())
+}
+
+/// Complete the pending gap with the baseline that ends it; the gap as completed.
+pub async fn complete_gap(
+    repo: &Arc<Repo>,
+    target: &str,
+    to_lsn: u64,
+    to_time: Option<jiff::Timestamp>,
+) -> EngineResult<Gap> {
+    let mut all = gaps(repo, target).await?;
+    let Some(last) = all.last_mut().filter(|g| g.pending()) else {
+        return Err(EngineError::failure("no pending gap to complete", None));
+    };
+    last.to_lsn = to_lsn;
+    last.to_time = to_time;
+    let done = last.clone();
+    let bytes = serde_json::to_vec_pretty(&all).unwrap_or_default();
+    let path = gaps_path(target);
+    repo.call(move |r| r.side().put(&path, &bytes)).await?;
+    Ok(done)
 }
 
 /// The commit time of the newest stored transaction, if any.

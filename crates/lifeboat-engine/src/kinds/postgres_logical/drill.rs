@@ -169,7 +169,9 @@ impl Rehearsal for PgRehearsal {
             &name,
             dest,
             base,
-            None,
+            // What was captured until the drill began (later commits would make the RPO
+            // look better than it is).
+            Some(self.started_at),
             &crate::cancel::Cancel::new(),
         )
         .await
