@@ -63,12 +63,15 @@ pub async fn run_once(config: &Config, probe: &ProbeConfig, memory: &mut Memory)
     let began = Instant::now();
     let at = jiff::Timestamp::now();
     let limit = probe.timeout().as_duration();
-    let run = tokio::time::timeout(limit, run_kind(config, probe, limit, memory)).await;
-    let latency_seconds = began.elapsed().as_secs_f64();
-    // The password of what it watches never shows, whatever an error quotes.
-    let secret = address(config, probe)
+    // Resolved once: what the kind connects to, and the password in it that never shows,
+    // whatever an error quotes.
+    let watched = address(config, probe);
+    let secret = watched
+        .as_ref()
         .ok()
         .and_then(|u| crate::restore::checks::password_in(u.expose()));
+    let run = tokio::time::timeout(limit, run_kind(config, probe, &watched, limit, memory)).await;
+    let latency_seconds = began.elapsed().as_secs_f64();
     let (ok, detail, problems, queues) = match run {
         Ok(Ok(seen)) => (
             seen.problems.is_empty(),
@@ -110,17 +113,19 @@ pub async fn run_once(config: &Config, probe: &ProbeConfig, memory: &mut Memory)
 async fn run_kind(
     config: &Config,
     probe: &ProbeConfig,
+    watched: &Result<Redacted, String>,
     limit: Duration,
     memory: &mut Memory,
 ) -> Result<Seen, String> {
     use lifeboat_core::probes::ProbeKind as K;
+    let url = || watched.clone();
     match probe.kind {
-        K::Http => http::run(probe, &address(config, probe)?, limit).await,
-        K::Tcp => tcp::run(&address(config, probe)?).await,
-        K::Postgres => postgres::run(probe, &address(config, probe)?).await,
-        K::Redis => redis::run(probe, address(config, probe)?, limit, memory).await,
-        K::Bullmq => bullmq::run(probe, address(config, probe)?, limit).await,
-        K::Sql => sql::run(config, probe, &address(config, probe)?).await,
+        K::Http => http::run(probe, &url()?, limit).await,
+        K::Tcp => tcp::run(&url()?).await,
+        K::Postgres => postgres::run(probe, &url()?).await,
+        K::Redis => redis::run(probe, url()?, limit, memory).await,
+        K::Bullmq => bullmq::run(probe, url()?, limit).await,
+        K::Sql => sql::run(config, probe, &url()?).await,
         K::Command => command::run(probe).await,
     }
 }

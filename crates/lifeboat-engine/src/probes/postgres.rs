@@ -128,7 +128,7 @@ pub async fn run(probe: &ProbeConfig, url: &Redacted) -> Result<Seen, String> {
 }
 
 /// The rows of `sql`, each column as text (`None` for NULL).
-async fn rows(client: &Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+pub(super) async fn rows(client: &Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
     let messages = client
         .simple_query(sql)
         .await

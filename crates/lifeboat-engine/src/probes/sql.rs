@@ -71,15 +71,9 @@ pub async fn run(config: &Config, probe: &ProbeConfig, url: &Redacted) -> Result
 
 /// The first column of the first row `sql` returns, as text.
 async fn first_value(client: &tokio_postgres::Client, sql: &str) -> Result<Option<String>, String> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .map_err(|e| lifeboat_postgres::conn::describe_pg_error(&e))?;
-    Ok(messages
+    Ok(super::postgres::rows(client, sql)
+        .await?
         .into_iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
-            _ => None,
-        })
-        .flatten())
+        .next()
+        .and_then(|row| row.into_iter().next().flatten()))
 }

@@ -65,6 +65,14 @@ pub async fn tables_without_identity(client: &Client) -> Result<Vec<String>, PgE
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// The answer of a `SELECT EXISTS (…)` about one name.
+async fn exists(c: &Client, sql: &str, name: &str, what: &str) -> Result<bool, PgError> {
+    Ok(c.query_one(sql, &[&name])
+        .await
+        .map_err(PgError::query(what))?
+        .get(0))
+}
+
 /// Every check, in order.
 pub async fn run(target: &Target, slot: &str) -> Result<Vec<Check>, PgError> {
     let c = target.connect().await?;
@@ -112,14 +120,13 @@ pub async fn run(target: &Target, slot: &str) -> Result<Vec<Check>, PgError> {
                 current_setting('max_slot_wal_keep_size')")
     .await?;
     let (max, used, keep): (i32, i32, String) = (slots.get(0), slots.get(1), slots.get(2));
-    let ours: bool = c
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
-            &[&slot],
-        )
-        .await
-        .map_err(PgError::query("look for the slot"))?
-        .get(0);
+    let ours = exists(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+        slot,
+        "look for the slot",
+    )
+    .await?;
     // The slot itself (unless it exists) and a temporary one for each baseline.
     let needed = if ours { 1 } else { 2 };
     out.push(Check::new(
@@ -155,14 +162,13 @@ pub async fn run(target: &Target, slot: &str) -> Result<Vec<Check>, PgError> {
             bare.iter().map(|t| format!("ALTER TABLE {t} REPLICA IDENTITY FULL")).collect::<Vec<_>>().join("; ")
         )),
     ));
-    let trigger: bool = c
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1 AND evtenabled <> 'D')",
-            &[&DDL_TRIGGER],
-        )
-        .await
-        .map_err(PgError::query("look for the DDL trigger"))?
-        .get(0);
+    let trigger = exists(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1 AND evtenabled <> 'D')",
+        DDL_TRIGGER,
+        "look for the DDL trigger",
+    )
+    .await?;
     out.push(Check::new(
         "DDL capture",
         trigger,
@@ -194,14 +200,13 @@ pub async fn fix(target: &Target) -> Result<Vec<String>, PgError> {
             .map_err(PgError::query(format!("set the replica identity of {t}")))?;
         done.push(format!("`ALTER TABLE {t} REPLICA IDENTITY FULL`"));
     }
-    let exists: bool = c
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)",
-            &[&DDL_TRIGGER],
-        )
-        .await
-        .map_err(PgError::query("look for the DDL trigger"))?
-        .get(0);
+    let installed = exists(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)",
+        DDL_TRIGGER,
+        "look for the DDL trigger",
+    )
+    .await?;
     // SECURITY DEFINER: whoever runs DDL may send the message, granted or not. Every name
     // in it is schema-qualified (no `SET search_path`, which would hide the caller's).
     c.batch_execute(&format!(
@@ -217,7 +222,7 @@ pub async fn fix(target: &Target) -> Result<Vec<String>, PgError> {
     ))
     .await
     .map_err(PgError::query("install the DDL event trigger's function"))?;
-    if !exists {
+    if !installed {
         c.batch_execute(&format!(
             "CREATE EVENT TRIGGER {DDL_TRIGGER} ON ddl_command_end
                EXECUTE FUNCTION public.{DDL_TRIGGER}()"
@@ -240,14 +245,13 @@ pub async fn ensure_slot(
 ) -> Result<Vec<String>, PgError> {
     let c = target.connect().await?;
     let mut made = Vec::new();
-    let has_pub: bool = c
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
-            &[&publication],
-        )
-        .await
-        .map_err(PgError::query("look for the publication"))?
-        .get(0);
+    let has_pub = exists(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
+        publication,
+        "look for the publication",
+    )
+    .await?;
     if !has_pub {
         let bare = tables_without_identity(&c).await?;
         if !bare.is_empty() {
@@ -264,14 +268,13 @@ pub async fn ensure_slot(
             )))?;
         made.push(format!("publication `{publication}`"));
     }
-    let has_slot: bool = c
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
-            &[&slot],
-        )
-        .await
-        .map_err(PgError::query("look for the slot"))?
-        .get(0);
+    let has_slot = exists(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+        slot,
+        "look for the slot",
+    )
+    .await?;
     if !has_slot {
         c.query_one(
             "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
