@@ -266,6 +266,18 @@ pub enum PostgresMode {
     Cdc,
 }
 
+/// Cdc mode: what happens when the slot keeps more WAL than `max-slot-lag`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnSlotLag {
+    /// An objective miss (and `serve`'s alert); the slot stays.
+    #[default]
+    Alert,
+    /// Also drop lifeboat's own slot, to protect the server's disk: the changes until a new
+    /// baseline are a recorded gap.
+    Drop,
+}
+
 /// One `[targets.<name>]` table. The keys of every kind live in one struct so that serde
 /// reports unknown keys with their exact position; [`Config::validate`] then rejects keys
 /// that do not belong to the target's kind.
@@ -300,6 +312,12 @@ pub struct TargetConfig {
     pub slot: Option<String>,
     /// Cdc mode: the publication's name (default `lifeboat_<target>`).
     pub publication: Option<String>,
+    /// Cdc mode: WAL the slot may keep on the server's disk before lifeboat acts (default
+    /// 10 GiB).
+    pub max_slot_lag: Option<crate::ByteSize>,
+    /// Cdc mode: what lifeboat does beyond `max-slot-lag`: alert (the default), or drop its
+    /// slot as well, recording the gap and starting a new chain.
+    pub on_slot_lag: Option<OnSlotLag>,
 
     // files
     pub paths: Option<Vec<PathBuf>>,
@@ -358,6 +376,11 @@ impl TargetConfig {
             ],
             self.path_style,
         )
+    }
+
+    /// Cdc mode: the WAL the slot may keep before lifeboat acts, in bytes (default 10 GiB).
+    pub fn max_slot_lag(&self) -> u64 {
+        self.max_slot_lag.map_or(10 << 30, |b| b.0)
     }
 
     /// Cdc mode: the replication slot and the publication, by name.
@@ -825,6 +848,8 @@ impl Config {
                 ("flush-interval", t.flush_interval.is_some()),
                 ("slot", t.slot.is_some()),
                 ("publication", t.publication.is_some()),
+                ("max-slot-lag", t.max_slot_lag.is_some()),
+                ("on-slot-lag", t.on_slot_lag.is_some()),
                 ("paths", t.paths.is_some()),
                 ("exclude", t.exclude.is_some()),
                 ("backup", t.backup.is_some()),
@@ -849,6 +874,8 @@ impl Config {
                     "flush-interval",
                     "slot",
                     "publication",
+                    "max-slot-lag",
+                    "on-slot-lag",
                 ],
                 TargetKind::Files => &["paths", "exclude"],
                 TargetKind::Command => &["backup", "restore", "env", "workdir"],
@@ -892,6 +919,8 @@ impl Config {
                                 ("flush-interval", t.flush_interval.is_some()),
                                 ("slot", t.slot.is_some()),
                                 ("publication", t.publication.is_some()),
+                                ("max-slot-lag", t.max_slot_lag.is_some()),
+                                ("on-slot-lag", t.on_slot_lag.is_some()),
                             ]
                             .iter()
                             .find(|(_, set)| *set)
@@ -1402,6 +1431,26 @@ exclude = ["*.tmp"]
         .unwrap();
         assert_eq!(c.maintenance.check_read_data, Some(ReadShare { parts: 10 }));
         assert_eq!(String::from(ReadShare { parts: 20 }), "5%");
+    }
+
+    #[test]
+    fn slot_lag_keys_belong_to_cdc_targets() {
+        let cdc = |extra: &str| {
+            parse(&format!(
+                "{GOOD}\n[targets.live]\nkind = \"postgres\"\nurl = \"postgres://db/app\"\n{extra}"
+            ))
+        };
+        let c = cdc("mode = \"cdc\"\nmax-slot-lag = \"512MB\"\non-slot-lag = \"drop\"").unwrap();
+        assert_eq!(c.targets["live"].max_slot_lag(), 512_000_000);
+        assert_eq!(c.targets["live"].on_slot_lag, Some(OnSlotLag::Drop));
+        let c = cdc("mode = \"cdc\"").unwrap();
+        assert_eq!(c.targets["live"].max_slot_lag(), 10 << 30, "the default");
+        let e = cdc("max-slot-lag = \"1GB\"").unwrap_err().to_string();
+        assert!(e.contains("applies to `mode = \"cdc\"` only"), "{e}");
+        let e = cdc("mode = \"cdc\"\non-slot-lag = \"panic\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected `alert` or `drop`"), "{e}");
     }
 
     #[test]

@@ -548,3 +548,188 @@ fn a_lost_slot_becomes_a_recorded_gap_and_a_new_chain() {
         .expect_code(0);
     assert_eq!(checksums(&pg, "latest"), checksums(&pg, "shop"));
 }
+
+/// The S3 repository unreachable for a while (a fault proxy answers 503 to everything):
+/// the capture acknowledges nothing it has not stored, `status` (reading the repository
+/// directly) names the slot that keeps more than `max-slot-lag`, and once the repository
+/// answers again the capture catches up — a restore equals the source. Then, with
+/// `on-slot-lag = "drop"`, the slot is dropped while the repository is away (the server's
+/// disk comes first), the gap is recorded once it is back and a new chain starts; a restore
+/// into the gap is refused with the nearest moments, the one before it and the new chain
+/// restore exactly, and `--lsn` stops at a WAL position.
+#[test]
+fn an_unreachable_s3_repository_holds_acknowledgements_back_and_a_slot_over_max_slot_lag_is_dropped()
+ {
+    use lifeboat_testkit::s3::{Fault, FaultProxy, Faults, S3Server};
+    let s3 = S3Server::start();
+    let bucket = s3.bucket();
+    let proxy = FaultProxy::start(s3.port());
+    let ws = Workspace::s3(BIN, &proxy.endpoint(), &bucket);
+    let direct = Workspace::s3(BIN, &s3.endpoint(), &bucket);
+    let pg = logical_cluster();
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    pg.psql(
+        "shop",
+        "CREATE TABLE orders (id serial PRIMARY KEY, total int); \
+         CREATE TABLE filler (id int PRIMARY KEY, pad text); \
+         INSERT INTO orders (total) SELECT g FROM generate_series(1, 100) g",
+    )
+    .unwrap();
+    let config = |extra: &str| {
+        let text = format!(
+            "[targets.shop]\nkind = \"postgres\"\nmode = \"cdc\"\nurl = \"{}\"\nflush-interval = \"200ms\"\nmax-slot-lag = \"16MB\"\n{extra}",
+            pg.url("shop")
+        );
+        ws.write_config(&text);
+        direct.write_config(&text);
+    };
+    config("");
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["cdc", "check", "shop", "--fix"]).expect_code(0);
+    // One retry per S3 call, so a failing store fails in seconds, not a minute.
+    let serve = || {
+        ws.spawn_env(
+            &[
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", lifeboat_testkit::free_port()),
+            ],
+            &[("LIFEBOAT_S3_RETRIES", &"1")],
+        )
+    };
+    let shop_baselines = || {
+        direct
+            .snapshots()
+            .iter()
+            .filter(|s| s["target"] == "shop")
+            .count()
+    };
+    let server = serve();
+    wait_for("the baseline", Duration::from_secs(60), || {
+        shop_baselines() == 1
+    });
+    pg.psql("shop", "INSERT INTO orders (total) VALUES (1000)")
+        .unwrap();
+    caught_up(&pg);
+
+    // The repository goes away: the transaction gathered cannot be stored, so its commit is
+    // never acknowledged (positions before it may be: the server redelivers a transaction
+    // whose commit lies after the acknowledged point), and the slot keeps the WAL.
+    proxy.set(Faults::always(Fault::Status(503)));
+    let committed = pg
+        .psql(
+            "shop",
+            "UPDATE orders SET total = total * 2 WHERE id % 3 = 0; \
+             INSERT INTO filler SELECT g, repeat('x', 400) FROM generate_series(1, 60000) g; \
+             SELECT pg_current_wal_insert_lsn()",
+        )
+        .unwrap();
+    let during = checksums(&pg, "shop");
+    std::thread::sleep(Duration::from_secs(4));
+    let acknowledged = pg
+        .psql(
+            "shop",
+            &format!(
+                "SELECT confirmed_flush_lsn || ' ' || (confirmed_flush_lsn < '{}') FROM pg_replication_slots WHERE slot_name = 'lifeboat_shop'",
+                committed.lines().last().unwrap()
+            ),
+        )
+        .unwrap();
+    assert!(
+        acknowledged.ends_with(" true"),
+        "the unstored commit (ending before {committed}) was acknowledged: {acknowledged}"
+    );
+    let status = direct.run(&["status", "--json"]);
+    let row = &status.json()["targets"][0];
+    assert!(
+        row["problems"].to_string().contains("over `max-slot-lag`"),
+        "{row}"
+    );
+    assert!(
+        row["wal"]["slot"]["retained_bytes"].as_i64().unwrap() > 16 << 20,
+        "{row}"
+    );
+    direct
+        .run(&["status"])
+        .expect_code(3)
+        .expect_stdout(&["slot reserved", "unconfirmed"], &[]);
+
+    // Back: the capture catches up by itself, and loses nothing.
+    proxy.set(Faults::NONE);
+    caught_up(&pg);
+    terminate(server).expect_code(0);
+    direct
+        .run(&["restore", "shop", "--to", &pg.url("copy")])
+        .expect_code(0);
+    assert_eq!(checksums(&pg, "copy"), during);
+
+    // `on-slot-lag = "drop"`: the repository away again, the slot goes rather than the disk.
+    config("on-slot-lag = \"drop\"\n");
+    pg.psql("shop", "DELETE FROM filler").unwrap();
+    let server = serve();
+    caught_up(&pg);
+    pg.psql("shop", "INSERT INTO orders (total) VALUES (777)")
+        .unwrap();
+    caught_up(&pg);
+    let sum_before = checksums(&pg, "shop");
+    proxy.set(Faults::always(Fault::Status(503)));
+    pg.psql("shop", "INSERT INTO orders (total) VALUES (888)")
+        .unwrap();
+    let in_gap = moment();
+    let lsn_in_gap = pg
+        .psql("shop", "SELECT pg_current_wal_insert_lsn()")
+        .unwrap();
+    pg.psql(
+        "shop",
+        "INSERT INTO filler SELECT g, repeat('x', 400) FROM generate_series(1, 60000) g",
+    )
+    .unwrap();
+    wait_for("the slot dropped", Duration::from_secs(90), || {
+        pg.psql(
+            "shop",
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'lifeboat_shop'",
+        )
+        .unwrap()
+            == "0"
+    });
+    proxy.set(Faults::NONE);
+    wait_for("a new baseline", Duration::from_secs(120), || {
+        shop_baselines() == 2
+    });
+    pg.psql("shop", "INSERT INTO orders (total) VALUES (999)")
+        .unwrap();
+    caught_up(&pg);
+    terminate(server)
+        .expect_code(0)
+        .expect_stderr(&["over `max-slot-lag`", "are lost"], &[]);
+
+    let status = direct.run(&["status", "--json"]);
+    let problems = status.json()["targets"][0]["problems"].to_string();
+    assert!(problems.contains("were lost"), "{problems}");
+    // Into the gap, by time or by WAL position: refused, naming the last point that can be
+    // restored before it — which restores exactly what the source held then.
+    for (how, point, db) in [
+        ("--time", &in_gap, "before"),
+        ("--lsn", &lsn_in_gap, "by_lsn"),
+    ] {
+        let refused = direct.run(&["restore", "shop", how, point, "--to", &pg.url("nowhere")]);
+        refused
+            .expect_code(1)
+            .expect_stderr(&["gap of the capture"], &[]);
+        let last_good = refused
+            .stderr
+            .split("restore to ")
+            .nth(1)
+            .and_then(|s| s.split(" or before").next())
+            .unwrap_or_else(|| panic!("no point named: {}", refused.stderr))
+            .to_string();
+        direct
+            .run(&["restore", "shop", how, &last_good, "--to", &pg.url(db)])
+            .expect_code(0);
+        assert_eq!(checksums(&pg, db), sum_before, "{how} {last_good}");
+    }
+    direct
+        .run(&["restore", "shop", "--to", &pg.url("latest")])
+        .expect_code(0);
+    assert_eq!(checksums(&pg, "latest"), checksums(&pg, "shop"));
+}

@@ -1,4 +1,6 @@
-//! The README's first command: `lifeboat demo` runs the whole tour and cleans up.
+//! The README's first command: `lifeboat demo` runs the whole tour (a logical restore over
+//! a broken database, a drill, then continuous capture undoing a mistaken DELETE) and
+//! cleans up.
 
 #[test]
 fn the_demo_recovers_from_the_disaster() {
@@ -24,6 +26,20 @@ fn the_demo_recovers_from_the_disaster() {
     assert!(stdout.contains("drill of `shop`: PASS"), "{stdout}");
     assert!(stdout.contains("report: "), "{stdout}");
     assert!(stdout.contains("checks: "), "{stdout}");
+    // The managed-database act: the mistaken DELETE undone by a restore to the second before.
+    assert!(
+        stdout.contains("(13334 rows deleted, 6716 left)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("live `shop`:            6716 ledger rows, 0 'bonus'"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("restored `shop_before`: 20050 ledger rows, 13334 'bonus'"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("row for row: true"), "{stdout}");
     // The throwaway folder named in the output is gone.
     let folder = stdout
         .split("(folder ")

@@ -297,7 +297,7 @@ pub async fn drop_slot(target: &Target, slot: &str) -> Result<(), PgError> {
 }
 
 /// A slot as the server sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct SlotState {
     /// A session streams it now.
     pub active: bool,

@@ -2,18 +2,29 @@
 //! small app (users, images, a credit ledger with balances), backs it up into a temporary
 //! repository, simulates a disaster (a dropped table, corrupted balances), restores over
 //! the broken database after an emergency backup, shows the verification, and ends with a
-//! drill (restore into a second throwaway server, checks, RTO and RPO, a report). Everything
-//! it creates is removed at the end (unless `--keep`).
+//! drill (restore into a second throwaway server, checks, RTO and RPO, a report). Then the
+//! same database is protected as a managed one would be (`mode = "cdc"`: a baseline and a
+//! continuous capture through logical replication), a mistaken `DELETE` happens, and a
+//! restore brings back the database as it was the second before it. Everything it creates
+//! is removed at the end (unless `--keep`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use lifeboat_engine::{cancel::Cancel, kinds::postgres_cdc::capture};
 use lifeboat_postgres::{Cluster, PgTools};
 
 use super::Context;
 use crate::{
-    cli::{BackupArgs, DemoArgs, DrillArgs, RestoreArgs, SnapshotsArgs},
+    cli::{
+        BackupArgs, CdcCheckArgs, CdcCommand, DemoArgs, DrillArgs, PitrArgs, RestoreArgs,
+        SnapshotsArgs,
+    },
     error::{CliError, CliResult, FsContext},
 };
+
+/// The cdc target on the demo's database, and its replication slot (`lifeboat_<target>`).
+const LIVE: &str = "shop-live";
+const LIVE_SLOT: &str = "lifeboat_shop_live";
 
 const SCHEMA: &str = "
 CREATE TABLE users (
@@ -61,7 +72,9 @@ pub async fn run(ctx: &Context, args: DemoArgs) -> CliResult<i32> {
     let started = Instant::now();
     step(1, "start a throwaway PostgreSQL");
     let tools = PgTools::newest_installed()?;
-    let cluster = lifeboat_repo::blocking(move || Cluster::start(&tools, &[])).await?;
+    // `wal_level = logical` for the managed-database act (logical replication).
+    let settings = [("wal_level", "logical"), ("max_slot_wal_keep_size", "1GB")];
+    let cluster = lifeboat_repo::blocking(move || Cluster::start(&tools, &settings)).await?;
     outln!(
         "PostgreSQL {} on 127.0.0.1:{} (folder {})",
         cluster.tools().major,
@@ -121,6 +134,15 @@ kind = "postgres"
 url-file = "{root}/database.url"
 objectives = {{ rpo = "15m", rto = "1h" }}
 
+# The same database protected as a managed one (Supabase, RDS, Neon) would be:
+# a baseline, then every committed transaction captured through logical replication.
+[targets.shop-live]
+kind = "postgres"
+mode = "cdc"
+url-file = "{root}/database.url"
+flush-interval = "500ms"
+objectives = {{ rpo = "1m" }}
+
 [[checks]]
 target = "shop"
 name = "no negative credit balances"
@@ -144,8 +166,14 @@ expect = "0"
     super::init::run(&demo_ctx).await?;
 
     step(3, "back up");
-    outln!("$ lifeboat backup");
-    let code = super::backup::run(&demo_ctx, BackupArgs { targets: vec![] }).await?;
+    outln!("$ lifeboat backup shop");
+    let code = super::backup::run(
+        &demo_ctx,
+        BackupArgs {
+            targets: vec!["shop".into()],
+        },
+    )
+    .await?;
     if code != 0 {
         return Ok(code);
     }
@@ -205,13 +233,13 @@ expect = "0"
         "drill: restore into a throwaway server, verify, measure RTO and RPO",
     );
     outln!(
-        "$ lifeboat drill --report-dir {}",
+        "$ lifeboat drill shop --report-dir {}",
         root.join("reports").display()
     );
     let code = super::drill::run(
         &demo_ctx,
         DrillArgs {
-            targets: vec![],
+            targets: vec!["shop".into()],
             plan: None,
             snapshot: None,
             time: None,
@@ -221,6 +249,11 @@ expect = "0"
         },
     )
     .await?;
+    let code = if code == 0 {
+        managed(&demo_ctx, cluster).await?
+    } else {
+        code
+    };
     if args.keep {
         outln!(
             "\nthe demo's config, repository and reports: {}",
@@ -230,4 +263,175 @@ expect = "0"
         outln!("\n(the reports go with the demo's folder; `lifeboat demo --keep` keeps them)");
     }
     Ok(code)
+}
+
+/// Act 8: `shop` protected as a managed database would be (`mode = "cdc"`), a mistaken
+/// `DELETE`, and a restore to the second before it into a new database.
+async fn managed(ctx: &Context, cluster: &Cluster) -> CliResult<i32> {
+    step(
+        8,
+        "managed database: continuous capture, a mistaken DELETE, restore to the second before it",
+    );
+    outln!(
+        "(as on Supabase, RDS or Neon: no data directory, no archive_command, but logical replication)"
+    );
+    outln!("$ lifeboat cdc check {LIVE} --fix");
+    let check = CdcCommand::Check(CdcCheckArgs {
+        target: LIVE.into(),
+        fix: true,
+    });
+    let code = super::cdc::run(ctx, check).await?;
+    if code != 0 {
+        return Ok(code);
+    }
+    outln!("\n$ lifeboat backup {LIVE}   (the baseline)");
+    let code = super::backup::run(
+        ctx,
+        BackupArgs {
+            targets: vec![LIVE.into()],
+        },
+    )
+    .await?;
+    if code != 0 {
+        return Ok(code);
+    }
+
+    outln!("\n$ lifeboat cdc run {LIVE}   (in the background until after the mistake)");
+    let engine = ctx.engine().await?;
+    let cancel = Cancel::new();
+    let stop = cancel.clone();
+    let capturing = tokio::spawn(async move { capture::run(&engine, LIVE, &stop, &|_| {}).await });
+    // Whatever happens meanwhile, the capture is stopped (what it gathered stored) and its
+    // replication connection closed before the cluster goes.
+    let writes = mistake(cluster).await;
+    cancel.cancel();
+    let captured = capturing
+        .await
+        .map_err(|e| CliError::failure(format!("the capture ended abnormally: {e}"), None))?;
+    let (at, before) = writes?;
+    let done = captured?;
+    outln!(
+        "capture stopped: {} transaction(s), {} change(s) stored in {} segment(s)",
+        done.transactions,
+        done.changes,
+        done.segments
+    );
+
+    outln!(
+        "\n$ lifeboat restore {LIVE} --time \"{at}\" --to postgres://postgres:***@127.0.0.1:{}/shop_before",
+        cluster.port
+    );
+    let code = super::restore::run(
+        ctx,
+        RestoreArgs {
+            target: LIVE.into(),
+            snapshot: "latest".into(),
+            to: Some(cluster.url("shop_before")),
+            prefix: None,
+            key: None,
+            to_dir: None,
+            table: None,
+            dry_run: false,
+            force: false,
+            jobs: 1,
+            keep_owners: false,
+            no_checks: false,
+            pitr: PitrArgs {
+                time: Some(at.clone()),
+                ..Default::default()
+            },
+        },
+    )
+    .await?;
+    if code != 0 {
+        return Ok(code);
+    }
+    let live = ledger(cluster, "shop")?;
+    let restored = ledger(cluster, "shop_before")?;
+    outln!(
+        "\nlive `shop`:            {} ledger rows, {} 'bonus'",
+        live.rows,
+        live.bonus
+    );
+    outln!(
+        "restored `shop_before`: {} ledger rows, {} 'bonus'",
+        restored.rows,
+        restored.bonus
+    );
+    let same = restored.sum == before.sum;
+    outln!("the restored ledger equals the live one at {at}, row for row: {same}");
+    if !same {
+        eprintln!("error: the restored ledger differs from the ledger before the mistake");
+        return Ok(3);
+    }
+    Ok(0)
+}
+
+/// Normal writes, the moment T, the mistake one second later; T and the ledger at T. Waits
+/// until the capture has stored the mistake too.
+async fn mistake(cluster: &Cluster) -> CliResult<(String, Ledger)> {
+    let psql = |sql: &str| cluster.psql("shop", sql).map_err(CliError::from);
+    psql(
+        "BEGIN;
+         INSERT INTO credit_ledger (user_id, amount, reason)
+             SELECT i, 25, 'purchase' FROM generate_series(1, 50) i;
+         UPDATE user_credits SET balance = balance + 25 WHERE user_id <= 50;
+         COMMIT",
+    )?;
+    outln!("normal writes: 50 purchases and their balances, in one transaction");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let at = psql("SELECT date_trunc('second', clock_timestamp())")?;
+    let before = ledger(cluster, "shop")?;
+    outln!(
+        "the moment before the mistake: {at} ({} ledger rows, {} 'bonus')",
+        before.rows,
+        before.bonus
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deleted = psql(
+        "WITH d AS (DELETE FROM credit_ledger WHERE reason = 'bonus' RETURNING 1)
+         SELECT count(*) FROM d",
+    )?;
+    outln!(
+        "the mistake: DELETE FROM credit_ledger WHERE reason = 'bonus' ({deleted} rows deleted, {} left)",
+        psql("SELECT count(*) FROM credit_ledger")?
+    );
+    caught_up(cluster).await?;
+    Ok((at, before))
+}
+
+/// A ledger's rows, its 'bonus' rows, and a checksum of every row.
+struct Ledger {
+    rows: String,
+    bonus: String,
+    sum: String,
+}
+
+fn ledger(cluster: &Cluster, db: &str) -> CliResult<Ledger> {
+    let out = cluster.psql(
+        db,
+        "SELECT count(*), count(*) FILTER (WHERE reason = 'bonus'),
+                md5(string_agg(l::text, '|' ORDER BY id))
+         FROM credit_ledger l",
+    )?;
+    let mut f = out.split('|').map(str::to_string);
+    Ok(Ledger {
+        rows: f.next().unwrap_or_default(),
+        bonus: f.next().unwrap_or_default(),
+        sum: f.next().unwrap_or_default(),
+    })
+}
+
+/// Wait (up to 30 s) until the capture has stored everything written so far: the slot's
+/// confirmed position reaches the server's WAL position now.
+async fn caught_up(cluster: &Cluster) -> CliResult<()> {
+    let now = cluster.psql("shop", "SELECT pg_current_wal_insert_lsn()")?;
+    let sql = format!(
+        "SELECT confirmed_flush_lsn >= '{now}' FROM pg_replication_slots WHERE slot_name = '{LIVE_SLOT}'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.psql("shop", &sql)? != "t" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
 }

@@ -75,10 +75,18 @@ fn print_table(rows: &[TargetStatus]) {
                 },
                 opt(r.rto_seconds),
                 opt(r.rto_objective_seconds),
-                r.wal
-                    .as_ref()
-                    .and_then(|w| w.last_archived.clone())
-                    .unwrap_or_else(|| "—".into()),
+                match r.wal.as_ref() {
+                    Some(w) if let Some(s) = &w.slot => format!(
+                        "slot {}{}, keeps {}, {} unconfirmed",
+                        s.wal_status,
+                        if s.active { ", active" } else { "" },
+                        lifeboat_engine::format::bytes(s.retained_bytes.max(0) as u64),
+                        lifeboat_engine::format::bytes(s.pending_bytes.max(0) as u64)
+                    ),
+                    w => w
+                        .and_then(|w| w.last_archived.clone())
+                        .unwrap_or_else(|| "—".into()),
+                },
                 paint(
                     r.problems.is_empty(),
                     if r.problems.is_empty() {

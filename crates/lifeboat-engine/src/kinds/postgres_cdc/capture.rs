@@ -9,12 +9,18 @@
 //! does not hold WAL back. Every 10 s the sequences' values go into the stream as a logical
 //! message, to be set after a replay. Without a baseline, one is taken first (the slot
 //! exists before it, so nothing between is lost).
+//!
+//! Slot safety: a slot that keeps more WAL than `max-slot-lag` is an objective miss
+//! (`status`); with `on-slot-lag = "drop"` the capture also drops it — at its start, or by
+//! stopping when the check every 10 s finds it over — after recording the gap, and the
+//! next chain begins with a new baseline.
 
 use std::{
     collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
+use lifeboat_core::config::OnSlotLag;
 use lifeboat_postgres::{
     Target,
     cdc::{
@@ -62,6 +68,9 @@ pub async fn run(
         .ok_or_else(|| crate::backup::unknown_target(&engine.config, name))?;
     let target = Target::parse(&cfg.connection_url(name)?)?;
     let (slot, publication) = cfg.cdc_names(name);
+    // Over `max-slot-lag` with `on-slot-lag = "drop"`: dropped before anything else (the
+    // repository may be what keeps the capture from storing), then a new chain below.
+    guard_slot(engine, name).await?;
     // A slot the server invalidated (or that is gone once there is a history) cannot go
     // on: what it dropped is a gap, recorded — first as pending, durably, before the slot is
     // dropped — and then completed by the baseline that starts the next chain; never resumed
@@ -91,39 +100,7 @@ pub async fn run(
     if let Some(why) = &broken
         && !pending
     {
-        // Complete up to the newest of: the last commit stored, where a clean stop left the
-        // slot, the newest baseline.
-        let last_commit = segments::last_commit(&engine.repo, name).await?;
-        let stopped = segments::read_stopped(&engine.repo, name)
-            .await?
-            .filter(|s| s.lsn >= stored_before.unwrap_or(0));
-        let newest_base = baselines
-            .iter()
-            .filter_map(|s| s.manifest.as_ref().ok()?.postgres.clone())
-            .filter_map(|p| Some((stream::lsn(&p.snapshot_lsn)?, p.snapshot_time)))
-            .max_by_key(|(l, _)| *l);
-        let mut from_lsn = stored_before.unwrap_or(0);
-        let mut from_time = last_commit;
-        if let Some(s) = &stopped {
-            from_lsn = from_lsn.max(s.lsn);
-            from_time = from_time.max(Some(s.at));
-        }
-        if let Some((l, t)) = newest_base {
-            from_lsn = from_lsn.max(l);
-            from_time = from_time.max(t);
-        }
-        segments::record_gap(
-            &engine.repo,
-            name,
-            segments::Gap {
-                from_lsn,
-                from_time,
-                to_lsn: 0,
-                to_time: None,
-                why: why.clone(),
-            },
-        )
-        .await?;
+        record_pending_gap(engine, name, why).await?;
     }
     if found.as_ref().is_some_and(|s| s.wal_status == "lost") {
         preflight::drop_slot(&target, &slot).await?;
@@ -190,10 +167,23 @@ pub async fn run(
     };
     let mut next_flush = Instant::now() + flush_every;
     let mut next_sequences = Instant::now();
+    let drop_on_lag = cfg.on_slot_lag == Some(OnSlotLag::Drop);
+    // Set when the slot keeps more than `max-slot-lag` and may be dropped: the capture
+    // stores what it gathered and stops, then the slot goes.
+    let mut lagging = false;
     loop {
         if Instant::now() >= next_sequences {
             next_sequences = Instant::now() + SEQUENCES_EVERY;
             emit_sequences(&sequences).await;
+            if drop_on_lag {
+                lagging = over_lag(&target, &slot, cfg.max_slot_lag())
+                    .await
+                    .unwrap_or_else(|e| {
+                        log::debug!("cannot read the slot of `{name}`: {}", e.full_message());
+                        None
+                    })
+                    .is_some();
+            }
         }
         let wait = tokio::time::sleep_until(next_flush.into());
         let event = tokio::select! {
@@ -201,7 +191,7 @@ pub async fn run(
             () = wait => Some(None),
             ev = client.recv() => Some(Some(ev)),
         };
-        let stop = event.is_none();
+        let stop = event.is_none() || lagging;
         match event.flatten() {
             None => {}
             Some(Err(e)) => {
@@ -321,12 +311,129 @@ pub async fn run(
             // Let the last acknowledgement reach the server.
             tokio::time::sleep(Duration::from_millis(600)).await;
             let _ = client.shutdown().await;
+            if lagging {
+                return Err(drop_lagging(engine, name).await);
+            }
             if open.is_none() && batch.txns.is_empty() {
                 segments::write_stopped(&engine.repo, name, &confirmed).await?;
             }
             return Ok(out);
         }
     }
+}
+
+/// Record, as pending (completed by the next chain's baseline), that the changes from the
+/// newest of — the last commit stored, where a clean stop left the slot, the newest baseline
+/// — on are lost, for `why`.
+async fn record_pending_gap(engine: &Engine, name: &str, why: &str) -> EngineResult<()> {
+    let stored_before = segments::durable(&engine.repo, name).await?;
+    let snaps = engine.repo.list_snapshots(Some(name)).await?;
+    let last_commit = segments::last_commit(&engine.repo, name).await?;
+    let stopped = segments::read_stopped(&engine.repo, name)
+        .await?
+        .filter(|s| s.lsn >= stored_before.unwrap_or(0));
+    let newest_base = snaps
+        .iter()
+        .filter(|s| s.kind == "cdc" && s.is_good())
+        .filter_map(|s| s.manifest.as_ref().ok()?.postgres.clone())
+        .filter_map(|p| Some((stream::lsn(&p.snapshot_lsn)?, p.snapshot_time)))
+        .max_by_key(|(l, _)| *l);
+    let mut from_lsn = stored_before.unwrap_or(0);
+    let mut from_time = last_commit;
+    if let Some(s) = &stopped {
+        from_lsn = from_lsn.max(s.lsn);
+        from_time = from_time.max(Some(s.at));
+    }
+    if let Some((l, t)) = newest_base {
+        from_lsn = from_lsn.max(l);
+        from_time = from_time.max(t);
+    }
+    segments::record_gap(
+        &engine.repo,
+        name,
+        segments::Gap {
+            from_lsn,
+            from_time,
+            to_lsn: 0,
+            to_time: None,
+            why: why.to_string(),
+        },
+    )
+    .await
+}
+
+/// The slot keeps more WAL than the target's `max-slot-lag`, and `on-slot-lag = "drop"`:
+/// the gap is recorded (pending: the next capture completes it with a new baseline) and the
+/// slot dropped, so the server's disk is safe. A slot a session streams is left alone (the
+/// capture stops first). Should the repository not take the record, the slot is dropped
+/// all the same: a missing slot with a history is a gap to the next capture by itself.
+/// What was done, if anything.
+pub async fn guard_slot(engine: &Engine, name: &str) -> EngineResult<Option<String>> {
+    let Some(cfg) = engine.config.target(name) else {
+        return Ok(None);
+    };
+    if cfg.on_slot_lag != Some(OnSlotLag::Drop) {
+        return Ok(None);
+    }
+    let target = Target::parse(&cfg.connection_url(name)?)?;
+    let (slot, _) = cfg.cdc_names(name);
+    let Some(state) = over_lag(&target, &slot, cfg.max_slot_lag()).await? else {
+        return Ok(None);
+    };
+    if state.active || state.wal_status == "lost" {
+        return Ok(None);
+    }
+    let why = format!(
+        "replication slot `{slot}` kept {} of WAL, over `max-slot-lag` ({}), and was dropped (`on-slot-lag = \"drop\"`)",
+        crate::format::bytes(state.retained_bytes.max(0) as u64),
+        crate::format::bytes(cfg.max_slot_lag())
+    );
+    if let Err(e) = record_pending_gap(engine, name, &why).await {
+        log::warn!(
+            "cannot record the gap of `{name}` before dropping its slot ({}); the next capture records it",
+            e.full_message()
+        );
+    }
+    preflight::drop_slot(&target, &slot).await?;
+    engine.events.event(Event::Warning {
+        target: Some(name.into()),
+        text: format!("{why}: the changes from here to the next baseline are lost"),
+    });
+    Ok(Some(why))
+}
+
+/// The capture stopped because its slot keeps more than `max-slot-lag`: the slot is dropped
+/// once the server has let go of the session; the error that ends the capture.
+async fn drop_lagging(engine: &Engine, name: &str) -> EngineError {
+    for _ in 0..20 {
+        match guard_slot(engine, name).await {
+            Ok(Some(why)) => {
+                return EngineError::failure(
+                    format!("the capture of `{name}` stopped: {why}"),
+                    Some("the next capture takes a new baseline and starts a new chain".into()),
+                );
+            }
+            Ok(None) => tokio::time::sleep(Duration::from_millis(250)).await,
+            Err(e) => return e,
+        }
+    }
+    EngineError::failure(
+        format!(
+            "the capture of `{name}` stopped because its slot keeps more than `max-slot-lag`, but the slot could not be dropped yet"
+        ),
+        Some("the next capture drops it if it is still over".into()),
+    )
+}
+
+/// The slot's state when it keeps more WAL than `max` bytes.
+async fn over_lag(
+    target: &Target,
+    slot: &str,
+    max: u64,
+) -> EngineResult<Option<preflight::SlotState>> {
+    Ok(preflight::slot_state(target, slot)
+        .await?
+        .filter(|s| s.retained_bytes > 0 && s.retained_bytes as u64 > max))
 }
 
 /// The consistent point and time of the baseline `report` stored.

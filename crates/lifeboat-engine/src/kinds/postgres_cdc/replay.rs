@@ -36,6 +36,34 @@ pub(super) async fn plan(
             ),
         ));
     }
+    let r = &request.recovery;
+    if r.xid.is_some() || r.name.is_some() || r.pause || r.start || r.latest {
+        return Err(EngineError::usage(
+            "a cdc restore stops at a moment (`--time T`) or a WAL position (`--lsn L`); `--xid`, `--name`, `--latest`, `--pause` and `--start` are for physical targets",
+            Some("without `--time` or `--lsn` it replays everything captured".into()),
+        ));
+    }
+    let until_lsn = match &r.lsn {
+        Some(l) => Some(stream::lsn(l).ok_or_else(|| {
+            EngineError::usage(
+                format!("`{l}` is not a WAL position"),
+                Some("as PostgreSQL writes them: `0/16B3748`".into()),
+            )
+        })?),
+        None => None,
+    };
+    // `--lsn L` alone: the newest baseline whose consistent point is at or before L.
+    let by_lsn;
+    let request = match until_lsn {
+        Some(l) if request.time.is_none() && request.snapshot == "latest" => {
+            by_lsn = RestoreRequest {
+                snapshot: baseline_at_lsn(engine, &request.target, l).await?,
+                ..request.clone()
+            };
+            &by_lsn
+        }
+        _ => request,
+    };
     let (baseline, manifest) = chosen_snapshot(engine, request).await?;
     if baseline.kind != "cdc" {
         return Err(EngineError::usage(
@@ -77,6 +105,43 @@ pub(super) async fn plan(
                 || ((g.to_lsn > base_lsn || g.pending()) && g.from_time.is_none_or(|f| f < t))
         })
     };
+    if let Some(l) = until_lsn {
+        if l < base_lsn {
+            return Err(EngineError::usage(
+                format!(
+                    "WAL position {} is before the consistent point of baseline `{}` ({})",
+                    stream::lsn_text(l),
+                    baseline.short_id(),
+                    stream::lsn_text(base_lsn)
+                ),
+                Some("choose an earlier baseline with `--snapshot`".into()),
+            ));
+        }
+        if let Some(g) = gaps
+            .iter()
+            .find(|g| g.from_lsn < l && (g.to_lsn > base_lsn || g.pending()))
+        {
+            return Err(EngineError::failure(
+                format!(
+                    "WAL position {} of `{}` is in or after a gap of the capture that the baseline does not reach past: the changes from {} to {} were lost ({})",
+                    stream::lsn_text(l),
+                    request.target,
+                    stream::lsn_text(g.from_lsn),
+                    if g.pending() {
+                        "now".into()
+                    } else {
+                        stream::lsn_text(g.to_lsn)
+                    },
+                    g.why
+                ),
+                Some(format!(
+                    "restore to {} or before, or to {} or after",
+                    stream::lsn_text(g.from_lsn),
+                    stream::lsn_text(g.to_lsn)
+                )),
+            ));
+        }
+    }
     if let Some(t) = until
         && let Some(g) = crossing(t)
     {
@@ -102,9 +167,10 @@ pub(super) async fn plan(
     inner.plan.steps.push(format!(
         "replay the transactions captured after the baseline's LSN {} {} ({} segment(s)), in commit order, then set the sequences",
         stream::lsn_text(base_lsn),
-        match &until {
-            Some(t) => format!("that committed at or before {t}"),
-            None => "up to the last one captured".into(),
+        match (&until, until_lsn) {
+            (Some(t), _) => format!("that committed at or before {t}"),
+            (None, Some(l)) => format!("whose commit is at or before WAL position {}", stream::lsn_text(l)),
+            (None, None) => "up to the last one captured".into(),
         },
         segs.len()
     ));
@@ -133,7 +199,11 @@ pub(super) async fn plan(
                 return Ok(outcome);
             }
             let dest = Target::parse(&url)?;
-            let done = replay(&engine, &name, &dest, base_lsn, until, &cancel).await?;
+            let stop = Until {
+                time: until,
+                lsn: until_lsn,
+            };
+            let done = replay(&engine, &name, &dest, base_lsn, stop, &cancel).await?;
             let last = done.last_commit.map_or("—".to_string(), |t| t.to_string());
             outcome
                 .facts
@@ -166,14 +236,45 @@ pub struct Replayed {
     pub sequences: usize,
 }
 
+/// Where a replay stops: before the first transaction that committed after `time`, or
+/// whose commit record lies after `lsn`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Until {
+    pub time: Option<jiff::Timestamp>,
+    pub lsn: Option<u64>,
+}
+
+/// The newest good baseline of `target` whose consistent point is at or before `lsn`.
+async fn baseline_at_lsn(engine: &Engine, target: &str, lsn: u64) -> EngineResult<String> {
+    let snaps = engine.repo.list_snapshots(Some(target)).await?;
+    snaps
+        .iter()
+        .filter(|s| s.kind == "cdc" && s.is_good() && !s.emergency)
+        .filter_map(|s| {
+            let at = stream::lsn(&s.manifest.as_ref().ok()?.postgres.as_ref()?.snapshot_lsn)?;
+            (at <= lsn).then_some((at, s.id.clone()))
+        })
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, id)| id.to_string())
+        .ok_or_else(|| {
+            EngineError::usage(
+                format!(
+                    "no baseline of `{target}` starts at or before WAL position {}",
+                    stream::lsn_text(lsn)
+                ),
+                Some(format!("list them with `lifeboat snapshots {target}`")),
+            )
+        })
+}
+
 /// Replay into `dest` the transactions of `name` after `base_lsn` (or after what `dest`
-/// already replayed), up to the first that committed after `until`.
+/// already replayed), up to where `until` says.
 pub async fn replay(
     engine: &Engine,
     name: &str,
     dest: &Target,
     base_lsn: u64,
-    until: Option<jiff::Timestamp>,
+    until: Until,
     cancel: &Cancel,
 ) -> EngineResult<Replayed> {
     let mut applier = Applier::open(dest, base_lsn).await?;
@@ -196,9 +297,12 @@ pub async fn replay(
                 applier.learn(&txn);
                 continue;
             }
-            if let (Some(t), Some(at)) = (until, txn.committed_at())
+            if let (Some(t), Some(at)) = (until.time, txn.committed_at())
                 && at > t
             {
+                break 'segments;
+            }
+            if until.lsn.is_some_and(|l| txn.lsn > l) {
                 break 'segments;
             }
             if end.is_some_and(|e| txn.end > e) {

@@ -2,11 +2,12 @@
 //! newest stored segment — or now, when a capture streams the slot and it has been told all
 //! but the last 16 MiB of WAL is stored (a quiet database writes no segments, and loses nothing) — and the slot's
 //! health: missing, or lost (`wal_status = lost`: the server dropped WAL the capture had not
-//! read; a gap until a new baseline).
+//! read; a gap until a new baseline), or keeping more WAL than `max-slot-lag`. The slot's
+//! state (active, `wal_status`, WAL kept, WAL not yet confirmed stored) is shown beside.
 
 use std::time::Duration;
 
-use lifeboat_core::TargetConfig;
+use lifeboat_core::{TargetConfig, config::OnSlotLag};
 use lifeboat_postgres::{Target, cdc::preflight};
 use lifeboat_repo::SnapshotInfo;
 
@@ -43,6 +44,7 @@ pub(super) async fn archive(
         last_archived_at: written.map(|t| t.to_string()),
         server: None,
         server_error: None,
+        slot: None,
     };
     // What is wrong for certain (each said; a server that does not answer now is not one
     // of them: the RPO, from the stored segments, speaks for it).
@@ -85,6 +87,22 @@ pub(super) async fn archive(
                     bare.join(", ")
                 ));
             }
+            if let Some(s) = &found
+                && s.retained_bytes > 0
+                && s.retained_bytes as u64 > target.max_slot_lag()
+            {
+                problems.push(format!(
+                    "replication slot `{slot}` keeps {} of WAL on the server's disk, over `max-slot-lag` ({}){}",
+                    crate::format::bytes(s.retained_bytes as u64),
+                    crate::format::bytes(target.max_slot_lag()),
+                    if target.on_slot_lag == Some(OnSlotLag::Drop) {
+                        "; the capture drops it (`on-slot-lag = \"drop\"`)"
+                    } else {
+                        ": is the capture running and storing? (`on-slot-lag = \"drop\"` drops the slot beyond it, recording a gap)"
+                    }
+                ));
+            }
+            state.slot.clone_from(&found);
             match found {
                 Some(s) if s.wal_status == "lost" => problems.push(format!(
                     "replication slot `{slot}` is lost: the server dropped WAL it had not sent (`max_slot_wal_keep_size`); the next `lifeboat cdc run {name}` records the gap and starts again from a new baseline"

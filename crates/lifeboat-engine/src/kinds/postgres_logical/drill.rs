@@ -171,7 +171,10 @@ impl Rehearsal for PgRehearsal {
             base,
             // What was captured until the drill began (later commits would make the RPO
             // look better than it is).
-            Some(self.started_at),
+            crate::kinds::postgres_cdc::replay::Until {
+                time: Some(self.started_at),
+                lsn: None,
+            },
             &crate::cancel::Cancel::new(),
         )
         .await

@@ -61,5 +61,6 @@ async fn wal_state(
         last_archived_at: at.map(|t| t.to_string()),
         server,
         server_error,
+        slot: None,
     })
 }

@@ -71,6 +71,10 @@ pub struct ArchiveState {
     /// The server's own view (`pg_stat_archiver`); `None` when it cannot be reached.
     pub server: Option<lifeboat_postgres::physical::ArchiverStats>,
     pub server_error: Option<String>,
+    /// Cdc targets: the replication slot as the server sees it (`None` when it cannot be
+    /// reached or does not exist).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<lifeboat_postgres::cdc::preflight::SlotState>,
 }
 
 /// The base backups among the kept snapshots: the WAL they need stays. A kept snapshot
