@@ -84,6 +84,19 @@ fn cdc_config(ws: &Workspace, url: &str) {
     ));
 }
 
+/// The workspace set up for `shop` on `pg` (config, repository, `cdc check --fix`) and a
+/// `cdc run` started, once it has taken its baseline.
+fn capturing(ws: &Workspace, pg: &Cluster) -> std::process::Child {
+    cdc_config(ws, &pg.url("shop"));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["cdc", "check", "shop", "--fix"]).expect_code(0);
+    let capture = ws.spawn(&["cdc", "run", "shop"]);
+    wait_for("the baseline", Duration::from_secs(60), || {
+        ws.snapshots().iter().any(|s| s["target"] == "shop")
+    });
+    capture
+}
+
 #[test]
 fn the_preflight_refuses_what_would_break_the_source_and_fix_mends_it() {
     let ws = Workspace::new(BIN);
@@ -163,13 +176,7 @@ fn a_cdc_target_restores_to_chosen_moments_each_equal_to_the_source_then() {
          INSERT INTO docs SELECT g, 'doc ' || g, repeat(md5(g::text), 400) FROM generate_series(1, 20) g",
     )
     .unwrap();
-    cdc_config(&ws, &pg.url("shop"));
-    ws.run(&["init"]).expect_code(0);
-    ws.run(&["cdc", "check", "shop", "--fix"]).expect_code(0);
-    let capture = ws.spawn(&["cdc", "run", "shop"]);
-    wait_for("the baseline", Duration::from_secs(60), || {
-        ws.snapshots().iter().any(|s| s["target"] == "shop")
-    });
+    let capture = capturing(&ws, &pg);
 
     // A: rows inserted, updated, deleted; a table without a primary key changed.
     pg.psql(
@@ -472,13 +479,7 @@ fn a_lost_slot_becomes_a_recorded_gap_and_a_new_chain() {
          INSERT INTO orders (total) SELECT g FROM generate_series(1, 10) g",
     )
     .unwrap();
-    cdc_config(&ws, &pg.url("shop"));
-    ws.run(&["init"]).expect_code(0);
-    ws.run(&["cdc", "check", "shop", "--fix"]).expect_code(0);
-    let capture = ws.spawn(&["cdc", "run", "shop"]);
-    wait_for("the baseline", Duration::from_secs(60), || {
-        ws.snapshots().iter().any(|s| s["target"] == "shop")
-    });
+    let capture = capturing(&ws, &pg);
     pg.psql("shop", "INSERT INTO orders (total) VALUES (100)")
         .unwrap();
     let before = moment();
@@ -732,4 +733,102 @@ fn an_unreachable_s3_repository_holds_acknowledgements_back_and_a_slot_over_max_
         .run(&["restore", "shop", "--to", &pg.url("latest")])
         .expect_code(0);
     assert_eq!(checksums(&pg, "latest"), checksums(&pg, "shop"));
+}
+
+/// "Balances corrupted at 10:02, bring back the credit table as of 10:01": one table of a
+/// cdc target restored as it was at a moment into the live database — refused over the
+/// existing table without `--force`, shown by `--dry-run`, then replaced after an emergency
+/// dump (itself restorable) — while another table keeps the changes made since.
+#[test]
+fn one_table_comes_back_as_it_was_without_touching_the_rest() {
+    let ws = Workspace::new(BIN);
+    let pg = logical_cluster();
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    pg.psql(
+        "shop",
+        "CREATE TABLE credits (user_id int PRIMARY KEY, balance int NOT NULL); \
+         CREATE TABLE orders (id serial PRIMARY KEY, total int); \
+         INSERT INTO credits SELECT g, 100 FROM generate_series(1, 500) g; \
+         INSERT INTO orders (total) SELECT g FROM generate_series(1, 50) g",
+    )
+    .unwrap();
+    let capture = capturing(&ws, &pg);
+    // Changes after the baseline, then the moment, then the corruption and new orders.
+    pg.psql(
+        "shop",
+        "UPDATE credits SET balance = balance + user_id WHERE user_id % 5 = 0; \
+         DELETE FROM credits WHERE user_id > 490",
+    )
+    .unwrap();
+    let at = moment();
+    let credits_at = checksums(&pg, "shop")
+        .lines()
+        .find(|l| l.starts_with("public.credits="))
+        .unwrap()
+        .to_string();
+    pg.psql(
+        "shop",
+        "UPDATE credits SET balance = -balance WHERE user_id % 7 = 0; \
+         INSERT INTO orders (total) VALUES (5000), (6000)",
+    )
+    .unwrap();
+    caught_up(&pg);
+    terminate(capture).expect_code(0);
+    let orders_now = checksums(&pg, "shop")
+        .lines()
+        .find(|l| l.starts_with("public.orders="))
+        .unwrap()
+        .to_string();
+
+    let table = ["restore", "shop", "--time", &at, "--table", "credits"];
+    ws.run(&table).expect_code(1).expect_stderr(
+        &["refusing to overwrite: table `public.credits` exists"],
+        &[],
+    );
+    let dry = [&table[..], &["--dry-run"]].concat();
+    ws.run(&dry).expect_code(0).expect_stdout(
+        &[
+            "replace table `public.credits`",
+            "replay",
+            "throwaway PostgreSQL",
+        ],
+        &[],
+    );
+    assert_eq!(
+        pg.psql("shop", "SELECT count(*) FROM credits WHERE balance < 0")
+            .unwrap(),
+        "70",
+        "nothing changed yet"
+    );
+    let forced = [&table[..], &["--force"]].concat();
+    ws.run(&forced)
+        .expect_code(0)
+        .expect_stdout(&["490 rows at that moment, 490 in database `shop`"], &[]);
+    let now = checksums(&pg, "shop");
+    assert!(now.contains(&credits_at), "credits as at {at}:\n{now}");
+    assert!(now.contains(&orders_now), "orders untouched:\n{now}");
+
+    // The emergency dump of the corrupted database restores as a logical backup.
+    let emergency = ws
+        .snapshots()
+        .into_iter()
+        .find(|s| s["target"] == "shop" && s["emergency"] == true)
+        .expect("an emergency snapshot");
+    assert_eq!(emergency["kind"], "logical", "{emergency}");
+    let id = emergency["id"].as_str().unwrap();
+    ws.run(&[
+        "restore",
+        "shop",
+        "--snapshot",
+        id,
+        "--to",
+        &pg.url("saved"),
+    ])
+    .expect_code(0);
+    assert_eq!(
+        pg.psql("saved", "SELECT count(*) FROM credits WHERE balance < 0")
+            .unwrap(),
+        "70",
+        "the emergency dump holds the corrupted table"
+    );
 }

@@ -271,6 +271,80 @@ fn recovery_to_a_time_a_name_an_lsn_and_the_end_then_across_timelines() {
     );
 }
 
+/// One table of a physical target as it was at a moment, into the live database: a
+/// throwaway copy recovered to that moment, the table copied over the current one after
+/// `--force` (an emergency dump first), the other tables untouched; the throwaway server and
+/// its folder are gone afterwards.
+#[test]
+fn one_table_of_a_physical_target_comes_back_as_it_was() {
+    let (pg, ws) = setup();
+    let main = pg.port;
+    sql(
+        &pg,
+        main,
+        "CREATE TABLE credits (user_id int PRIMARY KEY, balance int NOT NULL); \
+         CREATE TABLE orders (id serial PRIMARY KEY, total int); \
+         INSERT INTO credits SELECT g, 100 FROM generate_series(1, 300) g",
+    );
+    ws.run(&["backup"]).expect_code(0);
+    sql(
+        &pg,
+        main,
+        "UPDATE credits SET balance = balance + user_id WHERE user_id % 3 = 0",
+    );
+    let at = a_moment_apart(&pg, main);
+    let credits = "SELECT count(*) || ':' || sum(balance) || ':' || md5(string_agg(user_id || '=' || balance, ',' ORDER BY user_id)) FROM credits";
+    let before = sql(&pg, main, credits);
+    sql(
+        &pg,
+        main,
+        "UPDATE credits SET balance = -balance WHERE user_id % 7 = 0; \
+         INSERT INTO orders (total) VALUES (1), (2), (3)",
+    );
+    archive_all(&pg, main);
+    assert_ne!(sql(&pg, main, credits), before, "the corruption happened");
+
+    ws.run(&["restore", "db", "--time", &at, "--table", "credits"])
+        .expect_code(1)
+        .expect_stderr(
+            &["refusing to overwrite: table `public.credits` exists"],
+            &[],
+        );
+    let run = ws.run(&[
+        "restore", "db", "--time", &at, "--table", "credits", "--force",
+    ]);
+    run.expect_code(0).expect_stdout(
+        &[
+            "recovered a throwaway copy",
+            "300 rows at that moment, 300 in database `postgres`",
+        ],
+        &[],
+    );
+    assert_eq!(sql(&pg, main, credits), before, "credits as at {at}");
+    assert_eq!(
+        sql(&pg, main, "SELECT count(*) FROM orders"),
+        "3",
+        "orders untouched"
+    );
+    let emergency = ws
+        .snapshots()
+        .into_iter()
+        .filter(|s| s["emergency"] == true)
+        .collect::<Vec<_>>();
+    assert_eq!(emergency.len(), 1, "{emergency:?}");
+    assert_eq!(emergency[0]["kind"], "logical");
+    // No throwaway server is left running.
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "lifeboat-drill-table-"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
 /// The full id of the only base backup.
 fn only_base_backup_id(ws: &Workspace) -> serde_json::Value {
     let snaps = ws.run(&["snapshots", "--json"]).json();

@@ -15,6 +15,7 @@ pub mod act;
 pub mod checks;
 pub mod choose;
 pub mod live;
+pub mod one_table;
 pub mod plan;
 
 use lifeboat_repo::LockKind;
@@ -28,7 +29,7 @@ use crate::{
     backup::{take_backup, unknown_target},
     cancel::Cancel,
     events::{Event, Op},
-    kinds::kind_of,
+    kinds::{kind_of, kind_tagged},
 };
 
 /// Choose a snapshot for `request` and decide the restore. Changes nothing.
@@ -37,7 +38,26 @@ pub async fn plan(engine: &Engine, request: &RestoreRequest) -> EngineResult<Res
         .config
         .target(&request.target)
         .ok_or_else(|| unknown_target(&engine.config, &request.target))?;
-    kind_of(target).plan_restore(engine, request, target).await
+    let mut kind = kind_of(target);
+    // The emergency dump a one-table restore of a cdc or physical target takes is a
+    // logical snapshot: restored as one.
+    if request.snapshot != "latest"
+        && target.kind == lifeboat_core::TargetKind::Postgres
+        && kind.tag() != "logical"
+    {
+        let (name, wanted) = (request.target.clone(), request.snapshot.clone());
+        let found = engine
+            .repo
+            .call(move |r| r.find_snapshot_at(&name, &wanted, None))
+            .await;
+        if let Ok(s) = found
+            && s.kind == "logical"
+            && let Some(logical) = kind_tagged("logical")
+        {
+            kind = logical;
+        }
+    }
+    kind.plan_restore(engine, request, target).await
 }
 
 /// What a restore did, with its plan and the emergency snapshot.

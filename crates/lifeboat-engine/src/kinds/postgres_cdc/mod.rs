@@ -15,6 +15,7 @@ pub mod capture;
 pub mod replay;
 pub mod segments;
 mod status;
+mod table;
 
 kind!(
     Cdc,

@@ -29,13 +29,25 @@ pub(super) async fn plan(
     target_cfg: &TargetConfig,
 ) -> EngineResult<RestorePlan> {
     if request.table.is_some() {
-        return Err(EngineError::usage(
-            "`--table` is not yet supported for cdc targets",
-            Some(
-                "restore the whole database to the moment with `--to`, then copy the table".into(),
-            ),
-        ));
+        return super::table::plan(engine, request, target_cfg).await;
     }
+    whole(engine, request, target_cfg).await
+}
+
+/// What a restore to a moment replays: the baseline chosen (for the request as given, or
+/// by `--lsn`), where the replay stops, and the segments after the baseline. Refuses a
+/// moment in a gap, or past one the baseline does not reach beyond.
+pub(super) struct Chain {
+    /// The request, its snapshot the chosen baseline when `--lsn` chose it.
+    pub request: RestoreRequest,
+    pub baseline: lifeboat_repo::SnapshotInfo,
+    pub manifest: lifeboat_core::Manifest,
+    pub base_lsn: u64,
+    pub until: Until,
+    pub segments: Vec<segments::Segment>,
+}
+
+pub(super) async fn chain(engine: &Engine, request: &RestoreRequest) -> EngineResult<Chain> {
     let r = &request.recovery;
     if r.xid.is_some() || r.name.is_some() || r.pause || r.start || r.latest {
         return Err(EngineError::usage(
@@ -162,6 +174,35 @@ pub(super) async fn plan(
         .into_iter()
         .filter(|s| s.last > base_lsn)
         .collect();
+    Ok(Chain {
+        request: request.clone(),
+        baseline,
+        manifest,
+        base_lsn,
+        until: Until {
+            time: until,
+            lsn: until_lsn,
+        },
+        segments: segs,
+    })
+}
+
+/// The whole database restored to the moment: the baseline as a logical restore, then the
+/// replay.
+pub(super) async fn whole(
+    engine: &Engine,
+    request: &RestoreRequest,
+    target_cfg: &TargetConfig,
+) -> EngineResult<RestorePlan> {
+    let Chain {
+        request,
+        base_lsn,
+        until: stop,
+        segments: segs,
+        ..
+    } = chain(engine, request).await?;
+    let request = &request;
+    let (until, until_lsn) = (stop.time, stop.lsn);
     let mut inner =
         crate::kinds::postgres_logical::restore::plan(engine, request, target_cfg).await?;
     inner.plan.steps.push(format!(
@@ -199,10 +240,6 @@ pub(super) async fn plan(
                 return Ok(outcome);
             }
             let dest = Target::parse(&url)?;
-            let stop = Until {
-                time: until,
-                lsn: until_lsn,
-            };
             let done = replay(&engine, &name, &dest, base_lsn, stop, &cancel).await?;
             let last = done.last_commit.map_or("—".to_string(), |t| t.to_string());
             outcome

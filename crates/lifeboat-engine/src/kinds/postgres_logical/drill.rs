@@ -386,7 +386,7 @@ fn row_finding(findings: &mut Findings, r: &RowCheck) {
 }
 
 /// `url` pointing at another database on the same server.
-fn url_with_database(url: &str, database: &str) -> String {
+pub(crate) fn url_with_database(url: &str, database: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return format!("{url} dbname={database}");
     };

@@ -5,6 +5,7 @@ mod drill;
 pub mod plan;
 pub mod recover;
 mod status;
+mod table;
 pub mod wal;
 
 pub use recover::{

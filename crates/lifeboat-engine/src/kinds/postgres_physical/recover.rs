@@ -39,6 +39,9 @@ pub(super) async fn plan_restore(
     request: &RestoreRequest,
     cfg: &TargetConfig,
 ) -> EngineResult<RestorePlan> {
+    if request.table.is_some() {
+        return super::table::plan(engine, request, cfg).await;
+    }
     let Some(dir) = request.to_dir.clone() else {
         return Err(EngineError::usage(
             "a physical target is restored into a new data directory with `--to-dir DIR`",
