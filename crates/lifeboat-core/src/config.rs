@@ -318,6 +318,9 @@ pub struct TargetConfig {
     /// Cdc mode: what lifeboat does beyond `max-slot-lag`: alert (the default), or drop its
     /// slot as well, recording the gap and starting a new chain.
     pub on_slot_lag: Option<OnSlotLag>,
+    /// Cdc mode: a running capture takes a new baseline when the newest is this old
+    /// (default 7 days), so a restore never replays more than that.
+    pub baseline_every: Option<HumanDuration>,
 
     // files
     pub paths: Option<Vec<PathBuf>>,
@@ -850,6 +853,7 @@ impl Config {
                 ("publication", t.publication.is_some()),
                 ("max-slot-lag", t.max_slot_lag.is_some()),
                 ("on-slot-lag", t.on_slot_lag.is_some()),
+                ("baseline-every", t.baseline_every.is_some()),
                 ("paths", t.paths.is_some()),
                 ("exclude", t.exclude.is_some()),
                 ("backup", t.backup.is_some()),
@@ -876,6 +880,7 @@ impl Config {
                     "publication",
                     "max-slot-lag",
                     "on-slot-lag",
+                    "baseline-every",
                 ],
                 TargetKind::Files => &["paths", "exclude"],
                 TargetKind::Command => &["backup", "restore", "env", "workdir"],
@@ -921,6 +926,7 @@ impl Config {
                                 ("publication", t.publication.is_some()),
                                 ("max-slot-lag", t.max_slot_lag.is_some()),
                                 ("on-slot-lag", t.on_slot_lag.is_some()),
+                                ("baseline-every", t.baseline_every.is_some()),
                             ]
                             .iter()
                             .find(|(_, set)| *set)

@@ -832,3 +832,48 @@ fn one_table_comes_back_as_it_was_without_touching_the_rest() {
         "the emergency dump holds the corrupted table"
     );
 }
+
+/// `baseline-every`: a running capture takes a new baseline beside itself once the newest is
+/// that old, without stopping the capture; a restore from the newest equals the source.
+#[test]
+fn a_capture_takes_a_new_baseline_once_the_newest_is_baseline_every_old() {
+    let ws = Workspace::new(BIN);
+    let pg = logical_cluster();
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    pg.psql(
+        "shop",
+        "CREATE TABLE orders (id serial PRIMARY KEY, total int); \
+         INSERT INTO orders (total) SELECT g FROM generate_series(1, 100) g",
+    )
+    .unwrap();
+    ws.write_config(&format!(
+        "[targets.shop]\nkind = \"postgres\"\nmode = \"cdc\"\nurl = \"{}\"\nflush-interval = \"200ms\"\nbaseline-every = \"2s\"\n",
+        pg.url("shop")
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["cdc", "check", "shop", "--fix"]).expect_code(0);
+    let capture = ws.spawn(&["cdc", "run", "shop"]);
+    let baselines = || {
+        ws.snapshots()
+            .iter()
+            .filter(|s| s["target"] == "shop" && s["kind"] == "cdc")
+            .count()
+    };
+    let mut n = 0;
+    wait_for("three baselines", Duration::from_secs(90), || {
+        n += 1;
+        pg.psql("shop", &format!("INSERT INTO orders (total) VALUES ({n})"))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        baselines() >= 3
+    });
+    pg.psql("shop", "UPDATE orders SET total = -total WHERE id % 9 = 0")
+        .unwrap();
+    caught_up(&pg);
+    terminate(capture)
+        .expect_code(0)
+        .expect_stderr(&["older than `baseline-every`", "new baseline stored"], &[]);
+    ws.run(&["restore", "shop", "--to", &pg.url("copy")])
+        .expect_code(0);
+    assert_eq!(checksums(&pg, "copy"), checksums(&pg, "shop"));
+}

@@ -92,6 +92,7 @@ impl LiveSide {
                 publication: None,
                 max_slot_lag: None,
                 on_slot_lag: None,
+                baseline_every: None,
                 ..target_cfg.clone()
             },
             source: Some(url.clone()),

@@ -10,6 +10,9 @@
 //! message, to be set after a replay. Without a baseline, one is taken first (the slot
 //! exists before it, so nothing between is lost).
 //!
+//! A capture takes a new baseline beside itself once the newest is `baseline-every` old
+//! (default 7 days; looked at hourly), so a restore never replays more than that.
+//!
 //! Slot safety: a slot that keeps more WAL than `max-slot-lag` is an objective miss
 //! (`status`); with `on-slot-lag = "drop"` the capture also drops it — at its start, or by
 //! stopping when the check every 10 s finds it over — after recording the gap, and the
@@ -40,6 +43,8 @@ use crate::{
 
 /// How often sequence values go into the stream.
 const SEQUENCES_EVERY: Duration = Duration::from_secs(10);
+/// How old the newest baseline may grow before a capture takes a new one.
+const DEFAULT_BASELINE_EVERY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A segment is stored early once it holds this many bytes of changes.
 const SEGMENT_BYTES: usize = 16 << 20;
 
@@ -168,6 +173,12 @@ pub async fn run(
     let mut next_flush = Instant::now() + flush_every;
     let mut next_sequences = Instant::now();
     let drop_on_lag = cfg.on_slot_lag == Some(OnSlotLag::Drop);
+    // A new baseline once the newest is `baseline-every` old, taken beside the capture.
+    let baseline_every = cfg
+        .baseline_every
+        .map_or(DEFAULT_BASELINE_EVERY, |d| d.as_duration());
+    let mut next_baseline_check = Instant::now();
+    let mut rebaseline: Option<Rebaseline> = None;
     // Set when the slot keeps more than `max-slot-lag` and may be dropped: the capture
     // stores what it gathered and stops, then the slot goes.
     let mut lagging = false;
@@ -175,6 +186,28 @@ pub async fn run(
         if Instant::now() >= next_sequences {
             next_sequences = Instant::now() + SEQUENCES_EVERY;
             emit_sequences(&sequences).await;
+            if let Some(mut r) = rebaseline.take_if(|r| r.handle.is_finished()) {
+                baseline_done(engine, name, (&mut r.handle).await);
+            }
+            if rebaseline.is_none() && Instant::now() >= next_baseline_check {
+                next_baseline_check =
+                    Instant::now() + baseline_every.min(Duration::from_secs(3600));
+                if baseline_due(engine, name, baseline_every).await {
+                    info(
+                        engine,
+                        name,
+                        "the newest baseline is older than `baseline-every`: taking a new one"
+                            .into(),
+                    );
+                    let stop = Cancel::new();
+                    let (e, n, c) = (engine.clone(), name.to_string(), stop.clone());
+                    let handle =
+                        tokio::spawn(
+                            async move { crate::backup::backup(&e, &n, &c).await.map(|_| ()) },
+                        );
+                    rebaseline = Some(Rebaseline { handle, stop });
+                }
+            }
             if drop_on_lag {
                 lagging = over_lag(&target, &slot, cfg.max_slot_lag())
                     .await
@@ -308,6 +341,11 @@ pub async fn run(
             next_flush = Instant::now() + flush_every;
         }
         if stop {
+            // A baseline under way stops with the capture (it leaves no snapshot).
+            if let Some(mut r) = rebaseline.take() {
+                r.stop.cancel();
+                baseline_done(engine, name, (&mut r.handle).await);
+            }
             // Let the last acknowledgement reach the server.
             tokio::time::sleep(Duration::from_millis(600)).await;
             let _ = client.shutdown().await;
@@ -434,6 +472,56 @@ async fn over_lag(
     Ok(preflight::slot_state(target, slot)
         .await?
         .filter(|s| s.retained_bytes > 0 && s.retained_bytes as u64 > max))
+}
+
+/// A baseline taken beside the capture; stopped (leaving no snapshot) if the capture ends
+/// without waiting for it.
+struct Rebaseline {
+    handle: tokio::task::JoinHandle<EngineResult<()>>,
+    stop: Cancel,
+}
+
+impl Drop for Rebaseline {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Whether the newest good baseline of `name` is at least `every` old (or unreadable: then
+/// not, the capture goes on).
+async fn baseline_due(engine: &Engine, name: &str, every: Duration) -> bool {
+    let Ok(snaps) = engine.repo.list_snapshots(Some(name)).await else {
+        return false;
+    };
+    let newest = snaps
+        .iter()
+        .filter(|s| s.kind == "cdc" && s.is_good() && !s.emergency)
+        .map(|s| s.time.timestamp())
+        .max();
+    let age = |t: jiff::Timestamp| {
+        Duration::from_millis(
+            (jiff::Timestamp::now().as_millisecond() - t.as_millisecond()).max(0) as u64,
+        )
+    };
+    newest.is_some_and(|t| age(t) >= every)
+}
+
+/// Say how a baseline taken beside the capture ended.
+fn baseline_done(
+    engine: &Engine,
+    name: &str,
+    result: Result<EngineResult<()>, tokio::task::JoinError>,
+) {
+    let failed = match result {
+        Ok(Ok(())) => return info(engine, name, "new baseline stored".into()),
+        Ok(Err(e)) if e.failure == crate::error::Failure::Interrupted => return,
+        Ok(Err(e)) => e.full_message(),
+        Err(e) => e.to_string(),
+    };
+    engine.events.event(Event::Warning {
+        target: Some(name.into()),
+        text: format!("the new baseline failed (tried again within the hour): {failed}"),
+    });
 }
 
 /// The consistent point and time of the baseline `report` stored.
