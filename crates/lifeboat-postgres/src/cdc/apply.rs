@@ -63,6 +63,14 @@ pub struct Txn {
     /// The source's commit time, microseconds since 2000-01-01 (PostgreSQL's epoch).
     pub time: i64,
     pub ops: Vec<Op>,
+    /// A transaction too large to hold in memory: its changes follow `ops` in this many
+    /// part objects of their own (0: all in `ops`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub parts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Microseconds between 1970-01-01 and 2000-01-01.
@@ -81,6 +89,12 @@ impl Txn {
             .filter(|o| !matches!(o, Op::Rel(_) | Op::Msg { .. }))
             .count()
     }
+}
+
+/// A replay transaction being built: its SQL not yet sent, and the changes in it.
+pub struct Pending {
+    sql: String,
+    changes: usize,
 }
 
 /// A replay into one database.
@@ -148,7 +162,12 @@ impl Applier {
     /// Note what a transaction describes without changing rows (tables, sequence values):
     /// for transactions before the replay's start, whose rows are already there.
     pub fn learn(&mut self, txn: &Txn) {
-        for op in &txn.ops {
+        self.learn_ops(&txn.ops);
+    }
+
+    /// [`Applier::learn`] of some of a transaction's changes (a large one's part).
+    pub fn learn_ops(&mut self, ops: &[Op]) {
+        for op in ops {
             match op {
                 Op::Rel(r) => {
                     self.rels.insert(r.oid, r.clone());
@@ -165,39 +184,82 @@ impl Applier {
         let Some(last) = txns.last() else {
             return Ok(());
         };
-        let mut sql = String::from(
-            "BEGIN; SET LOCAL session_replication_role = replica; SET LOCAL statement_timeout = 0;\n",
-        );
-        let mut changes = 0;
+        let mut open = self.begin();
         for txn in txns {
             self.ddl_seen.clear();
-            for op in &txn.ops {
-                if let Some(stmt) = self.statement(op)? {
-                    sql.push_str(&stmt);
-                    sql.push_str(";\n");
-                }
-                if sql.len() > PIECE {
-                    self.send(&sql).await?;
-                    sql.clear();
-                }
+            if let Err(e) = self.apply_ops(&mut open, &txn.ops).await {
+                return Err(self.rolled_back(e).await);
             }
-            changes += txn.changes();
         }
+        self.commit(open, last, txns.len()).await
+    }
+
+    /// Open a replay transaction (its SQL goes out in pieces as it grows).
+    pub fn begin(&self) -> Pending {
+        Pending {
+            sql: String::from(
+                "BEGIN; SET LOCAL session_replication_role = replica; SET LOCAL statement_timeout = 0;\n",
+            ),
+            changes: 0,
+        }
+    }
+
+    /// Start the changes of the next transaction in `open` (a large one's parts follow
+    /// with [`Applier::apply_ops`]).
+    pub fn start_txn(&mut self) {
+        self.ddl_seen.clear();
+    }
+
+    /// Add `ops` to the open replay transaction.
+    pub async fn apply_ops(&mut self, open: &mut Pending, ops: &[Op]) -> Result<(), PgError> {
+        for op in ops {
+            if let Some(stmt) = self.statement(op)? {
+                open.sql.push_str(&stmt);
+                open.sql.push_str(";\n");
+            }
+            if !matches!(op, Op::Rel(_) | Op::Msg { .. }) {
+                open.changes += 1;
+            }
+            if open.sql.len() > PIECE {
+                self.send(&open.sql).await?;
+                open.sql.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Commit the open replay transaction with `last` as the position reached.
+    pub async fn commit(
+        &mut self,
+        mut open: Pending,
+        last: &Txn,
+        txns: usize,
+    ) -> Result<(), PgError> {
         let at = last
             .committed_at()
             .map_or("NULL".to_string(), |t| literal(&t.to_string()));
-        sql.push_str(&format!(
+        open.sql.push_str(&format!(
             "UPDATE lifeboat_cdc.replayed SET end_lsn = {}, commit_time = {at};\nCOMMIT;",
             last.end
         ));
-        if let Err(e) = self.send(&sql).await {
-            let _ = self.client.batch_execute("ROLLBACK").await;
-            return Err(e);
+        if let Err(e) = self.send(&open.sql).await {
+            return Err(self.rolled_back(e).await);
         }
         self.position = last.end;
-        self.applied_txns += txns.len() as u64;
-        self.applied_changes += changes as u64;
+        self.applied_txns += txns as u64;
+        self.applied_changes += open.changes as u64;
         Ok(())
+    }
+
+    /// Roll the open replay transaction back after `e`; `e`.
+    async fn rolled_back(&self, e: PgError) -> PgError {
+        self.rollback().await;
+        e
+    }
+
+    /// Roll the open replay transaction back (after a failure, or a stop).
+    pub async fn rollback(&self) {
+        let _ = self.client.batch_execute("ROLLBACK").await;
     }
 
     async fn send(&self, sql: &str) -> Result<(), PgError> {

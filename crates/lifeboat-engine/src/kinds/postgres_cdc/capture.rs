@@ -165,6 +165,10 @@ pub async fn run(
     };
     let mut batch = Batch::default();
     let mut open: Option<Txn> = None;
+    // The open transaction's changes go to a local file once they pass this many bytes.
+    let spill_at = spill_bytes();
+    let mut open_bytes = 0usize;
+    let mut spill: Option<Spill> = None;
     // The WAL position everything up to which is stored, and when that was known.
     let mut confirmed = segments::Stopped {
         lsn: durable,
@@ -251,13 +255,27 @@ pub async fn run(
                         end: 0,
                         time: commit_time_micros,
                         ops: Vec::new(),
+                        parts: 0,
                     });
+                    open_bytes = 0;
+                    spill = None;
                 }
                 ReplicationEvent::XLogData { data, .. } => {
                     let change = pgoutput::decode(&data)
                         .map_err(|e| EngineError::failure(e.to_string(), None))?;
                     if let Some(txn) = open.as_mut() {
                         push(txn, change);
+                        open_bytes += txn.ops.last().map_or(0, op_bytes);
+                        if open_bytes > spill_at {
+                            let s = match spill.as_mut() {
+                                Some(s) => s,
+                                None => spill.insert(Spill::new()?),
+                            };
+                            for op in txn.ops.drain(..) {
+                                s.add(&op)?;
+                            }
+                            open_bytes = 0;
+                        }
                     } else if let Change::Relation(r) = change {
                         batch.rels.insert(r.oid, r);
                     }
@@ -287,16 +305,29 @@ pub async fn run(
                         txn.time = commit_time_micros;
                         // Redelivered after a crash: already in a stored segment — but the
                         // tables it describes are described once per session, so they are kept.
-                        if txn.end > durable {
-                            batch.add(txn)?;
-                        } else {
-                            batch.learn(&txn);
+                        match spill.take() {
+                            Some(mut s) => {
+                                for op in txn.ops.drain(..) {
+                                    s.add(&op)?;
+                                }
+                                if txn.end > durable {
+                                    batch.large = Some((txn, s));
+                                } else {
+                                    batch.rels.extend(s.rels);
+                                }
+                            }
+                            None if txn.end > durable => batch.add(txn)?,
+                            None => batch.learn(&txn),
                         }
                     }
                 }
                 ReplicationEvent::KeepAlive { wal_end, .. } => {
                     // Nothing gathered and nothing open: everything up to here is stored.
-                    if batch.txns.is_empty() && open.is_none() && wal_end.as_u64() > durable {
+                    if batch.txns.is_empty()
+                        && batch.large.is_none()
+                        && open.is_none()
+                        && wal_end.as_u64() > durable
+                    {
                         client.update_applied_lsn(wal_end);
                         confirmed = segments::Stopped {
                             lsn: wal_end.as_u64(),
@@ -308,31 +339,47 @@ pub async fn run(
                 ReplicationEvent::StoppedAt { .. } => {}
             },
         }
-        let due = Instant::now() >= next_flush || batch.bytes >= SEGMENT_BYTES || stop;
-        if due && !batch.txns.is_empty() {
+        let due = Instant::now() >= next_flush
+            || batch.bytes >= SEGMENT_BYTES
+            || batch.large.is_some()
+            || stop;
+        if due && (!batch.txns.is_empty() || batch.large.is_some()) {
             let txns = std::mem::take(&mut batch.txns);
             batch.bytes = 0;
             batch.emitted.clear();
-            let seg = segments::write(&engine.repo, name, &txns).await?;
-            durable = seg.last;
+            let mut stored_txns = txns.len();
+            let mut changes = txns.iter().map(Txn::changes).sum::<usize>();
+            let mut names = Vec::new();
+            if !txns.is_empty() {
+                let seg = segments::write(&engine.repo, name, &txns).await?;
+                durable = seg.last;
+                names.push(seg.name);
+            }
+            // A large transaction after them: its parts, then its own segment.
+            if let Some((header, s)) = batch.large.take() {
+                let (seg, parts) =
+                    store_large(engine, name, header, s, &mut batch.rels, &mut changes).await?;
+                durable = seg.last;
+                names.push(format!("{} ({parts} part(s))", seg.name));
+                stored_txns += 1;
+            }
             // Only now: the server may free the WAL of what is stored.
             client.update_applied_lsn(WalPosition::from_u64(durable));
             confirmed = segments::Stopped {
                 lsn: durable,
                 at: jiff::Timestamp::now(),
             };
-            out.segments += 1;
-            out.transactions += txns.len() as u64;
-            out.changes += txns.iter().map(Txn::changes).sum::<usize>() as u64;
+            out.segments += names.len() as u64;
+            out.transactions += stored_txns as u64;
+            out.changes += changes as u64;
             out.durable = durable;
             stored(&out);
             engine.events.event(Event::Step {
                 op: EventOp::Capture,
                 target: name.into(),
                 text: format!(
-                    "stored segment {} ({} transaction(s)); {} so far",
-                    seg.name,
-                    txns.len(),
+                    "stored segment {} ({stored_txns} transaction(s)); {} so far",
+                    names.join(", "),
                     out.transactions
                 ),
             });
@@ -570,10 +617,160 @@ fn push(txn: &mut Txn, change: Change) {
     });
 }
 
+/// Bytes of an open transaction's changes held in memory before they go to a local file:
+/// `$LIFEBOAT_CDC_SPILL_BYTES`, default 64 MiB. A large transaction's parts are at most
+/// this (and 16 MiB) each.
+fn spill_bytes() -> usize {
+    std::env::var("LIFEBOAT_CDC_SPILL_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(64 << 20)
+}
+
+fn op_bytes(op: &Op) -> usize {
+    64 + match op {
+        Op::Ins { new, .. } | Op::Upd { new, .. } => value_bytes(new),
+        Op::Del { old, .. } => value_bytes(old),
+        Op::Msg { content, .. } => content.len(),
+        Op::Rel(_) | Op::Trunc { .. } => 0,
+    }
+}
+
+/// An open transaction's changes, in a local file once they outgrew memory (an anonymous
+/// temporary file: gone with the process), and what is known of the tables it mentions.
+struct Spill {
+    file: std::io::BufWriter<std::fs::File>,
+    changes: usize,
+    /// Tables changed before the transaction described them, in order: the segment
+    /// describes them first, as they were before it.
+    undescribed: Vec<u32>,
+    seen: HashSet<u32>,
+    /// The newest description of each table inside the transaction.
+    rels: HashMap<u32, Relation>,
+}
+
+impl Spill {
+    fn new() -> EngineResult<Self> {
+        let file = tempfile::tempfile().map_err(|e| {
+            EngineError::failure(
+                format!(
+                    "cannot create a file for a large transaction in the temporary folder: {e}"
+                ),
+                Some("set TMPDIR to a folder with room".into()),
+            )
+        })?;
+        Ok(Self {
+            file: std::io::BufWriter::new(file),
+            changes: 0,
+            undescribed: Vec::new(),
+            seen: HashSet::new(),
+            rels: HashMap::new(),
+        })
+    }
+
+    fn add(&mut self, op: &Op) -> EngineResult<()> {
+        use std::io::Write;
+        match op {
+            Op::Rel(r) => {
+                self.seen.insert(r.oid);
+                self.rels.insert(r.oid, r.clone());
+            }
+            Op::Ins { rel, .. } | Op::Upd { rel, .. } | Op::Del { rel, .. } => {
+                if self.seen.insert(*rel) {
+                    self.undescribed.push(*rel);
+                }
+            }
+            Op::Trunc { rels, .. } => {
+                for r in rels {
+                    if self.seen.insert(*r) {
+                        self.undescribed.push(*r);
+                    }
+                }
+            }
+            Op::Msg { .. } => {}
+        }
+        if !matches!(op, Op::Rel(_) | Op::Msg { .. }) {
+            self.changes += 1;
+        }
+        let io = |e: std::io::Error| {
+            EngineError::failure(
+                format!("cannot write a large transaction to its temporary file: {e}"),
+                None,
+            )
+        };
+        serde_json::to_writer(&mut self.file, op).map_err(|e| io(e.into()))?;
+        self.file.write_all(b"\n").map_err(io)
+    }
+}
+
+/// Store a large transaction: its changes from `spill` in parts, then its segment (the
+/// descriptions of the tables it changes as they were before it, and how many parts
+/// follow). `rels` (the newest descriptions) learns the transaction's own; `changes` counts
+/// its changes. The segment and how many parts.
+async fn store_large(
+    engine: &Engine,
+    name: &str,
+    mut header: Txn,
+    spill: Spill,
+    rels: &mut HashMap<u32, Relation>,
+    changes: &mut usize,
+) -> EngineResult<(segments::Segment, u32)> {
+    use std::io::{BufRead, Seek};
+    let io = |e: std::io::Error| {
+        EngineError::failure(
+            format!("cannot read a large transaction back from its temporary file: {e}"),
+            None,
+        )
+    };
+    header.ops = spill
+        .undescribed
+        .iter()
+        .map(|oid| {
+            rels.get(oid).cloned().map(Op::Rel).ok_or_else(|| {
+                EngineError::failure(
+                    format!(
+                        "transaction {} changes table {oid}, which the stream never described: a segment without it could not be replayed",
+                        header.xid
+                    ),
+                    Some("`lifeboat cdc run` again: a new session describes every table again".into()),
+                )
+            })
+        })
+        .collect::<EngineResult<_>>()?;
+    let mut file = spill.file.into_inner().map_err(|e| io(e.into_error()))?;
+    file.rewind().map_err(io)?;
+    let part_bytes = spill_bytes().min(16 << 20);
+    let mut part = Vec::new();
+    let (mut bytes, mut n) = (0, 0u32);
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.map_err(io)?;
+        bytes += line.len();
+        part.push(serde_json::from_str::<Op>(&line).map_err(|e| io(e.into()))?);
+        if bytes >= part_bytes {
+            segments::write_part(&engine.repo, name, header.end, n, &part).await?;
+            part.clear();
+            bytes = 0;
+            n += 1;
+        }
+    }
+    if !part.is_empty() {
+        segments::write_part(&engine.repo, name, header.end, n, &part).await?;
+        n += 1;
+    }
+    header.parts = n;
+    rels.extend(spill.rels);
+    *changes += spill.changes;
+    let seg = segments::write(&engine.repo, name, std::slice::from_ref(&header)).await?;
+    Ok((seg, n))
+}
+
 /// The transactions gathered for the next segment.
 #[derive(Default)]
 struct Batch {
     txns: Vec<Txn>,
+    /// A large transaction, committed after `txns`: stored at once, in parts.
+    large: Option<(Txn, Spill)>,
     bytes: usize,
     /// The newest description of every table seen.
     rels: HashMap<u32, Relation>,

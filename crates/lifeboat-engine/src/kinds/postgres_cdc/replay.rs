@@ -258,6 +258,17 @@ pub(super) async fn whole(
                 "replayed {} transaction(s), {} change(s), the last committed at {last}; {} sequence(s) set",
                 done.txns, done.changes, done.sequences
             ));
+            if let Some(g) = &done.gap {
+                outcome.lines.push(format!(
+                    "warning: the replay stopped where the capture lost changes ({}, from {}): a later moment needs the baseline that starts the next chain{}",
+                    g.why,
+                    g.from_time.map_or("the start".into(), |t| t.to_string()),
+                    if g.pending() { ", not taken yet (`lifeboat cdc run` or `serve` takes it)" } else { "" }
+                ));
+                outcome
+                    .facts
+                    .insert("stopped_at_gap".into(), g.why.clone().into());
+            }
             Ok(outcome)
         })
     });
@@ -267,6 +278,8 @@ pub(super) async fn whole(
 /// What a replay did.
 #[derive(Debug, Default)]
 pub struct Replayed {
+    /// The gap the replay stopped at, when it did.
+    pub gap: Option<segments::Gap>,
     pub txns: u64,
     pub changes: u64,
     pub last_commit: Option<jiff::Timestamp>,
@@ -319,12 +332,12 @@ pub async fn replay(
     // A chain ends where the capture lost changes: never replayed across. A gap that ends
     // after the baseline ends its chain at its start (or at once, when it began before the
     // baseline: a baseline taken inside a gap has no captured chain after it).
-    let end = segments::gaps(&engine.repo, name)
-        .await?
+    let gaps = segments::gaps(&engine.repo, name).await?;
+    let ending = gaps
         .iter()
         .filter(|g| g.to_lsn > base_lsn || g.pending())
-        .map(|g| g.from_lsn.max(base_lsn))
-        .min();
+        .min_by_key(|g| g.from_lsn.max(base_lsn));
+    let end = ending.map(|g| g.from_lsn.max(base_lsn));
     let segs = segments::list(&engine.repo, name).await?;
     let mut out = Replayed::default();
     let mut batch = Vec::new();
@@ -332,6 +345,9 @@ pub async fn replay(
         for txn in segments::read(&engine.repo, name, seg).await? {
             if txn.end <= start || txn.end <= applier.position() {
                 applier.learn(&txn);
+                for n in 0..txn.parts {
+                    applier.learn_ops(&segments::read_part(&engine.repo, name, &txn, n).await?);
+                }
                 continue;
             }
             if let (Some(t), Some(at)) = (until.time, txn.committed_at())
@@ -343,9 +359,15 @@ pub async fn replay(
                 break 'segments;
             }
             if end.is_some_and(|e| txn.end > e) {
+                out.gap = ending.cloned();
                 break 'segments;
             }
             out.last_commit = txn.committed_at().or(out.last_commit);
+            if txn.parts > 0 {
+                flush(&mut applier, &mut batch, cancel).await?;
+                apply_large(engine, name, &mut applier, &txn, cancel).await?;
+                continue;
+            }
             batch.push(txn);
             if batch.len() >= BATCH_TXNS {
                 flush(&mut applier, &mut batch, cancel).await?;
@@ -357,6 +379,40 @@ pub async fn replay(
     out.txns = applier.applied_txns;
     out.changes = applier.applied_changes;
     Ok(out)
+}
+
+/// A large transaction, its parts read one at a time, replayed in one destination
+/// transaction of its own.
+async fn apply_large(
+    engine: &Engine,
+    name: &str,
+    applier: &mut Applier,
+    txn: &lifeboat_postgres::cdc::apply::Txn,
+    cancel: &Cancel,
+) -> EngineResult<()> {
+    let mut open = applier.begin();
+    applier.start_txn();
+    let applying = async {
+        applier.apply_ops(&mut open, &txn.ops).await?;
+        for n in 0..txn.parts {
+            let ops = segments::read_part(&engine.repo, name, txn, n).await?;
+            applier.apply_ops(&mut open, &ops).await?;
+        }
+        EngineResult::Ok(())
+    };
+    match cancel.guard(applying).await {
+        Ok(Ok(())) => Ok(applier.commit(open, txn, 1).await?),
+        Ok(Err(e)) => {
+            applier.rollback().await;
+            Err(e)
+        }
+        Err(_) => {
+            applier.rollback().await;
+            Err(EngineError::interrupted(
+                "the replay was stopped; what was replayed is committed with its position",
+            ))
+        }
+    }
 }
 
 async fn flush(

@@ -4,10 +4,13 @@
 //! [`Txn`](lifeboat_postgres::cdc::apply::Txn), each table's description before its first
 //! change so that it stands alone; sealed (compressed, encrypted, authenticated, its name
 //! bound in) and written create-only and durably before the slot is told it is flushed.
+//! A transaction too large for memory is a segment of its own whose one transaction says
+//! how many parts follow: `cdc/<target>/parts/<end>-<n>.part`, JSON lines of its changes,
+//! written (the same way) before the segment, so a segment is there only once all of it is.
 
 use std::sync::Arc;
 
-use lifeboat_postgres::cdc::apply::Txn;
+use lifeboat_postgres::cdc::apply::{Op, Txn};
 use lifeboat_repo::Repo;
 
 use crate::{EngineError, EngineResult};
@@ -61,31 +64,7 @@ pub async fn write(repo: &Arc<Repo>, target: &str, txns: &[Txn]) -> EngineResult
     };
     let name = format!("{:016x}-{:016x}.seg", first.end, last.end);
     let path = format!("{}/{name}", dir(target));
-    let mut plain = Vec::new();
-    for t in txns {
-        serde_json::to_writer(&mut plain, t)
-            .map_err(|e| EngineError::failure(format!("encode a transaction: {e}"), None))?;
-        plain.push(b'\n');
-    }
-    let key = repo.side_key_async().await?;
-    let sealed = key
-        .seal(&path, &plain)
-        .map_err(|e| EngineError::failure(e.to_string(), None))?;
-    let p = path.clone();
-    let new = repo.call(move |r| r.side().put_new(&p, &sealed)).await?;
-    let seg = Segment {
-        first: first.end,
-        last: last.end,
-        name: name.clone(),
-    };
-    // Already there: a redelivery of exactly these transactions is fine; anything else is
-    // another stream claiming the same positions (another cluster, a restored server).
-    if !new && read(repo, target, &seg).await? != txns {
-        return Err(EngineError::failure(
-            format!("segment `{path}` exists with other transactions: the source is not the stream it was captured from"),
-            Some("a restored or replaced server reuses WAL positions: move the target's `cdc/` folder in the repository aside and take a new baseline".into()),
-        ));
-    }
+    put_lines(repo, &path, txns).await?;
     Ok(Segment {
         first: first.end,
         last: last.end,
@@ -95,23 +74,78 @@ pub async fn write(repo: &Arc<Repo>, target: &str, txns: &[Txn]) -> EngineResult
 
 /// The transactions of a stored segment.
 pub async fn read(repo: &Arc<Repo>, target: &str, seg: &Segment) -> EngineResult<Vec<Txn>> {
-    let path = format!("{}/{}", dir(target), seg.name);
-    let p = path.clone();
+    get_lines(repo, &format!("{}/{}", dir(target), seg.name)).await
+}
+
+/// Part `n` of the large transaction ending at `end`: `cdc/<target>/parts/<end>-<n>.part`.
+fn part_path(target: &str, end: u64, n: u32) -> String {
+    format!("{}/parts/{end:016x}-{n:06}.part", dir(target))
+}
+
+/// Store part `n` of the large transaction ending at `end` (its segment, written after
+/// every part, says how many there are). Create-only, as segments.
+pub async fn write_part(
+    repo: &Arc<Repo>,
+    target: &str,
+    end: u64,
+    n: u32,
+    ops: &[Op],
+) -> EngineResult<()> {
+    put_lines(repo, &part_path(target, end, n), ops).await
+}
+
+/// Part `n` of the large transaction `txn`.
+pub async fn read_part(repo: &Arc<Repo>, target: &str, txn: &Txn, n: u32) -> EngineResult<Vec<Op>> {
+    get_lines(repo, &part_path(target, txn.end, n)).await
+}
+
+/// Store `items` as sealed JSON lines at `path`, create-only and durable. Already there
+/// (stored before a crash, then redelivered): fine if it holds exactly these; anything else
+/// is another stream claiming the same positions (another cluster, a restored server).
+async fn put_lines<T>(repo: &Arc<Repo>, path: &str, items: &[T]) -> EngineResult<()>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq,
+{
+    let mut plain = Vec::new();
+    for t in items {
+        serde_json::to_writer(&mut plain, t)
+            .map_err(|e| EngineError::failure(format!("encode `{path}`: {e}"), None))?;
+        plain.push(b'\n');
+    }
+    let key = repo.side_key_async().await?;
+    let sealed = key
+        .seal(path, &plain)
+        .map_err(|e| EngineError::failure(e.to_string(), None))?;
+    let p = path.to_string();
+    let new = repo.call(move |r| r.side().put_new(&p, &sealed)).await?;
+    if !new && get_lines::<T>(repo, path).await? != items {
+        return Err(EngineError::failure(
+            format!("`{path}` exists with other transactions: the source is not the stream it was captured from"),
+            Some("a restored or replaced server reuses WAL positions: move the target's `cdc/` folder in the repository aside and take a new baseline".into()),
+        ));
+    }
+    Ok(())
+}
+
+async fn get_lines<T: serde::de::DeserializeOwned>(
+    repo: &Arc<Repo>,
+    path: &str,
+) -> EngineResult<Vec<T>> {
+    let p = path.to_string();
     let sealed = repo
         .call(move |r| r.side().get(&p))
         .await?
-        .ok_or_else(|| EngineError::failure(format!("segment `{path}` is gone"), None))?;
+        .ok_or_else(|| EngineError::failure(format!("`{path}` is gone"), None))?;
     let key = repo.side_key_async().await?;
     let plain = key
-        .open(&path, &sealed)
-        .map_err(|e| EngineError::failure(format!("segment `{path}`: {e}"), None))?;
+        .open(path, &sealed)
+        .map_err(|e| EngineError::failure(format!("`{path}`: {e}"), None))?;
     plain
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .map(|l| {
-            serde_json::from_slice(l).map_err(|e| {
-                EngineError::failure(format!("segment `{path}` is unreadable: {e}"), None)
-            })
+            serde_json::from_slice(l)
+                .map_err(|e| EngineError::failure(format!("`{path}` is unreadable: {e}"), None))
         })
         .collect()
 }
@@ -152,7 +186,21 @@ pub async fn prune(
     all.pop();
     let old: Vec<Segment> = all.into_iter().filter(|s| s.last <= oldest).collect();
     if !dry_run {
+        // The parts of large transactions go with their segments.
+        let parts_dir = format!("{}/parts", dir(target));
+        let parts = repo
+            .call(move |r| r.side().list(&parts_dir))
+            .await
+            .unwrap_or_default();
         for s in &old {
+            let stem = format!("{:016x}-", s.last);
+            for p in parts
+                .iter()
+                .filter(|p| s.first == s.last && p.starts_with(&stem))
+            {
+                let path = format!("{}/parts/{p}", dir(target));
+                repo.call(move |r| r.side().delete(&path)).await?;
+            }
             let path = format!("{}/{}", dir(target), s.name);
             repo.call(move |r| r.side().delete(&path)).await?;
         }
