@@ -252,9 +252,10 @@ restore_cdc() { # ROUND
   got=$(checksum "$DPORT" "$db")
   q "$DPORT" postgres "DROP DATABASE $db WITH (FORCE)" >/dev/null
   if [ "$got" != "$SUM_T" ]; then log "cdc round $1: restored '$got', the source at T '$SUM_T'"; exit 1; fi
-  log "cdc round $1: $(tail -n 1 "$WORK/t-cdc") s ($(jget "$WORK/restore-cdc-$1.json" replayed_changes) changes replayed), equal to the source at T"
+  echo "$(jget "$WORK/restore-cdc-$1.json" restore_seconds)" >>"$WORK/t-cdc-load"
+  log "cdc round $1: $(tail -n 1 "$WORK/t-cdc") s (the baseline's load $(tail -n 1 "$WORK/t-cdc-load") s; $(jget "$WORK/restore-cdc-$1.json" replayed_changes) changes replayed), equal to the source at T"
 }
-: >"$WORK/t-physical"; : >"$WORK/t-cdc"
+: >"$WORK/t-physical"; : >"$WORK/t-cdc"; : >"$WORK/t-cdc-load"
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then restore_physical "$round"; restore_cdc "$round"
   else restore_cdc "$round"; restore_physical "$round"; fi
@@ -292,6 +293,7 @@ echo "| restore to T | median wall s | rounds |"
 echo "| --- | ---: | --- |"
 echo "| physical PITR: base backup + WAL replay, server promoted | $T_PHYS | $(rounds "$WORK/t-physical") |"
 echo "| cdc: baseline + replay of the captured changes | $T_CDC | $(rounds "$WORK/t-cdc") |"
+echo "| of which the baseline's load (pg_restore, then row counts) | $(median "$WORK/t-cdc-load") | $(rounds "$WORK/t-cdc-load") |"
 echo "| **cdc / physical** | **${RATIO}×** (target ≤ 2×: $VERDICT) | |"
 echo
 echo "| measure | value |"

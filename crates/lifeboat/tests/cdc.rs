@@ -889,3 +889,89 @@ fn a_capture_takes_a_new_baseline_once_the_newest_is_baseline_every_old() {
         .expect_code(0);
     assert_eq!(checksums(&pg, "copy"), checksums(&pg, "shop"));
 }
+
+/// Without the DDL event trigger (a provider that forbids it), a schema change is found by
+/// the capture's watch of the tables' shape: a short gap from the last look before it to a
+/// new baseline taken at once, with a warning; moments before and after it restore
+/// exactly, and `status` does not alert on it (nothing was lost on the server).
+#[test]
+fn without_the_ddl_trigger_a_schema_change_is_a_short_gap_and_a_new_baseline() {
+    let ws = Workspace::new(BIN);
+    let pg = logical_cluster();
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    pg.psql(
+        "shop",
+        "CREATE TABLE orders (id serial PRIMARY KEY, total int); \
+         INSERT INTO orders (total) SELECT g FROM generate_series(1, 100) g",
+    )
+    .unwrap();
+    cdc_config(&ws, &pg.url("shop"));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["cdc", "check", "shop"])
+        .expect_code(0)
+        .expect_stdout(&["no event trigger sends schema changes"], &[]);
+    let capture = ws.spawn(&["cdc", "run", "shop"]);
+    let baselines = || {
+        ws.snapshots()
+            .iter()
+            .filter(|s| s["target"] == "shop")
+            .count()
+    };
+    wait_for("the baseline", Duration::from_secs(60), || baselines() == 1);
+    pg.psql(
+        "shop",
+        "UPDATE orders SET total = total * 3 WHERE id % 4 = 0",
+    )
+    .unwrap();
+    // The watch looks every 10 s: one look after this change, before the next.
+    std::thread::sleep(Duration::from_secs(11));
+    let at_a = moment();
+    let sum_a = checksums(&pg, "shop");
+    pg.psql(
+        "shop",
+        "ALTER TABLE orders ADD COLUMN note text; \
+         INSERT INTO orders (total, note) VALUES (7, 'after the change')",
+    )
+    .unwrap();
+    wait_for("a new baseline", Duration::from_secs(60), || {
+        baselines() == 2
+    });
+    pg.psql("shop", "UPDATE orders SET note = 'later' WHERE id <= 5")
+        .unwrap();
+    caught_up(&pg);
+    let at_b = moment();
+    let sum_b = checksums(&pg, "shop");
+    terminate(capture)
+        .expect_code(0)
+        .expect_stderr(&["changed shape", "new baseline stored"], &[]);
+
+    // Before the change: the moment itself, or — when the watch's last look came before
+    // it — the last moment the refusal names, which holds the same rows.
+    let first = ws.run(&["restore", "shop", "--time", &at_a, "--to", &pg.url("a")]);
+    if first.code != 0 {
+        first.expect_stderr(&["falls in a gap of the capture", "changed shape"], &[]);
+        let last_good = first
+            .stderr
+            .split("restore to ")
+            .nth(1)
+            .and_then(|s| s.split(" or before").next())
+            .unwrap_or_else(|| panic!("no moment named: {}", first.stderr))
+            .to_string();
+        ws.run(&[
+            "restore",
+            "shop",
+            "--time",
+            &last_good,
+            "--to",
+            &pg.url("a"),
+        ])
+        .expect_code(0);
+    }
+    assert_eq!(checksums(&pg, "a"), sum_a);
+    ws.run(&["restore", "shop", "--time", &at_b, "--to", &pg.url("b")])
+        .expect_code(0);
+    assert_eq!(checksums(&pg, "b"), sum_b);
+    let status = ws.run(&["status", "--json"]);
+    let problems = status.json()["targets"][0]["problems"].to_string();
+    assert!(!problems.contains("were lost"), "{problems}");
+}

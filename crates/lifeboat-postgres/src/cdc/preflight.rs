@@ -176,9 +176,9 @@ pub async fn run(target: &Target, slot: &str) -> Result<Vec<Check>, PgError> {
         if trigger {
             format!("event trigger `{DDL_TRIGGER}` sends schema changes into the stream")
         } else if superuser {
-            "no event trigger sends schema changes into the stream: a restore past an `ALTER TABLE` would fail".into()
+            "no event trigger sends schema changes into the stream: each one then costs a short gap and a new baseline".into()
         } else {
-            format!("no event trigger sends schema changes into the stream, and role `{user}` may not create one")
+            format!("no event trigger sends schema changes into the stream (each one then costs a short gap and a new baseline), and role `{user}` may not create one")
         },
         Some(if superuser {
             "run `lifeboat cdc check TARGET --fix` to install it".into()
@@ -187,6 +187,45 @@ pub async fn run(target: &Target, slot: &str) -> Result<Vec<Check>, PgError> {
         }),
     ));
     Ok(out)
+}
+
+/// The shape of every user table (schema, name, columns and their types) as one hash, and a
+/// WAL position read before it: a schema change committed before that position shows in
+/// the hash. `None` while the DDL event trigger sends schema changes into the stream (then
+/// they replay where they happened and nothing needs watching).
+pub async fn schema_shape(client: &Client) -> Result<Option<(u64, String)>, PgError> {
+    let trigger = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1 AND evtenabled <> 'D')",
+            &[&DDL_TRIGGER],
+        )
+        .await
+        .map_err(PgError::query("look for the DDL trigger"))?;
+    if trigger.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let at: String = client
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .map_err(PgError::query("read the WAL position"))?
+        .get(0);
+    let hash: Option<String> = client
+        .query_one(
+            "SELECT md5(string_agg(format('%s|%I.%I|%s|%s', c.oid, n.nspname, c.relname, a.attname,
+                                          format_type(a.atttypid, a.atttypmod)),
+                                   ',' ORDER BY c.oid, a.attnum))
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'lifeboat_cdc')
+               AND n.nspname NOT LIKE 'pg\\_%'",
+            &[],
+        )
+        .await
+        .map_err(PgError::query("read the tables' shape"))?
+        .get(0);
+    let lsn = crate::cdc::stream::lsn(&at).unwrap_or(0);
+    Ok(Some((lsn, hash.unwrap_or_default())))
 }
 
 /// Set `REPLICA IDENTITY FULL` on every table that needs it, and install the DDL event

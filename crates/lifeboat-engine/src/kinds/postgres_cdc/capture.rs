@@ -183,6 +183,8 @@ pub async fn run(
         .map_or(DEFAULT_BASELINE_EVERY, |d| d.as_duration());
     let mut next_baseline_check = Instant::now();
     let mut rebaseline: Option<Rebaseline> = None;
+    // Without the DDL event trigger: the tables' shape, watched every 10 s.
+    let mut shape = watch_start(&sequences, name).await;
     // Set when the slot keeps more than `max-slot-lag` and may be dropped: the capture
     // stores what it gathered and stops, then the slot goes.
     let mut lagging = false;
@@ -191,7 +193,14 @@ pub async fn run(
             next_sequences = Instant::now() + SEQUENCES_EVERY;
             emit_sequences(&sequences).await;
             if let Some(mut r) = rebaseline.take_if(|r| r.handle.is_finished()) {
-                baseline_done(engine, name, (&mut r.handle).await);
+                let result = (&mut r.handle).await;
+                baseline_done(engine, name, result, r.ends_gap.take(), &mut shape).await?;
+            }
+            if rebaseline.is_none()
+                && let Some(w) = shape.as_mut()
+                && let Some(changed) = schema_changed(engine, name, &sequences, w).await?
+            {
+                rebaseline = Some(Rebaseline::start(engine, name, Some(changed)));
             }
             if rebaseline.is_none() && Instant::now() >= next_baseline_check {
                 next_baseline_check =
@@ -203,13 +212,7 @@ pub async fn run(
                         "the newest baseline is older than `baseline-every`: taking a new one"
                             .into(),
                     );
-                    let stop = Cancel::new();
-                    let (e, n, c) = (engine.clone(), name.to_string(), stop.clone());
-                    let handle =
-                        tokio::spawn(
-                            async move { crate::backup::backup(&e, &n, &c).await.map(|_| ()) },
-                        );
-                    rebaseline = Some(Rebaseline { handle, stop });
+                    rebaseline = Some(Rebaseline::start(engine, name, None));
                 }
             }
             if drop_on_lag {
@@ -391,7 +394,8 @@ pub async fn run(
             // A baseline under way stops with the capture (it leaves no snapshot).
             if let Some(mut r) = rebaseline.take() {
                 r.stop.cancel();
-                baseline_done(engine, name, (&mut r.handle).await);
+                let result = (&mut r.handle).await;
+                baseline_done(engine, name, result, r.ends_gap.take(), &mut shape).await?;
             }
             // Let the last acknowledgement reach the server.
             tokio::time::sleep(Duration::from_millis(600)).await;
@@ -442,6 +446,7 @@ async fn record_pending_gap(engine: &Engine, name: &str, why: &str) -> EngineRes
             to_lsn: 0,
             to_time: None,
             why: why.to_string(),
+            schema: false,
         },
     )
     .await
@@ -524,14 +529,113 @@ async fn over_lag(
 /// A baseline taken beside the capture; stopped (leaving no snapshot) if the capture ends
 /// without waiting for it.
 struct Rebaseline {
-    handle: tokio::task::JoinHandle<EngineResult<()>>,
+    handle: tokio::task::JoinHandle<EngineResult<crate::backup::BackupReport>>,
     stop: Cancel,
+    /// Taken because the schema changed unseen: the shape it found, and the baseline ends
+    /// the gap recorded then.
+    ends_gap: Option<Shape>,
+}
+
+impl Rebaseline {
+    fn start(engine: &Engine, name: &str, ends_gap: Option<Shape>) -> Self {
+        let stop = Cancel::new();
+        let (e, n, c) = (engine.clone(), name.to_string(), stop.clone());
+        let handle = tokio::spawn(async move { crate::backup::backup(&e, &n, &c).await });
+        Self {
+            handle,
+            stop,
+            ends_gap,
+        }
+    }
 }
 
 impl Drop for Rebaseline {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// The tables' shape (a hash of every table's name, columns and types) and the WAL
+/// position and time read before it: no schema change had committed before then.
+#[derive(Debug, Clone)]
+struct Shape {
+    lsn: u64,
+    at: jiff::Timestamp,
+    hash: String,
+}
+
+/// Where the DDL event trigger is missing, the tables' shape as the watch starts.
+async fn watch_start(client: &tokio_postgres::Client, name: &str) -> Option<Shape> {
+    match preflight::schema_shape(client).await {
+        Ok(found) => found.map(|(lsn, hash)| Shape {
+            lsn,
+            at: jiff::Timestamp::now(),
+            hash,
+        }),
+        Err(e) => {
+            log::warn!("cannot watch the tables of `{name}` for schema changes: {e}");
+            None
+        }
+    }
+}
+
+/// Look at the tables' shape again: unchanged, the watch moves on; changed, the changes
+/// from the last position it was known unchanged can no longer replay onto the baseline —
+/// a gap (pending) is recorded from there, and the shape found is returned: a new baseline
+/// ends the gap. The DDL trigger installed meanwhile ends the watch.
+async fn schema_changed(
+    engine: &Engine,
+    name: &str,
+    client: &tokio_postgres::Client,
+    watch: &mut Shape,
+) -> EngineResult<Option<Shape>> {
+    let (lsn, hash) = match preflight::schema_shape(client).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            // The trigger sends schema changes from now on; the shape still counts until then.
+            watch.hash.clear();
+            return Ok(None);
+        }
+        Err(e) => {
+            log::debug!("cannot read the tables' shape of `{name}`: {e}");
+            return Ok(None);
+        }
+    };
+    if watch.hash.is_empty() || hash == watch.hash {
+        if !watch.hash.is_empty() {
+            watch.lsn = lsn;
+            watch.at = jiff::Timestamp::now();
+        }
+        return Ok(None);
+    }
+    let why = format!(
+        "a table of `{name}` changed shape (ALTER, CREATE or DROP TABLE) where no event trigger sends schema changes into the stream (`lifeboat cdc check {name} --fix` installs it)"
+    );
+    segments::record_gap(
+        &engine.repo,
+        name,
+        segments::Gap {
+            from_lsn: watch.lsn,
+            from_time: Some(watch.at),
+            to_lsn: 0,
+            to_time: None,
+            why: why.clone(),
+            schema: true,
+        },
+    )
+    .await?;
+    engine.events.event(Event::Warning {
+        target: Some(name.into()),
+        text: format!(
+            "{why}: moments from {} until a new baseline (taken now) cannot be restored",
+            watch.at
+        ),
+    });
+    Ok(Some(Shape {
+        lsn,
+        at: jiff::Timestamp::now(),
+        hash,
+    }))
 }
 
 /// Whether the newest good baseline of `name` is at least `every` old (or unreadable: then
@@ -553,22 +657,45 @@ async fn baseline_due(engine: &Engine, name: &str, every: Duration) -> bool {
     newest.is_some_and(|t| age(t) >= every)
 }
 
-/// Say how a baseline taken beside the capture ended.
-fn baseline_done(
+/// Say how a baseline taken beside the capture ended; one that ends a schema gap completes
+/// it, and the watch goes on from the shape found.
+async fn baseline_done(
     engine: &Engine,
     name: &str,
-    result: Result<EngineResult<()>, tokio::task::JoinError>,
-) {
+    result: Result<EngineResult<crate::backup::BackupReport>, tokio::task::JoinError>,
+    ends_gap: Option<Shape>,
+    watch: &mut Option<Shape>,
+) -> EngineResult<()> {
     let failed = match result {
-        Ok(Ok(())) => return info(engine, name, "new baseline stored".into()),
-        Ok(Err(e)) if e.failure == crate::error::Failure::Interrupted => return,
+        Ok(Ok(report)) => {
+            info(engine, name, "new baseline stored".into());
+            if let Some(found) = ends_gap {
+                let (to_lsn, to_time) = baseline_point(engine, name, &report).await?;
+                segments::complete_gap(&engine.repo, name, to_lsn, to_time).await?;
+                *watch = Some(Shape {
+                    lsn: to_lsn,
+                    at: to_time.unwrap_or(found.at),
+                    ..found
+                });
+            }
+            return Ok(());
+        }
+        Ok(Err(e)) if e.failure == crate::error::Failure::Interrupted => return Ok(()),
         Ok(Err(e)) => e.full_message(),
         Err(e) => e.to_string(),
     };
     engine.events.event(Event::Warning {
         target: Some(name.into()),
-        text: format!("the new baseline failed (tried again within the hour): {failed}"),
+        text: format!("the new baseline failed: {failed}"),
     });
+    // A schema gap stays pending: the next capture's start takes the baseline that ends it.
+    if ends_gap.is_some() {
+        return Err(EngineError::failure(
+            format!("the baseline after a schema change of `{name}` failed: {failed}"),
+            Some("`lifeboat cdc run` again takes it".into()),
+        ));
+    }
+    Ok(())
 }
 
 /// The consistent point and time of the baseline `report` stored.

@@ -221,6 +221,10 @@ pub struct Gap {
     pub to_time: Option<jiff::Timestamp>,
     /// Why: the slot's state as it was found.
     pub why: String,
+    /// The schema changed where no event trigger captured it: the changes are stored, but
+    /// cannot replay onto the old baseline (nothing was lost on the server's side).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub schema: bool,
 }
 
 impl Gap {

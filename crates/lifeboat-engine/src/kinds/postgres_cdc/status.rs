@@ -57,6 +57,7 @@ pub(super) async fn archive(
             if let Some(g) = gaps
                 .iter()
                 .rev()
+                .filter(|g| !g.schema || g.pending())
                 .find(|g| g.to_time.is_none_or(|t| t > week_ago))
             {
                 problems.push(format!(
