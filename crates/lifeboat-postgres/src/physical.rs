@@ -259,7 +259,8 @@ fn conf_quote(value: &str) -> String {
 }
 
 /// Write `recovery.signal` and the recovery settings into a restored data directory.
-/// With `archive: false` the recovered server does not archive (`archive_mode = off`).
+/// With `archive: false` the recovered server does not archive (`archive_mode = off`) nor
+/// start its subscriptions (`max_logical_replication_workers = 0`).
 pub fn write_recovery(
     data_dir: &Path,
     restore_command: &str,
@@ -279,7 +280,10 @@ pub fn write_recovery(
         ("recovery_target_timeline".into(), "latest".into()),
     ];
     if !archive {
+        // A copy to look at: it neither archives into the production archive nor starts
+        // the subscriptions it holds (they would take the publisher's slots).
         settings.push(("archive_mode".into(), "off".into()));
+        settings.push(("max_logical_replication_workers".into(), "0".into()));
     }
     for (k, v) in target.settings() {
         settings.push((k.into(), v));

@@ -38,9 +38,9 @@ pub async fn plan(engine: &Engine, request: &RestoreRequest) -> EngineResult<Res
         .config
         .target(&request.target)
         .ok_or_else(|| unknown_target(&engine.config, &request.target))?;
-    let mut kind = kind_of(target);
+    let kind = kind_of(target);
     // The emergency dump a one-table restore of a cdc or physical target takes is a
-    // logical snapshot: restored as one.
+    // logical snapshot: restored as one (its own emergency backup a logical dump too).
     if request.snapshot != "latest"
         && target.kind == lifeboat_core::TargetKind::Postgres
         && kind.tag() != "logical"
@@ -54,7 +54,8 @@ pub async fn plan(engine: &Engine, request: &RestoreRequest) -> EngineResult<Res
             && s.kind == "logical"
             && let Some(logical) = kind_tagged("logical")
         {
-            kind = logical;
+            let as_logical = one_table::logical_view(target);
+            return logical.plan_restore(engine, request, &as_logical).await;
         }
     }
     kind.plan_restore(engine, request, target).await

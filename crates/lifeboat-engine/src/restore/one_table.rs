@@ -36,6 +36,22 @@ pub fn table_named(wanted: &str) -> TableRecord {
     }
 }
 
+/// A PostgreSQL target's config as a logical one (the same server and tools): for the
+/// logical dumps and restores of cdc and physical targets.
+pub fn logical_view(cfg: &TargetConfig) -> TargetConfig {
+    TargetConfig {
+        mode: Some(PostgresMode::Logical),
+        data_dir: None,
+        flush_interval: None,
+        slot: None,
+        publication: None,
+        max_slot_lag: None,
+        on_slot_lag: None,
+        baseline_every: None,
+        ..cfg.clone()
+    }
+}
+
 /// The live side of a one-table restore: where it goes, whether it replaces a table there,
 /// and the refusal and emergency backup that follow.
 pub struct LiveSide {
@@ -84,17 +100,7 @@ impl LiveSide {
         });
         // The emergency backup is a logical dump of the live database, whatever the kind.
         let emergency = overwrites.then(|| Emergency {
-            target: TargetConfig {
-                mode: Some(PostgresMode::Logical),
-                data_dir: None,
-                flush_interval: None,
-                slot: None,
-                publication: None,
-                max_slot_lag: None,
-                on_slot_lag: None,
-                baseline_every: None,
-                ..target_cfg.clone()
-            },
+            target: logical_view(target_cfg),
             source: Some(url.clone()),
             optional_with_force: false,
             what: format!("`{}` (a logical dump)", dest.database()),
@@ -202,14 +208,14 @@ impl Scratch {
 }
 
 /// Copy `table` from `from` (a database at the moment) into `live`, in one transaction,
-/// replacing the table there when `replace`; then count its rows on both sides.
+/// replacing the table there when `replace` (its owner and table grants put back after);
+/// then count its rows on both sides.
 pub async fn copy_table(
     tools: &PgTools,
     from: &Target,
     table: &TableRecord,
     live: &Target,
     replace: bool,
-    keep_owners: bool,
     cancel: &Cancel,
 ) -> EngineResult<RestoreOutcome> {
     let Some(source_rows) = pg::table_rows(from, table).await? else {
@@ -250,9 +256,16 @@ pub async fn copy_table(
             None,
         ));
     }
+    // The live table's owner and grants, put back after the copy (the copy is owned by
+    // the restoring role and has none: the scratch had not the live roles).
+    let keep = if replace {
+        owner_and_grants(live, table).await?
+    } else {
+        Vec::new()
+    };
     let opts = RestoreOptions {
         clean: replace,
-        keep_owners,
+        keep_owners: false,
         jobs: 1,
         input: Some(file),
         ..RestoreOptions::default()
@@ -279,15 +292,35 @@ pub async fn copy_table(
             )));
         }
     }
+    if !keep.is_empty() {
+        let client = live.connect().await?;
+        let sql = keep.join(";\n");
+        if let Err(e) = client.batch_execute(&sql).await {
+            return Err(EngineError::failure(
+                format!(
+                    "table `{}` was restored, but its owner and grants could not be put back: {e}",
+                    table.qualified()
+                ),
+                Some(format!(
+                    "run them as the table's owner or a superuser:\n{sql}"
+                )),
+            ));
+        }
+    }
     let restored = pg::table_rows(live, table).await?;
     let ok = restored == Some(source_rows);
     let line = format!(
-        "table `{}`: {} rows at that moment, {} in database `{}` now{}",
+        "table `{}`: {} rows at that moment, {} in database `{}` now{}{}",
         table.qualified(),
         format::thousands(source_rows),
         restored.map_or("none".into(), format::thousands),
         live.database(),
-        if ok { "" } else { " — MISMATCH" }
+        if ok { "" } else { " — MISMATCH" },
+        if keep.is_empty() {
+            String::new()
+        } else {
+            format!("; its owner and {} grant(s) kept", keep.len() - 1)
+        }
     );
     Ok(RestoreOutcome::new(
         ok,
@@ -301,4 +334,38 @@ pub async fn copy_table(
         }),
         vec![line],
     ))
+}
+
+/// The statements that give `table` in `live` its current owner and table grants again.
+async fn owner_and_grants(live: &Target, table: &TableRecord) -> EngineResult<Vec<String>> {
+    let client = live.connect().await?;
+    let row = client
+        .query_opt(
+            "SELECT format('ALTER TABLE %s OWNER TO %I', c.oid::regclass, pg_get_userbyid(c.relowner)),
+                    coalesce((SELECT array_agg(format('GRANT %s ON %s TO %s%s', a.privilege_type,
+                                 c.oid::regclass,
+                                 CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                      ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                                 CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END))
+                              FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner),
+                             '{}')
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&table.schema, &table.name],
+        )
+        .await
+        .map_err(|e| {
+            EngineError::failure(
+                format!("cannot read the owner and grants of `{}`: {e}", table.qualified()),
+                None,
+            )
+        })?;
+    Ok(match row {
+        Some(r) => {
+            let mut out = vec![r.get::<_, String>(0)];
+            out.extend(r.get::<_, Vec<String>>(1));
+            out
+        }
+        None => Vec::new(),
+    })
 }

@@ -50,6 +50,12 @@ pub enum Op {
         prefix: String,
         content: String,
     },
+    /// The last op of a transaction too large to hold in memory: its changes follow in this
+    /// many part objects of their own. (A reader that does not know it fails on it, rather
+    /// than skip the changes.)
+    Parts {
+        count: u32,
+    },
 }
 
 /// One committed transaction.
@@ -63,14 +69,6 @@ pub struct Txn {
     /// The source's commit time, microseconds since 2000-01-01 (PostgreSQL's epoch).
     pub time: i64,
     pub ops: Vec<Op>,
-    /// A transaction too large to hold in memory: its changes follow `ops` in this many
-    /// part objects of their own (0: all in `ops`).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub parts: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 /// Microseconds between 1970-01-01 and 2000-01-01.
@@ -84,10 +82,22 @@ impl Txn {
 
     /// Changes to rows (not counting table descriptions and messages).
     pub fn changes(&self) -> usize {
-        self.ops
-            .iter()
-            .filter(|o| !matches!(o, Op::Rel(_) | Op::Msg { .. }))
-            .count()
+        self.ops.iter().filter(|o| o.is_change()).count()
+    }
+
+    /// How many part objects hold the rest of its changes (0: none, all are in `ops`).
+    pub fn parts(&self) -> u32 {
+        match self.ops.last() {
+            Some(Op::Parts { count }) => *count,
+            _ => 0,
+        }
+    }
+}
+
+impl Op {
+    /// A change to rows (not a table's description, a message or a marker).
+    pub fn is_change(&self) -> bool {
+        !matches!(self, Op::Rel(_) | Op::Msg { .. } | Op::Parts { .. })
     }
 }
 
@@ -217,7 +227,7 @@ impl Applier {
                 open.sql.push_str(&stmt);
                 open.sql.push_str(";\n");
             }
-            if !matches!(op, Op::Rel(_) | Op::Msg { .. }) {
+            if op.is_change() {
                 open.changes += 1;
             }
             if open.sql.len() > PIECE {
@@ -398,7 +408,7 @@ impl Applier {
                 self.note_sequences(content);
                 None
             }
-            Op::Msg { .. } => None,
+            Op::Msg { .. } | Op::Parts { .. } => None,
         })
     }
 

@@ -39,7 +39,11 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
     }
     preflight::ensure_slot(&target, &slot, &publication).await?;
     // Temporary: dropped with its session, after the dump.
-    let temp = format!("{slot}_base_{}", std::process::id());
+    // Unique per process and call: a baseline beside the capture and a scheduled one may
+    // overlap in one `serve`.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = format!("{slot}_base_{}_{call}", std::process::id());
     let exported = stream::export_snapshot(&target, &temp).await?;
     let session =
         logical::SnapshotSession::import(&target, &exported.name, &exported.consistent_lsn).await?;

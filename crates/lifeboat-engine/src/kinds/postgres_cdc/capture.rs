@@ -258,7 +258,6 @@ pub async fn run(
                         end: 0,
                         time: commit_time_micros,
                         ops: Vec::new(),
-                        parts: 0,
                     });
                     open_bytes = 0;
                     spill = None;
@@ -275,7 +274,7 @@ pub async fn run(
                                 None => spill.insert(Spill::new()?),
                             };
                             for op in txn.ops.drain(..) {
-                                s.add(&op)?;
+                                s.add(&op, &batch.rels, txn.xid)?;
                             }
                             open_bytes = 0;
                         }
@@ -311,7 +310,7 @@ pub async fn run(
                         match spill.take() {
                             Some(mut s) => {
                                 for op in txn.ops.drain(..) {
-                                    s.add(&op)?;
+                                    s.add(&op, &batch.rels, txn.xid)?;
                                 }
                                 if txn.end > durable {
                                     batch.large = Some((txn, s));
@@ -416,26 +415,32 @@ pub async fn run(
 /// — on are lost, for `why`.
 async fn record_pending_gap(engine: &Engine, name: &str, why: &str) -> EngineResult<()> {
     let stored_before = segments::durable(&engine.repo, name).await?;
-    let snaps = engine.repo.list_snapshots(Some(name)).await?;
     let last_commit = segments::last_commit(&engine.repo, name).await?;
     let stopped = segments::read_stopped(&engine.repo, name)
         .await?
         .filter(|s| s.lsn >= stored_before.unwrap_or(0));
-    let newest_base = snaps
-        .iter()
-        .filter(|s| s.kind == "cdc" && s.is_good())
-        .filter_map(|s| s.manifest.as_ref().ok()?.postgres.clone())
-        .filter_map(|p| Some((stream::lsn(&p.snapshot_lsn)?, p.snapshot_time)))
-        .max_by_key(|(l, _)| *l);
+    // Not a newer baseline: the moments between what was stored and it would pass as
+    // restorable from an older baseline, and replay short. A baseline inside the gap
+    // restores on its own (`--snapshot`).
     let mut from_lsn = stored_before.unwrap_or(0);
     let mut from_time = last_commit;
     if let Some(s) = &stopped {
         from_lsn = from_lsn.max(s.lsn);
         from_time = from_time.max(Some(s.at));
     }
-    if let Some((l, t)) = newest_base {
-        from_lsn = from_lsn.max(l);
-        from_time = from_time.max(t);
+    if stored_before.is_none() && stopped.is_none() {
+        // Nothing captured yet: the gap starts at the newest baseline.
+        let snaps = engine.repo.list_snapshots(Some(name)).await?;
+        if let Some((l, t)) = snaps
+            .iter()
+            .filter(|s| s.kind == "cdc" && s.is_good() && !s.emergency)
+            .filter_map(|s| s.manifest.as_ref().ok()?.postgres.clone())
+            .filter_map(|p| Some((stream::lsn(&p.snapshot_lsn)?, p.snapshot_time)))
+            .max_by_key(|(l, _)| *l)
+        {
+            from_lsn = l;
+            from_time = t;
+        }
     }
     segments::record_gap(
         &engine.repo,
@@ -521,6 +526,10 @@ async fn over_lag(
     slot: &str,
     max: u64,
 ) -> EngineResult<Option<preflight::SlotState>> {
+    // The WAL the slot keeps on the server's disk (from its `restart_lsn`): what fills the
+    // disk. (Not the WAL after its confirmed position: the server may be told positions
+    // inside a large transaction not yet stored, which it sends again whole.) A caught-up
+    // capture's `restart_lsn` trails by up to a checkpoint's worth, far below the default.
     Ok(preflight::slot_state(target, slot)
         .await?
         .filter(|s| s.retained_bytes > 0 && s.retained_bytes as u64 > max))
@@ -745,8 +754,7 @@ fn push(txn: &mut Txn, change: Change) {
 }
 
 /// Bytes of an open transaction's changes held in memory before they go to a local file:
-/// `$LIFEBOAT_CDC_SPILL_BYTES`, default 64 MiB. A large transaction's parts are at most
-/// this (and 16 MiB) each.
+/// `$LIFEBOAT_CDC_SPILL_BYTES`, default 64 MiB.
 fn spill_bytes() -> usize {
     std::env::var("LIFEBOAT_CDC_SPILL_BYTES")
         .ok()
@@ -760,81 +768,91 @@ fn op_bytes(op: &Op) -> usize {
         Op::Ins { new, .. } | Op::Upd { new, .. } => value_bytes(new),
         Op::Del { old, .. } => value_bytes(old),
         Op::Msg { content, .. } => content.len(),
-        Op::Rel(_) | Op::Trunc { .. } => 0,
+        Op::Rel(_) | Op::Trunc { .. } | Op::Parts { .. } => 0,
     }
 }
 
 /// An open transaction's changes, in a local file once they outgrew memory (an anonymous
-/// temporary file: gone with the process), and what is known of the tables it mentions.
+/// temporary file: gone with the process). Every table is described right before the
+/// transaction's first change to it (as the stream described it then, inside the
+/// transaction or before it), so the parts come out the same however a session described
+/// the tables: a transaction sent again after a failure finds its parts already stored.
 struct Spill {
     file: std::io::BufWriter<std::fs::File>,
     changes: usize,
-    /// Tables changed before the transaction described them, in order: the segment
-    /// describes them first, as they were before it.
-    undescribed: Vec<u32>,
-    seen: HashSet<u32>,
+    /// Tables described in the file so far.
+    described: HashSet<u32>,
     /// The newest description of each table inside the transaction.
     rels: HashMap<u32, Relation>,
 }
 
 impl Spill {
     fn new() -> EngineResult<Self> {
-        let file = tempfile::tempfile().map_err(|e| {
-            EngineError::failure(
-                format!(
-                    "cannot create a file for a large transaction in the temporary folder: {e}"
-                ),
-                Some("set TMPDIR to a folder with room".into()),
-            )
-        })?;
+        let file = tempfile::tempfile().map_err(|e| spill_error("create", &e))?;
         Ok(Self {
             file: std::io::BufWriter::new(file),
             changes: 0,
-            undescribed: Vec::new(),
-            seen: HashSet::new(),
+            described: HashSet::new(),
             rels: HashMap::new(),
         })
     }
 
-    fn add(&mut self, op: &Op) -> EngineResult<()> {
-        use std::io::Write;
-        match op {
+    /// Add `op`; `known` holds the tables' descriptions from before the transaction.
+    fn add(&mut self, op: &Op, known: &HashMap<u32, Relation>, xid: u32) -> EngineResult<()> {
+        let mentioned: Vec<u32> = match op {
             Op::Rel(r) => {
-                self.seen.insert(r.oid);
+                self.described.insert(r.oid);
                 self.rels.insert(r.oid, r.clone());
+                Vec::new()
             }
-            Op::Ins { rel, .. } | Op::Upd { rel, .. } | Op::Del { rel, .. } => {
-                if self.seen.insert(*rel) {
-                    self.undescribed.push(*rel);
-                }
+            Op::Ins { rel, .. } | Op::Upd { rel, .. } | Op::Del { rel, .. } => vec![*rel],
+            Op::Trunc { rels, .. } => rels.clone(),
+            Op::Msg { .. } | Op::Parts { .. } => Vec::new(),
+        };
+        for oid in mentioned {
+            if self.described.insert(oid) {
+                let r = known.get(&oid).cloned().ok_or_else(|| {
+                    EngineError::failure(
+                        format!(
+                            "transaction {xid} changes table {oid}, which the stream never described: a segment without it could not be replayed"
+                        ),
+                        Some("`lifeboat cdc run` again: a new session describes every table again".into()),
+                    )
+                })?;
+                self.write(&Op::Rel(r))?;
             }
-            Op::Trunc { rels, .. } => {
-                for r in rels {
-                    if self.seen.insert(*r) {
-                        self.undescribed.push(*r);
-                    }
-                }
-            }
-            Op::Msg { .. } => {}
         }
-        if !matches!(op, Op::Rel(_) | Op::Msg { .. }) {
+        if op.is_change() {
             self.changes += 1;
         }
-        let io = |e: std::io::Error| {
-            EngineError::failure(
-                format!("cannot write a large transaction to its temporary file: {e}"),
-                None,
-            )
-        };
-        serde_json::to_writer(&mut self.file, op).map_err(|e| io(e.into()))?;
-        self.file.write_all(b"\n").map_err(io)
+        self.write(op)
+    }
+
+    fn write(&mut self, op: &Op) -> EngineResult<()> {
+        use std::io::Write;
+        serde_json::to_writer(&mut self.file, op).map_err(|e| spill_error("write", &e.into()))?;
+        self.file
+            .write_all(b"\n")
+            .map_err(|e| spill_error("write", &e))
     }
 }
 
+fn spill_error(doing: &str, e: &std::io::Error) -> EngineError {
+    EngineError::failure(
+        format!("cannot {doing} the temporary file of a large transaction: {e}"),
+        Some(
+            "give TMPDIR a folder with room for the largest transaction (not a small tmpfs)".into(),
+        ),
+    )
+}
+
+/// A large transaction's parts hold at most this many bytes of changes.
+const PART_BYTES: usize = 16 << 20;
+
 /// Store a large transaction: its changes from `spill` in parts, then its segment (the
-/// descriptions of the tables it changes as they were before it, and how many parts
-/// follow). `rels` (the newest descriptions) learns the transaction's own; `changes` counts
-/// its changes. The segment and how many parts.
+/// transaction with [`Op::Parts`] saying how many follow). `rels` (the newest
+/// descriptions) learns the transaction's own; `changes` counts its changes. The segment
+/// and how many parts.
 async fn store_large(
     engine: &Engine,
     name: &str,
@@ -844,37 +862,18 @@ async fn store_large(
     changes: &mut usize,
 ) -> EngineResult<(segments::Segment, u32)> {
     use std::io::{BufRead, Seek};
-    let io = |e: std::io::Error| {
-        EngineError::failure(
-            format!("cannot read a large transaction back from its temporary file: {e}"),
-            None,
-        )
-    };
-    header.ops = spill
-        .undescribed
-        .iter()
-        .map(|oid| {
-            rels.get(oid).cloned().map(Op::Rel).ok_or_else(|| {
-                EngineError::failure(
-                    format!(
-                        "transaction {} changes table {oid}, which the stream never described: a segment without it could not be replayed",
-                        header.xid
-                    ),
-                    Some("`lifeboat cdc run` again: a new session describes every table again".into()),
-                )
-            })
-        })
-        .collect::<EngineResult<_>>()?;
-    let mut file = spill.file.into_inner().map_err(|e| io(e.into_error()))?;
-    file.rewind().map_err(io)?;
-    let part_bytes = spill_bytes().min(16 << 20);
+    let mut file = spill
+        .file
+        .into_inner()
+        .map_err(|e| spill_error("write", e.error()))?;
+    file.rewind().map_err(|e| spill_error("read", &e))?;
     let mut part = Vec::new();
     let (mut bytes, mut n) = (0, 0u32);
     for line in std::io::BufReader::new(file).lines() {
-        let line = line.map_err(io)?;
+        let line = line.map_err(|e| spill_error("read", &e))?;
         bytes += line.len();
-        part.push(serde_json::from_str::<Op>(&line).map_err(|e| io(e.into()))?);
-        if bytes >= part_bytes {
+        part.push(serde_json::from_str::<Op>(&line).map_err(|e| spill_error("read", &e.into()))?);
+        if bytes >= PART_BYTES {
             segments::write_part(&engine.repo, name, header.end, n, &part).await?;
             part.clear();
             bytes = 0;
@@ -885,7 +884,7 @@ async fn store_large(
         segments::write_part(&engine.repo, name, header.end, n, &part).await?;
         n += 1;
     }
-    header.parts = n;
+    header.ops = vec![Op::Parts { count: n }];
     rels.extend(spill.rels);
     *changes += spill.changes;
     let seg = segments::write(&engine.repo, name, std::slice::from_ref(&header)).await?;
@@ -929,7 +928,7 @@ impl Batch {
                 }
                 Op::Ins { rel, .. } | Op::Upd { rel, .. } | Op::Del { rel, .. } => vec![*rel],
                 Op::Trunc { rels, .. } => rels.clone(),
-                Op::Msg { .. } => continue,
+                Op::Msg { .. } | Op::Parts { .. } => continue,
             };
             for r in rels {
                 if !described.contains(&r) && !self.emitted.contains(&r) && !missing.contains(&r) {

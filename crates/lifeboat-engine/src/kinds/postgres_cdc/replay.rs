@@ -146,11 +146,18 @@ pub(super) async fn chain(engine: &Engine, request: &RestoreRequest) -> EngineRe
                     },
                     g.why
                 ),
-                Some(format!(
-                    "restore to {} or before, or to {} or after",
-                    stream::lsn_text(g.from_lsn),
-                    stream::lsn_text(g.to_lsn)
-                )),
+                Some(if g.pending() {
+                    format!(
+                        "restore to {} or before; later positions need the baseline the next capture takes",
+                        stream::lsn_text(g.from_lsn)
+                    )
+                } else {
+                    format!(
+                        "restore to {} or before, or to {} or after",
+                        stream::lsn_text(g.from_lsn),
+                        stream::lsn_text(g.to_lsn)
+                    )
+                }),
             ));
         }
     }
@@ -218,6 +225,28 @@ pub(super) async fn whole(
     if let Some(t) = &until {
         inner.plan.restored_point = t.to_string();
     }
+    // A moment past what the capture stored (it is behind, or stopped): said, since the
+    // restore holds only what was stored — unlike a physical restore, nothing says whether
+    // anything committed in between.
+    let stored_until = stored_until(engine, &request.target).await?;
+    let beyond = match (until, stored_until) {
+        (Some(t), Some(s)) => t > s + jiff::SignedDuration::from_secs(5),
+        (Some(_), None) => true,
+        _ => false,
+    };
+    let beyond_note = beyond.then(|| {
+        format!(
+            "note: the capture has stored what committed up to {}; anything committed after that and at or before the moment was not captured (yet) and is not in the restore",
+            stored_until.map_or("its start".into(), |t| t.to_string())
+        )
+    });
+    if let Some(n) = &beyond_note {
+        inner.plan.notes.push(n.clone());
+        inner.plan.facts.insert(
+            "captured_until".into(),
+            stored_until.map(|t| t.to_string()).into(),
+        );
+    }
     inner
         .plan
         .facts
@@ -258,6 +287,9 @@ pub(super) async fn whole(
                 "replayed {} transaction(s), {} change(s), the last committed at {last}; {} sequence(s) set",
                 done.txns, done.changes, done.sequences
             ));
+            if let Some(n) = beyond_note {
+                outcome.lines.push(n);
+            }
             if let Some(g) = &done.gap {
                 outcome.lines.push(format!(
                     "warning: the replay stopped where the capture lost changes ({}, from {}): a later moment needs the baseline that starts the next chain{}",
@@ -292,6 +324,14 @@ pub struct Replayed {
 pub struct Until {
     pub time: Option<jiff::Timestamp>,
     pub lsn: Option<u64>,
+}
+
+/// Up to when the capture of `target` is known complete: the newest stored commit, or a
+/// clean stop after it.
+async fn stored_until(engine: &Engine, target: &str) -> EngineResult<Option<jiff::Timestamp>> {
+    let last = segments::last_commit(&engine.repo, target).await?;
+    let stopped = segments::read_stopped(&engine.repo, target).await?;
+    Ok(last.max(stopped.map(|s| s.at)))
 }
 
 /// The newest good baseline of `target` whose consistent point is at or before `lsn`.
@@ -345,7 +385,7 @@ pub async fn replay(
         for txn in segments::read(&engine.repo, name, seg).await? {
             if txn.end <= start || txn.end <= applier.position() {
                 applier.learn(&txn);
-                for n in 0..txn.parts {
+                for n in 0..txn.parts() {
                     applier.learn_ops(&segments::read_part(&engine.repo, name, &txn, n).await?);
                 }
                 continue;
@@ -363,7 +403,7 @@ pub async fn replay(
                 break 'segments;
             }
             out.last_commit = txn.committed_at().or(out.last_commit);
-            if txn.parts > 0 {
+            if txn.parts() > 0 {
                 flush(&mut applier, &mut batch, cancel).await?;
                 apply_large(engine, name, &mut applier, &txn, cancel).await?;
                 continue;
@@ -394,7 +434,7 @@ async fn apply_large(
     applier.start_txn();
     let applying = async {
         applier.apply_ops(&mut open, &txn.ops).await?;
-        for n in 0..txn.parts {
+        for n in 0..txn.parts() {
             let ops = segments::read_part(&engine.repo, name, txn, n).await?;
             applier.apply_ops(&mut open, &ops).await?;
         }

@@ -188,10 +188,7 @@ pub async fn prune(
     if !dry_run {
         // The parts of large transactions go with their segments.
         let parts_dir = format!("{}/parts", dir(target));
-        let parts = repo
-            .call(move |r| r.side().list(&parts_dir))
-            .await
-            .unwrap_or_default();
+        let parts = repo.call(move |r| r.side().list(&parts_dir)).await?;
         for s in &old {
             let stem = format!("{:016x}-", s.last);
             for p in parts
@@ -254,10 +251,19 @@ pub async fn gaps(repo: &Arc<Repo>, target: &str) -> EngineResult<Vec<Gap>> {
     }
 }
 
-/// Record `gap` (written durably before the new chain starts).
+/// Record `gap` (written durably before the new chain starts). A gap still pending is the
+/// same stretch, not a second one: it starts at the earlier of the two.
 pub async fn record_gap(repo: &Arc<Repo>, target: &str, gap: Gap) -> EngineResult<()> {
     let mut all = gaps(repo, target).await?;
-    all.push(gap);
+    match all.last_mut().filter(|g| g.pending()) {
+        Some(open) if gap.from_lsn < open.from_lsn => {
+            open.from_lsn = gap.from_lsn;
+            open.from_time = gap.from_time;
+            open.schema &= gap.schema;
+        }
+        Some(open) => open.schema &= gap.schema,
+        None => all.push(gap),
+    }
     let bytes = serde_json::to_vec_pretty(&all).unwrap_or_default();
     let path = gaps_path(target);
     repo.call(move |r| r.side().put(&path, &bytes)).await?;
@@ -272,12 +278,18 @@ pub async fn complete_gap(
     to_time: Option<jiff::Timestamp>,
 ) -> EngineResult<Gap> {
     let mut all = gaps(repo, target).await?;
-    let Some(last) = all.last_mut().filter(|g| g.pending()) else {
+    // Every pending one (a history written before pending gaps were merged may hold more).
+    let mut done: Option<Gap> = None;
+    for g in all.iter_mut().filter(|g| g.pending()) {
+        g.to_lsn = to_lsn;
+        g.to_time = to_time;
+        if done.as_ref().is_none_or(|d| g.from_lsn < d.from_lsn) {
+            done = Some(g.clone());
+        }
+    }
+    let Some(done) = done else {
         return Err(EngineError::failure("no pending gap to complete", None));
     };
-    last.to_lsn = to_lsn;
-    last.to_time = to_time;
-    let done = last.clone();
     let bytes = serde_json::to_vec_pretty(&all).unwrap_or_default();
     let path = gaps_path(target);
     repo.call(move |r| r.side().put(&path, &bytes)).await?;

@@ -84,11 +84,7 @@ pub(super) async fn plan(
     .or_else(|_| PgTools::newest_installed())?;
     let scratch_url = engine.config.drill.scratch_url()?;
     let cfg = target_cfg.clone();
-    let (dest, replace, keep_owners) = (
-        live.dest.clone(),
-        live.existing_rows.is_some(),
-        request.keep_owners,
-    );
+    let (dest, replace) = (live.dest.clone(), live.existing_rows.is_some());
     let database = pgm.database.clone();
     let mut restore = RestorePlan::new(
         shown,
@@ -103,9 +99,11 @@ pub(super) async fn plan(
                 ),
             );
             let done = async {
+                // The scratch has none of the live roles: owners and grants stay out.
                 let whole = RestoreRequest {
                     to: Some(scratch.url().clone()),
                     table: None,
+                    keep_owners: false,
                     ..chosen.clone()
                 };
                 let planned = super::replay::whole(&cx.engine, &whole, &cfg).await?;
@@ -119,16 +117,7 @@ pub(super) async fn plan(
                     return Ok(outcome);
                 }
                 let from = Target::parse(scratch.url())?;
-                let copied = copy_table(
-                    &tools,
-                    &from,
-                    &table,
-                    &dest,
-                    replace,
-                    keep_owners,
-                    &cx.cancel,
-                )
-                .await?;
+                let copied = copy_table(&tools, &from, &table, &dest, replace, &cx.cancel).await?;
                 outcome.lines.extend(copied.lines);
                 outcome.facts.extend(copied.facts);
                 outcome.verified = copied.verified;

@@ -262,10 +262,17 @@ pub(crate) async fn stop_server_on(
     cmd.arg("-D")
         .arg(dir)
         .args(["-m", "immediate", "-w", "stop"]);
-    lifeboat_repo::blocking(move || cmd.output())
+    let out = lifeboat_repo::blocking(move || cmd.output())
         .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    // Gone meanwhile is stopped too.
+    if out.status.success() || !dir.join("postmaster.pid").exists() {
+        return Ok(());
+    }
+    Err(format!(
+        "pg_ctl stop failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
 }
 
 /// Recovery to the moment `ts`, in PostgreSQL's own spelling in UTC: the server reads

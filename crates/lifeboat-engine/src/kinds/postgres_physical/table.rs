@@ -88,11 +88,7 @@ pub(super) async fn plan(
     )
     .or_else(|_| PgTools::newest_installed())?;
     let (name, cfg) = (request.target.clone(), cfg.clone());
-    let (dest, replace, keep_owners) = (
-        live.dest.clone(),
-        live.existing_rows.is_some(),
-        request.keep_owners,
-    );
+    let (dest, replace) = (live.dest.clone(), live.existing_rows.is_some());
     let mut restore = RestorePlan::new(
         shown,
         act(move |cx: ActCx| async move {
@@ -123,16 +119,8 @@ pub(super) async fn plan(
                     return Err(EngineError::interrupted("recovery was stopped"));
                 };
                 let (_, point, server) = started?;
-                let mut outcome = copy_table(
-                    &tools,
-                    &server,
-                    &table,
-                    &dest,
-                    replace,
-                    keep_owners,
-                    &cx.cancel,
-                )
-                .await?;
+                let mut outcome =
+                    copy_table(&tools, &server, &table, &dest, replace, &cx.cancel).await?;
                 outcome.lines.insert(
                     0,
                     format!(
@@ -144,14 +132,24 @@ pub(super) async fn plan(
                 Ok(outcome)
             }
             .await;
-            if let Err(e) = stop_server_on(&cfg, &recovery, &data).await {
-                log::warn!(
-                    "cannot stop the throwaway server on `{}`: {e}",
-                    data.display()
-                );
-            }
-            if let Err(e) = dir.close() {
-                log::warn!("cannot remove the throwaway data directory: {e}");
+            match stop_server_on(&cfg, &recovery, &data).await {
+                Ok(()) => {
+                    if let Err(e) = dir.close() {
+                        log::warn!("cannot remove the throwaway data directory: {e}");
+                    }
+                }
+                // Never removed under a running server: kept, and said.
+                Err(e) => {
+                    let kept = dir.keep();
+                    cx.engine.events.event(crate::events::Event::Warning {
+                        target: Some(name.as_str().into()),
+                        text: format!(
+                            "the throwaway server on `{}` could not be stopped ({e}): stop it with `pg_ctl -D {}/data stop` and remove the folder",
+                            kept.display(),
+                            kept.display()
+                        ),
+                    });
+                }
             }
             done
         }),
