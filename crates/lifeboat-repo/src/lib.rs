@@ -12,6 +12,7 @@ mod async_face;
 mod backend;
 pub mod bucket;
 pub mod files;
+pub mod keys;
 pub mod seal;
 pub mod side;
 pub mod source;
@@ -30,9 +31,8 @@ use lifeboat_core::{
 };
 use rustic_backend::BackendOptions;
 use rustic_core::{
-    CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions, LocalDestination, LsOptions,
-    OpenStatus, PruneOptions, Repository, RepositoryOptions, RestoreOptions, RusticError,
-    SnapshotOptions,
+    CheckOptions, ConfigOptions, Credentials, KeepOptions, LocalDestination, LsOptions, OpenStatus,
+    PruneOptions, Repository, RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
     repofile::{SnapshotFile, SnapshotSummary},
 };
 
@@ -337,8 +337,11 @@ pub struct Repo {
     idle: std::sync::Mutex<Vec<Repository<OpenStatus>>>,
     unopened: Repository<()>,
     key: rustic_core::repofile::MasterKey,
+    /// The key file the password opened (`None` when opened another way).
+    key_id: Option<String>,
     url: String,
     side: SideArea,
+    store: Store,
 }
 
 /// Reads files out of snapshots of an indexed repository.
@@ -523,7 +526,7 @@ impl Repo {
         let inner = repo
             .init(
                 &Credentials::password(password.expose()),
-                &KeyOptions::default(),
+                &keys::key_options(None),
                 &ConfigOptions::default(),
             )
             .map_err(rustic(format!("cannot create repository `{url}`")))?;
@@ -563,10 +566,12 @@ impl Repo {
         side.create()?;
         Ok(Self {
             key: inner.key(),
+            key_id: inner.key_id().map(|id| id.to_hex().to_string()),
             idle: std::sync::Mutex::new(vec![inner]),
             unopened,
             url,
             side,
+            store,
         })
     }
 

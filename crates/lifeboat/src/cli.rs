@@ -71,6 +71,9 @@ pub enum Command {
     /// Continuous capture for `mode = "cdc"` targets (managed PostgreSQL): preflight and run
     #[command(subcommand)]
     Cdc(CdcCommand),
+    /// The repository's keys: several passwords for one repository, and rotation
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Run the health probes (`[[probes]]`) once and show what each found; exit 3 if one
     /// failed. `serve` runs them on their intervals
     Probe(ProbeArgs),
@@ -188,6 +191,34 @@ pub struct CdcCheckArgs {
 #[derive(Debug, Args)]
 pub struct CdcRunArgs {
     pub target: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// The keys: id, host, user, created; the one in use marked
+    List,
+    /// Add a key for a new password (an offline recovery key, a second administrator)
+    Add(NewPasswordArgs),
+    /// Remove a key by its id (or a unique prefix); never the key in use nor the last one
+    Remove(KeyRemoveArgs),
+    /// Change the password: add a key for the new one, then remove the key in use
+    Passwd(NewPasswordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewPasswordArgs {
+    /// Read the new password from this file (its first line); else `$LIFEBOAT_NEW_PASSWORD`,
+    /// else a prompt on a terminal
+    #[arg(long, value_name = "FILE")]
+    pub new_password_file: Option<PathBuf>,
+    /// The host name recorded in the key (default: this host's)
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRemoveArgs {
+    pub id: String,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ mod forget;
 mod incident;
 mod init;
 mod jobs;
+mod key;
 mod notify;
 mod probe;
 mod recover;
@@ -115,6 +116,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Jobs(args) => jobs::run(&ctx, args).await,
         Command::Probe(args) => probe::run(&ctx, args).await,
         Command::Cdc(cmd) => cdc::run(&ctx, cmd).await,
+        Command::Key(cmd) => key::run(&ctx, cmd).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
         Command::Notify(NotifyCommand::Test(args)) => notify::test(&ctx, args).await,
         Command::Recover(args) => recover::run(&ctx, args).await,
