@@ -117,7 +117,32 @@ impl Repo {
             });
         };
         let new = self.add_key(password, host)?;
-        self.store.delete(&format!("keys/{old}"))?;
+        // The new key must open the repository before the old one goes.
+        let opens = self
+            .unopened
+            .clone()
+            .open(&rustic_core::Credentials::password(password.expose()))
+            .is_ok();
+        if !opens {
+            let _ = self.store.delete(&format!("keys/{new}"));
+            return Err(RepoError::Rustic {
+                context: "cannot change the password".into(),
+                message: "the new key did not open the repository; it was removed again and the old one kept".into(),
+            });
+        }
+        self.store
+            .delete(&format!("keys/{old}"))
+            .map_err(|e| RepoError::Rustic {
+                context: format!(
+                    "key {} was added, but the old key {} could not be removed",
+                    short(&new),
+                    short(&old)
+                ),
+                message: format!(
+                    "{e}; remove it with `lifeboat key remove {}` using the new password",
+                    short(&old)
+                ),
+            })?;
         Ok(new)
     }
 }

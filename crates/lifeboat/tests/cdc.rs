@@ -787,12 +787,14 @@ fn one_table_comes_back_as_it_was_without_touching_the_rest() {
     pg.psql("postgres", "CREATE DATABASE shop").unwrap();
     pg.psql(
         "shop",
-        "CREATE TABLE credits (user_id int PRIMARY KEY, balance int NOT NULL); \
+        "CREATE TABLE credits (user_id int PRIMARY KEY, balance int NOT NULL, n serial); \
          CREATE TABLE orders (id serial PRIMARY KEY, total int); \
          INSERT INTO credits SELECT g, 100 FROM generate_series(1, 500) g; \
          INSERT INTO orders (total) SELECT g FROM generate_series(1, 50) g; \
          CREATE ROLE app_reader; CREATE ROLE app_owner; \
-         ALTER TABLE credits OWNER TO app_owner; GRANT SELECT ON credits TO app_reader",
+         ALTER TABLE credits OWNER TO app_owner; GRANT SELECT ON credits TO app_reader; \
+         GRANT UPDATE (balance) ON credits TO app_reader; \
+         GRANT USAGE ON SEQUENCE credits_n_seq TO app_reader",
     )
     .unwrap();
     let capture = capturing(&ws, &pg);
@@ -853,10 +855,12 @@ fn one_table_comes_back_as_it_was_without_touching_the_rest() {
         pg.psql(
             "shop",
             "SELECT pg_get_userbyid(relowner) || ' ' || has_table_privilege('app_reader', 'credits', 'SELECT') \
+             || ' ' || has_column_privilege('app_reader', 'credits', 'balance', 'UPDATE') \
+             || ' ' || has_sequence_privilege('app_reader', 'credits_n_seq', 'USAGE') \
              FROM pg_class WHERE relname = 'credits'",
         )
         .unwrap(),
-        "app_owner true",
+        "app_owner true true true",
         "the live table's owner and grants are kept"
     );
     assert!(now.contains(&orders_now), "orders untouched:\n{now}");
@@ -964,8 +968,9 @@ fn without_the_ddl_trigger_a_schema_change_is_a_short_gap_and_a_new_baseline() {
         "UPDATE orders SET total = total * 3 WHERE id % 4 = 0",
     )
     .unwrap();
-    // The watch looks every 10 s: one look after this change, before the next.
-    std::thread::sleep(Duration::from_secs(11));
+    // The watch looks every 10 s, and a gap starts at the look before the last unchanged
+    // one: two looks after this change, before the next.
+    std::thread::sleep(Duration::from_secs(21));
     let at_a = moment();
     let sum_a = checksums(&pg, "shop");
     pg.psql(
@@ -1015,4 +1020,62 @@ fn without_the_ddl_trigger_a_schema_change_is_a_short_gap_and_a_new_baseline() {
     let status = ws.run(&["status", "--json"]);
     let problems = status.json()["targets"][0]["problems"].to_string();
     assert!(!problems.contains("were lost"), "{problems}");
+
+    // A migration while no capture runs: found when the next one starts (it kept the shape
+    // it last saw), a gap and a new baseline before it streams on.
+    pg.psql(
+        "shop",
+        "ALTER TABLE orders DROP COLUMN note; INSERT INTO orders (total) VALUES (8)",
+    )
+    .unwrap();
+    let capture = ws.spawn(&["cdc", "run", "shop"]);
+    wait_for(
+        "a baseline after the migration",
+        Duration::from_secs(60),
+        || baselines() == 3,
+    );
+    pg.psql("shop", "UPDATE orders SET total = 9 WHERE id = 1")
+        .unwrap();
+    caught_up(&pg);
+    terminate(capture)
+        .expect_code(0)
+        .expect_stderr(&["changed shape while no capture ran"], &[]);
+    ws.run(&["restore", "shop", "--to", &pg.url("c")])
+        .expect_code(0);
+    assert_eq!(checksums(&pg, "c"), checksums(&pg, "shop"));
+}
+
+/// The watch works from an empty database on: the first tables a migration creates are a
+/// change of shape like any other.
+#[test]
+fn without_the_ddl_trigger_the_first_tables_of_an_empty_database_are_seen() {
+    let ws = Workspace::new(BIN);
+    let pg = logical_cluster();
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    cdc_config(&ws, &pg.url("shop"));
+    ws.run(&["init"]).expect_code(0);
+    let capture = ws.spawn(&["cdc", "run", "shop"]);
+    let baselines = || {
+        ws.snapshots()
+            .iter()
+            .filter(|s| s["target"] == "shop")
+            .count()
+    };
+    wait_for("the baseline", Duration::from_secs(60), || baselines() == 1);
+    pg.psql(
+        "shop",
+        "CREATE TABLE orders (id serial PRIMARY KEY, total int); \
+         INSERT INTO orders (total) SELECT g FROM generate_series(1, 10) g",
+    )
+    .unwrap();
+    wait_for("a new baseline", Duration::from_secs(60), || {
+        baselines() == 2
+    });
+    pg.psql("shop", "UPDATE orders SET total = 0 WHERE id = 3")
+        .unwrap();
+    caught_up(&pg);
+    terminate(capture).expect_code(0);
+    ws.run(&["restore", "shop", "--to", &pg.url("copy")])
+        .expect_code(0);
+    assert_eq!(checksums(&pg, "copy"), checksums(&pg, "shop"));
 }

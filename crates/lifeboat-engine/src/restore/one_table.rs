@@ -208,7 +208,7 @@ impl Scratch {
 }
 
 /// Copy `table` from `from` (a database at the moment) into `live`, in one transaction,
-/// replacing the table there when `replace` (its owner and table grants put back after);
+/// replacing the table there when `replace` (its owner and grants put back after);
 /// then count its rows on both sides.
 pub async fn copy_table(
     tools: &PgTools,
@@ -296,9 +296,12 @@ pub async fn copy_table(
         let client = live.connect().await?;
         let sql = keep.join(";\n");
         if let Err(e) = client.batch_execute(&sql).await {
+            let why = e
+                .as_db_error()
+                .map_or(e.to_string(), |d| d.message().to_string());
             return Err(EngineError::failure(
                 format!(
-                    "table `{}` was restored, but its owner and grants could not be put back: {e}",
+                    "table `{}` was restored, but its owner and grants could not be put back: {why}",
                     table.qualified()
                 ),
                 Some(format!(
@@ -319,7 +322,10 @@ pub async fn copy_table(
         if keep.is_empty() {
             String::new()
         } else {
-            format!("; its owner and {} grant(s) kept", keep.len() - 1)
+            format!(
+                "; its owner and {} grant(s) kept",
+                keep.iter().filter(|s| s.starts_with("GRANT")).count()
+            )
         }
     );
     Ok(RestoreOutcome::new(
@@ -336,21 +342,40 @@ pub async fn copy_table(
     ))
 }
 
-/// The statements that give `table` in `live` its current owner and table grants again.
+/// The statements that give `table` in `live` its current owner (its owned sequences follow
+/// it) and grants again — the table's, its columns', and those of the sequences it owns
+/// (`serial` columns), which the copy recreates too.
 async fn owner_and_grants(live: &Target, table: &TableRecord) -> EngineResult<Vec<String>> {
     let client = live.connect().await?;
-    let row = client
-        .query_opt(
-            "SELECT format('ALTER TABLE %s OWNER TO %I', c.oid::regclass, pg_get_userbyid(c.relowner)),
-                    coalesce((SELECT array_agg(format('GRANT %s ON %s TO %s%s', a.privilege_type,
-                                 c.oid::regclass,
-                                 CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                      ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
-                                 CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END))
-                              FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner),
-                             '{}')
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = $1 AND c.relname = $2",
+    let rows = client
+        .query(
+            "WITH t AS (
+               SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = $1 AND c.relname = $2),
+             o AS (
+               SELECT t.oid, 'TABLE' AS kind FROM t
+               UNION ALL
+               SELECT d.objid, 'SEQUENCE' FROM t JOIN pg_depend d
+                 ON d.refobjid = t.oid AND d.classid = 'pg_class'::regclass
+                AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+               JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S')
+             SELECT 0, format('ALTER TABLE %s OWNER TO %I', c.oid::regclass, pg_get_userbyid(c.relowner))
+             FROM t JOIN pg_class c ON c.oid = t.oid
+             UNION ALL
+             SELECT 1, format('GRANT %s ON %s %s TO %s%s', a.privilege_type, o.kind, c.oid::regclass,
+                              CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                              CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+             FROM o JOIN pg_class c ON c.oid = o.oid, aclexplode(c.relacl) a
+             WHERE a.grantee <> c.relowner
+             UNION ALL
+             SELECT 2, format('GRANT %s (%I) ON TABLE %s TO %s%s', a.privilege_type, att.attname, c.oid::regclass,
+                              CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                              CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+             FROM t JOIN pg_class c ON c.oid = t.oid
+             JOIN pg_attribute att ON att.attrelid = t.oid AND att.attnum > 0 AND NOT att.attisdropped,
+             aclexplode(att.attacl) a
+             WHERE a.grantee <> c.relowner
+             ORDER BY 1, 2",
             &[&table.schema, &table.name],
         )
         .await
@@ -360,12 +385,5 @@ async fn owner_and_grants(live: &Target, table: &TableRecord) -> EngineResult<Ve
                 None,
             )
         })?;
-    Ok(match row {
-        Some(r) => {
-            let mut out = vec![r.get::<_, String>(0)];
-            out.extend(r.get::<_, Vec<String>>(1));
-            out
-        }
-        None => Vec::new(),
-    })
+    Ok(rows.iter().map(|r| r.get::<_, String>(1)).collect())
 }

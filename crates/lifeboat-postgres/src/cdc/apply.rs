@@ -58,8 +58,10 @@ pub enum Op {
     },
 }
 
-/// One committed transaction.
+/// One committed transaction. (Unknown fields are refused: a reader must not skip what a
+/// newer writer put there.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Txn {
     pub xid: u32,
     /// The commit record's LSN and the end of it: a transaction is in a baseline taken at a

@@ -189,11 +189,20 @@ pub async fn run(target: &Target, slot: &str) -> Result<Vec<Check>, PgError> {
     Ok(out)
 }
 
-/// The shape of every user table (schema, name, columns and their types) as one hash, and a
-/// WAL position read before it: a schema change committed before that position shows in
-/// the hash. `None` while the DDL event trigger sends schema changes into the stream (then
-/// they replay where they happened and nothing needs watching).
-pub async fn schema_shape(client: &Client) -> Result<Option<(u64, String)>, PgError> {
+/// What a look at the tables' shape found: the WAL position and the server's time read
+/// before it (a schema change committed before them shows in the hash), and the hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shape {
+    pub lsn: u64,
+    pub at: jiff::Timestamp,
+    pub hash: String,
+}
+
+/// The shape of every user table — schema, name, columns with their types and `NOT NULL`,
+/// constraints, and the labels of enum types — as one hash. `None` while the DDL event
+/// trigger sends schema changes into the stream (then they replay where they happened
+/// and nothing needs watching).
+pub async fn schema_shape(client: &Client) -> Result<Option<Shape>, PgError> {
     let trigger = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1 AND evtenabled <> 'D')",
@@ -204,28 +213,41 @@ pub async fn schema_shape(client: &Client) -> Result<Option<(u64, String)>, PgEr
     if trigger.get::<_, bool>(0) {
         return Ok(None);
     }
-    let at: String = client
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .map_err(PgError::query("read the WAL position"))?
-        .get(0);
-    let hash: Option<String> = client
+    let at = client
         .query_one(
-            "SELECT md5(string_agg(format('%s|%I.%I|%s|%s', c.oid, n.nspname, c.relname, a.attname,
-                                          format_type(a.atttypid, a.atttypmod)),
-                                   ',' ORDER BY c.oid, a.attnum))
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-             WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'lifeboat_cdc')
-               AND n.nspname NOT LIKE 'pg\\_%'",
+            "SELECT pg_current_wal_insert_lsn()::text,
+                    (extract(epoch FROM clock_timestamp()) * 1000000)::int8",
+            &[],
+        )
+        .await
+        .map_err(PgError::query("read the WAL position"))?;
+    let hash: String = client
+        .query_one(
+            "WITH t AS (
+               SELECT c.oid, n.nspname, c.relname FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'lifeboat_cdc')
+                 AND n.nspname NOT LIKE 'pg\\_%')
+             SELECT md5(coalesce(string_agg(x, ',' ORDER BY x), '')) FROM (
+               SELECT format('%s|%I.%I|%s|%s|%s', t.oid, t.nspname, t.relname, a.attname,
+                             format_type(a.atttypid, a.atttypmod), a.attnotnull) AS x
+               FROM t JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+               UNION ALL
+               SELECT format('%s|%s|%s', t.oid, co.conname, pg_get_constraintdef(co.oid))
+               FROM t JOIN pg_constraint co ON co.conrelid = t.oid
+               UNION ALL
+               SELECT format('enum|%s|%s|%s', e.enumtypid, e.enumsortorder, e.enumlabel) FROM pg_enum e
+             ) s",
             &[],
         )
         .await
         .map_err(PgError::query("read the tables' shape"))?
         .get(0);
-    let lsn = crate::cdc::stream::lsn(&at).unwrap_or(0);
-    Ok(Some((lsn, hash.unwrap_or_default())))
+    let lsn = crate::cdc::stream::lsn(&at.get::<_, String>(0)).unwrap_or(0);
+    let at =
+        jiff::Timestamp::from_microsecond(at.get(1)).unwrap_or_else(|_| jiff::Timestamp::now());
+    Ok(Some(Shape { lsn, at, hash }))
 }
 
 /// Set `REPLICA IDENTITY FULL` on every table that needs it, and install the DDL event

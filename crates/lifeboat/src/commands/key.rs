@@ -95,8 +95,10 @@ pub async fn run(ctx: &Context, cmd: KeyCommand) -> CliResult<i32> {
 /// terminal (not echoed).
 fn new_password(a: &NewPasswordArgs) -> CliResult<Redacted> {
     let password = if let Some(f) = &a.new_password_file {
+        // As a `password-file` is read: the whole file, without its trailing line breaks
+        // (so the same file can then be the config's password source).
         let text = std::fs::read_to_string(f).fs("read", f)?;
-        text.lines().next().unwrap_or_default().to_string()
+        text.trim_end_matches(['\n', '\r']).to_string()
     } else if let Ok(p) = std::env::var("LIFEBOAT_NEW_PASSWORD") {
         p
     } else if std::io::stdin().is_terminal() {
@@ -127,7 +129,13 @@ fn ask(prompt: &str) -> CliResult<String> {
     };
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();
-    let _ = stty("-echo");
+    if !stty("-echo").is_ok_and(|s| s.success()) {
+        eprintln!();
+        return Err(CliError::usage(
+            "cannot turn off the terminal's echo to ask for the password",
+            Some("give it with `--new-password-file FILE` or `$LIFEBOAT_NEW_PASSWORD`".into()),
+        ));
+    }
     let mut line = String::new();
     let read = std::io::stdin().lock().read_line(&mut line);
     let _ = stty("echo");

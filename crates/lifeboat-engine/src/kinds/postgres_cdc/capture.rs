@@ -34,7 +34,7 @@ use lifeboat_postgres::{
     },
 };
 
-use super::segments;
+use super::{schema, segments};
 use crate::{
     Engine, EngineError, EngineResult,
     cancel::Cancel,
@@ -89,6 +89,10 @@ pub async fn run(
     let stored_before = segments::durable(&engine.repo, name).await?;
     let history = stored_before.is_some() || !baselines.is_empty();
     let found = preflight::slot_state(&target, &slot).await?;
+    // Without the DDL trigger: the tables' shape, watched from before any baseline below (a
+    // change since the last capture looked records a gap, pending, so a baseline follows).
+    let sequences = target.connect().await?;
+    let mut watch = schema::Watch::start(engine, name, &sequences, history).await?;
     let pending = segments::gaps(&engine.repo, name)
         .await?
         .last()
@@ -102,9 +106,8 @@ pub async fn run(
         )),
         _ => None,
     };
-    if let Some(why) = &broken
-        && !pending
-    {
+    // Recorded even over a pending gap (a schema change's): it widens it and says why.
+    if let Some(why) = &broken {
         record_pending_gap(engine, name, why).await?;
     }
     if found.as_ref().is_some_and(|s| s.wal_status == "lost") {
@@ -136,10 +139,15 @@ pub async fn run(
             engine.events.event(Event::Warning {
                 target: Some(name.into()),
                 text: format!(
-                    "{}: the changes between {} and {} are lost; a new chain starts at the baseline just taken",
+                    "{}: the changes between {} and {} {}; a new chain starts at the baseline just taken",
                     gap.why,
                     gap.from_time.map_or("the start".into(), |t| t.to_string()),
-                    gap.to_time.map_or("now".into(), |t| t.to_string())
+                    gap.to_time.map_or("now".into(), |t| t.to_string()),
+                    if gap.schema {
+                        "cannot replay onto the old baseline (nothing was lost on the server)"
+                    } else {
+                        "are lost"
+                    }
                 ),
             });
         }
@@ -158,7 +166,6 @@ pub async fn run(
             stream::lsn_text(durable)
         ),
     );
-    let sequences = target.connect().await?;
     let mut out = Captured {
         durable,
         ..Captured::default()
@@ -183,8 +190,6 @@ pub async fn run(
         .map_or(DEFAULT_BASELINE_EVERY, |d| d.as_duration());
     let mut next_baseline_check = Instant::now();
     let mut rebaseline: Option<Rebaseline> = None;
-    // Without the DDL event trigger: the tables' shape, watched every 10 s.
-    let mut shape = watch_start(&sequences, name).await;
     // Set when the slot keeps more than `max-slot-lag` and may be dropped: the capture
     // stores what it gathered and stops, then the slot goes.
     let mut lagging = false;
@@ -194,13 +199,19 @@ pub async fn run(
             emit_sequences(&sequences).await;
             if let Some(mut r) = rebaseline.take_if(|r| r.handle.is_finished()) {
                 let result = (&mut r.handle).await;
-                baseline_done(engine, name, result, r.ends_gap.take(), &mut shape).await?;
+                baseline_done(engine, name, result, r.ends_gap.take(), &mut watch).await?;
             }
             if rebaseline.is_none()
-                && let Some(w) = shape.as_mut()
-                && let Some(changed) = schema_changed(engine, name, &sequences, w).await?
+                && let Some(w) = watch.as_mut()
+                && let Some(held) = w.look(engine, name, &sequences).await?
             {
-                rebaseline = Some(Rebaseline::start(engine, name, Some(changed)));
+                info(
+                    engine,
+                    name,
+                    "the tables' new shape held still: taking the baseline that ends the gap"
+                        .into(),
+                );
+                rebaseline = Some(Rebaseline::start(engine, name, Some(held)));
             }
             if rebaseline.is_none() && Instant::now() >= next_baseline_check {
                 next_baseline_check =
@@ -394,7 +405,7 @@ pub async fn run(
             if let Some(mut r) = rebaseline.take() {
                 r.stop.cancel();
                 let result = (&mut r.handle).await;
-                baseline_done(engine, name, result, r.ends_gap.take(), &mut shape).await?;
+                baseline_done(engine, name, result, r.ends_gap.take(), &mut watch).await?;
             }
             // Let the last acknowledgement reach the server.
             tokio::time::sleep(Duration::from_millis(600)).await;
@@ -542,11 +553,11 @@ struct Rebaseline {
     stop: Cancel,
     /// Taken because the schema changed unseen: the shape it found, and the baseline ends
     /// the gap recorded then.
-    ends_gap: Option<Shape>,
+    ends_gap: Option<preflight::Shape>,
 }
 
 impl Rebaseline {
-    fn start(engine: &Engine, name: &str, ends_gap: Option<Shape>) -> Self {
+    fn start(engine: &Engine, name: &str, ends_gap: Option<preflight::Shape>) -> Self {
         let stop = Cancel::new();
         let (e, n, c) = (engine.clone(), name.to_string(), stop.clone());
         let handle = tokio::spawn(async move { crate::backup::backup(&e, &n, &c).await });
@@ -562,89 +573,6 @@ impl Drop for Rebaseline {
     fn drop(&mut self) {
         self.stop.cancel();
     }
-}
-
-/// The tables' shape (a hash of every table's name, columns and types) and the WAL
-/// position and time read before it: no schema change had committed before then.
-#[derive(Debug, Clone)]
-struct Shape {
-    lsn: u64,
-    at: jiff::Timestamp,
-    hash: String,
-}
-
-/// Where the DDL event trigger is missing, the tables' shape as the watch starts.
-async fn watch_start(client: &tokio_postgres::Client, name: &str) -> Option<Shape> {
-    match preflight::schema_shape(client).await {
-        Ok(found) => found.map(|(lsn, hash)| Shape {
-            lsn,
-            at: jiff::Timestamp::now(),
-            hash,
-        }),
-        Err(e) => {
-            log::warn!("cannot watch the tables of `{name}` for schema changes: {e}");
-            None
-        }
-    }
-}
-
-/// Look at the tables' shape again: unchanged, the watch moves on; changed, the changes
-/// from the last position it was known unchanged can no longer replay onto the baseline —
-/// a gap (pending) is recorded from there, and the shape found is returned: a new baseline
-/// ends the gap. The DDL trigger installed meanwhile ends the watch.
-async fn schema_changed(
-    engine: &Engine,
-    name: &str,
-    client: &tokio_postgres::Client,
-    watch: &mut Shape,
-) -> EngineResult<Option<Shape>> {
-    let (lsn, hash) = match preflight::schema_shape(client).await {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            // The trigger sends schema changes from now on; the shape still counts until then.
-            watch.hash.clear();
-            return Ok(None);
-        }
-        Err(e) => {
-            log::debug!("cannot read the tables' shape of `{name}`: {e}");
-            return Ok(None);
-        }
-    };
-    if watch.hash.is_empty() || hash == watch.hash {
-        if !watch.hash.is_empty() {
-            watch.lsn = lsn;
-            watch.at = jiff::Timestamp::now();
-        }
-        return Ok(None);
-    }
-    let why = format!(
-        "a table of `{name}` changed shape (ALTER, CREATE or DROP TABLE) where no event trigger sends schema changes into the stream (`lifeboat cdc check {name} --fix` installs it)"
-    );
-    segments::record_gap(
-        &engine.repo,
-        name,
-        segments::Gap {
-            from_lsn: watch.lsn,
-            from_time: Some(watch.at),
-            to_lsn: 0,
-            to_time: None,
-            why: why.clone(),
-            schema: true,
-        },
-    )
-    .await?;
-    engine.events.event(Event::Warning {
-        target: Some(name.into()),
-        text: format!(
-            "{why}: moments from {} until a new baseline (taken now) cannot be restored",
-            watch.at
-        ),
-    });
-    Ok(Some(Shape {
-        lsn,
-        at: jiff::Timestamp::now(),
-        hash,
-    }))
 }
 
 /// Whether the newest good baseline of `name` is at least `every` old (or unreadable: then
@@ -667,25 +595,24 @@ async fn baseline_due(engine: &Engine, name: &str, every: Duration) -> bool {
 }
 
 /// Say how a baseline taken beside the capture ended; one that ends a schema gap completes
-/// it, and the watch goes on from the shape found.
+/// it, and the watch goes on from there (failed, it is tried again a minute later while the
+/// capture goes on).
 async fn baseline_done(
     engine: &Engine,
     name: &str,
     result: Result<EngineResult<crate::backup::BackupReport>, tokio::task::JoinError>,
-    ends_gap: Option<Shape>,
-    watch: &mut Option<Shape>,
+    ends_gap: Option<preflight::Shape>,
+    watch: &mut Option<schema::Watch>,
 ) -> EngineResult<()> {
     let failed = match result {
         Ok(Ok(report)) => {
             info(engine, name, "new baseline stored".into());
-            if let Some(found) = ends_gap {
-                let (to_lsn, to_time) = baseline_point(engine, name, &report).await?;
-                segments::complete_gap(&engine.repo, name, to_lsn, to_time).await?;
-                *watch = Some(Shape {
-                    lsn: to_lsn,
-                    at: to_time.unwrap_or(found.at),
-                    ..found
-                });
+            if let Some(shape) = ends_gap {
+                let to = baseline_point(engine, name, &report).await?;
+                segments::complete_gap(&engine.repo, name, to.0, to.1).await?;
+                if let Some(w) = watch.as_mut() {
+                    w.ended(engine, name, shape, to).await?;
+                }
             }
             return Ok(());
         }
@@ -695,14 +622,12 @@ async fn baseline_done(
     };
     engine.events.event(Event::Warning {
         target: Some(name.into()),
-        text: format!("the new baseline failed: {failed}"),
+        text: format!("the new baseline failed (tried again later): {failed}"),
     });
-    // A schema gap stays pending: the next capture's start takes the baseline that ends it.
-    if ends_gap.is_some() {
-        return Err(EngineError::failure(
-            format!("the baseline after a schema change of `{name}` failed: {failed}"),
-            Some("`lifeboat cdc run` again takes it".into()),
-        ));
+    if ends_gap.is_some()
+        && let Some(w) = watch.as_mut()
+    {
+        w.failed();
     }
     Ok(())
 }

@@ -13,6 +13,7 @@
 pub mod baseline;
 pub mod capture;
 pub mod replay;
+mod schema;
 pub mod segments;
 mod status;
 mod table;

@@ -256,12 +256,17 @@ pub async fn gaps(repo: &Arc<Repo>, target: &str) -> EngineResult<Vec<Gap>> {
 pub async fn record_gap(repo: &Arc<Repo>, target: &str, gap: Gap) -> EngineResult<()> {
     let mut all = gaps(repo, target).await?;
     match all.last_mut().filter(|g| g.pending()) {
-        Some(open) if gap.from_lsn < open.from_lsn => {
-            open.from_lsn = gap.from_lsn;
-            open.from_time = gap.from_time;
+        Some(open) => {
+            if gap.from_lsn < open.from_lsn {
+                open.from_lsn = gap.from_lsn;
+                open.from_time = gap.from_time;
+            }
+            // A real loss is not hidden behind a schema change's gap.
             open.schema &= gap.schema;
+            if !open.why.contains(&gap.why) {
+                open.why = format!("{}; then {}", open.why, gap.why);
+            }
         }
-        Some(open) => open.schema &= gap.schema,
         None => all.push(gap),
     }
     let bytes = serde_json::to_vec_pretty(&all).unwrap_or_default();

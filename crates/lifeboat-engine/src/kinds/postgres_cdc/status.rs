@@ -61,10 +61,15 @@ pub(super) async fn archive(
                 .find(|g| g.to_time.is_none_or(|t| t > week_ago))
             {
                 problems.push(format!(
-                    "the changes between {} and {} were lost ({}): no moment between can be restored",
+                    "the changes between {} and {} {} ({}): no moment between can be restored",
                     g.from_time
                         .map_or("the first capture".into(), |t| t.to_string()),
                     g.to_time.map_or("now".into(), |t| t.to_string()),
+                    if g.schema {
+                        "cannot replay (a schema change not captured; a baseline ends it)"
+                    } else {
+                        "were lost"
+                    },
                     g.why
                 ));
             }
