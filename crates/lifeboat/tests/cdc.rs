@@ -84,6 +84,21 @@ fn cdc_config(ws: &Workspace, url: &str) {
     ));
 }
 
+/// The cdc baselines of `shop` in `ws`'s repository.
+fn baselines(ws: &Workspace) -> usize {
+    ws.snapshots()
+        .iter()
+        .filter(|s| s["target"] == "shop" && s["kind"] == "cdc")
+        .count()
+}
+
+/// Restore the newest of `shop` into the new database `db` and check it equals the source.
+fn latest_equals_source(ws: &Workspace, pg: &Cluster, db: &str) {
+    ws.run(&["restore", "shop", "--to", &pg.url(db)])
+        .expect_code(0);
+    assert_eq!(checksums(pg, db), checksums(pg, "shop"));
+}
+
 /// The workspace set up for `shop` on `pg` (config, repository, `cdc check --fix`) and a
 /// `cdc run` started, once it has taken its baseline. A transaction's changes beyond 4 MB
 /// go to a local file and are stored in parts (the default is 64 MiB).
@@ -445,18 +460,12 @@ fn serve_captures_through_a_server_restart_and_status_follows_the_capture() {
     ws.run(&["backup", "shop"])
         .expect_code(1)
         .expect_stderr(&["is gone", "records the gap"], &[]);
-    let baselines = || {
-        ws.snapshots()
-            .iter()
-            .filter(|s| s["target"] == "shop")
-            .count()
-    };
-    let before = baselines();
+    let before = baselines(&ws);
     let capture = ws.spawn(&["cdc", "run", "shop"]);
     wait_for(
         "the gap and a new baseline",
         Duration::from_secs(60),
-        || ws.repo().join("lifeboat/cdc/shop/gaps.json").exists() && baselines() > before,
+        || ws.repo().join("lifeboat/cdc/shop/gaps.json").exists() && baselines(&ws) > before,
     );
     terminate(capture)
         .expect_code(0)
@@ -554,9 +563,7 @@ fn a_lost_slot_becomes_a_recorded_gap_and_a_new_chain() {
     ])
     .expect_code(0);
     assert_eq!(checksums(&pg, "before"), sum_before);
-    ws.run(&["restore", "shop", "--to", &pg.url("latest")])
-        .expect_code(0);
-    assert_eq!(checksums(&pg, "latest"), checksums(&pg, "shop"));
+    latest_equals_source(&ws, &pg, "latest");
 }
 
 /// The S3 repository unreachable for a while (a fault proxy answers 503 to everything):
@@ -611,16 +618,9 @@ fn an_unreachable_s3_repository_holds_acknowledgements_back_and_a_slot_over_max_
             ],
         )
     };
-    let shop_baselines = || {
-        direct
-            .snapshots()
-            .iter()
-            .filter(|s| s["target"] == "shop")
-            .count()
-    };
     let server = serve();
     wait_for("the baseline", Duration::from_secs(60), || {
-        shop_baselines() == 1
+        baselines(&direct) == 1
     });
     pg.psql("shop", "INSERT INTO orders (total) VALUES (1000)")
         .unwrap();
@@ -699,8 +699,8 @@ fn an_unreachable_s3_repository_holds_acknowledgements_back_and_a_slot_over_max_
         .unwrap();
     caught_up(&pg);
     let sum_before = checksums(&pg, "shop");
-    assert_eq!(shop_baselines(), 1, "a slot caught up is not dropped");
-    let chains = shop_baselines();
+    assert_eq!(baselines(&direct), 1, "a slot caught up is not dropped");
+    let chains = baselines(&direct);
     proxy.set(Faults::always(Fault::Status(503)));
     pg.psql("shop", "INSERT INTO orders (total) VALUES (888)")
         .unwrap();
@@ -723,7 +723,7 @@ fn an_unreachable_s3_repository_holds_acknowledgements_back_and_a_slot_over_max_
     });
     proxy.set(Faults::NONE);
     wait_for("a new baseline", Duration::from_secs(120), || {
-        shop_baselines() > chains
+        baselines(&direct) > chains
     });
     pg.psql("shop", "INSERT INTO orders (total) VALUES (999)")
         .unwrap();
@@ -757,10 +757,7 @@ fn an_unreachable_s3_repository_holds_acknowledgements_back_and_a_slot_over_max_
             .expect_code(0);
         assert_eq!(checksums(&pg, db), sum_before, "{how} {last_good}");
     }
-    direct
-        .run(&["restore", "shop", "--to", &pg.url("latest")])
-        .expect_code(0);
-    assert_eq!(checksums(&pg, "latest"), checksums(&pg, "shop"));
+    latest_equals_source(&direct, &pg, "latest");
     // The first outage lost nothing: the moment after it caught up holds what was written
     // during it.
     direct
@@ -910,19 +907,13 @@ fn a_capture_takes_a_new_baseline_once_the_newest_is_baseline_every_old() {
     ws.run(&["init"]).expect_code(0);
     ws.run(&["cdc", "check", "shop", "--fix"]).expect_code(0);
     let capture = ws.spawn(&["cdc", "run", "shop"]);
-    let baselines = || {
-        ws.snapshots()
-            .iter()
-            .filter(|s| s["target"] == "shop" && s["kind"] == "cdc")
-            .count()
-    };
     let mut n = 0;
     wait_for("three baselines", Duration::from_secs(90), || {
         n += 1;
         pg.psql("shop", &format!("INSERT INTO orders (total) VALUES ({n})"))
             .unwrap();
         std::thread::sleep(Duration::from_millis(500));
-        baselines() >= 3
+        baselines(&ws) >= 3
     });
     pg.psql("shop", "UPDATE orders SET total = -total WHERE id % 9 = 0")
         .unwrap();
@@ -930,9 +921,7 @@ fn a_capture_takes_a_new_baseline_once_the_newest_is_baseline_every_old() {
     terminate(capture)
         .expect_code(0)
         .expect_stderr(&["older than `baseline-every`", "new baseline stored"], &[]);
-    ws.run(&["restore", "shop", "--to", &pg.url("copy")])
-        .expect_code(0);
-    assert_eq!(checksums(&pg, "copy"), checksums(&pg, "shop"));
+    latest_equals_source(&ws, &pg, "copy");
 }
 
 /// Without the DDL event trigger (a provider that forbids it), a schema change is found by
@@ -956,13 +945,9 @@ fn without_the_ddl_trigger_a_schema_change_is_a_short_gap_and_a_new_baseline() {
         .expect_code(0)
         .expect_stdout(&["no event trigger sends schema changes"], &[]);
     let capture = ws.spawn(&["cdc", "run", "shop"]);
-    let baselines = || {
-        ws.snapshots()
-            .iter()
-            .filter(|s| s["target"] == "shop")
-            .count()
-    };
-    wait_for("the baseline", Duration::from_secs(60), || baselines() == 1);
+    wait_for("the baseline", Duration::from_secs(60), || {
+        baselines(&ws) == 1
+    });
     pg.psql(
         "shop",
         "UPDATE orders SET total = total * 3 WHERE id % 4 = 0",
@@ -980,7 +965,7 @@ fn without_the_ddl_trigger_a_schema_change_is_a_short_gap_and_a_new_baseline() {
     )
     .unwrap();
     wait_for("a new baseline", Duration::from_secs(60), || {
-        baselines() == 2
+        baselines(&ws) == 2
     });
     pg.psql("shop", "UPDATE orders SET note = 'later' WHERE id <= 5")
         .unwrap();
@@ -1032,7 +1017,7 @@ fn without_the_ddl_trigger_a_schema_change_is_a_short_gap_and_a_new_baseline() {
     wait_for(
         "a baseline after the migration",
         Duration::from_secs(60),
-        || baselines() == 3,
+        || baselines(&ws) == 3,
     );
     pg.psql("shop", "UPDATE orders SET total = 9 WHERE id = 1")
         .unwrap();
@@ -1040,9 +1025,7 @@ fn without_the_ddl_trigger_a_schema_change_is_a_short_gap_and_a_new_baseline() {
     terminate(capture)
         .expect_code(0)
         .expect_stderr(&["changed shape while no capture ran"], &[]);
-    ws.run(&["restore", "shop", "--to", &pg.url("c")])
-        .expect_code(0);
-    assert_eq!(checksums(&pg, "c"), checksums(&pg, "shop"));
+    latest_equals_source(&ws, &pg, "c");
 }
 
 /// The watch works from an empty database on: the first tables a migration creates are a
@@ -1055,13 +1038,9 @@ fn without_the_ddl_trigger_the_first_tables_of_an_empty_database_are_seen() {
     cdc_config(&ws, &pg.url("shop"));
     ws.run(&["init"]).expect_code(0);
     let capture = ws.spawn(&["cdc", "run", "shop"]);
-    let baselines = || {
-        ws.snapshots()
-            .iter()
-            .filter(|s| s["target"] == "shop")
-            .count()
-    };
-    wait_for("the baseline", Duration::from_secs(60), || baselines() == 1);
+    wait_for("the baseline", Duration::from_secs(60), || {
+        baselines(&ws) == 1
+    });
     pg.psql(
         "shop",
         "CREATE TABLE orders (id serial PRIMARY KEY, total int); \
@@ -1069,13 +1048,11 @@ fn without_the_ddl_trigger_the_first_tables_of_an_empty_database_are_seen() {
     )
     .unwrap();
     wait_for("a new baseline", Duration::from_secs(60), || {
-        baselines() == 2
+        baselines(&ws) == 2
     });
     pg.psql("shop", "UPDATE orders SET total = 0 WHERE id = 3")
         .unwrap();
     caught_up(&pg);
     terminate(capture).expect_code(0);
-    ws.run(&["restore", "shop", "--to", &pg.url("copy")])
-        .expect_code(0);
-    assert_eq!(checksums(&pg, "copy"), checksums(&pg, "shop"));
+    latest_equals_source(&ws, &pg, "copy");
 }
