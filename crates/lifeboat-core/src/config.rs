@@ -99,6 +99,12 @@ pub struct Config {
     /// `[[probes]]`: health probes of the protected services.
     #[serde(default)]
     pub probes: Vec<crate::probes::ProbeConfig>,
+    /// `[copies.NAME]`: second copies of the repository (`lifeboat copy`, `--repo NAME`).
+    #[serde(default)]
+    pub copies: BTreeMap<String, RepositoryConfig>,
+    /// The copy `--repo NAME` put in place of `[repository]`; `None` for the primary.
+    #[serde(skip)]
+    pub using_copy: Option<String>,
     /// Where the config was read from (for messages); not part of the file.
     #[serde(skip)]
     pub source: PathBuf,
@@ -187,9 +193,25 @@ pub struct RepositoryConfig {
     pub access_key_id_env: Option<String>,
     /// S3: the variable holding the secret access key (default `AWS_SECRET_ACCESS_KEY`).
     pub secret_access_key_env: Option<String>,
+    /// Copies only: when `serve` copies into this one (`lifeboat copy NAME`).
+    pub copy_schedule: Option<Schedule>,
+    /// Copies only: the objective — a snapshot of the repository older than this and not
+    /// yet in the copy is a miss in `status` and an alert in `serve`.
+    pub max_lag: Option<HumanDuration>,
 }
 
 impl RepositoryConfig {
+    /// The key the password is set with, for errors pointing at it.
+    fn password_key(&self) -> &'static str {
+        if self.password_file.is_some() {
+            "password-file"
+        } else if self.password_command.is_some() {
+            "password-command"
+        } else {
+            "password-env"
+        }
+    }
+
     pub fn password_source(&self) -> SecretSource {
         SecretSource {
             env: self.password_env.clone(),
@@ -799,44 +821,23 @@ impl Config {
             path: self.source.clone(),
             message,
         };
-        if self.repository.url.as_deref().unwrap_or("").is_empty() {
-            return Err(invalid(format!(
-                "`repository.url` is not set (set it in the file or `${ENV_REPOSITORY}`)"
-            )));
-        }
-        let url = self.repository_url();
-        match parse_s3_url(url) {
-            Some(Err(message)) => return Err(invalid(format!("`repository.url`: {message}"))),
-            None if url.contains("://") => {
-                return Err(invalid(format!(
-                    "`repository.url` = `{}`: only a local path or `s3://bucket/prefix` is supported",
-                    redact_url(url)
-                )));
-            }
-            None => {
-                let r = &self.repository;
-                let s3_keys = [
-                    ("endpoint", r.endpoint.is_some()),
-                    ("region", r.region.is_some()),
-                    ("path-style", r.path_style.is_some()),
-                    ("access-key-id-env", r.access_key_id_env.is_some()),
-                    ("secret-access-key-env", r.secret_access_key_env.is_some()),
-                ];
-                if let Some((key, _)) = s3_keys.iter().find(|(_, set)| *set) {
-                    return Err(invalid(format!(
-                        "`repository.{key}` is for S3 repositories, but `repository.url` is a local path"
-                    )));
-                }
-            }
-            Some(Ok(_)) => {}
-        }
-        let pw = self.repository.password_source();
-        let sources = [pw.env.is_some(), pw.file.is_some(), pw.command.is_some()];
-        if sources.iter().filter(|s| **s).count() > 1 {
+        check_repository("repository", &self.repository).map_err(&invalid)?;
+        if self.repository.copy_schedule.is_some() || self.repository.max_lag.is_some() {
             return Err(invalid(
-                "`repository`: set only one of `password-env`, `password-file`, `password-command`"
+                "`copy-schedule` and `max-lag` belong in a `[copies.NAME]` section, not in `[repository]`"
                     .into(),
             ));
+        }
+        for (name, copy) in &self.copies {
+            validate_target_name(name)
+                .map_err(|m| invalid(format!("copy {}", m.trim_start_matches("target "))))?;
+            let section = format!("copies.{name}");
+            check_repository(&section, copy).map_err(&invalid)?;
+            if copy.url == self.repository.url {
+                return Err(invalid(format!(
+                    "`{section}.url` is the repository itself: a copy must be somewhere else"
+                )));
+            }
         }
         for (name, t) in &self.targets {
             validate_target_name(name).map_err(|m| invalid(m.to_string()))?;
@@ -1078,6 +1079,20 @@ impl Config {
 
     /// The repository password: `$LIFEBOAT_PASSWORD`, `$LIFEBOAT_PASSWORD_FILE`, then the file's keys.
     pub fn repository_password(&self) -> Result<Redacted, ConfigError> {
+        if self.using_copy.is_some() {
+            // `$LIFEBOAT_PASSWORD` and its file belong to the primary; a copy has its own.
+            let source = self.repository.password_source();
+            if source.is_empty() {
+                return Err(ConfigError::Secret {
+                    what: "repository password".into(),
+                    message: format!(
+                        "set `password-env`, `password-file` or `password-command` in [copies.{}]",
+                        self.using_copy.as_deref().unwrap_or_default()
+                    ),
+                });
+            }
+            return source.resolve("the copy's password");
+        }
         if let Ok(pw) = std::env::var(ENV_PASSWORD) {
             return Ok(Redacted::new(pw));
         }
@@ -1119,13 +1134,7 @@ impl Config {
             }
         };
         let r = &self.repository;
-        let pw_key = if r.password_file.is_some() {
-            "password-file"
-        } else if r.password_command.is_some() {
-            "password-command"
-        } else {
-            "password-env"
-        };
+        let pw_key = r.password_key();
         self.repository_password()
             .map_err(|e| at(&["repository", pw_key], e))?;
         if self.repository_url().starts_with("s3://") {
@@ -1134,6 +1143,21 @@ impl Config {
                 ("secret-access-key-env", &r.secret_access_key_env),
             ] {
                 resolve_env(var).map_err(|e| at(&["repository", key], e))?;
+            }
+        }
+        for name in self.copies.keys() {
+            let copy = self.with_copy(name)?;
+            let r = &copy.repository;
+            let pw_key = r.password_key();
+            copy.repository_password()
+                .map_err(|e| at(&["copies", name, pw_key], e))?;
+            if copy.repository_url().starts_with("s3://") {
+                for (key, var) in [
+                    ("access-key-id-env", &r.access_key_id_env),
+                    ("secret-access-key-env", &r.secret_access_key_env),
+                ] {
+                    resolve_env(var).map_err(|e| at(&["copies", name, key], e))?;
+                }
             }
         }
         for (name, t) in &self.targets {
@@ -1224,7 +1248,7 @@ impl Config {
 
     /// Where the repository password comes from, for hints ("env `LIFEBOAT_PASSWORD`").
     pub fn password_origin(&self) -> String {
-        if std::env::var_os(ENV_PASSWORD).is_some() {
+        if self.using_copy.is_none() && std::env::var_os(ENV_PASSWORD).is_some() {
             return format!("`${ENV_PASSWORD}`");
         }
         self.repository.password_source().describe()
@@ -1234,6 +1258,36 @@ impl Config {
         self.targets.get(name)
     }
 
+    /// Put the copy `name` in place of `[repository]` (the global `--repo NAME`): every
+    /// command after this reads and writes the copy. An unknown name is an error listing
+    /// the declared ones.
+    pub fn use_copy(&mut self, name: &str) -> Result<(), ConfigError> {
+        let Some(copy) = self.copies.get(name) else {
+            let known: Vec<&str> = self.copies.keys().map(String::as_str).collect();
+            return Err(ConfigError::Invalid {
+                path: self.source.clone(),
+                message: if known.is_empty() {
+                    format!("`--repo {name}`: the config declares no copies (`[copies.NAME]`)")
+                } else {
+                    format!(
+                        "`--repo {name}`: no copy of that name; the config declares {}",
+                        known.join(", ")
+                    )
+                },
+            });
+        };
+        self.repository = copy.clone();
+        self.using_copy = Some(name.to_string());
+        Ok(())
+    }
+
+    /// This config with the copy `name` in place of `[repository]` (see [`Config::use_copy`]).
+    pub fn with_copy(&self, name: &str) -> Result<Self, ConfigError> {
+        let mut copy = self.clone();
+        copy.use_copy(name)?;
+        Ok(copy)
+    }
+
     /// The resolved config as TOML-like JSON with every secret and URL password redacted.
     pub fn redacted(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or_default();
@@ -1241,6 +1295,15 @@ impl Config {
             && let Some(s) = url.as_str()
         {
             *url = redact_url(s).into();
+        }
+        if let Some(copies) = value.get_mut("copies").and_then(|c| c.as_object_mut()) {
+            for c in copies.values_mut() {
+                if let Some(url) = c.get_mut("url")
+                    && let Some(s) = url.as_str()
+                {
+                    *url = redact_url(s).into();
+                }
+            }
         }
         if let Some(url) = value.pointer_mut("/drill/scratch-url")
             && let Some(s) = url.as_str()
@@ -1358,6 +1421,51 @@ fn strip_nulls(value: &mut serde_json::Value) {
 }
 
 /// Target names become tags (`target=<name>`) and paths: keep them plain.
+/// The checks of one repository section (`repository`, `copies.NAME`) serde cannot
+/// express: a URL of a supported kind, S3 keys only for S3, one password source.
+fn check_repository(section: &str, r: &RepositoryConfig) -> Result<(), String> {
+    let url = r.url.as_deref().unwrap_or("");
+    if url.is_empty() {
+        return Err(if section == "repository" {
+            format!("`repository.url` is not set (set it in the file or `${ENV_REPOSITORY}`)")
+        } else {
+            format!("`{section}.url` is not set")
+        });
+    }
+    match parse_s3_url(url) {
+        Some(Err(message)) => return Err(format!("`{section}.url`: {message}")),
+        None if url.contains("://") => {
+            return Err(format!(
+                "`{section}.url` = `{}`: only a local path or `s3://bucket/prefix` is supported",
+                redact_url(url)
+            ));
+        }
+        None => {
+            let s3_keys = [
+                ("endpoint", r.endpoint.is_some()),
+                ("region", r.region.is_some()),
+                ("path-style", r.path_style.is_some()),
+                ("access-key-id-env", r.access_key_id_env.is_some()),
+                ("secret-access-key-env", r.secret_access_key_env.is_some()),
+            ];
+            if let Some((key, _)) = s3_keys.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "`{section}.{key}` is for S3 repositories, but `{section}.url` is a local path"
+                ));
+            }
+        }
+        Some(Ok(_)) => {}
+    }
+    let pw = r.password_source();
+    let sources = [pw.env.is_some(), pw.file.is_some(), pw.command.is_some()];
+    if sources.iter().filter(|s| **s).count() > 1 {
+        return Err(format!(
+            "`{section}`: set only one of `password-env`, `password-file`, `password-command`"
+        ));
+    }
+    Ok(())
+}
+
 pub fn validate_target_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -1414,6 +1522,74 @@ exclude = ["*.tmp"]
         let c = Config::parse(text, Path::new("lifeboat.toml"))?;
         c.validate()?;
         Ok(c)
+    }
+
+    #[test]
+    fn copies_are_repositories_of_their_own_and_repo_swaps_one_in() {
+        let text = format!(
+            "{GOOD}\n[copies.offsite]\nurl = \"s3://dr-copies/lifeboat\"\nendpoint = \"http://127.0.0.1:9\"\npassword-file = \"/etc/lifeboat/offsite\"\ncopy-schedule = \"hourly\"\nmax-lag = \"2h\"\n"
+        );
+        let mut c = parse(&text).unwrap();
+        let copy = &c.copies["offsite"];
+        assert_eq!(copy.max_lag.unwrap().as_secs(), 7200);
+        assert!(copy.copy_schedule.is_some());
+        // `--repo offsite`: the copy stands in for `[repository]`, with its own password.
+        let swapped = c.with_copy("offsite").unwrap();
+        assert_eq!(swapped.repository_url(), "s3://dr-copies/lifeboat");
+        assert_eq!(swapped.using_copy.as_deref(), Some("offsite"));
+        assert!(matches!(
+            swapped.repository_location().unwrap(),
+            crate::Location::S3(_)
+        ));
+        let err = c.use_copy("usb").unwrap_err().to_string();
+        assert!(
+            err.contains("no copy of that name") && err.contains("offsite"),
+            "{err}"
+        );
+        assert_eq!(
+            c.repository_url(),
+            "/var/backups/lifeboat",
+            "unchanged after a refusal"
+        );
+    }
+
+    #[test]
+    fn copy_keys_in_the_wrong_place_and_a_copy_of_itself_are_refused() {
+        let cases = [
+            (
+                GOOD.replace(
+                    "password-env = \"LB_TEST_PW\"",
+                    "password-env = \"LB_TEST_PW\"\nmax-lag = \"1h\"",
+                ),
+                "belong in a `[copies.NAME]` section",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[copies.same]\nurl = \"/var/backups/lifeboat\"\npassword-env = \"X\"\n"
+                ),
+                "is the repository itself",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[copies.local]\nurl = \"/mnt/usb\"\nregion = \"eu\"\npassword-env = \"X\"\n"
+                ),
+                "`copies.local.region` is for S3 repositories",
+            ),
+            (
+                format!("{GOOD}\n[copies.nourl]\npassword-env = \"X\"\n"),
+                "`copies.nourl.url` is not set",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[copies.two]\nurl = \"/mnt/usb\"\npassword-env = \"X\"\npassword-file = \"/x\"\n"
+                ),
+                "`copies.two`: set only one of",
+            ),
+        ];
+        for (text, wanted) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{wanted}: {err}");
+        }
     }
 
     #[test]

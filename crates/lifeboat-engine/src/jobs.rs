@@ -191,6 +191,8 @@ pub enum Job {
     Forget,
     /// A check of the repository, reading that much of the packs' content.
     Check(ReadData),
+    /// `lifeboat copy NAME`: bring the copy `[copies.NAME]` up to date.
+    Copy(String),
 }
 
 impl Job {
@@ -200,6 +202,7 @@ impl Job {
             Self::Drill(_) => "drill",
             Self::Forget => "forget",
             Self::Check(_) => "check",
+            Self::Copy(_) => "copy",
         }
     }
 
@@ -207,13 +210,16 @@ impl Job {
     pub fn subject(&self) -> &str {
         match self {
             Self::Backup(t) | Self::Drill(t) => t,
-            Self::Forget | Self::Check(_) => REPOSITORY,
+            Self::Forget | Self::Check(_) | Self::Copy(_) => REPOSITORY,
         }
     }
 
-    /// One job of a kind per subject at a time: the key of that.
+    /// One job of a kind per subject at a time: the key of that (per copy for copies).
     pub fn key(&self) -> String {
-        format!("{}:{}", self.name(), self.subject())
+        match self {
+            Self::Copy(name) => format!("copy:{name}"),
+            _ => format!("{}:{}", self.name(), self.subject()),
+        }
     }
 }
 
@@ -249,6 +255,23 @@ pub async fn run_job(engine: &Engine, job: &Job, trigger: Trigger, cancel: &Canc
         Job::Forget => crate::maintenance::forget(engine, true, false)
             .await
             .map(|_| None),
+        Job::Copy(name) => {
+            match crate::copies::copy(engine, name, false, false, lifeboat_repo::Bars::default())
+                .await
+            {
+                Ok(r) => {
+                    record.detail = Some(format!(
+                        "copy `{name}`: {} snapshot(s) copied and verified, {} already there, {} bytes sent; {} side object(s)",
+                        r.snapshots.copied.len(),
+                        r.snapshots.already,
+                        r.snapshots.bytes_sent,
+                        r.side.objects
+                    ));
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
+        }
         Job::Check(read) => match crate::maintenance::check(engine, *read).await {
             Ok(c) if c.ok() => Ok(None),
             Ok(c) => Err(EngineError::verification(

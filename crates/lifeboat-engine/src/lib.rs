@@ -16,6 +16,7 @@
 
 pub mod backup;
 pub mod cancel;
+pub mod copies;
 pub mod drill;
 mod engine;
 mod error;

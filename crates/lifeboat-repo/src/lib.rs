@@ -11,6 +11,7 @@
 mod async_face;
 mod backend;
 pub mod bucket;
+pub mod copy;
 pub mod files;
 pub mod keys;
 pub mod seal;

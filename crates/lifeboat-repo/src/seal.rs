@@ -28,6 +28,11 @@ pub enum SealError {
     Codec { name: String, message: String },
 }
 
+/// Whether `bytes` look like a sealed object (its magic); [`SideKey::open`] decides.
+pub fn is_sealed(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
 /// The key for side objects of one repository.
 #[derive(Clone)]
 pub struct SideKey(XChaCha20Poly1305);

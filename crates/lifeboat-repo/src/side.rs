@@ -98,6 +98,12 @@ impl SideArea {
     pub fn list(&self, rel: &str) -> Result<Vec<String>, SideError> {
         Ok(self.store.list(rel)?)
     }
+
+    /// Every object of the side area (below `rel`, `""` for all): its path, size and time
+    /// of writing, sorted by path.
+    pub fn walk(&self, rel: &str) -> Result<Vec<(String, crate::store::ObjectStat)>, SideError> {
+        Ok(self.store.walk(rel)?)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -541,19 +541,44 @@ impl Store {
     /// and size. Any error fails the whole listing, and on disk so does a missing folder: a
     /// listing that is silently short makes a prune delete what is still in use.
     pub fn list_files(&self, rel: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        if let Self::Local(root) = self {
+            let dir = root.join(rel);
+            fs::metadata(&dir).map_err(io_err(&dir))?;
+        }
+        Ok(self
+            .walk(rel)?
+            .into_iter()
+            .map(|(path, stat)| {
+                let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+                (name, stat.size)
+            })
+            .collect())
+    }
+
+    /// Every object below the folder `rel`, at any depth: its path relative to `rel`
+    /// (`/`-separated) and its size and time of writing, sorted by path. A missing folder
+    /// is empty. Temp files of writes under way are left out.
+    pub fn walk(&self, rel: &str) -> Result<Vec<(String, ObjectStat)>, StoreError> {
+        let mut found = Vec::new();
         match self {
             Self::Local(root) => {
-                let mut files = Vec::new();
-                let mut dirs = vec![root.join(rel)];
+                let base = root.join(rel);
+                let mut dirs = vec![base.clone()];
                 while let Some(dir) = dirs.pop() {
-                    for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
+                    let rd = match fs::read_dir(&dir) {
+                        Ok(rd) => rd,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(io_err(&dir)(e)),
+                    };
+                    for e in rd {
                         let e = e.map_err(io_err(&dir))?;
-                        let path = e.path();
-                        // A file being written (rustic's local backend writes `<id>-tmp-`,
-                        // then renames it) is not part of the repository yet.
-                        if e.file_name().to_string_lossy().ends_with("-tmp-") {
+                        // A file being written (ours `.tmp-*`, rustic's local backend
+                        // `<id>-tmp-`, then renamed) is not part of the repository yet.
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if name.starts_with(".tmp-") || name.ends_with("-tmp-") {
                             continue;
                         }
+                        let path = e.path();
                         let meta = match e.metadata() {
                             Ok(m) => m,
                             // Gone between the listing and the look at it (renamed into
@@ -564,24 +589,48 @@ impl Store {
                         if meta.is_dir() {
                             dirs.push(path);
                         } else if meta.is_file() {
-                            files.push((e.file_name().to_string_lossy().into_owned(), meta.len()));
+                            let relative = path
+                                .strip_prefix(&base)
+                                .unwrap_or(&path)
+                                .to_string_lossy()
+                                .into_owned();
+                            found.push((
+                                relative,
+                                ObjectStat {
+                                    size: meta.len(),
+                                    modified: meta.modified().ok(),
+                                },
+                            ));
                         }
                     }
                 }
-                Ok(files)
             }
             Self::S3 { op, sub, .. } => {
-                let dir = format!("{sub}{}/", rel.trim_matches('/'));
+                let dir = match rel.trim_matches('/') {
+                    "" => sub.clone(),
+                    d => format!("{sub}{d}/"),
+                };
                 let (op, dir2) = (op.clone(), dir.clone());
                 let entries = block(async move { op.list_with(&dir2).recursive(true).await })
                     .map_err(|e| s3_err(&self.display(rel), e))?;
-                Ok(entries
-                    .into_iter()
-                    .filter(|e| e.metadata().is_file())
-                    .map(|e| (e.name().to_string(), e.metadata().content_length()))
-                    .collect())
+                for e in entries {
+                    let m = e.metadata();
+                    if !m.is_file() {
+                        continue;
+                    }
+                    let relative = e.path().strip_prefix(&dir).unwrap_or(e.path());
+                    found.push((
+                        relative.to_string(),
+                        ObjectStat {
+                            size: m.content_length(),
+                            modified: m.last_modified().map(SystemTime::from),
+                        },
+                    ));
+                }
             }
         }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
     }
 
     /// Create the folder `rel` (local); nothing to do on S3.

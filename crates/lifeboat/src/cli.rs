@@ -35,6 +35,10 @@ pub struct Global {
     /// Only errors on stderr
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Run against the copy `[copies.NAME]` instead of `[repository]`: snapshots, check,
+    /// restore (PITR fetches WAL from the copy), drill, status, forget, key, init
+    #[arg(long, global = true, value_name = "NAME")]
+    pub repo: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +75,9 @@ pub enum Command {
     /// Continuous capture for `mode = "cdc"` targets (managed PostgreSQL): preflight and run
     #[command(subcommand)]
     Cdc(CdcCommand),
+    /// Copy every snapshot a copy (`[copies.NAME]`, default: all) lacks, verified there,
+    /// then the WAL archive, change segments, drill reports, jobs and incidents
+    Copy(CopyArgs),
     /// The repository's keys: several passwords for one repository, and rotation
     #[command(subcommand)]
     Key(KeyCommand),
@@ -414,6 +421,20 @@ pub struct ForgetArgs {
     #[arg(long)]
     pub prune: bool,
     /// Show what would be forgotten and pruned; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The copies to bring up to date (default: every `[copies.NAME]`)
+    pub names: Vec<String>,
+    /// Read back every file of each copied snapshot in the copy before it counts (by
+    /// default: every tree read back, every blob indexed in a pack that is there, and the
+    /// manifest compared)
+    #[arg(long)]
+    pub read_data: bool,
+    /// Show what would be copied; change nothing (a copy never made is not created)
     #[arg(long)]
     pub dry_run: bool,
 }

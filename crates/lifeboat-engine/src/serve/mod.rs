@@ -93,7 +93,7 @@ impl Shared {
         self.alerts().firing()
     }
 
-    /// Resolve the alerts the last `serve` left firing about a target or probe that is no
+    /// Resolve the alerts the last `serve` left firing about a target, probe or copy that is no
     /// longer configured: nothing would ever resolve them.
     fn resolve_unconfigured(self: &Arc<Self>) {
         let config = &self.engine.config;
@@ -103,6 +103,7 @@ impl Shared {
             .map(|a| a.key)
             .filter(|key| match key.split_once(':') {
                 Some(("probe", name)) => !config.probes.iter().any(|p| p.name == name),
+                Some(("copy" | "copy-lag", name)) => !config.copies.contains_key(name),
                 Some(("backup" | "drill" | "objective" | "archiving" | "capture", name)) => {
                     !config.targets.contains_key(name)
                 }
@@ -215,7 +216,7 @@ impl Shared {
                         )
                         .await,
                 ),
-                Job::Forget | Job::Check(_) => None,
+                Job::Forget | Job::Check(_) | Job::Copy(_) => None,
             };
             let record = match lock {
                 Some(Err(e)) => {
@@ -466,6 +467,21 @@ impl Shared {
                 }
             }
         }
+        // Each copy's lag (`max-lag`): its own problem, `copy-lag:<copy>`.
+        match crate::copies::lags(&self.engine).await {
+            Ok(lags) => {
+                let mut alerts = self.alerts();
+                for lag in lags {
+                    let key = format!("copy-lag:{}", lag.copy);
+                    send.extend(if lag.problems.is_empty() {
+                        alerts.cleared(&key, "the copy is within its max-lag again")
+                    } else {
+                        alerts.problem(&key, "copy-behind", &lag.copy, &lag.problems.join("; "))
+                    });
+                }
+            }
+            Err(e) => log::warn!("cannot judge the copies' lag: {}", e.full_message()),
+        }
         for a in send {
             self.announce(&a);
         }
@@ -568,6 +584,11 @@ pub async fn run(
     }
     if let Some(s) = &upkeep.check_schedule {
         calendar.push((Job::Check(ReadData::None), s.clone()));
+    }
+    for (name, copy) in &engine.config.copies {
+        if let Some(s) = &copy.copy_schedule {
+            calendar.push((Job::Copy(name.clone()), s.clone()));
+        }
     }
     let mut tasks = Vec::new();
     for (job, schedule) in calendar {
@@ -819,7 +840,7 @@ fn jitter_of(shared: &Shared, job: &Job) -> Duration {
             .get(t)
             .and_then(|c| c.jitter)
             .map_or(0, |j| j.as_secs()),
-        Job::Forget | Job::Check(_) => 0,
+        Job::Forget | Job::Check(_) | Job::Copy(_) => 0,
     };
     offset_within(&job.key(), jitter)
 }

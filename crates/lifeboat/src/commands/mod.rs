@@ -6,6 +6,7 @@ mod backup;
 mod cdc;
 mod check;
 mod config;
+mod copy;
 mod demo;
 mod drill;
 mod drills;
@@ -30,7 +31,7 @@ use lifeboat_engine::Engine;
 use lifeboat_repo::Repo;
 
 use crate::{
-    cli::{Cli, Command, ConfigCommand, NotifyCommand},
+    cli::{CdcCommand, Cli, Command, ConfigCommand, NotifyCommand, WalCommand},
     error::CliResult,
 };
 
@@ -38,6 +39,8 @@ pub struct Context {
     pub config_path: PathBuf,
     pub json: bool,
     pub quiet: bool,
+    /// `--repo NAME`: the copy used in place of `[repository]`.
+    pub copy: Option<String>,
     /// The engines made for the command: what they did joins the open incident.
     engines: std::sync::Mutex<Vec<Engine>>,
 }
@@ -48,12 +51,18 @@ impl Context {
             config_path,
             json,
             quiet,
+            copy: None,
             engines: std::sync::Mutex::new(Vec::new()),
         }
     }
 
+    /// The config; with `--repo NAME`, the copy in place of `[repository]`.
     pub fn load_config(&self) -> CliResult<Config> {
-        Ok(Config::load(&self.config_path)?)
+        let mut config = Config::load(&self.config_path)?;
+        if let Some(name) = &self.copy {
+            config.use_copy(name)?;
+        }
+        Ok(config)
     }
 
     /// Open the repository named in the config, with a hint on a wrong password.
@@ -91,8 +100,32 @@ impl Context {
     }
 }
 
+/// `--repo NAME` is for reading a copy (and keeping it: forget, check, keys); what feeds a
+/// repository with new backups writes the repository, and `copy` writes the copies.
+fn refuse_on_copy(command: &Command, name: &str) -> CliResult<()> {
+    let writes = match command {
+        Command::Backup(_) => Some("backup"),
+        Command::Wal(WalCommand::Push(_)) => Some("wal push"),
+        Command::Cdc(CdcCommand::Run(_)) => Some("cdc run"),
+        Command::Serve(_) => Some("serve"),
+        Command::Copy(_) => Some("copy"),
+        Command::Demo(_) => Some("demo"),
+        _ => None,
+    };
+    match writes {
+        Some(what) => Err(crate::error::CliError::usage(
+            format!("`{what}` does not run against a copy (`--repo {name}`)"),
+            Some(
+                "backups go to `[repository]` and reach the copies through `lifeboat copy`; drop `--repo`"
+                    .into(),
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 pub async fn dispatch(cli: Cli) -> CliResult<i32> {
-    let ctx = Context::new(
+    let mut ctx = Context::new(
         cli.global
             .config
             .clone()
@@ -100,6 +133,10 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         cli.global.json,
         cli.global.quiet,
     );
+    if let Some(name) = cli.global.repo {
+        refuse_on_copy(&cli.command, &name)?;
+        ctx.copy = Some(name);
+    }
     let result = match cli.command {
         Command::Init => init::run(&ctx).await,
         Command::Config(ConfigCommand::Check) => config::check(&ctx),
@@ -116,6 +153,7 @@ pub async fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Jobs(args) => jobs::run(&ctx, args).await,
         Command::Probe(args) => probe::run(&ctx, args).await,
         Command::Cdc(cmd) => cdc::run(&ctx, cmd).await,
+        Command::Copy(args) => copy::run(&ctx, args).await,
         Command::Key(cmd) => key::run(&ctx, cmd).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
         Command::Notify(NotifyCommand::Test(args)) => notify::test(&ctx, args).await,

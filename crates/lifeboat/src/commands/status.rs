@@ -15,12 +15,40 @@ pub async fn run(ctx: &Context) -> CliResult<i32> {
     let engine = ctx.engine().await?;
     let rows = status(&engine).await?;
     let plans = lifeboat_engine::recovery::drill::plan_status(&engine).await?;
-    let missed =
-        rows.iter().any(|r| !r.problems.is_empty()) || plans.iter().any(|p| !p.problems.is_empty());
+    let copies = lifeboat_engine::copies::lags(&engine).await?;
+    let missed = rows.iter().any(|r| !r.problems.is_empty())
+        || plans.iter().any(|p| !p.problems.is_empty())
+        || copies.iter().any(|c| !c.problems.is_empty());
     if ctx.json {
-        output::json(&serde_json::json!({ "targets": rows, "plans": plans, "ok": !missed }));
+        output::json(
+            &serde_json::json!({ "targets": rows, "plans": plans, "copies": copies, "ok": !missed }),
+        );
     } else {
         print_table(&rows);
+        if !copies.is_empty() {
+            let table: Vec<Vec<String>> = copies
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.copy.clone(),
+                        c.last_copy.map_or("never".into(), |t| t.to_string()),
+                        c.missing.to_string(),
+                        seconds(c.lag_seconds),
+                        c.max_lag_seconds.map_or("—".into(), seconds),
+                        if c.problems.is_empty() {
+                            "OK".into()
+                        } else {
+                            format!("MISSED: {}", c.problems.join("; "))
+                        },
+                    ]
+                })
+                .collect();
+            outln!("");
+            output::table(
+                &["COPY", "LAST COPY", "LACKS", "LAG", "MAX LAG", "STATUS"],
+                &table,
+            );
+        }
         if !plans.is_empty() {
             let table: Vec<Vec<String>> = plans
                 .iter()

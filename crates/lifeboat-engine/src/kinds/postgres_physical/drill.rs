@@ -32,6 +32,7 @@ pub async fn rehearse(drill: &mut Drill, (info, _): &Chosen) -> Result<(), Stop>
     let mut r = PhysicalRehearsal {
         repo: drill.engine.repo.clone(),
         config_path: drill.engine.config_path.clone(),
+        copy: drill.engine.config.using_copy.clone(),
         target: drill.name.clone(),
         // The base backup chosen, recovered to `--time` when one is given.
         snapshot: info.id.clone(),
@@ -51,6 +52,8 @@ pub async fn rehearse(drill: &mut Drill, (info, _): &Chosen) -> Result<(), Stop>
 struct PhysicalRehearsal {
     repo: Arc<Repo>,
     config_path: PathBuf,
+    /// The copy the drill reads (`--repo NAME`): recovery fetches WAL from it.
+    copy: Option<String>,
     target: String,
     /// The base backup to restore (its full id).
     snapshot: lifeboat_core::SnapshotId,
@@ -130,7 +133,7 @@ impl Rehearsal for PhysicalRehearsal {
         let data = self.data()?;
         let plan = pitr::plan_recovery(
             &self.repo,
-            &self.config_path,
+            (&self.config_path, self.copy.as_deref()),
             &self.target,
             &self.snapshot,
             &self.recovery,

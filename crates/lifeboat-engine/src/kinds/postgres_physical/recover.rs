@@ -63,7 +63,7 @@ pub(super) async fn plan_restore(
             .unwrap_or(true);
     let plan = plan(
         &engine.repo,
-        &engine.config_path,
+        (&engine.config_path, engine.config.using_copy.as_deref()),
         &request.target,
         &request.snapshot,
         &target,
@@ -329,9 +329,11 @@ pub struct PitrPlan {
 
 /// Choose the base backup for `target` and check that the archive holds the WAL from its
 /// start on and reaches the target.
+/// `(config_path, copy)`: the config the server's `restore_command` names, and the copy
+/// (`--repo NAME`) it fetches WAL from, if not the repository.
 pub async fn plan(
     repo: &Arc<Repo>,
-    config_path: &Path,
+    (config_path, copy): (&Path, Option<&str>),
     target_name: &str,
     wanted: &str,
     target: &RecoveryTarget,
@@ -390,8 +392,12 @@ pub async fn plan(
     }
     let exe = std::env::current_exe().doing("find lifeboat's own path for `restore_command`")?;
     let config = std::fs::canonicalize(config_path).fs("resolve the path of", config_path)?;
+    // Restored from a copy (`--repo NAME`), the server fetches its WAL from the copy too.
+    let from_copy = copy
+        .map(|c| format!(" --repo {}", shell_quote(c)))
+        .unwrap_or_default();
     let restore_command = format!(
-        "{} -q -c {} wal fetch --target {} --system-id {system_id} %f %p",
+        "{} -q -c {}{from_copy} wal fetch --target {} --system-id {system_id} %f %p",
         shell_quote(&exe.display().to_string()),
         shell_quote(&config.display().to_string()),
         shell_quote(target_name),

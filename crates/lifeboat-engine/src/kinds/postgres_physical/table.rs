@@ -40,7 +40,7 @@ pub(super) async fn plan(
     // Checked against the archive now, before anything is written.
     let recovery = pitr::plan(
         &engine.repo,
-        &engine.config_path,
+        (&engine.config_path, engine.config.using_copy.as_deref()),
         &request.target,
         &request.snapshot,
         &goal,
