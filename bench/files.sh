@@ -157,16 +157,6 @@ TOML
   "$LIFEBOAT" -q -c "$1/lifeboat.toml" init >/dev/null
 }
 
-# measure ROUND STEP TOOL REPO CMD...: wall and CPU seconds of CMD, and the repository's
-# size after it, as a line of $TSV.
-measure() {
-  local round=$1 step=$2 tool=$3 repo=$4; shift 4
-  sync
-  /usr/bin/time -o "$WORK/time" -f "%e %U %S" "$@" >/dev/null 2>"$WORK/stderr" ||
-    { cat "$WORK/stderr" >&2; echo "failed: $tool $step (round $round)" >&2; exit 1; }
-  tail -n 1 "$WORK/time" | awk -v r="$round" -v s="$step" -v t="$tool" -v b="$(bytes "$repo")" \
-    '{ printf "%s\t%s\t%s\t%.2f\t%.2f\t%s\n", r, s, t, $1, $2 + $3, b }' >> "$TSV"
-}
 
 run() {  # run ROUND STEP TOOL
   local r=$WORK/r$1

@@ -181,3 +181,15 @@ set_archive() {
 ready() { ls "$DATA/pg_wal/archive_status" | grep -c '\.ready$' || true; }
 
 log() { echo "[$(date +%T)] $*" >&2; }
+
+# measure ROUND STEP TOOL PATH CMD...: wall and CPU seconds (user + system, children
+# included) of CMD after a `sync`, and the size of PATH after it, as a line of $TSV
+# (round, step, tool, wall, CPU, bytes). Needs $WORK and $TSV.
+measure() {
+  local round=$1 step=$2 tool=$3 path=$4; shift 4
+  sync
+  /usr/bin/time -o "$WORK/time" -f "%e %U %S" "$@" >/dev/null 2>"$WORK/stderr" ||
+    { cat "$WORK/stderr" >&2; echo "failed: $tool $step (round $round)" >&2; exit 1; }
+  tail -n 1 "$WORK/time" | awk -v r="$round" -v s="$step" -v t="$tool" -v b="$(bytes "$path")" \
+    '{ printf "%s\t%s\t%s\t%.2f\t%.2f\t%s\n", r, s, t, $1, $2 + $3, b }' >> "$TSV"
+}

@@ -833,9 +833,26 @@ impl Config {
                 .map_err(|m| invalid(format!("copy {}", m.trim_start_matches("target "))))?;
             let section = format!("copies.{name}");
             check_repository(&section, copy).map_err(&invalid)?;
-            if copy.url == self.repository.url {
+            // `lifeboat copy` also compares the repositories' ids; this catches it early.
+            let place = |r: &RepositoryConfig| {
+                r.url
+                    .as_deref()
+                    .unwrap_or_default()
+                    .trim_end_matches('/')
+                    .to_string()
+            };
+            if place(copy) == place(&self.repository) {
                 return Err(invalid(format!(
                     "`{section}.url` is the repository itself: a copy must be somewhere else"
+                )));
+            }
+            if let Some((other, _)) = self
+                .copies
+                .iter()
+                .find(|(o, c)| *o < name && place(c) == place(copy))
+            {
+                return Err(invalid(format!(
+                    "copies `{other}` and `{name}` have the same `url`: give each a place of its own"
                 )));
             }
         }
@@ -1574,6 +1591,18 @@ exclude = ["*.tmp"]
                     "{GOOD}\n[copies.local]\nurl = \"/mnt/usb\"\nregion = \"eu\"\npassword-env = \"X\"\n"
                 ),
                 "`copies.local.region` is for S3 repositories",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[copies.slash]\nurl = \"/var/backups/lifeboat/\"\npassword-env = \"X\"\n"
+                ),
+                "is the repository itself",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[copies.a]\nurl = \"/mnt/usb\"\npassword-env = \"X\"\n[copies.b]\nurl = \"/mnt/usb/\"\npassword-env = \"X\"\n"
+                ),
+                "copies `a` and `b` have the same `url`",
             ),
             (
                 format!("{GOOD}\n[copies.nourl]\npassword-env = \"X\"\n"),

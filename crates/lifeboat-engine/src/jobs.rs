@@ -229,6 +229,10 @@ pub async fn run_job(engine: &Engine, job: &Job, trigger: Trigger, cancel: &Canc
         return backup_job(engine, name, trigger, cancel).await.0;
     }
     let mut record = JobRecord::new(job.name(), job.subject(), trigger, jiff::Timestamp::now());
+    if let Job::Copy(name) = job {
+        // Copies start together on one schedule: one record each.
+        record.id = format!("{}-{name}", record.id);
+    }
     let started = std::time::Instant::now();
     let outcome: Result<Option<SnapshotId>, EngineError> = match job {
         Job::Backup(_) => unreachable!("returned above"),

@@ -8,13 +8,23 @@
 //! Each copied snapshot is then verified in the copy before it counts: every tree read
 //! back and authenticated under the copy's key, every data blob in the copy's index and
 //! inside a pack that is there, the manifest byte for byte the same as the source's (and,
-//! with `read_data`, every file read back); one that fails is deleted from the copy.
+//! with `read_data`, every file read back); one that fails is deleted from the copy. A
+//! snapshot found in the copy but not known as verified (a run stopped between saving and
+//! verifying) is verified by the next run.
 //!
 //! The side area (WAL archive, change segments, drill reports, job history, incidents)
 //! follows object by object: sealed objects are opened with this repository's side key
 //! and sealed again with the copy's, under the same name. Runtime state that belongs to
 //! the repository it lives in (locks, `serve`'s alerts and calendar, the copy records) is
-//! not copied.
+//! not copied. Objects written once (WAL, change segments and their parts, drill reports,
+//! job records) are copied when the copy lacks them or holds them in another size — but a
+//! WAL segment or change segment the copy holds in another size is an error, never
+//! overwritten; the few small objects rewritten in place (gap
+//! records, where a capture stopped, incidents, recovery records) are copied every time.
+//! The order keeps the copy consistent at every moment: gap records first, then data, then
+//! change segments — in order per target, so that a failure leaves no hole a replay would
+//! step over — and the rewritten records last. Nothing is ever deleted from a copy but
+//! change segments this run wrote past a failure.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -49,8 +59,11 @@ pub struct SnapshotsCopied {
     pub already: usize,
     /// Bytes of packs and index files the copy grew by.
     pub bytes_sent: u64,
-    /// Ids (in this repository) of every snapshot the copy holds now.
+    /// Ids (in this repository) of every snapshot the copy holds now, verified.
     pub present: Vec<String>,
+    /// Snapshots found in the copy unverified (a run stopped before verifying) and
+    /// verified by this one.
+    pub verified_late: usize,
 }
 
 /// What a copy of the side area did.
@@ -78,38 +91,53 @@ impl Repo {
         Ok((missing.into_iter().map(|(_, i)| i).collect(), present.len()))
     }
 
-    /// This repository's lifeboat snapshots: those `dest` lacks, and the ids of those it has.
+    /// The id of the repository (its config's), the same in every copy restic or lifeboat
+    /// makes of a snapshot: two repositories with one id are one repository.
+    pub fn repository_id(&self) -> Result<String, RepoError> {
+        self.with_open(|r| Ok(r.config().id.to_hex().to_string()))
+    }
+
+    /// This repository's lifeboat snapshots: those `dest` lacks, and those it has.
     #[allow(clippy::type_complexity)]
     fn split_by_copy(
         &self,
         dest: &Repo,
-    ) -> Result<(Vec<(SnapshotFile, SnapshotInfo)>, Vec<String>), RepoError> {
+    ) -> Result<
+        (
+            Vec<(SnapshotFile, SnapshotInfo)>,
+            Vec<(SnapshotFile, SnapshotInfo)>,
+        ),
+        RepoError,
+    > {
         let there: HashSet<(i128, String)> = dest.all_snapshots()?.iter().map(match_key).collect();
         let (present, missing): (Vec<_>, Vec<_>) = self
             .list(None)?
             .into_iter()
             .partition(|(s, _)| there.contains(&match_key(s)));
-        Ok((
-            missing,
-            present.into_iter().map(|(_, i)| i.id.to_string()).collect(),
-        ))
+        Ok((missing, present))
     }
 
     /// Copy every lifeboat snapshot `dest` lacks into it, and verify each there (see the
-    /// module's doc). A snapshot that fails verification is removed from `dest` and the
-    /// copy fails naming it.
+    /// module's doc), with those `dest` holds that are not in `verified` (ids here). A
+    /// snapshot that fails verification is removed from `dest` and the copy fails naming
+    /// it.
     pub fn copy_snapshots(
         &self,
         dest: &Repo,
         read_data: bool,
+        verified: &HashSet<String>,
     ) -> Result<SnapshotsCopied, RepoError> {
         off_async(|| {
-            let (missing, mut present) = self.split_by_copy(dest)?;
+            let (missing, present) = self.split_by_copy(dest)?;
             let already = present.len();
-            if missing.is_empty() {
+            let (known, unverified): (Vec<_>, Vec<_>) = present
+                .into_iter()
+                .partition(|(_, i)| verified.contains(i.id.as_str()));
+            let mut ids: Vec<String> = known.iter().map(|(_, i)| i.id.to_string()).collect();
+            if missing.is_empty() && unverified.is_empty() {
                 return Ok(SnapshotsCopied {
                     already,
-                    present,
+                    present: ids,
                     ..Default::default()
                 });
             }
@@ -118,26 +146,35 @@ impl Repo {
                 .handle()?
                 .to_indexed()
                 .map_err(rustic("cannot read the repository index"))?;
-            let copied = (|| {
-                let dst = dest
-                    .handle()?
-                    .to_indexed_ids()
-                    .map_err(rustic(format!("cannot read the index of `{}`", dest.url)))?;
-                let result = src
-                    .copy(&dst, missing.iter().map(|(s, _)| s))
-                    .map_err(rustic(format!("cannot copy snapshots to `{}`", dest.url)));
-                dest.put_back(dst.drop_index());
-                result?;
-                dest.verify_copies(&src, &missing, read_data)
+            let outcome = (|| {
+                if !missing.is_empty() {
+                    let dst = dest
+                        .handle()?
+                        .to_indexed_ids()
+                        .map_err(rustic(format!("cannot read the index of `{}`", dest.url)))?;
+                    let result = src
+                        .copy(&dst, missing.iter().map(|(s, _)| s))
+                        .map_err(rustic(format!("cannot copy snapshots to `{}`", dest.url)));
+                    dest.put_back(dst.drop_index());
+                    result?;
+                }
+                let late = dest.verify_copies(&src, &unverified, read_data);
+                let fresh = dest.verify_copies(&src, &missing, read_data);
+                Ok::<_, RepoError>((late, fresh))
             })();
             self.put_back(src.drop_index());
-            let copied = copied?;
-            present.extend(copied.iter().map(|c| c.id.clone()));
+            let (late, fresh) = outcome?;
+            let late = late?;
+            let verified_late = late.len();
+            ids.extend(late.iter().map(|c| c.id.clone()));
+            let copied = fresh?;
+            ids.extend(copied.iter().map(|c| c.id.clone()));
             Ok(SnapshotsCopied {
                 copied,
                 already,
                 bytes_sent: dest.pack_bytes()?.saturating_sub(before),
-                present,
+                present: ids,
+                verified_late,
             })
         })
     }
@@ -164,6 +201,9 @@ impl Repo {
         copied: &[(SnapshotFile, SnapshotInfo)],
         read_data: bool,
     ) -> Result<Vec<CopiedSnapshot>, RepoError> {
+        if copied.is_empty() {
+            return Ok(Vec::new());
+        }
         let dst = self
             .handle()?
             .to_indexed()
@@ -196,10 +236,20 @@ impl Repo {
                         target: info.target.to_string(),
                         time: snap.time.timestamp(),
                     }),
-                    Err(why) => {
-                        failed.push(format!("{}: {why}", info.short_id()));
-                        let _ = dst.delete_snapshots(&[copy.id]);
-                    }
+                    Err(why) => match dst.delete_snapshots(&[copy.id]) {
+                        Ok(()) => failed.push(format!(
+                            "{} ({}): {why}; removed from the copy",
+                            info.short_id(),
+                            info.target
+                        )),
+                        Err(e) => failed.push(format!(
+                            "{} ({}): {why}; and it could not be removed from the copy ({}): remove snapshot {} there by hand",
+                            info.short_id(),
+                            info.target,
+                            first_line(&e.to_string()),
+                            full_id(&copy.id),
+                        )),
+                    },
                 }
             }
             if failed.is_empty() {
@@ -207,7 +257,7 @@ impl Repo {
             } else {
                 Err(RepoError::Rustic {
                     context: format!(
-                        "{} snapshot(s) failed verification in `{}` and were removed from it",
+                        "{} snapshot(s) failed verification in `{}`",
                         failed.len(),
                         self.url
                     ),
@@ -219,81 +269,155 @@ impl Repo {
         result
     }
 
-    /// Copy the side area into `dest`'s: what it lacks or holds in an older version.
+    /// Copy the side area into `dest`'s (see the module's doc for what, and in which
+    /// order).
     pub fn copy_side(&self, dest: &Repo) -> Result<SideCopied, RepoError> {
         off_async(|| {
             let (mine, theirs) = (self.side_key()?, dest.side_key()?);
-            let there: HashMap<String, crate::store::ObjectStat> =
-                dest.side.walk("")?.into_iter().collect();
-            let mut todo = Vec::new();
+            let there: HashMap<String, u64> = dest
+                .side
+                .walk("")?
+                .into_iter()
+                .map(|(rel, stat)| (rel, stat.size))
+                .collect();
+            let mut phases: [Vec<String>; 4] = Default::default();
             let mut unchanged = 0;
             for (rel, stat) in self.side.walk("")? {
                 if NOT_COPIED.iter().any(|p| rel.starts_with(p)) {
                     continue;
                 }
-                let newer = match there.get(&rel) {
-                    None => true,
-                    Some(t) => {
-                        t.size != stat.size
-                            || matches!((stat.modified, t.modified), (Some(a), Some(b)) if a > b)
+                let phase = phase_of(&rel);
+                if phase != Phase::Rewritten && phase != Phase::Gaps {
+                    match there.get(&rel) {
+                        Some(&size) if size == stat.size => {
+                            unchanged += 1;
+                            continue;
+                        }
+                        // Reports and job records: this repository's version is the one.
+                        Some(_) if !holds_data(&rel) => {}
+                        Some(&size) => {
+                            return Err(RepoError::Rustic {
+                                context: format!("cannot copy `{rel}`"),
+                                message: format!(
+                                    "the copy holds another `{rel}` ({size} bytes, here {}): a restored server that reused WAL positions, or another repository copied there; it is not overwritten",
+                                    stat.size
+                                ),
+                            });
+                        }
+                        None => {}
                     }
+                }
+                phases[phase as usize].push(rel);
+            }
+            let copy_one = |rel: &str| -> Result<u64, RepoError> {
+                let Some(raw) = self.side.get(rel)? else {
+                    return Ok(0); // removed meanwhile (retention)
                 };
-                if newer {
-                    todo.push(rel);
+                let failed = |e: seal::SealError| RepoError::Rustic {
+                    context: format!("cannot copy `{rel}`"),
+                    message: e.to_string(),
+                };
+                let out = if seal::is_sealed(&raw) {
+                    theirs
+                        .seal(rel, &mine.open(rel, &raw).map_err(failed)?)
+                        .map_err(failed)?
                 } else {
-                    unchanged += 1;
+                    raw
+                };
+                dest.side.put(rel, &out)?;
+                Ok(out.len() as u64)
+            };
+            let mut copied = SideCopied {
+                unchanged,
+                ..Default::default()
+            };
+            for (n, todo) in phases.iter().enumerate() {
+                let results = in_parallel(todo, &copy_one);
+                let first_failure = results.iter().position(|r| !matches!(r, Some(Ok(_))));
+                if n == Phase::Segments as usize
+                    && let Some(at) = first_failure
+                {
+                    // No hole a replay would step over: what this run wrote past the first
+                    // segment that failed (or was not reached) in the same folder goes.
+                    let folder = |rel: &str| rel.rsplit_once('/').map(|(d, _)| d.to_string());
+                    for (rel, r) in todo.iter().zip(&results).skip(at + 1) {
+                        if matches!(r, Some(Ok(_))) && folder(rel) == folder(&todo[at]) {
+                            dest.side.delete(rel)?;
+                        }
+                    }
+                }
+                for r in results.into_iter().flatten() {
+                    let bytes = r?;
+                    copied.objects += 1;
+                    copied.bytes += bytes;
+                }
+                if let Some(at) = first_failure {
+                    return Err(RepoError::Rustic {
+                        context: "cannot copy the side area".into(),
+                        message: format!("stopped before `{}`", todo[at]),
+                    });
                 }
             }
-            // A few objects at a time: on S3 each is a round trip.
-            let next = AtomicUsize::new(0);
-            let results: Vec<Result<u64, RepoError>> = std::thread::scope(|s| {
-                let workers: Vec<_> = (0..4)
-                    .map(|_| {
-                        s.spawn(|| -> Result<u64, RepoError> {
-                            let mut bytes = 0;
-                            loop {
-                                let i = next.fetch_add(1, Ordering::Relaxed);
-                                let Some(rel) = todo.get(i) else {
-                                    return Ok(bytes);
-                                };
-                                let Some(raw) = self.side.get(rel)? else {
-                                    continue; // removed meanwhile (retention)
-                                };
-                                let out = if seal::is_sealed(&raw) {
-                                    let plain =
-                                        mine.open(rel, &raw).map_err(|e| RepoError::Rustic {
-                                            context: format!("cannot copy `{rel}`"),
-                                            message: e.to_string(),
-                                        })?;
-                                    theirs.seal(rel, &plain).map_err(|e| RepoError::Rustic {
-                                        context: format!("cannot copy `{rel}`"),
-                                        message: e.to_string(),
-                                    })?
-                                } else {
-                                    raw
-                                };
-                                dest.side.put(rel, &out)?;
-                                bytes += out.len() as u64;
-                            }
-                        })
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            });
-            let mut bytes = 0;
-            for r in results {
-                bytes += r?;
-            }
-            Ok(SideCopied {
-                objects: todo.len(),
-                bytes,
-                unchanged,
-            })
+            Ok(copied)
         })
     }
+}
+
+/// The order side objects are copied in (see the module's doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Gaps = 0,
+    Data = 1,
+    Segments = 2,
+    Rewritten = 3,
+}
+
+/// WAL and captured changes: written once, and never overwritten in a copy.
+fn holds_data(rel: &str) -> bool {
+    rel.starts_with("wal/") || rel.starts_with("cdc/")
+}
+
+fn phase_of(rel: &str) -> Phase {
+    let parts: Vec<&str> = rel.split('/').collect();
+    match parts.as_slice() {
+        ["cdc", _, "gaps.json"] => Phase::Gaps,
+        ["cdc", _, name] if name.ends_with(".seg") => Phase::Segments,
+        ["cdc", _, "parts", ..] | ["wal" | "drills" | "jobs", ..] => Phase::Data,
+        _ => Phase::Rewritten,
+    }
+}
+
+/// `f` over `items` on four threads, in order of the items: each item's result, `None` for
+/// those not started because an earlier one failed.
+fn in_parallel<T: Send>(
+    items: &[String],
+    f: &(impl Fn(&str) -> Result<T, RepoError> + Sync),
+) -> Vec<Option<Result<T, RepoError>>> {
+    let next = AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let slots: Vec<std::sync::Mutex<Option<Result<T, RepoError>>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..4.min(items.len()) {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else {
+                        return;
+                    };
+                    let r = f(item);
+                    if r.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect()
 }
 
 /// One copied snapshot checked in the copy `dst` against the source `src`.
@@ -355,7 +479,8 @@ fn verify_one(
         (Ok(a), Ok(b)) if a == b => Ok(()),
         (Ok(_), Ok(_)) => Err("its manifest differs from the source's".into()),
         (Ok(_), Err(e)) => Err(format!("its manifest does not read back: {e}")),
-        // No readable manifest at the source either (an incomplete backup): nothing to compare.
-        (Err(_), _) => Ok(()),
+        // No manifest at the source either (a backup that failed before writing it).
+        (Err(_), Err(_)) => Ok(()),
+        (Err(e), Ok(_)) => Err(format!("its manifest does not read here: {e}")),
     }
 }

@@ -434,7 +434,7 @@ pub struct CopyArgs {
     /// manifest compared)
     #[arg(long)]
     pub read_data: bool,
-    /// Show what would be copied; change nothing (a copy never made is not created)
+    /// Show what would be copied; change nothing
     #[arg(long)]
     pub dry_run: bool,
 }

@@ -104,16 +104,35 @@ fn latest_equals_source(ws: &Workspace, pg: &Cluster, db: &str) {
 /// go to a local file and are stored in parts (the default is 64 MiB).
 fn capturing(ws: &Workspace, pg: &Cluster) -> std::process::Child {
     cdc_config(ws, &pg.url("shop"));
+    start_capture(ws, &[("LIFEBOAT_CDC_SPILL_BYTES", "4000000")])
+}
+
+/// With the config written: the repository created, `cdc check --fix`, and a `cdc run`
+/// (with `env`) started, once it has taken its baseline.
+fn start_capture(ws: &Workspace, env: &[(&str, &str)]) -> std::process::Child {
     ws.run(&["init"]).expect_code(0);
     ws.run(&["cdc", "check", "shop", "--fix"]).expect_code(0);
-    let capture = ws.spawn_env(
-        &["cdc", "run", "shop"],
-        &[("LIFEBOAT_CDC_SPILL_BYTES", &"4000000")],
-    );
+    let env: Vec<(&str, &dyn AsRef<std::ffi::OsStr>)> = env
+        .iter()
+        .map(|(k, v)| (*k, v as &dyn AsRef<std::ffi::OsStr>))
+        .collect();
+    let capture = ws.spawn_env(&["cdc", "run", "shop"], &env);
     wait_for("the baseline", Duration::from_secs(60), || {
         ws.snapshots().iter().any(|s| s["target"] == "shop")
     });
     capture
+}
+
+/// A logical cluster with the database `shop` and its table `events`.
+fn shop_with_events() -> Cluster {
+    let pg = logical_cluster();
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    pg.psql(
+        "shop",
+        "CREATE TABLE events (id serial PRIMARY KEY, n int, note text)",
+    )
+    .unwrap();
+    pg
 }
 
 #[test]
@@ -300,20 +319,9 @@ fn a_cdc_target_restores_to_chosen_moments_each_equal_to_the_source_then() {
 #[test]
 fn a_capture_killed_and_started_again_loses_nothing_and_applies_nothing_twice() {
     let ws = Workspace::new(BIN);
-    let pg = logical_cluster();
-    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
-    pg.psql(
-        "shop",
-        "CREATE TABLE events (id serial PRIMARY KEY, n int, note text)",
-    )
-    .unwrap();
+    let pg = shop_with_events();
     cdc_config(&ws, &pg.url("shop"));
-    ws.run(&["init"]).expect_code(0);
-    ws.run(&["cdc", "check", "shop", "--fix"]).expect_code(0);
-    let mut capture = ws.spawn(&["cdc", "run", "shop"]);
-    wait_for("the baseline", Duration::from_secs(60), || {
-        ws.snapshots().iter().any(|s| s["target"] == "shop")
-    });
+    let mut capture = start_capture(&ws, &[]);
     // A workload in the background while the capture is killed mid-way.
     let writer_url = pg.url("shop");
     let writer = std::thread::spawn(move || {
@@ -1055,4 +1063,68 @@ fn without_the_ddl_trigger_the_first_tables_of_an_empty_database_are_seen() {
     caught_up(&pg);
     terminate(capture).expect_code(0);
     latest_equals_source(&ws, &pg, "copy");
+}
+
+/// A copy of the repository (issue 23) made while the capture runs, and again after it
+/// stopped: with the repository deleted, a moment and the end restored from the copy
+/// each equal the source as it was then (segments and gap records reach the copy in an
+/// order that never leaves a hole).
+#[test]
+fn a_copy_made_while_capturing_restores_moments_once_the_repository_is_gone() {
+    let ws = Workspace::new(BIN);
+    let pg = shop_with_events();
+    cdc_config(&ws, &pg.url("shop"));
+    let config = std::fs::read_to_string(ws.config_path()).unwrap();
+    std::fs::write(
+        ws.config_path(),
+        format!(
+            "{config}\n[copies.c]\nurl = \"{}\"\npassword-file = \"{}\"\n",
+            ws.path().join("copy").display(),
+            ws.path().join("password").display()
+        ),
+    )
+    .unwrap();
+    let capture = start_capture(&ws, &[]);
+    ws.run(&["init", "--repo", "c"]).expect_code(0);
+    for i in 0..50 {
+        pg.psql(
+            "shop",
+            &format!("INSERT INTO events (n, note) VALUES ({i}, 'first'), ({i}, 'again')"),
+        )
+        .unwrap();
+    }
+    caught_up(&pg);
+    let then = moment();
+    let at_then = checksums(&pg, "shop");
+    ws.run(&["copy"]).expect_code(0);
+    pg.psql(
+        "shop",
+        "UPDATE events SET note = 'changed' WHERE n % 3 = 0; DELETE FROM events WHERE n % 7 = 0",
+    )
+    .unwrap();
+    pg.psql(
+        "shop",
+        "INSERT INTO events (n, note) SELECT g, 'late' FROM generate_series(1, 500) g",
+    )
+    .unwrap();
+    caught_up(&pg);
+    terminate(capture).expect_code(0);
+    ws.run(&["copy"]).expect_code(0);
+
+    std::fs::remove_dir_all(ws.repo()).unwrap();
+    ws.run(&[
+        "restore",
+        "shop",
+        "--repo",
+        "c",
+        "--time",
+        &then,
+        "--to",
+        &pg.url("at_then"),
+    ])
+    .expect_code(0);
+    assert_eq!(checksums(&pg, "at_then"), at_then);
+    ws.run(&["restore", "shop", "--repo", "c", "--to", &pg.url("at_end")])
+        .expect_code(0);
+    assert_eq!(checksums(&pg, "at_end"), checksums(&pg, "shop"));
 }

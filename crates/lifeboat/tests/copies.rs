@@ -8,7 +8,7 @@
 use std::{path::Path, time::Duration};
 
 use lifeboat_testkit::{
-    Cluster, Run, Workspace, free_port, postgres_archiving, s3::S3Server, stop_server,
+    Cluster, Run, Workspace, free_port, postgres_archiving, s3::S3Server, stop_server, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
@@ -151,6 +151,16 @@ fn the_primary_repository_gone_every_kind_restores_from_a_copy_pitr_included() {
     );
     archive_all(&pg);
 
+    // A copy is never created by itself (an unmounted disk would get one): `init --repo`.
+    copy(&ws, &["usb"])
+        .expect_code(1)
+        .expect_stdout(&["no repository at", "lifeboat init --repo usb"], &[]);
+    assert!(!usb.exists());
+    for name in ["usb", "offsite"] {
+        ws.run_env(&["init", "--repo", name], &COPY_CREDS)
+            .expect_code(0);
+    }
+
     // Before any copy: the copies lack every snapshot; a dry run changes nothing.
     let status = ws.run_env(&["status", "--json"], &COPY_CREDS).json();
     let usb_lag = status["copies"]
@@ -170,15 +180,18 @@ fn the_primary_repository_gone_every_kind_restores_from_a_copy_pitr_included() {
             .len(),
         3
     );
-    assert!(!usb.exists(), "a dry run creates no copy");
+    let nothing_in = |dir: &Path| std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
+    assert!(
+        nothing_in(&usb.join("snapshots")),
+        "a dry run copies nothing"
+    );
 
-    // Both copies, created on first use, each snapshot verified there.
+    // Both copies, each snapshot verified there.
     let first = copy(&ws, &[]);
     first.expect_code(0);
     let first = first.json();
     for name in ["usb", "offsite"] {
         let r = report(&first, name);
-        assert_eq!(r["created"], true, "{r:#}");
         assert_eq!(
             r["snapshots"]["copied"].as_array().unwrap().len(),
             3,
@@ -188,11 +201,27 @@ fn the_primary_repository_gone_every_kind_restores_from_a_copy_pitr_included() {
             r["snapshots"]["bytes_sent"].as_u64().unwrap() > 300_000,
             "{r:#}"
         );
-        assert!(
-            r["side"]["objects"].as_u64().unwrap() >= 3,
-            "WAL went too: {r:#}"
-        );
     }
+    // The WAL archive went too, every segment of it.
+    let wal_of = |root: &Path| -> Vec<String> {
+        let mut names = Vec::new();
+        let mut dirs = vec![root.join("lifeboat/wal")];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else {
+                    names.push(p.strip_prefix(root).unwrap().display().to_string());
+                }
+            }
+        }
+        names.sort();
+        names
+    };
+    let archived = wal_of(&ws.repo());
+    assert!(archived.len() >= 3, "{archived:?}");
+    assert_eq!(wal_of(&usb), archived);
     let status = ws.run_env(&["status", "--json"], &COPY_CREDS).json();
     for c in status["copies"].as_array().unwrap() {
         assert_eq!(c["missing"], 0, "{status:#}");
@@ -208,7 +237,9 @@ fn the_primary_repository_gone_every_kind_restores_from_a_copy_pitr_included() {
         "{r:#}"
     );
     assert_eq!(r["snapshots"]["already"], 3, "{r:#}");
+    // Written-once objects are not sent again; these targets have no rewritten records.
     assert_eq!(r["side"]["objects"], 0, "{r:#}");
+    assert!(r["side"]["unchanged"].as_u64().unwrap() >= 3, "{r:#}");
 
     // restic reads the copy with the copy's password, and finds nothing wrong.
     let restic = std::process::Command::new("restic")
@@ -240,10 +271,12 @@ fn the_primary_repository_gone_every_kind_restores_from_a_copy_pitr_included() {
         .expect_code(2)
         .expect_stderr(&["no copy of that name", "offsite, usb"], &[]);
 
-    // The physical target, recovered to the moment with WAL from the S3 copy.
+    // The physical target, recovered to the moment with WAL from the S3 copy: restored,
+    // then started by hand, so that the server fetches every segment itself through its
+    // `restore_command` (and the prefetcher it starts), both reading the copy.
     let restored = ws.path().join("recovered");
     let port = free_port();
-    let run = ws.run_env(
+    ws.run_env(
         &[
             "restore",
             "db",
@@ -253,14 +286,42 @@ fn the_primary_repository_gone_every_kind_restores_from_a_copy_pitr_included() {
             restored.to_str().unwrap(),
             "--time",
             &moment,
-            "--start",
-            "--port",
-            &port.to_string(),
             "--no-archive",
         ],
         &COPY_CREDS,
-    );
-    run.expect_code(0);
+    )
+    .expect_code(0);
+    let settings =
+        std::fs::read_to_string(restored.join("postgresql.auto.conf")).unwrap_or_default();
+    assert!(settings.contains("--repo offsite wal fetch"), "{settings}");
+    {
+        use std::os::unix::process::CommandExt;
+        let (uid, gid) = lifeboat_postgres::cluster::server_user()
+            .unwrap()
+            .expect("the tests run as root");
+        let out = std::process::Command::new(pg.tools().path("pg_ctl"))
+            .arg("-D")
+            .arg(&restored)
+            .arg("-l")
+            .arg(ws.path().join("recovered.log"))
+            .args(["-o", &format!("-p {port} -k /tmp"), "start"])
+            .envs(COPY_CREDS)
+            .env("HOME", "/tmp")
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    wait_for("recovery to the moment", Duration::from_secs(60), || {
+        std::process::Command::new(pg.tools().path("psql"))
+            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-U", "postgres", "-d", "postgres"])
+            .args(["-c", "SELECT pg_is_in_recovery()"])
+            .env("PGPASSWORD", &pg.password)
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "f")
+    });
     assert_eq!(
         sql(
             &pg,
@@ -268,11 +329,10 @@ fn the_primary_repository_gone_every_kind_restores_from_a_copy_pitr_included() {
             "postgres",
             "SELECT count(*), max(id) FROM events"
         ),
-        "2000|2000"
+        "2000|2000",
+        "{}",
+        std::fs::read_to_string(ws.path().join("recovered.log")).unwrap_or_default()
     );
-    let settings =
-        std::fs::read_to_string(restored.join("postgresql.auto.conf")).unwrap_or_default();
-    assert!(settings.contains("--repo offsite wal fetch"), "{settings}");
 
     // The logical target into a new database (on the recovered server), and the files,
     // from the local copy.
@@ -353,23 +413,31 @@ fn a_second_copy_sends_little_and_a_late_copy_is_an_objective_missed() {
     .unwrap();
     let copy_dir = ws.path().join("second");
     ws.write_config(&format!(
-        "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n\n[copies.second]\nurl = \"{}\"\npassword-file = \"{}\"\nmax-lag = \"1s\"\n",
+        "[targets.d]\nkind = \"files\"\npaths = [\"{}\"]\n\n[copies.second]\nurl = \"{}\"\npassword-file = \"{}\"\nmax-lag = \"1s\"\n\n[copies.alias]\nurl = \"{}\"\npassword-file = \"{}\"\n",
         data.display(),
         copy_dir.display(),
         ws.path().join("password").display(),
+        ws.path().join("alias").display(),
+        ws.path().join("password").display(),
     ));
     ws.run(&["init"]).expect_code(0);
+    ws.run(&["init", "--repo", "second"]).expect_code(0);
+    // A copy that is the repository under another name is found by the repository's id.
+    std::os::unix::fs::symlink(ws.repo(), ws.path().join("alias")).unwrap();
+    copy(&ws, &["alias"])
+        .expect_code(1)
+        .expect_stdout(&["copy `alias`", "is the repository itself"], &[]);
     ws.run(&["backup", "d"]).expect_code(0);
     std::thread::sleep(Duration::from_millis(1500));
     let late = ws.run(&["status", "--json"]);
     late.expect_code(3);
-    let problems = late.json()["copies"][0]["problems"].to_string();
+    let problems = report(&late.json(), "second")["problems"].to_string();
     assert!(
         problems.contains("copy `second` lacks 1 snapshot"),
         "{problems}"
     );
 
-    let first = copy(&ws, &[]);
+    let first = copy(&ws, &["second"]);
     first.expect_code(0);
     let sent_first = report(&first.json(), "second")["snapshots"]["bytes_sent"]
         .as_u64()
@@ -384,7 +452,7 @@ fn a_second_copy_sends_little_and_a_late_copy_is_an_objective_missed() {
     }
     std::fs::write(data.join("big.bin"), &bytes).unwrap();
     ws.run(&["backup", "d"]).expect_code(0);
-    let second = copy(&ws, &[]);
+    let second = copy(&ws, &["second"]);
     second.expect_code(0);
     let r = report(&second.json(), "second").clone();
     assert_eq!(
@@ -419,19 +487,55 @@ fn a_second_copy_sends_little_and_a_late_copy_is_an_objective_missed() {
     .expect_code(0);
     let restored = find_file(&back, "big.bin").unwrap();
     assert_eq!(std::fs::read(restored).unwrap(), bytes);
+
+    // A run that stopped between saving snapshots in the copy and verifying them (its
+    // record never written), and a pack of the copy damaged meanwhile: the next run
+    // verifies what it finds unverified, removes what fails, and says so.
+    std::fs::remove_file(ws.repo().join("lifeboat/copies/second.json")).unwrap();
+    let mut packs: Vec<(u64, std::path::PathBuf)> = Vec::new();
+    for d in std::fs::read_dir(copy_dir.join("data")).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            packs.push((std::fs::metadata(&p).unwrap().len(), p));
+        }
+    }
+    packs.sort();
+    let (size, biggest) = packs.last().unwrap().clone();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&biggest)
+        .unwrap();
+    file.set_len(size / 2).unwrap();
+    let failed = copy(&ws, &["second"]);
+    failed.expect_code(1);
+    let text = failed.stdout.clone() + &failed.stderr;
+    assert!(text.contains("failed verification"), "{text}");
+    assert!(text.contains("removed from the copy"), "{text}");
+    assert!(text.contains("shorter than its index says"), "{text}");
+    let left = ws.run(&["snapshots", "--json", "--repo", "second"]).json()["snapshots"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(
+        left < 2,
+        "the damaged snapshots are gone from the copy: {left} left"
+    );
+    let status = ws.run(&["status", "--json"]);
+    status.expect_code(3);
+    assert_eq!(report(&status.json(), "second")["missing"], 2 - left);
 }
 
-/// `serve` copies on `copy-schedule`; a copy that cannot be written fails its job (in the
+/// `serve` copies on `copy-schedule`; a copy that cannot be opened fails its job (in the
 /// history, naming the copy) and one that falls behind its `max-lag` fires `copy-lag:<name>`,
 /// kept with the other firing alerts when `serve` stops.
 #[test]
 fn serve_copies_on_schedule_and_alerts_on_a_copy_that_falls_behind() {
-    use lifeboat_testkit::{terminate, wait_for};
+    use lifeboat_testkit::terminate;
     let ws = Workspace::new(BIN);
     let data = ws.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("a.txt"), "hello").unwrap();
-    // A copy under a regular file can never be created.
+    // A copy under a regular file can never be opened.
     std::fs::write(ws.path().join("not-a-folder"), "").unwrap();
     ws.write_config(&format!(
         "[targets.f]\nkind = \"files\"\npaths = [\"{}\"]\nschedule = \"every 2s\"\n\n\
@@ -444,6 +548,7 @@ fn serve_copies_on_schedule_and_alerts_on_a_copy_that_falls_behind() {
         ws.path().join("password").display(),
     ));
     ws.run(&["init"]).expect_code(0);
+    ws.run(&["init", "--repo", "near"]).expect_code(0);
     let serve = ws.spawn(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())]);
     let jobs = |ws: &Workspace| -> Vec<serde_json::Value> {
         ws.run(&["jobs", "--json"]).json()["jobs"]
@@ -451,19 +556,18 @@ fn serve_copies_on_schedule_and_alerts_on_a_copy_that_falls_behind() {
             .unwrap()
             .clone()
     };
+    // Two copies of `near`, each with a record of its own beside the failures of `broken`
+    // (they start in the same millisecond: their records once shared a name).
     wait_for("two copies into `near`", Duration::from_secs(60), || {
         jobs(&ws)
             .iter()
             .filter(|j| {
                 j["job"] == "copy"
                     && j["outcome"] == "succeeded"
-                    && j["detail"]
-                        .as_str()
-                        .unwrap_or("")
-                        .contains("copy `near`: 1 snapshot")
+                    && j["detail"].as_str().unwrap_or("").contains("copy `near`: ")
             })
             .count()
-            >= 1
+            >= 2
             && ws.run(&["snapshots", "--json", "--repo", "near"]).json()["snapshots"]
                 .as_array()
                 .is_some_and(|s| s.len() >= 2)

@@ -430,6 +430,7 @@ impl Shared {
             }
         };
         self.state().status = rows.clone();
+        let lags = crate::copies::lags(&self.engine, &rows).await;
         let mut send = Vec::new();
         {
             let mut alerts = self.alerts();
@@ -468,7 +469,7 @@ impl Shared {
             }
         }
         // Each copy's lag (`max-lag`): its own problem, `copy-lag:<copy>`.
-        match crate::copies::lags(&self.engine).await {
+        match lags {
             Ok(lags) => {
                 let mut alerts = self.alerts();
                 for lag in lags {

@@ -1,7 +1,8 @@
 //! `lifeboat copy [NAME...] [--read-data] [--dry-run]`: bring second copies of the
 //! repository (`[copies.NAME]`) up to date. The engine's
 //! [`copies::copy`](lifeboat_engine::copies::copy) copies the snapshots each copy lacks,
-//! verifies them there, then the side area; a copy's repository is created on first use.
+//! verifies them there, then the side area; a copy's repository is created once with
+//! `lifeboat init --repo NAME`.
 //! Every copy is tried; the exit code is 1 if any failed.
 
 use lifeboat_engine::copies::{self, CopyReport};
@@ -76,9 +77,6 @@ pub async fn run(ctx: &Context, args: CopyArgs) -> CliResult<i32> {
 }
 
 fn print_report(r: &CopyReport) {
-    if r.created {
-        outln!("  created the copy's repository at {}", r.url);
-    }
     if r.dry_run {
         if r.pending.is_empty() {
             outln!(

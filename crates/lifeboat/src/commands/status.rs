@@ -15,7 +15,7 @@ pub async fn run(ctx: &Context) -> CliResult<i32> {
     let engine = ctx.engine().await?;
     let rows = status(&engine).await?;
     let plans = lifeboat_engine::recovery::drill::plan_status(&engine).await?;
-    let copies = lifeboat_engine::copies::lags(&engine).await?;
+    let copies = lifeboat_engine::copies::lags(&engine, &rows).await?;
     let missed = rows.iter().any(|r| !r.problems.is_empty())
         || plans.iter().any(|p| !p.problems.is_empty())
         || copies.iter().any(|c| !c.problems.is_empty());

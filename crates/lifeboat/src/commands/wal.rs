@@ -56,11 +56,13 @@ async fn fetch_command(ctx: &Context, args: WalFetchArgs) -> CliResult<i32> {
         let spawned = std::env::current_exe()
             .and_then(|exe| Ok((exe, std::fs::canonicalize(&ctx.config_path)?)))
             .and_then(|(exe, config)| {
-                std::process::Command::new(exe)
-                    .arg("-q")
-                    .arg("-c")
-                    .arg(config)
-                    .args(["wal", "prefetch", &args.name, "--target", &name])
+                let mut cmd = std::process::Command::new(exe);
+                cmd.arg("-q").arg("-c").arg(config);
+                // Fetching from a copy (`--repo NAME`): the next segments come from it too.
+                if let Some(copy) = &ctx.copy {
+                    cmd.args(["--repo", copy]);
+                }
+                cmd.args(["wal", "prefetch", &args.name, "--target", &name])
                     .arg(format!("--system-id={cluster}"))
                     .arg(format!("--segment-size={segment_size}"))
                     .stdin(std::process::Stdio::null())
