@@ -2,9 +2,10 @@
 # Benchmark (issue 23, performance): `lifeboat copy` against `restic copy` between the same
 # two kinds of local repositories, in the same run.
 #
-# A pgbench database (scale SCALE, default 100: a logical snapshot of about 1 GB) is backed
-# up once by `lifeboat backup` into the source repository (restic format: restic reads it
-# as it is). Then ROUNDS rounds (default 3), the order alternating, each copying that
+# The realistic `app` database of bench/logical.sh (scale APP_SCALE, default 1: a logical
+# snapshot of about 1 GB that compresses as real data does; pgbench's blank-padded rows
+# shrink a hundredfold and would measure nothing) is backed up once by `lifeboat backup`
+# into the source repository (restic format: restic reads it as it is). Then ROUNDS rounds (default 3), the order alternating, each copying that
 # snapshot into a fresh, empty repository on the same disk:
 #
 #   lifeboat:  `lifeboat init --repo NAME`, then `lifeboat copy NAME` (the snapshot
@@ -13,23 +14,23 @@
 #
 # each pair timed together.
 #
-# Then 1% more rows (INSERT of SCALE × 1,000 accounts), a second `lifeboat backup`, and a
+# Then 1% more ledger rows (the insert-only table's growth), a second `lifeboat backup`, and a
 # second copy into each round's destination by each tool: the bytes it adds to the
 # destination against the first copy's.
 #
 # Every command is timed with /usr/bin/time (wall; CPU = user + system, children
 # included); `sync` before each; both tools' caches in $WORK/cache, emptied each round.
-# Throughput = the snapshot's bytes ÷ wall seconds. Targets: lifeboat's throughput ≥ 0.8×
+# Throughput = the snapshot's bytes (as dumped) ÷ wall seconds. Targets: lifeboat's throughput ≥ 0.8×
 # restic's (same run, medians); the second copy sends ≤ 5% of the first's bytes.
 #
-#   bench/copy.sh                      # scale 100, 3 rounds
-#   SCALE=10 ROUNDS=1 bench/copy.sh    # a quick run
+#   bench/copy.sh                          # app scale 1, 3 rounds
+#   APP_SCALE=0.05 ROUNDS=1 bench/copy.sh  # a quick run
 #
-# Knobs: SCALE (100), ROUNDS (3), WORK (/tmp/lifeboat-bench-copy), KEEP_WORK (0),
+# Knobs: APP_SCALE (1), ROUNDS (3), WORK (/tmp/lifeboat-bench-copy), KEEP_WORK (0),
 # LIFEBOAT_BIN. Prints a Markdown report on stdout; raw figures in $WORK/rounds.tsv.
 source "$(dirname "$0")/lib.sh"
 
-SCALE=${SCALE:-100}
+APP_SCALE=${APP_SCALE:-1}
 ROUNDS=${ROUNDS:-3}
 WORK=${WORK:-/tmp/lifeboat-bench-copy}
 PORT=${PORT:-55439}
@@ -44,19 +45,25 @@ TSV="$WORK/rounds.tsv"; : > "$TSV"
 export RESTIC_PASSWORD_FILE="$WORK/lb/password"
 export XDG_CACHE_HOME="$WORK/cache" RESTIC_CACHE_DIR="$WORK/cache/restic"
 
-log "pgbench scale $SCALE"
+log "the app dataset, scale $APP_SCALE"
 start_cluster "$WORK/pg" "$PORT"
-as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres pgb
-"$PGBIN/pgbench" -q -i -s "$SCALE" -h 127.0.0.1 -p "$PORT" -U postgres pgb >/dev/null 2>&1
+PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres)
+app_dataset "$APP_SCALE" "${PSQL[@]}" >/dev/null
 
-# The source repository and one copy section per round (`r1`, `r2`, …).
+# The source repository (the target `app`) and one copy section per round (`r1`, …).
+echo "postgres://postgres@127.0.0.1:$PORT/app" > "$WORK/app.url"
 pgb_config "$WORK/lb" "$PORT" <<TOML
+
+[targets.app]
+kind = "postgres"
+url-file = "$WORK/app.url"
+globals = false
 $(for r in $(seq 1 "$ROUNDS"); do printf '\n[copies.r%s]\nurl = "%s"\npassword-file = "%s"\n' "$r" "$WORK/r$r/lb" "$WORK/lb/password"; done)
 TOML
 LB=("$LIFEBOAT" -q -c "$WORK/lb/lifeboat.toml")
 "${LB[@]}" init >/dev/null
 log "first backup"
-"${LB[@]}" backup pgb >/dev/null
+"${LB[@]}" backup app >/dev/null
 SNAP_BYTES=$("${LB[@]}" snapshots --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshots"][-1]["bytes"])')
 
 
@@ -81,10 +88,9 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-log "1% more rows, second backup"
-"$PGBIN/psql" -q -h 127.0.0.1 -p "$PORT" -U postgres pgb -c \
-  "INSERT INTO pgbench_accounts SELECT aid + $SCALE * 100000, bid, 0, '' FROM pgbench_accounts WHERE aid <= $SCALE * 1000" >/dev/null
-"${LB[@]}" backup pgb >/dev/null
+log "1% more ledger rows, second backup"
+"${PSQL[@]}" -d app -c "INSERT INTO credit_ledger SELECT id + 100000000, user_id, amount, reason, ref, created_at + interval '400 days' FROM credit_ledger WHERE id % 100 = 0"
+"${LB[@]}" backup app >/dev/null
 for round in $(seq 1 "$ROUNDS"); do
   log "round $round: second copy"
   if [ $((round % 2)) = 1 ]; then order=(lifeboat restic); else order=(restic lifeboat); fi
@@ -109,7 +115,7 @@ TP_RATIO=$(ratio "$RS_WALL" "$LB_WALL")
 LB_SHARE=$(share lifeboat); RS_SHARE=$(share restic)
 echo "## Copy to a second repository — $(date -u +%Y-%m-%d) (bench/copy.sh), $(machine)"
 echo
-echo "pgbench scale $SCALE, one logical snapshot of $(mib "$SNAP_BYTES") MiB; $ROUNDS rounds, order alternating, fresh local destination each round."
+echo "The app dataset (bench/logical.sh) at scale $APP_SCALE: one logical snapshot of $(mib "$SNAP_BYTES") MiB as dumped, $(mib "$(bytes "$WORK/lb/repo")") MiB in the repository; $ROUNDS rounds, order alternating, fresh local destination each round."
 echo
 echo "| | lifeboat copy | restic copy |"
 echo "|---|---|---|"
@@ -117,7 +123,7 @@ echo "| first copy, wall s (median; all) | $LB_WALL ($(all first lifeboat 4)) | 
 echo "| first copy, CPU s (median) | $(median first lifeboat 5) | $(median first restic 5) |"
 echo "| throughput MiB/s | $(awk -v b="$SNAP_BYTES" -v w="$LB_WALL" 'BEGIN { printf "%.1f", b / 1048576 / w }') | $(awk -v b="$SNAP_BYTES" -v w="$RS_WALL" 'BEGIN { printf "%.1f", b / 1048576 / w }') |"
 echo "| destination size after the first copy (median) | $(mib "$(median first lifeboat 6)") MiB | $(mib "$(median first restic 6)") MiB |"
-echo "| second copy after +1% rows, wall s (median) | $(median second lifeboat 4) | $(median second restic 4) |"
+echo "| second copy after +1% ledger rows, wall s (median) | $(median second lifeboat 4) | $(median second restic 4) |"
 echo "| second copy's bytes ÷ first's (median) | $LB_SHARE% | $RS_SHARE% |"
 echo
 echo "lifeboat's throughput ÷ restic's: **${TP_RATIO}×** (target ≥ 0.8×). Second copy: **$LB_SHARE%** of the first's bytes (target ≤ 5%)."

@@ -35,36 +35,7 @@ log "generating pgbench scale $PGBENCH_SCALE"
 "$PGBIN/pgbench" -i -q -s "$PGBENCH_SCALE" pgb >/dev/null 2>&1
 
 log "generating the app dataset, scale $APP_SCALE"
-"${PSQL[@]}" -d postgres -c "CREATE DATABASE app"
-"${PSQL[@]}" -d app -v scale="$APP_SCALE" <<'SQL'
-SELECT setseed(0.42);
-CREATE TABLE words AS SELECT w, row_number() OVER () AS n FROM unnest(string_to_array(
- 'the of and to in is you that it he was for on are as with his they at be this have from or one had by word but not what all were we when your can said there use an each which she do how their if will up other about out many then them these so some her would make like him into time has look two more write go see number no way could people my than first water been call who oil its now find long down day did get come made may part over new sound take only little work know place year live me back give most very after thing our just name good sentence man think say great where help through much before line right too mean old any same tell boy follow came want show also around form three small set put end does another well large must big even such because turn here why ask went men read need land different home us move try kind hand picture again change off play spell air away animal house point page letter mother answer found study still learn should america world invoice payment refund subscription upload image avatar credit balance order customer shipment'
- , ' ')) AS w;
-SELECT count(*) AS nw FROM words \gset
-CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, name text NOT NULL, plan text NOT NULL, created_at timestamptz NOT NULL);
-INSERT INTO users SELECT i, 'user' || i || '@' || (ARRAY['gmail.com','example.com','proton.me','company.io'])[1 + i % 4],
-  initcap((SELECT w FROM words WHERE n = 1 + (i * 7) % :nw)) || ' ' || initcap((SELECT w FROM words WHERE n = 1 + (i * 13) % :nw)),
-  (ARRAY['free','pro','team'])[1 + (i % 7) % 3], timestamptz '2024-01-01' + (i * interval '37 seconds')
-  FROM generate_series(1::bigint, (400000 * :scale)::bigint) i;
-CREATE TABLE images (id bigint PRIMARY KEY, user_id bigint NOT NULL, url text NOT NULL, metadata jsonb NOT NULL, created_at timestamptz NOT NULL);
-INSERT INTO images SELECT i, 1 + (i * 31) % (400000 * :scale)::int,
-  'https://media.example.com/u/' || (1 + (i * 31) % 400000) || '/' || md5(i::text) || '.jpg',
-  jsonb_build_object('width', 320 + (i * 17) % 1600, 'height', 240 + (i * 13) % 1200, 'bytes', 20000 + (i * 7919) % 4000000,
-                     'mime', 'image/jpeg', 'exif', jsonb_build_object('camera', 'cam-' || (i % 37), 'iso', 100 * (1 + i % 32))),
-  timestamptz '2024-01-01' + (i * interval '11 seconds')
-  FROM generate_series(1::bigint, (1500000 * :scale)::bigint) i;
-CREATE TABLE credit_ledger (id bigint PRIMARY KEY, user_id bigint NOT NULL, amount integer NOT NULL, reason text NOT NULL, ref text NOT NULL, created_at timestamptz NOT NULL);
-INSERT INTO credit_ledger SELECT i, 1 + (i * 7) % (400000 * :scale)::int, CASE WHEN i % 5 = 0 THEN -(i % 300) ELSE i % 500 END,
-  (ARRAY['purchase','bonus','refund','usage','referral'])[1 + i % 5], md5((i * 3)::text), timestamptz '2024-01-01' + (i * interval '3 seconds')
-  FROM generate_series(1::bigint, (4000000 * :scale)::bigint) i;
-CREATE TABLE posts (id bigint PRIMARY KEY, user_id bigint NOT NULL, title text NOT NULL, body text NOT NULL);
-INSERT INTO posts SELECT i, 1 + i % (400000 * :scale)::int,
-  (SELECT string_agg(w, ' ') FROM words WHERE n IN (1 + (i * 3) % :nw, 1 + (i * 5) % :nw, 1 + (i * 11) % :nw)),
-  (SELECT string_agg(w, ' ' ORDER BY hashint8(i * 1000 + g)) FROM generate_series(1, 60) g JOIN words ON n = 1 + abs(hashint8(i * 100 + g)) % :nw)
-  FROM generate_series(1::bigint, (600000 * :scale)::bigint) i;
-VACUUM ANALYZE;
-SQL
+app_dataset "$APP_SCALE" "${PSQL[@]}"
 
 mkdir -p "$WORK/lb" "$WORK/out"
 echo "postgres://postgres@127.0.0.1:$PORT/app" > "$WORK/lb/app.url"

@@ -602,6 +602,8 @@ impl NotifyConfig {
         "probe-down",
         "probe-up",
         "capture-failed",
+        "copy-failed",
+        "copy-behind",
         "test",
     ];
 

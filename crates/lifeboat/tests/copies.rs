@@ -264,6 +264,8 @@ fn the_primary_repository_gone_every_kind_restores_from_a_copy_pitr_included() {
     );
     listed.expect_code(0);
     assert_eq!(listed.json()["snapshots"].as_array().unwrap().len(), 3);
+    ws.run(&["check", "--read-data", "--repo", "usb"])
+        .expect_code(0);
     ws.run(&["backup", "d", "--repo", "usb"])
         .expect_code(2)
         .expect_stderr(&["does not run against a copy"], &[]);
@@ -461,13 +463,14 @@ fn a_second_copy_sends_little_and_a_late_copy_is_an_objective_missed() {
         "{r:#}"
     );
     let sent = r["snapshots"]["bytes_sent"].as_u64().unwrap();
-    // What the backup itself added to the repository (the changed chunks, around 1 MiB
-    // each): the copy sends that and a few small files, not the 16 MB again.
+    // What the backup itself added to the repository: the changed chunks (1 MiB on
+    // average, up to 8 MiB; where they fall depends on the repository's random chunker
+    // polynomial). The copy sends that and a few small files, not the 16 MB again.
     let added = ws.snapshots().last().unwrap()["stored_bytes"]
         .as_u64()
         .unwrap();
     assert!(
-        added > 0 && added < sent_first / 4,
+        added > 0 && added < sent_first * 3 / 4,
         "{added} of {sent_first}"
     );
     assert!(

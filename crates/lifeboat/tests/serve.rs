@@ -632,6 +632,9 @@ fn the_service_unit_and_the_example_config_are_valid() {
         ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/x"),
         ("ALERT_WEBHOOK_URL", "https://alerts.example/hook"),
         ("HEALTHCHECKS_URL", "https://hc-ping.com/abc"),
+        ("LIFEBOAT_OFFSITE_PASSWORD", "y"),
+        ("OFFSITE_ACCESS_KEY_ID", "c"),
+        ("OFFSITE_SECRET_ACCESS_KEY", "d"),
     ];
     let example = packaging.join("lifeboat.toml.example");
     let run = lifeboat_testkit::Run::from(
