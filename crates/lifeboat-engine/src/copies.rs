@@ -175,6 +175,23 @@ pub async fn copy(
     let path = format!("{RECORDS}/{name}.json");
     let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
     repo.call(move |r| r.side().put(&path, &bytes)).await?;
+    // Snapshots that failed verification fail the copy, once the others are recorded.
+    let snapshots = snapshots.and_then(|s| {
+        if s.failed.is_empty() {
+            Ok(s)
+        } else {
+            Err(EngineError::failure(
+                format!(
+                    "copy `{name}`: {} snapshot(s) failed verification in {url}: {}",
+                    s.failed.len(),
+                    s.failed.join("; ")
+                ),
+                Some(format!(
+                    "`lifeboat check --read-data --repo {name}` shows what is damaged in the copy; the next copy sends what it lacks again"
+                )),
+            ))
+        }
+    });
     match (snapshots, side) {
         (Ok(snapshots), Ok(side)) => Ok(report(Vec::new(), snapshots, side)),
         (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
@@ -280,21 +297,23 @@ pub async fn lags(
             .iter()
             .map(|s| age(s.time.timestamp()))
             .fold(0.0, f64::max);
-        // Archived since the side area was last copied whole: at most that old.
+        // Archived since the side area was last copied whole: at most that old. Never
+        // copied whole: the copy restores no further than the target's newest snapshot
+        // it holds (or, holding none, than nothing: the snapshot lag says so).
         let side_lag = rows
             .iter()
             .filter_map(|r| {
-                r.wal
-                    .as_ref()?
-                    .last_archived_at
-                    .as_deref()?
-                    .parse::<jiff::Timestamp>()
-                    .ok()
-            })
-            .filter_map(|written| match record.and_then(|r| r.side_copied_at) {
-                Some(copied) if written <= copied => None,
-                Some(copied) => Some(age(copied)),
-                None => Some(age(written)),
+                let written = r.wal.as_ref()?.last_archived_at.as_deref()?;
+                let written = written.parse::<jiff::Timestamp>().ok()?;
+                match record.and_then(|r| r.side_copied_at) {
+                    Some(copied) if written <= copied => None,
+                    Some(copied) => Some(age(copied)),
+                    None => snaps
+                        .iter()
+                        .rev()
+                        .find(|s| s.target == r.target && present.contains(s.id.as_str()))
+                        .map(|s| age(s.time.timestamp())),
+                }
             })
             .fold(0.0, f64::max);
         let lag = snapshot_lag.max(side_lag);

@@ -206,20 +206,20 @@ impl Job {
         }
     }
 
-    /// The target it is about; [`REPOSITORY`] for upkeep of the whole repository.
+    /// The target it is about; [`REPOSITORY`] for upkeep of the whole repository; the
+    /// copy's name for a copy.
     pub fn subject(&self) -> &str {
         match self {
             Self::Backup(t) | Self::Drill(t) => t,
-            Self::Forget | Self::Check(_) | Self::Copy(_) => REPOSITORY,
+            // Each copy's history, alerts and metrics are its own.
+            Self::Copy(name) => name,
+            Self::Forget | Self::Check(_) => REPOSITORY,
         }
     }
 
-    /// One job of a kind per subject at a time: the key of that (per copy for copies).
+    /// One job of a kind per subject at a time: the key of that.
     pub fn key(&self) -> String {
-        match self {
-            Self::Copy(name) => format!("copy:{name}"),
-            _ => format!("{}:{}", self.name(), self.subject()),
-        }
+        format!("{}:{}", self.name(), self.subject())
     }
 }
 
@@ -229,10 +229,6 @@ pub async fn run_job(engine: &Engine, job: &Job, trigger: Trigger, cancel: &Canc
         return backup_job(engine, name, trigger, cancel).await.0;
     }
     let mut record = JobRecord::new(job.name(), job.subject(), trigger, jiff::Timestamp::now());
-    if let Job::Copy(name) = job {
-        // Copies start together on one schedule: one record each.
-        record.id = format!("{}-{name}", record.id);
-    }
     let started = std::time::Instant::now();
     let outcome: Result<Option<SnapshotId>, EngineError> = match job {
         Job::Backup(_) => unreachable!("returned above"),

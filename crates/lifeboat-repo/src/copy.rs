@@ -17,14 +17,15 @@
 //! and sealed again with the copy's, under the same name. Runtime state that belongs to
 //! the repository it lives in (locks, `serve`'s alerts and calendar, the copy records) is
 //! not copied. Objects written once (WAL, change segments and their parts, drill reports,
-//! job records) are copied when the copy lacks them or holds them in another size — but a
-//! WAL segment or change segment the copy holds in another size is an error, never
-//! overwritten; the few small objects rewritten in place (gap
-//! records, where a capture stopped, incidents, recovery records) are copied every time.
-//! The order keeps the copy consistent at every moment: gap records first, then data, then
-//! change segments — in order per target, so that a failure leaves no hole a replay would
-//! step over — and the rewritten records last. Nothing is ever deleted from a copy but
-//! change segments this run wrote past a failure.
+//! job records) are copied when the copy lacks them or holds them in another size; a WAL
+//! segment or change segment the copy holds with other content is an error, never
+//! overwritten. The few small records rewritten in place (gap records, where a capture
+//! stopped, incidents, recovery records) are read before anything else is listed and
+//! copied every time. The order keeps the copy consistent at every moment: gap records
+//! first, then data, then change segments — one after another per target, so that a
+//! failure or a stop never leaves a hole a replay would step over — and the records last.
+//! A copy whose newest change segments the repository pruned before they were copied gets
+//! no newer ones (the error says what to do). Nothing is ever deleted from a copy.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -64,6 +65,9 @@ pub struct SnapshotsCopied {
     /// Snapshots found in the copy unverified (a run stopped before verifying) and
     /// verified by this one.
     pub verified_late: usize,
+    /// Snapshots that failed verification in the copy, each with why and what became of
+    /// it; the others count.
+    pub failed: Vec<String>,
 }
 
 /// What a copy of the side area did.
@@ -158,16 +162,15 @@ impl Repo {
                     dest.put_back(dst.drop_index());
                     result?;
                 }
-                let late = dest.verify_copies(&src, &unverified, read_data);
-                let fresh = dest.verify_copies(&src, &missing, read_data);
+                let late = dest.verify_copies(&src, &unverified, read_data)?;
+                let fresh = dest.verify_copies(&src, &missing, read_data)?;
                 Ok::<_, RepoError>((late, fresh))
             })();
             self.put_back(src.drop_index());
-            let (late, fresh) = outcome?;
-            let late = late?;
+            let ((late, mut failed), (copied, failed_fresh)) = outcome?;
+            failed.extend(failed_fresh);
             let verified_late = late.len();
             ids.extend(late.iter().map(|c| c.id.clone()));
-            let copied = fresh?;
             ids.extend(copied.iter().map(|c| c.id.clone()));
             Ok(SnapshotsCopied {
                 copied,
@@ -175,6 +178,7 @@ impl Repo {
                 bytes_sent: dest.pack_bytes()?.saturating_sub(before),
                 present: ids,
                 verified_late,
+                failed,
             })
         })
     }
@@ -194,15 +198,16 @@ impl Repo {
     }
 
     /// Verify, in this repository (the copy), the snapshots just copied from `src`; remove
-    /// those that fail.
+    /// those that fail. Those that passed, and why each other one failed.
+    #[allow(clippy::type_complexity)]
     fn verify_copies(
         &self,
         src: &Repository<rustic_core::IndexedFullStatus>,
         copied: &[(SnapshotFile, SnapshotInfo)],
         read_data: bool,
-    ) -> Result<Vec<CopiedSnapshot>, RepoError> {
+    ) -> Result<(Vec<CopiedSnapshot>, Vec<String>), RepoError> {
         if copied.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let dst = self
             .handle()?
@@ -252,18 +257,7 @@ impl Repo {
                     },
                 }
             }
-            if failed.is_empty() {
-                Ok(done)
-            } else {
-                Err(RepoError::Rustic {
-                    context: format!(
-                        "{} snapshot(s) failed verification in `{}`",
-                        failed.len(),
-                        self.url
-                    ),
-                    message: failed.join("; "),
-                })
-            }
+            Ok((done, failed))
         })();
         self.put_back(dst.drop_index());
         result
@@ -274,44 +268,89 @@ impl Repo {
     pub fn copy_side(&self, dest: &Repo) -> Result<SideCopied, RepoError> {
         off_async(|| {
             let (mine, theirs) = (self.side_key()?, dest.side_key()?);
+            let skipped = |rel: &str| NOT_COPIED.iter().any(|p| rel.starts_with(p));
+            // The records rewritten in place are read first, before the data is listed:
+            // what they say (where a capture stopped) is then covered by what is copied.
+            let mut records: [Vec<(String, Vec<u8>)>; 2] = Default::default();
+            for (rel, _) in self.side.walk("")? {
+                let phase = phase_of(&rel);
+                if skipped(&rel) || !matches!(phase, Phase::Gaps | Phase::Rewritten) {
+                    continue;
+                }
+                if let Some(raw) = self.side.get(&rel)? {
+                    let slot = usize::from(phase == Phase::Rewritten);
+                    records[slot].push((rel, raw));
+                }
+            }
             let there: HashMap<String, u64> = dest
                 .side
                 .walk("")?
                 .into_iter()
                 .map(|(rel, stat)| (rel, stat.size))
                 .collect();
-            let mut phases: [Vec<String>; 4] = Default::default();
+            let mut data = Vec::new();
+            let mut segments: std::collections::BTreeMap<String, Vec<String>> = Default::default();
             let mut unchanged = 0;
+            let mut conflicts = Vec::new();
             for (rel, stat) in self.side.walk("")? {
-                if NOT_COPIED.iter().any(|p| rel.starts_with(p)) {
+                let phase = phase_of(&rel);
+                if skipped(&rel) || matches!(phase, Phase::Gaps | Phase::Rewritten) {
                     continue;
                 }
-                let phase = phase_of(&rel);
-                if phase != Phase::Rewritten && phase != Phase::Gaps {
-                    match there.get(&rel) {
-                        Some(&size) if size == stat.size => {
-                            unchanged += 1;
-                            continue;
-                        }
-                        // Reports and job records: this repository's version is the one.
-                        Some(_) if !holds_data(&rel) => {}
-                        Some(&size) => {
-                            return Err(RepoError::Rustic {
-                                context: format!("cannot copy `{rel}`"),
-                                message: format!(
-                                    "the copy holds another `{rel}` ({size} bytes, here {}): a restored server that reused WAL positions, or another repository copied there; it is not overwritten",
-                                    stat.size
-                                ),
-                            });
-                        }
-                        None => {}
+                match there.get(&rel) {
+                    Some(&size) if size == stat.size => {
+                        unchanged += 1;
+                        continue;
                     }
+                    // Reports and job records: this repository's version is the one.
+                    Some(_) if !holds_data(&rel) => {}
+                    // WAL or changes in another size: sealed by another build (the same
+                    // content), or really another stream. Only the content decides.
+                    Some(_) => {
+                        match same_content(self, dest, (&mine, &theirs), &rel) {
+                            Ok(true) => unchanged += 1,
+                            Ok(false) => conflicts.push(format!(
+                                "the copy holds another `{rel}`: a restored server that reused WAL positions, or another repository copied there; it is not overwritten"
+                            )),
+                            Err(e) => conflicts.push(e.to_string()),
+                        }
+                        continue;
+                    }
+                    None => {}
                 }
-                phases[phase as usize].push(rel);
+                if phase == Phase::Segments {
+                    let folder = rel.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+                    segments.entry(folder).or_default().push(rel);
+                } else {
+                    data.push(rel);
+                }
             }
-            let copy_one = |rel: &str| -> Result<u64, RepoError> {
-                let Some(raw) = self.side.get(rel)? else {
-                    return Ok(0); // removed meanwhile (retention)
+            // A copy whose newest change segment the repository no longer holds, while
+            // everything it holds is newer: what came between was pruned before it was
+            // copied, and a replay from the copy would step over it.
+            for (folder, todo) in &mut segments {
+                let prefix = format!("{folder}/");
+                let newest_there = there
+                    .keys()
+                    .filter(|r| r.starts_with(&prefix) && phase_of(r) == Phase::Segments)
+                    .max();
+                if let (Some(newest), Some(oldest_here)) = (newest_there, todo.first())
+                    && newest < oldest_here
+                    && !self.side.exists(newest)?
+                {
+                    conflicts.push(format!(
+                        "`{folder}`: the repository no longer holds the change segments after the copy's newest (`{newest}`): they were pruned before this copy; its segments are not copied, so no restore from the copy steps over the missing ones (move the copy's `{folder}` aside, then copy again: its baselines restore to their own moments)"
+                    ));
+                    todo.clear();
+                }
+            }
+            let copy_one = |rel: &str, raw: Option<Vec<u8>>| -> Result<u64, RepoError> {
+                let raw = match raw {
+                    Some(r) => r,
+                    None => match self.side.get(rel)? {
+                        Some(r) => r,
+                        None => return Ok(0), // removed meanwhile (retention)
+                    },
                 };
                 let failed = |e: seal::SealError| RepoError::Rustic {
                     context: format!("cannot copy `{rel}`"),
@@ -331,36 +370,86 @@ impl Repo {
                 unchanged,
                 ..Default::default()
             };
-            for (n, todo) in phases.iter().enumerate() {
-                let results = in_parallel(todo, &copy_one);
-                let first_failure = results.iter().position(|r| !matches!(r, Some(Ok(_))));
-                if n == Phase::Segments as usize
-                    && let Some(at) = first_failure
-                {
-                    // No hole a replay would step over: what this run wrote past the first
-                    // segment that failed (or was not reached) in the same folder goes.
-                    let folder = |rel: &str| rel.rsplit_once('/').map(|(d, _)| d.to_string());
-                    for (rel, r) in todo.iter().zip(&results).skip(at + 1) {
-                        if matches!(r, Some(Ok(_))) && folder(rel) == folder(&todo[at]) {
-                            dest.side.delete(rel)?;
+            let mut add = |results: Vec<Option<Result<(usize, u64), RepoError>>>| {
+                let mut first_error = None;
+                for r in results.into_iter().flatten() {
+                    match r {
+                        Ok((n, bytes)) => {
+                            copied.objects += n;
+                            copied.bytes += bytes;
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e);
                         }
                     }
                 }
-                for r in results.into_iter().flatten() {
-                    let bytes = r?;
-                    copied.objects += 1;
-                    copied.bytes += bytes;
+                first_error.map_or(Ok(()), Err)
+            };
+            // Gap records, then data, then change segments — one after another per
+            // target, so that a failure or a stop never leaves a hole — then the records.
+            let [gaps, rewritten] = records;
+            let gap_names: Vec<String> = gaps.iter().map(|(r, _)| r.clone()).collect();
+            add(in_parallel(&gap_names, &|rel: &str| {
+                let raw = gaps.iter().find(|(r, _)| r == rel).map(|(_, b)| b.clone());
+                copy_one(rel, raw).map(|b| (1, b))
+            }))?;
+            add(in_parallel(&data, &|rel: &str| {
+                copy_one(rel, None).map(|b| (1, b))
+            }))?;
+            let folders: Vec<String> = segments.keys().cloned().collect();
+            add(in_parallel(&folders, &|folder: &str| {
+                let (mut n, mut bytes) = (0, 0);
+                for rel in &segments[folder] {
+                    bytes += copy_one(rel, None)?;
+                    n += 1;
                 }
-                if let Some(at) = first_failure {
-                    return Err(RepoError::Rustic {
-                        context: "cannot copy the side area".into(),
-                        message: format!("stopped before `{}`", todo[at]),
-                    });
-                }
+                Ok((n, bytes))
+            }))?;
+            let record_names: Vec<String> = rewritten.iter().map(|(r, _)| r.clone()).collect();
+            add(in_parallel(&record_names, &|rel: &str| {
+                let raw = rewritten
+                    .iter()
+                    .find(|(r, _)| r == rel)
+                    .map(|(_, b)| b.clone());
+                copy_one(rel, raw).map(|b| (1, b))
+            }))?;
+            if !conflicts.is_empty() {
+                return Err(RepoError::Rustic {
+                    context: format!(
+                        "the side area was copied but for {} object(s)",
+                        conflicts.len()
+                    ),
+                    message: conflicts.join("; "),
+                });
             }
             Ok(copied)
         })
     }
+}
+
+/// Whether the side object `rel` here and in `dest` hold the same content (each opened
+/// with its repository's side key when sealed).
+fn same_content(
+    here: &Repo,
+    dest: &Repo,
+    (mine, theirs): (&crate::SideKey, &crate::SideKey),
+    rel: &str,
+) -> Result<bool, RepoError> {
+    let open = |repo: &Repo, key: &crate::SideKey| -> Result<Option<Vec<u8>>, RepoError> {
+        let Some(raw) = repo.side.get(rel)? else {
+            return Ok(None);
+        };
+        if !seal::is_sealed(&raw) {
+            return Ok(Some(raw));
+        }
+        key.open(rel, &raw)
+            .map(Some)
+            .map_err(|e| RepoError::Rustic {
+                context: format!("cannot compare `{rel}` with the copy's"),
+                message: e.to_string(),
+            })
+    };
+    Ok(open(here, mine)? == open(dest, theirs)?)
 }
 
 /// The order side objects are copied in (see the module's doc).

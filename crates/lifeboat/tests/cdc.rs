@@ -123,6 +123,25 @@ fn start_capture(ws: &Workspace, env: &[(&str, &str)]) -> std::process::Child {
     capture
 }
 
+/// `shop` captured (as [`start_capture`]) with `extra` in the config and a copy `c` of the
+/// repository (created) in the workspace's `copy` folder.
+fn capturing_with_copy(ws: &Workspace, pg: &Cluster, extra: &str) -> std::process::Child {
+    cdc_config(ws, &pg.url("shop"));
+    let config = std::fs::read_to_string(ws.config_path()).unwrap();
+    std::fs::write(
+        ws.config_path(),
+        format!(
+            "{config}\n{extra}\n[copies.c]\nurl = \"{}\"\npassword-file = \"{}\"\n",
+            ws.path().join("copy").display(),
+            ws.path().join("password").display()
+        ),
+    )
+    .unwrap();
+    let capture = start_capture(ws, &[]);
+    ws.run(&["init", "--repo", "c"]).expect_code(0);
+    capture
+}
+
 /// A logical cluster with the database `shop` and its table `events`.
 fn shop_with_events() -> Cluster {
     let pg = logical_cluster();
@@ -1073,19 +1092,7 @@ fn without_the_ddl_trigger_the_first_tables_of_an_empty_database_are_seen() {
 fn a_copy_made_while_capturing_restores_moments_once_the_repository_is_gone() {
     let ws = Workspace::new(BIN);
     let pg = shop_with_events();
-    cdc_config(&ws, &pg.url("shop"));
-    let config = std::fs::read_to_string(ws.config_path()).unwrap();
-    std::fs::write(
-        ws.config_path(),
-        format!(
-            "{config}\n[copies.c]\nurl = \"{}\"\npassword-file = \"{}\"\n",
-            ws.path().join("copy").display(),
-            ws.path().join("password").display()
-        ),
-    )
-    .unwrap();
-    let capture = start_capture(&ws, &[]);
-    ws.run(&["init", "--repo", "c"]).expect_code(0);
+    let capture = capturing_with_copy(&ws, &pg, "");
     for i in 0..50 {
         pg.psql(
             "shop",
@@ -1127,4 +1134,39 @@ fn a_copy_made_while_capturing_restores_moments_once_the_repository_is_gone() {
     ws.run(&["restore", "shop", "--repo", "c", "--to", &pg.url("at_end")])
         .expect_code(0);
     assert_eq!(checksums(&pg, "at_end"), checksums(&pg, "shop"));
+}
+
+/// Change segments the repository pruned before a copy received them (a new baseline and
+/// `forget --prune` between two copies): the copy refuses the newer segments instead of
+/// holding a stream with a hole in it, and says what to do.
+#[test]
+fn a_copy_missing_pruned_segments_takes_no_newer_ones() {
+    let ws = Workspace::new(BIN);
+    let pg = shop_with_events();
+    let capture = capturing_with_copy(&ws, &pg, "[retention]\nkeep-last = 1\n");
+    let write = |what: &str| {
+        for i in 0..20 {
+            pg.psql(
+                "shop",
+                &format!("INSERT INTO events (n, note) VALUES ({i}, '{what}')"),
+            )
+            .unwrap();
+        }
+        caught_up(&pg);
+    };
+    write("copied");
+    ws.run(&["copy"]).expect_code(0);
+    write("never copied");
+    ws.run(&["backup", "shop"]).expect_code(0);
+    write("after the new baseline");
+    terminate(capture).expect_code(0);
+    ws.run(&["forget", "--prune"]).expect_code(0);
+    let run = ws.run(&["copy"]);
+    run.expect_code(1).expect_stderr(
+        &[
+            "no longer holds the change segments",
+            "move the copy's `cdc/shop` aside",
+        ],
+        &[],
+    );
 }

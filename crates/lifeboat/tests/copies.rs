@@ -552,7 +552,8 @@ fn serve_copies_on_schedule_and_alerts_on_a_copy_that_falls_behind() {
     ));
     ws.run(&["init"]).expect_code(0);
     ws.run(&["init", "--repo", "near"]).expect_code(0);
-    let serve = ws.spawn(&["serve", "--listen", &format!("127.0.0.1:{}", free_port())]);
+    let port = free_port();
+    let serve = ws.spawn(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
     let jobs = |ws: &Workspace| -> Vec<serde_json::Value> {
         ws.run(&["jobs", "--json"]).json()["jobs"]
             .as_array()
@@ -586,7 +587,27 @@ fn serve_copies_on_schedule_and_alerts_on_a_copy_that_falls_behind() {
             })
         },
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // Each copy's jobs are its own: `jobs NAME`.
+    let failed_broken = ws.run(&["jobs", "broken", "--failed", "--json"]).json()["jobs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(failed_broken >= 1);
+    let near_jobs = ws.run(&["jobs", "near", "--json"]).json()["jobs"].clone();
+    assert!(
+        near_jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["target"] == "near" && j["outcome"] != "failed"),
+        "{near_jobs:#}"
+    );
+    // The metrics say the same: `broken` misses its max-lag, `near` meets it.
+    wait_for("the copies' metrics", Duration::from_secs(90), || {
+        let m = lifeboat_testkit::http_request(port, "GET", "/metrics", &[], "").body;
+        m.contains("lifeboat_copy_objective_met{copy=\"broken\"} 0")
+            && m.contains("lifeboat_copy_objective_met{copy=\"near\"} 1")
+    });
     terminate(serve).expect_code(0);
     let firing = std::fs::read_to_string(ws.repo().join("lifeboat/serve/alerts.json")).unwrap();
     assert!(firing.contains("copy-lag:broken"), "{firing}");

@@ -471,6 +471,7 @@ impl Shared {
         // Each copy's lag (`max-lag`): its own problem, `copy-lag:<copy>`.
         match lags {
             Ok(lags) => {
+                self.state().copies = lags.clone();
                 let mut alerts = self.alerts();
                 for lag in lags {
                     let key = format!("copy-lag:{}", lag.copy);

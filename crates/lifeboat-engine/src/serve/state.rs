@@ -40,6 +40,8 @@ pub struct State {
     pub tick: Option<std::time::Instant>,
     /// The last evaluation of the objectives, as `status` makes it.
     pub status: Vec<crate::status::TargetStatus>,
+    /// Each copy's lag, as `status` judged it last.
+    pub copies: Vec<crate::copies::CopyLag>,
     /// Each probe's state and recent runs.
     pub probes: BTreeMap<String, crate::probes::status::Status>,
     /// The latest finished jobs, oldest first.
@@ -221,8 +223,38 @@ impl State {
                 out.sample(&[("target", name)], t.capture_transactions);
             }
         }
+        self.copy_metrics(&mut out);
         self.probe_metrics(&mut out);
         out.text
+    }
+
+    fn copy_metrics(&self, out: &mut Metrics) {
+        out.family(
+            "lifeboat_copy_lag_seconds",
+            "gauge",
+            "A copy ([copies.NAME]): age of the oldest snapshot it lacks, or of the WAL and changes archived since its side area was last copied whole; 0 when it holds everything.",
+        );
+        for c in &self.copies {
+            out.sample(&[("copy", &c.copy)], c.lag_seconds);
+        }
+        out.family(
+            "lifeboat_copy_missing_snapshots",
+            "gauge",
+            "A copy: snapshots of the repository it lacks.",
+        );
+        for c in &self.copies {
+            out.sample(&[("copy", &c.copy)], c.missing);
+        }
+        out.family(
+            "lifeboat_copy_objective_met",
+            "gauge",
+            "A copy with max-lag: whether its lag is within it (1) or not (0).",
+        );
+        for c in &self.copies {
+            if c.max_lag_seconds.is_some() {
+                out.sample(&[("copy", &c.copy)], u8::from(c.problems.is_empty()));
+            }
+        }
     }
 
     fn probe_metrics(&self, out: &mut Metrics) {

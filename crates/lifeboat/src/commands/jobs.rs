@@ -9,7 +9,11 @@ use crate::{cli::JobsArgs, error::CliResult, output};
 
 pub async fn run(ctx: &Context, args: JobsArgs) -> CliResult<i32> {
     let engine = ctx.engine().await?;
-    if let Some(t) = &args.target {
+    // A target, the repository's upkeep (`repository`) or a copy's jobs (its name).
+    if let Some(t) = &args.target
+        && t != lifeboat_engine::jobs::REPOSITORY
+        && !engine.config.copies.contains_key(t)
+    {
         lifeboat_engine::backup::select_targets(&engine.config, std::slice::from_ref(t))?;
     }
     let mut jobs = history(&engine.repo, args.target.as_deref()).await?;
