@@ -90,6 +90,19 @@ fn serve_runs_the_schedules_records_every_job_and_stops_cleanly() {
         ],
         "{parts:?}"
     );
+    // The repository's upkeep has its own history (`jobs repository` was once refused as
+    // an unknown target).
+    let upkeep = ws.run(&["jobs", "repository", "--json"]);
+    upkeep.expect_code(0);
+    assert!(
+        upkeep.json()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["job"] == "check"),
+        "{}",
+        upkeep.stdout
+    );
     let history = jobs(&ws);
     let first_f = history.iter().find(|j| j["target"] == "f").unwrap();
     assert_eq!(first_f["trigger"], "catch-up", "{first_f:#}");
