@@ -608,6 +608,18 @@ fn serve_copies_on_schedule_and_alerts_on_a_copy_that_falls_behind() {
         m.contains("lifeboat_copy_objective_met{copy=\"broken\"} 0")
             && m.contains("lifeboat_copy_objective_met{copy=\"near\"} 1")
     });
+    // The dashboard has a row per copy: `broken` behind, `near` well; Chromium shows it
+    // without a console error (the page's strict policy).
+    let page = lifeboat_testkit::open_in_chromium(
+        &format!("http://127.0.0.1:{port}/"),
+        "dashboard-copies.png",
+        (1200, 1800),
+    );
+    assert!(
+        page.contains("<tr id=\"copy-broken\" class=\"bad\">")
+            && page.contains("<tr id=\"copy-near\" class=\"ok\">"),
+        "{page}"
+    );
     terminate(serve).expect_code(0);
     let firing = std::fs::read_to_string(ws.repo().join("lifeboat/serve/alerts.json")).unwrap();
     assert!(firing.contains("copy-lag:broken"), "{firing}");

@@ -50,7 +50,12 @@ pub fn page(shared: &Shared, csrf: &str, notice: Option<&str>) -> String {
         .values()
         .filter(|p| p.state == ProbeState::Down)
         .count();
-    let trouble = firing.len().max(missed + down);
+    let behind = state
+        .copies
+        .iter()
+        .filter(|c| !c.problems.is_empty())
+        .count();
+    let trouble = firing.len().max(missed + down + behind);
     let mut out = String::new();
     let _ = write!(
         out,
@@ -299,6 +304,39 @@ pub fn page(shared: &Shared, csrf: &str, notice: Option<&str>) -> String {
         ));
     }
     out.push_str("</section>\n");
+
+    // Copies of the repository, if any.
+    if !state.copies.is_empty() {
+        out.push_str(
+            "<section id=\"copies\"><h2>Copies</h2>\n<div class=\"scroll\"><table>\n\
+             <tr><th>Copy</th><th>State</th><th>Last copy</th><th>Lacks</th><th>Lag</th></tr>\n",
+        );
+        for c in &state.copies {
+            let class = if c.problems.is_empty() { "ok" } else { "bad" };
+            let _ = writeln!(
+                out,
+                "<tr id=\"copy-{id}\" class=\"{class}\"><td><b>{id}</b><br><small>{url}</small></td>\
+                 <td><span class=\"badge {class}\">{state}</span></td><td data-label=\"last copy\">{last}</td>\
+                 <td data-label=\"lacks\">{lacks} snapshot(s)</td><td data-label=\"lag\">{lag}{max}</td></tr>",
+                id = esc(&c.copy),
+                url = esc(&c.url),
+                state = if c.problems.is_empty() {
+                    "ok"
+                } else {
+                    "behind"
+                },
+                last = c.last_copy.map_or("never".into(), |t| {
+                    t.strftime("%m-%d %H:%M:%S").to_string()
+                }),
+                lacks = c.missing,
+                lag = esc(&lifeboat_drill::render::seconds(c.lag_seconds)),
+                max = c.max_lag_seconds.map_or(String::new(), |m| {
+                    format!(" (max {})", esc(&lifeboat_drill::render::seconds(m)))
+                }),
+            );
+        }
+        out.push_str("</table></div>\n</section>\n");
+    }
 
     // Jobs: running, and the recent failures.
     out.push_str("<section id=\"jobs\"><h2>Jobs</h2>\n");
