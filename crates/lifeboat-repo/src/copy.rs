@@ -95,8 +95,8 @@ impl Repo {
         Ok((missing.into_iter().map(|(_, i)| i).collect(), present.len()))
     }
 
-    /// The id of the repository (its config's), the same in every copy restic or lifeboat
-    /// makes of a snapshot: two repositories with one id are one repository.
+    /// The id of the repository (its config's). Every `init` makes a new one, copies
+    /// included: two places with one id are one repository.
     pub fn repository_id(&self) -> Result<String, RepoError> {
         self.with_open(|r| Ok(r.config().id.to_hex().to_string()))
     }
@@ -123,8 +123,8 @@ impl Repo {
 
     /// Copy every lifeboat snapshot `dest` lacks into it, and verify each there (see the
     /// module's doc), with those `dest` holds that are not in `verified` (ids here). A
-    /// snapshot that fails verification is removed from `dest` and the copy fails naming
-    /// it.
+    /// snapshot that fails verification is removed from `dest` and named in `failed`; the
+    /// others count.
     pub fn copy_snapshots(
         &self,
         dest: &Repo,
@@ -325,18 +325,23 @@ impl Repo {
                     data.push(rel);
                 }
             }
-            // A copy whose newest change segment the repository no longer holds, while
-            // everything it holds is newer: what came between was pruned before it was
-            // copied, and a replay from the copy would step over it.
+            // A copy whose newest change segment ends before what retention deleted here
+            // (`pruned-through`, written by the prune before it deletes): segments were
+            // pruned before it received them, and a replay from the copy would step over
+            // them.
             for (folder, todo) in &mut segments {
                 let prefix = format!("{folder}/");
                 let newest_there = there
                     .keys()
                     .filter(|r| r.starts_with(&prefix) && phase_of(r) == Phase::Segments)
                     .max();
-                if let (Some(newest), Some(oldest_here)) = (newest_there, todo.first())
-                    && newest < oldest_here
-                    && !self.side.exists(newest)?
+                let pruned_through = self
+                    .side
+                    .get(&format!("{folder}/pruned-through"))?
+                    .and_then(|b| u64::from_str_radix(String::from_utf8_lossy(&b).trim(), 16).ok());
+                if let (Some(newest), Some(pruned)) = (newest_there, pruned_through)
+                    && segment_end(newest).is_some_and(|end| end < pruned)
+                    && !todo.is_empty()
                 {
                     conflicts.push(format!(
                         "`{folder}`: the repository no longer holds the change segments after the copy's newest (`{newest}`): they were pruned before this copy; its segments are not copied, so no restore from the copy steps over the missing ones (move the copy's `{folder}` aside, then copy again: its baselines restore to their own moments)"
@@ -461,6 +466,12 @@ enum Phase {
     Rewritten = 3,
 }
 
+/// The end LSN of the change segment `cdc/<t>/<first>-<last>.seg` (its last part, hex).
+fn segment_end(rel: &str) -> Option<u64> {
+    let name = rel.rsplit('/').next()?.strip_suffix(".seg")?;
+    u64::from_str_radix(name.split_once('-')?.1, 16).ok()
+}
+
 /// WAL and captured changes: written once, and never overwritten in a copy.
 fn holds_data(rel: &str) -> bool {
     rel.starts_with("wal/") || rel.starts_with("cdc/")
@@ -571,5 +582,43 @@ fn verify_one(
         // No manifest at the source either (a backup that failed before writing it).
         (Err(_), Err(_)) => Ok(()),
         (Err(e), Ok(_)) => Err(format!("its manifest does not read here: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn side_objects_are_ordered_by_what_they_hold() {
+        assert_eq!(phase_of("cdc/shop/gaps.json"), Phase::Gaps);
+        assert_eq!(
+            phase_of("cdc/shop/0000000001a2b3c4-0000000001a2b3ff.seg"),
+            Phase::Segments
+        );
+        assert_eq!(
+            phase_of("cdc/shop/parts/0000000001a2b3ff-0.part"),
+            Phase::Data
+        );
+        assert_eq!(
+            phase_of("wal/7311/00000001/000000010000000000000003"),
+            Phase::Data
+        );
+        assert_eq!(phase_of("drills/db/20261206T1200Z.json"), Phase::Data);
+        assert_eq!(phase_of("cdc/shop/stopped.json"), Phase::Rewritten);
+        assert_eq!(phase_of("cdc/shop/pruned-through"), Phase::Rewritten);
+        assert_eq!(phase_of("incidents/open"), Phase::Rewritten);
+        assert!(holds_data("wal/7311/00000001/000000010000000000000003"));
+        assert!(!holds_data("jobs/db/x.json"));
+    }
+
+    #[test]
+    fn a_segment_ends_at_the_last_part_of_its_name() {
+        assert_eq!(
+            segment_end("cdc/shop/0000000001a2b3c4-0000000001a2b3ff.seg"),
+            Some(0x1a2b3ff)
+        );
+        assert_eq!(segment_end("cdc/shop/gaps.json"), None);
+        assert_eq!(segment_end("cdc/shop/zz-yy.seg"), None);
     }
 }

@@ -36,7 +36,8 @@ pub struct Global {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Run against the copy `[copies.NAME]` instead of `[repository]`: snapshots, check,
-    /// restore (PITR fetches WAL from the copy), drill, status, forget, key, init
+    /// restore (PITR fetches WAL from the copy), drill, drills, status, jobs, forget, key,
+    /// init (creates the copy)
     #[arg(long, global = true, value_name = "NAME")]
     pub repo: Option<String>,
 }

@@ -185,6 +185,21 @@ pub async fn prune(
     // The newest stays, whatever: it says how far the history went.
     all.pop();
     let old: Vec<Segment> = all.into_iter().filter(|s| s.last <= oldest).collect();
+    if !dry_run && let Some(newest) = old.iter().map(|s| s.last).max() {
+        // How far pruning went, before anything goes: a copy holding less than this has
+        // a hole where the pruned segments it never received were (`lifeboat copy`
+        // refuses to extend it).
+        let path = format!("{}/{PRUNED_THROUGH}", dir(target));
+        let p = path.clone();
+        let before = repo
+            .call(move |r| r.side().get(&p))
+            .await?
+            .and_then(|b| u64::from_str_radix(String::from_utf8_lossy(&b).trim(), 16).ok());
+        let through = before.map_or(newest, |b| b.max(newest));
+        let text = format!("{through:016x}\n");
+        repo.call(move |r| r.side().put(&path, text.as_bytes()))
+            .await?;
+    }
     if !dry_run {
         // The parts of large transactions go with their segments.
         let parts_dir = format!("{}/parts", dir(target));
@@ -204,6 +219,9 @@ pub async fn prune(
     }
     Ok(old.len())
 }
+
+/// The end LSN (hex) of the newest segment retention deleted, in `cdc/<target>/`.
+pub const PRUNED_THROUGH: &str = "pruned-through";
 
 /// A stretch of changes the capture lost (its slot was invalidated, or dropped): no moment
 /// after `from` and before `to` can be restored. `to` is the consistent point of the
