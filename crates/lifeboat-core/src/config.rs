@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     duration::HumanDuration,
-    location::{Location, S3Location, parse_s3_url},
+    location::{Location, ObjectLock, S3Location, parse_s3_url},
     redact::Redacted,
     redact_url,
     schedule::Schedule,
@@ -198,6 +198,9 @@ pub struct RepositoryConfig {
     /// Copies only: the objective — a snapshot of the repository older than this and not
     /// yet in the copy is a miss in `status` and an alert in `serve`.
     pub max_lag: Option<HumanDuration>,
+    /// S3 only: the bucket has Object Lock; `init` sets its default retention to this, and
+    /// every object written carries it (see `object_lock` in lifeboat-repo).
+    pub object_lock: Option<ObjectLock>,
 }
 
 impl RepositoryConfig {
@@ -1083,17 +1086,23 @@ impl Config {
             message: format!("`repository.url`: {message}"),
         })?;
         let r = &self.repository;
-        Ok(Location::S3(s3_location(
-            bucket,
-            prefix,
-            [
-                &r.endpoint,
-                &r.region,
-                &r.access_key_id_env,
-                &r.secret_access_key_env,
-            ],
-            r.path_style,
-        )?))
+        Ok(Location::S3(
+            s3_location(
+                bucket,
+                prefix,
+                [
+                    &r.endpoint,
+                    &r.region,
+                    &r.access_key_id_env,
+                    &r.secret_access_key_env,
+                ],
+                r.path_style,
+            )
+            .map(|mut loc| {
+                loc.object_lock = r.object_lock;
+                loc
+            })?,
+        ))
     }
 
     /// The repository password: `$LIFEBOAT_PASSWORD`, `$LIFEBOAT_PASSWORD_FILE`, then the file's keys.
@@ -1391,6 +1400,7 @@ fn s3_location(
         path_style: path_style.unwrap_or(false),
         access_key_id: var(key_env, "AWS_ACCESS_KEY_ID")?,
         secret_access_key: var(secret_env, "AWS_SECRET_ACCESS_KEY")?,
+        object_lock: None,
     })
 }
 
@@ -1466,6 +1476,7 @@ fn check_repository(section: &str, r: &RepositoryConfig) -> Result<(), String> {
                 ("path-style", r.path_style.is_some()),
                 ("access-key-id-env", r.access_key_id_env.is_some()),
                 ("secret-access-key-env", r.secret_access_key_env.is_some()),
+                ("object-lock", r.object_lock.is_some()),
             ];
             if let Some((key, _)) = s3_keys.iter().find(|(_, set)| *set) {
                 return Err(format!(
@@ -1474,6 +1485,14 @@ fn check_repository(section: &str, r: &RepositoryConfig) -> Result<(), String> {
             }
         }
         Some(Ok(_)) => {}
+    }
+    if let Some(lock) = r.object_lock
+        && !(1..=36_500).contains(&lock.days)
+    {
+        return Err(format!(
+            "`{section}.object-lock.days` = {}: from 1 to 36500 days",
+            lock.days
+        ));
     }
     let pw = r.password_source();
     let sources = [pw.env.is_some(), pw.file.is_some(), pw.command.is_some()];
@@ -1570,6 +1589,48 @@ exclude = ["*.tmp"]
             "/var/backups/lifeboat",
             "unchanged after a refusal"
         );
+    }
+
+    #[test]
+    fn object_lock_is_for_s3_with_a_mode_and_a_period() {
+        let copy = |lock: &str| {
+            format!(
+                "{GOOD}\n[copies.vault]\nurl = \"s3://vault/lb\"\npassword-env = \"X\"\nobject-lock = {lock}\n"
+            )
+        };
+        let c = parse(&copy("{ mode = \"compliance\", days = 30 }")).unwrap();
+        let vault = c.with_copy("vault").unwrap();
+        let crate::Location::S3(loc) = vault.repository_location().unwrap() else {
+            panic!("an S3 location");
+        };
+        assert_eq!(
+            loc.object_lock,
+            Some(ObjectLock {
+                mode: crate::LockMode::Compliance,
+                days: 30
+            })
+        );
+        let cases = [
+            (
+                copy("{ mode = \"governance\", days = 0 }"),
+                "`copies.vault.object-lock.days` = 0: from 1 to 36500 days",
+            ),
+            (
+                copy("{ mode = \"strict\", days = 3 }"),
+                "unknown variant `strict`",
+            ),
+            (copy("{ days = 3 }"), "missing field `mode`"),
+            (
+                format!(
+                    "{GOOD}\n[copies.usb]\nurl = \"/mnt/usb\"\npassword-env = \"X\"\nobject-lock = {{ mode = \"governance\", days = 3 }}\n"
+                ),
+                "`copies.usb.object-lock` is for S3 repositories",
+            ),
+        ];
+        for (text, wanted) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{wanted}: {err}");
+        }
     }
 
     #[test]

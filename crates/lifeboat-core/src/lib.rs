@@ -20,7 +20,7 @@ pub mod time;
 
 pub use config::{Config, ConfigError, TargetConfig, TargetKind};
 pub use duration::HumanDuration;
-pub use location::{Location, S3Location};
+pub use location::{Location, LockMode, ObjectLock, S3Location};
 pub use manifest::Manifest;
 pub use names::{SnapshotId, TargetName};
 pub use postgres_ids::{Lsn, SystemId};

@@ -27,6 +27,56 @@ pub struct S3Location {
     pub path_style: bool,
     pub access_key_id: Option<Redacted>,
     pub secret_access_key: Option<Redacted>,
+    /// A repository in a bucket with S3 Object Lock: every object written must carry this
+    /// retention (the bucket's default), and none is removed while it does.
+    pub object_lock: Option<ObjectLock>,
+}
+
+/// `object-lock = { mode = "governance" | "compliance", days = 30 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ObjectLock {
+    pub mode: LockMode,
+    pub days: u32,
+}
+
+/// S3 Object Lock's retention modes. Governance: a user granted
+/// `s3:BypassGovernanceRetention` can still shorten or remove it. Compliance: nobody can,
+/// the account's root user included, until the date passes.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockMode {
+    Governance,
+    Compliance,
+}
+
+impl LockMode {
+    /// As S3 spells it (`x-amz-object-lock-mode`, the bucket's configuration).
+    pub fn s3_name(self) -> &'static str {
+        match self {
+            Self::Governance => "GOVERNANCE",
+            Self::Compliance => "COMPLIANCE",
+        }
+    }
+
+    pub fn from_s3(name: &str) -> Option<Self> {
+        match name {
+            "GOVERNANCE" => Some(Self::Governance),
+            "COMPLIANCE" => Some(Self::Compliance),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for LockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Governance => "governance",
+            Self::Compliance => "compliance",
+        })
+    }
 }
 
 /// The parts of an `s3://bucket/prefix` URL; `None` if `url` is not one.
@@ -77,6 +127,7 @@ impl S3Location {
         Self {
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
+            object_lock: None,
             ..self.clone()
         }
     }
@@ -116,6 +167,7 @@ mod tests {
             path_style: true,
             access_key_id: Some(Redacted::new("AKIDSECRET")),
             secret_access_key: Some(Redacted::new("verysecret")),
+            object_lock: None,
         });
         let shown = format!("{loc} {loc:?}");
         assert!(

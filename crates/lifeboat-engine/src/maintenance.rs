@@ -3,8 +3,9 @@
 //! manifest) and [`unlock`]. Forget runs under the exclusive lock, check under a shared
 //! one, so that neither runs beside what would make it wrong.
 
+use lifeboat_core::ObjectLock;
 use lifeboat_core::SnapshotId;
-use lifeboat_repo::{ForgetDecision, LockKind, PruneSummary, ReadData};
+use lifeboat_repo::{ForgetDecision, LockKind, PruneSummary, ReadData, object_lock::Deferred};
 
 use crate::{Engine, EngineResult, wal::WalPruned};
 
@@ -21,6 +22,9 @@ pub struct Forgotten {
     pub wal: Option<WalPruned>,
     /// With `prune`: captured segments (cdc targets) older than every kept baseline.
     pub cdc_segments: Option<usize>,
+    /// With Object Lock: what was left in place because it is still under retention (a
+    /// later `forget --prune` removes it).
+    pub retained: Deferred,
 }
 
 /// Apply `[retention]` per target (a target's own `retention` table overrides it); with
@@ -61,8 +65,12 @@ pub async fn forget(engine: &Engine, prune: bool, dry_run: bool) -> EngineResult
         pruned: None,
         wal: None,
         cdc_segments: None,
+        retained: Deferred::default(),
     };
     if !prune {
+        done.retained = repo
+            .call(|r| Ok::<_, lifeboat_repo::RepoError>(r.retained()))
+            .await?;
         return Ok(done);
     }
     done.pruned = Some(repo.call(move |r| r.prune(dry_run)).await?);
@@ -83,6 +91,9 @@ pub async fn forget(engine: &Engine, prune: bool, dry_run: bool) -> EngineResult
         .await?;
     }
     done.cdc_segments = Some(segments);
+    done.retained = repo
+        .call(|r| Ok::<_, lifeboat_repo::RepoError>(r.retained()))
+        .await?;
     Ok(done)
 }
 
@@ -94,6 +105,9 @@ pub struct Checked {
     /// Snapshots without a readable, complete manifest.
     pub manifest_problems: Vec<String>,
     pub snapshots: usize,
+    /// With Object Lock: the retention whose presence on every pack and snapshot was
+    /// verified (what lacks it is in `errors`).
+    pub object_lock: Option<ObjectLock>,
 }
 
 impl Checked {
@@ -105,13 +119,13 @@ impl Checked {
 /// Verify the repository (with `read` the content of all or a part of the packs) and every
 /// snapshot's manifest. Under a shared lock: a prune meanwhile would make packs look missing.
 pub async fn check(engine: &Engine, read: ReadData) -> EngineResult<Checked> {
-    let (errors, snaps) = engine
+    let (errors, snaps, object_lock) = engine
         .repo
         .call(move |repo| -> Result<_, lifeboat_repo::RepoError> {
             let _lock = repo.lock(LockKind::Shared, "lifeboat check")?;
             let errors = repo.check(read)?;
             let snaps = repo.snapshots(None)?;
-            Ok((errors, snaps))
+            Ok((errors, snaps, repo.object_lock()))
         })
         .await?;
     let manifest_problems = snaps
@@ -133,6 +147,7 @@ pub async fn check(engine: &Engine, read: ReadData) -> EngineResult<Checked> {
         errors,
         manifest_problems,
         snapshots: snaps.len(),
+        object_lock,
     })
 }
 

@@ -23,6 +23,9 @@ use crate::store::{Store, StoreError};
 
 pub(crate) struct Backend {
     store: Store,
+    /// With Object Lock: the version read for a file found hidden or overwritten, so that
+    /// the reads of its other blobs go straight to it.
+    healed: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// rustic_backend's local backend, for a repository on disk.
     local: Option<Arc<dyn WriteBackend>>,
 }
@@ -31,12 +34,17 @@ impl Backend {
     pub(crate) fn local(local: Arc<dyn WriteBackend>, store: Store) -> Arc<dyn WriteBackend> {
         Arc::new(Self {
             store,
+            healed: Default::default(),
             local: Some(local),
         })
     }
 
     pub(crate) fn s3(store: Store) -> Arc<dyn WriteBackend> {
-        Arc::new(Self { store, local: None })
+        Arc::new(Self {
+            store,
+            healed: Default::default(),
+            local: None,
+        })
     }
 }
 
@@ -55,6 +63,58 @@ fn failed(what: &'static str, tpe: FileType) -> impl Fn(StoreError) -> Box<Rusti
     move |e| {
         RusticError::with_source(ErrorKind::Backend, what, e)
             .attach_context("type", tpe.to_string())
+    }
+}
+
+/// Whether `bytes` is the file `id` names: restic names every file but `config` by the
+/// SHA-256 of its content.
+fn names(id: &Id, bytes: &[u8]) -> bool {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes)) == *id.to_hex()
+}
+
+impl Backend {
+    /// Whether a read of `tpe` checks the content against the name, and looks among the
+    /// object's versions when it does not match: in a bucket with Object Lock, where an
+    /// overwritten or deleted file's earlier version is kept and cannot be removed.
+    fn heals(&self, tpe: FileType) -> bool {
+        self.store.locked().is_some() && tpe != FileType::Config
+    }
+
+    fn healed_version(&self, rel: &str) -> Option<String> {
+        self.healed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(rel)
+            .cloned()
+    }
+
+    /// The newest version of `rel` whose content `id` names.
+    fn in_versions(&self, tpe: FileType, id: &Id, rel: &str) -> RusticResult<Option<Vec<u8>>> {
+        let versions = self
+            .store
+            .versions(rel)
+            .map_err(failed("Listing the versions of `{type}` failed.", tpe))?;
+        for v in versions {
+            let bytes = self
+                .store
+                .get_version(rel, &v)
+                .map_err(failed("Reading a version of `{type}` failed.", tpe))?;
+            if names(id, &bytes) {
+                self.healed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(rel.to_string(), v.clone());
+                if let Some(lock) = self.store.locked() {
+                    lock.note_tampered(format!(
+                        "`{}` was overwritten or deleted, not by lifeboat: its version `{v}`, which has the content its name promises, is read instead (copy it over the current one to put it back)",
+                        self.store.display(rel)
+                    ));
+                }
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -99,13 +159,20 @@ impl ReadBackend for Backend {
             return local.read_full(tpe, id);
         }
         let rel = path(tpe, id);
-        match self.store.get(&rel) {
-            Ok(Some(bytes)) => Ok(bytes.into()),
-            Ok(None) => Err(
-                RusticError::new(ErrorKind::Backend, "`{path}` does not exist.")
-                    .attach_context("path", self.store.display(&rel)),
-            ),
-            Err(e) => Err(failed("Reading `{type}` failed.", tpe)(e)),
+        let current = match self.store.get(&rel) {
+            Ok(current) => current,
+            Err(e) => return Err(failed("Reading `{type}` failed.", tpe)(e)),
+        };
+        match current {
+            Some(bytes) if !self.heals(tpe) || names(id, &bytes) => Ok(bytes.into()),
+            _ => match self.in_versions(tpe, id, &rel)? {
+                Some(bytes) => Ok(bytes.into()),
+                None => Err(RusticError::new(
+                    ErrorKind::Backend,
+                    "`{path}` does not exist (or, in a versioned bucket, no version of it has the content its name promises).",
+                )
+                .attach_context("path", self.store.display(&rel))),
+            },
         }
     }
 
@@ -121,10 +188,26 @@ impl ReadBackend for Backend {
             return local.read_partial(tpe, id, cacheable, offset, length);
         }
         let rel = path(tpe, id);
-        let bytes = self
-            .store
-            .get_range(&rel, offset.into(), length.into())
-            .map_err(failed("Reading `{type}` failed.", tpe))?;
+        let known = self.healed_version(&rel);
+        let read = match &known {
+            Some(v) => self
+                .store
+                .get_version_range(&rel, v, offset.into(), length.into()),
+            None => self.store.get_range(&rel, offset.into(), length.into()),
+        };
+        let bytes = match read {
+            Ok(bytes) => bytes,
+            // Hidden by a delete marker: the version with this content, if the bucket has it.
+            Err(e) if self.heals(tpe) && matches!(self.store.exists(&rel), Ok(false)) => {
+                let Some(full) = self.in_versions(tpe, id, &rel)? else {
+                    return Err(failed("Reading `{type}` failed.", tpe)(e));
+                };
+                let start = (offset as usize).min(full.len());
+                let end = (start + length as usize).min(full.len());
+                full[start..end].to_vec()
+            }
+            Err(e) => return Err(failed("Reading `{type}` failed.", tpe)(e)),
+        };
         if bytes.len() != length as usize {
             return Err(RusticError::new(
                 ErrorKind::Backend,

@@ -14,6 +14,7 @@ pub mod bucket;
 pub mod copy;
 pub mod files;
 pub mod keys;
+pub mod object_lock;
 pub mod seal;
 pub mod side;
 pub mod source;
@@ -519,6 +520,9 @@ impl Repo {
                 context: format!("cannot create repository `{url}`"),
                 message: "the location exists and is not empty".into(),
             });
+        }
+        if let Some(lock) = store.locked() {
+            object_lock::prepare(lock)?;
         }
         let be = backends(location, &store)?;
         let repo = Repository::new_with_progress(&RepositoryOptions::default(), &be, bars)
@@ -1135,12 +1139,45 @@ impl Repo {
                 .read_data_subset(rustic_core::ReadSubsetOption::IdSubSet((n, of.max(1)))),
         };
         let results = self.with_open(|r| r.check(options).map_err(rustic("check failed")))?;
-        Ok(results
+        let mut errors: Vec<String> = results
             .0
             .iter()
             .filter(|(level, _)| format!("{level:?}") == "Error")
             .map(|(_, e)| e.to_string())
-            .collect())
+            .collect();
+        if let Some(lock) = self.store.locked() {
+            errors.extend(object_lock::verify(lock, self.locked_objects()?)?);
+            errors.extend(lock.take_tampered());
+        }
+        Ok(errors)
+    }
+
+    /// With Object Lock: the objects whose retention `check` verifies (every pack and
+    /// snapshot), as (key in the bucket, path in the repository, time of writing).
+    fn locked_objects(&self) -> Result<Vec<(String, String, store::ObjectStat)>, RepoError> {
+        let mut objects = Vec::new();
+        for dir in ["data", "snapshots"] {
+            for (rel, stat) in self.store.walk(dir)? {
+                let in_repo = format!("{dir}/{rel}");
+                let (key, _) = self.store.key_of(&in_repo);
+                objects.push((key, in_repo, stat));
+            }
+        }
+        Ok(objects)
+    }
+
+    /// With Object Lock: the files `forget --prune` left in place because they are still
+    /// under retention, since the last call.
+    pub fn retained(&self) -> object_lock::Deferred {
+        self.store
+            .locked()
+            .map(|l| l.take_deferred())
+            .unwrap_or_default()
+    }
+
+    /// With Object Lock, the retention every object gets.
+    pub fn object_lock(&self) -> Option<lifeboat_core::ObjectLock> {
+        self.store.locked().map(|l| l.rule)
     }
 }
 

@@ -13,9 +13,11 @@ use std::{
     fs,
     io::Write,
     path::{Path, PathBuf},
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
     time::{Duration, SystemTime},
 };
+
+use crate::object_lock::Locked;
 
 use lifeboat_core::{Location, S3Location};
 use opendal::{
@@ -49,6 +51,8 @@ pub enum S3Problem {
     Denied,
     /// No credentials could be found to sign the request with.
     NoCredentials,
+    /// The bucket's Object Lock does not give new objects the configured retention.
+    ObjectLock,
     Other,
 }
 
@@ -117,6 +121,12 @@ impl StoreError {
             } => Some(
                 "no S3 credentials were found: set `access-key-id-env` and `secret-access-key-env` in the config, or `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (on EC2, an instance role)".into(),
             ),
+            Self::S3 {
+                problem: S3Problem::ObjectLock,
+                ..
+            } => Some(
+                "Object Lock is enabled only when a bucket is created (`aws s3api create-bucket --object-lock-enabled-for-bucket`); an administrator sets the default retention with `lifeboat init` or `aws s3api put-object-lock-configuration` (README, \"Immutable backups\")".into(),
+            ),
             Self::S3 { permanent: false, .. } => Some(
                 "the S3 server kept failing after retries: check that it is reachable, then run the command again".into(),
             ),
@@ -141,6 +151,8 @@ pub enum Store {
         op: Operator,
         url: String,
         sub: String,
+        /// The bucket's Object Lock, if the repository asks for it.
+        lock: Option<Arc<Locked>>,
     },
 }
 
@@ -149,6 +161,8 @@ pub enum Store {
 pub struct ObjectStat {
     pub size: u64,
     pub modified: Option<SystemTime>,
+    /// In a bucket with Object Lock (versioned): the version listed.
+    pub version: Option<String>,
 }
 
 /// The runtime every S3 request runs on: its own, not the command's. rustic's backend
@@ -219,6 +233,10 @@ pub fn s3_operator(loc: &S3Location) -> Result<Operator, StoreError> {
     }
     if let Some(s) = &loc.secret_access_key {
         b = b.secret_access_key(s.expose());
+    }
+    if loc.object_lock.is_some() {
+        // S3 refuses a write into a bucket with default retention without a checksum.
+        b = b.checksum_algorithm("md5");
     }
     let op = Operator::new(b)
         .map_err(|e| s3_err(&loc.url(), e))?
@@ -313,6 +331,7 @@ impl Store {
                 op: s3_operator(s)?,
                 url: s.url(),
                 sub: String::new(),
+                lock: s.object_lock.map(|rule| Arc::new(Locked::new(s, rule))),
             },
         })
     }
@@ -321,10 +340,11 @@ impl Store {
     pub fn sub(&self, rel: &str) -> Self {
         match self {
             Self::Local(p) => Self::Local(p.join(rel)),
-            Self::S3 { op, url, sub } => Self::S3 {
+            Self::S3 { op, url, sub, lock } => Self::S3 {
                 op: op.clone(),
                 url: url.clone(),
                 sub: format!("{sub}{}/", rel.trim_matches('/')),
+                lock: lock.clone(),
             },
         }
     }
@@ -335,6 +355,134 @@ impl Store {
             Self::Local(p) => p.join(rel).display().to_string(),
             Self::S3 { url, sub, .. } => format!("{url}/{sub}{rel}"),
         }
+    }
+
+    /// The bucket's Object Lock, for a repository that asks for it.
+    pub fn locked(&self) -> Option<&Arc<Locked>> {
+        match self {
+            Self::S3 { lock, .. } => lock.as_ref(),
+            Self::Local(_) => None,
+        }
+    }
+
+    /// Before a write: with Object Lock, whether the bucket still protects new objects.
+    fn writable(&self) -> Result<(), StoreError> {
+        match self.locked() {
+            Some(lock) => {
+                let lock = lock.clone();
+                block(async move { lock.writable().await })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The operator's root as a key prefix: `` or `prefix/`.
+    fn key_root(&self) -> String {
+        match self {
+            Self::S3 { op, .. } => {
+                let root = op.info().root().trim_matches('/').to_string();
+                if root.is_empty() {
+                    root
+                } else {
+                    format!("{root}/")
+                }
+            }
+            Self::Local(_) => String::new(),
+        }
+    }
+
+    /// The key of `rel` in the bucket, and its path relative to the repository.
+    pub(crate) fn key_of(&self, rel: &str) -> (String, String) {
+        let in_repo = match self {
+            Self::S3 { sub, .. } => format!("{sub}{rel}"),
+            Self::Local(_) => rel.to_string(),
+        };
+        (format!("{}{in_repo}", self.key_root()), in_repo)
+    }
+
+    /// The versions of the object at `rel` (with Object Lock, a bucket keeps them), newest
+    /// first: their ids; deleted ones (markers) left out.
+    pub fn versions(&self, rel: &str) -> Result<Vec<String>, StoreError> {
+        let Self::S3 { op, sub, .. } = self else {
+            return Ok(Vec::new());
+        };
+        let (op, rel2) = (op.clone(), format!("{sub}{rel}"));
+        let want = rel2.clone();
+        let entries = block(async move { op.list_with(&rel2).versions(true).await })
+            .map_err(|e| s3_err(&self.display(rel), e))?;
+        let mut found: Vec<(Option<SystemTime>, String)> = entries
+            .into_iter()
+            .filter(|e| e.path() == want && !e.metadata().is_deleted())
+            .filter_map(|e| {
+                let m = e.metadata();
+                let v = m.version()?.to_string();
+                Some((m.last_modified().map(SystemTime::from), v))
+            })
+            .collect();
+        found.sort_by_key(|b| std::cmp::Reverse(b.0));
+        Ok(found.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// With Object Lock, an object hidden by a delete marker while its newest version is
+    /// still under retention: lifeboat never removes such an object (see
+    /// [`Locked::may_remove`]), so someone else did, and the version is read instead.
+    fn hidden_version(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(lock) = self.locked() else {
+            return Ok(None);
+        };
+        let Self::S3 { op, sub, url, .. } = self else {
+            return Ok(None);
+        };
+        let (op2, rel2) = (op.clone(), format!("{sub}{rel}"));
+        let want = rel2.clone();
+        let entries = block(async move { op2.list_with(&rel2).versions(true).deleted(true).await })
+            .map_err(|e| s3_err(&self.display(rel), e))?;
+        let entries: Vec<_> = entries.into_iter().filter(|e| e.path() == want).collect();
+        let visible =
+            crate::object_lock::visible(lock, entries, &format!("{url}/"), &self.key_root())?;
+        match visible
+            .first()
+            .and_then(|e| e.metadata().version().map(str::to_string))
+        {
+            Some(v) => self.get_version(rel, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `length` bytes from `offset` of one version of `rel`.
+    pub fn get_version_range(
+        &self,
+        rel: &str,
+        version: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let Self::S3 { op, sub, .. } = self else {
+            return self.get_range(rel, offset, length);
+        };
+        let (op, rel2, v) = (op.clone(), format!("{sub}{rel}"), version.to_string());
+        block(async move {
+            op.read_with(&rel2)
+                .version(&v)
+                .range(offset..offset + length)
+                .await
+        })
+        .map(|b| b.to_vec())
+        .map_err(|e| s3_err(&self.display(rel), e))
+    }
+
+    /// The content of one version of `rel`.
+    pub fn get_version(&self, rel: &str, version: &str) -> Result<Vec<u8>, StoreError> {
+        let Self::S3 { op, sub, .. } = self else {
+            return Err(StoreError::Io {
+                path: self.display(rel),
+                source: std::io::Error::other("versions exist only on S3"),
+            });
+        };
+        let (op, rel2, v) = (op.clone(), format!("{sub}{rel}"), version.to_string());
+        block(async move { op.read_with(&rel2).version(&v).await })
+            .map(|b| b.to_vec())
+            .map_err(|e| s3_err(&self.display(rel), e))
     }
 
     pub fn local_root(&self) -> Option<&Path> {
@@ -354,10 +502,13 @@ impl Store {
                     Err(e) => Err(io_err(&path)(e)),
                 }
             }
-            Self::S3 { op, sub, .. } => {
+            Self::S3 { op, sub, lock, .. } => {
                 let (op, rel2) = (op.clone(), format!("{sub}{rel}"));
                 match block(async move { op.read(&rel2).await }) {
                     Ok(buf) => Ok(Some(buf.to_vec())),
+                    Err(e) if e.kind() == ErrorKind::NotFound && lock.is_some() => {
+                        self.hidden_version(rel)
+                    }
                     Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(s3_err(&self.display(rel), e)),
                 }
@@ -374,6 +525,7 @@ impl Store {
                 sync_dir(&dir)
             }
             Self::S3 { op, sub, .. } => {
+                self.writable()?;
                 let (op, rel2, bytes) = (op.clone(), format!("{sub}{rel}"), bytes.to_vec());
                 block(async move { op.write(&rel2, bytes).await })
                     .map(|_| ())
@@ -412,6 +564,7 @@ impl Store {
         match self {
             Self::Local(_) => self.put(rel, &parts.concat()),
             Self::S3 { op, sub, .. } => {
+                self.writable()?;
                 let (op, rel2) = (op.clone(), format!("{sub}{rel}"));
                 let buf = opendal::Buffer::from(parts);
                 block(async move { op.write_with(&rel2, buf).chunk(8 << 20).concurrent(2).await })
@@ -439,6 +592,7 @@ impl Store {
                 Ok(true)
             }
             Self::S3 { op, sub, .. } => {
+                self.writable()?;
                 let (op, rel2, bytes) = (op.clone(), format!("{sub}{rel}"), bytes.to_vec());
                 match block(async move { op.write_with(&rel2, bytes).if_not_exists(true).await }) {
                     Ok(_) => Ok(true),
@@ -457,6 +611,7 @@ impl Store {
                     Ok(m) => Ok(Some(ObjectStat {
                         size: m.len(),
                         modified: m.modified().ok(),
+                        version: None,
                     })),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(io_err(&path)(e)),
@@ -468,6 +623,7 @@ impl Store {
                     Ok(m) => Ok(Some(ObjectStat {
                         size: m.content_length(),
                         modified: m.last_modified().map(SystemTime::from),
+                        version: None,
                     })),
                     Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(s3_err(&self.display(rel), e)),
@@ -480,8 +636,15 @@ impl Store {
         Ok(self.stat(rel)?.is_some())
     }
 
-    /// Remove `rel`; a missing object is fine.
+    /// Remove `rel`; a missing object is fine. With Object Lock, an object still under
+    /// retention stays (see [`Locked::may_remove`]).
     pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
+        if let Some(lock) = self.locked() {
+            let (lock, (key, in_repo)) = (lock.clone(), self.key_of(rel));
+            if !block(async move { lock.may_remove(&key, &in_repo).await })? {
+                return Ok(());
+            }
+        }
         match self {
             Self::Local(root) => {
                 let path = root.join(rel);
@@ -599,20 +762,37 @@ impl Store {
                                 ObjectStat {
                                     size: meta.len(),
                                     modified: meta.modified().ok(),
+                                    version: None,
                                 },
                             ));
                         }
                     }
                 }
             }
-            Self::S3 { op, sub, .. } => {
+            Self::S3 { op, sub, lock, url } => {
                 let dir = match rel.trim_matches('/') {
                     "" => sub.clone(),
                     d => format!("{sub}{d}/"),
                 };
                 let (op, dir2) = (op.clone(), dir.clone());
-                let entries = block(async move { op.list_with(&dir2).recursive(true).await })
-                    .map_err(|e| s3_err(&self.display(rel), e))?;
+                let versioned = lock.is_some();
+                let entries = block(async move {
+                    op.list_with(&dir2)
+                        .recursive(true)
+                        .versions(versioned)
+                        .deleted(versioned)
+                        .await
+                })
+                .map_err(|e| s3_err(&self.display(rel), e))?;
+                let entries = match lock {
+                    Some(lock) => crate::object_lock::visible(
+                        lock,
+                        entries,
+                        &format!("{url}/"),
+                        &self.key_root(),
+                    )?,
+                    None => entries,
+                };
                 for e in entries {
                     let m = e.metadata();
                     if !m.is_file() {
@@ -624,6 +804,7 @@ impl Store {
                         ObjectStat {
                             size: m.content_length(),
                             modified: m.last_modified().map(SystemTime::from),
+                            version: m.version().map(str::to_string),
                         },
                     ));
                 }

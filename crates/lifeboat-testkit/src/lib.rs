@@ -3,6 +3,7 @@
 //! or a bucket), a password file and a config, plus a runner for the `lifeboat` binary. No
 //! mocks: every test talks to real servers and real tools.
 
+pub mod iam;
 pub mod redis;
 pub mod s3;
 pub mod tls;
@@ -306,6 +307,20 @@ pub fn stop_server(pg: &Cluster, dir: &Path) {
             "stop",
         ])
         .output();
+}
+
+/// Run `q` with psql on database `db` of the server `pg`'s tools reach at `port` (the
+/// cluster's own, or a restored copy's); its output, unaligned and trimmed. Panics on an
+/// error.
+pub fn sql_at(pg: &Cluster, port: u16, db: &str, q: &str) -> String {
+    let out = Command::new(pg.tools().path("psql"))
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args(["-p", &port.to_string(), "-U", "postgres", "-d", db, "-c", q])
+        .env("PGPASSWORD", &pg.password)
+        .output()
+        .expect("run psql");
+    assert!(out.status.success(), "{q}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A postgres target section for `url`.

@@ -68,6 +68,11 @@ impl S3Server {
         Self::listening(child, port, Some(folder))
     }
 
+    /// An S3 server started elsewhere (moto with IAM: `crate::iam`), once it listens.
+    pub fn adopt(child: Child, port: u16) -> Self {
+        Self::listening(child, port, None)
+    }
+
     fn listening(child: Child, port: u16, folder: Option<tempfile::TempDir>) -> Self {
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -382,6 +387,7 @@ pub fn test_bucket(endpoint: &str, bucket: &str) -> lifeboat_repo::bucket::Bucke
         path_style: true,
         access_key_id: Some(lifeboat_core::Redacted::new(ACCESS_KEY)),
         secret_access_key: Some(lifeboat_core::Redacted::new(SECRET_KEY)),
+        object_lock: None,
     })
     .expect("bucket client")
 }

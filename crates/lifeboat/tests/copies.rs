@@ -20,14 +20,7 @@ const COPY_CREDS: [(&str, &str); 2] = [
 ];
 
 fn sql(pg: &Cluster, port: u16, db: &str, q: &str) -> String {
-    let out = std::process::Command::new(pg.tools().path("psql"))
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-        .args(["-p", &port.to_string(), "-U", "postgres", "-d", db, "-c", q])
-        .env("PGPASSWORD", &pg.password)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{q}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    lifeboat_testkit::sql_at(pg, port, db, q)
 }
 
 /// Switch to a new segment and wait until everything written so far is archived.

@@ -25,10 +25,18 @@ pub async fn run(ctx: &Context, args: CheckArgs) -> CliResult<i32> {
         output::json(&json!({
             "ok": ok, "read_data": read_data, "errors": checked.errors,
             "manifest_problems": checked.manifest_problems, "snapshots": checked.snapshots,
+            "object_lock": checked.object_lock,
         }));
     } else {
         for e in checked.errors.iter().chain(&checked.manifest_problems) {
             outln!("problem: {e}");
+        }
+        if let Some(lock) = checked.object_lock {
+            outln!(
+                "object lock: every pack and snapshot checked for {} retention of {} days",
+                lock.mode,
+                lock.days
+            );
         }
         outln!(
             "{}: {} snapshot(s){}",

@@ -15,16 +15,30 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
     let dry = args.dry_run;
     let done = forget(&engine, args.prune, dry).await?;
     let when_dry = if dry { " (dry run)" } else { "" };
+    // Snapshots still under Object Lock retention stay.
+    let forgotten: Vec<_> = done
+        .forget
+        .iter()
+        .filter(|id| !done.retained.snapshot_ids.iter().any(|k| k == id.as_str()))
+        .cloned()
+        .collect();
     if ctx.json {
         output::json(&json!({
             "dry_run": dry,
             "wal": done.wal.map(|w| json!({ "deleted": w.deleted, "kept": w.kept })),
             "cdc_segments_deleted": done.cdc_segments,
+            "retained": (!done.retained.is_empty()).then(|| json!({
+                "snapshots": done.retained.snapshots,
+                "packs": done.retained.packs,
+                "other": done.retained.other,
+                "kept_snapshots": done.retained.snapshot_ids,
+                "until": done.retained.until.map(until),
+            })),
             "decisions": done.decisions.iter().map(|d| json!({
                 "id": d.id, "target": d.target, "time": d.time.timestamp().to_string(),
                 "keep": d.keep, "reasons": d.reasons,
             })).collect::<Vec<_>>(),
-            "forgotten": if dry { Vec::new() } else { done.forget.clone() },
+            "forgotten": if dry { Vec::new() } else { forgotten.clone() },
             "prune": done.pruned.map(|p| json!({
                 "packs_removed": p.packs_removed,
                 "packs_repacked": p.packs_repacked,
@@ -72,9 +86,19 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
             if dry { "would be deleted" } else { "deleted" }
         );
     }
+    let r = &done.retained;
+    if !r.is_empty() {
+        outln!(
+            "object lock: {} snapshot(s), {} pack(s) and {} other file(s) are under retention until {}: left in place, a `forget --prune` after that date removes them",
+            r.snapshots,
+            r.packs,
+            r.other,
+            r.until.map(until).unwrap_or_default()
+        );
+    }
     outln!(
         "{} snapshot(s) {}",
-        done.forget.len(),
+        forgotten.len(),
         if dry {
             "would be forgotten (dry run)"
         } else {
@@ -82,4 +106,11 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
         }
     );
     Ok(0)
+}
+
+/// A retention date, as `check` and S3 show it.
+fn until(t: std::time::SystemTime) -> String {
+    jiff::Timestamp::try_from(t)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
