@@ -328,7 +328,9 @@ pub async fn prune(repo: &Arc<Repo>, subject: &str, keep: usize) {
             names.sort();
             let old = names.len() - keep;
             for n in &names[..old] {
-                r.side().delete(&format!("{dir}/{n}"))?;
+                // With Object Lock, a record still under retention stays until later.
+                r.side()
+                    .delete_unless_retained(&format!("{dir}/{n}"), false)?;
             }
             Ok(old)
         })

@@ -5,7 +5,10 @@
 
 use lifeboat_core::ObjectLock;
 use lifeboat_core::SnapshotId;
-use lifeboat_repo::{ForgetDecision, LockKind, PruneSummary, ReadData, object_lock::Deferred};
+use lifeboat_repo::{
+    ForgetDecision, LockKind, PruneSummary, ReadData,
+    object_lock::{Deferred, Extended},
+};
 
 use crate::{Engine, EngineResult, wal::WalPruned};
 
@@ -25,6 +28,8 @@ pub struct Forgotten {
     /// With Object Lock: what was left in place because it is still under retention (a
     /// later `forget --prune` removes it).
     pub retained: Deferred,
+    /// With Object Lock and `prune`: the retention extended on what is still in use.
+    pub extended: Option<Extended>,
 }
 
 /// Apply `[retention]` per target (a target's own `retention` table overrides it); with
@@ -50,27 +55,37 @@ pub async fn forget(engine: &Engine, prune: bool, dry_run: bool) -> EngineResult
             Ok::<_, lifeboat_repo::RepoError>((plan, snaps))
         })
         .await?;
-    let forget: Vec<SnapshotId> = decisions
+    let mut decisions = decisions;
+    let mut forget: Vec<SnapshotId> = decisions
         .iter()
         .filter(|d| !d.keep)
         .map(|d| d.id.clone())
         .collect();
     if !dry_run && !forget.is_empty() {
         let ids = forget.clone();
-        repo.call(move |r| r.delete_snapshots(&ids)).await?;
+        repo.call(move |r| r.forget_snapshots(&ids)).await?;
     }
+    // With Object Lock, snapshots still under retention stayed: they count as kept, and
+    // the WAL and captured changes they need stay with them.
+    let retained = repo
+        .call(|r| Ok::<_, lifeboat_repo::RepoError>(r.retained()))
+        .await?;
+    let stayed = |id: &SnapshotId| retained.snapshot_ids.iter().any(|k| k == id.as_str());
+    for d in decisions.iter_mut().filter(|d| !d.keep && stayed(&d.id)) {
+        d.keep = true;
+        d.reasons.push("object lock".into());
+    }
+    forget.retain(|id| !stayed(id));
     let mut done = Forgotten {
         decisions,
         forget,
         pruned: None,
         wal: None,
         cdc_segments: None,
-        retained: Deferred::default(),
+        retained,
+        extended: None,
     };
     if !prune {
-        done.retained = repo
-            .call(|r| Ok::<_, lifeboat_repo::RepoError>(r.retained()))
-            .await?;
         return Ok(done);
     }
     done.pruned = Some(repo.call(move |r| r.prune(dry_run)).await?);
@@ -91,9 +106,15 @@ pub async fn forget(engine: &Engine, prune: bool, dry_run: bool) -> EngineResult
         .await?;
     }
     done.cdc_segments = Some(segments);
-    done.retained = repo
+    let later = repo
         .call(|r| Ok::<_, lifeboat_repo::RepoError>(r.retained()))
         .await?;
+    done.retained.merge(later);
+    if !dry_run {
+        // What is still in the repository stays protected: its retention is extended.
+        let skip = done.retained.paths.clone();
+        done.extended = repo.call(move |r| r.extend_retention(&skip)).await?;
+    }
     Ok(done)
 }
 

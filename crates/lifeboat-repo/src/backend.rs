@@ -89,13 +89,15 @@ impl Backend {
             .cloned()
     }
 
-    /// The newest version of `rel` whose content `id` names.
+    /// The oldest version of `rel` whose content `id` names.
     fn in_versions(&self, tpe: FileType, id: &Id, rel: &str) -> RusticResult<Option<Vec<u8>>> {
         let versions = self
             .store
             .versions(rel)
             .map_err(failed("Listing the versions of `{type}` failed.", tpe))?;
-        for v in versions {
+        // The original of a file named by its content is its oldest version: an attacker's
+        // come after it.
+        for v in versions.into_iter().rev() {
             let bytes = self
                 .store
                 .get_version(rel, &v)
@@ -197,8 +199,9 @@ impl ReadBackend for Backend {
         };
         let bytes = match read {
             Ok(bytes) => bytes,
-            // Hidden by a delete marker: the version with this content, if the bucket has it.
-            Err(e) if self.heals(tpe) && matches!(self.store.exists(&rel), Ok(false)) => {
+            // Hidden by a delete marker: the version with this content, if the bucket has
+            // it (then remembered for the file's other blobs).
+            Err(e) if self.heals(tpe) && known.is_none() => {
                 let Some(full) = self.in_versions(tpe, id, &rel)? else {
                     return Err(failed("Reading `{type}` failed.", tpe)(e));
                 };
@@ -257,8 +260,20 @@ impl WriteBackend for Backend {
         if let Some(local) = &self.local {
             return local.remove(tpe, id, cacheable);
         }
-        self.store
-            .delete(&path(tpe, id))
+        let rel = path(tpe, id);
+        let removed = match (tpe, self.store.locked()) {
+            // With Object Lock, removals of packs (only prune removes them) and of
+            // snapshots by `forget` are retention's: one still under retention stays.
+            (FileType::Pack, Some(_)) => self.store.delete_unless_retained(&rel, true),
+            (FileType::Snapshot, Some(lock)) if lock.is_forgetting() => {
+                self.store.delete_unless_retained(&rel, true)
+            }
+            // Others (a failed backup's snapshot, an index prune replaced, a key) must
+            // take effect.
+            _ => self.store.delete(&rel).map(|()| true),
+        };
+        removed
+            .map(|_| ())
             .map_err(failed("Removing `{type}` failed.", tpe))
     }
 }

@@ -1152,11 +1152,15 @@ impl Repo {
         Ok(errors)
     }
 
-    /// With Object Lock: the objects whose retention `check` verifies (every pack and
-    /// snapshot), as (key in the bucket, path in the repository, time of writing).
+    /// With Object Lock: the objects whose retention `check` verifies (the repository's
+    /// config, keys, index, snapshots and packs), as (key in the bucket, path in the
+    /// repository, listing).
     fn locked_objects(&self) -> Result<Vec<(String, String, store::ObjectStat)>, RepoError> {
         let mut objects = Vec::new();
-        for dir in ["data", "snapshots"] {
+        if let Some(stat) = self.store.stat("config")? {
+            objects.push((self.store.key_of("config").0, "config".into(), stat));
+        }
+        for dir in ["keys", "index", "snapshots", "data"] {
             for (rel, stat) in self.store.walk(dir)? {
                 let in_repo = format!("{dir}/{rel}");
                 let (key, _) = self.store.key_of(&in_repo);
@@ -1164,6 +1168,33 @@ impl Repo {
             }
         }
         Ok(objects)
+    }
+
+    /// Remove snapshots as retention does: with Object Lock, one still under retention
+    /// stays (see [`Self::retained`]).
+    pub fn forget_snapshots(&self, ids: &[SnapshotId]) -> Result<(), RepoError> {
+        let _forgetting = self.store.locked().map(|l| l.forgetting());
+        self.delete_snapshots(ids)
+    }
+
+    /// With Object Lock: extend the retention of everything the repository holds (but lock
+    /// files and what `skip` names, paths relative to the repository) where less than half
+    /// of `days` is left, so that what is still in use stays protected.
+    pub fn extend_retention(
+        &self,
+        skip: &std::collections::BTreeSet<String>,
+    ) -> Result<Option<object_lock::Extended>, RepoError> {
+        let Some(lock) = self.store.locked() else {
+            return Ok(None);
+        };
+        let objects: Vec<_> = self
+            .store
+            .walk("")?
+            .into_iter()
+            .filter(|(rel, _)| !object_lock::is_lock_file(rel) && !skip.contains(rel))
+            .map(|(rel, stat)| (self.store.key_of(&rel).0, rel, stat))
+            .collect();
+        Ok(Some(object_lock::extend(lock, objects)?))
     }
 
     /// With Object Lock: the files `forget --prune` left in place because they are still

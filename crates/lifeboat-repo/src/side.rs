@@ -94,6 +94,12 @@ impl SideArea {
         Ok(self.store.delete(rel)?)
     }
 
+    /// Delete `rel` as retention does: with Object Lock, not while it is under retention
+    /// (`Ok(false)`; `counted` for `forget`'s report). See [`Store::delete_unless_retained`].
+    pub fn delete_unless_retained(&self, rel: &str, counted: bool) -> Result<bool, SideError> {
+        Ok(self.store.delete_unless_retained(rel, counted)?)
+    }
+
     /// Names directly under `rel`, sorted.
     pub fn list(&self, rel: &str) -> Result<Vec<String>, SideError> {
         Ok(self.store.list(rel)?)

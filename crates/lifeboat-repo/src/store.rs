@@ -427,10 +427,16 @@ impl Store {
     /// still under retention: lifeboat never removes such an object (see
     /// [`Locked::may_remove`]), so someone else did, and the version is read instead.
     fn hidden_version(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(lock) = self.locked() else {
-            return Ok(None);
-        };
-        let Self::S3 { op, sub, url, .. } = self else {
+        match self.hidden_entry(rel)? {
+            Some((v, _)) => self.get_version(rel, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The version standing in for `rel` when someone else hid it (see
+    /// [`crate::object_lock::visible`]), with its metadata.
+    fn hidden_entry(&self, rel: &str) -> Result<Option<(String, ObjectStat)>, StoreError> {
+        let (Some(lock), Self::S3 { op, sub, url, .. }) = (self.locked(), self) else {
             return Ok(None);
         };
         let (op2, rel2) = (op.clone(), format!("{sub}{rel}"));
@@ -440,13 +446,17 @@ impl Store {
         let entries: Vec<_> = entries.into_iter().filter(|e| e.path() == want).collect();
         let visible =
             crate::object_lock::visible(lock, entries, &format!("{url}/"), &self.key_root())?;
-        match visible
-            .first()
-            .and_then(|e| e.metadata().version().map(str::to_string))
-        {
-            Some(v) => self.get_version(rel, &v).map(Some),
-            None => Ok(None),
-        }
+        Ok(visible.first().and_then(|e| {
+            let m = e.metadata();
+            Some((
+                m.version()?.to_string(),
+                ObjectStat {
+                    size: m.content_length(),
+                    modified: m.last_modified().map(SystemTime::from),
+                    version: m.version().map(str::to_string),
+                },
+            ))
+        }))
     }
 
     /// `length` bytes from `offset` of one version of `rel`.
@@ -617,7 +627,7 @@ impl Store {
                     Err(e) => Err(io_err(&path)(e)),
                 }
             }
-            Self::S3 { op, sub, .. } => {
+            Self::S3 { op, sub, lock, .. } => {
                 let (op, rel2) = (op.clone(), format!("{sub}{rel}"));
                 match block(async move { op.stat(&rel2).await }) {
                     Ok(m) => Ok(Some(ObjectStat {
@@ -625,6 +635,9 @@ impl Store {
                         modified: m.last_modified().map(SystemTime::from),
                         version: None,
                     })),
+                    Err(e) if e.kind() == ErrorKind::NotFound && lock.is_some() => {
+                        Ok(self.hidden_entry(rel)?.map(|(_, stat)| stat))
+                    }
                     Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(s3_err(&self.display(rel), e)),
                 }
@@ -636,15 +649,50 @@ impl Store {
         Ok(self.stat(rel)?.is_some())
     }
 
-    /// Remove `rel`; a missing object is fine. With Object Lock, an object still under
-    /// retention stays (see [`Locked::may_remove`]).
-    pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
+    /// Remove `rel` as retention does: with Object Lock, an object still under retention
+    /// stays (`Ok(false)`; with `counted`, it is counted for `forget`'s report). Without,
+    /// or once its retention has ended, it is removed (`Ok(true)`).
+    pub fn delete_unless_retained(&self, rel: &str, counted: bool) -> Result<bool, StoreError> {
         if let Some(lock) = self.locked() {
-            let (lock, (key, in_repo)) = (lock.clone(), self.key_of(rel));
-            if !block(async move { lock.may_remove(&key, &in_repo).await })? {
-                return Ok(());
+            let (key, in_repo) = self.key_of(rel);
+            if !crate::object_lock::is_lock_file(&in_repo) {
+                let (lock2, key2) = (lock.clone(), key);
+                // What retention's report counts is judged precisely; bookkeeping (the
+                // job history's cap) trusts the listing.
+                if let Some(until) =
+                    block(async move { lock2.retained_until(&key2, counted).await })?
+                {
+                    if counted {
+                        lock.count_deferred(&in_repo, until);
+                    }
+                    return Ok(false);
+                }
             }
         }
+        self.remove(rel)?;
+        Ok(true)
+    }
+
+    /// Remove `rel`; a missing object is fine. With Object Lock (not a lock file), a
+    /// record of the removal is written first at `lifeboat/removed/<path>`: the object is
+    /// only hidden (its version stays, under retention), and the record tells it from one
+    /// someone else hid (which reads bring back).
+    pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
+        if let (Some(_), Self::S3 { op, .. }) = (self.locked(), self) {
+            let (_, in_repo) = self.key_of(rel);
+            if !crate::object_lock::is_lock_file(&in_repo) {
+                self.writable()?;
+                let record = format!("{}{in_repo}", crate::object_lock::REMOVED);
+                let text = format!("{{\"removed\":\"{}\"}}\n", jiff::Timestamp::now());
+                let op2 = op.clone();
+                block(async move { op2.write(&record, text.into_bytes()).await })
+                    .map_err(|e| s3_err(&self.display(rel), e))?;
+            }
+        }
+        self.remove(rel)
+    }
+
+    fn remove(&self, rel: &str) -> Result<(), StoreError> {
         match self {
             Self::Local(root) => {
                 let path = root.join(rel);
@@ -688,6 +736,14 @@ impl Store {
                 let (op, dir2) = (op.clone(), dir.clone());
                 let entries = block(async move { op.list(&dir2).await })
                     .map_err(|e| s3_err(&self.display(rel), e))?;
+                if let Some(lock) = self.locked() {
+                    let root = self.key_root();
+                    for e in &entries {
+                        if let Some(w) = e.metadata().last_modified() {
+                            lock.note_written(format!("{root}{}", e.path()), SystemTime::from(w));
+                        }
+                    }
+                }
                 entries
                     .into_iter()
                     .filter(|e| e.path() != dir && e.path() != "/" && !e.path().is_empty())

@@ -33,9 +33,9 @@ fn said(run: &Run) -> String {
     format!("{}\n{}", run.stdout, run.stderr)
 }
 
-/// The current objects under `prefix` in `locked`, with their retention.
-fn objects(s3: &IamS3, prefix: &str) -> Vec<serde_json::Value> {
-    s3.op(&s3.admin, "objects", &["locked", prefix])
+/// The current objects under `prefix` in `bucket`, with their retention.
+fn objects(s3: &IamS3, bucket: &str, prefix: &str) -> Vec<serde_json::Value> {
+    s3.op(&s3.admin, "objects", &[bucket, prefix])
         .as_array()
         .unwrap()
         .clone()
@@ -48,8 +48,8 @@ fn snapshots(ws: &Workspace, who: &Keys) -> Vec<serde_json::Value> {
         .clone()
 }
 
-fn keys(s3: &IamS3, prefix: &str) -> BTreeSet<String> {
-    objects(s3, prefix)
+fn keys(s3: &IamS3, bucket: &str, prefix: &str) -> BTreeSet<String> {
+    objects(s3, bucket, prefix)
         .iter()
         .map(|o| o["key"].as_str().unwrap().to_string())
         .collect()
@@ -112,7 +112,10 @@ fn a_compliance_repository_written_by_a_host_that_cannot_delete_survives_deletio
             && text.contains("--object-lock-enabled-for-bucket"),
         "{text}"
     );
-    assert!(keys(&s3, "").iter().all(|k| !k.starts_with("repo/")));
+    assert!(
+        keys(&s3, "plain", "").is_empty(),
+        "nothing written in `plain`"
+    );
 
     // The host may not set the bucket's default retention; the administrator creates the
     // repository, and its `init` makes the configured retention the bucket's default.
@@ -120,7 +123,7 @@ fn a_compliance_repository_written_by_a_host_that_cannot_delete_survives_deletio
     run.expect_code(1);
     assert!(said(&run).contains("AccessDenied"), "{}", said(&run));
     assert!(
-        keys(&s3, "repo/").is_empty(),
+        keys(&s3, "locked", "repo/").is_empty(),
         "a refused init leaves nothing"
     );
     as_user(&ws, &admin, &["init"]).expect_code(0);
@@ -157,7 +160,7 @@ fn a_compliance_repository_written_by_a_host_that_cannot_delete_survives_deletio
     std::fs::write(files.join("a.txt"), "alpha, changed\n").unwrap();
     // A second backup right after: the first's locks were released, not left behind.
     as_user(&ws, &host, &["backup", "d"]).expect_code(0);
-    let all = objects(&s3, "repo/");
+    let all = objects(&s3, "locked", "repo/");
     let held: Vec<_> = all
         .iter()
         .filter(|o| o["key"].as_str().unwrap().contains("locks/"))
@@ -186,7 +189,7 @@ fn a_compliance_repository_written_by_a_host_that_cannot_delete_survives_deletio
     );
 
     // The host's keys, stolen, delete nothing: not a pack, not a version of one.
-    let packs: Vec<String> = keys(&s3, "repo/data/").into_iter().collect();
+    let packs: Vec<String> = keys(&s3, "locked", "repo/data/").into_iter().collect();
     assert!(packs.len() >= 2, "{packs:?}");
     let pack = &packs[0];
     assert_eq!(s3.op(&host, "delete", &["locked", pack]), "AccessDenied");
@@ -213,26 +216,33 @@ fn a_compliance_repository_written_by_a_host_that_cannot_delete_survives_deletio
         .find(|s| s["target"] == "shop")
         .unwrap();
     let shop_id = shop["id"].as_str().unwrap().to_string();
-    let snapshot_key = keys(&s3, "repo/snapshots/")
+    let snapshot_key = keys(&s3, "locked", "repo/snapshots/")
         .into_iter()
         .find(|k| k.contains(&shop_id[..8]))
         .unwrap();
     assert_eq!(s3.op(&admin, "overwrite", &["locked", &snapshot_key]), "ok");
-    assert!(keys(&s3, "repo/data/").is_empty(), "every pack is hidden");
+    assert!(
+        keys(&s3, "locked", "repo/data/").is_empty(),
+        "every pack is hidden"
+    );
 
     // lifeboat still restores: the versions under retention have what the names promise.
-    let run = as_user(
-        &ws,
-        &host,
-        &[
-            "restore",
-            "shop",
-            "--snapshot",
-            &shop_id[..8],
-            "--to",
-            &pg.url("shop_back"),
-        ],
-    );
+    // With an empty cache, as on the day of a disaster (nothing read from what the backup
+    // host cached while writing).
+    let cold = ws.path().join("cold-cache");
+    let host_cold = |args: &[&str]| {
+        let mut env = host.env().to_vec();
+        env.push(("XDG_CACHE_HOME", cold.to_str().unwrap()));
+        ws.run_env(args, &env)
+    };
+    let run = host_cold(&[
+        "restore",
+        "shop",
+        "--snapshot",
+        &shop_id[..8],
+        "--to",
+        &pg.url("shop_back"),
+    ]);
     run.expect_code(0);
     assert_eq!(
         sql(
@@ -243,12 +253,11 @@ fn a_compliance_repository_written_by_a_host_that_cannot_delete_survives_deletio
         "3000|96000"
     );
     let back = ws.path().join("back");
-    as_user(
-        &ws,
-        &host,
-        &["restore", "d", "--to-dir", &back.display().to_string()],
-    )
-    .expect_code(0);
+    host_cold(&["restore", "d", "--to-dir", &back.display().to_string()]).expect_code(0);
+    assert!(
+        cold.join("rustic").is_dir(),
+        "the restores used the cold cache"
+    );
     let restored = back.join(files.strip_prefix("/").unwrap());
     assert_eq!(
         std::fs::read(restored.join("a.txt")).unwrap(),
@@ -333,8 +342,8 @@ fn prune_leaves_what_is_under_retention_and_removes_it_once_the_retention_ends()
 
     // Its retention over (what a day does; governance lets the administrator shorten
     // it): forgotten. Its packs are still under retention: left in place.
-    let packs_before = keys(&s3, "repo/data/");
-    let snapshot_key = keys(&s3, "repo/snapshots/")
+    let packs_before = keys(&s3, "locked", "repo/data/");
+    let snapshot_key = keys(&s3, "locked", "repo/snapshots/")
         .into_iter()
         .find(|k| k.starts_with(&format!("repo/snapshots/{first}")))
         .unwrap();
@@ -348,11 +357,38 @@ fn prune_leaves_what_is_under_retention_and_removes_it_once_the_retention_ends()
     );
     assert!(done["retained"]["packs"].as_u64().unwrap() >= 1, "{done:#}");
     assert_eq!(snapshots(&ws, &admin).len(), 1);
-    let packs_after = keys(&s3, "repo/data/");
+    let packs_after = keys(&s3, "locked", "repo/data/");
     assert!(
         packs_before.is_subset(&packs_after),
         "no pack under retention was removed"
     );
+
+    // A key removed is gone for good: its object is only hidden (its version stays under
+    // retention), and the record of the removal keeps it from being brought back.
+    let spare = ws.path().join("spare-password");
+    std::fs::write(&spare, "a spare key\n").unwrap();
+    let added = as_user(
+        &ws,
+        &admin,
+        &[
+            "key",
+            "add",
+            "--new-password-file",
+            spare.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let spare_id = added.json()["added"].as_str().unwrap().to_string();
+    let listed = |ws: &Workspace| {
+        as_user(ws, &admin, &["key", "list", "--json"]).json()["keys"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(listed(&ws), 2);
+    as_user(&ws, &admin, &["key", "remove", &spare_id[..10]]).expect_code(0);
+    assert_eq!(listed(&ws), 1);
+    assert_eq!(keys(&s3, "locked", "repo/lifeboat/removed/keys/").len(), 1);
 
     // `check` verifies every pack's retention: shortened ones are found.
     let shortened = s3.op(&admin, "shorten", &["locked", "repo/data/", "2"]);
@@ -367,10 +403,18 @@ fn prune_leaves_what_is_under_retention_and_removes_it_once_the_retention_ends()
         .collect();
     assert!(short.len() >= packs_after.len() - 1, "{errors:#?}");
 
-    // Their retention over, the next prune removes what it left.
+    // Their retention over, the next prune removes what it left, and extends the
+    // retention of what the repository still holds: `check` is clean again.
     let done = forget(0);
     assert!(done["retained"].is_null(), "{done:#}");
-    let packs_now = keys(&s3, "repo/data/");
+    let extended = &done["retention_extended"];
+    assert!(
+        extended["extended"].as_u64().unwrap() >= 1
+            && extended["checked"].as_u64() >= extended["extended"].as_u64(),
+        "{done:#}"
+    );
+    as_user(&ws, &admin, &["check"]).expect_code(0);
+    let packs_now = keys(&s3, "locked", "repo/data/");
     assert!(
         packs_now.len() < packs_after.len() && packs_now.is_subset(&packs_after),
         "{packs_after:?} -> {packs_now:?}"

@@ -3,10 +3,11 @@
 //! with a given policy (the backup host's). Requests are refused unless a user's policy
 //! allows them, as on AWS.
 //!
-//! One allowance: moto recomputes each request's SigV4 signature from the URL as sent, and
-//! for a `/` sent unencoded in a query string (opendal's listings, `prefix=repo/`) it
-//! gets a different canonical request than SigV4 defines (it keeps the `/`; the signer
-//! encodes it, as AWS and s3s-fs expect). The server here skips that comparison; the
+//! One allowance: moto recomputes each request's SigV4 signature from the request as it
+//! arrived, and for opendal's requests (a `/` sent unencoded in a listing's query,
+//! `prefix=repo/`) it gets another canonical request than SigV4 defines (AWS and s3s-fs
+//! accept them). The server here compares signatures only for the requests lifeboat signs
+//! itself (a bucket's `?object-lock`, an object's `?retention`, HEADs); for the others the
 //! access key must still be a user's, and that user's policy decides.
 
 use std::{
@@ -19,11 +20,17 @@ use crate::s3::S3Server;
 const OPS: &str = include_str!("s3ops.py");
 
 /// Start moto.server with the signature comparison skipped (see the module's docs).
-const SERVER: &str = "import sys\n\
-import moto.iam.access_control as ac\n\
-ac.IAMRequestBase.check_signature = lambda self: None\n\
-from moto.server import main\n\
-main(sys.argv[1:])\n";
+const SERVER: &str = r#"import sys
+import moto.iam.access_control as ac
+compare = ac.IAMRequestBase.check_signature
+def check(self):
+    query = self._path.partition('?')[2]
+    if 'object-lock' in query or 'retention' in query or self._method == 'HEAD':
+        compare(self)
+ac.IAMRequestBase.check_signature = check
+from moto.server import main
+main(sys.argv[1:])
+"#;
 
 /// An access key pair of a moto IAM user.
 #[derive(Debug, Clone)]

@@ -15,13 +15,8 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
     let dry = args.dry_run;
     let done = forget(&engine, args.prune, dry).await?;
     let when_dry = if dry { " (dry run)" } else { "" };
-    // Snapshots still under Object Lock retention stay.
-    let forgotten: Vec<_> = done
-        .forget
-        .iter()
-        .filter(|id| !done.retained.snapshot_ids.iter().any(|k| k == id.as_str()))
-        .cloned()
-        .collect();
+    // Snapshots still under Object Lock retention stayed (kept, "object lock").
+    let forgotten = done.forget.clone();
     if ctx.json {
         output::json(&json!({
             "dry_run": dry,
@@ -33,6 +28,9 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
                 "other": done.retained.other,
                 "kept_snapshots": done.retained.snapshot_ids,
                 "until": done.retained.until.map(until),
+            })),
+            "retention_extended": done.extended.map(|e| json!({
+                "checked": e.checked, "extended": e.extended,
             })),
             "decisions": done.decisions.iter().map(|d| json!({
                 "id": d.id, "target": d.target, "time": d.time.timestamp().to_string(),
@@ -94,6 +92,13 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
             r.packs,
             r.other,
             r.until.map(until).unwrap_or_default()
+        );
+    }
+    if let Some(e) = done.extended {
+        outln!(
+            "object lock: retention extended on {} of the {} objects still in the repository",
+            e.extended,
+            e.checked
         );
     }
     outln!(

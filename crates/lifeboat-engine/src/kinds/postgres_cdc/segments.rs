@@ -211,10 +211,12 @@ pub async fn prune(
                 .filter(|p| s.first == s.last && p.starts_with(&stem))
             {
                 let path = format!("{}/parts/{p}", dir(target));
-                repo.call(move |r| r.side().delete(&path)).await?;
+                repo.call(move |r| r.side().delete_unless_retained(&path, true))
+                    .await?;
             }
             let path = format!("{}/{}", dir(target), s.name);
-            repo.call(move |r| r.side().delete(&path)).await?;
+            repo.call(move |r| r.side().delete_unless_retained(&path, true))
+                .await?;
         }
     }
     Ok(old.len())

@@ -208,11 +208,16 @@ pub fn prune(repo: &Repo, kept: &[PhysicalManifest], dry_run: bool) -> EngineRes
                 result.kept += 1;
                 continue;
             }
-            result.deleted += 1;
-            if !dry_run {
-                repo.side()
-                    .delete(&object_name(system_id, &w))
+            // With Object Lock, a segment still under retention stays (and is counted).
+            let gone = dry_run
+                || repo
+                    .side()
+                    .delete_unless_retained(&object_name(system_id, &w), true)
                     .map_err(|e| EngineError::failure(e.to_string(), None))?;
+            if gone {
+                result.deleted += 1;
+            } else {
+                result.kept += 1;
             }
         }
     }
