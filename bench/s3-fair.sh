@@ -40,6 +40,12 @@
 #   modtime         rclone's default: the mtime rclone keeps in each object's metadata, one
 #                   HEAD per object (40 s per sync of 10,000 objects on moto, bench/s3.sh).
 #
+# SYNC=aws uses `aws s3 sync` (AWS CLI v1, `--endpoint-url`, path-style addressing) in
+# rclone's place, both ways; it compares size and last-modified time, as
+# `--use-server-modtime` does. Needed against s3s-fs: rclone 1.60 lists with an empty
+# `delimiter=`, which s3s-fs 0.14.1 answers with no objects (docs/benchmarks.md). The
+# restored prefixes are then compared with the bucket by listing (names, sizes, ETags).
+#
 # PROFILE=1 adds a CPU profile (`perf record -g`) of one more first bucket backup by lifeboat
 # (fresh repository s3://lbrepo/profile): top symbols and the share of rustic's Rabin table
 # building (issue 24, point 3: none per object should be left).
@@ -48,9 +54,10 @@
 #   OBJECTS=1000 ROUNDS=1 bench/s3-fair.sh         # a quick run (a minute or two)
 #   S3_SERVER=s3s-fs bench/s3-fair.sh              # against s3s-fs instead
 #   RCLONE_CHECK=checksum bench/s3-fair.sh         # rclone comparing MD5s
+#   S3_SERVER=s3s-fs SYNC=aws bench/s3-fair.sh     # s3s-fs, with aws s3 sync
 #
 # Knobs: OBJECTS (10000), OBJECT_KIB (100), CHANGED_PCT (1), ROUNDS (3), SEED (1),
-# S3_SERVER (moto | s3s-fs), RCLONE_CHECK (server-modtime | checksum | modtime),
+# S3_SERVER (moto | s3s-fs), SYNC (rclone | aws), RCLONE_CHECK (server-modtime | checksum | modtime),
 # RCLONE_TRANSFERS (8), VERIFY (1), PROFILE (0), S3PORT (55453),
 # WORK (/tmp/lifeboat-bench-s3-fair), KEEP_WORK (0), LIFEBOAT_BIN (a given binary).
 #
@@ -82,6 +89,14 @@ case $RCLONE_CHECK in
   *) echo "RCLONE_CHECK is server-modtime, checksum or modtime" >&2; exit 2 ;;
 esac
 RCLONE=(rclone --fast-list --transfers "$RCLONE_TRANSFERS" "${RCLONE_CMP[@]}")
+SYNC=${SYNC:-rclone}
+case $SYNC in
+  rclone) SYNC_NAME=rclone ;;
+  aws) SYNC_NAME="aws s3 sync"
+    command -v aws >/dev/null || { echo "needs the AWS CLI: python3 -m pip install awscli" >&2; exit 2; }
+    CMP_TEXT="\`aws s3 sync\` ($(aws --version 2>&1 | cut -d' ' -f1)): an object is copied when its size differs or its last-modified time is newer than the local file's (set to it on download); \`--only-show-errors\`, its default 10 requests at a time" ;;
+  *) echo "SYNC is rclone or aws" >&2; exit 2 ;;
+esac
 
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time: apt-get install time" >&2; exit 2; }
 command -v restic >/dev/null || { echo "needs restic: bash scripts/install-deps.sh" >&2; exit 2; }
@@ -115,6 +130,39 @@ export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
 # rclone 1.60 fails on a custom CA bundle ("HTTPClient's transport unsupported type");
 # the server here is plain HTTP.
 unset AWS_CA_BUNDLE
+# The AWS CLI: path-style addressing, the region, no other profile.
+printf '[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n' > "$WORK/aws-config"
+export AWS_CONFIG_FILE="$WORK/aws-config" AWS_SHARED_CREDENTIALS_FILE=/dev/null
+AWS_SYNC=(aws s3 sync --only-show-errors --endpoint-url "$ENDPOINT")
+# The sync commands (arrays, for /usr/bin/time): `down` sets DOWN, which copies the bucket
+# into $MIRROR; `up ROUND` sets UP, which copies the restored folder into a prefix.
+down() {
+  if [ "$SYNC" = aws ]; then DOWN=("${AWS_SYNC[@]}" s3://media "$MIRROR")
+  else DOWN=("${RCLONE[@]}" sync srv:media "$MIRROR"); fi
+}
+up() {
+  if [ "$SYNC" = aws ]; then UP=("${AWS_SYNC[@]}" "$RESTORED$MIRROR" "s3://rcloneup/r$1")
+  else UP=("${RCLONE[@]}" sync "$RESTORED$MIRROR" "srv:rcloneup/r$1"); fi
+}
+# same_objects PREFIX: whether s3://PREFIX holds what s3://media holds (names, sizes and
+# ETags, by listing; rclone check when SYNC=rclone).
+same_objects() {
+  if [ "$SYNC" = rclone ]; then rclone check --fast-list srv:media "srv:$1"; return; fi
+  python3 - "$ENDPOINT" "$1" <<'PY'
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
+def listing(bucket, prefix):
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            out[o["Key"][len(prefix):]] = (o["Size"], o["ETag"])
+    return out
+bucket, _, prefix = sys.argv[2].partition("/")
+a, b = listing("media", ""), listing(bucket, prefix + "/")
+print(len(a), "objects in media,", len(b), "in", sys.argv[2])
+sys.exit(0 if a == b and a else 1)
+PY
+}
 # The remote `srv:` from the environment, no config file.
 export RCLONE_CONFIG_SRV_TYPE=s3 RCLONE_CONFIG_SRV_PROVIDER=Other \
   RCLONE_CONFIG_SRV_ENDPOINT="$ENDPOINT" RCLONE_CONFIG_SRV_ACCESS_KEY_ID=bench \
@@ -210,14 +258,17 @@ lifeboat_way() {  # ROUND PHASE
 restic_way() {  # ROUND PHASE
   case $2 in
     first)
-      measure "$1" rc_first "${RCLONE[@]}" sync srv:media "$MIRROR"
+      down
+      measure "$1" rc_first "${DOWN[@]}"
       measure "$1" rs_first restic backup -q "$MIRROR" ;;
     incremental)
-      measure "$1" rc_incr "${RCLONE[@]}" sync srv:media "$MIRROR"
+      down
+      measure "$1" rc_incr "${DOWN[@]}"
       measure "$1" rs_incr restic backup -q "$MIRROR" ;;
     restore)
       measure "$1" rs_restore restic restore -q latest --target "$RESTORED"
-      measure "$1" rc_restore "${RCLONE[@]}" sync "$RESTORED$MIRROR" "srv:rcloneup/r$1" ;;
+      up "$1"
+      measure "$1" rc_restore "${UP[@]}" ;;
   esac
 }
 
@@ -241,7 +292,7 @@ for round in $(seq 1 "$ROUNDS"); do
   if [ "$VERIFY" = 1 ]; then
     log "  comparing the restored prefixes with the bucket"
     for dst in "lbrestore/r$round" "rcloneup/r$round"; do
-      if rclone check --fast-list srv:media "srv:$dst" >"$WORK/check.log" 2>&1; then ok=yes
+      if same_objects "$dst" >"$WORK/check.log" 2>&1; then ok=yes
       else ok="**no**"; tail -n 5 "$WORK/check.log" >&2; fi
       printf '%s\t%s\t%s\n' "$round" "${dst%%/*}" "$ok" >> "$CHECKS"
     done
@@ -271,16 +322,21 @@ mbs() { awk -v b="$BUCKET_BYTES" -v s="$1" 'BEGIN { if (s > 0) printf "%.1f", b 
 
 echo "## Fair S3 targets — $(date -u +%Y-%m-%d) (bench/s3-fair.sh), $(machine)"
 echo
-echo "rclone $(rclone version | awk 'NR == 1 { print $2 }'), $SERVER_TEXT; lifeboat, restic and the S3 server share the $(nproc) cores."
+echo "$([ "$SYNC" = aws ] && aws --version 2>&1 | cut -d' ' -f1 || echo "rclone $(rclone version | awk 'NR == 1 { print $2 }')"), $SERVER_TEXT; lifeboat, restic and the S3 server share the $(nproc) cores."
 echo "Bucket: $OBJECTS objects of $OBJECT_KIB KiB (random bytes, $(mib "$BUCKET_BYTES") MiB). Incremental: $CHANGED objects ($CHANGED_PCT%) replaced with new bytes of the same size."
 echo "$ROUNDS rounds, each with fresh repositories on the same S3 server (lifeboat \`s3://lbrepo/rN\`, restic \`s3:…/resticrepo/rN\`), fresh local caches and an empty local folder; order alternating (odd rounds lifeboat first); medians."
 echo
 echo "- lifeboat: \`lifeboat backup media\` (a bucket target), twice; \`lifeboat restore media --to s3://lbrestore/rN\`."
-echo "- the restic way: \`rclone sync srv:media <folder>\`, then \`restic backup <folder>\`, twice; \`restic restore latest --target <dir>\`, then \`rclone sync <dir>/<folder> srv:rcloneup/rN\`."
-echo "- rclone flags: \`${RCLONE[*]:1}\`; $CMP_TEXT."
+if [ "$SYNC" = aws ]; then
+  echo "- the restic way: \`aws s3 sync s3://media <folder>\`, then \`restic backup <folder>\`, twice; \`restic restore latest --target <dir>\`, then \`aws s3 sync <dir>/<folder> s3://rcloneup/rN\`."
+  echo "- $CMP_TEXT."
+else
+  echo "- the restic way: \`rclone sync srv:media <folder>\`, then \`restic backup <folder>\`, twice; \`restic restore latest --target <dir>\`, then \`rclone sync <dir>/<folder> srv:rcloneup/rN\`."
+  echo "- rclone flags: \`${RCLONE[*]:1}\`; $CMP_TEXT."
+fi
 echo "- CPU seconds: the tool's own (user + system, children included) / the S3 server's over the same interval."
 echo
-echo "| run | lifeboat wall s | lifeboat CPU s (own / server) | restic way wall s (rclone + restic) | restic way CPU s (own / server) | speedup (restic way ÷ lifeboat) | target | met? |"
+echo "| run | lifeboat wall s | lifeboat CPU s (own / server) | restic way wall s ($SYNC_NAME + restic) | restic way CPU s (own / server) | speedup (restic way ÷ lifeboat) | target | met? |"
 echo "| --- | ---: | --- | ---: | --- | ---: | --- | --- |"
 row() {  # LABEL LB_STEP RCLONE_STEP RESTIC_STEP TARGET ORDER(rclone-first|restic-first)
   local lw rw s parts
@@ -290,7 +346,7 @@ row() {  # LABEL LB_STEP RCLONE_STEP RESTIC_STEP TARGET ORDER(rclone-first|resti
 }
 row "first backup" lb_first rc_first rs_first 1.0 rclone-first
 row "incremental backup ($CHANGED_PCT% changed)" lb_incr rc_incr rs_incr 2.0 rclone-first
-row "restore into a new prefix (restic way: restic + rclone)" lb_restore rc_restore rs_restore 1.0 restic-first
+row "restore into a new prefix (restic way: restic + $SYNC_NAME)" lb_restore rc_restore rs_restore 1.0 restic-first
 echo
 echo "Throughput over the whole bucket: first backup lifeboat $(mbs "$(med lb_first 3)") MB/s, the restic way $(mbs "$(med rc_first+rs_first 3)") MB/s; restore lifeboat $(mbs "$(med lb_restore 3)") MB/s, the restic way $(mbs "$(med rc_restore+rs_restore 3)") MB/s."
 echo "The restic way's parts are medians of their own; its total is the median of the per-round sums. Every round:"
@@ -299,17 +355,17 @@ echo "| step | wall s | own CPU s | server CPU s |"
 echo "| --- | --- | --- | --- |"
 for s in lb_first rc_first rs_first lb_incr rc_incr rs_incr lb_restore rs_restore rc_restore; do
   case $s in
-    lb_first) label="lifeboat backup, first" ;; rc_first) label="rclone sync to disk, first" ;;
+    lb_first) label="lifeboat backup, first" ;; rc_first) label="$SYNC_NAME to disk, first" ;;
     rs_first) label="restic backup, first" ;; lb_incr) label="lifeboat backup, incremental" ;;
-    rc_incr) label="rclone sync to disk, incremental" ;; rs_incr) label="restic backup, incremental" ;;
+    rc_incr) label="$SYNC_NAME to disk, incremental" ;; rs_incr) label="restic backup, incremental" ;;
     lb_restore) label="lifeboat restore into a bucket" ;; rs_restore) label="restic restore to disk" ;;
-    rc_restore) label="rclone sync into a bucket" ;;
+    rc_restore) label="$SYNC_NAME into a bucket" ;;
   esac
   echo "| $label | $(every "$s" 3) | $(every "$s" 4) | $(every "$s" 5) |"
 done
 echo
 if [ "$VERIFY" = 1 ]; then
-  echo "Restored prefixes equal to the bucket (\`rclone check\`: names, sizes, MD5): lifeboat $(awk -F'\t' '$2 == "lbrestore" { printf "%s%s", s, $3; s = ", " }' "$CHECKS"); restic + rclone $(awk -F'\t' '$2 == "rcloneup" { printf "%s%s", s, $3; s = ", " }' "$CHECKS")."
+  echo "Restored prefixes equal to the bucket ($([ "$SYNC" = aws ] && echo "listings: names, sizes, ETags" || echo "\`rclone check\`: names, sizes, MD5")): lifeboat $(awk -F'\t' '$2 == "lbrestore" { printf "%s%s", s, $3; s = ", " }' "$CHECKS"); restic + $SYNC_NAME $(awk -F'\t' '$2 == "rcloneup" { printf "%s%s", s, $3; s = ", " }' "$CHECKS")."
   echo
 fi
 

@@ -19,7 +19,7 @@ use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
 };
 
-use crate::store::{Store, StoreError};
+use crate::store::{S3Problem, Store, StoreError};
 
 pub(crate) struct Backend {
     store: Store,
@@ -90,11 +90,20 @@ impl Backend {
     }
 
     /// The oldest version of `rel` whose content `id` names.
-    fn in_versions(&self, tpe: FileType, id: &Id, rel: &str) -> RusticResult<Option<Vec<u8>>> {
+    /// `hidden`: the file is hidden (else its current version is the newest listed, and
+    /// finding that one is no sign of tampering: a read gone wrong in transit).
+    fn in_versions(
+        &self,
+        tpe: FileType,
+        id: &Id,
+        rel: &str,
+        hidden: bool,
+    ) -> RusticResult<Option<Vec<u8>>> {
         let versions = self
             .store
             .versions(rel)
             .map_err(failed("Listing the versions of `{type}` failed.", tpe))?;
+        let current = (!hidden).then(|| versions.first().cloned()).flatten();
         // The original of a file named by its content is its oldest version: an attacker's
         // come after it.
         for v in versions.into_iter().rev() {
@@ -107,7 +116,9 @@ impl Backend {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(rel.to_string(), v.clone());
-                if let Some(lock) = self.store.locked() {
+                if let Some(lock) = self.store.locked()
+                    && current.as_ref() != Some(&v)
+                {
                     lock.note_tampered(format!(
                         "`{}` was overwritten or deleted, not by lifeboat: its version `{v}`, which has the content its name promises, is read instead (copy it over the current one to put it back)",
                         self.store.display(rel)
@@ -165,16 +176,23 @@ impl ReadBackend for Backend {
             Ok(current) => current,
             Err(e) => return Err(failed("Reading `{type}` failed.", tpe)(e)),
         };
+        let missing = || {
+            RusticError::new(
+                ErrorKind::Backend,
+                "`{path}` does not exist (or, in a versioned bucket, no version of it has the content its name promises).",
+            )
+            .attach_context("path", self.store.display(&rel))
+        };
+        // A hidden file was already looked for among its versions by the store (which
+        // leaves hidden what lifeboat removed itself); here, one whose content does not
+        // match its name.
         match current {
             Some(bytes) if !self.heals(tpe) || names(id, &bytes) => Ok(bytes.into()),
-            _ => match self.in_versions(tpe, id, &rel)? {
+            Some(_) => match self.in_versions(tpe, id, &rel, false)? {
                 Some(bytes) => Ok(bytes.into()),
-                None => Err(RusticError::new(
-                    ErrorKind::Backend,
-                    "`{path}` does not exist (or, in a versioned bucket, no version of it has the content its name promises).",
-                )
-                .attach_context("path", self.store.display(&rel))),
+                None => Err(missing()),
             },
+            None => Err(missing()),
         }
     }
 
@@ -200,9 +218,15 @@ impl ReadBackend for Backend {
         let bytes = match read {
             Ok(bytes) => bytes,
             // Hidden by a delete marker: the version with this content, if the bucket has
-            // it (then remembered for the file's other blobs).
-            Err(e) if self.heals(tpe) && known.is_none() => {
-                let Some(full) = self.in_versions(tpe, id, &rel)? else {
+            // it (then remembered for the file's other blobs). Only when missing: a
+            // transient failure is no reason to look elsewhere.
+            Err(
+                e @ StoreError::S3 {
+                    problem: S3Problem::NotFound,
+                    ..
+                },
+            ) if self.heals(tpe) && known.is_none() => {
+                let Some(full) = self.in_versions(tpe, id, &rel, true)? else {
                     return Err(failed("Reading `{type}` failed.", tpe)(e));
                 };
                 let start = (offset as usize).min(full.len());

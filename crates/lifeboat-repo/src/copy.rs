@@ -39,7 +39,7 @@ use rustic_core::{LsOptions, Repository, repofile::SnapshotFile};
 use crate::{Repo, RepoError, SnapshotInfo, first_line, full_id, off_async, rustic, seal};
 
 /// Side-area folders never copied: they describe the repository they are in.
-const NOT_COPIED: [&str; 3] = ["locks/", "serve/", "copies/"];
+const NOT_COPIED: [&str; 4] = ["locks/", "serve/", "copies/", "removed/"];
 
 /// One snapshot copied and verified.
 #[derive(Debug, Clone, serde::Serialize)]

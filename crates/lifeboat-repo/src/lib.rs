@@ -1146,7 +1146,9 @@ impl Repo {
             .map(|(_, e)| e.to_string())
             .collect();
         if let Some(lock) = self.store.locked() {
-            errors.extend(object_lock::verify(lock, self.locked_objects()?)?);
+            let (objects, overwritten) = self.locked_objects()?;
+            errors.extend(object_lock::verify(lock, objects)?);
+            errors.extend(overwritten);
             errors.extend(lock.take_tampered());
         }
         Ok(errors)
@@ -1155,19 +1157,35 @@ impl Repo {
     /// With Object Lock: the objects whose retention `check` verifies (the repository's
     /// config, keys, index, snapshots and packs), as (key in the bucket, path in the
     /// repository, listing).
-    fn locked_objects(&self) -> Result<Vec<(String, String, store::ObjectStat)>, RepoError> {
+    /// Every version of those named by their content is verified (an overwritten file's
+    /// original included), and a file with versions of other content is a problem (the
+    /// second list): overwritten, not by lifeboat.
+    #[allow(clippy::type_complexity)]
+    fn locked_objects(
+        &self,
+    ) -> Result<(Vec<(String, String, store::ObjectStat)>, Vec<String>), RepoError> {
         let mut objects = Vec::new();
+        let mut overwritten = Vec::new();
         if let Some(stat) = self.store.stat("config")? {
             objects.push((self.store.key_of("config").0, "config".into(), stat));
         }
-        for dir in ["keys", "index", "snapshots", "data"] {
-            for (rel, stat) in self.store.walk(dir)? {
+        for dir in object_lock::NAMED_BY_CONTENT {
+            for (rel, stat, others) in self.store.walk_versions(dir)? {
                 let in_repo = format!("{dir}/{rel}");
                 let (key, _) = self.store.key_of(&in_repo);
+                let differ = others.iter().filter(|o| o.etag != stat.etag).count();
+                if differ > 0 {
+                    overwritten.push(format!(
+                        "`{in_repo}` has {differ} other version(s) with other content: overwritten, not by lifeboat (reads use the version its name promises)"
+                    ));
+                }
+                for o in others {
+                    objects.push((key.clone(), in_repo.clone(), o));
+                }
                 objects.push((key, in_repo, stat));
             }
         }
-        Ok(objects)
+        Ok((objects, overwritten))
     }
 
     /// Remove snapshots as retention does: with Object Lock, one still under retention
@@ -1187,13 +1205,24 @@ impl Repo {
         let Some(lock) = self.store.locked() else {
             return Ok(None);
         };
-        let objects: Vec<_> = self
-            .store
-            .walk("")?
-            .into_iter()
-            .filter(|(rel, _)| !object_lock::is_lock_file(rel) && !skip.contains(rel))
-            .map(|(rel, stat)| (self.store.key_of(&rel).0, rel, stat))
-            .collect();
+        let mut objects = Vec::new();
+        for (rel, stat, others) in self.store.walk_versions("")? {
+            if !object_lock::kept_up(&rel) || skip.contains(&rel) {
+                continue;
+            }
+            let key = self.store.key_of(&rel).0;
+            // A file named by its content keeps every version: the original of one
+            // overwritten by someone else is the one reads use.
+            if object_lock::NAMED_BY_CONTENT
+                .iter()
+                .any(|d| rel.starts_with(&format!("{d}/")))
+            {
+                for o in others {
+                    objects.push((key.clone(), rel.clone(), o));
+                }
+            }
+            objects.push((key, rel, stat));
+        }
         Ok(Some(object_lock::extend(lock, objects)?))
     }
 

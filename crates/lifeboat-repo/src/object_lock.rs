@@ -147,6 +147,24 @@ pub fn is_lock_file(rel: &str) -> bool {
     LOCK_FILES.iter().any(|p| rel.starts_with(p))
 }
 
+/// The repository's folders whose files restic names by the SHA-256 of their content.
+pub const NAMED_BY_CONTENT: [&str; 4] = ["keys", "index", "snapshots", "data"];
+
+/// Bookkeeping whose retention `forget --prune` does not extend: it goes once its
+/// retention ends (the job history over its cap, serve's markers, incidents' pointer,
+/// the records of removals).
+const BOOKKEEPING: [&str; 4] = [
+    "lifeboat/jobs/",
+    "lifeboat/serve/",
+    "lifeboat/incidents/",
+    REMOVED,
+];
+
+/// Whether `forget --prune` keeps `rel`'s retention up (see [`extend`]).
+pub fn kept_up(rel: &str) -> bool {
+    !is_lock_file(rel) && !BOOKKEEPING.iter().any(|p| rel.starts_with(p))
+}
+
 /// While alive, snapshot removals are retention's (see [`Locked::forgetting`]).
 pub struct Forgetting(Arc<Locked>);
 
@@ -275,10 +293,44 @@ impl Locked {
         }
     }
 
+    /// The version id of the current object at `key`, `None` if there is none.
+    pub async fn version_of(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let (status, body, headers) = self.send("HEAD", key, "", Vec::new()).await?;
+        if status == 404 {
+            return Ok(None);
+        }
+        self.ok(status, &body, &self.display(key))?;
+        Ok(headers
+            .get("x-amz-version-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string))
+    }
+
+    /// The version a record at `key` (see [`REMOVED`]) says lifeboat hid.
+    async fn recorded_version(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let (status, body, _) = self.send("GET", key, "", Vec::new()).await?;
+        if status == 404 {
+            return Ok(None);
+        }
+        self.ok(status, &body, &self.display(key))?;
+        Ok(serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["version"].as_str().map(str::to_string)))
+    }
+
+    /// Forget when `key` was written (it was removed).
+    pub fn forget_written(&self, key: &str) {
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
     /// HEAD of the object at `key` (below the bucket), of one `version` or the current
     /// one: `None` if it does not exist (or is hidden); else its retention (`None` when the
     /// reply has none: the object has none, or the credentials lack
     /// `s3:GetObjectRetention`) and when it was written.
+    #[allow(clippy::type_complexity)]
     async fn head(
         &self,
         key: &str,
@@ -707,20 +759,27 @@ pub fn extend(
     })
 }
 
+/// A path's visible version in a versioned listing, and the other versions of it the
+/// bucket keeps (delete markers left out), newest first.
+pub struct Found {
+    pub entry: opendal::Entry,
+    pub others: Vec<opendal::Entry>,
+}
+
 /// From a listing with versions and delete markers (paths relative to the operator's
 /// root, which is the repository's): what the repository holds. That is each current
-/// object, and each object hidden by a delete marker while its newest version is still
-/// under retention and without a record of lifeboat hiding it ([`REMOVED`]): someone else
-/// did, and the version stands in for it (with a warning). Only a version written less
-/// than `days` ago is a candidate (older ones are left hidden); the server is asked about
-/// those (governance retention may have been shortened). `shown` prefixes paths in the
-/// warning; `key_root` (the operator's root, `` or `prefix/`) makes keys.
+/// object, and each object hidden by a delete marker whose newest version is still under
+/// retention and not named by a record of lifeboat hiding it ([`REMOVED`]): someone else
+/// hid it, and the version stands in for it (with a warning). The hidden candidates are
+/// asked about (their record, their version's retention) sixteen at a time. `shown`
+/// prefixes paths in the warning; `key_root` (the operator's root, `` or `prefix/`) makes
+/// keys.
 pub fn visible(
     lock: &Arc<Locked>,
     entries: Vec<opendal::Entry>,
     shown: &str,
     key_root: &str,
-) -> Result<Vec<opendal::Entry>, StoreError> {
+) -> Result<Vec<Found>, StoreError> {
     use std::collections::BTreeMap;
     let now = SystemTime::now();
     let mut by_path: BTreeMap<String, Vec<opendal::Entry>> = BTreeMap::new();
@@ -729,6 +788,7 @@ pub fn visible(
     }
     let written = |e: &opendal::Entry| e.metadata().last_modified().map(SystemTime::from);
     let mut out = Vec::new();
+    let mut hidden: BTreeMap<String, Found> = BTreeMap::new();
     for (path, mut versions) in by_path {
         versions.sort_by_key(|e| std::cmp::Reverse(written(e)));
         let current = versions
@@ -736,41 +796,75 @@ pub fn visible(
             .position(|e| e.metadata().is_current() == Some(true))
             .unwrap_or(0);
         let newest = versions.remove(current);
+        let mut others: Vec<_> = versions
+            .into_iter()
+            .filter(|e| !e.metadata().is_deleted())
+            .collect();
         if !newest.metadata().is_deleted() {
             if let Some(w) = written(&newest) {
                 lock.note_written(format!("{key_root}{path}"), w);
             }
-            out.push(newest);
+            out.push(Found {
+                entry: newest,
+                others,
+            });
             continue;
         }
-        if is_lock_file(&path) || path.starts_with(REMOVED) {
+        if is_lock_file(&path) || path.starts_with(REMOVED) || others.is_empty() {
             continue;
         }
-        let Some(kept) = versions.into_iter().find(|e| !e.metadata().is_deleted()) else {
+        let kept = others.remove(0);
+        hidden.insert(
+            path,
+            Found {
+                entry: kept,
+                others,
+            },
+        );
+    }
+    if hidden.is_empty() {
+        return Ok(out);
+    }
+    let asks: Vec<_> = hidden
+        .iter()
+        .map(|(path, f)| {
+            let m = f.entry.metadata();
+            let stat = crate::store::ObjectStat {
+                size: m.content_length(),
+                modified: written(&f.entry),
+                version: m.version().map(str::to_string),
+                etag: None,
+            };
+            (format!("{key_root}{path}"), path.clone(), stat)
+        })
+        .collect();
+    let record_root = format!("{key_root}{REMOVED}");
+    let answers = in_parallel(lock, asks, move |lock, key, path, stat| {
+        let record = format!("{record_root}{path}");
+        Box::pin(async move {
+            let version = stat.version.clone().unwrap_or_default();
+            if lock.recorded_version(&record).await?.as_deref() == Some(version.as_str()) {
+                return Ok((path, false));
+            }
+            let retained = lock.retention(&key, Some(&version)).await?;
+            Ok((path, retained.is_some_and(|r| r.until > now)))
+        })
+    })?;
+    for (path, back) in answers {
+        if !back {
+            continue;
+        }
+        let Some(found) = hidden.remove(&path) else {
             continue;
         };
-        if written(&kept).is_none_or(|w| w + lock.period() <= now) {
-            continue;
-        }
-        let (lock2, key) = (lock.clone(), format!("{key_root}{path}"));
-        let record = format!("{key_root}{REMOVED}{path}");
-        let version = kept.metadata().version().map(str::to_string);
-        let (retained, recorded) = crate::store::block(async move {
-            let recorded = lock2.head(&record, None).await?.is_some();
-            let retained = lock2.retention(&key, version.as_deref()).await?;
-            Ok::<_, StoreError>((retained, recorded))
-        })?;
-        if recorded || retained.is_none_or(|r| r.until <= now) {
-            continue;
-        }
         lock.note_tampered(format!(
             "`{shown}{path}` was deleted while under Object Lock retention, not by lifeboat: its version `{}` is read instead (remove the delete marker to put it back)",
-            kept.metadata().version().unwrap_or("?")
+            found.entry.metadata().version().unwrap_or("?")
         ));
-        if let Some(w) = written(&kept) {
+        if let Some(w) = written(&found.entry) {
             lock.note_written(format!("{key_root}{path}"), w);
         }
-        out.push(kept);
+        out.push(found);
     }
     Ok(out)
 }

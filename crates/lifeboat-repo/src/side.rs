@@ -94,6 +94,12 @@ impl SideArea {
         Ok(self.store.delete(rel)?)
     }
 
+    /// With Object Lock, whether `rel` is still under retention (retention's removals
+    /// leave it).
+    pub fn retained(&self, rel: &str) -> Result<bool, SideError> {
+        Ok(self.store.retained(rel)?)
+    }
+
     /// Delete `rel` as retention does: with Object Lock, not while it is under retention
     /// (`Ok(false)`; `counted` for `forget`'s report). See [`Store::delete_unless_retained`].
     pub fn delete_unless_retained(&self, rel: &str, counted: bool) -> Result<bool, SideError> {

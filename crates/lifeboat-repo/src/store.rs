@@ -53,6 +53,8 @@ pub enum S3Problem {
     NoCredentials,
     /// The bucket's Object Lock does not give new objects the configured retention.
     ObjectLock,
+    /// The object does not exist (or is hidden by a delete marker).
+    NotFound,
     Other,
 }
 
@@ -64,6 +66,7 @@ impl S3Problem {
             | (_, ErrorKind::PermissionDenied) => Self::Denied,
             // reqsign found nothing to sign with: opendal reports it before any request.
             _ if signing_failed(e) => Self::NoCredentials,
+            (_, ErrorKind::NotFound) => Self::NotFound,
             _ => Self::Other,
         }
     }
@@ -163,6 +166,20 @@ pub struct ObjectStat {
     pub modified: Option<SystemTime>,
     /// In a bucket with Object Lock (versioned): the version listed.
     pub version: Option<String>,
+    /// On S3, as listed.
+    pub etag: Option<String>,
+}
+
+impl ObjectStat {
+    fn of(e: &opendal::Entry) -> Self {
+        let m = e.metadata();
+        Self {
+            size: m.content_length(),
+            modified: m.last_modified().map(SystemTime::from),
+            version: m.version().map(str::to_string),
+            etag: m.etag().map(str::to_string),
+        }
+    }
 }
 
 /// The runtime every S3 request runs on: its own, not the command's. rustic's backend
@@ -446,16 +463,9 @@ impl Store {
         let entries: Vec<_> = entries.into_iter().filter(|e| e.path() == want).collect();
         let visible =
             crate::object_lock::visible(lock, entries, &format!("{url}/"), &self.key_root())?;
-        Ok(visible.first().and_then(|e| {
-            let m = e.metadata();
-            Some((
-                m.version()?.to_string(),
-                ObjectStat {
-                    size: m.content_length(),
-                    modified: m.last_modified().map(SystemTime::from),
-                    version: m.version().map(str::to_string),
-                },
-            ))
+        Ok(visible.first().and_then(|f| {
+            let stat = ObjectStat::of(&f.entry);
+            Some((stat.version.clone()?, stat))
         }))
     }
 
@@ -622,6 +632,7 @@ impl Store {
                         size: m.len(),
                         modified: m.modified().ok(),
                         version: None,
+                        etag: None,
                     })),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(io_err(&path)(e)),
@@ -634,6 +645,7 @@ impl Store {
                         size: m.content_length(),
                         modified: m.last_modified().map(SystemTime::from),
                         version: None,
+                        etag: None,
                     })),
                     Err(e) if e.kind() == ErrorKind::NotFound && lock.is_some() => {
                         Ok(self.hidden_entry(rel)?.map(|(_, stat)| stat))
@@ -647,6 +659,19 @@ impl Store {
 
     pub fn exists(&self, rel: &str) -> Result<bool, StoreError> {
         Ok(self.stat(rel)?.is_some())
+    }
+
+    /// With Object Lock, whether `rel` is still under retention (judged precisely).
+    pub fn retained(&self, rel: &str) -> Result<bool, StoreError> {
+        let Some(lock) = self.locked() else {
+            return Ok(false);
+        };
+        let (key, in_repo) = self.key_of(rel);
+        if crate::object_lock::is_lock_file(&in_repo) {
+            return Ok(false);
+        }
+        let lock = lock.clone();
+        Ok(block(async move { lock.retained_until(&key, true).await })?.is_some())
     }
 
     /// Remove `rel` as retention does: with Object Lock, an object still under retention
@@ -678,12 +703,22 @@ impl Store {
     /// only hidden (its version stays, under retention), and the record tells it from one
     /// someone else hid (which reads bring back).
     pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
-        if let (Some(_), Self::S3 { op, .. }) = (self.locked(), self) {
-            let (_, in_repo) = self.key_of(rel);
+        if let (Some(lock), Self::S3 { op, .. }) = (self.locked(), self) {
+            let (key, in_repo) = self.key_of(rel);
             if !crate::object_lock::is_lock_file(&in_repo) {
+                // The record names the version hidden: a later version at the same path
+                // (an incident opened again) is not covered by it.
+                let lock = lock.clone();
+                let Some(version) = block(async move { lock.version_of(&key).await })? else {
+                    return Ok(());
+                };
                 self.writable()?;
                 let record = format!("{}{in_repo}", crate::object_lock::REMOVED);
-                let text = format!("{{\"removed\":\"{}\"}}\n", jiff::Timestamp::now());
+                let text = serde_json::json!({
+                    "removed": jiff::Timestamp::now().to_string(),
+                    "version": version,
+                })
+                .to_string();
                 let op2 = op.clone();
                 block(async move { op2.write(&record, text.into_bytes()).await })
                     .map_err(|e| s3_err(&self.display(rel), e))?;
@@ -693,6 +728,9 @@ impl Store {
     }
 
     fn remove(&self, rel: &str) -> Result<(), StoreError> {
+        if let Some(lock) = self.locked() {
+            lock.forget_written(&self.key_of(rel).0);
+        }
         match self {
             Self::Local(root) => {
                 let path = root.join(rel);
@@ -778,6 +816,20 @@ impl Store {
     /// (`/`-separated) and its size and time of writing, sorted by path. A missing folder
     /// is empty. Temp files of writes under way are left out.
     pub fn walk(&self, rel: &str) -> Result<Vec<(String, ObjectStat)>, StoreError> {
+        Ok(self
+            .walk_versions(rel)?
+            .into_iter()
+            .map(|(path, stat, _)| (path, stat))
+            .collect())
+    }
+
+    /// [`Self::walk`], and with Object Lock the other versions the bucket keeps of each
+    /// object (delete markers left out), newest first.
+    #[allow(clippy::type_complexity)]
+    pub fn walk_versions(
+        &self,
+        rel: &str,
+    ) -> Result<Vec<(String, ObjectStat, Vec<ObjectStat>)>, StoreError> {
         let mut found = Vec::new();
         match self {
             Self::Local(root) => {
@@ -819,7 +871,9 @@ impl Store {
                                     size: meta.len(),
                                     modified: meta.modified().ok(),
                                     version: None,
+                                    etag: None,
                                 },
+                                Vec::new(),
                             ));
                         }
                     }
@@ -847,21 +901,23 @@ impl Store {
                         &format!("{url}/"),
                         &self.key_root(),
                     )?,
-                    None => entries,
+                    None => entries
+                        .into_iter()
+                        .map(|entry| crate::object_lock::Found {
+                            entry,
+                            others: Vec::new(),
+                        })
+                        .collect(),
                 };
-                for e in entries {
-                    let m = e.metadata();
-                    if !m.is_file() {
+                for f in entries {
+                    if !f.entry.metadata().is_file() {
                         continue;
                     }
-                    let relative = e.path().strip_prefix(&dir).unwrap_or(e.path());
+                    let relative = f.entry.path().strip_prefix(&dir).unwrap_or(f.entry.path());
                     found.push((
                         relative.to_string(),
-                        ObjectStat {
-                            size: m.content_length(),
-                            modified: m.last_modified().map(SystemTime::from),
-                            version: m.version().map(str::to_string),
-                        },
+                        ObjectStat::of(&f.entry),
+                        f.others.iter().map(ObjectStat::of).collect(),
                     ));
                 }
             }
@@ -968,7 +1024,7 @@ mod tests {
             problem(reply(NotFound, "NoSuchBucket")),
             S3Problem::NoSuchBucket
         );
-        assert_eq!(problem(reply(NotFound, "NoSuchKey")), S3Problem::Other);
+        assert_eq!(problem(reply(NotFound, "NoSuchKey")), S3Problem::NotFound);
         assert_eq!(
             problem(reply(Unexpected, "SignatureDoesNotMatch")),
             S3Problem::Denied

@@ -184,7 +184,7 @@ fn a_compliance_repository_written_by_a_host_that_cannot_delete_survives_deletio
     }
     let check = as_user(&ws, &host, &["check"]);
     check.expect_code(0).expect_stdout(
-        &["object lock: every pack and snapshot checked for compliance retention of 1 days"],
+        &["object lock: the config, every key, index file, snapshot and pack checked for compliance retention of 1 days"],
         &["problem"],
     );
 
@@ -281,6 +281,13 @@ fn a_compliance_repository_written_by_a_host_that_cannot_delete_survives_deletio
     );
     assert!(
         text.contains("was deleted while under Object Lock retention, not by lifeboat"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "`{}` has 1 other version(s) with other content: overwritten",
+            snapshot_key.trim_start_matches("repo/")
+        )),
         "{text}"
     );
 

@@ -33,7 +33,7 @@ pub async fn run(ctx: &Context, args: CheckArgs) -> CliResult<i32> {
         }
         if let Some(lock) = checked.object_lock {
             outln!(
-                "object lock: every pack and snapshot checked for {} retention of {} days",
+                "object lock: the config, every key, index file, snapshot and pack checked for {} retention of {} days",
                 lock.mode,
                 lock.days
             );

@@ -184,7 +184,20 @@ pub async fn prune(
     let mut all = list(repo, target).await?;
     // The newest stays, whatever: it says how far the history went.
     all.pop();
-    let old: Vec<Segment> = all.into_iter().filter(|s| s.last <= oldest).collect();
+    let mut old: Vec<Segment> = all.into_iter().filter(|s| s.last <= oldest).collect();
+    if !dry_run {
+        // With Object Lock, a segment still under retention stays, and so does every one
+        // after it: what is pruned (and `pruned-through`) stays contiguous from the oldest.
+        let mut removable = 0;
+        for s in &old {
+            let path = format!("{}/{}", dir(target), s.name);
+            if repo.call(move |r| r.side().retained(&path)).await? {
+                break;
+            }
+            removable += 1;
+        }
+        old.truncate(removable);
+    }
     if !dry_run && let Some(newest) = old.iter().map(|s| s.last).max() {
         // How far pruning went, before anything goes: a copy holding less than this has
         // a hole where the pruned segments it never received were (`lifeboat copy`
