@@ -41,10 +41,13 @@
 #                   HEAD per object (40 s per sync of 10,000 objects on moto, bench/s3.sh).
 #
 # SYNC=aws uses `aws s3 sync` (AWS CLI v1, `--endpoint-url`, path-style addressing) in
-# rclone's place, both ways; it compares size and last-modified time, as
-# `--use-server-modtime` does. Needed against s3s-fs: rclone 1.60 lists with an empty
-# `delimiter=`, which s3s-fs 0.14.1 answers with no objects (docs/benchmarks.md). The
-# restored prefixes are then compared with the bucket by listing (names, sizes, ETags).
+# rclone's place, both ways; downloads with `--exact-timestamps` (without it aws s3 sync
+# never downloads a changed object of the same size). Needed against s3s-fs: rclone 1.60
+# lists with an empty `delimiter=`, which s3s-fs 0.14.1 answers with no objects. Caveat
+# (docs/benchmarks.md): s3s-fs lists times to the millisecond and aws s3 sync keeps whole
+# seconds locally, so with `--exact-timestamps` every incremental sync downloads the whole
+# bucket again. The restored prefixes are compared with the bucket by listing (names,
+# sizes) and by reading every object back (MD5).
 #
 # PROFILE=1 adds a CPU profile (`perf record -g`) of one more first bucket backup by lifeboat
 # (fresh repository s3://lbrepo/profile): top symbols and the share of rustic's Rabin table
@@ -94,7 +97,7 @@ case $SYNC in
   rclone) SYNC_NAME=rclone ;;
   aws) SYNC_NAME="aws s3 sync"
     command -v aws >/dev/null || { echo "needs the AWS CLI: python3 -m pip install awscli" >&2; exit 2; }
-    CMP_TEXT="\`aws s3 sync\` ($(aws --version 2>&1 | cut -d' ' -f1)): an object is copied when its size differs or its last-modified time is newer than the local file's (set to it on download); \`--only-show-errors\`, its default 10 requests at a time" ;;
+    CMP_TEXT="\`aws s3 sync\` ($(aws --version 2>&1 | cut -d' ' -f1)), \`--only-show-errors\`, its default 10 requests at a time; downloads with \`--exact-timestamps\` (an object is copied when its size or its last-modified time differs from the local file's, set to it on download: without the flag, aws s3 sync never downloads a changed object of the same size again, and every incremental run missed the changes)" ;;
   *) echo "SYNC is rclone or aws" >&2; exit 2 ;;
 esac
 
@@ -137,7 +140,10 @@ AWS_SYNC=(aws s3 sync --only-show-errors --endpoint-url "$ENDPOINT")
 # The sync commands (arrays, for /usr/bin/time): `down` sets DOWN, which copies the bucket
 # into $MIRROR; `up ROUND` sets UP, which copies the restored folder into a prefix.
 down() {
-  if [ "$SYNC" = aws ]; then DOWN=("${AWS_SYNC[@]}" s3://media "$MIRROR")
+  # --exact-timestamps: without it, aws s3 sync never downloads an object of the same size
+  # again (its default keeps a same-size local file unless it is newer than the object):
+  # every incremental run would miss the changed objects.
+  if [ "$SYNC" = aws ]; then DOWN=("${AWS_SYNC[@]}" --exact-timestamps s3://media "$MIRROR")
   else DOWN=("${RCLONE[@]}" sync srv:media "$MIRROR"); fi
 }
 up() {
@@ -149,18 +155,27 @@ up() {
 same_objects() {
   if [ "$SYNC" = rclone ]; then rclone check --fast-list srv:media "srv:$1"; return; fi
   python3 - "$ENDPOINT" "$1" <<'PY'
-import sys, boto3
+import hashlib, sys, boto3
+from concurrent.futures import ThreadPoolExecutor
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
 def listing(bucket, prefix):
     out = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for o in page.get("Contents", []):
-            out[o["Key"][len(prefix):]] = (o["Size"], o["ETag"])
+            out[o["Key"][len(prefix):]] = o["Size"]
     return out
+def digest(bucket, key):
+    return hashlib.md5(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
 bucket, _, prefix = sys.argv[2].partition("/")
 a, b = listing("media", ""), listing(bucket, prefix + "/")
 print(len(a), "objects in media,", len(b), "in", sys.argv[2])
-sys.exit(0 if a == b and a else 1)
+if a != b or not a:
+    sys.exit(1)
+# s3s-fs lists no ETags: the content is read back and compared.
+with ThreadPoolExecutor(16) as pool:
+    x = dict(zip(a, pool.map(lambda k: digest("media", k), a)))
+    y = dict(zip(a, pool.map(lambda k: digest(bucket, prefix + "/" + k), a)))
+sys.exit(0 if x == y else 1)
 PY
 }
 # The remote `srv:` from the environment, no config file.
@@ -365,7 +380,7 @@ for s in lb_first rc_first rs_first lb_incr rc_incr rs_incr lb_restore rs_restor
 done
 echo
 if [ "$VERIFY" = 1 ]; then
-  echo "Restored prefixes equal to the bucket ($([ "$SYNC" = aws ] && echo "listings: names, sizes, ETags" || echo "\`rclone check\`: names, sizes, MD5")): lifeboat $(awk -F'\t' '$2 == "lbrestore" { printf "%s%s", s, $3; s = ", " }' "$CHECKS"); restic + $SYNC_NAME $(awk -F'\t' '$2 == "rcloneup" { printf "%s%s", s, $3; s = ", " }' "$CHECKS")."
+  echo "Restored prefixes equal to the bucket ($([ "$SYNC" = aws ] && echo "names and sizes listed, every object read back and its MD5 compared" || echo "\`rclone check\`: names, sizes, MD5")): lifeboat $(awk -F'\t' '$2 == "lbrestore" { printf "%s%s", s, $3; s = ", " }' "$CHECKS"); restic + $SYNC_NAME $(awk -F'\t' '$2 == "rcloneup" { printf "%s%s", s, $3; s = ", " }' "$CHECKS")."
   echo
 fi
 
