@@ -3,8 +3,7 @@
 //! manifest) and [`unlock`]. Forget runs under the exclusive lock, check under a shared
 //! one, so that neither runs beside what would make it wrong.
 
-use lifeboat_core::ObjectLock;
-use lifeboat_core::SnapshotId;
+use lifeboat_core::{ObjectLock, SnapshotId};
 use lifeboat_repo::{
     ForgetDecision, LockKind, PruneSummary, ReadData,
     object_lock::{Deferred, Extended},
@@ -126,8 +125,8 @@ pub struct Checked {
     /// Snapshots without a readable, complete manifest.
     pub manifest_problems: Vec<String>,
     pub snapshots: usize,
-    /// With Object Lock: the retention whose presence on every pack and snapshot was
-    /// verified (what lacks it is in `errors`).
+    /// With Object Lock: the retention verified on the config and every version of every
+    /// key, index file, snapshot and pack (what lacks it is in `errors`).
     pub object_lock: Option<ObjectLock>,
 }
 

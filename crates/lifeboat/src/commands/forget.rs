@@ -15,8 +15,6 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
     let dry = args.dry_run;
     let done = forget(&engine, args.prune, dry).await?;
     let when_dry = if dry { " (dry run)" } else { "" };
-    // Snapshots still under Object Lock retention stayed (kept, "object lock").
-    let forgotten = done.forget.clone();
     if ctx.json {
         output::json(&json!({
             "dry_run": dry,
@@ -36,7 +34,8 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
                 "id": d.id, "target": d.target, "time": d.time.timestamp().to_string(),
                 "keep": d.keep, "reasons": d.reasons,
             })).collect::<Vec<_>>(),
-            "forgotten": if dry { Vec::new() } else { forgotten.clone() },
+            // Snapshots still under Object Lock retention stayed (kept, "object lock").
+            "forgotten": if dry { Vec::new() } else { done.forget.clone() },
             "prune": done.pruned.map(|p| json!({
                 "packs_removed": p.packs_removed,
                 "packs_repacked": p.packs_repacked,
@@ -103,7 +102,7 @@ pub async fn run(ctx: &Context, args: ForgetArgs) -> CliResult<i32> {
     }
     outln!(
         "{} snapshot(s) {}",
-        forgotten.len(),
+        done.forget.len(),
         if dry {
             "would be forgotten (dry run)"
         } else {
