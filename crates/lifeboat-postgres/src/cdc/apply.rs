@@ -1,15 +1,26 @@
-//! Replaying captured transactions into a database restored from a baseline: each change
-//! as SQL, in commit order, with `session_replication_role = replica` (no triggers, no
-//! foreign-key checks: the source already checked them). A batch of transactions and the
-//! replay position (`lifeboat_cdc.replayed`, in the destination) commit together, so a
-//! replay that stops part-way resumes exactly after the last batch it committed.
+//! Replaying captured transactions into a database restored from a baseline, in commit
+//! order, with `session_replication_role = replica` (no triggers, no foreign-key checks:
+//! the source already checked them). A batch of transactions and the replay position
+//! (`lifeboat_cdc.replayed`, in the destination) commit together, so a replay that stops
+//! part-way resumes exactly after the last batch it committed.
+//!
+//! Within a batch, the changes of a table with an integer or uuid key are applied by their
+//! net effect ([`net`]): the rows' last images are copied (`COPY`) into a temporary staging
+//! table and applied with one `DELETE`, `UPDATE` and `INSERT` each, inside a savepoint; where
+//! that fails (a unique constraint the order of changes mattered to), the table's changes
+//! go one statement each, in order. Other tables' changes are statements, runs of inserts
+//! a `COPY`. Schema changes and `TRUNCATE` apply everything pending first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use bytes::Bytes;
+use futures_util::SinkExt;
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use super::{
+    net::{self, Net, TableRun},
     pgoutput::{Relation, Value},
     preflight::{DDL_PREFIX, SEQ_PREFIX},
 };
@@ -103,10 +114,19 @@ impl Op {
     }
 }
 
-/// A replay transaction being built: its SQL not yet sent, and the changes in it.
+/// A replay transaction being built: its SQL not yet sent, the changes not yet applied
+/// (per table), and how many changes it holds.
 pub struct Pending {
     sql: String,
+    net: Net,
     changes: usize,
+}
+
+/// A table's staging table in this session (`ON COMMIT DELETE ROWS`), made for one
+/// description of the table.
+struct Stage {
+    name: String,
+    rel: Relation,
 }
 
 /// A replay into one database.
@@ -119,8 +139,21 @@ pub struct Applier {
     position: u64,
     pub applied_txns: u64,
     pub applied_changes: u64,
+    /// Of those, changes applied by their table's net effect.
+    pub applied_net: u64,
+    /// Times a table's net effect did not apply (a unique constraint the order of its
+    /// changes mattered to) and its changes went one by one.
+    pub net_fallbacks: u64,
     /// Within the transaction being replayed: how many DDL messages of each query text came.
     ddl_seen: HashMap<String, usize>,
+    /// Whether each table's changes are reduced to their net effect (asked of the
+    /// destination once per table, again after a schema change).
+    reducible: HashMap<u32, bool>,
+    stages: HashMap<u32, Stage>,
+    /// Staging tables written in the open transaction (emptied before another use).
+    staged: HashSet<String>,
+    /// Staging tables made in this session.
+    made: usize,
 }
 
 /// How values are printed, the same for the replication session (its `options`) and the
@@ -132,8 +165,15 @@ pub const SETTINGS: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; \
 pub const OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres \
      -c extra_float_digits=3 -c bytea_output=hex";
 
-/// SQL of a batch is sent in pieces of about this many bytes.
+/// SQL of a batch is sent in pieces of about this many bytes; so is a `COPY`'s data.
 const PIECE: usize = 1 << 20;
+/// Changes held per table before they are applied, within one destination transaction
+/// (a large captured transaction is applied in several steps).
+const NET_LIMIT: usize = 100_000;
+/// A run of inserts into a table not reduced goes as `COPY` from this many rows.
+const COPY_MIN: usize = 8;
+/// The savepoint a reduced table's statements run in.
+const SAVEPOINT: &str = "lifeboat_net";
 
 impl Applier {
     /// Open `dest`, just loaded with a baseline whose consistent point is `from`, for replay:
@@ -162,7 +202,13 @@ impl Applier {
             position: u64::try_from(position).unwrap_or(0),
             applied_txns: 0,
             applied_changes: 0,
+            applied_net: 0,
+            net_fallbacks: 0,
             ddl_seen: HashMap::new(),
+            reducible: HashMap::new(),
+            stages: HashMap::new(),
+            staged: HashSet::new(),
+            made: 0,
         })
     }
 
@@ -210,8 +256,9 @@ impl Applier {
     pub fn begin(&self) -> Pending {
         Pending {
             sql: String::from(
-                "BEGIN; SET LOCAL session_replication_role = replica; SET LOCAL statement_timeout = 0;\n",
+                "BEGIN; SET LOCAL session_replication_role = replica; SET LOCAL statement_timeout = 0; SET LOCAL jit = off;\n",
             ),
+            net: Net::default(),
             changes: 0,
         }
     }
@@ -225,9 +272,35 @@ impl Applier {
     /// Add `ops` to the open replay transaction.
     pub async fn apply_ops(&mut self, open: &mut Pending, ops: &[Op]) -> Result<(), PgError> {
         for op in ops {
-            if let Some(stmt) = self.statement(op)? {
-                open.sql.push_str(&stmt);
-                open.sql.push_str(";\n");
+            match op {
+                Op::Rel(r) => {
+                    // A new description (a schema change): what is pending was captured
+                    // under the old one.
+                    if self.rels.get(&r.oid) != Some(r) {
+                        self.apply_pending(open).await?;
+                        self.reducible.remove(&r.oid);
+                        self.rels.insert(r.oid, r.clone());
+                    }
+                }
+                Op::Ins { rel, .. } | Op::Upd { rel, .. } | Op::Del { rel, .. } => {
+                    let r = self.rel(*rel)?;
+                    let reduce = self.reducible(&r).await;
+                    open.net.add(&r, reduce, op.clone());
+                }
+                Op::Trunc { .. } | Op::Msg { .. } | Op::Parts { .. } => {
+                    let ddl = matches!(op, Op::Msg { prefix, .. } if prefix == DDL_PREFIX);
+                    if ddl || matches!(op, Op::Trunc { .. }) {
+                        self.apply_pending(open).await?;
+                    }
+                    if let Some(stmt) = self.statement(op)? {
+                        open.sql.push_str(&stmt);
+                        open.sql.push_str(";\n");
+                    }
+                    if ddl {
+                        // Keys, types and indexes may have changed.
+                        self.reducible.clear();
+                    }
+                }
             }
             if op.is_change() {
                 open.changes += 1;
@@ -236,7 +309,263 @@ impl Applier {
                 self.send(&open.sql).await?;
                 open.sql.clear();
             }
+            if open.net.changes() >= NET_LIMIT {
+                self.apply_pending(open).await?;
+            }
         }
+        Ok(())
+    }
+
+    fn rel(&self, oid: u32) -> Result<Relation, PgError> {
+        self.rels.get(&oid).cloned().ok_or_else(|| {
+            PgError::Io(format!(
+                "a change of table {oid} comes before its description: the captured stream is incomplete"
+            ))
+        })
+    }
+
+    /// Whether `r`'s changes are reduced to their net effect: a key of one spelling
+    /// ([`net::reducible`]) and, in the destination, a plain table.
+    async fn reducible(&mut self, r: &Relation) -> bool {
+        if let Some(known) = self.reducible.get(&r.oid) {
+            return *known;
+        }
+        let yes = net::reducible(r)
+            && match self
+                .client
+                .query_opt(
+                    "SELECT c.relkind = 'r' FROM pg_catalog.pg_class c
+                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = $1 AND c.relname = $2",
+                    &[&r.schema, &r.name],
+                )
+                .await
+            {
+                Ok(row) => row.is_some_and(|row| row.get::<_, bool>(0)),
+                Err(e) => {
+                    log::debug!("table {}: {e}", table(r));
+                    false
+                }
+            };
+        self.reducible.insert(r.oid, yes);
+        yes
+    }
+
+    /// Apply every change pending in `open`: its SQL first (it came before them), then each
+    /// table's changes.
+    async fn apply_pending(&mut self, open: &mut Pending) -> Result<(), PgError> {
+        if !open.sql.is_empty() {
+            self.send(&open.sql).await?;
+            open.sql.clear();
+        }
+        for run in open.net.take() {
+            match run.outcome() {
+                Some(outcome) => self.apply_outcome(&run, outcome).await?,
+                None => self.apply_in_order(&run.rel, &run.ops).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A reduced table's net effect through its staging table, in a savepoint; where that
+    /// fails on a unique or exclusion constraint (the order of the changes mattered), the
+    /// changes one by one. Any other failure also gives the table up for the session.
+    async fn apply_outcome(&mut self, run: &TableRun, o: net::Outcome) -> Result<(), PgError> {
+        let r = &run.rel;
+        let stage = self.stage(r).await?;
+        let mut data = Vec::new();
+        for key in &o.delete {
+            copy_row(&mut data, "d", None, key);
+        }
+        for (mask, row) in &o.update {
+            copy_row(&mut data, "u", Some(mask), row);
+        }
+        for row in &o.insert {
+            copy_row(&mut data, "i", None, row);
+        }
+        let cols: Vec<String> = r.columns.iter().map(|c| ident(&c.name)).collect();
+        self.copy(
+            &format!(
+                "COPY pg_temp.{} ({}, {}, {}) FROM STDIN",
+                ident(&stage),
+                ident(net::STAGE_OP),
+                ident(net::STAGE_MASK),
+                cols.join(", ")
+            ),
+            data,
+        )
+        .await?;
+        let (t, s) = (table(r), format!("pg_temp.{}", ident(&stage)));
+        let op = ident(net::STAGE_OP);
+        let on_key = r
+            .columns
+            .iter()
+            .filter(|c| c.key)
+            .map(|c| format!("t.{0} = s.{0}", ident(&c.name)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let mut sql = format!("SAVEPOINT {SAVEPOINT};\n");
+        if !o.delete.is_empty() {
+            sql.push_str(&format!(
+                "DELETE FROM ONLY {t} t USING {s} s WHERE s.{op} = 'd' AND {on_key};\n"
+            ));
+        }
+        let mut masks: Vec<&String> = o.update.iter().map(|(m, _)| m).collect();
+        masks.sort();
+        masks.dedup();
+        for mask in masks {
+            let set: Vec<String> = r
+                .columns
+                .iter()
+                .zip(mask.chars())
+                .filter(|(c, unknown)| !c.key && *unknown == '0')
+                .map(|(c, _)| format!("{0} = s.{0}", ident(&c.name)))
+                .collect();
+            if set.is_empty() {
+                continue;
+            }
+            sql.push_str(&format!(
+                "UPDATE ONLY {t} t SET {} FROM {s} s WHERE s.{op} = 'u' AND s.{} = {} AND {on_key};\n",
+                set.join(", "),
+                ident(net::STAGE_MASK),
+                literal(mask)
+            ));
+        }
+        if !o.insert.is_empty() {
+            sql.push_str(&format!(
+                "INSERT INTO {t} ({0}) OVERRIDING SYSTEM VALUE SELECT {0} FROM {s} WHERE {op} = 'i';\n",
+                cols.join(", ")
+            ));
+        }
+        sql.push_str(&format!("RELEASE SAVEPOINT {SAVEPOINT}"));
+        match self.client.batch_execute(&sql).await {
+            Ok(()) => {
+                self.applied_net += run.ops.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.net_fallbacks += 1;
+                let code = e.as_db_error().map(|d| d.code().code().to_string());
+                self.client
+                    .batch_execute(&format!(
+                        "ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
+                    ))
+                    .await
+                    .map_err(PgError::query("replay captured changes"))?;
+                log::debug!(
+                    "table {t}: the net effect of {} change(s) did not apply ({}); replaying them one by one",
+                    run.ops.len(),
+                    crate::conn::describe_pg_error(&e)
+                );
+                if !matches!(code.as_deref(), Some("23505" | "23P01")) {
+                    self.reducible.insert(r.oid, false);
+                }
+                self.apply_in_order(r, &run.ops).await
+            }
+        }
+    }
+
+    /// The staging table of `r` in this session, made (or emptied) for use.
+    async fn stage(&mut self, r: &Relation) -> Result<String, PgError> {
+        if let Some(s) = self.stages.get(&r.oid)
+            && s.rel == *r
+        {
+            let name = s.name.clone();
+            if !self.staged.insert(name.clone()) {
+                self.send(&format!("TRUNCATE pg_temp.{}", ident(&name)))
+                    .await?;
+            }
+            return Ok(name);
+        }
+        self.made += 1;
+        let name = format!("lifeboat stage {}", self.made);
+        let cols: Vec<String> = r.columns.iter().map(|c| ident(&c.name)).collect();
+        self.send(&format!(
+            "CREATE TEMPORARY TABLE {} ON COMMIT DELETE ROWS AS SELECT NULL::\"char\" AS {}, NULL::text AS {}, {} FROM ONLY {} WITH NO DATA",
+            ident(&name),
+            ident(net::STAGE_OP),
+            ident(net::STAGE_MASK),
+            cols.join(", "),
+            table(r)
+        ))
+        .await?;
+        self.stages.insert(
+            r.oid,
+            Stage {
+                name: name.clone(),
+                rel: r.clone(),
+            },
+        );
+        self.staged.insert(name.clone());
+        Ok(name)
+    }
+
+    /// A table's changes one by one, in order; runs of inserts as `COPY`.
+    async fn apply_in_order(&mut self, r: &Relation, ops: &[Op]) -> Result<(), PgError> {
+        let mut sql = String::new();
+        let mut i = 0;
+        while i < ops.len() {
+            let run = ops[i..]
+                .iter()
+                .take_while(
+                    |op| matches!(op, Op::Ins { new, .. } if !new.iter().any(Value::is_unchanged)),
+                )
+                .count();
+            if run >= COPY_MIN {
+                if !sql.is_empty() {
+                    self.send(&sql).await?;
+                    sql.clear();
+                }
+                let mut data = Vec::new();
+                for op in &ops[i..i + run] {
+                    if let Op::Ins { new, .. } = op {
+                        copy_row(&mut data, "", None, new);
+                    }
+                }
+                let cols: Vec<String> = r.columns.iter().map(|c| ident(&c.name)).collect();
+                self.copy(
+                    &format!("COPY {} ({}) FROM STDIN", table(r), cols.join(", ")),
+                    data,
+                )
+                .await?;
+                i += run;
+                continue;
+            }
+            if let Some(stmt) = self.statement(&ops[i])? {
+                sql.push_str(&stmt);
+                sql.push_str(";\n");
+                if sql.len() > PIECE {
+                    self.send(&sql).await?;
+                    sql.clear();
+                }
+            }
+            i += 1;
+        }
+        if !sql.is_empty() {
+            self.send(&sql).await?;
+        }
+        Ok(())
+    }
+
+    /// `COPY … FROM STDIN` of `data` (text format).
+    async fn copy(&self, statement: &str, data: Vec<u8>) -> Result<(), PgError> {
+        const WHAT: &str = "replay captured changes (COPY)";
+        let sink = self
+            .client
+            .copy_in::<_, Bytes>(statement)
+            .await
+            .map_err(PgError::query(WHAT))?;
+        let mut sink = std::pin::pin!(sink);
+        let data = Bytes::from(data);
+        let mut at = 0;
+        while at < data.len() {
+            let end = (at + PIECE).min(data.len());
+            sink.send(data.slice(at..end))
+                .await
+                .map_err(PgError::query(WHAT))?;
+            at = end;
+        }
+        sink.as_mut().finish().await.map_err(PgError::query(WHAT))?;
         Ok(())
     }
 
@@ -247,6 +576,9 @@ impl Applier {
         last: &Txn,
         txns: usize,
     ) -> Result<(), PgError> {
+        if let Err(e) = self.apply_pending(&mut open).await {
+            return Err(self.rolled_back(e).await);
+        }
         let at = last
             .committed_at()
             .map_or("NULL".to_string(), |t| literal(&t.to_string()));
@@ -257,6 +589,7 @@ impl Applier {
         if let Err(e) = self.send(&open.sql).await {
             return Err(self.rolled_back(e).await);
         }
+        self.staged.clear();
         self.position = last.end;
         self.applied_txns += txns as u64;
         self.applied_changes += open.changes as u64;
@@ -264,14 +597,17 @@ impl Applier {
     }
 
     /// Roll the open replay transaction back after `e`; `e`.
-    async fn rolled_back(&self, e: PgError) -> PgError {
+    async fn rolled_back(&mut self, e: PgError) -> PgError {
         self.rollback().await;
         e
     }
 
-    /// Roll the open replay transaction back (after a failure, or a stop).
-    pub async fn rollback(&self) {
+    /// Roll the open replay transaction back (after a failure, or a stop). Staging tables
+    /// made in it are gone with it.
+    pub async fn rollback(&mut self) {
         let _ = self.client.batch_execute("ROLLBACK").await;
+        let staged = std::mem::take(&mut self.staged);
+        self.stages.retain(|_, s| !staged.contains(&s.name));
     }
 
     async fn send(&self, sql: &str) -> Result<(), PgError> {
@@ -679,6 +1015,40 @@ fn value(v: &Value) -> String {
         Value::Text(t) => literal(t),
         Value::Marker(_) => "NULL".into(),
     }
+}
+
+/// One row of `COPY` text format: `op` and `mask` first when `op` is not empty (a staging
+/// table's row), then the values; unknown values as NULL.
+fn copy_row(out: &mut Vec<u8>, op: &str, mask: Option<&String>, values: &[Value]) {
+    if !op.is_empty() {
+        out.extend_from_slice(op.as_bytes());
+        out.push(b'\t');
+        match mask {
+            Some(m) => out.extend_from_slice(m.as_bytes()),
+            None => out.extend_from_slice(b"\\N"),
+        }
+        out.push(b'\t');
+    }
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match v {
+            Value::Text(t) => {
+                for b in t.bytes() {
+                    match b {
+                        b'\\' => out.extend_from_slice(b"\\\\"),
+                        b'\n' => out.extend_from_slice(b"\\n"),
+                        b'\r' => out.extend_from_slice(b"\\r"),
+                        b'\t' => out.extend_from_slice(b"\\t"),
+                        _ => out.push(b),
+                    }
+                }
+            }
+            Value::Marker(_) => out.extend_from_slice(b"\\N"),
+        }
+    }
+    out.push(b'\n');
 }
 
 /// The WHERE that finds the row `old` describes: by the replica identity's key columns

@@ -20,8 +20,10 @@ use crate::{
     },
 };
 
-/// Transactions replayed per batch (one destination transaction each).
-const BATCH_TXNS: usize = 500;
+/// A batch (one destination transaction, applied by its net effect where it can) ends
+/// at this many changes or transactions, whichever comes first.
+const BATCH_CHANGES: usize = 50_000;
+const BATCH_TXNS: usize = 20_000;
 
 pub(super) async fn plan(
     engine: &Engine,
@@ -279,13 +281,19 @@ pub(super) async fn whole(
                 .insert("replayed_changes".into(), done.changes.into());
             outcome
                 .facts
+                .insert("replayed_by_net_effect".into(), done.net_changes.into());
+            outcome
+                .facts
+                .insert("net_effect_fallbacks".into(), done.net_fallbacks.into());
+            outcome
+                .facts
                 .insert("replayed_until".into(), last.clone().into());
             outcome
                 .facts
                 .insert("sequences_set".into(), done.sequences.into());
             outcome.lines.push(format!(
-                "replayed {} transaction(s), {} change(s), the last committed at {last}; {} sequence(s) set",
-                done.txns, done.changes, done.sequences
+                "replayed {} transaction(s), {} change(s) ({} by their net effect), the last committed at {last}; {} sequence(s) set",
+                done.txns, done.changes, done.net_changes, done.sequences
             ));
             if let Some(n) = beyond_note {
                 outcome.lines.push(n);
@@ -314,6 +322,10 @@ pub struct Replayed {
     pub gap: Option<segments::Gap>,
     pub txns: u64,
     pub changes: u64,
+    /// Of the changes, those applied by their table's net effect.
+    pub net_changes: u64,
+    /// Tables' net effects that did not apply (their changes went one by one).
+    pub net_fallbacks: u64,
     pub last_commit: Option<jiff::Timestamp>,
     pub sequences: usize,
 }
@@ -381,6 +393,7 @@ pub async fn replay(
     let segs = segments::list(&engine.repo, name).await?;
     let mut out = Replayed::default();
     let mut batch = Vec::new();
+    let mut batch_changes = 0;
     'segments: for seg in segs.iter().filter(|s| s.last > start) {
         for txn in segments::read(&engine.repo, name, seg).await? {
             if txn.end <= start || txn.end <= applier.position() {
@@ -405,12 +418,15 @@ pub async fn replay(
             out.last_commit = txn.committed_at().or(out.last_commit);
             if txn.parts() > 0 {
                 flush(&mut applier, &mut batch, cancel).await?;
+                batch_changes = 0;
                 apply_large(engine, name, &mut applier, &txn, cancel).await?;
                 continue;
             }
+            batch_changes += txn.ops.len();
             batch.push(txn);
-            if batch.len() >= BATCH_TXNS {
+            if batch.len() >= BATCH_TXNS || batch_changes >= BATCH_CHANGES {
                 flush(&mut applier, &mut batch, cancel).await?;
+                batch_changes = 0;
             }
         }
     }
@@ -418,6 +434,8 @@ pub async fn replay(
     out.sequences = applier.set_sequences().await?;
     out.txns = applier.applied_txns;
     out.changes = applier.applied_changes;
+    out.net_changes = applier.applied_net;
+    out.net_fallbacks = applier.net_fallbacks;
     Ok(out)
 }
 
