@@ -337,10 +337,12 @@ fn a_cdc_target_restores_to_chosen_moments_each_equal_to_the_source_then() {
 
 /// The replay applies a batch's changes of a table with an integer or uuid key by their net
 /// effect (keys changed, rows deleted and inserted again, inserted and deleted, values with
-/// tabs, newlines and backslashes, a large transaction applied in steps); where the order
-/// of the changes matters to a unique constraint (two rows swapping a unique value), it
-/// falls back to one statement per change; other tables' changes go one by one, inserts
-/// as COPY. The restored database equals the source.
+/// tabs, newlines and backslashes, TOAST values left unchanged, a column's type changed
+/// between two runs, a large transaction applied in steps); where the order of the changes
+/// matters to a unique constraint (two rows swapping a unique value), or a row moves to a
+/// freed key with a value not sent, or a NOT NULL domain refuses the staged rows, it falls
+/// back to one statement per change; other tables' changes go one by one, inserts as COPY.
+/// The restored database equals the source.
 #[test]
 fn the_replay_applies_a_batch_by_its_net_effect_and_falls_back_where_order_matters() {
     let ws = Workspace::new(BIN);
@@ -353,6 +355,17 @@ fn the_replay_applies_a_batch_by_its_net_effect_and_falls_back_where_order_matte
          CREATE TABLE codes (code text PRIMARY KEY, n int); \
          CREATE TABLE log (at int, msg text); ALTER TABLE log REPLICA IDENTITY FULL; \
          CREATE TABLE big (id int PRIMARY KEY, n int); \
+         CREATE TABLE docs (id int PRIMARY KEY, title text, body text); \
+         ALTER TABLE docs ALTER body SET STORAGE EXTERNAL; \
+         CREATE TABLE pages (id int PRIMARY KEY, title text, body text); \
+         ALTER TABLE pages ALTER body SET STORAGE EXTERNAL; \
+         CREATE DOMAIN present AS int NOT NULL; \
+         CREATE TABLE counts (id int PRIMARY KEY, v present); \
+         CREATE TABLE prices (id int PRIMARY KEY, p numeric(10,2)); \
+         INSERT INTO docs SELECT g, 'doc ' || g, repeat(md5(g::text), 400) FROM generate_series(1, 30) g; \
+         INSERT INTO pages SELECT g, 'page ' || g, repeat(md5(g::text), 400) FROM generate_series(1, 30) g; \
+         INSERT INTO counts SELECT g, g FROM generate_series(1, 40) g; \
+         INSERT INTO prices SELECT g, g FROM generate_series(1, 40) g; \
          INSERT INTO users SELECT g, 'e' || g, 'n' FROM generate_series(1, 100) g; \
          INSERT INTO devices SELECT md5(g::text)::uuid, g FROM generate_series(1, 50) g; \
          INSERT INTO codes SELECT 'c' || g, g FROM generate_series(1, 50) g",
@@ -378,6 +391,13 @@ fn the_replay_applies_a_batch_by_its_net_effect_and_falls_back_where_order_matte
          INSERT INTO log SELECT g, E'line\\t' || g FROM generate_series(1, 20) g; \
          UPDATE log SET msg = 'changed' WHERE at = 3; \
          INSERT INTO log VALUES (21, NULL), (22, E'back\\\\slash'); \
+         UPDATE docs SET title = 'retitled'; \
+         DELETE FROM docs WHERE id = 2; UPDATE docs SET id = 2 WHERE id = 1; \
+         UPDATE pages SET title = 'renamed' WHERE id <= 20; \
+         UPDATE counts SET v = v + 1; DELETE FROM counts WHERE id > 30; \
+         UPDATE prices SET p = p + 0.25; \
+         ALTER TABLE prices ALTER p TYPE numeric(12,4); \
+         UPDATE prices SET p = p + 0.1234; \
          BEGIN; INSERT INTO big SELECT g, 0 FROM generate_series(1, 110000) g; \
            UPDATE big SET n = 1 WHERE id % 5 = 0; DELETE FROM big WHERE id % 7 = 0; COMMIT",
     )

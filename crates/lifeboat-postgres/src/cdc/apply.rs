@@ -11,7 +11,7 @@
 //! go one statement each, in order. Other tables' changes are statements, runs of inserts
 //! a `COPY`. Schema changes and `TRUNCATE` apply everything pending first.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use futures_util::SinkExt;
@@ -150,8 +150,8 @@ pub struct Applier {
     /// destination once per table, again after a schema change).
     reducible: HashMap<u32, bool>,
     stages: HashMap<u32, Stage>,
-    /// Staging tables written in the open transaction (emptied before another use).
-    staged: HashSet<String>,
+    /// Staging tables made in the open transaction (gone if it rolls back).
+    made_here: Vec<String>,
     /// Staging tables made in this session.
     made: usize,
 }
@@ -172,6 +172,9 @@ const PIECE: usize = 1 << 20;
 const NET_LIMIT: usize = 100_000;
 /// A run of inserts into a table not reduced goes as `COPY` from this many rows.
 const COPY_MIN: usize = 8;
+/// A table's changes go by their net effect from this many in a run (fewer cost less as
+/// statements sent with others').
+const NET_MIN: usize = 16;
 /// The savepoint a reduced table's statements run in.
 const SAVEPOINT: &str = "lifeboat_net";
 
@@ -207,7 +210,7 @@ impl Applier {
             ddl_seen: HashMap::new(),
             reducible: HashMap::new(),
             stages: HashMap::new(),
-            staged: HashSet::new(),
+            made_here: Vec::new(),
             made: 0,
         })
     }
@@ -284,7 +287,7 @@ impl Applier {
                 }
                 Op::Ins { rel, .. } | Op::Upd { rel, .. } | Op::Del { rel, .. } => {
                     let r = self.rel(*rel)?;
-                    let reduce = self.reducible(&r).await;
+                    let reduce = self.reducible(&r).await?;
                     open.net.add(&r, reduce, op.clone());
                 }
                 Op::Trunc { .. } | Op::Msg { .. } | Op::Parts { .. } => {
@@ -299,6 +302,7 @@ impl Applier {
                     if ddl {
                         // Keys, types and indexes may have changed.
                         self.reducible.clear();
+                        self.drop_stages().await?;
                     }
                 }
             }
@@ -326,12 +330,12 @@ impl Applier {
 
     /// Whether `r`'s changes are reduced to their net effect: a key of one spelling
     /// ([`net::reducible`]) and, in the destination, a plain table.
-    async fn reducible(&mut self, r: &Relation) -> bool {
+    async fn reducible(&mut self, r: &Relation) -> Result<bool, PgError> {
         if let Some(known) = self.reducible.get(&r.oid) {
-            return *known;
+            return Ok(*known);
         }
         let yes = net::reducible(r)
-            && match self
+            && self
                 .client
                 .query_opt(
                     "SELECT c.relkind = 'r' FROM pg_catalog.pg_class c
@@ -340,15 +344,10 @@ impl Applier {
                     &[&r.schema, &r.name],
                 )
                 .await
-            {
-                Ok(row) => row.is_some_and(|row| row.get::<_, bool>(0)),
-                Err(e) => {
-                    log::debug!("table {}: {e}", table(r));
-                    false
-                }
-            };
+                .map_err(PgError::query("replay captured changes"))?
+                .is_some_and(|row| row.get::<_, bool>(0));
         self.reducible.insert(r.oid, yes);
-        yes
+        Ok(yes)
     }
 
     /// Apply every change pending in `open`: its SQL first (it came before them), then each
@@ -358,11 +357,20 @@ impl Applier {
             self.send(&open.sql).await?;
             open.sql.clear();
         }
+        // Statements of small runs and tables not reduced go together.
+        let mut sql = String::new();
         for run in open.net.take() {
             match run.outcome() {
-                Some(outcome) => self.apply_outcome(&run, outcome).await?,
-                None => self.apply_in_order(&run.rel, &run.ops).await?,
+                Some(outcome) if run.ops.len() >= NET_MIN => {
+                    if !outcome.is_empty() {
+                        self.apply_outcome(&run, outcome).await?;
+                    }
+                }
+                _ => self.apply_in_order(&run.rel, &run.ops, &mut sql).await?,
             }
+        }
+        if !sql.is_empty() {
+            self.send(&sql).await?;
         }
         Ok(())
     }
@@ -373,6 +381,49 @@ impl Applier {
     async fn apply_outcome(&mut self, run: &TableRun, o: net::Outcome) -> Result<(), PgError> {
         let r = &run.rel;
         let stage = self.stage(r).await?;
+        self.send(&format!("SAVEPOINT {SAVEPOINT}")).await?;
+        match self.apply_staged(r, &stage, &o).await {
+            Ok(()) => {
+                self.applied_net += run.ops.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.net_fallbacks += 1;
+                self.send(&format!(
+                    "ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
+                ))
+                .await?;
+                log::debug!(
+                    "table {}: the net effect of {} change(s) did not apply ({e}); replaying them one by one",
+                    table(r),
+                    run.ops.len(),
+                );
+                // A constraint the order mattered to is this run's; anything else (a
+                // domain refusing the staged NULLs, a type) would come again.
+                let code = match &e {
+                    PgError::Query { code, .. } => code.clone(),
+                    _ => None,
+                };
+                if !matches!(code.as_deref(), Some("23505" | "23P01")) {
+                    self.reducible.insert(r.oid, false);
+                }
+                let mut sql = String::new();
+                self.apply_in_order(r, &run.ops, &mut sql).await?;
+                if !sql.is_empty() {
+                    self.send(&sql).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The outcome `o` of table `r` copied into `stage` and applied (inside the savepoint).
+    async fn apply_staged(
+        &mut self,
+        r: &Relation,
+        stage: &str,
+        o: &net::Outcome,
+    ) -> Result<(), PgError> {
         let mut data = Vec::new();
         for key in &o.delete {
             copy_row(&mut data, "d", None, key);
@@ -387,7 +438,7 @@ impl Applier {
         self.copy(
             &format!(
                 "COPY pg_temp.{} ({}, {}, {}) FROM STDIN",
-                ident(&stage),
+                ident(stage),
                 ident(net::STAGE_OP),
                 ident(net::STAGE_MASK),
                 cols.join(", ")
@@ -395,7 +446,7 @@ impl Applier {
             data,
         )
         .await?;
-        let (t, s) = (table(r), format!("pg_temp.{}", ident(&stage)));
+        let (t, s) = (table(r), format!("pg_temp.{}", ident(stage)));
         let op = ident(net::STAGE_OP);
         let on_key = r
             .columns
@@ -404,7 +455,7 @@ impl Applier {
             .map(|c| format!("t.{0} = s.{0}", ident(&c.name)))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let mut sql = format!("SAVEPOINT {SAVEPOINT};\n");
+        let mut sql = String::new();
         if !o.delete.is_empty() {
             sql.push_str(&format!(
                 "DELETE FROM ONLY {t} t USING {s} s WHERE s.{op} = 'd' AND {on_key};\n"
@@ -438,50 +489,24 @@ impl Applier {
             ));
         }
         sql.push_str(&format!("RELEASE SAVEPOINT {SAVEPOINT}"));
-        match self.client.batch_execute(&sql).await {
-            Ok(()) => {
-                self.applied_net += run.ops.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                self.net_fallbacks += 1;
-                let code = e.as_db_error().map(|d| d.code().code().to_string());
-                self.client
-                    .batch_execute(&format!(
-                        "ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
-                    ))
-                    .await
-                    .map_err(PgError::query("replay captured changes"))?;
-                log::debug!(
-                    "table {t}: the net effect of {} change(s) did not apply ({}); replaying them one by one",
-                    run.ops.len(),
-                    crate::conn::describe_pg_error(&e)
-                );
-                if !matches!(code.as_deref(), Some("23505" | "23P01")) {
-                    self.reducible.insert(r.oid, false);
-                }
-                self.apply_in_order(r, &run.ops).await
-            }
-        }
+        self.send(&sql).await
     }
 
     /// The staging table of `r` in this session, made (or emptied) for use.
     async fn stage(&mut self, r: &Relation) -> Result<String, PgError> {
-        if let Some(s) = self.stages.get(&r.oid)
-            && s.rel == *r
+        if let Some(st) = self.stages.get(&r.oid)
+            && st.rel == *r
         {
-            let name = s.name.clone();
-            if !self.staged.insert(name.clone()) {
-                self.send(&format!("TRUNCATE pg_temp.{}", ident(&name)))
-                    .await?;
-            }
+            let name = st.name.clone();
+            self.send(&format!("TRUNCATE pg_temp.{}", ident(&name)))
+                .await?;
             return Ok(name);
         }
         self.made += 1;
         let name = format!("lifeboat stage {}", self.made);
         let cols: Vec<String> = r.columns.iter().map(|c| ident(&c.name)).collect();
         self.send(&format!(
-            "CREATE TEMPORARY TABLE {} ON COMMIT DELETE ROWS AS SELECT NULL::\"char\" AS {}, NULL::text AS {}, {} FROM ONLY {} WITH NO DATA",
+            "CREATE TEMPORARY TABLE {} AS SELECT NULL::\"char\" AS {}, NULL::text AS {}, {} FROM ONLY {} WITH NO DATA",
             ident(&name),
             ident(net::STAGE_OP),
             ident(net::STAGE_MASK),
@@ -489,20 +514,41 @@ impl Applier {
             table(r)
         ))
         .await?;
-        self.stages.insert(
+        if let Some(old) = self.stages.insert(
             r.oid,
             Stage {
                 name: name.clone(),
                 rel: r.clone(),
             },
-        );
-        self.staged.insert(name.clone());
+        ) {
+            self.drop_stage(&old.name).await?;
+        }
+        self.made_here.push(name.clone());
         Ok(name)
     }
 
-    /// A table's changes one by one, in order; runs of inserts as `COPY`.
-    async fn apply_in_order(&mut self, r: &Relation, ops: &[Op]) -> Result<(), PgError> {
-        let mut sql = String::new();
+    async fn drop_stage(&mut self, name: &str) -> Result<(), PgError> {
+        self.made_here.retain(|n| n != name);
+        self.send(&format!("DROP TABLE IF EXISTS pg_temp.{}", ident(name)))
+            .await
+    }
+
+    /// Forget every staging table (after a schema change: types may have changed).
+    async fn drop_stages(&mut self) -> Result<(), PgError> {
+        for (_, st) in std::mem::take(&mut self.stages) {
+            self.drop_stage(&st.name).await?;
+        }
+        Ok(())
+    }
+
+    /// A table's changes one by one, in order, as statements added to `sql` (sent when it
+    /// is large, and before a `COPY`); runs of inserts as `COPY`.
+    async fn apply_in_order(
+        &mut self,
+        r: &Relation,
+        ops: &[Op],
+        sql: &mut String,
+    ) -> Result<(), PgError> {
         let mut i = 0;
         while i < ops.len() {
             let run = ops[i..]
@@ -513,7 +559,7 @@ impl Applier {
                 .count();
             if run >= COPY_MIN {
                 if !sql.is_empty() {
-                    self.send(&sql).await?;
+                    self.send(sql).await?;
                     sql.clear();
                 }
                 let mut data = Vec::new();
@@ -535,14 +581,11 @@ impl Applier {
                 sql.push_str(&stmt);
                 sql.push_str(";\n");
                 if sql.len() > PIECE {
-                    self.send(&sql).await?;
+                    self.send(sql).await?;
                     sql.clear();
                 }
             }
             i += 1;
-        }
-        if !sql.is_empty() {
-            self.send(&sql).await?;
         }
         Ok(())
     }
@@ -589,7 +632,7 @@ impl Applier {
         if let Err(e) = self.send(&open.sql).await {
             return Err(self.rolled_back(e).await);
         }
-        self.staged.clear();
+        self.made_here.clear();
         self.position = last.end;
         self.applied_txns += txns as u64;
         self.applied_changes += open.changes as u64;
@@ -606,8 +649,8 @@ impl Applier {
     /// made in it are gone with it.
     pub async fn rollback(&mut self) {
         let _ = self.client.batch_execute("ROLLBACK").await;
-        let staged = std::mem::take(&mut self.staged);
-        self.stages.retain(|_, s| !staged.contains(&s.name));
+        let made = std::mem::take(&mut self.made_here);
+        self.stages.retain(|_, s| !made.contains(&s.name));
     }
 
     async fn send(&self, sql: &str) -> Result<(), PgError> {
@@ -672,7 +715,7 @@ impl Applier {
                     None => row_filter(&r, new, true),
                 };
                 Some(format!(
-                    "UPDATE {} SET {} WHERE {found}",
+                    "UPDATE ONLY {} SET {} WHERE {found}",
                     table(&r),
                     set.join(", ")
                 ))

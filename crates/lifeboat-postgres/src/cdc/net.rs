@@ -81,6 +81,12 @@ pub struct Outcome {
     pub insert: Vec<Vec<Value>>,
 }
 
+impl Outcome {
+    pub fn is_empty(&self) -> bool {
+        self.delete.is_empty() && self.update.is_empty() && self.insert.is_empty()
+    }
+}
+
 impl TableRun {
     fn new(rel: Relation, reduce: bool) -> Self {
         Self {
@@ -177,6 +183,11 @@ impl TableRun {
                         },
                     };
                     let row = merged(base.as_ref(), new);
+                    // A row that moves takes all its values along: one not known here
+                    // cannot be written at the new key.
+                    if row.iter().any(Value::is_unchanged) {
+                        return None;
+                    }
                     match rows.get_mut(&k_new) {
                         None => {
                             rows.insert(
@@ -430,12 +441,14 @@ mod tests {
             o.update,
             vec![("001".to_string(), row("1", "a", Value::UNCHANGED))]
         );
-        // A changed key with an unknown value cannot be inserted whole: not reduced.
-        assert!(
-            run(vec![upd(Some("1"), row("2", "a", Value::UNCHANGED))])
-                .outcome()
-                .is_none()
-        );
+        // A changed key with an unknown value cannot be written whole: not reduced, also
+        // onto a key freed before (the row there kept its own value).
+        for ops in [
+            vec![upd(Some("1"), row("2", "a", Value::UNCHANGED))],
+            vec![del("2"), upd(Some("1"), row("2", "a", Value::UNCHANGED))],
+        ] {
+            assert!(run(ops).outcome().is_none());
+        }
     }
 
     #[test]
