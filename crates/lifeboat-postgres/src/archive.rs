@@ -33,7 +33,7 @@ const CUT_EVERY: u64 = 16 << 20;
 const MAX_CUTS: usize = 256;
 
 /// One entry of the table of contents.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TocEntry {
     pub id: i64,
     /// The entry has a data block (`TABLE DATA`, `BLOBS`).
@@ -42,6 +42,14 @@ pub struct TocEntry {
     pub section: i64,
     /// Dump ids of the entries this one depends on.
     pub deps: Vec<i64>,
+    /// The object's schema and name (a `TABLE DATA` entry's table).
+    pub namespace: String,
+    pub tag: String,
+    /// A `TABLE DATA` entry's `COPY … FROM stdin;` (its columns in the rows' order).
+    pub copy_stmt: String,
+    /// The definition of an `ENCODING` entry (`SET client_encoding = '…';`); empty for
+    /// others.
+    pub defn: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,12 +224,19 @@ pub fn parse_toc(bytes: &[u8]) -> Result<Toc, TocError> {
         let has_data = c.int()? != 0;
         c.skip_str()?; // catalog table oid
         c.skip_str()?; // oid
-        c.skip_str()?; // tag
+        let tag = c.text()?;
         let desc = c.text()?;
         let section = c.int()?;
-        for _ in 0..5 {
-            c.skip_str()?; // definition, drop, COPY statement, schema, tablespace
-        }
+        let defn = if desc == "ENCODING" {
+            c.text()?
+        } else {
+            c.skip_str()?;
+            String::new()
+        };
+        c.skip_str()?; // drop statement
+        let copy_stmt = c.text()?;
+        let namespace = c.text()?;
+        c.skip_str()?; // tablespace
         if minor >= 14 {
             c.skip_str()?; // table access method
         }
@@ -239,6 +254,10 @@ pub fn parse_toc(bytes: &[u8]) -> Result<Toc, TocError> {
             desc,
             section,
             deps,
+            namespace,
+            tag,
+            copy_stmt,
+            defn,
         });
         if c.pos > MAX_TOC_BYTES {
             return invalid("table of contents too large".into());
@@ -984,6 +1003,7 @@ pub(crate) mod tests {
             desc: desc.into(),
             section,
             deps: deps.to_vec(),
+            ..Default::default()
         };
         let (pre, data, post) = (SECTION_PRE_DATA, SECTION_DATA, SECTION_POST_DATA);
         let toc = Toc {
@@ -1047,6 +1067,7 @@ pub(crate) mod tests {
             desc: desc.into(),
             section,
             deps: Vec::new(),
+            ..Default::default()
         };
         let toc = Toc {
             entries: vec![
@@ -1108,6 +1129,7 @@ pub(crate) mod tests {
             desc: "SEQUENCE SET".into(),
             section: SECTION_DATA,
             deps: vec![215],
+            ..Default::default()
         });
         let whole = |b: &DataBlock| Piece {
             id: b.id,

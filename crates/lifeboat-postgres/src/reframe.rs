@@ -11,7 +11,10 @@ use std::io::{self, Write};
 
 use lifeboat_core::manifest::DumpLayout;
 
-use crate::archive::{self, FieldReader, Toc, decode_int, encode_int};
+use crate::{
+    archive::{self, FieldReader, Toc, decode_int, encode_int},
+    cdc::fold::{Fold, TableFold},
+};
 
 const CHUNK: usize = 128 << 10;
 
@@ -19,24 +22,34 @@ fn bad_data(why: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.into())
 }
 
-/// The state of re-framing one block's chunks, apart from where they go.
+/// The state of re-framing one block's chunks, apart from where they go; with a fold of
+/// captured changes ([`TableFold`]), each row goes through it.
 #[derive(Debug)]
-struct Rows {
+struct Rows<'f> {
     int_size: usize,
     field: FieldReader,
     left: u64,
     buf: Vec<u8>,
     ended: bool,
+    fold: Option<&'f TableFold>,
+    /// With a fold: the start of a row whose end has not come yet.
+    line: Vec<u8>,
+    /// With a fold: its rows to add are in (before `COPY`'s end marker `\.`, which
+    /// `pg_dump` writes as the last chunk, or at the block's end).
+    added: bool,
 }
 
-impl Rows {
-    fn new(int_size: usize) -> Self {
+impl<'f> Rows<'f> {
+    fn new(int_size: usize, fold: Option<&'f TableFold>) -> Self {
         Self {
             int_size,
             field: FieldReader::default(),
             left: 0,
             buf: Vec::with_capacity(CHUNK * 2),
             ended: false,
+            fold,
+            line: Vec::new(),
+            added: false,
         }
     }
 
@@ -55,7 +68,34 @@ impl Rows {
         while i < data.len() {
             if self.left > 0 {
                 let n = self.left.min((data.len() - i) as u64) as usize;
-                self.buf.extend_from_slice(&data[i..i + n]);
+                match self.fold {
+                    None => self.buf.extend_from_slice(&data[i..i + n]),
+                    Some(fold) => {
+                        // Whole rows through the fold; a row's start waits for its end.
+                        let mut rest = &data[i..i + n];
+                        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+                            let row: &[u8] = if self.line.is_empty() {
+                                &rest[..nl]
+                            } else {
+                                self.line.extend_from_slice(&rest[..nl]);
+                                &self.line
+                            };
+                            if self.added {
+                                self.buf.extend_from_slice(row);
+                                self.buf.push(b'\n');
+                            } else if row == b"\\." {
+                                fold.end(&mut self.buf);
+                                self.added = true;
+                                self.buf.extend_from_slice(b"\\.\n");
+                            } else {
+                                fold.row(row, &mut self.buf);
+                            }
+                            self.line.clear();
+                            rest = &rest[nl + 1..];
+                        }
+                        self.line.extend_from_slice(rest);
+                    }
+                }
                 i += n;
                 self.left -= n as u64;
                 if self.buf.len() >= CHUNK {
@@ -72,6 +112,15 @@ impl Rows {
             };
             match u64::try_from(decode_int(&len[..need])) {
                 Ok(0) => {
+                    if let Some(fold) = self.fold {
+                        if !self.line.is_empty() {
+                            return Err(bad_data("a table's data ends inside a row"));
+                        }
+                        if !self.added {
+                            fold.end(&mut self.buf);
+                            self.added = true;
+                        }
+                    }
                     self.emit(out)?;
                     out.write_all(&encode_int(0, self.int_size))?;
                     self.ended = true;
@@ -86,7 +135,7 @@ impl Rows {
     /// Pass on what is buffered; whether the block's end was seen. Fails if the input
     /// stopped inside a row.
     fn finish(&mut self, out: &mut impl Write) -> io::Result<bool> {
-        if self.left > 0 || self.field.is_partial() {
+        if self.left > 0 || self.field.is_partial() || !self.line.is_empty() {
             return Err(bad_data("the data stops inside a row"));
         }
         self.emit(out)?;
@@ -95,17 +144,18 @@ impl Rows {
 }
 
 /// The chunks of one block of table data (not its header), re-framed into `inner`; the
-/// zero length that ends the block, if it comes, is passed on after the last chunk.
-pub struct Reframe<W: Write> {
+/// zero length that ends the block, if it comes, is passed on after the last chunk. With
+/// a fold, the rows go through it (and its rows to add come before the end).
+pub struct Reframe<'f, W: Write> {
     inner: W,
-    rows: Rows,
+    rows: Rows<'f>,
 }
 
-impl<W: Write> Reframe<W> {
-    pub fn new(inner: W, toc: &Toc) -> Self {
+impl<'f, W: Write> Reframe<'f, W> {
+    pub fn new(inner: W, toc: &Toc, fold: Option<&'f TableFold>) -> Self {
         Self {
             inner,
-            rows: Rows::new(toc.int_size),
+            rows: Rows::new(toc.int_size, fold),
         }
     }
 
@@ -116,7 +166,7 @@ impl<W: Write> Reframe<W> {
     }
 }
 
-impl<W: Write> Write for Reframe<W> {
+impl<W: Write> Write for Reframe<'_, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.rows.feed(data, &mut self.inner)?;
         Ok(data.len())
@@ -127,11 +177,13 @@ impl<W: Write> Write for Reframe<W> {
     }
 }
 
-/// A whole dump written through in order, its table data re-framed by the recorded layout.
-/// The TOC is read as it passes; if it does not fit the layout, everything passes unchanged.
+/// A whole dump written through in order, its table data re-framed by the recorded layout
+/// (and folded, with a fold). The TOC is read as it passes; if it does not fit the layout,
+/// everything passes unchanged.
 pub struct FramedDump<'a, W: Write> {
     inner: W,
     layout: &'a DumpLayout,
+    fold: Option<&'a Fold>,
     dump_bytes: u64,
     pos: u64,
     head: Vec<u8>,
@@ -141,7 +193,7 @@ pub struct FramedDump<'a, W: Write> {
     /// re-framing.
     block: usize,
     span: Option<Span>,
-    rows: Option<Rows>,
+    rows: Option<Rows<'a>>,
 }
 
 /// Where the block being written ends, where its header ends, and whether its chunks are
@@ -155,10 +207,11 @@ struct Span {
 }
 
 impl<'a, W: Write> FramedDump<'a, W> {
-    pub fn new(inner: W, layout: &'a DumpLayout, dump_bytes: u64) -> Self {
+    pub fn new(inner: W, layout: &'a DumpLayout, dump_bytes: u64, fold: Option<&'a Fold>) -> Self {
         Self {
             inner,
             layout,
+            fold,
             dump_bytes,
             pos: 0,
             head: Vec::new(),
@@ -249,7 +302,10 @@ impl<W: Write> Write for FramedDump<'_, W> {
                 let h = (header_end.saturating_sub(self.pos) as usize).min(n);
                 self.inner.write_all(&this[..h])?;
                 if h < n {
-                    let rows = self.rows.get_or_insert_with(|| Rows::new(toc.int_size));
+                    let fold = self.fold.and_then(|f| f.table(id));
+                    let rows = self
+                        .rows
+                        .get_or_insert_with(|| Rows::new(toc.int_size, fold));
                     rows.feed(&this[h..], &mut self.inner)?;
                 }
             }
@@ -337,7 +393,7 @@ mod tests {
         for piece in [1, 7, 4096, body.len()] {
             let mut out = bytes[..toc.end as usize].to_vec();
             out.extend_from_slice(&header);
-            let mut r = Reframe::new(&mut out, &toc);
+            let mut r = Reframe::new(&mut out, &toc, None);
             for p in body.chunks(piece) {
                 r.write_all(p).unwrap();
             }
@@ -350,10 +406,10 @@ mod tests {
             assert!(*chunks < 10, "{chunks} chunks for {} bytes", data.len());
         }
         // Stopping inside a row is an error; at a row boundary, a part without the end.
-        let mut r = Reframe::new(Vec::new(), &toc);
+        let mut r = Reframe::new(Vec::new(), &toc, None);
         r.write_all(&body[..10]).unwrap();
         assert!(r.finish().is_err());
-        let mut r = Reframe::new(Vec::new(), &toc);
+        let mut r = Reframe::new(Vec::new(), &toc, None);
         r.write_all(&body[..5 + rows[0].len()]).unwrap();
         assert!(!r.finish().unwrap());
     }
@@ -366,7 +422,7 @@ mod tests {
         let before = blocks_of(&bytes, &toc);
         for piece in [1, 13, 65_536, bytes.len()] {
             let mut out = Vec::new();
-            let mut f = FramedDump::new(&mut out, &layout, bytes.len() as u64);
+            let mut f = FramedDump::new(&mut out, &layout, bytes.len() as u64, None);
             for p in bytes.chunks(piece) {
                 f.write_all(p).unwrap();
             }
@@ -383,7 +439,7 @@ mod tests {
         let mut wrong = layout.clone();
         wrong.toc_bytes -= 1;
         let mut out = Vec::new();
-        let mut f = FramedDump::new(&mut out, &wrong, bytes.len() as u64);
+        let mut f = FramedDump::new(&mut out, &wrong, bytes.len() as u64, None);
         f.write_all(&bytes).unwrap();
         assert!(!f.finish().unwrap());
         assert_eq!(out, bytes);

@@ -422,6 +422,95 @@ fn the_replay_applies_a_batch_by_its_net_effect_and_falls_back_where_order_matte
     assert!(out["net_effect_fallbacks"].as_u64().unwrap() >= 1, "{out}");
 }
 
+/// A restore folds the first changes after the baseline into its load (rows left out,
+/// changed — a TOAST value left unchanged kept from the dump — and added, in a table large
+/// enough to load in several parts, one that was empty, one only inserted into, one keyed
+/// by uuid) until a schema change, and replays the rest; with one job and with two, to the
+/// moment before the schema change and to the end, each equal to the source then.
+#[test]
+fn a_restore_folds_the_first_changes_into_the_load_and_replays_the_rest() {
+    let ws = Workspace::new(BIN);
+    let pg = logical_cluster();
+    pg.psql("postgres", "CREATE DATABASE shop").unwrap();
+    pg.psql(
+        "shop",
+        "CREATE TABLE big (id bigint PRIMARY KEY, n int, pad text); \
+         CREATE TABLE docs (id int PRIMARY KEY, title text, body text); \
+         ALTER TABLE docs ALTER body SET STORAGE EXTERNAL; \
+         CREATE TABLE hist (at int, msg text); ALTER TABLE hist REPLICA IDENTITY FULL; \
+         CREATE TABLE fresh (id serial PRIMARY KEY, v text); \
+         CREATE TABLE devices (id uuid PRIMARY KEY, n int); \
+         INSERT INTO big SELECT g, 0, repeat('x', 90) FROM generate_series(1, 400000) g; \
+         INSERT INTO docs SELECT g, 'doc ' || g, repeat(md5(g::text), 400) FROM generate_series(1, 20) g; \
+         INSERT INTO hist SELECT g, 'old' FROM generate_series(1, 10) g; \
+         INSERT INTO devices SELECT md5(g::text)::uuid, g FROM generate_series(1, 30) g",
+    )
+    .unwrap();
+    let capture = capturing(&ws, &pg);
+    pg.psql(
+        "shop",
+        "UPDATE big SET n = 1 WHERE id IN (1, 2, 199999, 200000, 399999, 400000); \
+         DELETE FROM big WHERE id IN (3, 250000, 399998); \
+         INSERT INTO big VALUES (500001, 5, E'new\\trow'), (500002, 6, NULL); \
+         UPDATE big SET id = 600000 WHERE id = 100000; \
+         DELETE FROM big WHERE id = 4; INSERT INTO big VALUES (4, 44, 'again'); \
+         INSERT INTO big VALUES (700000, 7, 'short-lived'); DELETE FROM big WHERE id = 700000; \
+         UPDATE docs SET title = 'retitled' WHERE id <= 10; \
+         INSERT INTO hist SELECT g, E'line\\\\' || g FROM generate_series(11, 30) g; \
+         INSERT INTO fresh (v) SELECT 'v' || g FROM generate_series(1, 25) g; \
+         UPDATE fresh SET v = 'changed' WHERE id = 3; DELETE FROM fresh WHERE id = 4; \
+         UPDATE devices SET n = -n WHERE n < 10; DELETE FROM devices WHERE n = 20",
+    )
+    .unwrap();
+    let at_a = moment();
+    let sum_a = checksums(&pg, "shop");
+    pg.psql(
+        "shop",
+        "ALTER TABLE big ADD COLUMN flag boolean DEFAULT false; \
+         UPDATE big SET flag = true, n = 2 WHERE id % 50000 = 0; \
+         INSERT INTO fresh (v) VALUES ('after'); INSERT INTO hist VALUES (99, 'after')",
+    )
+    .unwrap();
+    let sum_b = checksums(&pg, "shop");
+    caught_up(&pg);
+    terminate(capture).expect_code(0);
+
+    for (jobs, at, want, db) in [
+        ("1", Some(at_a.as_str()), &sum_a, "a1"),
+        ("2", Some(at_a.as_str()), &sum_a, "a2"),
+        ("1", None, &sum_b, "b1"),
+        ("2", None, &sum_b, "b2"),
+    ] {
+        let url = pg.url(db);
+        let mut args = vec!["--json", "restore", "shop", "--to", &url, "--jobs", jobs];
+        if let Some(t) = at {
+            args.extend(["--time", t]);
+        }
+        let run = ws.run(&args);
+        run.expect_code(0);
+        let out = run.json();
+        assert_eq!(
+            &checksums(&pg, db),
+            want,
+            "restored to {at:?} with {jobs} job(s)"
+        );
+        let (all, folded) = (
+            out["replayed_changes"].as_u64().unwrap(),
+            out["folded_into_load"].as_u64().unwrap(),
+        );
+        assert!(folded > 50, "{folded} of {all} folded into the load: {out}");
+        if at.is_some() {
+            // Everything before the schema change folds.
+            assert_eq!(folded, all, "{out}");
+        } else {
+            assert!(folded < all, "{out}");
+        }
+    }
+    // The sequence goes on past the rows folded in.
+    pg.psql("b2", "INSERT INTO fresh (v) VALUES ('after restore')")
+        .unwrap();
+}
+
 #[test]
 fn a_capture_killed_and_started_again_loses_nothing_and_applies_nothing_twice() {
     let ws = Workspace::new(BIN);

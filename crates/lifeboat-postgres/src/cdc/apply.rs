@@ -793,6 +793,12 @@ impl Applier {
         })
     }
 
+    /// Note a sequence message's values (of a transaction replayed elsewhere: folded into
+    /// the load).
+    pub fn learn_sequences(&mut self, content: &str) {
+        self.note_sequences(content);
+    }
+
     fn note_sequences(&mut self, content: &str) {
         if let Ok(values) = serde_json::from_str::<Vec<(String, i64)>>(content) {
             self.sequences.extend(values);
@@ -1076,20 +1082,7 @@ fn copy_row(out: &mut Vec<u8>, op: &str, mask: Option<&String>, values: &[Value]
         if i > 0 {
             out.push(b'\t');
         }
-        match v {
-            Value::Text(t) => {
-                for b in t.bytes() {
-                    match b {
-                        b'\\' => out.extend_from_slice(b"\\\\"),
-                        b'\n' => out.extend_from_slice(b"\\n"),
-                        b'\r' => out.extend_from_slice(b"\\r"),
-                        b'\t' => out.extend_from_slice(b"\\t"),
-                        _ => out.push(b),
-                    }
-                }
-            }
-            Value::Marker(_) => out.extend_from_slice(b"\\N"),
-        }
+        super::fold::escape(out, v);
     }
     out.push(b'\n');
 }

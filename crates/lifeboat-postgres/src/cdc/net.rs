@@ -314,6 +314,122 @@ impl Net {
         self.changes = 0;
         std::mem::take(&mut self.tables)
     }
+
+    /// Fold `txn` (one transaction's changes, added with [`Net::add`]) in after what this
+    /// holds, all of it or nothing: false, and nothing changed, when a table of it was not
+    /// reduced (other than a table only inserted into), or its outcome does not follow
+    /// from this one's (a row it changes that is gone here, one it inserts that is here).
+    /// Tables not reduced keep their inserts; reduced ones keep no list of changes.
+    pub fn absorb(&mut self, txn: Net) -> bool {
+        // First check everything, then change.
+        for t in &txn.tables {
+            let here = self.index.get(&t.rel.oid).map(|&i| &self.tables[i]);
+            if here.is_some_and(|h| h.rel != t.rel) {
+                return false;
+            }
+            match (&t.rows, here.map(|h| &h.rows)) {
+                (None, None) | (None, Some(None)) => {
+                    if !t.ops.iter().all(|op| matches!(op, Op::Ins { .. })) {
+                        return false;
+                    }
+                }
+                (Some(rows), None) => {
+                    if rows.values().any(|e| !e.existed && e.now.unknown()) {
+                        return false;
+                    }
+                }
+                (Some(rows), Some(Some(acc))) => {
+                    for (k, e) in rows {
+                        if after(acc.get(k), e).is_none() {
+                            return false;
+                        }
+                    }
+                }
+                _ => return false,
+            }
+        }
+        for mut t in txn.tables {
+            let changes = t.ops.len();
+            self.changes += changes;
+            match self.index.get(&t.rel.oid) {
+                None => {
+                    if t.rows.is_some() {
+                        t.ops = Vec::new();
+                    }
+                    self.index.insert(t.rel.oid, self.tables.len());
+                    self.tables.push(t);
+                }
+                Some(&i) => {
+                    let acc = &mut self.tables[i];
+                    match (&mut acc.rows, t.rows) {
+                        (Some(acc_rows), Some(rows)) => {
+                            for (k, e) in rows {
+                                let next = after(acc_rows.get(&k), &e);
+                                if let Some(next) = next {
+                                    acc_rows.insert(k, next);
+                                }
+                            }
+                        }
+                        _ => acc.ops.append(&mut t.ops),
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// The tables, in the order they first changed.
+    pub fn runs(&self) -> &[TableRun] {
+        &self.tables
+    }
+}
+
+impl Now {
+    fn unknown(&self) -> bool {
+        matches!(self, Now::Row(r) if r.iter().any(Value::is_unchanged))
+    }
+}
+
+/// A row's outcome `e` of a later run after `before` of an earlier one (none: untouched);
+/// `None` when `e` does not follow from it.
+fn after(before: Option<&Entry>, e: &Entry) -> Option<Entry> {
+    let Some(b) = before else {
+        return Some(e.clone());
+    };
+    let there = matches!(b.now, Now::Row(_));
+    if e.existed != there {
+        return None;
+    }
+    let now = match (&b.now, &e.now) {
+        (_, Now::Gone) => Now::Gone,
+        (Now::Row(old), Now::Row(new)) if e.existed => Now::Row(merged(Some(old), new)),
+        (_, Now::Row(new)) => Now::Row(new.clone()),
+    };
+    if !b.existed && now.unknown() {
+        return None;
+    }
+    Some(Entry {
+        existed: b.existed,
+        now,
+    })
+}
+
+impl TableRun {
+    /// The keys and outcomes of a reduced run: the key's values (as text), whether the
+    /// row was there before the run, and its last image (`None`: gone). With unknown
+    /// values only for rows that were there.
+    pub fn outcomes(&self) -> impl Iterator<Item = (&[String], bool, Option<&[Value]>)> {
+        self.rows.iter().flatten().map(|(k, e)| {
+            (
+                k.as_slice(),
+                e.existed,
+                match &e.now {
+                    Now::Gone => None,
+                    Now::Row(r) => Some(r.as_slice()),
+                },
+            )
+        })
+    }
 }
 
 #[cfg(test)]

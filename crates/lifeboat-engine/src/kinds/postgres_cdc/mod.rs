@@ -8,10 +8,12 @@
 //!   what a stored segment holds;
 //! - [`replay`]: `restore --time T` restores the newest baseline at or before T, then replays
 //!   every transaction committed after its consistent point and at or before T, in commit
-//!   order, resumably, and sets the sequences.
+//!   order, resumably, and sets the sequences; the first stretch of changes, as far as it
+//!   folds exactly, goes into the baseline's load instead ([`fold`]).
 
 pub mod baseline;
 pub mod capture;
+pub mod fold;
 pub mod replay;
 mod schema;
 pub mod segments;

@@ -205,17 +205,24 @@ pub(super) async fn whole(
 ) -> EngineResult<RestorePlan> {
     let Chain {
         request,
+        baseline,
+        manifest,
         base_lsn,
         until: stop,
         segments: segs,
-        ..
     } = chain(engine, request).await?;
     let request = &request;
     let (until, until_lsn) = (stop.time, stop.lsn);
-    let mut inner =
-        crate::kinds::postgres_logical::restore::plan(engine, request, target_cfg).await?;
+    let slot = crate::kinds::postgres_logical::restore::FoldSlot::default();
+    let mut inner = crate::kinds::postgres_logical::restore::plan_folding(
+        engine,
+        request,
+        target_cfg,
+        Some(slot.clone()),
+    )
+    .await?;
     inner.plan.steps.push(format!(
-        "replay the transactions captured after the baseline's LSN {} {} ({} segment(s)), in commit order, then set the sequences",
+        "fold the transactions captured after the baseline's LSN {} {} ({} segment(s)) into the load as far as they fold exactly (rows left out, changed and added on their way to COPY), replay the rest in commit order, then set the sequences",
         stream::lsn_text(base_lsn),
         match (&until, until_lsn) {
             (Some(t), _) => format!("that committed at or before {t}"),
@@ -263,15 +270,54 @@ pub(super) async fn whole(
         Some(u) => u.clone(),
         None => target_cfg.connection_url(&request.target)?,
     };
+    let snapshot_id = baseline.id.to_string();
     inner.act = Box::new(move |cx: ActCx| {
         Box::pin(async move {
             let (engine, cancel) = (cx.engine.clone(), cx.cancel.clone());
+            let folded = match &manifest.postgres {
+                Some(pgm) => {
+                    let (_, end) = chain_end(&engine, &name, base_lsn).await?;
+                    super::fold::build(&engine, &name, &snapshot_id, pgm, base_lsn, stop, end)
+                        .await?
+                }
+                None => None,
+            };
+            if let Some(f) = &folded {
+                log::info!(
+                    "folding {} captured change(s) of {} transaction(s) into the load",
+                    f.changes,
+                    f.txns
+                );
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.fold.clone());
+            }
             let mut outcome = load(cx).await?;
             if !outcome.verified {
                 return Ok(outcome);
             }
+            // The load took the fold everywhere, or (its layout not fitting the dump) not
+            // at all; never in part.
+            let folded = match folded {
+                Some(f) if f.fold.complete() => Some(f),
+                Some(f) if f.fold.untouched() => None,
+                Some(_) => {
+                    return Err(EngineError::failure(
+                        "the captured changes were folded into the load of some tables and not others: the restored database is not at one moment",
+                        Some("restore again; report this if it happens again".into()),
+                    ));
+                }
+                None => None,
+            };
             let dest = Target::parse(&url)?;
-            let done = replay(&engine, &name, &dest, base_lsn, stop, &cancel).await?;
+            let done = replay(
+                &engine,
+                &name,
+                &dest,
+                base_lsn,
+                stop,
+                &cancel,
+                folded.as_ref(),
+            )
+            .await?;
             let last = done.last_commit.map_or("—".to_string(), |t| t.to_string());
             outcome
                 .facts
@@ -284,6 +330,9 @@ pub(super) async fn whole(
                 .insert("replayed_by_net_effect".into(), done.net_changes.into());
             outcome
                 .facts
+                .insert("folded_into_load".into(), done.folded_changes.into());
+            outcome
+                .facts
                 .insert("net_effect_fallbacks".into(), done.net_fallbacks.into());
             outcome
                 .facts
@@ -292,8 +341,8 @@ pub(super) async fn whole(
                 .facts
                 .insert("sequences_set".into(), done.sequences.into());
             outcome.lines.push(format!(
-                "replayed {} transaction(s), {} change(s) ({} by their net effect), the last committed at {last}; {} sequence(s) set",
-                done.txns, done.changes, done.net_changes, done.sequences
+                "replayed {} transaction(s), {} change(s) ({} folded into the load, {} by their net effect), the last committed at {last}; {} sequence(s) set",
+                done.txns, done.changes, done.folded_changes, done.net_changes, done.sequences
             ));
             if let Some(n) = beyond_note {
                 outcome.lines.push(n);
@@ -322,6 +371,8 @@ pub struct Replayed {
     pub gap: Option<segments::Gap>,
     pub txns: u64,
     pub changes: u64,
+    /// Of the changes, those folded into the baseline's load.
+    pub folded_changes: u64,
     /// Of the changes, those applied by their table's net effect.
     pub net_changes: u64,
     /// Tables' net effects that did not apply (their changes went one by one).
@@ -369,8 +420,27 @@ async fn baseline_at_lsn(engine: &Engine, target: &str, lsn: u64) -> EngineResul
         })
 }
 
-/// Replay into `dest` the transactions of `name` after `base_lsn` (or after what `dest`
-/// already replayed), up to where `until` says.
+/// Where the chain after a baseline at `base_lsn` ends: a chain ends where the capture
+/// lost changes, never replayed across. A gap that ends after the baseline ends its chain
+/// at its start (or at once, when it began before the baseline: a baseline taken inside a
+/// gap has no captured chain after it).
+async fn chain_end(
+    engine: &Engine,
+    name: &str,
+    base_lsn: u64,
+) -> EngineResult<(Option<segments::Gap>, Option<u64>)> {
+    let gaps = segments::gaps(&engine.repo, name).await?;
+    let ending = gaps
+        .iter()
+        .filter(|g| g.to_lsn > base_lsn || g.pending())
+        .min_by_key(|g| g.from_lsn.max(base_lsn))
+        .cloned();
+    let end = ending.as_ref().map(|g| g.from_lsn.max(base_lsn));
+    Ok((ending, end))
+}
+
+/// Replay into `dest` the transactions of `name` after `base_lsn` — after `folded`'s end,
+/// when the load took its fold — up to where `until` says.
 pub async fn replay(
     engine: &Engine,
     name: &str,
@@ -378,20 +448,21 @@ pub async fn replay(
     base_lsn: u64,
     until: Until,
     cancel: &Cancel,
+    folded: Option<&super::fold::Folded>,
 ) -> EngineResult<Replayed> {
-    let mut applier = Applier::open(dest, base_lsn).await?;
-    let start = base_lsn;
-    // A chain ends where the capture lost changes: never replayed across. A gap that ends
-    // after the baseline ends its chain at its start (or at once, when it began before the
-    // baseline: a baseline taken inside a gap has no captured chain after it).
-    let gaps = segments::gaps(&engine.repo, name).await?;
-    let ending = gaps
-        .iter()
-        .filter(|g| g.to_lsn > base_lsn || g.pending())
-        .min_by_key(|g| g.from_lsn.max(base_lsn));
-    let end = ending.map(|g| g.from_lsn.max(base_lsn));
+    let start = folded.map_or(base_lsn, |f| f.end);
+    let mut applier = Applier::open(dest, start).await?;
+    let (ending, end) = chain_end(engine, name, base_lsn).await?;
+    let ending = ending.as_ref();
     let segs = segments::list(&engine.repo, name).await?;
     let mut out = Replayed::default();
+    if let Some(f) = folded {
+        for seq in &f.sequences {
+            applier.learn_sequences(seq);
+        }
+        out.last_commit = f.last_commit;
+        out.folded_changes = f.changes;
+    }
     let mut batch = Vec::new();
     let mut batch_changes = 0;
     'segments: for seg in segs.iter().filter(|s| s.last > start) {
@@ -432,8 +503,8 @@ pub async fn replay(
     }
     flush(&mut applier, &mut batch, cancel).await?;
     out.sequences = applier.set_sequences().await?;
-    out.txns = applier.applied_txns;
-    out.changes = applier.applied_changes;
+    out.txns = applier.applied_txns + folded.map_or(0, |f| f.txns);
+    out.changes = applier.applied_changes + out.folded_changes;
     out.net_changes = applier.applied_net;
     out.net_fallbacks = applier.net_fallbacks;
     Ok(out)

@@ -176,6 +176,7 @@ impl Rehearsal for PgRehearsal {
                 lsn: None,
             },
             &crate::cancel::Cancel::new(),
+            None,
         )
         .await
         .map_err(|e| e.full_message())?;
@@ -258,6 +259,7 @@ impl Rehearsal for PgRehearsal {
             dest,
             opts,
             stage.path(),
+            None,
         )
         .await
         .map_err(|e| e.message)?;

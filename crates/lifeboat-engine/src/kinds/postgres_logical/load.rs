@@ -28,7 +28,7 @@ use std::{
 };
 
 use lifeboat_core::manifest::{DumpLayout, PostgresManifest};
-use lifeboat_postgres::{PgTools, Target, archive, reframe, restore as pg};
+use lifeboat_postgres::{PgTools, Target, archive, cdc::fold::Fold, reframe, restore as pg};
 use lifeboat_repo::{Reader, Repo};
 
 use crate::{EngineError, EngineResult, FsContext, IoContext};
@@ -79,7 +79,9 @@ impl Load {
 
 /// Load the dump of snapshot `snapshot_id` (described by `pgm`) into `dest`. Returns how it
 /// was loaded: a planned parallel-streams load whose layout turns out not to fit the dump
-/// falls back to staging, with a warning.
+/// falls back to staging, with a warning. With a fold of captured changes, the tables'
+/// rows go through it where the layout is known (see [`Fold::complete`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn load_dump(
     repo: &Arc<Repo>,
     snapshot_id: &str,
@@ -88,13 +90,14 @@ pub async fn load_dump(
     dest: &Target,
     mut opts: pg::RestoreOptions,
     stage: &Path,
+    fold: Option<Arc<Fold>>,
 ) -> EngineResult<Load> {
     let dump_path = pgm.dump.path.clone();
     let planned = Load::planned(pgm, &opts, opts.list_file.is_some());
     if planned == Load::ParallelStreams
         && let Some(layout) = pgm.layout.clone()
     {
-        let (r, id, path, tools, dest, opts, stage) = (
+        let (r, id, path, tools, dest, opts, stage, fold) = (
             repo.clone(),
             snapshot_id.to_string(),
             dump_path.clone(),
@@ -102,6 +105,7 @@ pub async fn load_dump(
             dest.clone(),
             opts.clone(),
             stage.to_path_buf(),
+            fold.clone(),
         );
         let dump_bytes = pgm.dump.bytes;
         let done = r
@@ -117,6 +121,7 @@ pub async fn load_dump(
                         dest: &dest,
                         opts: &opts,
                         stage: &stage,
+                        fold: fold.as_deref(),
                     };
                     Ok(job.run())
                 })
@@ -128,16 +133,25 @@ pub async fn load_dump(
     }
     if opts.jobs > 1 {
         let file = stage.join("db.dump");
-        let (r, id, p, f) = (
+        let (r, id, p, f, fold) = (
             repo.clone(),
             snapshot_id.to_string(),
             dump_path.clone(),
             file.clone(),
+            fold.clone(),
         );
         let (layout, bytes) = (pgm.layout.clone(), pgm.dump.bytes);
         r.call(move |r| -> EngineResult<()> {
             let mut out = std::io::BufWriter::new(std::fs::File::create(&f).fs("create", &f)?);
-            write_dump(r, &id, &p, layout.as_ref(), bytes, &mut out)?;
+            write_dump(
+                r,
+                &id,
+                &p,
+                layout.as_ref(),
+                bytes,
+                fold.as_deref(),
+                &mut out,
+            )?;
             out.flush().fs("write", &f)?;
             Ok(())
         })
@@ -145,7 +159,15 @@ pub async fn load_dump(
         opts.input = Some(file);
     }
     let child = pg::spawn_restore(tools, dest, &opts)?;
-    run_restore(repo, snapshot_id, pgm, child, opts.list_file.is_some()).await?;
+    run_restore(
+        repo,
+        snapshot_id,
+        pgm,
+        child,
+        opts.list_file.is_some(),
+        fold,
+    )
+    .await?;
     Ok(if opts.jobs > 1 {
         Load::Staged
     } else {
@@ -164,6 +186,7 @@ struct StreamsJob<'a> {
     dest: &'a Target,
     opts: &'a pg::RestoreOptions,
     stage: &'a Path,
+    fold: Option<&'a Fold>,
 }
 
 impl StreamsJob<'_> {
@@ -565,7 +588,8 @@ impl StreamsJob<'_> {
             _ => broken(e),
         };
         out.write_all(&header).map_err(io)?;
-        let mut rows = reframe::Reframe::new(&mut *out, toc);
+        let fold = self.fold.and_then(|f| f.table(p.id));
+        let mut rows = reframe::Reframe::new(&mut *out, toc, fold);
         self.reader.copy_range(file, from, p.to - from, &mut rows)?;
         let ended = rows.finish().map_err(io)?;
         if ended == p.closes {
@@ -589,12 +613,13 @@ fn write_dump(
     path: &str,
     layout: Option<&DumpLayout>,
     dump_bytes: u64,
+    fold: Option<&Fold>,
     w: &mut (impl Write + Send),
 ) -> Result<(), lifeboat_repo::RepoError> {
     let Some(layout) = layout else {
         return r.dump(id, path, w);
     };
-    let mut framed = reframe::FramedDump::new(w, layout, dump_bytes);
+    let mut framed = reframe::FramedDump::new(w, layout, dump_bytes, fold);
     r.dump(id, path, &mut framed)?;
     framed.finish().map_err(broken)?;
     Ok(())
@@ -618,6 +643,7 @@ async fn run_restore(
     pgm: &PostgresManifest,
     mut child: std::process::Child,
     selective: bool,
+    fold: Option<Arc<Fold>>,
 ) -> EngineResult<()> {
     let stdin = child.stdin.take();
     let (r, id, path) = (repo.clone(), id.to_string(), pgm.dump.path.clone());
@@ -631,7 +657,15 @@ async fn run_restore(
                     inner: stdin,
                     closed: closed_by_reader,
                 };
-                write_dump(r, &id, &path, layout.as_ref(), bytes, &mut pipe)
+                write_dump(
+                    r,
+                    &id,
+                    &path,
+                    layout.as_ref(),
+                    bytes,
+                    fold.as_deref(),
+                    &mut pipe,
+                )
             }
             None => Ok(()),
         }

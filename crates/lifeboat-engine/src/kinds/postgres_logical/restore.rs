@@ -5,9 +5,12 @@
 //! destination as it was; a parallel load only into a database it created, dropped again
 //! on failure); then every table's rows are counted and compared with the manifest.
 
+use std::sync::{Arc, Mutex, atomic::Ordering};
+
 use lifeboat_core::{Redacted, TargetConfig, manifest::TableRecord};
 use lifeboat_postgres::{
     PgTools, Target,
+    cdc::fold::Fold,
     restore::{self as pg, RowCheck},
 };
 use serde_json::json;
@@ -26,6 +29,21 @@ pub(crate) async fn plan(
     engine: &Engine,
     request: &RestoreRequest,
     target_cfg: &TargetConfig,
+) -> EngineResult<RestorePlan> {
+    plan_folding(engine, request, target_cfg, None).await
+}
+
+/// Where a cdc restore leaves the fold of captured changes for the load, once it has
+/// built it (at act time, just before the load).
+pub(crate) type FoldSlot = Arc<Mutex<Option<Arc<Fold>>>>;
+
+/// [`plan`], its load taking the fold left in `fold` (if any): the rows of the tables it
+/// holds go through it, and their expected row counts follow what it left out and added.
+pub(crate) async fn plan_folding(
+    engine: &Engine,
+    request: &RestoreRequest,
+    target_cfg: &TargetConfig,
+    fold: Option<FoldSlot>,
 ) -> EngineResult<RestorePlan> {
     if request.to_dir.is_some() {
         return Err(EngineError::usage(
@@ -191,7 +209,19 @@ pub(crate) async fn plan(
             }
             // A cancellation stops the load: the server ends the restore's sessions (rolling
             // back its transaction), and a database the restore created is dropped again.
-            let loading = load_dump(repo, &id, &pgm, &tools, &dest, opts, stage.path());
+            let fold = fold
+                .as_ref()
+                .and_then(|f| f.lock().unwrap_or_else(|p| p.into_inner()).clone());
+            let loading = load_dump(
+                repo,
+                &id,
+                &pgm,
+                &tools,
+                &dest,
+                opts,
+                stage.path(),
+                fold.clone(),
+            );
             let Ok(loaded) = cx.cancel.guard(loading).await else {
                 return Err(EngineError::interrupted(format!(
                     "interrupted: the restore was stopped; {}",
@@ -219,6 +249,17 @@ pub(crate) async fn plan(
                 }
             };
             let restore_secs = started.elapsed().as_secs_f64();
+            // Rows a fold left out or added change what each table should hold.
+            let mut verify_tables = verify_tables;
+            for t in fold.iter().flat_map(|f| f.tables()) {
+                if let Some(v) = verify_tables
+                    .iter_mut()
+                    .find(|v| v.schema == t.schema && v.name == t.name)
+                {
+                    v.rows = (v.rows + t.appended.load(Ordering::SeqCst))
+                        .saturating_sub(t.dropped.load(Ordering::SeqCst));
+                }
+            }
             let checks = pg::verify_rows(&dest, &verify_tables).await?;
             let ok = checks.iter().all(RowCheck::ok);
             let mut lines = vec![format!(
