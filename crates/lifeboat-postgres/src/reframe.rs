@@ -54,12 +54,13 @@ impl<'f> Rows<'f> {
     }
 
     fn emit(&mut self, out: &mut impl Write) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            let len = i64::try_from(self.buf.len()).unwrap_or(i64::MAX);
+        // In chunks of at most 16 CHUNKs (a fold's added rows can be many).
+        for piece in self.buf.chunks(CHUNK * 16) {
+            let len = i64::try_from(piece.len()).unwrap_or(i64::MAX);
             out.write_all(&encode_int(len, self.int_size))?;
-            out.write_all(&self.buf)?;
-            self.buf.clear();
+            out.write_all(piece)?;
         }
+        self.buf.clear();
         Ok(())
     }
 

@@ -425,8 +425,9 @@ fn the_replay_applies_a_batch_by_its_net_effect_and_falls_back_where_order_matte
 /// A restore folds the first changes after the baseline into its load (rows left out,
 /// changed — a TOAST value left unchanged kept from the dump — and added, in a table large
 /// enough to load in several parts, one that was empty, one only inserted into, one keyed
-/// by uuid) until a schema change, and replays the rest; with one job and with two, to the
-/// moment before the schema change and to the end, each equal to the source then.
+/// by uuid) until a transaction that does not fold, and
+/// replays the rest; with one job and with two, to a moment and to the end, each equal to
+/// the source then.
 #[test]
 fn a_restore_folds_the_first_changes_into_the_load_and_replays_the_rest() {
     let ws = Workspace::new(BIN);
@@ -460,6 +461,13 @@ fn a_restore_folds_the_first_changes_into_the_load_and_replays_the_rest() {
          INSERT INTO fresh (v) SELECT 'v' || g FROM generate_series(1, 25) g; \
          UPDATE fresh SET v = 'changed' WHERE id = 3; DELETE FROM fresh WHERE id = 4; \
          UPDATE devices SET n = -n WHERE n < 10; DELETE FROM devices WHERE n = 20",
+    )
+    .unwrap();
+    // One transaction: the first change folds, the second does not (a key change leaving
+    // a TOAST value unsent).
+    pg.psql(
+        "shop",
+        "BEGIN; UPDATE big SET n = n + 1 WHERE id = 10; UPDATE docs SET id = 100 WHERE id = 20; COMMIT",
     )
     .unwrap();
     let at_a = moment();
@@ -498,13 +506,13 @@ fn a_restore_folds_the_first_changes_into_the_load_and_replays_the_rest() {
             out["replayed_changes"].as_u64().unwrap(),
             out["folded_into_load"].as_u64().unwrap(),
         );
-        assert!(folded > 50, "{folded} of {all} folded into the load: {out}");
-        if at.is_some() {
-            // Everything before the schema change folds.
-            assert_eq!(folded, all, "{out}");
-        } else {
-            assert!(folded < all, "{out}");
-        }
+        // Up to the transaction whose key change leaves a TOAST value unsent (found after
+        // the change before it in that transaction had folded: the fold starts again and
+        // stops before it), then replayed.
+        assert!(
+            folded > 50 && folded < all,
+            "{folded} of {all} folded into the load: {out}"
+        );
     }
     // The sequence goes on past the rows folded in.
     pg.psql("b2", "INSERT INTO fresh (v) VALUES ('after restore')")

@@ -11,7 +11,10 @@
 //! go one statement each, in order. Other tables' changes are statements, runs of inserts
 //! a `COPY`. Schema changes and `TRUNCATE` apply everything pending first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use bytes::Bytes;
 use futures_util::SinkExt;
@@ -132,7 +135,7 @@ struct Stage {
 /// A replay into one database.
 pub struct Applier {
     client: Client,
-    rels: HashMap<u32, Relation>,
+    rels: HashMap<u32, Arc<Relation>>,
     /// Sequence values last captured, by `schema.name` (quoted).
     sequences: BTreeMap<String, i64>,
     /// The end LSN of the last transaction committed into the destination.
@@ -231,7 +234,7 @@ impl Applier {
         for op in ops {
             match op {
                 Op::Rel(r) => {
-                    self.rels.insert(r.oid, r.clone());
+                    self.rels.insert(r.oid, Arc::new(r.clone()));
                 }
                 Op::Msg { prefix, content } if prefix == SEQ_PREFIX => self.note_sequences(content),
                 _ => {}
@@ -279,10 +282,10 @@ impl Applier {
                 Op::Rel(r) => {
                     // A new description (a schema change): what is pending was captured
                     // under the old one.
-                    if self.rels.get(&r.oid) != Some(r) {
+                    if self.rels.get(&r.oid).map(|k| &**k) != Some(r) {
                         self.apply_pending(open).await?;
                         self.reducible.remove(&r.oid);
-                        self.rels.insert(r.oid, r.clone());
+                        self.rels.insert(r.oid, Arc::new(r.clone()));
                     }
                 }
                 Op::Ins { rel, .. } | Op::Upd { rel, .. } | Op::Del { rel, .. } => {
@@ -320,7 +323,7 @@ impl Applier {
         Ok(())
     }
 
-    fn rel(&self, oid: u32) -> Result<Relation, PgError> {
+    fn rel(&self, oid: u32) -> Result<Arc<Relation>, PgError> {
         self.rels.get(&oid).cloned().ok_or_else(|| {
             PgError::Io(format!(
                 "a change of table {oid} comes before its description: the captured stream is incomplete"
@@ -329,7 +332,8 @@ impl Applier {
     }
 
     /// Whether `r`'s changes are reduced to their net effect: a key of one spelling
-    /// ([`net::reducible`]) and, in the destination, a plain table.
+    /// ([`net::reducible`]) and, in the destination, a plain table. (A replica identity's
+    /// key is never deferrable, so no two rows hold one key even for a moment.)
     async fn reducible(&mut self, r: &Relation) -> Result<bool, PgError> {
         if let Some(known) = self.reducible.get(&r.oid) {
             return Ok(*known);
@@ -662,7 +666,9 @@ impl Applier {
 
     /// The statement of one change; `None` for what changes no row.
     fn statement(&mut self, op: &Op) -> Result<Option<String>, PgError> {
-        let rel = |rels: &HashMap<u32, Relation>, oid: u32| -> Result<Relation, PgError> {
+        let rel = |rels: &HashMap<u32, Arc<Relation>>,
+                   oid: u32|
+         -> Result<Arc<Relation>, PgError> {
             rels.get(&oid).cloned().ok_or_else(|| {
                 PgError::Io(format!(
                     "a change of table {oid} comes before its description: the captured stream is incomplete"
@@ -671,7 +677,7 @@ impl Applier {
         };
         Ok(match op {
             Op::Rel(r) => {
-                self.rels.insert(r.oid, r.clone());
+                self.rels.insert(r.oid, Arc::new(r.clone()));
                 None
             }
             Op::Ins { rel: oid, new } => {

@@ -36,14 +36,16 @@ pub struct TableFold {
     /// Positions of the key's fields in a row.
     key_fields: Vec<usize>,
     /// Keys (their fields' text joined by tabs) of rows to leave out.
-    delete: HashSet<Vec<u8>>,
+    delete: HashSet<Vec<u8>, Fx>,
     /// Keys of rows to change: each field's new text (escaped), or `None` to keep it.
-    update: HashMap<Vec<u8>, Vec<Option<Vec<u8>>>>,
+    update: HashMap<Vec<u8>, Vec<Option<Vec<u8>>>, Fx>,
     /// Rows to add at the end (inserted, not in the baseline), in `COPY` text format.
     insert: Vec<u8>,
     inserts: u64,
-    /// Rows left out and rows added (for the row counts), and whether the end was reached.
+    /// Rows left out and rows added (for the row counts), rows left out or changed (each
+    /// must be found), and whether the end was reached.
     pub dropped: AtomicU64,
+    matched: AtomicU64,
     pub appended: AtomicU64,
     pub ended: AtomicBool,
 }
@@ -111,7 +113,13 @@ pub fn dump_is_utf8(toc: &Toc) -> bool {
 pub fn foldable(toc: &Toc, r: &Relation) -> Option<bool> {
     let e = table_data(toc, r)?;
     positions(r, &e.copy_stmt)?;
-    Some(net::reducible(r))
+    // A table the dump creates: an extension's configuration table has data of its own
+    // (only the rows added to it) but is created by its extension, with rows the dump
+    // does not hold.
+    toc.entries
+        .iter()
+        .any(|t| t.desc == "TABLE" && t.namespace == r.schema && t.tag == r.name)
+        .then(|| net::reducible(r))
 }
 
 fn table_data<'t>(toc: &'t Toc, r: &Relation) -> Option<&'t crate::archive::TocEntry> {
@@ -137,11 +145,12 @@ impl Fold {
                 schema: run.rel.schema.clone(),
                 name: run.rel.name.clone(),
                 key_fields: Vec::new(),
-                delete: HashSet::new(),
-                update: HashMap::new(),
+                delete: HashSet::default(),
+                update: HashMap::default(),
                 insert: Vec::new(),
                 inserts: 0,
                 dropped: AtomicU64::new(0),
+                matched: AtomicU64::new(0),
                 appended: AtomicU64::new(0),
                 ended: AtomicBool::new(false),
             };
@@ -158,13 +167,14 @@ impl Fold {
                 t.key_fields = keys.iter().map(|(f, _)| *f).collect();
                 for (key, existed, now) in run.outcomes() {
                     // The key in field order (the capture lists it in column order).
+                    let parts: Vec<&str> = key.split('\t').collect();
                     let mut k = Vec::new();
                     for (n, (_, col)) in keys.iter().enumerate() {
                         if n > 0 {
                             k.push(b'\t');
                         }
                         let key_index = run.rel.columns[..*col].iter().filter(|c| c.key).count();
-                        k.extend_from_slice(key[key_index].as_bytes());
+                        k.extend_from_slice(parts.get(key_index).unwrap_or(&"").as_bytes());
                     }
                     match (existed, now) {
                         (true, None) => {
@@ -216,6 +226,18 @@ impl Fold {
         self.tables.values().all(|t| t.ended.load(Ordering::SeqCst))
     }
 
+    /// Tables with rows to leave out or change that their data did not hold, and how many.
+    pub fn missing(&self) -> Vec<(String, u64)> {
+        self.tables
+            .values()
+            .filter_map(|t| {
+                let want = (t.delete.len() + t.update.len()) as u64;
+                let found = t.matched.load(Ordering::SeqCst);
+                (found < want).then(|| (format!("{}.{}", t.schema, t.name), want - found))
+            })
+            .collect()
+    }
+
     /// Whether no table's data went through its fold (the load passed the dump on as it
     /// is: the whole stretch is still to replay).
     pub fn untouched(&self) -> bool {
@@ -243,27 +265,36 @@ impl TableFold {
     /// One row of the dump (without its newline) into `out`: as it is, changed, or not at
     /// all.
     pub fn row(&self, line: &[u8], out: &mut Vec<u8>) {
-        if self.key_fields.is_empty() {
+        if self.key_fields.is_empty() || (self.delete.is_empty() && self.update.is_empty()) {
             out.extend_from_slice(line);
             out.push(b'\n');
             return;
         }
-        let fields: Vec<&[u8]> = line.split(|&b| b == b'\t').collect();
-        let mut key = Vec::new();
-        for (n, &f) in self.key_fields.iter().enumerate() {
-            if n > 0 {
-                key.push(b'\t');
+        let joined;
+        let key: &[u8] = match self.key_fields.as_slice() {
+            // The usual single column: the field itself, nothing allocated.
+            [f] => line.split(|&b| b == b'\t').nth(*f).unwrap_or_default(),
+            many => {
+                let last = many.iter().max().copied().unwrap_or(0);
+                let fields: Vec<&[u8]> = line.split(|&b| b == b'\t').take(last + 1).collect();
+                joined = many
+                    .iter()
+                    .map(|&f| fields.get(f).copied().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(&b'\t');
+                &joined
             }
-            key.extend_from_slice(fields.get(f).copied().unwrap_or_default());
-        }
-        if self.delete.contains(&key) {
+        };
+        if self.delete.contains(key) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.matched.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match self.update.get(&key) {
+        match self.update.get(key) {
             None => out.extend_from_slice(line),
             Some(new) => {
-                for (i, old) in fields.iter().enumerate() {
+                self.matched.fetch_add(1, Ordering::Relaxed);
+                for (i, old) in line.split(|&b| b == b'\t').enumerate() {
                     if i > 0 {
                         out.push(b'\t');
                     }
@@ -312,5 +343,37 @@ pub(crate) fn escape(out: &mut Vec<u8>, v: &Value) {
             }
         }
         Value::Marker(_) => out.extend_from_slice(b"\\N"),
+    }
+}
+
+/// A fast hash for the fold's keys (row keys, compared on every row of the dump; nothing
+/// an attacker chooses reaches it that the dump's own table could not hold anyway).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fx;
+
+impl std::hash::BuildHasher for Fx {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().unwrap_or_default());
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }

@@ -15,7 +15,7 @@
 //! (`session_replication_role = replica`), so only the order of changes within a table
 //! matters, and schema changes and `TRUNCATE` end the run (see `apply`).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use super::{
     apply::Op,
@@ -59,14 +59,22 @@ struct Entry {
     now: Now,
 }
 
+/// A row's key: its key columns' text, joined by tabs (keys of the types reduced hold
+/// none).
+type Key = String;
+
 /// The pending changes of one table.
 #[derive(Debug)]
 pub struct TableRun {
-    pub rel: Relation,
-    /// Every change, in order: what is replayed one by one when the table is not reduced.
+    pub rel: Arc<Relation>,
+    /// Every change, in order: what is replayed one by one when the table is not reduced
+    /// (a fold keeps none of a reduced table's).
     pub ops: Vec<Op>,
+    /// Reduction was asked for.
+    reduce: bool,
+    keep_ops: bool,
     /// The outcome per key; `None` when the table is not (or no longer) reduced.
-    rows: Option<HashMap<Vec<String>, Entry>>,
+    rows: Option<HashMap<Key, Entry>>,
 }
 
 /// What a reduced table's run comes to.
@@ -88,10 +96,12 @@ impl Outcome {
 }
 
 impl TableRun {
-    fn new(rel: Relation, reduce: bool) -> Self {
+    fn new(rel: Arc<Relation>, reduce: bool, keep_ops: bool) -> Self {
         Self {
             rel,
             ops: Vec::new(),
+            reduce,
+            keep_ops,
             rows: reduce.then(HashMap::new),
         }
     }
@@ -101,24 +111,30 @@ impl TableRun {
         self.rows.is_some()
     }
 
-    fn key(&self, tuple: &[Value]) -> Option<Vec<String>> {
-        self.rel
-            .columns
-            .iter()
-            .zip(tuple)
-            .filter(|(c, _)| c.key)
-            .map(|(_, v)| match v {
-                Value::Text(t) => Some(t.clone()),
-                Value::Marker(_) => None,
-            })
-            .collect()
+    fn key(&self, tuple: &[Value]) -> Option<Key> {
+        let mut k = String::new();
+        for (c, v) in self.rel.columns.iter().zip(tuple) {
+            if !c.key {
+                continue;
+            }
+            if !k.is_empty() {
+                k.push('\t');
+            }
+            match v {
+                Value::Text(t) => k.push_str(t),
+                Value::Marker(_) => return None,
+            }
+        }
+        Some(k)
     }
 
     fn add(&mut self, op: Op) {
         if self.rows.is_some() && self.reduce(&op).is_none() {
             self.rows = None;
         }
-        self.ops.push(op);
+        if self.keep_ops || self.rows.is_none() {
+            self.ops.push(op);
+        }
     }
 
     /// Fold `op` into the outcome; `None`: the outcome cannot describe it.
@@ -233,13 +249,13 @@ impl TableRun {
         for (key, e) in rows {
             match (&e.now, e.existed) {
                 (Now::Gone, true) => {
-                    let mut it = key.iter();
+                    let mut it = key.split('\t');
                     out.delete.push(
                         self.rel
                             .columns
                             .iter()
                             .map(|c| match c.key {
-                                true => Value::Text(it.next().cloned().unwrap_or_default()),
+                                true => Value::Text(it.next().unwrap_or_default().to_string()),
                                 false => Value::NULL,
                             })
                             .collect(),
@@ -280,14 +296,35 @@ fn merged(base: Option<&Vec<Value>>, new: &[Value]) -> Vec<Value> {
 
 /// The pending changes of a replay transaction, per table, in the order tables first
 /// changed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Net {
     tables: Vec<TableRun>,
     index: HashMap<u32, usize>,
     changes: usize,
+    /// Reduced tables keep their changes too (for the replay's one-by-one fallback).
+    keep_ops: bool,
+}
+
+impl Default for Net {
+    fn default() -> Self {
+        Self {
+            tables: Vec::new(),
+            index: HashMap::new(),
+            changes: 0,
+            keep_ops: true,
+        }
+    }
 }
 
 impl Net {
+    /// For a fold: reduced tables keep only their outcome.
+    pub fn folding() -> Self {
+        Self {
+            keep_ops: false,
+            ..Self::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tables.is_empty()
     }
@@ -299,9 +336,11 @@ impl Net {
 
     /// Add a change of table `rel` (Insert, Update or Delete); `reduce`: the table may be
     /// reduced to its net effect.
-    pub fn add(&mut self, rel: &Relation, reduce: bool, op: Op) {
+    pub fn add(&mut self, rel: &Arc<Relation>, reduce: bool, op: Op) {
+        let keep_ops = self.keep_ops;
         let i = *self.index.entry(rel.oid).or_insert_with(|| {
-            self.tables.push(TableRun::new(rel.clone(), reduce));
+            self.tables
+                .push(TableRun::new(rel.clone(), reduce, keep_ops));
             self.tables.len() - 1
         });
         self.tables[i].add(op);
@@ -315,67 +354,28 @@ impl Net {
         std::mem::take(&mut self.tables)
     }
 
-    /// Fold `txn` (one transaction's changes, added with [`Net::add`]) in after what this
-    /// holds, all of it or nothing: false, and nothing changed, when a table of it was not
-    /// reduced (other than a table only inserted into), or its outcome does not follow
-    /// from this one's (a row it changes that is gone here, one it inserts that is here).
-    /// Tables not reduced keep their inserts; reduced ones keep no list of changes.
-    pub fn absorb(&mut self, txn: Net) -> bool {
-        // First check everything, then change.
-        for t in &txn.tables {
-            let here = self.index.get(&t.rel.oid).map(|&i| &self.tables[i]);
-            if here.is_some_and(|h| h.rel != t.rel) {
-                return false;
-            }
-            match (&t.rows, here.map(|h| &h.rows)) {
-                (None, None) | (None, Some(None)) => {
-                    if !t.ops.iter().all(|op| matches!(op, Op::Ins { .. })) {
-                        return false;
-                    }
-                }
-                (Some(rows), None) => {
-                    if rows.values().any(|e| !e.existed && e.now.unknown()) {
-                        return false;
-                    }
-                }
-                (Some(rows), Some(Some(acc))) => {
-                    for (k, e) in rows {
-                        if after(acc.get(k), e).is_none() {
-                            return false;
-                        }
-                    }
-                }
-                _ => return false,
-            }
+    /// For a fold: add one change straight into the outcome (a reduced table keeps no
+    /// list of changes; a table not reduced takes only inserts). False when it cannot be
+    /// folded — the outcome is then no longer whole, and the caller starts again, stopping
+    /// before the change's transaction.
+    pub fn fold_in(&mut self, rel: &Arc<Relation>, reduce: bool, op: Op) -> bool {
+        let i = *self.index.entry(rel.oid).or_insert_with(|| {
+            self.tables.push(TableRun::new(rel.clone(), reduce, false));
+            self.tables.len() - 1
+        });
+        self.changes += 1;
+        let t = &mut self.tables[i];
+        if t.reduce != reduce || !(Arc::ptr_eq(&t.rel, rel) || t.rel == *rel) {
+            return false;
         }
-        for mut t in txn.tables {
-            let changes = t.ops.len();
-            self.changes += changes;
-            match self.index.get(&t.rel.oid) {
-                None => {
-                    if t.rows.is_some() {
-                        t.ops = Vec::new();
-                    }
-                    self.index.insert(t.rel.oid, self.tables.len());
-                    self.tables.push(t);
-                }
-                Some(&i) => {
-                    let acc = &mut self.tables[i];
-                    match (&mut acc.rows, t.rows) {
-                        (Some(acc_rows), Some(rows)) => {
-                            for (k, e) in rows {
-                                let next = after(acc_rows.get(&k), &e);
-                                if let Some(next) = next {
-                                    acc_rows.insert(k, next);
-                                }
-                            }
-                        }
-                        _ => acc.ops.append(&mut t.ops),
-                    }
-                }
-            }
+        if reduce {
+            t.rows.is_some() && t.reduce(&op).is_some()
+        } else if matches!(op, Op::Ins { .. }) {
+            t.ops.push(op);
+            true
+        } else {
+            false
         }
-        true
     }
 
     /// The tables, in the order they first changed.
@@ -384,44 +384,14 @@ impl Net {
     }
 }
 
-impl Now {
-    fn unknown(&self) -> bool {
-        matches!(self, Now::Row(r) if r.iter().any(Value::is_unchanged))
-    }
-}
-
-/// A row's outcome `e` of a later run after `before` of an earlier one (none: untouched);
-/// `None` when `e` does not follow from it.
-fn after(before: Option<&Entry>, e: &Entry) -> Option<Entry> {
-    let Some(b) = before else {
-        return Some(e.clone());
-    };
-    let there = matches!(b.now, Now::Row(_));
-    if e.existed != there {
-        return None;
-    }
-    let now = match (&b.now, &e.now) {
-        (_, Now::Gone) => Now::Gone,
-        (Now::Row(old), Now::Row(new)) if e.existed => Now::Row(merged(Some(old), new)),
-        (_, Now::Row(new)) => Now::Row(new.clone()),
-    };
-    if !b.existed && now.unknown() {
-        return None;
-    }
-    Some(Entry {
-        existed: b.existed,
-        now,
-    })
-}
-
 impl TableRun {
     /// The keys and outcomes of a reduced run: the key's values (as text), whether the
     /// row was there before the run, and its last image (`None`: gone). With unknown
     /// values only for rows that were there.
-    pub fn outcomes(&self) -> impl Iterator<Item = (&[String], bool, Option<&[Value]>)> {
+    pub fn outcomes(&self) -> impl Iterator<Item = (&str, bool, Option<&[Value]>)> {
         self.rows.iter().flatten().map(|(k, e)| {
             (
-                k.as_slice(),
+                k.as_str(),
                 e.existed,
                 match &e.now {
                     Now::Gone => None,
@@ -494,8 +464,9 @@ mod tests {
 
     fn run(ops: Vec<Op>) -> TableRun {
         let mut net = Net::default();
+        let r = Arc::new(rel());
         for op in ops {
-            net.add(&rel(), true, op);
+            net.add(&r, true, op);
         }
         net.take().pop().unwrap()
     }

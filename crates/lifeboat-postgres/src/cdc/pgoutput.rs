@@ -5,14 +5,46 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One column value of a row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One column value of a row. Stored as a JSON string, `null` or `false` (read by hand:
+/// serde's untagged enums buffer every value first, which a restore pays per value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Value {
     /// A value, as text.
     Text(String),
     /// SQL NULL (`null`), or an unchanged TOAST value (`false`): see [`Value::is_unchanged`].
     Marker(Option<bool>),
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Value;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, null or a boolean")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+                Ok(Value::Text(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Value, E> {
+                Ok(Value::Text(v))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+                Ok(Value::Marker(Some(v)))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+                Ok(Value::Marker(None))
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+                Ok(Value::Marker(None))
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+                d.deserialize_any(V)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Value {
@@ -231,6 +263,30 @@ pub fn decode(data: &[u8]) -> Result<Change, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_read_back_as_written_also_inside_a_change() {
+        let values = vec![
+            Value::Text("a\"b".into()),
+            Value::Text(String::new()),
+            Value::NULL,
+            Value::UNCHANGED,
+            Value::Marker(Some(true)),
+        ];
+        let json = serde_json::to_string(&values).unwrap();
+        assert_eq!(json, r#"["a\"b","",null,false,true]"#);
+        assert_eq!(serde_json::from_str::<Vec<Value>>(&json).unwrap(), values);
+        let op = crate::cdc::apply::Op::Ins {
+            rel: 7,
+            new: values.clone(),
+        };
+        let line = serde_json::to_string(&op).unwrap();
+        assert_eq!(
+            serde_json::from_str::<crate::cdc::apply::Op>(&line).unwrap(),
+            op
+        );
+        assert!(serde_json::from_str::<Value>("3").is_err());
+    }
 
     fn tuple(values: &[Option<&str>]) -> Vec<u8> {
         let mut b = (values.len() as i16).to_be_bytes().to_vec();

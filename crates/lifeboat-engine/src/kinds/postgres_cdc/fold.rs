@@ -11,7 +11,7 @@ use lifeboat_postgres::{
         apply::Op,
         fold::{self, Fold},
         net::Net,
-        pgoutput::Relation,
+        pgoutput::{Relation, Value},
         preflight::SEQ_PREFIX,
     },
 };
@@ -19,9 +19,10 @@ use lifeboat_postgres::{
 use super::{replay::Until, segments};
 use crate::{Engine, EngineResult};
 
-/// At most this many changes are folded (the rest is replayed): the fold holds each changed
-/// row's last image in memory.
+/// At most this many changes, and values of about this many bytes, are folded (the rest is
+/// replayed): the fold holds each changed row's last image in memory, about three times.
 const MAX_CHANGES: u64 = 4_000_000;
+const MAX_BYTES: u64 = 512 << 20;
 
 /// A stretch of changes folded into the load.
 #[derive(Debug)]
@@ -80,84 +81,180 @@ pub async fn build(
         log::debug!("no fold: the dump is not in UTF-8");
         return Ok(None);
     }
-    let mut rels: HashMap<u32, Relation> = HashMap::new();
-    // Per table: folds (reduced or inserts only), or not at all.
-    let mut folds: HashMap<u32, Option<bool>> = HashMap::new();
-    let mut net = Net::default();
-    let mut out = Folded {
-        fold: Arc::default(),
-        end: base_lsn,
-        txns: 0,
-        changes: 0,
-        last_commit: None,
-        sequences: Vec::new(),
+    let scan = Scan {
+        engine,
+        name,
+        toc: &toc,
+        base_lsn,
+        until,
+        end,
     };
-    'segments: for seg in segments::list(&engine.repo, name)
-        .await?
-        .iter()
-        .filter(|s| s.last > base_lsn)
-    {
-        for txn in segments::read(&engine.repo, name, seg).await? {
-            if txn.end <= base_lsn {
-                for op in &txn.ops {
-                    if let Op::Rel(r) = op {
-                        rels.insert(r.oid, r.clone());
-                    }
-                }
-                continue;
-            }
-            if until
-                .time
-                .zip(txn.committed_at())
-                .is_some_and(|(t, at)| at > t)
-                || until.lsn.is_some_and(|l| txn.lsn > l)
-                || end.is_some_and(|e| txn.end > e)
-                || txn.parts() > 0
-                || out.changes + txn.ops.len() as u64 > MAX_CHANGES
-            {
-                break 'segments;
-            }
-            let mut this = Net::default();
-            let mut seqs = Vec::new();
-            for op in &txn.ops {
-                match op {
-                    Op::Rel(r) => match rels.get(&r.oid) {
-                        Some(known) if known != r => break 'segments,
-                        Some(_) => {}
-                        None => {
-                            rels.insert(r.oid, r.clone());
-                        }
-                    },
-                    Op::Ins { rel, .. } | Op::Upd { rel, .. } | Op::Del { rel, .. } => {
-                        let Some(r) = rels.get(rel) else {
-                            break 'segments;
-                        };
-                        let reduced = *folds.entry(*rel).or_insert_with(|| fold::foldable(&toc, r));
-                        match reduced {
-                            Some(reduced) => this.add(r, reduced, op.clone()),
-                            None => break 'segments,
-                        }
-                    }
-                    Op::Msg { prefix, content } if prefix == SEQ_PREFIX => {
-                        seqs.push(content.clone());
-                    }
-                    // Schema changes, TRUNCATE, other messages: replayed.
-                    _ => break 'segments,
-                }
-            }
-            if !net.absorb(this) {
-                break 'segments;
-            }
-            out.end = txn.end;
-            out.txns += 1;
-            out.changes += txn.changes() as u64;
-            out.last_commit = txn.committed_at().or(out.last_commit);
-            out.sequences.extend(seqs);
-        }
-    }
+    let (net, out) = match scan.run(None).await? {
+        Scanned::Done(net, out) => (net, out),
+        // A change that did not fold, found once others of its transaction were in: again,
+        // stopping before that transaction.
+        Scanned::Failed(at) => match scan.run(Some(at)).await? {
+            Scanned::Done(net, out) => (net, out),
+            Scanned::Failed(_) => return Ok(None),
+        },
+    };
     if out.txns == 0 {
         return Ok(None);
     }
-    out.fold = Arc::new(Fold::new(&toc, &net));
-    Ok(Some(out))
+    Ok(Some(Folded {
+        fold: Arc::new(Fold::new(&toc, &net)),
+        ..out
+    }))
+}
+
+/// One pass over the segments after the baseline.
+struct Scan<'a> {
+    engine: &'a Engine,
+    name: &'a str,
+    toc: &'a archive::Toc,
+    base_lsn: u64,
+    until: Until,
+    end: Option<u64>,
+}
+
+enum Scanned {
+    Done(Net, Folded),
+    /// A change of the transaction ending here did not fold, after others of it had.
+    Failed(u64),
+}
+
+impl Scan<'_> {
+    /// Fold transactions in, up to the first that does not fold (known from its changes
+    /// before any goes in) or `stop_before` (the end of one whose change did not fold
+    /// once in).
+    async fn run(&self, stop_before: Option<u64>) -> EngineResult<Scanned> {
+        let mut rels: HashMap<u32, Arc<Relation>> = HashMap::new();
+        // Per table: folds (reduced or inserts only), or not at all.
+        let mut folds: HashMap<u32, Option<bool>> = HashMap::new();
+        let mut net = Net::folding();
+        let mut bytes = 0u64;
+        let mut out = Folded {
+            fold: Arc::default(),
+            end: self.base_lsn,
+            txns: 0,
+            changes: 0,
+            last_commit: None,
+            sequences: Vec::new(),
+        };
+        // Segments are read and decoded a little ahead, beside the folding.
+        let segs: Vec<segments::Segment> = segments::list(&self.engine.repo, self.name)
+            .await?
+            .into_iter()
+            .filter(|s| s.last > self.base_lsn)
+            .collect();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let (repo, target) = (self.engine.repo.clone(), self.name.to_string());
+        let reader = tokio::spawn(async move {
+            for seg in segs {
+                let txns = segments::read(&repo, &target, &seg).await;
+                if tx.send(txns).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let result = 'segments: loop {
+            let Some(txns) = rx.recv().await else {
+                break Scanned::Done(net, out);
+            };
+            for txn in txns? {
+                if txn.end <= self.base_lsn {
+                    for op in &txn.ops {
+                        if let Op::Rel(r) = op {
+                            rels.insert(r.oid, Arc::new(r.clone()));
+                        }
+                    }
+                    continue;
+                }
+                if self
+                    .until
+                    .time
+                    .zip(txn.committed_at())
+                    .is_some_and(|(t, at)| at > t)
+                    || self.until.lsn.is_some_and(|l| txn.lsn > l)
+                    || self.end.is_some_and(|e| txn.end > e)
+                    || stop_before == Some(txn.end)
+                    || txn.parts() > 0
+                    || out.changes + txn.ops.len() as u64 > MAX_CHANGES
+                    || bytes > MAX_BYTES
+                {
+                    break 'segments Scanned::Done(net, out);
+                }
+                // Whether every change of it folds, as far as can be told before any goes in.
+                let mut seen: HashMap<u32, &Relation> = HashMap::new();
+                for op in &txn.ops {
+                    let folds_in = match op {
+                        Op::Rel(r) => {
+                            seen.insert(r.oid, r);
+                            rels.get(&r.oid).is_none_or(|known| **known == *r)
+                        }
+                        Op::Ins { rel, .. } | Op::Upd { rel, .. } | Op::Del { rel, .. } => {
+                            match seen.get(rel).copied().or(rels.get(rel).map(|r| &**r)) {
+                                Some(r) => folds
+                                    .entry(*rel)
+                                    .or_insert_with(|| fold::foldable(self.toc, r))
+                                    .is_some(),
+                                None => false,
+                            }
+                        }
+                        Op::Msg { prefix, .. } => prefix == SEQ_PREFIX,
+                        // TRUNCATE, a large transaction's marker: replayed.
+                        Op::Trunc { .. } | Op::Parts { .. } => false,
+                    };
+                    if !folds_in {
+                        break 'segments Scanned::Done(net, out);
+                    }
+                }
+                let (end, changes, at) = (txn.end, txn.changes() as u64, txn.committed_at());
+                for op in txn.ops {
+                    bytes += value_bytes(&op);
+                    match op {
+                        Op::Rel(r) => {
+                            rels.entry(r.oid).or_insert_with(|| Arc::new(r));
+                        }
+                        Op::Ins { rel, .. } | Op::Upd { rel, .. } | Op::Del { rel, .. } => {
+                            let (Some(r), Some(Some(reduced))) = (rels.get(&rel), folds.get(&rel))
+                            else {
+                                break 'segments Scanned::Failed(end);
+                            };
+                            if !net.fold_in(r, *reduced, op) {
+                                break 'segments Scanned::Failed(end);
+                            }
+                        }
+                        Op::Msg { content, .. } => out.sequences.push(content),
+                        _ => {}
+                    }
+                }
+                out.end = end;
+                out.txns += 1;
+                out.changes += changes;
+                out.last_commit = at.or(out.last_commit);
+            }
+        };
+        drop(rx);
+        reader.abort();
+        Ok(result)
+    }
+}
+
+/// Bytes of the values an op carries (what folding it holds in memory).
+fn value_bytes(op: &Op) -> u64 {
+    let row = |v: &[Value]| -> u64 {
+        v.iter()
+            .map(|v| match v {
+                Value::Text(t) => t.len() as u64 + 24,
+                Value::Marker(_) => 24,
+            })
+            .sum()
+    };
+    match op {
+        Op::Ins { new, .. } => row(new),
+        Op::Upd { old, new, .. } => row(new) + old.as_deref().map_or(0, row),
+        Op::Del { old, .. } => row(old),
+        _ => 0,
+    }
 }

@@ -211,7 +211,13 @@ pub(super) async fn whole(
         until: stop,
         segments: segs,
     } = chain(engine, request).await?;
-    let request = &request;
+    // The load takes the very baseline the fold is made for (a newer one stored meanwhile
+    // must not be chosen by a second look at `latest`).
+    let request = &RestoreRequest {
+        snapshot: baseline.id.to_string(),
+        time: None,
+        ..request
+    };
     let (until, until_lsn) = (stop.time, stop.lsn);
     let slot = crate::kinds::postgres_logical::restore::FoldSlot::default();
     let mut inner = crate::kinds::postgres_logical::restore::plan_folding(
@@ -277,8 +283,16 @@ pub(super) async fn whole(
             let folded = match &manifest.postgres {
                 Some(pgm) => {
                     let (_, end) = chain_end(&engine, &name, base_lsn).await?;
-                    super::fold::build(&engine, &name, &snapshot_id, pgm, base_lsn, stop, end)
-                        .await?
+                    let building =
+                        super::fold::build(&engine, &name, &snapshot_id, pgm, base_lsn, stop, end);
+                    match cancel.guard(building).await {
+                        Ok(built) => built?,
+                        Err(_) => {
+                            return Err(EngineError::interrupted(
+                                "the restore was stopped before its load; nothing was changed",
+                            ));
+                        }
+                    }
                 }
                 None => None,
             };
@@ -296,6 +310,22 @@ pub(super) async fn whole(
             }
             // The load took the fold everywhere, or (its layout not fitting the dump) not
             // at all; never in part.
+            if let Some(f) = folded.as_ref().filter(|f| f.fold.complete()) {
+                let missing = f.fold.missing();
+                if !missing.is_empty() {
+                    return Err(EngineError::failure(
+                        format!(
+                            "the baseline's dump lacks rows the captured changes update or delete ({}): the restored database is not at one moment",
+                            missing
+                                .iter()
+                                .map(|(t, n)| format!("{n} in {t}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        Some("restore again with an earlier `--snapshot`, and report this".into()),
+                    ));
+                }
+            }
             let folded = match folded {
                 Some(f) if f.fold.complete() => Some(f),
                 Some(f) if f.fold.untouched() => None,
