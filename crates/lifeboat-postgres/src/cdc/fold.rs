@@ -17,7 +17,7 @@ use std::{
 };
 
 use super::{
-    net::{self, Net},
+    net::{self, Fx, Net},
     pgoutput::{Relation, Value},
 };
 use crate::archive::Toc;
@@ -167,15 +167,21 @@ impl Fold {
                 t.key_fields = keys.iter().map(|(f, _)| *f).collect();
                 for (key, existed, now) in run.outcomes() {
                     // The key in field order (the capture lists it in column order).
-                    let parts: Vec<&str> = key.split('\t').collect();
-                    let mut k = Vec::new();
-                    for (n, (_, col)) in keys.iter().enumerate() {
-                        if n > 0 {
-                            k.push(b'\t');
+                    let k = if keys.len() == 1 {
+                        key.as_bytes().to_vec()
+                    } else {
+                        let parts: Vec<&str> = key.split('\t').collect();
+                        let mut k = Vec::new();
+                        for (n, (_, col)) in keys.iter().enumerate() {
+                            if n > 0 {
+                                k.push(b'\t');
+                            }
+                            let key_index =
+                                run.rel.columns[..*col].iter().filter(|c| c.key).count();
+                            k.extend_from_slice(parts.get(key_index).unwrap_or(&"").as_bytes());
                         }
-                        let key_index = run.rel.columns[..*col].iter().filter(|c| c.key).count();
-                        k.extend_from_slice(parts.get(key_index).unwrap_or(&"").as_bytes());
-                    }
+                        k
+                    };
                     match (existed, now) {
                         (true, None) => {
                             t.delete.insert(k);
@@ -332,48 +338,21 @@ fn in_fields<'v>(row: &'v [Value], pos: &[usize], fields: usize) -> Vec<Option<&
 pub(crate) fn escape(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Text(t) => {
-            for b in t.bytes() {
-                match b {
-                    b'\\' => out.extend_from_slice(b"\\\\"),
-                    b'\n' => out.extend_from_slice(b"\\n"),
-                    b'\r' => out.extend_from_slice(b"\\r"),
-                    b'\t' => out.extend_from_slice(b"\\t"),
-                    _ => out.push(b),
-                }
+            let special = |b: &u8| matches!(b, b'\\' | b'\n' | b'\r' | b'\t');
+            let mut rest = t.as_bytes();
+            // Stretches without a character to escape go in whole.
+            while let Some(at) = rest.iter().position(special) {
+                out.extend_from_slice(&rest[..at]);
+                out.extend_from_slice(match rest[at] {
+                    b'\\' => b"\\\\",
+                    b'\n' => b"\\n",
+                    b'\r' => b"\\r",
+                    _ => b"\\t",
+                });
+                rest = &rest[at + 1..];
             }
+            out.extend_from_slice(rest);
         }
         Value::Marker(_) => out.extend_from_slice(b"\\N"),
-    }
-}
-
-/// A fast hash for the fold's keys (row keys, compared on every row of the dump; nothing
-/// an attacker chooses reaches it that the dump's own table could not hold anyway).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Fx;
-
-impl std::hash::BuildHasher for Fx {
-    type Hasher = FxHasher;
-    fn build_hasher(&self) -> FxHasher {
-        FxHasher(0)
-    }
-}
-
-pub struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().unwrap_or_default());
-            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }

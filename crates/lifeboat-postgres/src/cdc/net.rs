@@ -74,7 +74,7 @@ pub struct TableRun {
     reduce: bool,
     keep_ops: bool,
     /// The outcome per key; `None` when the table is not (or no longer) reduced.
-    rows: Option<HashMap<Key, Entry>>,
+    rows: Option<HashMap<Key, Entry, Fx>>,
 }
 
 /// What a reduced table's run comes to.
@@ -102,7 +102,7 @@ impl TableRun {
             ops: Vec::new(),
             reduce,
             keep_ops,
-            rows: reduce.then(HashMap::new),
+            rows: reduce.then(HashMap::default),
         }
     }
 
@@ -399,6 +399,38 @@ impl TableRun {
                 },
             )
         })
+    }
+}
+
+/// A fast hash for row keys (looked up for every change, and for every row of a dump a
+/// fold goes through).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fx;
+
+impl std::hash::BuildHasher for Fx {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().unwrap_or_default());
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

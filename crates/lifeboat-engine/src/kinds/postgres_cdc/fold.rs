@@ -23,6 +23,8 @@ use crate::{Engine, EngineResult};
 /// replayed): the fold holds each changed row's last image in memory, about three times.
 const MAX_CHANGES: u64 = 4_000_000;
 const MAX_BYTES: u64 = 512 << 20;
+/// Segments are read and decoded this many at a time, beside the folding.
+const READERS: usize = 2;
 
 /// A stretch of changes folded into the load.
 #[derive(Debug)]
@@ -101,10 +103,10 @@ pub async fn build(
     if out.txns == 0 {
         return Ok(None);
     }
-    Ok(Some(Folded {
-        fold: Arc::new(Fold::new(&toc, &net)),
-        ..out
-    }))
+    let fold = Arc::new(Fold::new(&toc, &net));
+    // Freeing a million rows' images takes a while: not on the way to the load.
+    std::thread::spawn(move || drop(net));
+    Ok(Some(Folded { fold, ..out }))
 }
 
 /// One pass over the segments after the baseline.
@@ -141,26 +143,35 @@ impl Scan<'_> {
             last_commit: None,
             sequences: Vec::new(),
         };
-        // Segments are read and decoded a little ahead, beside the folding.
         let segs: Vec<segments::Segment> = segments::list(&self.engine.repo, self.name)
             .await?
             .into_iter()
             .filter(|s| s.last > self.base_lsn)
             .collect();
-        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-        let (repo, target) = (self.engine.repo.clone(), self.name.to_string());
-        let reader = tokio::spawn(async move {
-            for seg in segs {
-                let txns = segments::read(&repo, &target, &seg).await;
-                if tx.send(txns).await.is_err() {
-                    break;
+        // Two readers, taking turns (segment k goes to reader k % 2), received in turn.
+        let mut readers = Vec::new();
+        let mut queues = Vec::new();
+        for k in 0..READERS {
+            let (tx, rx) = tokio::sync::mpsc::channel(2);
+            let (repo, target) = (self.engine.repo.clone(), self.name.to_string());
+            let mine: Vec<segments::Segment> =
+                segs.iter().skip(k).step_by(READERS).cloned().collect();
+            readers.push(tokio::spawn(async move {
+                for seg in mine {
+                    let txns = segments::read(&repo, &target, &seg).await;
+                    if tx.send(txns).await.is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            }));
+            queues.push(rx);
+        }
+        let mut turn = 0;
         let result = 'segments: loop {
-            let Some(txns) = rx.recv().await else {
+            let Some(txns) = queues[turn % READERS].recv().await else {
                 break Scanned::Done(net, out);
             };
+            turn += 1;
             for txn in txns? {
                 if txn.end <= self.base_lsn {
                     for op in &txn.ops {
@@ -235,8 +246,10 @@ impl Scan<'_> {
                 out.last_commit = at.or(out.last_commit);
             }
         };
-        drop(rx);
-        reader.abort();
+        drop(queues);
+        for r in readers {
+            r.abort();
+        }
         Ok(result)
     }
 }
