@@ -304,5 +304,6 @@ echo "| WAL from the base backup to T / of the workload alone | $(mib "$WAL_BASE
 echo "| WAL archived during the workload (stored in the repository) | $(mib $((WAL_STORED1 - WAL_STORED0))) MiB |"
 echo "| captured (\`cdc run\`): transactions, changes, stored | $CAPTURED_TXNS, $CAPTURED_CHANGES, $(mib "$CDC_STORED") MiB |"
 echo "| cdc restore replayed: transactions, changes (pgbench: $DONE_TXNS, $((DONE_TXNS * 4))) | $REPLAYED_TXNS, $REPLAYED_CHANGES, the last committed at $REPLAYED_UNTIL |"
+echo "| of those changes: folded into the baseline's load / applied by their net effect after it | $(jget "$WORK/restore-cdc-1.json" folded_into_load) / $(jget "$WORK/restore-cdc-1.json" replayed_by_net_effect) |"
 echo "| physical recovery: last replayed commit | $PHYS_LAST |"
 echo "| source at T (accounts rows, sum abalance, sum tbalance, sum bbalance, history rows, sum delta, bench_after_t rows) | $SUM_T; every copy equal |"

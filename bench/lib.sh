@@ -97,7 +97,7 @@ bytes() { du -sb "$1" | cut -f1; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 
 machine() {
-  echo "$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(. /etc/os-release; echo "$PRETTY_NAME"), PostgreSQL $("$PGBIN/postgres" --version | awk '{ print $3 }'), restic $(restic version | awk '{ print $2 }')"
+  echo "$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(. /etc/os-release; echo "$PRETTY_NAME"), PostgreSQL $("$PGBIN/postgres" --version | awk '{ print $3 }')$(if command -v restic >/dev/null; then echo ", restic $(restic version | awk '{ print $2 }')"; fi)"
 }
 
 # archiving_cluster DIR PORT: start_cluster, then archive_mode on with archiving failing
