@@ -125,8 +125,8 @@ pub struct Pending {
     changes: usize,
 }
 
-/// A table's staging table in this session (`ON COMMIT DELETE ROWS`), made for one
-/// description of the table.
+/// A table's staging table in this session (kept across commits, emptied before each
+/// use, dropped after a schema change), made for one description of the table.
 struct Stage {
     name: String,
     rel: Relation,

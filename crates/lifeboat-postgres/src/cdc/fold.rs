@@ -129,7 +129,7 @@ fn table_data<'t>(toc: &'t Toc, r: &Relation) -> Option<&'t crate::archive::TocE
 }
 
 impl Fold {
-    /// The fold of `net` (built with [`Net::absorb`] from changes of [`foldable`] tables)
+    /// The fold of `net` (built with [`Net::fold_in`] from changes of [`foldable`] tables)
     /// into the dump of `toc`.
     pub fn new(toc: &Toc, net: &Net) -> Self {
         let mut tables = HashMap::new();

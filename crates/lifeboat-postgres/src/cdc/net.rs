@@ -112,14 +112,15 @@ impl TableRun {
     }
 
     fn key(&self, tuple: &[Value]) -> Option<Key> {
-        let mut k = String::new();
+        let (mut k, mut first) = (String::new(), true);
         for (c, v) in self.rel.columns.iter().zip(tuple) {
             if !c.key {
                 continue;
             }
-            if !k.is_empty() {
+            if !first {
                 k.push('\t');
             }
+            first = false;
             match v {
                 Value::Text(t) => k.push_str(t),
                 Value::Marker(_) => return None,
@@ -403,14 +404,22 @@ impl TableRun {
 }
 
 /// A fast hash for row keys (looked up for every change, and for every row of a dump a
-/// fold goes through).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Fx;
+/// fold goes through), seeded at random per map so that key values chosen in the source
+/// cannot be made to collide.
+#[derive(Debug, Clone, Copy)]
+pub struct Fx(u64);
+
+impl Default for Fx {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        Fx(std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64))
+    }
+}
 
 impl std::hash::BuildHasher for Fx {
     type Hasher = FxHasher;
     fn build_hasher(&self) -> FxHasher {
-        FxHasher(0)
+        FxHasher(self.0)
     }
 }
 

@@ -105,7 +105,10 @@ pub async fn build(
     }
     let fold = Arc::new(Fold::new(&toc, &net));
     // Freeing a million rows' images takes a while: not on the way to the load.
-    std::thread::spawn(move || drop(net));
+    let freeing = std::thread::Builder::new().name("fold-free".into());
+    if let Err(e) = freeing.spawn(move || drop(net)) {
+        log::debug!("freeing the fold's outcome inline: {e}");
+    }
     Ok(Some(Folded { fold, ..out }))
 }
 
@@ -200,15 +203,20 @@ impl Scan<'_> {
                 for op in &txn.ops {
                     let folds_in = match op {
                         Op::Rel(r) => {
+                            // Any other description than the one folded under (also a
+                            // second one in this transaction) is a schema change.
+                            let known =
+                                seen.get(&r.oid).copied().or(rels.get(&r.oid).map(|k| &**k));
                             seen.insert(r.oid, r);
-                            rels.get(&r.oid).is_none_or(|known| **known == *r)
+                            known.is_none_or(|known| *known == *r)
                         }
                         Op::Ins { rel, .. } | Op::Upd { rel, .. } | Op::Del { rel, .. } => {
                             match seen.get(rel).copied().or(rels.get(rel).map(|r| &**r)) {
+                                // A table not reduced folds its inserts only.
                                 Some(r) => folds
                                     .entry(*rel)
                                     .or_insert_with(|| fold::foldable(self.toc, r))
-                                    .is_some(),
+                                    .is_some_and(|reduced| reduced || matches!(op, Op::Ins { .. })),
                                 None => false,
                             }
                         }
