@@ -134,10 +134,9 @@ impl Fold {
     pub fn new(toc: &Toc, net: &Net) -> Self {
         let mut tables = HashMap::new();
         for run in net.runs() {
-            let (Some(e), Some(pos)) = (
-                table_data(toc, &run.rel),
-                table_data(toc, &run.rel).and_then(|e| positions(&run.rel, &e.copy_stmt)),
-            ) else {
+            let Some((e, pos)) = table_data(toc, &run.rel)
+                .and_then(|e| Some((e, positions(&run.rel, &e.copy_stmt)?)))
+            else {
                 continue;
             };
             let fields = pos.len();

@@ -349,27 +349,17 @@ pub(super) async fn whole(
             )
             .await?;
             let last = done.last_commit.map_or("—".to_string(), |t| t.to_string());
-            outcome
-                .facts
-                .insert("replayed_transactions".into(), done.txns.into());
-            outcome
-                .facts
-                .insert("replayed_changes".into(), done.changes.into());
-            outcome
-                .facts
-                .insert("replayed_by_net_effect".into(), done.net_changes.into());
-            outcome
-                .facts
-                .insert("folded_into_load".into(), done.folded_changes.into());
-            outcome
-                .facts
-                .insert("net_effect_fallbacks".into(), done.net_fallbacks.into());
-            outcome
-                .facts
-                .insert("replayed_until".into(), last.clone().into());
-            outcome
-                .facts
-                .insert("sequences_set".into(), done.sequences.into());
+            for (key, value) in [
+                ("replayed_transactions", done.txns.into()),
+                ("replayed_changes", done.changes.into()),
+                ("replayed_by_net_effect", done.net_changes.into()),
+                ("folded_into_load", done.folded_changes.into()),
+                ("net_effect_fallbacks", done.net_fallbacks.into()),
+                ("replayed_until", last.clone().into()),
+                ("sequences_set", done.sequences.into()),
+            ] {
+                outcome.facts.insert(key.into(), value);
+            }
             outcome.lines.push(format!(
                 "replayed {} transaction(s), {} change(s) ({} folded into the load, {} by their net effect), the last committed at {last}; {} sequence(s) set",
                 done.txns, done.changes, done.folded_changes, done.net_changes, done.sequences
