@@ -10,6 +10,7 @@ use crate::{
     EngineError, EngineResult,
     events::{Event, Events, Op},
     incidents::Tap,
+    kinds::Prestarted,
 };
 
 #[derive(Clone)]
@@ -21,6 +22,8 @@ pub struct Engine {
     /// Where events go: the caller's reporter, through the incident [`Tap`].
     pub events: Events,
     tap: Arc<Tap>,
+    /// Backups started before the repository was open, by target (`give_prestarted`).
+    prestarted: Arc<std::sync::Mutex<std::collections::HashMap<String, Prestarted>>>,
 }
 
 impl Engine {
@@ -32,7 +35,24 @@ impl Engine {
             repo,
             events: tap.clone(),
             tap,
+            prestarted: Default::default(),
         }
+    }
+
+    /// Hand over what [`crate::backup::prestart`] started for `name`'s backup: the next
+    /// backup of `name` goes on from it. Dropped unused with the engine.
+    pub fn give_prestarted(&self, name: &str, early: Prestarted) {
+        self.lock_prestarted().insert(name.to_string(), early);
+    }
+
+    pub(crate) fn take_prestarted(&self, name: &str) -> Option<Prestarted> {
+        self.lock_prestarted().remove(name)
+    }
+
+    fn lock_prestarted(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Prestarted>> {
+        self.prestarted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Add what happened since the last call (work finished or failed, restore plans,

@@ -596,7 +596,19 @@ pub struct LayoutWatch {
     last_cut: u64,
     blocks: Vec<DataBlock>,
     failed: Option<String>,
+    /// The block being read holds large objects.
+    in_blobs: bool,
+    /// The table data being read: its line ends, its bytes, and its last bytes (where
+    /// COPY's `\.` line is looked for).
+    lines: u64,
+    data_bytes: u64,
+    tail: Vec<u8>,
+    /// Rows of each table data block read (`None`: its end was not as COPY writes it).
+    rows: Vec<(i64, Option<u64>)>,
 }
+
+/// Bytes of a data block's end kept to find COPY's end-of-data line in.
+const TAIL: usize = 32;
 
 impl Default for LayoutWatch {
     fn default() -> Self {
@@ -620,6 +632,11 @@ impl LayoutWatch {
             last_cut: 0,
             blocks: Vec::new(),
             failed: None,
+            in_blobs: false,
+            lines: 0,
+            data_bytes: 0,
+            tail: Vec::new(),
+            rows: Vec::new(),
         }
     }
 
@@ -666,6 +683,9 @@ impl LayoutWatch {
             match self.state {
                 State::Skip { left, in_blob } => {
                     let n = left.min((bytes.len() - i) as u64);
+                    if !in_blob {
+                        self.see_rows(&bytes[i..i + n as usize]);
+                    }
                     i += n as usize;
                     self.pos += n;
                     self.state = if n == left {
@@ -703,6 +723,9 @@ impl LayoutWatch {
                 BLOCK_DATA | BLOCK_BLOBS => {
                     self.block = Some((0, self.field_start));
                     self.last_cut = self.field_start;
+                    self.in_blobs = value[0] == BLOCK_BLOBS;
+                    (self.lines, self.data_bytes) = (0, 0);
+                    self.tail.clear();
                     Field::BlockId {
                         blobs: value[0] == BLOCK_BLOBS,
                     }
@@ -752,8 +775,72 @@ impl LayoutWatch {
         self.state = State::Field(next);
     }
 
+    /// Table data passing: count its line ends (COPY's text format escapes newlines in
+    /// values, so each row is one line) and keep its last bytes.
+    fn see_rows(&mut self, data: &[u8]) {
+        self.lines += count_newlines(data);
+        self.data_bytes += data.len() as u64;
+        if data.len() >= TAIL {
+            self.tail.clear();
+            self.tail.extend_from_slice(&data[data.len() - TAIL..]);
+        } else {
+            self.tail.extend_from_slice(data);
+            let extra = self.tail.len().saturating_sub(TAIL);
+            self.tail.drain(..extra);
+        }
+    }
+
+    /// The rows of the table data block just read: its lines before the `\.` line that
+    /// ends COPY's data (pg_dump writes it, then an empty line). `None` if the block does
+    /// not end so.
+    fn block_rows(&self) -> Option<u64> {
+        let t = &self.tail;
+        let mut end = t.len();
+        while end > 0 && t[end - 1] == b'\n' {
+            end -= 1;
+        }
+        let after = (t.len() - end) as u64;
+        if after == 0 || end < 2 || &t[end - 2..end] != b"\\." {
+            return None;
+        }
+        let start = end - 2;
+        // The `\.` must be a line of its own: at the block's start or after a line end.
+        let at_block_start = self.data_bytes == (t.len() - start) as u64;
+        if !(at_block_start || (start > 0 && t[start - 1] == b'\n')) {
+            return None;
+        }
+        self.lines.checked_sub(after)
+    }
+
+    /// Rows per table (schema, name) whose data block was read whole and ended as COPY's
+    /// data ends; a table missing here was not counted.
+    pub fn table_rows(&mut self) -> std::collections::HashMap<(String, String), u64> {
+        self.parse_rest();
+        let Some(toc) = &self.toc else {
+            return Default::default();
+        };
+        let by_id: std::collections::HashMap<i64, u64> = self
+            .rows
+            .iter()
+            .filter_map(|(id, rows)| rows.map(|r| (*id, r)))
+            .collect();
+        toc.entries
+            .iter()
+            .filter(|e| e.desc == "TABLE DATA")
+            .filter_map(|e| {
+                let rows = by_id.get(&e.id)?;
+                Some(((e.namespace.clone(), e.tag.clone()), *rows))
+            })
+            .collect()
+    }
+
     fn end_block(&mut self) {
         let cuts = thin(std::mem::take(&mut self.cuts), MAX_CUTS);
+        if let Some((id, _)) = self.block
+            && !self.in_blobs
+        {
+            self.rows.push((id, self.block_rows()));
+        }
         if let Some((id, offset)) = self.block.take() {
             self.blocks.push(DataBlock {
                 id,
@@ -764,11 +851,17 @@ impl LayoutWatch {
         }
     }
 
-    /// The layout, if the archive was read to a block boundary; else why not.
-    pub fn finish(mut self) -> Result<DumpLayout, String> {
+    /// At the stream's end: parse the TOC and walk the blocks, if the bytes kept were not
+    /// tried since they grew.
+    fn parse_rest(&mut self) {
         if self.toc.is_none() && self.failed.is_none() && !self.head.is_empty() {
             self.try_toc();
         }
+    }
+
+    /// The layout, if the archive was read to a block boundary; else why not.
+    pub fn finish(mut self) -> Result<DumpLayout, String> {
+        self.parse_rest();
         log::debug!("table of contents parsed in {} tries", self.toc_tries);
         if let Some(why) = self.failed {
             return Err(why);
@@ -786,6 +879,20 @@ impl LayoutWatch {
     }
 }
 
+/// How many `\n` bytes `data` holds (in pieces the compiler turns into vector code).
+fn count_newlines(data: &[u8]) -> u64 {
+    let mut chunks = data.chunks_exact(64);
+    let mut n = 0u64;
+    for c in &mut chunks {
+        n += c.iter().map(|&b| u64::from(b == b'\n')).sum::<u64>();
+    }
+    n + chunks
+        .remainder()
+        .iter()
+        .map(|&b| u64::from(b == b'\n'))
+        .sum::<u64>()
+}
+
 /// At most `max` of `cuts`, evenly spread.
 fn thin(cuts: Vec<u64>, max: usize) -> Vec<u64> {
     if cuts.len() <= max {
@@ -795,20 +902,28 @@ fn thin(cuts: Vec<u64>, max: usize) -> Vec<u64> {
     cuts.into_iter().skip(every - 1).step_by(every).collect()
 }
 
-/// A reader that shows every byte it passes to a [`LayoutWatch`], and hands the layout to
-/// `slot` at the end of the stream.
+/// What watching a dump stream found, handed over when the stream has ended.
+#[derive(Debug)]
+pub struct DumpFacts {
+    /// The data blocks' layout, or why there is none.
+    pub layout: Result<DumpLayout, String>,
+    /// Rows per table (schema, name), counted from the dump's data (see
+    /// [`LayoutWatch::table_rows`]).
+    pub rows: std::collections::HashMap<(String, String), u64>,
+}
+
+/// A reader that shows every byte it passes to a [`LayoutWatch`], and sends what it found
+/// at the end of the stream (dropped unsent if the stream is not read to its end).
 pub struct Watched<R> {
     inner: R,
-    watch: Option<LayoutWatch>,
-    slot: std::sync::Arc<std::sync::Mutex<Option<DumpLayout>>>,
+    watch: Option<(LayoutWatch, tokio::sync::oneshot::Sender<DumpFacts>)>,
 }
 
 impl<R> Watched<R> {
-    pub fn new(inner: R, slot: std::sync::Arc<std::sync::Mutex<Option<DumpLayout>>>) -> Self {
+    pub fn new(inner: R, done: tokio::sync::oneshot::Sender<DumpFacts>) -> Self {
         Self {
             inner,
-            watch: Some(LayoutWatch::new()),
-            slot,
+            watch: Some((LayoutWatch::new(), done)),
         }
     }
 }
@@ -817,16 +932,18 @@ impl<R: std::io::Read> std::io::Read for Watched<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n > 0 {
-            if let Some(w) = &mut self.watch {
+            if let Some((w, _)) = &mut self.watch {
                 w.see(&buf[..n]);
             }
         } else if !buf.is_empty()
-            && let Some(w) = self.watch.take()
+            && let Some((mut w, done)) = self.watch.take()
         {
-            match w.finish() {
-                Ok(layout) => *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(layout),
-                Err(why) => log::debug!("no layout recorded for the dump: {why}"),
+            let rows = w.table_rows();
+            let layout = w.finish();
+            if let Err(why) = &layout {
+                log::debug!("no layout recorded for the dump: {why}");
             }
+            let _ = done.send(DumpFacts { layout, rows });
         }
         Ok(n)
     }
@@ -981,6 +1098,45 @@ pub(crate) mod tests {
         assert!(toc.entries.iter().all(|e| e.deps == [215]));
         assert_eq!(parse_toc(&bytes[..40]), Err(TocError::Short));
         check_layout(&layout, &toc, bytes.len() as u64).unwrap();
+    }
+
+    #[test]
+    fn counts_a_tables_rows_in_its_data_whatever_the_pieces() {
+        // Rows as COPY writes them (newlines in values escaped), then pg_dump's `\.` line
+        // and an empty line; a zero-column table's rows are empty lines; a row may be one
+        // chunk or several, and the end line may share a chunk with the last row.
+        let long = format!("9\t{}\n", "x".repeat(100));
+        let cases: Vec<(Vec<&str>, Option<u64>)> = vec![
+            (vec!["1\talice\n", "2\tline\\nbreak\n", "\\.\n\n"], Some(2)),
+            (vec!["\\.\n\n"], Some(0)),
+            (vec!["\n", "\n", "\n", "\\.\n\n"], Some(3)),
+            (vec!["1\t\\.\n", "\\.\n"], Some(1)),
+            (vec![long.as_str(), long.as_str(), "3\tc\n\\.\n\n"], Some(3)),
+            // Not COPY's end: not counted (the backup then counts the table by a query).
+            (vec!["1\talice\n", "2\tbob\n"], None),
+            (vec!["1\t\\.\n\n"], None),
+            (vec![long.as_str(), "x\\.\n"], None),
+        ];
+        for (rows, expected) in cases {
+            let rows: Vec<Vec<u8>> = rows.iter().map(|r| r.as_bytes().to_vec()).collect();
+            let (bytes, _) = archive_with(&rows);
+            for piece in [1, 2, 5, 64, bytes.len()] {
+                let mut w = LayoutWatch::new();
+                for p in bytes.chunks(piece) {
+                    w.see(p);
+                }
+                let counted = w.table_rows();
+                let key = (String::from("public"), String::from("t"));
+                assert_eq!(
+                    counted.get(&key).copied(),
+                    expected,
+                    "{rows:?} in pieces of {piece} bytes"
+                );
+                // The large objects' block is never counted as a table.
+                assert!(counted.len() <= 1);
+                w.finish().unwrap();
+            }
+        }
     }
 
     #[test]

@@ -132,6 +132,88 @@ impl Drop for ChildStream {
     }
 }
 
+/// A reader that reads `inner` ahead on a thread of its own, up to `limit` bytes beyond
+/// what was taken: the producer (a `pg_dump` started before the repository was open) goes
+/// on while the consumer is not yet reading. Errors come in their place in the stream.
+/// Dropped early, the thread stops (and drops `inner`) at its next piece.
+pub struct ReadAhead {
+    pieces: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    piece: Vec<u8>,
+    at: usize,
+    ended: bool,
+}
+
+/// Bytes read ahead per piece.
+const PIECE: usize = 256 << 10;
+
+impl ReadAhead {
+    pub fn new<R: Read + Send + 'static>(mut inner: R, limit: usize) -> Self {
+        let (tx, pieces) = std::sync::mpsc::sync_channel(limit.div_ceil(PIECE).max(1));
+        thread::spawn(move || {
+            loop {
+                let mut piece = vec![0u8; PIECE];
+                let mut len = 0;
+                let end = loop {
+                    match inner.read(&mut piece[len..]) {
+                        Ok(0) => break Ok(true),
+                        Ok(n) => {
+                            len += n;
+                            if len == PIECE {
+                                break Ok(false);
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                piece.truncate(len);
+                let stop = !matches!(end, Ok(false));
+                if len > 0 && tx.send(Ok(piece)).is_err() {
+                    return;
+                }
+                if let Err(e) = end {
+                    let _ = tx.send(Err(e));
+                }
+                if stop {
+                    return;
+                }
+            }
+        });
+        Self {
+            pieces,
+            piece: Vec::new(),
+            at: 0,
+            ended: false,
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.piece.len() {
+            if self.ended || buf.is_empty() {
+                return Ok(0);
+            }
+            match self.pieces.recv() {
+                Ok(Ok(piece)) => (self.piece, self.at) = (piece, 0),
+                Ok(Err(e)) => {
+                    self.ended = true;
+                    return Err(e);
+                }
+                // The thread ended: after the last piece (or it panicked).
+                Err(_) => {
+                    self.ended = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.piece.len() - self.at);
+        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +239,40 @@ mod tests {
         let err = s.read_to_end(&mut out).unwrap_err();
         assert!(err.to_string().contains("exited with status 3"), "{err}");
         assert!(err.to_string().contains("boom"), "{err}");
+    }
+
+    #[test]
+    fn read_ahead_passes_every_byte_in_order_and_the_childs_error_last() {
+        // More than a piece and the limit, so the producer runs ahead and then waits.
+        let script = "head -c 3000000 /dev/urandom | od -An -tx1 -v; echo boom >&2; exit 4";
+        let mut direct = ChildStream::spawn("dump", sh(script)).unwrap();
+        let mut plain = Vec::new();
+        assert!(direct.read_to_end(&mut plain).is_err());
+        let mut ahead = ReadAhead::new(ChildStream::spawn("dump", sh(script)).unwrap(), 1 << 20);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut out = Vec::new();
+        let err = ahead.read_to_end(&mut out).unwrap_err();
+        assert!(err.to_string().contains("exited with status 4"), "{err}");
+        assert!(err.to_string().contains("boom"), "{err}");
+        // Random each run: compare shapes (od's lines), and that nothing was lost.
+        assert_eq!(out.len(), plain.len());
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 3_000_000 / 16);
+
+        let mut ahead = ReadAhead::new(
+            std::io::Cursor::new((0..=255u8).cycle().take(700_000).collect::<Vec<u8>>()),
+            300_000,
+        );
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1000];
+        loop {
+            let n = ahead.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, (0..=255u8).cycle().take(700_000).collect::<Vec<u8>>());
+        assert_eq!(ahead.read(&mut buf).unwrap(), 0);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::{
     Engine, EngineError, EngineResult,
     cancel::Cancel,
     events::{Event, Op},
-    kinds::{BackupJob, kind_of},
+    kinds::{BackupJob, Prestarted, kind_of},
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,7 +80,14 @@ pub async fn backup(engine: &Engine, name: &str, cancel: &Cancel) -> EngineResul
         kind: kind_of(target).tag().to_string(),
     });
     let outcome = match cancel
-        .guard(take_backup(&engine.repo, name, target, None, false))
+        .guard(take_backup(
+            &engine.repo,
+            name,
+            target,
+            None,
+            false,
+            engine.take_prestarted(name),
+        ))
         .await
     {
         Ok(outcome) => outcome,
@@ -112,14 +119,24 @@ pub async fn backup(engine: &Engine, name: &str, cancel: &Cancel) -> EngineResul
     outcome
 }
 
+/// Start the backup of the configured target `name` before the repository is open, where
+/// its kind can ([`crate::kinds::Kind::prestart`]); give the result to the engine
+/// ([`Engine::give_prestarted`]) once it is made. Needs a tokio runtime.
+pub fn prestart(config: &Config, name: &str) -> Option<Prestarted> {
+    let target = config.target(name)?;
+    kind_of(target).prestart(name, target)
+}
+
 /// Back up one target. `source` overrides where its data is (emergency backups of a restore
-/// destination); `emergency` tags the snapshot so `latest` never picks it.
+/// destination); `emergency` tags the snapshot so `latest` never picks it; `prestarted` is
+/// what [`prestart`] started for it.
 pub async fn take_backup(
     repo: &Arc<Repo>,
     name: &str,
     target: &TargetConfig,
     source: Option<Redacted>,
     emergency: bool,
+    prestarted: Option<Prestarted>,
 ) -> EngineResult<BackupReport> {
     let started = Instant::now();
     let kind = kind_of(target);
@@ -131,6 +148,7 @@ pub async fn take_backup(
             source,
             emergency,
             started_at: jiff::Timestamp::now(),
+            prestarted,
         })
         .await?;
     let manifest = Manifest::from_json(&manifest_bytes).ok();

@@ -98,6 +98,23 @@ pub struct BackupJob<'a> {
     /// Tagged `emergency`, so that `latest` never picks it.
     pub emergency: bool,
     pub started_at: jiff::Timestamp,
+    /// What [`Kind::prestart`] started for this backup, if anything.
+    pub prestarted: Option<Prestarted>,
+}
+
+/// Work a kind's backup started before the repository was open (see [`Kind::prestart`]),
+/// in the kind's own type. Dropped unused, it stops that work.
+pub struct Prestarted(Box<dyn std::any::Any + Send>);
+
+impl Prestarted {
+    pub(crate) fn new<T: Send + 'static>(early: T) -> Self {
+        Self(Box::new(early))
+    }
+
+    /// The kind's own start, if this is one of that type.
+    pub(crate) fn into<T: 'static>(self) -> Option<T> {
+        self.0.downcast().ok().map(|b| *b)
+    }
 }
 
 impl BackupJob<'_> {
@@ -122,6 +139,13 @@ pub trait Kind: Send + Sync {
 
     /// Back up one target into one snapshot, the manifest last; a failure leaves none.
     fn backup<'a>(&'a self, job: BackupJob<'a>) -> BoxFuture<'a, EngineResult<Stored>>;
+
+    /// Start reading the target before the repository is open (opening it derives the key
+    /// from the password, a few tenths of a second), for a backup of `name` that follows:
+    /// it then goes on from there. Needs a tokio runtime. `None`: nothing to start early.
+    fn prestart(&self, _name: &str, _target: &TargetConfig) -> Option<Prestarted> {
+        None
+    }
 
     /// What a snapshot of this kind holds: words for lists ("3 tables, 1,200 rows"), the
     /// counts reports carry, and the moment it holds when that is not its start.

@@ -100,7 +100,7 @@ pub async fn execute(
             &name,
             format!("taking an emergency backup of {}", e.what),
         );
-        let saving = take_backup(&engine.repo, &name, &e.target, e.source.clone(), true);
+        let saving = take_backup(&engine.repo, &name, &e.target, e.source.clone(), true, None);
         let Ok(saved) = cancel.guard(saving).await else {
             return Err(EngineError::interrupted(
                 "interrupted: the emergency backup was stopped; nothing was changed",

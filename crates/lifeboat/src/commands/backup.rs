@@ -16,17 +16,27 @@ use crate::{
 };
 
 pub async fn run(ctx: &Context, args: BackupArgs) -> CliResult<i32> {
-    let engine = ctx.engine().await?;
-    let names = select_targets(&engine.config, &args.targets)?;
+    // A signal abandons the running backup: its snapshot is never written (rustic writes
+    // it last), the lock goes with `_lock`, and the command exits 130. Set before anything
+    // starts: the first backup starts before the repository is open.
+    let cancel = crate::interrupt::on_signal("stopping the backup; no snapshot is written");
+    let config = ctx.load_config()?;
+    let names = select_targets(&config, &args.targets)?;
+    // The first target's backup starts reading while the repository opens (deriving the
+    // key from the password takes a few tenths of a second); dropped if opening fails.
+    let early = names
+        .first()
+        .and_then(|n| Some((n.clone(), lifeboat_engine::backup::prestart(&config, n)?)));
+    let engine = ctx.engine_on(config).await?;
+    if let Some((name, early)) = early {
+        engine.give_prestarted(&name, early);
+    }
     let _lock = engine
         .repo
         .lock_async(LockKind::Shared, "lifeboat backup")
         .await?;
     let mut reports = Vec::new();
     let mut failed = Vec::new();
-    // A signal abandons the running backup: its snapshot is never written (rustic writes
-    // it last), the lock goes with `_lock`, and the command exits 130.
-    let cancel = crate::interrupt::on_signal("stopping the backup; no snapshot is written");
     for name in &names {
         match jobs::run_backup(&engine, name, jobs::Trigger::Command, &cancel).await {
             Ok(r) => {

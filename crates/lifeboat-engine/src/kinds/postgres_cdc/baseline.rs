@@ -11,7 +11,10 @@ use lifeboat_postgres::{
 
 use crate::{
     EngineResult,
-    kinds::{BackupJob, Stored, postgres_logical::backup::backup_in},
+    kinds::{
+        BackupJob, Stored,
+        postgres_logical::backup::{Source, backup_in},
+    },
 };
 
 pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
@@ -47,14 +50,11 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
     let exported = stream::export_snapshot(&target, &temp).await?;
     let session =
         logical::SnapshotSession::import(&target, &exported.name, &exported.consistent_lsn).await?;
-    let stored = backup_in(
-        job,
-        target,
-        session,
-        "cdc",
-        &["--no-publications", "--no-subscriptions"],
-    )
-    .await;
+    let extra = ["--no-publications", "--no-subscriptions"];
+    let stored = match Source::start(target, session, job.target, &extra, false).await {
+        Ok(source) => backup_in(job, source, "cdc").await,
+        Err(e) => Err(e),
+    };
     drop(exported);
     stored
 }

@@ -1,5 +1,5 @@
 //! PostgreSQL, logical: `pg_dump` of one exported snapshot, streamed into the repository
-//! while the same snapshot's rows are counted; restored with `pg_restore` (one transaction,
+//! while its rows are counted; restored with `pg_restore` (one transaction,
 //! or parallel into a database the restore creates) and verified by those counts.
 
 pub(crate) mod backup;
@@ -19,7 +19,14 @@ kind!(
     restore::plan,
     summary,
     drill::rehearse,
-    crate::restore::live::database
+    crate::restore::live::database;
+    fn prestart(
+        &self,
+        name: &str,
+        target: &lifeboat_core::TargetConfig,
+    ) -> Option<crate::kinds::Prestarted> {
+        backup::prestart(name, target)
+    }
 );
 
 /// What a snapshot holds: tables and rows, as of the dump's exported snapshot.
