@@ -1109,6 +1109,8 @@ pub(crate) mod tests {
         let cases: Vec<(Vec<&str>, Option<u64>)> = vec![
             (vec!["1\talice\n", "2\tline\\nbreak\n", "\\.\n\n"], Some(2)),
             (vec!["\\.\n\n"], Some(0)),
+            // As pg_dump 15 writes it: `\.`, then two more line ends.
+            (vec!["1\tx\n", "\\.\n\n\n"], Some(1)),
             (vec!["\n", "\n", "\n", "\\.\n\n"], Some(3)),
             (vec!["1\t\\.\n", "\\.\n"], Some(1)),
             (vec![long.as_str(), long.as_str(), "3\tc\n\\.\n\n"], Some(3)),
@@ -1132,8 +1134,6 @@ pub(crate) mod tests {
                     expected,
                     "{rows:?} in pieces of {piece} bytes"
                 );
-                // The large objects' block is never counted as a table.
-                assert!(counted.len() <= 1);
                 w.finish().unwrap();
             }
         }

@@ -137,6 +137,7 @@ impl Drop for ChildStream {
 /// on while the consumer is not yet reading. Errors come in their place in the stream.
 /// Dropped early, the thread stops (and drops `inner`) at its next piece.
 pub struct ReadAhead {
+    /// Pieces of the stream; an empty one is its end.
     pieces: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
     piece: Vec<u8>,
     at: usize,
@@ -167,15 +168,19 @@ impl ReadAhead {
                     }
                 };
                 piece.truncate(len);
-                let stop = !matches!(end, Ok(false));
                 if len > 0 && tx.send(Ok(piece)).is_err() {
                     return;
                 }
-                if let Err(e) = end {
-                    let _ = tx.send(Err(e));
-                }
-                if stop {
-                    return;
+                match end {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let _ = tx.send(Ok(Vec::new()));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
                 }
             }
         });
@@ -194,17 +199,15 @@ impl Read for ReadAhead {
             if self.ended || buf.is_empty() {
                 return Ok(0);
             }
-            match self.pieces.recv() {
+            let next = self.pieces.recv();
+            self.ended = !matches!(&next, Ok(Ok(p)) if !p.is_empty());
+            match next {
+                Ok(Ok(piece)) if piece.is_empty() => return Ok(0),
                 Ok(Ok(piece)) => (self.piece, self.at) = (piece, 0),
-                Ok(Err(e)) => {
-                    self.ended = true;
-                    return Err(e);
-                }
-                // The thread ended: after the last piece (or it panicked).
-                Err(_) => {
-                    self.ended = true;
-                    return Ok(0);
-                }
+                Ok(Err(e)) => return Err(e),
+                // The thread is gone without saying the stream ended: never taken for an
+                // end (a cut dump would look whole).
+                Err(_) => return Err(io::Error::other("the read-ahead thread stopped")),
             }
         }
         let n = buf.len().min(self.piece.len() - self.at);
@@ -273,6 +276,26 @@ mod tests {
         }
         assert_eq!(out, (0..=255u8).cycle().take(700_000).collect::<Vec<u8>>());
         assert_eq!(ahead.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn read_ahead_whose_thread_dies_is_an_error_not_an_end() {
+        struct Breaks(u32);
+        impl Read for Breaks {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0 += 1;
+                assert!(self.0 < 3, "the source broke");
+                buf[0] = b'x';
+                Ok(1)
+            }
+        }
+        let mut ahead = ReadAhead::new(Breaks(0), 1 << 20);
+        let mut out = Vec::new();
+        let err = ahead.read_to_end(&mut out).unwrap_err();
+        assert!(
+            err.to_string().contains("read-ahead thread stopped"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The logical backup's database side: one REPEATABLE READ session exports its snapshot and
 //! `pg_dump --snapshot` dumps exactly that snapshot. Each table's rows are counted in the
-//! dump's data as it streams past (a table the dump holds no data of is counted inside the
-//! snapshot), so the manifest's counts match the dump exactly.
+//! dump's data as it streams past (a parent in inheritance, whose `count(*)` holds its
+//! children's rows, is counted inside the snapshot beside the dump), so the manifest's
+//! counts match what the restore counts.
 //!
 //! `-Fc -Z0`: the repository compresses, and an uncompressed dump deduplicates from one day
 //! to the next. Roles come from `pg_dumpall --globals-only`, falling back to
@@ -22,7 +23,12 @@ pub struct SnapshotSession {
     pub server_version_num: u32,
     pub database_size: u64,
     pub tables: Vec<TableRecord>,
+    /// Per table: counted by a query beside the dump, not in it (see [`Self::count_beside`]).
+    query: Vec<bool>,
 }
+
+/// The newest pg_dump whose archives [`crate::archive`] reads (archive version 1.14).
+const DUMP_READ_UP_TO: u32 = 15;
 
 impl SnapshotSession {
     pub async fn open(target: &Target) -> Result<Self, PgError> {
@@ -38,8 +44,7 @@ impl SnapshotSession {
     async fn begin(target: &Target, imported: Option<(&str, &str)>) -> Result<Self, PgError> {
         let client = target.connect().await?;
         client
-            // A table the dump holds no data of is counted here, maybe beside pg_dump:
-            // parallel workers would only take CPU from it.
+            // Counting runs beside pg_dump: parallel workers would only take CPU from it.
             .batch_execute(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
                  SET LOCAL max_parallel_workers_per_gather = 0",
@@ -86,7 +91,8 @@ impl SnapshotSession {
                         coalesce((SELECT array_agg(s.relname::text ORDER BY s.relname)
                                   FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
                                   WHERE d.refobjid = c.oid AND d.classid = 'pg_class'::regclass
-                                    AND s.relkind = 'S' AND d.deptype IN ('a', 'i')), '{}')
+                                    AND s.relkind = 'S' AND d.deptype IN ('a', 'i')), '{}'),
+                        EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhparent = c.oid)
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE c.relkind = 'r' AND c.relpersistence <> 't'
                    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -98,7 +104,17 @@ impl SnapshotSession {
                 &[],
             )
             .await
-            .map_err(PgError::query("list tables"))?
+            .map_err(PgError::query("list tables"))?;
+        let server_version_num = u32::try_from(server_version_num).unwrap_or(0);
+        // A parent in classic inheritance: `count(*)` (as the restore verifies) counts its
+        // children's rows too, the dump's COPY only its own. An archive lifeboat cannot
+        // read: no counts in it.
+        let unread = server_version_num / 10_000 > DUMP_READ_UP_TO;
+        let query = tables
+            .iter()
+            .map(|r| unread || r.get::<_, bool>(4))
+            .collect();
+        let tables = tables
             .into_iter()
             .map(|r| TableRecord {
                 schema: r.get(0),
@@ -118,9 +134,10 @@ impl SnapshotSession {
             lsn,
             snapshot_time: row.get(2),
             server_version: row.get(3),
-            server_version_num: u32::try_from(server_version_num).unwrap_or(0),
+            server_version_num,
             database_size: u64::try_from(database_size).unwrap_or(0),
             tables,
+            query,
         })
     }
 
@@ -128,26 +145,43 @@ impl SnapshotSession {
         self.server_version_num / 10_000
     }
 
-    /// Every table's rows: as counted in the dump's data (`counted`, by schema and name),
-    /// else counted exactly inside the exported snapshot (a table whose data the dump left
-    /// out, or whose data block did not end as expected).
+    /// Count, inside the exported snapshot, the rows of the tables the dump's data cannot
+    /// tell (parents in inheritance; every table of an archive lifeboat does not read):
+    /// while the dump runs.
+    pub async fn count_beside(&mut self) -> Result<(), PgError> {
+        for (t, query) in self.tables.iter_mut().zip(&self.query) {
+            if *query {
+                t.rows = crate::restore::count(&self.client, t).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every table's rows, once the dump has ended: counted beside it, or in its data
+    /// (`counted`, by schema and name), else by a query inside the exported snapshot (a
+    /// table whose data the dump left out, or whose data block did not end as expected).
     pub async fn rows(
         &mut self,
         counted: &std::collections::HashMap<(String, String), u64>,
     ) -> Result<Vec<TableRecord>, PgError> {
-        let mut queried = 0;
-        for t in &mut self.tables {
+        let mut after = 0;
+        for (t, query) in self.tables.iter_mut().zip(&self.query) {
+            if *query {
+                continue;
+            }
             t.rows = match counted.get(&(t.schema.clone(), t.name.clone())) {
                 Some(rows) => *rows,
                 None => {
-                    queried += 1;
+                    after += 1;
                     crate::restore::count(&self.client, t).await?
                 }
             };
         }
+        let beside = self.query.iter().filter(|q| **q).count();
         log::debug!(
-            "rows of {} tables counted in the dump, {queried} by a query",
-            self.tables.len() - queried
+            "rows of {} tables counted in the dump, {} by a query",
+            self.tables.len() - beside - after,
+            beside + after
         );
         Ok(self.tables.clone())
     }

@@ -2,7 +2,7 @@
 //! snapshot (or `--json`), exit 1 if any target failed, 130 if interrupted.
 
 use lifeboat_engine::{
-    Failure,
+    EngineError, Failure,
     backup::{BackupReport, select_targets},
     jobs,
 };
@@ -23,18 +23,28 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> CliResult<i32> {
     let config = ctx.load_config()?;
     let names = select_targets(&config, &args.targets)?;
     // The first target's backup starts reading while the repository opens (deriving the
-    // key from the password takes a few tenths of a second); dropped if opening fails.
+    // key from the password takes a few tenths of a second); dropped, and its dump
+    // stopped, if opening or locking fails or a signal comes first.
     let early = names
         .first()
         .and_then(|n| Some((n.clone(), lifeboat_engine::backup::prestart(&config, n)?)));
-    let engine = ctx.engine_on(config).await?;
+    let stopped = |_| {
+        CliError::from(EngineError::interrupted(format!(
+            "interrupted: the backup of `{}` was stopped; no snapshot of it was written",
+            names.join("`, `")
+        )))
+    };
+    let engine = cancel
+        .guard(ctx.engine_on(config))
+        .await
+        .map_err(stopped)??;
+    let _lock = cancel
+        .guard(engine.repo.lock_async(LockKind::Shared, "lifeboat backup"))
+        .await
+        .map_err(stopped)??;
     if let Some((name, early)) = early {
         engine.give_prestarted(&name, early);
     }
-    let _lock = engine
-        .repo
-        .lock_async(LockKind::Shared, "lifeboat backup")
-        .await?;
     let mut reports = Vec::new();
     let mut failed = Vec::new();
     for name in &names {

@@ -189,15 +189,19 @@ pub(crate) async fn backup_in(
     let tags = emergency_tags(job.emergency);
     let name2 = name.to_string();
     let archive = repo.start(move |r| r.backup(&name2, tag, tags, entries));
-    // The rows: counted in the dump as it passed, once it has ended (a table it holds no
-    // data of is counted in the snapshot, still open).
-    let counts = match facts_rx.await {
-        Ok(facts) => session
-            .rows(&facts.rows)
-            .await
-            .map(|tables| (tables, facts.layout.ok()))
-            .map_err(|e| e.to_string()),
-        Err(_) => Err("the dump was not read to its end".to_string()),
+    // The rows: a parent in inheritance counted in the snapshot beside the dump, the rest
+    // in the dump as it passed, once it has ended (a table it holds no data of is counted
+    // in the snapshot, still open).
+    let counts = match session.count_beside().await {
+        Err(e) => Err(e.to_string()),
+        Ok(()) => match facts_rx.await {
+            Ok(facts) => session
+                .rows(&facts.rows)
+                .await
+                .map(|tables| (tables, facts.layout.ok()))
+                .map_err(|e| e.to_string()),
+            Err(_) => Err("the dump was not read to its end".to_string()),
+        },
     };
     let _ = tx.send(counts);
     let result = archive.await;
