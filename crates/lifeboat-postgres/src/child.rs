@@ -134,14 +134,28 @@ impl Drop for ChildStream {
 
 /// A reader that reads `inner` ahead on a thread of its own, up to `limit` bytes beyond
 /// what was taken: the producer (a `pg_dump` started before the repository was open) goes
-/// on while the consumer is not yet reading. Errors come in their place in the stream.
-/// Dropped early, the thread stops (and drops `inner`) at its next piece.
+/// on while the consumer is not yet reading. Once the consumer has caught up (nothing
+/// left waiting), the thread hands `inner` over and the reader reads it directly (no copy,
+/// no thread between). Errors come in their place in the stream. Dropped early, the
+/// thread stops (and drops `inner`) at its next piece.
 pub struct ReadAhead {
-    /// Pieces of the stream; an empty one is its end.
-    pieces: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    pieces: std::sync::mpsc::Receiver<Ahead>,
+    /// Pieces read, given back to be filled again (no zeroing, no new pages).
+    used: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// Pieces sent and not yet received; whether the consumer has begun.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    reading: Arc<std::sync::atomic::AtomicBool>,
     piece: Vec<u8>,
     at: usize,
     ended: bool,
+    direct: Option<Box<dyn Read + Send>>,
+}
+
+enum Ahead {
+    Piece(Vec<u8>),
+    End,
+    Failed(io::Error),
+    Handover(Box<dyn Read + Send>),
 }
 
 /// Bytes read ahead per piece.
@@ -149,10 +163,21 @@ const PIECE: usize = 256 << 10;
 
 impl ReadAhead {
     pub fn new<R: Read + Send + 'static>(mut inner: R, limit: usize) -> Self {
-        let (tx, pieces) = std::sync::mpsc::sync_channel(limit.div_ceil(PIECE).max(1));
+        use std::sync::atomic::Ordering::SeqCst;
+        let slots = limit.div_ceil(PIECE).max(1);
+        let (tx, pieces) = std::sync::mpsc::sync_channel(slots);
+        let (used, free) = std::sync::mpsc::sync_channel::<Vec<u8>>(slots);
+        let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let reading = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (w, r) = (waiting.clone(), reading.clone());
         thread::spawn(move || {
             loop {
-                let mut piece = vec![0u8; PIECE];
+                if r.load(SeqCst) && w.load(SeqCst) == 0 {
+                    let _ = tx.send(Ahead::Handover(Box::new(inner)));
+                    return;
+                }
+                let mut piece = free.try_recv().unwrap_or_default();
+                piece.resize(PIECE, 0);
                 let mut len = 0;
                 let end = loop {
                     match inner.read(&mut piece[len..]) {
@@ -168,46 +193,70 @@ impl ReadAhead {
                     }
                 };
                 piece.truncate(len);
-                if len > 0 && tx.send(Ok(piece)).is_err() {
-                    return;
-                }
-                match end {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        let _ = tx.send(Ok(Vec::new()));
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
+                if len > 0 {
+                    w.fetch_add(1, SeqCst);
+                    if tx.send(Ahead::Piece(piece)).is_err() {
                         return;
                     }
                 }
+                let last = match end {
+                    Ok(false) => continue,
+                    Ok(true) => Ahead::End,
+                    Err(e) => Ahead::Failed(e),
+                };
+                let _ = tx.send(last);
+                return;
             }
         });
         Self {
             pieces,
+            used,
+            waiting,
+            reading,
             piece: Vec::new(),
             at: 0,
             ended: false,
+            direct: None,
         }
     }
 }
 
 impl Read for ReadAhead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.reading.store(true, SeqCst);
         while self.at == self.piece.len() {
-            if self.ended || buf.is_empty() {
+            if let Some(inner) = &mut self.direct {
+                return inner.read(buf);
+            }
+            if self.ended {
                 return Ok(0);
             }
-            let next = self.pieces.recv();
-            self.ended = !matches!(&next, Ok(Ok(p)) if !p.is_empty());
-            match next {
-                Ok(Ok(piece)) if piece.is_empty() => return Ok(0),
-                Ok(Ok(piece)) => (self.piece, self.at) = (piece, 0),
-                Ok(Err(e)) => return Err(e),
+            match self.pieces.recv() {
+                Ok(Ahead::Piece(piece)) => {
+                    self.waiting.fetch_sub(1, SeqCst);
+                    let done = std::mem::replace(&mut self.piece, piece);
+                    let _ = self.used.try_send(done);
+                    self.at = 0;
+                }
+                Ok(Ahead::Handover(inner)) => self.direct = Some(inner),
+                Ok(Ahead::End) => {
+                    self.ended = true;
+                    return Ok(0);
+                }
+                Ok(Ahead::Failed(e)) => {
+                    self.ended = true;
+                    return Err(e);
+                }
                 // The thread is gone without saying the stream ended: never taken for an
                 // end (a cut dump would look whole).
-                Err(_) => return Err(io::Error::other("the read-ahead thread stopped")),
+                Err(_) => {
+                    self.ended = true;
+                    return Err(io::Error::other("the read-ahead thread stopped"));
+                }
             }
         }
         let n = buf.len().min(self.piece.len() - self.at);
@@ -279,6 +328,34 @@ mod tests {
     }
 
     #[test]
+    fn read_ahead_hands_a_slow_source_over_once_caught_up() {
+        // A source slower than its reader: after the first pieces the reader reads it
+        // directly; every byte still comes once, in order.
+        struct Slow(usize);
+        const TOTAL: usize = 2_400_000;
+        impl Read for Slow {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == TOTAL {
+                    return Ok(0);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                let n = buf.len().min(4000).min(TOTAL - self.0);
+                for (k, b) in buf[..n].iter_mut().enumerate() {
+                    *b = ((self.0 + k) % 251) as u8;
+                }
+                self.0 += n;
+                Ok(n)
+            }
+        }
+        let mut ahead = ReadAhead::new(Slow(0), 1 << 20);
+        let mut out = Vec::new();
+        ahead.read_to_end(&mut out).unwrap();
+        let expected: Vec<u8> = (0..TOTAL).map(|p| (p % 251) as u8).collect();
+        assert!(out == expected, "bytes lost or out of order");
+        assert!(ahead.direct.is_some(), "never handed over");
+    }
+
+    #[test]
     fn read_ahead_whose_thread_dies_is_an_error_not_an_end() {
         struct Breaks(u32);
         impl Read for Breaks {
@@ -290,6 +367,8 @@ mod tests {
             }
         }
         let mut ahead = ReadAhead::new(Breaks(0), 1 << 20);
+        // Not reading yet: the thread reads ahead (and breaks) instead of handing over.
+        std::thread::sleep(std::time::Duration::from_millis(200));
         let mut out = Vec::new();
         let err = ahead.read_to_end(&mut out).unwrap_err();
         assert!(
