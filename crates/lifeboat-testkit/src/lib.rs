@@ -23,6 +23,17 @@ pub fn postgres() -> Cluster {
     Cluster::start(&tools, &[]).expect("start a throwaway PostgreSQL cluster")
 }
 
+/// Where `scripts/install-deps.sh` puts PostgreSQL 17's binaries (a second server version,
+/// beside Debian's).
+pub const PG17_BIN: &str = "/opt/lifeboat-test/postgresql-17/bin";
+
+/// Start a throwaway PostgreSQL 17 cluster (from [`PG17_BIN`]).
+pub fn postgres17() -> Cluster {
+    let tools = PgTools::find(17, Some(Path::new(PG17_BIN)))
+        .expect("PostgreSQL 17's binaries are needed: run `bash scripts/install-deps.sh`");
+    Cluster::start(&tools, &[]).expect("start a throwaway PostgreSQL 17 cluster")
+}
+
 /// Start a cluster that archives WAL with `archive_command` (quoted here).
 pub fn postgres_archiving(archive_command: &str) -> Cluster {
     let tools = PgTools::newest_installed()

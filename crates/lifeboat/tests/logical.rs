@@ -142,6 +142,68 @@ fn row_counts_are_taken_from_the_dump_and_equal_each_tables_rows() {
     run.expect_stdout(&["verified: 9 table(s) match"], &[]);
 }
 
+#[test]
+fn a_postgres_17_database_is_backed_up_with_its_layout_and_restored_in_parallel() {
+    // pg_dump 17 writes archive version 1.16 (pg_dump 16: 1.15): its rows are counted in
+    // the dump, its data blocks mapped, so a restore loads it in parallel streams.
+    let pg = lifeboat_testkit::postgres17();
+    pg.psql("postgres", "CREATE DATABASE app").unwrap();
+    pg.psql("app", APP).unwrap();
+    pg.psql(
+        "app",
+        "CREATE TABLE wide (id int PRIMARY KEY, payload text);
+         INSERT INTO wide SELECT i, repeat(md5(i::text), 30) FROM generate_series(1, 45000) i;
+         SELECT lo_from_bytea(4242, 'large');",
+    )
+    .unwrap();
+    let fingerprint = format!(
+        "SELECT ({}) || (SELECT md5(string_agg(id || payload, ',' ORDER BY id)) FROM wide)
+                || encode(lo_get(4242), 'escape')",
+        FINGERPRINT.trim()
+    );
+    let before = pg.psql("app", &fingerprint).unwrap();
+    let ws = Workspace::new(BIN);
+    ws.write_config(&format!(
+        "{}pg-bin-dir = \"{}\"\n",
+        postgres_target("app", &pg.url("app")),
+        lifeboat_testkit::PG17_BIN
+    ));
+    ws.run(&["init"]).expect_code(0);
+    let run = ws.run(&["-vv", "backup", "--json"]);
+    run.expect_code(0);
+    run.expect_stderr(&["rows of 4 tables counted in the dump, 0 by a query"], &[]);
+    assert_eq!(run.json()["backups"][0]["rows"], 5000 + 45_000);
+    let snaps = ws.run(&["snapshots", "--json"]).json();
+    let m = &snaps["snapshots"][0]["manifest"]["postgres"];
+    assert_eq!(
+        m["server-version-num"].as_u64().unwrap() / 10_000,
+        17,
+        "{m}"
+    );
+    assert_eq!(
+        m["layout"]["blocks"].as_array().map(Vec::len),
+        Some(5),
+        "{m}"
+    );
+
+    let run = ws.run(&[
+        "-v",
+        "restore",
+        "app",
+        "--to",
+        &pg.url("copy"),
+        "--jobs",
+        "2",
+        "--json",
+    ]);
+    run.expect_code(0);
+    let out = run.json();
+    assert_eq!(out["load"], "parallel-streams", "{out}");
+    assert_eq!(out["verified"], true, "{out}");
+    run.expect_stderr(&["(1 table(s) loaded in several parts)"], &[]);
+    assert_eq!(pg.psql("copy", &fingerprint).unwrap(), before);
+}
+
 /// Large objects, an empty table, a sequence moved on, a materialized view: every kind of
 /// entry in the data section, and one that is refreshed after it. And a table of 43 MB,
 /// large enough to be loaded in several parts at once.
