@@ -32,8 +32,10 @@ fn the_dashboard_shows_targets_probes_and_jobs_and_its_button_runs_a_backup() {
     let data = ws.path().join("docs");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("handbook.md"), "# restore the database first\n").unwrap();
-    let web = free_port();
-    let site = std::net::TcpListener::bind(("127.0.0.1", web)).unwrap();
+    // Port 0: the system picks a free one (a port found free a moment before may be taken
+    // by then: CI failed once with "Address already in use" here).
+    let site = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let web = site.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for s in site.incoming().flatten() {
             let mut s = s;
