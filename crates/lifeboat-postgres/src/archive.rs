@@ -194,7 +194,8 @@ pub fn parse_toc(bytes: &[u8]) -> Result<Toc, TocError> {
     }
     let (major, minor) = (c.byte()?, c.byte()?);
     let _revision = c.byte()?;
-    // 1.12–1.14: pg_dump 11–15; 1.15: 16 (the compression is one byte, its algorithm);
+    // 1.12–1.14: pg_dump up to 15 (1.14 since 12); 1.15: 16 (the compression is one byte,
+    // its algorithm);
     // 1.16: 17 and 18 (each entry records its relation's kind).
     if major != 1 || !(12..=16).contains(&minor) {
         return invalid(format!(
