@@ -789,9 +789,8 @@ impl LayoutWatch {
                 n if n > 0 => {
                     // A chunk of table data is one row (pg_dump writes each row COPY
                     // returns as a chunk): a place to split the table's rows.
-                    if !in_blob && self.field_start >= self.last_cut + CUT_EVERY {
-                        self.cuts.push(self.field_start);
-                        self.last_cut = self.field_start;
+                    if !in_blob {
+                        self.row_starts(self.field_start);
                     }
                     self.state = State::Skip {
                         left: n as u64,
@@ -827,10 +826,7 @@ impl LayoutWatch {
             else {
                 break;
             };
-            if self.pos >= self.last_cut + CUT_EVERY {
-                self.cuts.push(self.pos);
-                self.last_cut = self.pos;
-            }
+            self.row_starts(self.pos);
             self.see_rows(data);
             *i += head + data.len();
             self.pos += (head + data.len()) as u64;
@@ -899,14 +895,20 @@ impl LayoutWatch {
             .collect()
     }
 
+    /// A row of table data starts at `at`: a cut there if the last is far enough behind.
+    fn row_starts(&mut self, at: u64) {
+        if at >= self.last_cut + CUT_EVERY {
+            self.cuts.push(at);
+            self.last_cut = at;
+        }
+    }
+
     fn end_block(&mut self) {
         let cuts = thin(std::mem::take(&mut self.cuts), MAX_CUTS);
-        if let Some((id, _)) = self.block
-            && !self.in_blobs
-        {
-            self.rows.push((id, self.block_rows()));
-        }
         if let Some((id, offset)) = self.block.take() {
+            if !self.in_blobs {
+                self.rows.push((id, self.block_rows()));
+            }
             self.blocks.push(DataBlock {
                 id,
                 offset,
