@@ -59,29 +59,24 @@ impl Bucket {
     }
 
     /// Every object below the prefix, sorted by key. Folder markers (keys ending in `/`)
-    /// are left out.
+    /// are left out. Listed folder by folder, many at once ([`Walk`]).
     pub fn list(&self) -> Result<Vec<Listed>, StoreError> {
+        self.list_walking(Walk::default())
+    }
+
+    /// [`Bucket::list`] with the walk's limits given.
+    pub fn list_walking(&self, walk: Walk) -> Result<Vec<Listed>, StoreError> {
+        let op = self.op.clone();
+        let entries = block(walk_folders(op, walk)).map_err(|(p, e)| err(&self.url, &p, e))?;
+        Ok(listed(entries))
+    }
+
+    /// [`Bucket::list`] in one flat listing: a page of 1,000 keys after the other.
+    pub fn list_flat(&self) -> Result<Vec<Listed>, StoreError> {
         let op = self.op.clone();
         let entries = block(async move { op.list_with("").recursive(true).await })
             .map_err(|e| err(&self.url, "", e))?;
-        let mut out: Vec<Listed> = entries
-            .into_iter()
-            .filter(|e| !e.path().ends_with('/') && !e.path().is_empty())
-            .map(|e| {
-                let m = e.metadata();
-                Listed {
-                    key: e.path().to_string(),
-                    size: m.content_length(),
-                    etag: m.etag().unwrap_or_default().trim_matches('"').to_string(),
-                    last_modified: m
-                        .last_modified()
-                        .map(|t| jiff::Timestamp::from(t).to_string())
-                        .unwrap_or_default(),
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        Ok(listed(entries))
     }
 
     /// Content type and user metadata of `key` (a HEAD request); `None` if it does not
@@ -287,6 +282,111 @@ fn vanished(op: &Operator, e: &opendal::Error) -> bool {
         .transpose()
     })
     .is_ok()
+}
+
+/// How [`Bucket::list`] walks a bucket. A flat listing is one request per 1,000 keys, each
+/// waiting for the page before it (the next one starts after its last key). Listings of
+/// different folders (`/`-delimited) do not wait for each other, so they run at once; and
+/// a server that answers for a prefix without going through the rest of the bucket
+/// (s3s-fs walks every file of the bucket for each page of a flat listing) answers each
+/// quickly. Walking costs a request per folder, so it stops where that would cost much
+/// more than a flat listing: a folder with more subfolders than `fanout` is listed flat,
+/// and so is every folder found once `requests` folder listings are planned.
+#[derive(Debug, Clone, Copy)]
+pub struct Walk {
+    /// Listings in flight at once.
+    pub at_once: usize,
+    /// A folder with more subfolders than this is listed flat instead.
+    pub fanout: usize,
+    /// Folder listings at most; the folders found beyond them are listed flat.
+    pub requests: usize,
+}
+
+impl Default for Walk {
+    fn default() -> Self {
+        Self {
+            at_once: 16,
+            fanout: 256,
+            requests: 1000,
+        }
+    }
+}
+
+/// Whether a folder can be listed by its own prefix: opendal normalizes a path (an empty
+/// segment `//`, a leading `/`, surrounding spaces), which would list another prefix.
+fn walkable(folder: &str) -> bool {
+    !folder.starts_with('/') && !folder.contains("//") && folder.trim() == folder
+}
+
+/// The entries of every object under the operator's root, as [`Walk`] says. An error names
+/// the prefix whose listing failed.
+async fn walk_folders(
+    op: Operator,
+    walk: Walk,
+) -> Result<Vec<opendal::Entry>, (String, opendal::Error)> {
+    // (prefix, flat): a folder to list by itself, or everything under it at once.
+    let mut todo = std::collections::VecDeque::from([(String::new(), false)]);
+    let mut planned = 1;
+    let mut running = tokio::task::JoinSet::new();
+    let mut out = Vec::new();
+    loop {
+        while running.len() < walk.at_once.max(1) {
+            let Some((prefix, flat)) = todo.pop_front() else {
+                break;
+            };
+            let op = op.clone();
+            running.spawn(async move {
+                let r = op.list_with(&prefix).recursive(flat).await;
+                (prefix, flat, r)
+            });
+        }
+        let Some(done) = running.join_next().await else {
+            return Ok(out);
+        };
+        let (prefix, flat, r) = done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let entries = r.map_err(|e| (prefix.clone(), e))?;
+        if flat {
+            out.extend(entries);
+            continue;
+        }
+        // The folder itself (a marker object) is listed in it as a folder too.
+        let (folders, objects): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .filter(|e| e.path() != prefix)
+            .partition(|e| e.path().ends_with('/'));
+        if folders.len() > walk.fanout || !folders.iter().all(|f| walkable(f.path())) {
+            todo.push_back((prefix, true));
+            continue;
+        }
+        out.extend(objects);
+        let flat = planned + folders.len() > walk.requests;
+        if !flat {
+            planned += folders.len();
+        }
+        todo.extend(folders.into_iter().map(|f| (f.path().to_string(), flat)));
+    }
+}
+
+/// Listed objects, sorted by key, folder markers left out.
+fn listed(entries: Vec<opendal::Entry>) -> Vec<Listed> {
+    let mut out: Vec<Listed> = entries
+        .into_iter()
+        .filter(|e| !e.path().ends_with('/') && !e.path().is_empty())
+        .map(|e| {
+            let m = e.metadata();
+            Listed {
+                key: e.path().to_string(),
+                size: m.content_length(),
+                etag: m.etag().unwrap_or_default().trim_matches('"').to_string(),
+                last_modified: m
+                    .last_modified()
+                    .map(|t| jiff::Timestamp::from(t).to_string())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
 }
 
 /// What [`get`] asks for.

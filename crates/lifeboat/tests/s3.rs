@@ -670,6 +670,112 @@ fn bucket_targets_back_up_incrementally_and_restore_objects() {
     );
 }
 
+/// A bucket is listed folder by folder, many folders at once (`bucket::Walk`): the same
+/// objects as one flat listing, on moto and on s3s-fs; a folder with more subfolders than
+/// the walk takes, and the folders past its budget of requests, are listed flat; a folder
+/// of more than one page is read to its end.
+#[test]
+fn a_bucket_listed_folder_by_folder_holds_what_a_flat_listing_holds() {
+    listed_by_folders(&S3Server::start(), true);
+    listed_by_folders(&S3Server::start_s3s_fs(), false);
+}
+
+fn listed_by_folders(s3: &S3Server, odd_keys: bool) {
+    use std::collections::BTreeMap;
+
+    use lifeboat_repo::bucket::Walk;
+    use lifeboat_testkit::s3::{TestObject, put_objects, test_bucket};
+
+    let proxy = FaultProxy::start(s3.port());
+    let media = s3.bucket();
+    let mut keys: Vec<String> = [
+        "top.txt",
+        "a/1",
+        "a/b/2",
+        "a/b/c/3",
+        "a/b/c/4",
+        "d/5",
+        "space dir/x y.bin",
+        "ünï/ç.txt",
+        "z",
+    ]
+    .iter()
+    .map(|k| k.to_string())
+    .collect();
+    // Ten subfolders: more than the small walk below takes (9), so `many/` is listed flat.
+    keys.extend((0..10).map(|i| format!("many/{i}/k{i}")));
+    // Nine folders two levels down: past the small walk's budget of requests.
+    keys.extend((0..9).map(|i| format!("deep/{}/{}/x", i / 3, i % 3)));
+    // More than one page (1,000 keys) in one folder.
+    keys.extend((0..1200).map(|i| format!("big/{i:04}")));
+    let objects: Vec<TestObject> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            (
+                k.clone(),
+                vec![b'x'; i % 7 + 1],
+                "text/plain",
+                BTreeMap::new(),
+            )
+        })
+        .collect();
+    put_objects(&s3.endpoint(), &media, &objects);
+    if odd_keys {
+        // Put as they are (opendal would write `g/h`; s3s-fs keeps no key ending in `/`).
+        // An empty segment: opendal would list `g/` for `g//`, so `g/` is listed flat.
+        // Folder markers: left out of both listings.
+        for k in ["g//h", "d/", "e/f/"] {
+            let status = lifeboat_testkit::s3::http(s3.port(), "PUT", &format!("/{media}/{k}"));
+            assert_eq!(status, 200, "PUT {k}");
+        }
+        keys.push("g//h".into());
+    }
+    let b = test_bucket(&proxy.endpoint(), &media);
+    let show = |l: Vec<lifeboat_repo::bucket::Listed>| -> Vec<(String, u64, String, String)> {
+        l.into_iter()
+            .map(|o| (o.key, o.size, o.etag, o.last_modified))
+            .collect()
+    };
+    let flat = show(b.list_flat().unwrap());
+    keys.sort();
+    assert_eq!(
+        flat.iter().map(|o| o.0.clone()).collect::<Vec<_>>(),
+        keys,
+        "the flat listing holds every object put, markers left out"
+    );
+    // Requests whose first line contains `part`, made by `f`.
+    let count = |part: &'static str, f: &dyn Fn()| -> u64 {
+        proxy.set(Faults::NONE.only(part));
+        let before = proxy.counts().0;
+        f();
+        proxy.counts().0 - before
+    };
+    let small = Walk {
+        at_once: 3,
+        fanout: 9,
+        requests: 12,
+    };
+    let walked = || assert_eq!(show(b.list_walking(small).unwrap()), flat);
+    let listings = count("list-type=2", &walked);
+    let by_folder = count("delimiter=/", &walked);
+    // The root and its seven to nine folders, then more up to twelve planned; big/ is two
+    // pages long.
+    assert!((8..=13).contains(&by_folder), "{by_folder} folder listings");
+    assert!(
+        listings > by_folder,
+        "some folders were listed flat ({listings} listings, {by_folder} by folder)"
+    );
+    // many/ is listed by itself (which shows ten subfolders), then once more, flat.
+    assert_eq!(count("prefix=many/&delimiter=/", &walked), 1);
+    assert_eq!(count("prefix=many/ HTTP", &walked), 1);
+    // The walk as lifeboat runs it: every folder by itself.
+    let by_folder = count("delimiter=/", &|| {
+        assert_eq!(show(b.list().unwrap()), flat);
+    });
+    assert!(by_folder >= 30, "{by_folder} folder listings");
+}
+
 /// A bucket restore stages its objects in the temporary folder: without room there it
 /// stops before the emergency backup and before writing anything, and says where to make
 /// room. (The folder is a 4 MiB tmpfs.)
