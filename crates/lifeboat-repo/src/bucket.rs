@@ -665,7 +665,8 @@ fn etag_time(etag: &str) -> jiff::Timestamp {
 /// folders), each with the index of its object; the node of each has the object's size,
 /// last-modified and ETag. The objects `read(i)` says will be read, and that fit in one
 /// part, are fetched ahead of the archiver, several at a time (see [`ReadAhead`]). What
-/// the replies show of each object read is left in the returned [`Seen`].
+/// the replies show of each object read is left in the returned [`Seen`]. The first
+/// fetches start at once.
 pub fn entries(
     bucket: &Bucket,
     root: &str,
@@ -693,6 +694,8 @@ pub fn entries(
         state: Mutex::new(AheadState::default()),
         changed: Condvar::new(),
     })));
+    // Fetching starts now, while the archiver reads the index and the parent's trees.
+    ahead.0.fill(&mut ahead.0.lock());
     let place: HashMap<PathBuf, usize> = small
         .into_iter()
         .enumerate()

@@ -16,7 +16,7 @@ use super::{bucket_err, parallel};
 use crate::{
     EngineResult,
     backup::store::{manifest_base, store_with_parent},
-    kinds::{BackupJob, Stored},
+    kinds::{BackupJob, Prestarted, Stored},
 };
 
 /// The newest complete snapshot of `name` that holds this bucket's objects.
@@ -35,21 +35,54 @@ fn previous(
         .map(|(_, id, m)| (id, m))
 }
 
-pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
+/// The listing of a backup's bucket, started before the repository was open
+/// ([`crate::kinds::Kind::prestart`]), and when: the snapshot holds the bucket as listed
+/// from then on.
+struct EarlyList {
+    started_at: jiff::Timestamp,
+    task: Listing,
+}
+
+type Listing = tokio::task::JoinHandle<Result<(Bucket, Vec<Listed>), lifeboat_repo::StoreError>>;
+
+/// The bucket's listing, started on a blocking thread (it waits for the server).
+fn start_listing(loc: lifeboat_core::S3Location) -> Listing {
+    tokio::task::spawn_blocking(move || {
+        let t = std::time::Instant::now();
+        let source = Bucket::open(&loc)?;
+        let listed = source.list()?;
+        log::info!("listed {} objects in {:.1?}", listed.len(), t.elapsed());
+        Ok((source, listed))
+    })
+}
+
+pub(super) fn prestart(name: &str, target: &lifeboat_core::TargetConfig) -> Option<Prestarted> {
+    let loc = target.bucket_location(name).ok()?;
+    tokio::runtime::Handle::try_current().ok()?;
+    Some(Prestarted::new(EarlyList {
+        started_at: jiff::Timestamp::now(),
+        task: start_listing(loc),
+    }))
+}
+
+pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
     let (repo, name, target) = (job.repo, job.name, job.target);
     let loc = target.bucket_location(name)?;
     let url = loc.url();
-    let source = Bucket::open(&loc).map_err(bucket_err)?;
-    let (n, b, u) = (name.to_string(), source.clone(), url.clone());
-    let (listed, prev) = repo
-        .call(move |r| -> EngineResult<_> {
-            let t = std::time::Instant::now();
-            let listed = b.list().map_err(bucket_err)?;
-            log::info!("listed {} objects in {:.1?}", listed.len(), t.elapsed());
-            let snaps = r.snapshots(Some(&n))?;
-            Ok((listed, previous(&snaps, &u)))
-        })
+    // The bucket is listed while the previous snapshot is read.
+    let (listing, started_at) = match job
+        .prestarted
+        .take()
+        .and_then(Prestarted::into::<EarlyList>)
+    {
+        Some(early) => (early.task, early.started_at.min(job.started_at)),
+        None => (start_listing(loc), job.started_at),
+    };
+    let (n, u) = (name.to_string(), url.clone());
+    let prev = repo
+        .call(move |r| -> EngineResult<_> { Ok(previous(&r.snapshots(Some(&n))?, &u)) })
         .await?;
+    let (source, listed) = listing.await?.map_err(bucket_err)?;
     let old: HashMap<String, ObjectRecord> = prev
         .as_ref()
         .map(|(_, m)| {
@@ -80,7 +113,7 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
     let mut entries = Vec::with_capacity(with_index.len());
     for (i, mut e) in with_index {
         if left_out_before.contains(listed[i].key.as_str()) {
-            e.meta.ctime = Some(job.started_at);
+            e.meta.ctime = Some(started_at);
         }
         stats[i] = e.stat.clone();
         paths[i] = e.path.display().to_string();
@@ -101,7 +134,7 @@ pub(super) async fn backup(job: BackupJob<'_>) -> EngineResult<Stored> {
         name,
         TargetKind::Bucket,
         "objects",
-        job.started_at,
+        started_at,
         job.emergency,
     );
     let produce = move || {

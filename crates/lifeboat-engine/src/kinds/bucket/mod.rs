@@ -33,7 +33,14 @@ kind!(
     restore::plan,
     summary,
     drill::rehearse,
-    crate::restore::live::server
+    crate::restore::live::server;
+    fn prestart(
+        &self,
+        name: &str,
+        target: &lifeboat_core::TargetConfig,
+    ) -> Option<crate::kinds::Prestarted> {
+        backup::prestart(name, target)
+    }
 );
 
 /// What a snapshot holds: its objects.
