@@ -14,6 +14,20 @@
 /// this line. After a `;`, the kind's own versions of the trait's provided methods
 /// ([`Kind::base_at`], [`Kind::archive`]).
 macro_rules! kind {
+    // With `prestart = path`: the kind starts reading before the repository opens
+    // (`Kind::prestart`).
+    ($kind:ident, $tag:literal, $backup:path, $plan:path, $summary:path, $rehearse:path,
+     $live:path; prestart = $prestart:path) => {
+        kind!($kind, $tag, $backup, $plan, $summary, $rehearse, $live;
+            fn prestart(
+                &self,
+                name: &str,
+                target: &lifeboat_core::TargetConfig,
+            ) -> Option<$crate::kinds::Prestarted> {
+                $prestart(name, target)
+            }
+        );
+    };
     ($kind:ident, $tag:literal, $backup:path, $plan:path, $summary:path, $rehearse:path,
      $live:path $(; $($own:tt)*)?) => {
         pub struct $kind;

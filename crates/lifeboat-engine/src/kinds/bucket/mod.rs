@@ -34,13 +34,7 @@ kind!(
     summary,
     drill::rehearse,
     crate::restore::live::server;
-    fn prestart(
-        &self,
-        name: &str,
-        target: &lifeboat_core::TargetConfig,
-    ) -> Option<crate::kinds::Prestarted> {
-        backup::prestart(name, target)
-    }
+    prestart = backup::prestart
 );
 
 /// What a snapshot holds: its objects.

@@ -20,13 +20,7 @@ kind!(
     summary,
     drill::rehearse,
     crate::restore::live::database;
-    fn prestart(
-        &self,
-        name: &str,
-        target: &lifeboat_core::TargetConfig,
-    ) -> Option<crate::kinds::Prestarted> {
-        backup::prestart(name, target)
-    }
+    prestart = backup::prestart
 );
 
 /// What a snapshot holds: tables and rows, as of the dump's exported snapshot.
