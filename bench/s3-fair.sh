@@ -29,9 +29,14 @@
 # (reported against ≥ 1.0×). Each restored prefix is compared with the bucket afterwards
 # (`rclone check`: names, sizes, MD5; untimed; VERIFY=0 skips it).
 #
-# rclone runs as a runbook tuned by rclone's own S3 documentation would: `--fast-list`
-# (one listing request per 1000 objects), `--transfers $RCLONE_TRANSFERS` (8, as
-# bench/s3.sh), and how it decides that an object is unchanged, RCLONE_CHECK:
+# rclone runs as a runbook tuned by rclone's own S3 documentation would: how it lists,
+# RCLONE_LIST:
+#   walk            (default against s3s-fs) rclone's default: folder by folder, 8 at once
+#                   (`--checkers`); s3s-fs answers a folder without walking the bucket.
+#   fast            (default against moto) `--fast-list`: one listing request per 1000
+#                   objects, one after the other. Lists nothing on s3s-fs (see SYNC=aws).
+# `--transfers $RCLONE_TRANSFERS` (8, as bench/s3.sh), and how it decides that an object
+# is unchanged, RCLONE_CHECK:
 #   server-modtime  (default) `--use-server-modtime`: size and the listed last-modified time
 #                   against the local file's (set to it on download); no request per object
 #                   and no local reads — what `aws s3 sync` does; the cheapest correct way.
@@ -42,8 +47,9 @@
 #
 # SYNC=aws uses `aws s3 sync` (AWS CLI v1, `--endpoint-url`, path-style addressing) in
 # rclone's place, both ways; downloads with `--exact-timestamps` (without it aws s3 sync
-# never downloads a changed object of the same size). Needed against s3s-fs: rclone 1.60
-# lists with an empty `delimiter=`, which s3s-fs 0.14.1 answers with no objects. Caveat
+# never downloads a changed object of the same size). rclone 1.60 with `--fast-list`
+# lists with an empty `delimiter=`, which s3s-fs 0.14.1 answers with no objects (its
+# default folder walk works there). Caveat
 # (docs/benchmarks.md): s3s-fs lists times to the millisecond and aws s3 sync keeps whole
 # seconds locally, so with `--exact-timestamps` every incremental sync downloads the whole
 # bucket again. The restored prefixes are compared with the bucket by listing (names,
@@ -55,12 +61,13 @@
 #
 #   bench/s3-fair.sh                               # 10,000 × 100 KiB, 3 rounds, moto
 #   OBJECTS=1000 ROUNDS=1 bench/s3-fair.sh         # a quick run (a minute or two)
-#   S3_SERVER=s3s-fs bench/s3-fair.sh              # against s3s-fs instead
+#   S3_SERVER=s3s-fs bench/s3-fair.sh              # against s3s-fs, rclone walking folders
 #   RCLONE_CHECK=checksum bench/s3-fair.sh         # rclone comparing MD5s
 #   S3_SERVER=s3s-fs SYNC=aws bench/s3-fair.sh     # s3s-fs, with aws s3 sync
 #
 # Knobs: OBJECTS (10000), OBJECT_KIB (100), CHANGED_PCT (1), ROUNDS (3), SEED (1),
-# S3_SERVER (moto | s3s-fs), SYNC (rclone | aws), RCLONE_CHECK (server-modtime | checksum | modtime),
+# S3_SERVER (moto | s3s-fs), SYNC (rclone | aws), RCLONE_LIST (walk | fast),
+# RCLONE_CHECK (server-modtime | checksum | modtime),
 # RCLONE_TRANSFERS (8), VERIFY (1), PROFILE (0), S3PORT (55453),
 # WORK (/tmp/lifeboat-bench-s3-fair), KEEP_WORK (0), LIFEBOAT_BIN (a given binary).
 #
@@ -91,7 +98,15 @@ case $RCLONE_CHECK in
     CMP_TEXT="rclone's default comparison: the modification time kept in each object's metadata, one HEAD per object" ;;
   *) echo "RCLONE_CHECK is server-modtime, checksum or modtime" >&2; exit 2 ;;
 esac
-RCLONE=(rclone --fast-list --transfers "$RCLONE_TRANSFERS" "${RCLONE_CMP[@]}")
+if [ -z "${RCLONE_LIST:-}" ]; then
+  if [ "$S3_SERVER" = s3s-fs ]; then RCLONE_LIST=walk; else RCLONE_LIST=fast; fi
+fi
+case $RCLONE_LIST in
+  walk) RCLONE_LISTING=() ;;
+  fast) RCLONE_LISTING=(--fast-list) ;;
+  *) echo "RCLONE_LIST is walk or fast" >&2; exit 2 ;;
+esac
+RCLONE=(rclone "${RCLONE_LISTING[@]}" --transfers "$RCLONE_TRANSFERS" "${RCLONE_CMP[@]}")
 SYNC=${SYNC:-rclone}
 case $SYNC in
   rclone) SYNC_NAME=rclone ;;
@@ -153,7 +168,10 @@ up() {
 # same_objects PREFIX: whether s3://PREFIX holds what s3://media holds (names, sizes and
 # ETags, by listing; rclone check when SYNC=rclone).
 same_objects() {
-  if [ "$SYNC" = rclone ]; then rclone check --fast-list srv:media "srv:$1"; return; fi
+  # rclone check compares MD5s from listed ETags: moto lists them, s3s-fs does not.
+  if [ "$SYNC" = rclone ] && [ "$S3_SERVER" = moto ]; then
+    rclone check --fast-list srv:media "srv:$1"; return
+  fi
   python3 - "$ENDPOINT" "$1" <<'PY'
 import hashlib, sys, boto3
 from concurrent.futures import ThreadPoolExecutor
@@ -347,7 +365,7 @@ if [ "$SYNC" = aws ]; then
   echo "- $CMP_TEXT."
 else
   echo "- the restic way: \`rclone sync srv:media <folder>\`, then \`restic backup <folder>\`, twice; \`restic restore latest --target <dir>\`, then \`rclone sync <dir>/<folder> srv:rcloneup/rN\`."
-  echo "- rclone flags: \`${RCLONE[*]:1}\`; $CMP_TEXT."
+  echo "- rclone flags: \`${RCLONE[*]:1}\`; listing $([ "$RCLONE_LIST" = walk ] && echo "folder by folder, 8 folders at once (rclone's default)" || echo "flat, one page after the other (\`--fast-list\`)"); $CMP_TEXT."
 fi
 echo "- CPU seconds: the tool's own (user + system, children included) / the S3 server's over the same interval."
 echo
@@ -380,7 +398,7 @@ for s in lb_first rc_first rs_first lb_incr rc_incr rs_incr lb_restore rs_restor
 done
 echo
 if [ "$VERIFY" = 1 ]; then
-  echo "Restored prefixes equal to the bucket ($([ "$SYNC" = aws ] && echo "names and sizes listed, every object read back and its MD5 compared" || echo "\`rclone check\`: names, sizes, MD5")): lifeboat $(awk -F'\t' '$2 == "lbrestore" { printf "%s%s", s, $3; s = ", " }' "$CHECKS"); restic + $SYNC_NAME $(awk -F'\t' '$2 == "rcloneup" { printf "%s%s", s, $3; s = ", " }' "$CHECKS")."
+  echo "Restored prefixes equal to the bucket ($([ "$SYNC" = rclone ] && [ "$S3_SERVER" = moto ] && echo "\`rclone check\`: names, sizes, MD5" || echo "names and sizes listed, every object read back and its MD5 compared")): lifeboat $(awk -F'\t' '$2 == "lbrestore" { printf "%s%s", s, $3; s = ", " }' "$CHECKS"); restic + $SYNC_NAME $(awk -F'\t' '$2 == "rcloneup" { printf "%s%s", s, $3; s = ", " }' "$CHECKS")."
   echo
 fi
 
