@@ -68,7 +68,16 @@ impl Bucket {
     pub fn list_walking(&self, walk: Walk) -> Result<Vec<Listed>, StoreError> {
         let op = self.op.clone();
         let entries = block(walk_folders(op, walk)).map_err(|(p, e)| err(&self.url, &p, e))?;
-        Ok(listed(entries))
+        let out = listed(entries);
+        // A server that ignored the delimiter would show objects under their folders again.
+        if let Some(w) = out.windows(2).find(|w| w[0].key == w[1].key) {
+            let e = opendal::Error::new(
+                opendal::ErrorKind::Unexpected,
+                "listed twice when listed folder by folder (does the server ignore `delimiter`?)",
+            );
+            return Err(err(&self.url, &w[0].key, e));
+        }
+        Ok(out)
     }
 
     /// [`Bucket::list`] in one flat listing: a page of 1,000 keys after the other.
@@ -290,15 +299,18 @@ fn vanished(op: &Operator, e: &opendal::Error) -> bool {
 /// a server that answers for a prefix without going through the rest of the bucket
 /// (s3s-fs walks every file of the bucket for each page of a flat listing) answers each
 /// quickly. Walking costs a request per folder, so it stops where that would cost much
-/// more than a flat listing: a folder with more subfolders than `fanout` is listed flat,
-/// and so is every folder found once `requests` folder listings are planned.
+/// more than a flat listing: a folder with more subfolders than `fanout` (the listing
+/// stops at the first one past it) is listed flat, and so is a folder whose subfolders
+/// would take the folder listings past `requests`. At most `requests` folder listings and
+/// as many flat ones, besides the pages of large folders.
 #[derive(Debug, Clone, Copy)]
 pub struct Walk {
     /// Listings in flight at once.
     pub at_once: usize,
     /// A folder with more subfolders than this is listed flat instead.
     pub fanout: usize,
-    /// Folder listings at most; the folders found beyond them are listed flat.
+    /// Folder listings at most: a folder whose subfolders would go past them is listed
+    /// flat instead.
     pub requests: usize,
 }
 
@@ -316,6 +328,40 @@ impl Default for Walk {
 /// segment `//`, a leading `/`, surrounding spaces), which would list another prefix.
 fn walkable(folder: &str) -> bool {
     !folder.starts_with('/') && !folder.contains("//") && folder.trim() == folder
+}
+
+/// One folder's listing: its entries (the folder's own marker left out), or `None` if it
+/// has more than `fanout` subfolders (the listing stops there).
+async fn list_folder(
+    op: &Operator,
+    prefix: &str,
+    fanout: usize,
+) -> opendal::Result<Option<Vec<opendal::Entry>>> {
+    let mut lister = op.lister_with(prefix).await?;
+    let (mut entries, mut folders) = (Vec::new(), 0);
+    while let Some(e) = std::future::poll_fn(|cx| {
+        futures_core::Stream::poll_next(std::pin::Pin::new(&mut lister), cx)
+    })
+    .await
+    {
+        let e = e?;
+        // The folder's marker object is listed in it under the folder's own path; at the
+        // operator's root (a location with a prefix), as `/`, which is also how a common
+        // prefix `<root>/` (a key `<root>//x`) comes back: only the object has a time.
+        let marker = e.path() == prefix
+            || (prefix.is_empty() && e.path() == "/" && e.metadata().last_modified().is_some());
+        if marker {
+            continue;
+        }
+        if e.path().ends_with('/') {
+            folders += 1;
+            if folders > fanout {
+                return Ok(None);
+            }
+        }
+        entries.push(e);
+    }
+    Ok(Some(entries))
 }
 
 /// The entries of every object under the operator's root, as [`Walk`] says. An error names
@@ -336,34 +382,47 @@ async fn walk_folders(
             };
             let op = op.clone();
             running.spawn(async move {
-                let r = op.list_with(&prefix).recursive(flat).await;
+                let r = if flat {
+                    op.list_with(&prefix).recursive(true).await.map(Some)
+                } else {
+                    list_folder(&op, &prefix, walk.fanout).await
+                };
                 (prefix, flat, r)
             });
         }
         let Some(done) = running.join_next().await else {
             return Ok(out);
         };
-        let (prefix, flat, r) = done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let (prefix, flat, r) = match done {
+            Ok(done) => done,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => {
+                    let e = opendal::Error::new(opendal::ErrorKind::Unexpected, e.to_string());
+                    return Err((String::new(), e));
+                }
+            },
+        };
         let entries = r.map_err(|e| (prefix.clone(), e))?;
         if flat {
-            out.extend(entries);
+            out.extend(entries.unwrap_or_default());
             continue;
         }
-        // The folder itself (a marker object) is listed in it as a folder too.
-        let (folders, objects): (Vec<_>, Vec<_>) = entries
-            .into_iter()
-            .filter(|e| e.path() != prefix)
-            .partition(|e| e.path().ends_with('/'));
-        if folders.len() > walk.fanout || !folders.iter().all(|f| walkable(f.path())) {
+        // Too many subfolders, a subfolder opendal cannot list by itself, or past the
+        // budget: the folder again, flat (one listing for all below it).
+        let Some(entries) = entries else {
+            todo.push_back((prefix, true));
+            continue;
+        };
+        let (folders, objects): (Vec<_>, Vec<_>) =
+            entries.into_iter().partition(|e| e.path().ends_with('/'));
+        if planned + folders.len() > walk.requests || !folders.iter().all(|f| walkable(f.path())) {
             todo.push_back((prefix, true));
             continue;
         }
+        planned += folders.len();
         out.extend(objects);
-        let flat = planned + folders.len() > walk.requests;
-        if !flat {
-            planned += folders.len();
-        }
-        todo.extend(folders.into_iter().map(|f| (f.path().to_string(), flat)));
+        todo.extend(folders.into_iter().map(|f| (f.path().to_string(), false)));
     }
 }
 

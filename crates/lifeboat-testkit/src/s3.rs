@@ -379,7 +379,13 @@ pub fn put_objects(endpoint: &str, bucket: &str, objects: &[TestObject<'_>]) {
 
 /// lifeboat's client for `bucket` at `endpoint` with the test credentials.
 pub fn test_bucket(endpoint: &str, bucket: &str) -> lifeboat_repo::bucket::Bucket {
-    lifeboat_repo::bucket::Bucket::open(&lifeboat_core::S3Location {
+    lifeboat_repo::bucket::Bucket::open(&test_bucket_location(endpoint, bucket))
+        .expect("bucket client")
+}
+
+/// `bucket` at `endpoint` with the test credentials, no prefix.
+pub fn test_bucket_location(endpoint: &str, bucket: &str) -> lifeboat_core::S3Location {
+    lifeboat_core::S3Location {
         bucket: bucket.to_string(),
         prefix: String::new(),
         endpoint: Some(endpoint.to_string()),
@@ -388,6 +394,5 @@ pub fn test_bucket(endpoint: &str, bucket: &str) -> lifeboat_repo::bucket::Bucke
         access_key_id: Some(lifeboat_core::Redacted::new(ACCESS_KEY)),
         secret_access_key: Some(lifeboat_core::Redacted::new(SECRET_KEY)),
         object_lock: None,
-    })
-    .expect("bucket client")
+    }
 }

@@ -60,7 +60,9 @@ fn main() {
             e.code
         }
     };
-    // Children and blocking tasks are done; don't wait for idle runtime threads.
+    // Children are done, and blocking tasks too but for one that only reads (a bucket
+    // listing started early, left by a failed backup); don't wait long for it or for idle
+    // runtime threads.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::exit(code);
 }

@@ -689,7 +689,7 @@ fn listed_by_folders(s3: &S3Server, odd_keys: bool) {
     use std::collections::BTreeMap;
 
     use lifeboat_repo::bucket::Walk;
-    use lifeboat_testkit::s3::{TestObject, put_objects, test_bucket};
+    use lifeboat_testkit::s3::{TestObject, put_objects, test_bucket, test_bucket_location};
 
     let proxy = FaultProxy::start(s3.port());
     let media = s3.bucket();
@@ -779,6 +779,45 @@ fn listed_by_folders(s3: &S3Server, odd_keys: bool) {
         assert_eq!(show(b.list().unwrap()), flat);
     });
     assert!(by_folder >= 30, "{by_folder} folder listings");
+
+    // A location with a prefix, its marker object (`pre/`, moto) at the root: 5 folders of
+    // 5 folders of one object each.
+    let other = s3.bucket();
+    let mut keys: Vec<String> = (0..25)
+        .map(|i| format!("pre/f{}/g{}/o", i / 5, i % 5))
+        .collect();
+    keys.push("pre/top".into());
+    let objects: Vec<TestObject> = keys
+        .iter()
+        .map(|k| (k.clone(), b"o".to_vec(), "text/plain", BTreeMap::new()))
+        .collect();
+    put_objects(&s3.endpoint(), &other, &objects);
+    if odd_keys {
+        let status = lifeboat_testkit::s3::http(s3.port(), "PUT", &format!("/{other}/pre/"));
+        assert_eq!(status, 200, "PUT pre/");
+    }
+    let mut loc = test_bucket_location(&proxy.endpoint(), &other);
+    loc.prefix = "pre".into();
+    let b = lifeboat_repo::bucket::Bucket::open(&loc).unwrap();
+    let flat = show(b.list_flat().unwrap());
+    assert_eq!(flat.len(), 26);
+    // Every folder by itself: the root, its 5, their 25 (the marker does not make the root
+    // look like a folder opendal cannot list).
+    let by_folder = count("delimiter=/", &|| {
+        assert_eq!(show(b.list().unwrap()), flat);
+    });
+    assert_eq!(by_folder, 31);
+    // A budget of 3 folder listings: the root's 5 folders would pass it, so the root is
+    // listed again, flat — two listings in all, not one per folder.
+    let tight = Walk {
+        at_once: 4,
+        fanout: 9,
+        requests: 3,
+    };
+    let listings = count("list-type=2", &|| {
+        assert_eq!(show(b.list_walking(tight).unwrap()), flat);
+    });
+    assert_eq!(listings, 2);
 }
 
 /// A bucket restore stages its objects in the temporary folder: without room there it

@@ -43,6 +43,10 @@ struct EarlyList {
     task: Listing,
 }
 
+/// How old an early listing may be when the backup starts: older (the lock was held by
+/// another process a while), the bucket is listed again.
+const EARLY_FOR: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+
 type Listing = tokio::task::JoinHandle<Result<(Bucket, Vec<Listed>), lifeboat_repo::StoreError>>;
 
 /// The bucket's listing, started on a blocking thread (it waits for the server).
@@ -75,8 +79,11 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
         .take()
         .and_then(Prestarted::into::<EarlyList>)
     {
-        Some(early) => (early.task, early.started_at.min(job.started_at)),
-        None => (start_listing(loc), job.started_at),
+        // Not if the lock kept it waiting: the snapshot would hold an old view.
+        Some(early) if job.started_at.duration_since(early.started_at) < EARLY_FOR => {
+            (early.task, early.started_at.min(job.started_at))
+        }
+        _ => (start_listing(loc), job.started_at),
     };
     let (n, u) = (name.to_string(), url.clone());
     let prev = repo
