@@ -17,4 +17,4 @@ cargo test --locked --workspace
 # cache's concurrent writers. It builds alone, with its own Cargo.lock and target folder.
 CARGO_TARGET_DIR=target/vendor-rustic_core \
   cargo test --locked --lib --manifest-path vendor/rustic_core/Cargo.toml -- \
-  chunker lifeboat_patch_tests
+  chunker lifeboat_patch_
