@@ -73,7 +73,7 @@ impl Bucket {
         if let Some(w) = out.windows(2).find(|w| w[0].key == w[1].key) {
             let e = opendal::Error::new(
                 opendal::ErrorKind::Unexpected,
-                "listed twice when listed folder by folder (does the server ignore `delimiter`?)",
+                "listed twice when listed folder by folder (the server's listings overlap)",
             );
             return Err(err(&self.url, &w[0].key, e));
         }
@@ -345,12 +345,12 @@ async fn list_folder(
     .await
     {
         let e = e?;
-        // The folder's marker object is listed in it under the folder's own path; at the
-        // operator's root (a location with a prefix), as `/`, which is also how a common
-        // prefix `<root>/` (a key `<root>//x`) comes back: only the object has a time.
-        let marker = e.path() == prefix
-            || (prefix.is_empty() && e.path() == "/" && e.metadata().last_modified().is_some());
-        if marker {
+        // A folder marker: an object whose key ends in `/` — the folder's own (listed in it
+        // under the folder's path; at the operator's root, as `/`), or a subfolder's, which
+        // some servers list beside the subfolder's common prefix. A common prefix comes back
+        // as a folder path too (`<root>/`, a key `<root>//x`, also as `/`): only an object
+        // has a last-modified time.
+        if e.path().ends_with('/') && e.metadata().last_modified().is_some() {
             continue;
         }
         if e.path().ends_with('/') {

@@ -40,12 +40,14 @@ fn previous(
 /// from then on.
 struct EarlyList {
     started_at: jiff::Timestamp,
+    /// The same moment on the monotonic clock (for its age).
+    started: std::time::Instant,
     task: Listing,
 }
 
 /// How old an early listing may be when the backup starts: older (the lock was held by
 /// another process a while), the bucket is listed again.
-const EARLY_FOR: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+const EARLY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 type Listing = tokio::task::JoinHandle<Result<(Bucket, Vec<Listed>), lifeboat_repo::StoreError>>;
 
@@ -65,6 +67,7 @@ pub(super) fn prestart(name: &str, target: &lifeboat_core::TargetConfig) -> Opti
     tokio::runtime::Handle::try_current().ok()?;
     Some(Prestarted::new(EarlyList {
         started_at: jiff::Timestamp::now(),
+        started: std::time::Instant::now(),
         task: start_listing(loc),
     }))
 }
@@ -80,7 +83,7 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
         .and_then(Prestarted::into::<EarlyList>)
     {
         // Not if the lock kept it waiting: the snapshot would hold an old view.
-        Some(early) if job.started_at.duration_since(early.started_at) < EARLY_FOR => {
+        Some(early) if early.started.elapsed() < EARLY_FOR => {
             (early.task, early.started_at.min(job.started_at))
         }
         _ => (start_listing(loc), job.started_at),
