@@ -69,7 +69,7 @@ impl Bucket {
         let op = self.op.clone();
         let entries = block(walk_folders(op, walk)).map_err(|(p, e)| err(&self.url, &p, e))?;
         let out = listed(entries);
-        // A server that ignored the delimiter would show objects under their folders again.
+        // Listings that overlap (a server's quirk) would show an object twice.
         if let Some(w) = out.windows(2).find(|w| w[0].key == w[1].key) {
             let e = opendal::Error::new(
                 opendal::ErrorKind::Unexpected,
@@ -256,10 +256,7 @@ async fn get(
             // about twice); only one that has grown, an error anyway, grows it.
             let mut out = Vec::with_capacity(usize::try_from(most).unwrap_or(0));
             while out.len() as u64 <= most
-                && let Some(buf) = std::future::poll_fn(|cx| {
-                    futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)
-                })
-                .await
+                && let Some(buf) = next(&mut stream).await
             {
                 for chunk in buf? {
                     out.extend_from_slice(&chunk);
@@ -269,6 +266,11 @@ async fn get(
         }
     };
     Ok((bytes, reader.metadata().map(Head::of)))
+}
+
+/// The next item of an opendal stream (a lister, a reader's stream).
+async fn next<S: futures_core::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_next(cx)).await
 }
 
 /// The object is not there (deleted), though the bucket is: the server said 404 for it,
@@ -284,11 +286,7 @@ fn vanished(op: &Operator, e: &opendal::Error) -> bool {
     // and then list the whole bucket.
     block(async move {
         let mut lister = op.lister_with("").limit(1).await?;
-        std::future::poll_fn(|cx| {
-            futures_core::Stream::poll_next(std::pin::Pin::new(&mut lister), cx)
-        })
-        .await
-        .transpose()
+        next(&mut lister).await.transpose()
     })
     .is_ok()
 }
@@ -339,11 +337,7 @@ async fn list_folder(
 ) -> opendal::Result<Option<Vec<opendal::Entry>>> {
     let mut lister = op.lister_with(prefix).await?;
     let (mut entries, mut folders) = (Vec::new(), 0);
-    while let Some(e) = std::future::poll_fn(|cx| {
-        futures_core::Stream::poll_next(std::pin::Pin::new(&mut lister), cx)
-    })
-    .await
-    {
+    while let Some(e) = next(&mut lister).await {
         let e = e?;
         // A folder marker: an object whose key ends in `/` — the folder's own (listed in it
         // under the folder's path; at the operator's root, as `/`), or a subfolder's, which
