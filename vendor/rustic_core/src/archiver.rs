@@ -13,10 +13,12 @@ use pariter::IteratorExt;
 use crate::{
     Progress,
     archiver::{
-        file_archiver::FileArchiver, parent::Parent, tree::TreeIterator,
+        file_archiver::FileArchiver,
+        parent::{ItemWithParent, Parent, ParentResult},
+        tree::{TreeIterator, TreeType},
         tree_archiver::TreeArchiver,
     },
-    backend::{ReadSource, ReadSourceEntry, decrypt::DecryptFullBackend},
+    backend::{ReadSource, ReadSourceEntry, decrypt::DecryptFullBackend, node::NodeType},
     blob::BlobType,
     error::RusticResult,
     index::{
@@ -191,9 +193,17 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
                     }
                 },
             )
+            // lifeboat patch: in batches (see `Batches`)
+            .batches()
             // archive files in parallel
-            .parallel_map_scoped(s, |item| self.file_archiver.process(item, p))
+            .parallel_map_scoped(s, |batch| {
+                batch
+                    .into_iter()
+                    .map(|item| self.file_archiver.process(item, p))
+                    .collect::<Vec<_>>()
+            })
             .readahead_scoped(s)
+            .flatten()
             .filter_map(|item| match item {
                 Ok(item) => Some(item),
                 Err(err) => {
@@ -227,5 +237,138 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
 
         p.finish();
         Ok(self.snap)
+    }
+}
+
+// lifeboat patch: the archiver's items go to the file archiver's threads in batches. 0.13
+// sent every item (each file, each tree's start and end) through pariter's channels on its
+// own: two hand-offs between threads per item, each a wake-up. An incremental backup of
+// 10,000 unchanged files spent most of its archiving time there (crossbeam's futex waits
+// and `sched_yield`s), for items that need no work: a file matched with its parent keeps
+// the parent's content, a tree's start and end carry nothing to read. A batch ends after
+// an item that must be read (a file not matched with the parent), so files to read still
+// go to the threads one by one and are read in parallel as before; cheap items ride along,
+// at most `BATCH_MAX` per batch. The order of items is unchanged.
+
+/// The most items in one batch.
+const BATCH_MAX: usize = 256;
+
+/// Whether the file archiver must read `item` (a file not matched with its parent).
+fn must_read<O>(item: &ItemWithParent<O>) -> bool {
+    matches!(item, TreeType::Other((_, node, (_, parent)))
+        if node.node_type == NodeType::File && !matches!(parent, ParentResult::Matched(())))
+}
+
+/// Items in batches: each ends after an item that must be read, or at `BATCH_MAX` items.
+struct Batches<I> {
+    iter: I,
+}
+
+impl<O, I: Iterator<Item = ItemWithParent<O>>> Iterator for Batches<I> {
+    type Item = Vec<ItemWithParent<O>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut batch = Vec::new();
+        for item in self.iter.by_ref() {
+            let read = must_read(&item);
+            batch.push(item);
+            if read || batch.len() >= BATCH_MAX {
+                break;
+            }
+        }
+        (!batch.is_empty()).then_some(batch)
+    }
+}
+
+trait BatchesExt: Sized {
+    fn batches(self) -> Batches<Self>;
+}
+
+impl<O, I: Iterator<Item = ItemWithParent<O>>> BatchesExt for I {
+    fn batches(self) -> Batches<Self> {
+        Batches { iter: self }
+    }
+}
+
+#[cfg(test)]
+mod lifeboat_patch_tests {
+    use std::path::PathBuf;
+
+    use super::{BATCH_MAX, BatchesExt, ItemWithParent, ParentResult, TreeType};
+    use crate::backend::node::{Metadata, Node, NodeType};
+
+    fn file(name: &str, matched: bool) -> ItemWithParent<u32> {
+        let parent = if matched {
+            ParentResult::Matched(())
+        } else {
+            ParentResult::NotMatched
+        };
+        let node = Node::new_node(
+            std::ffi::OsStr::new(name),
+            NodeType::File,
+            Metadata::default(),
+        );
+        TreeType::Other((PathBuf::from(name), node, (0, parent)))
+    }
+
+    fn dir(name: &str) -> ItemWithParent<u32> {
+        let node = Node::new_node(
+            std::ffi::OsStr::new(name),
+            NodeType::Dir,
+            Metadata::default(),
+        );
+        TreeType::NewTree((PathBuf::from(name), node, ParentResult::NotFound))
+    }
+
+    fn names(batch: &[ItemWithParent<u32>]) -> Vec<String> {
+        batch
+            .iter()
+            .map(|item| match item {
+                TreeType::NewTree((p, _, _)) => format!("<{}", p.display()),
+                TreeType::EndTree => ">".into(),
+                TreeType::Other((p, _, _)) => p.display().to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lifeboat_patch_a_batch_ends_after_a_file_to_read_and_keeps_the_order() {
+        let items = vec![
+            dir("d"),
+            file("a", true),
+            file("b", false),
+            file("c", false),
+            TreeType::EndTree,
+            dir("e"),
+            file("f", true),
+            TreeType::EndTree,
+        ];
+        let batches: Vec<Vec<String>> = items.into_iter().batches().map(|b| names(&b)).collect();
+        assert_eq!(
+            batches,
+            vec![vec!["<d", "a", "b"], vec!["c"], vec![">", "<e", "f", ">"],]
+        );
+    }
+
+    #[test]
+    fn lifeboat_patch_cheap_items_come_in_batches_of_at_most_the_maximum() {
+        let n = BATCH_MAX * 2 + 3;
+        let items = (0..n).map(|i| file(&i.to_string(), true));
+        let sizes: Vec<usize> = items.batches().map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![BATCH_MAX, BATCH_MAX, 3]);
+        let none: Vec<ItemWithParent<u32>> = Vec::new();
+        assert_eq!(none.into_iter().batches().count(), 0);
+        // A directory's entry that is not a file is never read: it rides along.
+        let other = Node::new_node(
+            std::ffi::OsStr::new("l"),
+            NodeType::Dir,
+            Metadata::default(),
+        );
+        let items = vec![
+            TreeType::Other((PathBuf::from("l"), other, (0, ParentResult::NotFound))),
+            file("x", false),
+        ];
+        let sizes: Vec<usize> = items.into_iter().batches().map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![2]);
     }
 }
