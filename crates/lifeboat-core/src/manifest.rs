@@ -289,8 +289,13 @@ pub struct FileRecord {
 }
 
 impl Manifest {
+    /// The manifest as JSON laid out for people (see [`Outline`]).
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let mut out = Vec::new();
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, Outline::default());
+        if self.serialize(&mut ser).is_err() {
+            out.clear();
+        }
         out.push(b'\n');
         out
     }
@@ -345,6 +350,67 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_is_laid_out_one_record_per_line_and_reads_back() {
+        let record = |i: u32| ObjectRecord {
+            key: format!("img/{i}.jpg"),
+            path: format!("media/bucket/img/{i}.jpg"),
+            bytes: 100,
+            sha256: "ab".repeat(32),
+            etag: "\"e\"".into(),
+            last_modified: "2026-12-07T13:51:40.704Z".into(),
+            content_type: Some("image/jpeg".into()),
+            metadata: BTreeMap::from([("mtime".into(), "1".into())]),
+        };
+        let m = Manifest {
+            format: FORMAT_VERSION,
+            target: "media".into(),
+            kind: TargetKind::Bucket,
+            method: "objects".into(),
+            lifeboat_version: "0.1.0".into(),
+            started_at: "2026-11-22T02:00:00Z".parse().ok(),
+            finished_at: None,
+            complete: true,
+            emergency: false,
+            command: None,
+            redis: None,
+            postgres: None,
+            bucket: Some(BucketManifest {
+                url: "s3://media".into(),
+                objects: vec![record(1), record(2)],
+                total_bytes: 200,
+                downloaded: 2,
+                downloaded_bytes: 200,
+                parent: None,
+                left_out: Vec::new(),
+            }),
+            files: None,
+            physical: None,
+        };
+        let json = String::from_utf8(m.to_json()).unwrap();
+        assert_eq!(Manifest::from_json(json.as_bytes()).unwrap(), m);
+        let lines: Vec<&str> = json.lines().collect();
+        // The first levels as pretty printing lays them out; each record on one line.
+        assert_eq!(lines[0], "{");
+        assert!(lines.contains(&"  \"target\": \"media\","), "{json}");
+        assert!(lines.contains(&"  \"bucket\": {"), "{json}");
+        assert!(lines.contains(&"    \"objects\": ["), "{json}");
+        let one = serde_json::to_string(&record(2)).unwrap();
+        assert!(lines.contains(&format!("      {one}").as_str()), "{json}");
+        assert!(lines.contains(&"    ],"), "{json}");
+        assert_eq!(lines.last(), Some(&"}"));
+        // Smaller than pretty printing, larger than none.
+        let pretty = serde_json::to_vec_pretty(&m).unwrap().len();
+        let compact = serde_json::to_vec(&m).unwrap().len();
+        assert!(json.len() < pretty && json.len() > compact, "{json}");
+        // An empty list stays `[]`, an empty map `{}`.
+        let mut empty = m.clone();
+        empty.bucket.as_mut().unwrap().objects.clear();
+        let json = String::from_utf8(empty.to_json()).unwrap();
+        assert!(json.contains("\"objects\": [],"), "{json}");
+        assert_eq!(Manifest::from_json(json.as_bytes()).unwrap(), empty);
+    }
+
+    #[test]
     fn round_trips_through_json() {
         let m = Manifest {
             format: FORMAT_VERSION,
@@ -393,5 +459,116 @@ mod tests {
         assert!(pg.table("users").is_some());
         assert!(pg.table("public.users").is_some());
         assert!(pg.table("other.users").is_none());
+    }
+}
+
+/// JSON laid out like `serde_json`'s pretty printer for the manifest's first levels, each
+/// value deeper than [`Outline::LEVELS`] on one line: a bucket's object, a file, a table is
+/// one line of its list. A manifest of 10,000 objects was 4.0 MB pretty, 2.7 MB like this;
+/// every backup of the target writes one and reads the previous one.
+#[derive(Default)]
+struct Outline {
+    /// Arrays and objects open around the next value.
+    level: usize,
+    /// Whether the array or object just closed had values (pretty printing puts its
+    /// closing bracket on a line of its own then).
+    has_value: bool,
+}
+
+impl Outline {
+    /// Levels laid out one value per line (the manifest, its sections, their lists).
+    const LEVELS: usize = 3;
+
+    fn pretty(&self) -> bool {
+        self.level <= Self::LEVELS
+    }
+
+    fn new_line<W: ?Sized + std::io::Write>(&self, w: &mut W, level: usize) -> std::io::Result<()> {
+        w.write_all(b"\n")?;
+        for _ in 0..level {
+            w.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+
+    fn open<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        bracket: &[u8],
+    ) -> std::io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        w.write_all(bracket)
+    }
+
+    fn close<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        bracket: &[u8],
+    ) -> std::io::Result<()> {
+        let pretty = self.pretty();
+        self.level -= 1;
+        if pretty && self.has_value {
+            self.new_line(w, self.level)?;
+        }
+        w.write_all(bracket)
+    }
+
+    fn item<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        if self.pretty() {
+            self.new_line(w, self.level)?;
+        }
+        Ok(())
+    }
+}
+
+impl serde_json::ser::Formatter for Outline {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"[")
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item(w, first)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(if self.pretty() { b": " } else { b":" })
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
     }
 }

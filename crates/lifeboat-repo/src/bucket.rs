@@ -11,7 +11,6 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     io::{self, Read, Write},
-    path::PathBuf,
     sync::{Arc, Condvar, Mutex, MutexGuard},
 };
 
@@ -702,6 +701,14 @@ pub fn object_path(root: &str, key: &str) -> String {
     format!("{root}/{}", segments.join("/"))
 }
 
+/// The order of paths made by [`object_path`] as `Path` orders them (the archiver's
+/// order): component by component. Below their common root they have no empty, `.` or
+/// `..` component, so comparing the `/`-separated parts is the same, without parsing each
+/// path at every comparison.
+fn path_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.split('/').cmp(b.split('/'))
+}
+
 /// A timestamp derived from an ETag (about 61 bits of its SHA-256: seconds and
 /// nanoseconds), stored as the entry's ctime so that rustic's parent match (size, mtime,
 /// ctime) also requires the same ETag.
@@ -726,14 +733,19 @@ pub fn entries(
     objects: &[Listed],
     read: impl Fn(usize) -> bool,
 ) -> (Vec<(usize, SourceEntry)>, Arc<Seen>) {
-    let mut by_path: BTreeMap<PathBuf, usize> = BTreeMap::new();
-    for (i, o) in objects.iter().enumerate() {
-        by_path.insert(PathBuf::from(object_path(root, &o.key)), i);
-    }
-    let small: Vec<(PathBuf, usize)> = by_path
+    let mut by_path: Vec<(String, usize)> = objects
         .iter()
-        .filter(|&(_, &i)| read(i) && objects[i].size <= PART)
-        .map(|(p, &i)| (p.clone(), i))
+        .enumerate()
+        .map(|(i, o)| (object_path(root, &o.key), i))
+        .collect();
+    // No two keys have one path (`object_path` escapes what `Path` would merge), and the
+    // listing refuses a key listed twice: each object is one entry.
+    by_path.sort_unstable_by(|(a, _), (b, _)| path_order(a, b));
+    let small: Vec<(usize, usize)> = by_path
+        .iter()
+        .enumerate()
+        .filter(|&(_, &(_, i))| read(i) && objects[i].size <= PART)
+        .map(|(at, &(_, i))| (at, i))
         .collect();
     let ahead = Arc::new(AheadHandle(Arc::new(ReadAhead {
         op: bucket.op.clone(),
@@ -749,23 +761,25 @@ pub fn entries(
     })));
     // Fetching starts now, while the archiver reads the index and the parent's trees.
     ahead.0.fill(&mut ahead.0.lock());
-    let place: HashMap<PathBuf, usize> = small
+    // Where each entry's object is in the read-ahead's order, by the entry's position.
+    let place: HashMap<usize, usize> = small
         .into_iter()
         .enumerate()
-        .map(|(n, (p, _))| (p, n))
+        .map(|(n, (at, _))| (at, n))
         .collect();
     let seen = Arc::new(Seen::default());
     let entries = by_path
         .into_iter()
-        .map(|(path, i)| {
+        .enumerate()
+        .map(|(at, (path, i))| {
             let o = &objects[i];
             let mut reader = bucket.reader(&o.key, o.size);
-            reader.ahead = place.get(&path).map(|&n| (ahead.clone(), n));
+            reader.ahead = place.get(&at).map(|&n| (ahead.clone(), n));
             reader.seen = Some((seen.clone(), i));
             reader.may_leave_out = read(i);
             reader.etag = o.etag.clone();
             reader.modified = o.last_modified.parse().ok();
-            let (mut entry, _) = SourceEntry::new(&path, Content::Stream(Box::new(reader)));
+            let (mut entry, _) = SourceEntry::new(path, Content::Stream(Box::new(reader)));
             entry.meta.size = o.size;
             entry.meta.mtime = o.last_modified.parse().ok();
             entry.meta.ctime = Some(etag_time(&o.etag));
@@ -902,5 +916,25 @@ mod tests {
             "m/objects/%/x/%/%2E%2E/50%25.txt"
         );
         assert_ne!(etag_time("abc"), etag_time("abd"));
+    }
+
+    #[test]
+    fn object_paths_sort_as_the_archiver_sorts_them() {
+        // `/` sorts below `-`, `.` and digits as a separator, above them as a byte.
+        let keys = [
+            "a/b", "a-b", "a.b", "a", "a/b/c", "a/b-c", "a/b.c", "ab", "a0", "A", "b/", "b//c",
+            "b", "./x", "../x", "%", "%/a", "x%y", "é", "e/é", "a b", "a/ b", " a", "a\\b", "",
+            "/", "//",
+        ];
+        let paths: Vec<String> = keys.iter().map(|k| object_path("t/bucket", k)).collect();
+        let mut ours = paths.clone();
+        ours.sort_unstable_by(|a, b| path_order(a, b));
+        let mut std_order = paths.clone();
+        std_order.sort_by(|a, b| std::path::Path::new(a).cmp(std::path::Path::new(b)));
+        assert_eq!(ours, std_order);
+        // The byte order of the strings differs: the check above means something.
+        let mut bytes = paths;
+        bytes.sort();
+        assert_ne!(bytes, std_order);
     }
 }

@@ -13,7 +13,9 @@ mod backend;
 pub mod bucket;
 pub mod copy;
 pub mod files;
+mod kept_index;
 pub mod keys;
+mod manifest_cache;
 pub mod object_lock;
 pub mod seal;
 pub mod side;
@@ -21,7 +23,7 @@ pub mod source;
 pub mod store;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     io::Write,
     path::{Path, PathBuf},
     sync::Arc,
@@ -39,6 +41,7 @@ use rustic_core::{
 };
 
 pub use async_face::{Started, blocking};
+pub use kept_index::KeptIndex;
 pub use rustic_core::{Progress, ProgressBars, ProgressType, RusticProgress};
 pub use seal::{SealError, SideKey};
 pub use side::{LockGuard, LockKind, SideArea, SideError, hostname};
@@ -341,6 +344,8 @@ pub struct Repo {
     key: rustic_core::repofile::MasterKey,
     /// The key file the password opened (`None` when opened another way).
     key_id: Option<String>,
+    /// The repository's id (its config's), in hex.
+    repo_id: String,
     url: String,
     side: SideArea,
     store: Store,
@@ -475,6 +480,53 @@ impl SnapshotInfo {
     }
 }
 
+/// The content of a file made of `blobs`, read all at once (a manifest of a large bucket is
+/// a few blobs; rustic's `dump` reads two at a time, and every read waits for the server).
+fn read_blobs(
+    indexed: &Repository<rustic_core::IndexedFullStatus>,
+    blobs: &[rustic_core::DataId],
+) -> rustic_core::RusticResult<Vec<u8>> {
+    /// Reads at once, at most.
+    const AT_ONCE: usize = 8;
+    let mut out = Vec::new();
+    for group in blobs.chunks(AT_ONCE) {
+        let read: Vec<_> = std::thread::scope(|s| {
+            let reads: Vec<_> = group
+                .iter()
+                .map(|id| {
+                    s.spawn(move || {
+                        indexed.get_blob_cached(
+                            &rustic_core::BlobId::from(**id),
+                            rustic_core::repofile::BlobType::Data,
+                        )
+                    })
+                })
+                .collect();
+            reads
+                .into_iter()
+                .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        for bytes in read {
+            out.extend_from_slice(&bytes?);
+        }
+    }
+    Ok(out)
+}
+
+/// Store `source` below `target` as the snapshot `snap`.
+fn archive<S: rustic_core::IndexedIds>(
+    indexed: &Repository<S>,
+    opts: &rustic_core::BackupOptions,
+    source: &EntrySource,
+    snap: SnapshotFile,
+    target: &str,
+) -> Result<SnapshotFile, RepoError> {
+    indexed
+        .archive(opts, source, snap, &[PathBuf::from(target)])
+        .map_err(rustic(format!("backup of `{target}` failed")))
+}
+
 /// The backend rustic reads and writes `location` through (see [`backend`]).
 fn backends(
     location: &Location,
@@ -572,6 +624,7 @@ impl Repo {
         Ok(Self {
             key: inner.key(),
             key_id: inner.key_id().map(|id| id.to_hex().to_string()),
+            repo_id: inner.config().id.to_hex().to_string(),
             idle: std::sync::Mutex::new(vec![inner]),
             unopened,
             url,
@@ -673,14 +726,15 @@ impl Repo {
         extra_tags: &[&str],
         entries: Vec<SourceEntry>,
     ) -> Result<SnapshotInfo, RepoError> {
-        self.backup_with_parent(target, kind_tag, extra_tags, entries, None)
+        self.backup_with_parent(target, kind_tag, extra_tags, entries, None, None)
     }
 
     /// [`Repo::backup`], letting rustic link unchanged entries from a parent snapshot
     /// without reading them (bucket objects). Only entries whose node has a real size and
     /// mtime (and ctime) may match, so `parent.reusable` names them with their sizes: one
     /// of them that was not read must be stored with exactly that size. Stream entries
-    /// (size 0, fresh mtime) never match.
+    /// (size 0, fresh mtime) never match. `kept`: the index read to find the parent
+    /// ([`Repo::newest_snapshot`]), archived against if still current.
     pub fn backup_with_parent(
         &self,
         target: &str,
@@ -688,6 +742,7 @@ impl Repo {
         extra_tags: &[&str],
         entries: Vec<SourceEntry>,
         parent: Option<Parent>,
+        kept: Option<KeptIndex>,
     ) -> Result<SnapshotInfo, RepoError> {
         let stats: Vec<(PathBuf, Arc<StreamStat>)> = entries
             .iter()
@@ -707,23 +762,36 @@ impl Repo {
         // Stream entries have no size or mtime, so they would "match" the parent snapshot
         // and never be read (pitfall 3): no parent, unless the caller names one and the
         // entries it may reuse.
-        let reusable = parent
-            .as_ref()
-            .map(|p| p.reusable.clone())
-            .unwrap_or_default();
-        match &parent {
-            Some(p) => opts.parent_opts.parents = vec![p.snapshot.clone()],
-            None => opts.parent_opts.force = true,
-        }
+        let reusable = match parent {
+            Some(p) => {
+                opts.parent_opts.parents = vec![p.snapshot];
+                p.reusable
+            }
+            None => {
+                opts.parent_opts.force = true;
+                Default::default()
+            }
+        };
         let source = EntrySource::new(entries, None);
-        let indexed = self
-            .handle()?
-            .to_indexed_ids()
-            .map_err(rustic("cannot read the repository index"))?;
-        let saved = indexed
-            .archive(&opts, &source, snap, &[PathBuf::from(target)])
-            .map_err(rustic(format!("backup of `{target}` failed")));
-        self.put_back(indexed.drop_index());
+        // The index the parent was found with, if still current; else the smaller one
+        // backups need (data blobs' ids only).
+        let current = match kept {
+            Some(kept) => self.still_current(kept)?,
+            None => None,
+        };
+        let saved = if let Some(indexed) = current {
+            let saved = archive(&indexed, &opts, &source, snap, target);
+            self.put_back(indexed.drop_index());
+            saved
+        } else {
+            let indexed = self
+                .handle()?
+                .to_indexed_ids()
+                .map_err(rustic("cannot read the repository index"))?;
+            let saved = archive(&indexed, &opts, &source, snap, target);
+            self.put_back(indexed.drop_index());
+            saved
+        };
         // Whatever the archiver said, the records decide.
         let (read, linked): (Vec<_>, Vec<_>) = stats
             .into_iter()
@@ -790,12 +858,12 @@ impl Repo {
     }
 
     /// Content bytes of every file below `target` in a snapshot, by path inside it.
-    fn stored_sizes(&self, id: &str, target: &str) -> Result<BTreeMap<PathBuf, u64>, RepoError> {
+    fn stored_sizes(&self, id: &str, target: &str) -> Result<HashMap<PathBuf, u64>, RepoError> {
         self.with_indexed(|indexed| {
             let node = indexed
                 .node_from_snapshot_path(&format!("{id}:{target}"), |_| true)
                 .map_err(rustic("cannot read the new snapshot"))?;
-            let mut sizes = BTreeMap::new();
+            let mut sizes = HashMap::with_capacity(1024);
             for item in indexed
                 .ls(&node, &LsOptions::default())
                 .map_err(rustic("cannot list the new snapshot"))?
@@ -860,10 +928,10 @@ impl Repo {
         snap: &SnapshotFile,
         target: &str,
     ) -> Result<Manifest, String> {
-        let mut buf = Vec::new();
-        indexed
+        let node = indexed
             .node_from_snapshot_and_path(snap, &format!("{target}/{MANIFEST_FILE}"))
-            .and_then(|node| indexed.dump(&node, &mut buf))
+            .map_err(|e| first_line(&e.to_string()))?;
+        let buf = read_blobs(indexed, node.content.as_deref().unwrap_or_default())
             .map_err(|e| first_line(&e.to_string()))?;
         Manifest::from_json(&buf).map_err(|e| e.to_string())
     }
@@ -1272,7 +1340,7 @@ fn node_at(
 /// Entries whose stored size differs from what was read (or that are missing).
 fn size_mismatches(
     stats: &[(PathBuf, Arc<StreamStat>)],
-    stored: &BTreeMap<PathBuf, u64>,
+    stored: &HashMap<PathBuf, u64>,
 ) -> Vec<String> {
     stats
         .iter()

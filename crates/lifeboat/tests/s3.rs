@@ -438,6 +438,95 @@ fn a_killed_backup_leaves_a_repository_that_works_on_s3() {
     ws.run(&["check", "--read-data"]).expect_code(0);
 }
 
+/// A bucket backup reads the previous manifest from this machine's cache (sealed, named by
+/// its snapshot, replaced by the next), and from the repository when the cached file does
+/// not open; both ways only the changed object is read again.
+#[test]
+fn a_bucket_backup_reads_the_previous_manifest_from_the_cache_or_else_the_repository() {
+    use std::collections::BTreeMap;
+
+    use lifeboat_testkit::s3::{TestObject, put_objects};
+
+    let s3 = S3Server::start();
+    // The repository is reached through a proxy that counts requests.
+    let proxy = FaultProxy::start(s3.port());
+    let media = s3.bucket();
+    let object = |i: usize, v: &str| -> TestObject<'static> {
+        (
+            format!("f{}/{i}.txt", i % 3),
+            format!("object {i} {v}\n").into_bytes(),
+            "text/plain",
+            BTreeMap::new(),
+        )
+    };
+    let all: Vec<TestObject> = (0..300).map(|i| object(i, "a")).collect();
+    put_objects(&s3.endpoint(), &media, &all);
+    let ws = Workspace::s3(BIN, &proxy.endpoint(), &s3.bucket());
+    ws.write_config(&format!(
+        "[targets.media]\nkind = \"bucket\"\nurl = \"s3://{media}\"\nendpoint = \"{}\"\n",
+        s3.endpoint()
+    ));
+    let cache = ws.path().join("cache");
+    let env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
+    ws.run_env(&["init"], &env).expect_code(0);
+    ws.run_env(&["backup"], &env).expect_code(0);
+    // The cached manifests of the target: (snapshot id, path).
+    let cached = || -> Vec<(String, std::path::PathBuf)> {
+        let mut out = Vec::new();
+        for repo in std::fs::read_dir(cache.join("lifeboat")).unwrap() {
+            let dir = repo.unwrap().path().join("manifests").join("media");
+            for f in std::fs::read_dir(dir).unwrap() {
+                let f = f.unwrap();
+                out.push((f.file_name().to_string_lossy().into_owned(), f.path()));
+            }
+        }
+        out
+    };
+    let newest_id = || {
+        let snaps = ws.run_env(&["snapshots", "--json"], &env).json()["snapshots"].clone();
+        let snaps = snaps.as_array().unwrap().clone();
+        snaps.last().unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let files = cached();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(newest_id().starts_with(&files[0].0) || files[0].0.starts_with(&newest_id()));
+    let raw = std::fs::read(&files[0].1).unwrap();
+    assert!(
+        !raw.windows(5).any(|w| w == b"f1/1."),
+        "the cached manifest is sealed"
+    );
+
+    // One object changed: read again; the manifest came from the cache.
+    put_objects(&s3.endpoint(), &media, &[object(1, "b")]);
+    let before = proxy.counts().0;
+    ws.run_env(&["backup"], &env).expect_code(0);
+    let with_cache = proxy.counts().0 - before;
+    assert_eq!(child_bucket_manifest(&ws)["downloaded"], 1);
+    let files = cached();
+    assert_eq!(files.len(), 1, "the newer one replaces it: {files:?}");
+    assert!(newest_id().starts_with(&files[0].0) || files[0].0.starts_with(&newest_id()));
+
+    // The cached file damaged: the manifest is read from the repository, and again only
+    // the changed object is read.
+    let mut raw = std::fs::read(&files[0].1).unwrap();
+    let last = raw.len() - 1;
+    raw[last] ^= 1;
+    std::fs::write(&files[0].1, &raw).unwrap();
+    put_objects(&s3.endpoint(), &media, &[object(2, "b")]);
+    let before = proxy.counts().0;
+    ws.run_env(&["backup"], &env).expect_code(0);
+    let without = proxy.counts().0 - before;
+    let snaps = ws.run_env(&["snapshots", "--json"], &env).json()["snapshots"].clone();
+    let newest = snaps.as_array().unwrap().last().unwrap()["manifest"]["bucket"].clone();
+    assert_eq!(newest["downloaded"], 1, "{newest}");
+    assert_eq!(newest["objects"].as_array().unwrap().len(), 300);
+    // Reading the manifest from the repository took requests the cache saved.
+    assert!(
+        without > with_cache,
+        "{without} requests without the cache, {with_cache} with it"
+    );
+}
+
 /// A bucket target: thousands of small objects and two multipart ones backed up with
 /// their content types and metadata; a second backup downloads only what changed;
 /// restores of all of it, a prefix and one key into other buckets; existing objects

@@ -50,7 +50,16 @@ pub async fn store_with_manifest(
     entries: Vec<SourceEntry>,
     produce: impl FnOnce() -> Result<Manifest, String> + Send + 'static,
 ) -> EngineResult<(SnapshotInfo, Vec<u8>)> {
-    store_with_parent(repo, name, kind_tag, emergency, entries, produce, None).await
+    let none = Linked::default();
+    store_with_parent(repo, name, kind_tag, emergency, entries, produce, none).await
+}
+
+/// What a backup may link unchanged entries from: the parent snapshot, and the index read
+/// to find it ([`lifeboat_repo::Repo::newest_snapshot`]).
+#[derive(Debug, Default)]
+pub struct Linked {
+    pub parent: Option<lifeboat_repo::Parent>,
+    pub index: Option<lifeboat_repo::KeptIndex>,
 }
 
 /// [`store_with_manifest`] with a parent snapshot unchanged entries may be linked from.
@@ -61,15 +70,16 @@ pub async fn store_with_parent(
     emergency: bool,
     mut entries: Vec<SourceEntry>,
     produce: impl FnOnce() -> Result<Manifest, String> + Send + 'static,
-    parent: Option<lifeboat_repo::Parent>,
+    linked: Linked,
 ) -> EngineResult<(SnapshotInfo, Vec<u8>)> {
+    let Linked { parent, index } = linked;
     let kept = ManifestCopy::default();
     let kept_in = kept.clone();
     entries.push(manifest_entry(name, move || Ok(kept_in.finish(produce()?))));
     let tags = emergency_tags(emergency);
     let n = name.to_string();
     let info = repo
-        .call(move |r| r.backup_with_parent(&n, kind_tag, tags, entries, parent))
+        .call(move |r| r.backup_with_parent(&n, kind_tag, tags, entries, parent, index))
         .await?;
     Ok((info, kept.bytes()))
 }

@@ -8,31 +8,35 @@ use lifeboat_core::{
     manifest::{BucketManifest, LeftOut, ObjectRecord},
 };
 use lifeboat_repo::{
-    Parent, SnapshotInfo, StreamStat,
+    KeptIndex, Parent, SnapshotInfo, StreamStat,
     bucket::{self, Bucket, Gone, Head, Listed},
 };
 
 use super::{bucket_err, parallel};
 use crate::{
     EngineResult,
-    backup::store::{manifest_base, store_with_parent},
+    backup::store::{Linked, manifest_base, store_with_parent},
     kinds::{BackupJob, Prestarted, Stored},
 };
 
-/// The newest complete snapshot of `name` that holds this bucket's objects.
-fn previous(
-    snaps: &[SnapshotInfo],
-    url: &str,
-) -> Option<(lifeboat_core::SnapshotId, BucketManifest)> {
-    snaps
-        .iter()
-        .filter(|s| s.is_good())
-        .filter_map(|s| {
-            let m = s.manifest.as_ref().ok()?.bucket.clone()?;
-            (m.url == url).then(|| (s.time.clone(), s.id.clone(), m))
-        })
-        .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, id, m)| (id, m))
+/// The newest complete snapshot of a bucket target that holds the bucket's objects, with
+/// its manifest; and the index read to find it, kept for the backup.
+type Previous = (
+    Option<(lifeboat_core::SnapshotId, BucketManifest)>,
+    Option<KeptIndex>,
+);
+
+/// [`Previous`] of `name`, whose bucket is `url`.
+fn previous(repo: &lifeboat_repo::Repo, name: &str, url: &str) -> EngineResult<Previous> {
+    let of_bucket = |s: &SnapshotInfo| {
+        s.is_good()
+            && s.manifest
+                .as_ref()
+                .is_ok_and(|m| m.bucket.as_ref().is_some_and(|b| b.url == url))
+    };
+    let (found, kept) = repo.newest_snapshot(name, of_bucket)?;
+    let found = found.and_then(|s| Some((s.id, s.manifest.ok()?.bucket?)));
+    Ok((found, kept))
 }
 
 /// The listing of a backup's bucket, started before the repository was open
@@ -89,9 +93,7 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
         _ => (start_listing(loc), job.started_at),
     };
     let (n, u) = (name.to_string(), url.clone());
-    let prev = repo
-        .call(move |r| -> EngineResult<_> { Ok(previous(&r.snapshots(Some(&n))?, &u)) })
-        .await?;
+    let (prev, kept) = repo.call(move |r| previous(r, &n, &u)).await?;
     let (source, listed) = listing.await?.map_err(bucket_err)?;
     let old: HashMap<String, ObjectRecord> = prev
         .as_ref()
@@ -296,16 +298,28 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
         });
         Ok(manifest)
     };
-    store_with_parent(
+    let (info, bytes) = store_with_parent(
         repo,
         name,
         "bucket",
         job.emergency,
         entries,
         produce,
-        parent,
+        Linked {
+            parent,
+            index: kept,
+        },
     )
-    .await
+    .await?;
+    // The next backup of the target reads its previous manifest from this machine.
+    let (n, id) = (name.to_string(), info.id.to_string());
+    let bytes = repo
+        .call(move |r| {
+            r.cache_manifest(&n, &id, &bytes);
+            bytes
+        })
+        .await;
+    Ok((info, bytes))
 }
 
 /// The listing shows the same object as the record: same size, ETag and last-modified.
