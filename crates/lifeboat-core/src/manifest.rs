@@ -291,11 +291,7 @@ pub struct FileRecord {
 impl Manifest {
     /// The manifest as JSON laid out for people (see [`Outline`]).
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, Outline::default());
-        if self.serialize(&mut ser).is_err() {
-            out.clear();
-        }
+        let mut out = outline(self);
         out.push(b'\n');
         out
     }
@@ -411,6 +407,36 @@ mod tests {
     }
 
     #[test]
+    fn objects_in_lists_at_any_depth_are_one_line_each() {
+        // As a physical manifest nests its files: an object, a list in it, objects in that.
+        let v = serde_json::json!({
+            "physical": {"files": {"count": 2, "files": [
+                {"path": "base/1", "bytes": 8, "blocks": [{"at": 0}, {"at": 1}], "tags": []},
+                {"path": "base/2", "bytes": 0, "meta": {}}
+            ]}},
+            "names": ["a", "b"],
+            "empty": {},
+            "none": []
+        });
+        let text = String::from_utf8(outline(&v)).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, v);
+        // Lines without the comma that follows a value.
+        let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches(',')).collect();
+        let has = |line: &str| lines.contains(&line);
+        let one = |o: &serde_json::Value| serde_json::to_string(o).unwrap();
+        let files = &v["physical"]["files"]["files"];
+        assert!(has(&format!("        {}", one(&files[0]))), "{text}");
+        assert!(has(&format!("        {}", one(&files[1]))), "{text}");
+        // Lists of plain values and the objects that are not in a list: over lines.
+        assert!(has("    \"a\""), "{text}");
+        assert!(has("  \"physical\": {"), "{text}");
+        assert!(has("      \"files\": ["), "{text}");
+        assert!(has("  \"empty\": {}"), "{text}");
+        assert!(has("  \"none\": []"), "{text}");
+    }
+
+    #[test]
     fn round_trips_through_json() {
         let m = Manifest {
             format: FORMAT_VERSION,
@@ -462,54 +488,57 @@ mod tests {
     }
 }
 
-/// JSON laid out like `serde_json`'s pretty printer for the manifest's first levels, each
-/// value deeper than [`Outline::LEVELS`] on one line: a bucket's object, a file, a table is
-/// one line of its list. A manifest of 10,000 objects was 4.0 MB pretty, 2.7 MB like this;
-/// every backup of the target writes one and reads the previous one.
+/// JSON laid out like `serde_json`'s pretty printer, but every object inside a list on one
+/// line: a bucket's object, a file, a table is one line of its list. A manifest of 10,000
+/// objects was 4.0 MB pretty, 2.7 MB like this; every backup of the target writes one and
+/// reads the previous one.
 #[derive(Default)]
 struct Outline {
-    /// Arrays and objects open around the next value.
-    level: usize,
-    /// Whether the array or object just closed had values (pretty printing puts its
-    /// closing bracket on a line of its own then).
+    /// The open containers laid out over lines: whether each is a list.
+    open: Vec<bool>,
+    /// Containers open inside the one-line object being written (0: none).
+    inline: usize,
+    /// Whether the container just closed had values (pretty printing puts its closing
+    /// bracket on a line of its own then).
     has_value: bool,
 }
 
 impl Outline {
-    /// Levels laid out one value per line (the manifest, its sections, their lists).
-    const LEVELS: usize = 3;
-
-    fn pretty(&self) -> bool {
-        self.level <= Self::LEVELS
-    }
-
-    fn new_line<W: ?Sized + std::io::Write>(&self, w: &mut W, level: usize) -> std::io::Result<()> {
+    fn new_line<W: ?Sized + std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
         w.write_all(b"\n")?;
-        for _ in 0..level {
+        for _ in 0..self.open.len() {
             w.write_all(b"  ")?;
         }
         Ok(())
     }
 
-    fn open<W: ?Sized + std::io::Write>(
+    fn begin<W: ?Sized + std::io::Write>(
         &mut self,
         w: &mut W,
+        list: bool,
         bracket: &[u8],
     ) -> std::io::Result<()> {
-        self.level += 1;
+        if self.inline > 0 || (!list && self.open.last() == Some(&true)) {
+            self.inline += 1;
+        } else {
+            self.open.push(list);
+        }
         self.has_value = false;
         w.write_all(bracket)
     }
 
-    fn close<W: ?Sized + std::io::Write>(
+    fn end<W: ?Sized + std::io::Write>(
         &mut self,
         w: &mut W,
         bracket: &[u8],
     ) -> std::io::Result<()> {
-        let pretty = self.pretty();
-        self.level -= 1;
-        if pretty && self.has_value {
-            self.new_line(w, self.level)?;
+        if self.inline > 0 {
+            self.inline -= 1;
+        } else {
+            self.open.pop();
+            if self.has_value {
+                self.new_line(w)?;
+            }
         }
         w.write_all(bracket)
     }
@@ -518,8 +547,8 @@ impl Outline {
         if !first {
             w.write_all(b",")?;
         }
-        if self.pretty() {
-            self.new_line(w, self.level)?;
+        if self.inline == 0 {
+            self.new_line(w)?;
         }
         Ok(())
     }
@@ -527,11 +556,11 @@ impl Outline {
 
 impl serde_json::ser::Formatter for Outline {
     fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.open(w, b"[")
+        self.begin(w, true, b"[")
     }
 
     fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.close(w, b"]")
+        self.end(w, b"]")
     }
 
     fn begin_array_value<W: ?Sized + std::io::Write>(
@@ -548,11 +577,11 @@ impl serde_json::ser::Formatter for Outline {
     }
 
     fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.open(w, b"{")
+        self.begin(w, false, b"{")
     }
 
     fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.close(w, b"}")
+        self.end(w, b"}")
     }
 
     fn begin_object_key<W: ?Sized + std::io::Write>(
@@ -564,11 +593,21 @@ impl serde_json::ser::Formatter for Outline {
     }
 
     fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        w.write_all(if self.pretty() { b": " } else { b":" })
+        w.write_all(if self.inline == 0 { b": " } else { b":" })
     }
 
     fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
         self.has_value = true;
         Ok(())
     }
+}
+
+/// `value` as JSON laid out by [`Outline`].
+fn outline(value: &impl Serialize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, Outline::default());
+    if value.serialize(&mut ser).is_err() {
+        out.clear();
+    }
+    out
 }

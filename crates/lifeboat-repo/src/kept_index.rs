@@ -100,13 +100,23 @@ impl Repo {
                         }
                     }
                 }
-                let kept = index
+                match index
                     .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-                if found.is_none() {
-                    found = newest(&kept.indexed, items, &wanted);
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                {
+                    Ok(kept) => {
+                        if found.is_none() {
+                            found = newest(&kept.indexed, items, &wanted);
+                        }
+                        Ok((found, Some(kept)))
+                    }
+                    // Found without it: the backup reads the index it needs itself.
+                    Err(e) if found.is_some() => {
+                        log::debug!("the index, read beside the cached manifest: {e}");
+                        Ok((found, None))
+                    }
+                    Err(e) => Err(e),
                 }
-                Ok((found, Some(kept)))
             })
         })
     }

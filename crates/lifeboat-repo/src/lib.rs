@@ -692,13 +692,10 @@ impl Repo {
 
     /// The key for sealed side objects, derived from the repository's master key.
     pub fn side_key(&self) -> Result<SideKey, RepoError> {
-        self.with_open(|repo| {
-            let master = repo.key();
-            let mut material = master.encrypt.clone();
-            material.extend_from_slice(&master.mac.k);
-            material.extend_from_slice(&master.mac.r);
-            Ok(SideKey::derive(&material))
-        })
+        let mut material = self.key.encrypt.clone();
+        material.extend_from_slice(&self.key.mac.k);
+        material.extend_from_slice(&self.key.mac.r);
+        Ok(SideKey::derive(&material))
     }
 
     pub fn side(&self) -> &SideArea {

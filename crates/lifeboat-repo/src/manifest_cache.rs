@@ -4,12 +4,14 @@
 //! then a read of each of its blobs from the server, before the backup could tell what
 //! changed. Here it is one local file, read while the index is read.
 //!
-//! `<cache>/lifeboat/<repository id>/manifests/<target>/<snapshot id>`, sealed with the side
-//! area's key ([`crate::SideKey`]: compressed, encrypted, authenticated, bound to the
+//! `<cache>/lifeboat/<repository id>/manifests/<target>/<snapshot id>` (`<cache>` as rustic
+//! finds its own: `$XDG_CACHE_HOME` or `~/.cache` on Linux), sealed with the side area's key
+//! ([`crate::SideKey`]: compressed, encrypted, authenticated, bound to the target and the
 //! snapshot id), so the file says nothing without the repository's key and cannot stand in
 //! for another snapshot's manifest. Only a snapshot the repository lists is looked up; a
 //! file that does not open is ignored (the manifest is read from the repository). One file
-//! per target: writing one removes the others.
+//! per target, the last this machine wrote: writing one removes the others (only files
+//! named like snapshot ids; folders made only its owner can enter).
 
 use std::path::{Path, PathBuf};
 
@@ -57,15 +59,22 @@ impl ManifestCache {
 
     /// The manifest of `snapshot` of `target`, if cached and it opens.
     pub(crate) fn get(&self, target: &str, snapshot: &str) -> Option<Manifest> {
-        let sealed = std::fs::read(self.file(target, snapshot)).ok()?;
+        let file = self.file(target, snapshot);
+        let sealed = std::fs::read(&file).ok()?;
         let plain = match self.key.open(&name(target, snapshot), &sealed) {
             Ok(plain) => plain,
             Err(e) => {
-                log::debug!("cached manifest of {snapshot} ignored: {e}");
+                log::info!("{} ignored: {e}", file.display());
                 return None;
             }
         };
-        Manifest::from_json(&plain).ok()
+        let manifest = Manifest::from_json(&plain).ok()?;
+        log::info!(
+            "the manifest of snapshot {} read from {}",
+            crate::keys::short(snapshot),
+            file.display()
+        );
+        Some(manifest)
     }
 
     /// Keep `bytes`, the manifest of `snapshot` of `target`, instead of any other of the
@@ -76,21 +85,47 @@ impl ManifestCache {
             .seal(&name(target, snapshot), bytes)
             .map_err(std::io::Error::other)?;
         let dir = self.dir.join(folder(target));
-        std::fs::create_dir_all(&dir)?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir)?;
+        // Not through a link someone else could have put there.
+        if std::fs::symlink_metadata(&dir)?.file_type().is_symlink() {
+            return Err(std::io::Error::other(format!(
+                "{} is a symbolic link",
+                dir.display()
+            )));
+        }
         let tmp = dir.join(format!(".{snapshot}.{}.tmp", std::process::id()));
-        write_private(&tmp, &sealed)?;
-        if let Err(e) = std::fs::rename(&tmp, dir.join(snapshot)) {
+        let written =
+            write_private(&tmp, &sealed).and_then(|()| std::fs::rename(&tmp, dir.join(snapshot)));
+        if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
+        // The target's other manifests, and temporary files left by a process that died
+        // (an hour old).
         for entry in std::fs::read_dir(&dir)?.flatten() {
-            let file = entry.file_name();
-            if file.to_str() != Some(snapshot) && !file.to_string_lossy().starts_with('.') {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let other = file != snapshot && is_snapshot_id(&file);
+            let stale = file.starts_with('.')
+                && file.ends_with(".tmp")
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
+            if other || stale {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
         Ok(())
     }
+}
+
+/// A snapshot id: 64 hex digits.
+fn is_snapshot_id(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Write a file only its owner can read.
@@ -156,43 +191,70 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = SideKey::derive(b"one repository's master key material");
         let cache = ManifestCache::new(dir.path(), "repo", key.clone());
-        assert!(cache.get("media", "s1").is_none());
-        cache.put("media", "s1", &manifest("media")).unwrap();
-        assert_eq!(cache.get("media", "s1").unwrap().target, "media");
+        let id = |c: char| c.to_string().repeat(64);
+        let (s0, s1, s2) = (id('0'), id('1'), id('2'));
+        assert!(cache.get("media", &s1).is_none());
+        cache.put("media", &s1, &manifest("media")).unwrap();
+        assert_eq!(cache.get("media", &s1).unwrap().target, "media");
         // Sealed: no plain JSON on disk; only its owner reads it.
-        let file = cache.file("media", "s1");
+        let file = cache.file("media", &s1);
         let raw = std::fs::read(&file).unwrap();
+        assert!(crate::seal::is_sealed(&raw));
         assert!(!raw.windows(7).any(|w| w == b"objects"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&file), 0o600);
+            assert_eq!(mode(file.parent().unwrap()), 0o700);
         }
         // Copied in place of another snapshot's, or another target's: it does not open.
-        std::fs::copy(&file, cache.file("media", "s0")).unwrap();
-        assert!(cache.get("media", "s0").is_none());
-        std::fs::create_dir_all(cache.file("other", "s1").parent().unwrap()).unwrap();
-        std::fs::copy(&file, cache.file("other", "s1")).unwrap();
-        assert!(cache.get("other", "s1").is_none());
+        std::fs::copy(&file, cache.file("media", &s0)).unwrap();
+        assert!(cache.get("media", &s0).is_none());
+        std::fs::create_dir_all(cache.file("other", &s1).parent().unwrap()).unwrap();
+        std::fs::copy(&file, cache.file("other", &s1)).unwrap();
+        assert!(cache.get("other", &s1).is_none());
         // Another repository's key: it does not open.
         let foreign = ManifestCache::new(dir.path(), "repo", SideKey::derive(b"another key"));
-        assert!(foreign.get("media", "s1").is_none());
+        assert!(foreign.get("media", &s1).is_none());
         // Damaged: ignored.
         let mut bad = raw.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
         std::fs::write(&file, &bad).unwrap();
-        assert!(cache.get("media", "s1").is_none());
-        // A newer one replaces the target's others, not other targets'.
-        cache.put("media", "s2", &manifest("media")).unwrap();
-        let left: Vec<String> = std::fs::read_dir(file.parent().unwrap())
+        assert!(cache.get("media", &s1).is_none());
+        // A newer one replaces the target's others (files named like snapshots only), not
+        // other targets'.
+        let folder = file.parent().unwrap().to_path_buf();
+        std::fs::write(folder.join("notes.txt"), b"mine").unwrap();
+        cache.put("media", &s2, &manifest("media")).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&folder)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(left, vec!["s2".to_string()]);
-        assert!(cache.file("other", "s1").exists());
-        assert_eq!(cache.get("media", "s2").unwrap().target, "media");
+        left.sort();
+        assert_eq!(left, vec![s2.clone(), "notes.txt".to_string()]);
+        assert!(cache.file("other", &s1).exists());
+        assert_eq!(cache.get("media", &s2).unwrap().target, "media");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_target_folder_that_is_a_link_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("a".repeat(64)), b"keep").unwrap();
+        let cache = ManifestCache::new(dir.path(), "repo", SideKey::derive(b"k"));
+        let target = cache.file("media", "x");
+        std::fs::create_dir_all(target.parent().unwrap().parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), target.parent().unwrap()).unwrap();
+        assert!(
+            cache
+                .put("media", &"b".repeat(64), &manifest("media"))
+                .is_err()
+        );
+        assert!(elsewhere.path().join("a".repeat(64)).exists());
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 1);
     }
 
     #[test]
