@@ -1,10 +1,12 @@
 //! A full index read for one step of a job and kept for the next: a bucket backup reads its
 //! previous manifest (which needs the index), then archives against the same index instead
-//! of reading another. Used only while every index file it was read from is still there:
-//! index files never change, and a blob leaves the repository only with the index file that
-//! lists it (prune, which needs the exclusive lock, rewrites them). Index files added since
-//! (another backup's) hold blobs it does not know: those it stores again, as rustic does
-//! for blobs another backup adds while it runs.
+//! of reading another. Used only if it was read whole (the index files listed before and
+//! after reading it are the same), and by a caller holding the repository's shared lock
+//! from the read to the archive (`lifeboat backup`, `serve`, a restore's emergency backup):
+//! a blob leaves the repository only with the index file that lists it, which only prune
+//! and index repair rewrite, under the exclusive lock. Index files another backup adds
+//! meanwhile hold blobs it does not know: those it stores again, as rustic does for blobs
+//! another backup adds while it runs.
 
 use rustic_core::{IndexedFullStatus, Repository, repofile::SnapshotFile};
 

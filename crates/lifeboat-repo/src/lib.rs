@@ -488,26 +488,25 @@ fn read_blobs(
 ) -> rustic_core::RusticResult<Vec<u8>> {
     /// Reads at once, at most.
     const AT_ONCE: usize = 8;
+    let read = |id: &rustic_core::DataId| {
+        indexed.get_blob_cached(
+            &rustic_core::BlobId::from(**id),
+            rustic_core::repofile::BlobType::Data,
+        )
+    };
+    if let [one] = blobs {
+        return Ok(read(one)?.to_vec());
+    }
     let mut out = Vec::new();
     for group in blobs.chunks(AT_ONCE) {
-        let read: Vec<_> = std::thread::scope(|s| {
-            let reads: Vec<_> = group
-                .iter()
-                .map(|id| {
-                    s.spawn(move || {
-                        indexed.get_blob_cached(
-                            &rustic_core::BlobId::from(**id),
-                            rustic_core::repofile::BlobType::Data,
-                        )
-                    })
-                })
-                .collect();
+        let got: Vec<_> = std::thread::scope(|s| {
+            let reads: Vec<_> = group.iter().map(|id| s.spawn(move || read(id))).collect();
             reads
                 .into_iter()
                 .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         });
-        for bytes in read {
+        for bytes in got {
             out.extend_from_slice(&bytes?);
         }
     }
@@ -928,6 +927,9 @@ impl Repo {
         let node = indexed
             .node_from_snapshot_and_path(snap, &format!("{target}/{MANIFEST_FILE}"))
             .map_err(|e| first_line(&e.to_string()))?;
+        if !node.is_file() {
+            return Err(format!("{target}/{MANIFEST_FILE} is not a file"));
+        }
         let buf = read_blobs(indexed, node.content.as_deref().unwrap_or_default())
             .map_err(|e| first_line(&e.to_string()))?;
         Manifest::from_json(&buf).map_err(|e| e.to_string())
