@@ -1,7 +1,10 @@
 //! A bucket backup: list, read what changed since the previous snapshot of the same
 //! bucket, link the rest from it, the manifest last.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use lifeboat_core::{
     TargetKind,
@@ -95,13 +98,12 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
     let (n, u) = (name.to_string(), url.clone());
     let (prev, kept) = repo.call(move |r| previous(r, &n, &u)).await?;
     let (source, listed) = listing.await?.map_err(bucket_err)?;
-    let old: HashMap<String, ObjectRecord> = prev
-        .as_ref()
-        .map(|(_, m)| {
-            m.objects
-                .iter()
-                .map(|o| (o.key.clone(), o.clone()))
-                .collect()
+    let (parent_id, prev) = prev.unzip();
+    // The previous records by key (taken, not copied), and the keys it left out.
+    let (old, left_out_before): (HashMap<String, ObjectRecord>, HashSet<String>) = prev
+        .map(|m| {
+            let old = m.objects.into_iter().map(|o| (o.key.clone(), o)).collect();
+            (old, m.left_out.into_iter().map(|l| l.key).collect())
         })
         .unwrap_or_default();
     // What changed (or is new) is read; what did not is linked from the parent and keeps
@@ -118,10 +120,6 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
     // An object the parent left out is in its tree anyway (listed size, mtime and ETag,
     // no content): a ctime of this backup's start keeps rustic from linking that node,
     // which would leave the object unread (and the manifest waiting for it).
-    let left_out_before: std::collections::HashSet<&str> = prev
-        .as_ref()
-        .map(|(_, m)| m.left_out.iter().map(|l| l.key.as_str()).collect())
-        .unwrap_or_default();
     let mut entries = Vec::with_capacity(with_index.len());
     for (i, mut e) in with_index {
         if left_out_before.contains(listed[i].key.as_str()) {
@@ -137,11 +135,10 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
             reusable.insert(paths[i].clone().into(), listed[i].size);
         }
     }
-    let parent = prev.as_ref().map(|(id, _)| Parent {
+    let parent = parent_id.as_ref().map(|id| Parent {
         snapshot: id.to_string(),
         reusable,
     });
-    let parent_id = prev.map(|(id, _)| id);
     let mut manifest = manifest_base(
         name,
         TargetKind::Bucket,
