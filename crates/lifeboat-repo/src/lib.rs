@@ -11,6 +11,7 @@
 mod async_face;
 mod backend;
 pub mod bucket;
+mod change_hint;
 pub mod copy;
 pub mod files;
 mod kept_index;
@@ -41,6 +42,7 @@ use rustic_core::{
 };
 
 pub use async_face::{Started, blocking};
+pub use change_hint::HintKey;
 pub use kept_index::KeptIndex;
 pub use rustic_core::{Progress, ProgressBars, ProgressType, RusticProgress};
 pub use seal::{SealError, SideKey};

@@ -85,18 +85,7 @@ impl ManifestCache {
             .seal(&name(target, snapshot), bytes)
             .map_err(std::io::Error::other)?;
         let dir = self.dir.join(folder(target));
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&dir)?;
-        // Not through a link someone else could have put there.
-        if std::fs::symlink_metadata(&dir)?.file_type().is_symlink() {
-            return Err(std::io::Error::other(format!(
-                "{} is a symbolic link",
-                dir.display()
-            )));
-        }
+        private_folder(&dir)?;
         let tmp = dir.join(format!(".{snapshot}.{}.tmp", std::process::id()));
         let written =
             write_private(&tmp, &sealed).and_then(|()| std::fs::rename(&tmp, dir.join(snapshot)));
@@ -128,8 +117,25 @@ fn is_snapshot_id(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Make `dir` (and its parents) only its owner can enter, and refuse one that is a
+/// symbolic link: nothing is written through a link someone else could have put there.
+pub(crate) fn private_folder(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    if std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
+        return Err(std::io::Error::other(format!(
+            "{} is a symbolic link",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Write a file only its owner can read.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

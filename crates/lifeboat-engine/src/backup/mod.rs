@@ -124,7 +124,8 @@ pub async fn backup(engine: &Engine, name: &str, cancel: &Cancel) -> EngineResul
 /// ([`Engine::give_prestarted`]) once it is made. Needs a tokio runtime.
 pub fn prestart(config: &Config, name: &str) -> Option<Prestarted> {
     let target = config.target(name)?;
-    kind_of(target).prestart(name, target)
+    let repository = config.repository_location().ok()?.url();
+    kind_of(target).prestart(name, target, &repository)
 }
 
 /// Back up one target. `source` overrides where its data is (emergency backups of a restore

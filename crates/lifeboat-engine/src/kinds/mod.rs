@@ -23,8 +23,9 @@ macro_rules! kind {
                 &self,
                 name: &str,
                 target: &lifeboat_core::TargetConfig,
+                repository: &str,
             ) -> Option<$crate::kinds::Prestarted> {
-                $prestart(name, target)
+                $prestart(name, target, repository)
             }
         );
     };
@@ -156,8 +157,14 @@ pub trait Kind: Send + Sync {
 
     /// Start reading the target before the repository is open (opening it derives the key
     /// from the password, a few tenths of a second), for a backup of `name` that follows:
-    /// it then goes on from there. Needs a tokio runtime. `None`: nothing to start early.
-    fn prestart(&self, _name: &str, _target: &TargetConfig) -> Option<Prestarted> {
+    /// it then goes on from there. `repository` is the repository's URL. Needs a tokio
+    /// runtime. `None`: nothing to start early.
+    fn prestart(
+        &self,
+        _name: &str,
+        _target: &TargetConfig,
+        _repository: &str,
+    ) -> Option<Prestarted> {
         None
     }
 

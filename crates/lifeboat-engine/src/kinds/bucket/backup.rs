@@ -11,8 +11,8 @@ use lifeboat_core::{
     manifest::{BucketManifest, LeftOut, ObjectRecord},
 };
 use lifeboat_repo::{
-    KeptIndex, Parent, SnapshotInfo, StreamStat,
-    bucket::{self, Bucket, Gone, Head, Listed},
+    HintKey, KeptIndex, Parent, SnapshotInfo, StreamStat,
+    bucket::{self, Bucket, Gone, Head, Listed, Prefetched},
 };
 
 use super::{bucket_err, parallel};
@@ -56,26 +56,53 @@ struct EarlyList {
 /// another process a while), the bucket is listed again.
 const EARLY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
-type Listing = tokio::task::JoinHandle<Result<(Bucket, Vec<Listed>), lifeboat_repo::StoreError>>;
+type Listing =
+    tokio::task::JoinHandle<Result<(Bucket, Vec<Listed>, Prefetched), lifeboat_repo::StoreError>>;
 
-/// The bucket's listing, started on a blocking thread (it waits for the server).
-fn start_listing(loc: lifeboat_core::S3Location) -> Listing {
+/// The bucket's listing, started on a blocking thread (it waits for the server); then the
+/// objects modified after `since` start coming (see [`lifeboat_repo::HintKey`]).
+fn start_listing(loc: lifeboat_core::S3Location, since: Option<jiff::Timestamp>) -> Listing {
     tokio::task::spawn_blocking(move || {
         let t = std::time::Instant::now();
         let source = Bucket::open(&loc)?;
         let listed = source.list()?;
         log::info!("listed {} objects in {:.1?}", listed.len(), t.elapsed());
-        Ok((source, listed))
+        let early = match since {
+            Some(since) => source.prefetch(&bucket::likely_changed(&listed, since)),
+            None => Prefetched::default(),
+        };
+        if !early.is_empty() {
+            log::info!(
+                "fetching {} objects modified after {} (the newest the last backup listed)",
+                early.len(),
+                since.unwrap_or_default()
+            );
+        }
+        Ok((source, listed, early))
     })
 }
 
-pub(super) fn prestart(name: &str, target: &lifeboat_core::TargetConfig) -> Option<Prestarted> {
+/// Whose hint a backup of `name` reads and leaves.
+fn hint_key<'a>(repository: &'a str, name: &'a str, bucket: &'a str) -> HintKey<'a> {
+    HintKey {
+        repository,
+        target: name,
+        bucket,
+    }
+}
+
+pub(super) fn prestart(
+    name: &str,
+    target: &lifeboat_core::TargetConfig,
+    repository: &str,
+) -> Option<Prestarted> {
     let loc = target.bucket_location(name).ok()?;
     tokio::runtime::Handle::try_current().ok()?;
+    let since = hint_key(repository, name, &loc.url()).read();
     Some(Prestarted::new(EarlyList {
         started_at: jiff::Timestamp::now(),
         started: std::time::Instant::now(),
-        task: start_listing(loc),
+        task: start_listing(loc, since),
     }))
 }
 
@@ -93,11 +120,18 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
         Some(early) if early.started.elapsed() < EARLY_FOR => {
             (early.task, early.started_at.min(job.started_at))
         }
-        _ => (start_listing(loc), job.started_at),
+        _ => {
+            let since = hint_key(repo.url(), name, &url).read();
+            (start_listing(loc, since), job.started_at)
+        }
     };
     let (n, u) = (name.to_string(), url.clone());
     let (prev, kept) = repo.call(move |r| previous(r, &n, &u)).await?;
-    let (source, listed) = listing.await?.map_err(bucket_err)?;
+    let (source, listed, early) = listing.await?.map_err(bucket_err)?;
+    let newest = listed
+        .iter()
+        .filter_map(|o| o.last_modified.parse::<jiff::Timestamp>().ok())
+        .max();
     let (parent_id, prev) = prev.unzip();
     // The previous records by key (taken, not copied), and the keys it left out.
     let (old, left_out_before): (HashMap<String, ObjectRecord>, HashSet<String>) = prev
@@ -113,8 +147,9 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
         .map(|o| !old.get(&o.key).is_some_and(|p| unchanged(p, o)))
         .collect();
     let root = format!("{name}/bucket");
+    let hint_bucket = url.clone();
     // What the parent cannot give is read: changed objects (those with a fresh HEAD).
-    let (with_index, seen) = bucket::entries(&source, &root, &listed, |i| changed[i]);
+    let (with_index, seen) = bucket::entries(&source, &root, &listed, |i| changed[i], early);
     let mut stats: Vec<Option<Arc<StreamStat>>> = vec![None; listed.len()];
     let mut paths: Vec<String> = vec![String::new(); listed.len()];
     // An object the parent left out is in its tree anyway (listed size, mtime and ETag,
@@ -308,11 +343,15 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
         },
     )
     .await?;
-    // The next backup of the target reads its previous manifest from this machine.
+    // The next backup of the target reads its previous manifest from this machine, and
+    // guesses from the newest time listed what changed.
     let (n, id) = (name.to_string(), info.id.to_string());
     let bytes = repo
         .call(move |r| {
             r.cache_manifest(&n, &id, &bytes);
+            if let Some(newest) = newest {
+                hint_key(r.url(), &n, &hint_bucket).write(newest);
+            }
             bytes
         })
         .await;

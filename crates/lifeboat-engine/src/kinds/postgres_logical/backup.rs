@@ -48,7 +48,11 @@ impl Drop for Early {
     }
 }
 
-pub(super) fn prestart(name: &str, target_cfg: &TargetConfig) -> Option<Prestarted> {
+pub(super) fn prestart(
+    name: &str,
+    target_cfg: &TargetConfig,
+    _repository: &str,
+) -> Option<Prestarted> {
     let url = target_cfg.connection_url(name).ok()?;
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     let target_cfg = target_cfg.clone();

@@ -16,6 +16,10 @@ use std::{
 
 use opendal::Operator;
 
+mod prefetch;
+
+pub use prefetch::{PREFETCH_BYTES, PREFETCH_OBJECTS, Prefetched, likely_changed};
+
 use crate::{
     source::{Content, SourceEntry},
     store::{StoreError, block, runtime},
@@ -732,6 +736,7 @@ pub fn entries(
     root: &str,
     objects: &[Listed],
     read: impl Fn(usize) -> bool,
+    prefetched: Prefetched,
 ) -> (Vec<(usize, SourceEntry)>, Arc<Seen>) {
     let mut by_path: Vec<(String, usize)> = objects
         .iter()
@@ -747,15 +752,18 @@ pub fn entries(
         .filter(|&(_, &(_, i))| read(i) && objects[i].size <= PART)
         .map(|(at, &(_, i))| (at, i))
         .collect();
+    let order: Vec<(String, u64, String)> = small
+        .iter()
+        .map(|(_, i)| {
+            let o = &objects[*i];
+            (o.key.clone(), o.size, o.etag.clone())
+        })
+        .collect();
+    prefetched.keep_only(&order.iter().map(|(k, _, _)| k.as_str()).collect());
     let ahead = Arc::new(AheadHandle(Arc::new(ReadAhead {
         op: bucket.op.clone(),
-        order: small
-            .iter()
-            .map(|(_, i)| {
-                let o = &objects[*i];
-                (o.key.clone(), o.size, o.etag.clone())
-            })
-            .collect(),
+        order,
+        prefetched,
         state: Mutex::new(AheadState::default()),
         changed: Condvar::new(),
     })));
@@ -800,6 +808,8 @@ struct ReadAhead {
     /// Key, size and listed ETag of each object to fetch, in the order the archiver reads
     /// them.
     order: Vec<(String, u64, String)>,
+    /// Fetches started before the read-ahead, taken over where they match.
+    prefetched: Prefetched,
     state: Mutex<AheadState>,
     changed: Condvar,
 }
@@ -853,9 +863,20 @@ impl ReadAhead {
             let (key, size, etag) = self.order[i].clone();
             s.bytes += size;
             let (me, op) = (self.clone(), self.op.clone());
+            let early = self.prefetched.take(&key, size, &etag);
             runtime().spawn(async move {
                 let if_match = (!etag.is_empty()).then_some(etag.as_str());
-                let got = get(&op, &key, Get::Whole(size), if_match).await;
+                // An early fetch that failed is not asked again: the reader reads it
+                // itself, and sees why.
+                let got = match early {
+                    Some(task) => task.await.unwrap_or_else(|e| {
+                        Err(opendal::Error::new(
+                            opendal::ErrorKind::Unexpected,
+                            format!("the early fetch of `{key}` stopped: {e}"),
+                        ))
+                    }),
+                    None => get(&op, &key, Get::Whole(size), if_match).await,
+                };
                 let mut s = me.lock();
                 s.fetching.remove(&i);
                 match got {
