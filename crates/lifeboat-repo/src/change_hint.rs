@@ -8,7 +8,7 @@
 //! Both times are the server's (last-modified as listed), so the two clocks never meet.
 //! `<cache>/lifeboat/listed/<fingerprint>`, the fingerprint a hash of the repository, the
 //! target and the bucket (the file name says none of them); the file holds one RFC 3339
-//! time, which only says that a backup ran around then (the cache's own times say that).
+//! time: when the bucket was last written before that backup.
 
 use std::path::{Path, PathBuf};
 

@@ -245,10 +245,12 @@ impl Workspace {
             .expect("start lifeboat")
     }
 
-    /// A `lifeboat` command with this workspace's config and a clean environment.
+    /// A `lifeboat` command with this workspace's config and a clean environment; its
+    /// local caches (rustic's, lifeboat's manifests and hints) in the workspace's `cache`.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("-c").arg(self.config_path()).args(args);
+        cmd.env("XDG_CACHE_HOME", self.path().join("cache"));
         for (k, _) in std::env::vars() {
             if k.starts_with("LIFEBOAT_") || k.starts_with("AWS_") {
                 cmd.env_remove(k);

@@ -124,7 +124,10 @@ pub async fn backup(engine: &Engine, name: &str, cancel: &Cancel) -> EngineResul
 /// ([`Engine::give_prestarted`]) once it is made. Needs a tokio runtime.
 pub fn prestart(config: &Config, name: &str) -> Option<Prestarted> {
     let target = config.target(name)?;
-    let repository = config.repository_location().ok()?.url();
+    let repository = config
+        .repository_location()
+        .map(|l| l.url())
+        .unwrap_or_default();
     kind_of(target).prestart(name, target, &repository)
 }
 

@@ -9,7 +9,7 @@
 //! metadata, hashed on the way.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     io::{self, Read, Write},
     sync::{Arc, Condvar, Mutex, MutexGuard},
 };
@@ -18,6 +18,7 @@ use opendal::Operator;
 
 mod prefetch;
 
+use prefetch::Fetching;
 pub use prefetch::{PREFETCH_BYTES, PREFETCH_OBJECTS, Prefetched, likely_changed};
 
 use crate::{
@@ -736,7 +737,7 @@ pub fn entries(
     root: &str,
     objects: &[Listed],
     read: impl Fn(usize) -> bool,
-    prefetched: Prefetched,
+    mut early: Prefetched,
 ) -> (Vec<(usize, SourceEntry)>, Arc<Seen>) {
     let mut by_path: Vec<(String, usize)> = objects
         .iter()
@@ -759,16 +760,30 @@ pub fn entries(
             (o.key.clone(), o.size, o.etag.clone())
         })
         .collect();
-    prefetched.keep_only(&order.iter().map(|(k, _, _)| k.as_str()).collect());
     let ahead = Arc::new(AheadHandle(Arc::new(ReadAhead {
         op: bucket.op.clone(),
         order,
-        prefetched,
         state: Mutex::new(AheadState::default()),
         changed: Condvar::new(),
     })));
-    // Fetching starts now, while the archiver reads the index and the parent's trees.
-    ahead.0.fill(&mut ahead.0.lock());
+    {
+        let mut s = ahead.0.lock();
+        // The early fetches of objects read are the read-ahead's own from here; the others
+        // stop when `early` is dropped.
+        if !early.is_empty() {
+            let (fetched, mut taken) = (early.len(), 0);
+            for (n, (key, size, etag)) in ahead.0.order.iter().enumerate() {
+                if let Some(task) = early.take(key, *size, etag) {
+                    ahead.0.start(&mut s, n, Some(task));
+                    taken += 1;
+                }
+            }
+            log::info!("{taken} of the {fetched} objects fetched early are read");
+        }
+        // Fetching starts now, while the archiver reads the index and the parent's trees.
+        ahead.0.fill(&mut s);
+    }
+    drop(early);
     // Where each entry's object is in the read-ahead's order, by the entry's position.
     let place: HashMap<usize, usize> = small
         .into_iter()
@@ -808,8 +823,6 @@ struct ReadAhead {
     /// Key, size and listed ETag of each object to fetch, in the order the archiver reads
     /// them.
     order: Vec<(String, u64, String)>,
-    /// Fetches started before the read-ahead, taken over where they match.
-    prefetched: Prefetched,
     state: Mutex<AheadState>,
     changed: Condvar,
 }
@@ -824,7 +837,8 @@ struct AheadState {
     next: usize,
     /// The furthest object read so far.
     read: usize,
-    fetching: HashSet<usize>,
+    /// The fetches running, to stop them when the readers are gone.
+    fetching: HashMap<usize, tokio::task::AbortHandle>,
     ready: HashMap<usize, (Vec<u8>, Option<Head>)>,
     /// The listed sizes of the objects being fetched and fetched: what the window holds
     /// in memory (128 GETs of objects near 8 MiB would otherwise hold 1 GiB).
@@ -832,8 +846,8 @@ struct AheadState {
     stopped: bool,
 }
 
-/// Held by the readers: when the last is gone (the backup ended or failed), no more
-/// objects are fetched.
+/// Held by the readers: when the last is gone (the backup ended, failed or was
+/// cancelled), no more objects are fetched and the running fetches stop.
 struct AheadHandle(Arc<ReadAhead>);
 
 impl Drop for AheadHandle {
@@ -841,6 +855,19 @@ impl Drop for AheadHandle {
         let mut s = self.0.lock();
         s.stopped = true;
         s.ready.clear();
+        for (_, task) in s.fetching.drain() {
+            task.abort();
+        }
+    }
+}
+
+/// An early fetch taken over: stopped if the task awaiting it is (dropping a `JoinHandle`
+/// would leave it running).
+struct Adopted(Fetching);
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -859,37 +886,49 @@ impl ReadAhead {
         {
             let i = s.next;
             s.next += 1;
-            s.fetching.insert(i);
-            let (key, size, etag) = self.order[i].clone();
-            s.bytes += size;
-            let (me, op) = (self.clone(), self.op.clone());
-            let early = self.prefetched.take(&key, size, &etag);
-            runtime().spawn(async move {
-                let if_match = (!etag.is_empty()).then_some(etag.as_str());
-                // An early fetch that failed is not asked again: the reader reads it
-                // itself, and sees why.
-                let got = match early {
-                    Some(task) => task.await.unwrap_or_else(|e| {
-                        Err(opendal::Error::new(
-                            opendal::ErrorKind::Unexpected,
-                            format!("the early fetch of `{key}` stopped: {e}"),
-                        ))
-                    }),
-                    None => get(&op, &key, Get::Whole(size), if_match).await,
-                };
-                let mut s = me.lock();
-                s.fetching.remove(&i);
-                match got {
-                    // Not if the archiver went far past it (linked it from the parent).
-                    Ok(got) if !s.stopped && i + AHEAD_REQUESTS >= s.read => {
-                        s.ready.insert(i, got);
-                    }
-                    _ => s.bytes -= size,
-                }
-                me.fill(&mut s);
-                me.changed.notify_all();
-            });
+            // Not one taken over from an early fetch.
+            if !s.fetching.contains_key(&i) && !s.ready.contains_key(&i) {
+                self.start(s, i, None);
+            }
         }
+    }
+
+    /// Fetch object `i`: a GET, or the `early` fetch of it. Its listed size counts in the
+    /// window until it is taken or dropped. Called with the state locked (the task's own
+    /// lock waits for it).
+    fn start(self: &Arc<Self>, s: &mut AheadState, i: usize, early: Option<Fetching>) {
+        let (key, size, etag) = self.order[i].clone();
+        s.bytes += size;
+        let (me, op) = (self.clone(), self.op.clone());
+        let early = early.map(Adopted);
+        let task = runtime().spawn(async move {
+            let got = match early {
+                // One that failed is a fetch that failed: the object is fetched again
+                // (by the reader, which then sees why).
+                Some(mut early) => (&mut early.0).await.unwrap_or_else(|e| {
+                    Err(opendal::Error::new(
+                        opendal::ErrorKind::Unexpected,
+                        format!("the early fetch of `{key}` stopped: {e}"),
+                    ))
+                }),
+                None => {
+                    let if_match = (!etag.is_empty()).then_some(etag.as_str());
+                    get(&op, &key, Get::Whole(size), if_match).await
+                }
+            };
+            let mut s = me.lock();
+            s.fetching.remove(&i);
+            match got {
+                // Not if the archiver went far past it (linked it from the parent).
+                Ok(got) if !s.stopped && i + AHEAD_REQUESTS >= s.read => {
+                    s.ready.insert(i, got);
+                }
+                _ => s.bytes -= size,
+            }
+            me.fill(&mut s);
+            me.changed.notify_all();
+        });
+        s.fetching.insert(i, task.abort_handle());
     }
 
     /// Object `i`'s bytes and head, if fetched (waiting while its GET runs).
@@ -917,7 +956,7 @@ impl ReadAhead {
                 self.fill(&mut s);
                 return Some(got);
             }
-            if !s.fetching.contains(&i) {
+            if !s.fetching.contains_key(&i) {
                 return None;
             }
             s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());

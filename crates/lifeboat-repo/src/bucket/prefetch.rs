@@ -3,19 +3,16 @@
 //! changed ([`likely_changed`], from [`crate::HintKey`]) are fetched as the read-ahead
 //! would fetch them, and the read-ahead takes each over if it reads that object as listed.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Mutex, MutexGuard},
-};
+use std::collections::HashMap;
 
 use super::{AHEAD_REQUESTS, Bucket, Get, Head, Listed, PART, get};
 use crate::store::runtime;
 
-/// The early fetches, by key. The read-ahead takes one over if it reads that object as
-/// listed (same key, size and ETag); what is not taken is dropped with it (its fetches
-/// stopped).
+/// The early fetches, by key. [`super::entries`] hands those of objects the backup reads
+/// (same key, size and ETag as listed) to the read-ahead as fetches already running; the
+/// others are stopped when this is dropped.
 #[derive(Default)]
-pub struct Prefetched(Mutex<HashMap<String, Early>>);
+pub struct Prefetched(HashMap<String, Early>);
 
 /// One object's fetch: its listed size and ETag, and the task.
 struct Early {
@@ -33,24 +30,25 @@ pub const PREFETCH_OBJECTS: usize = AHEAD_REQUESTS;
 pub const PREFETCH_BYTES: u64 = 32 << 20;
 
 /// The objects last modified after `since` (the newest last-modified the previous backup
-/// listed: both are the server's clock), in listed order, within [`PREFETCH_OBJECTS`] and
-/// [`PREFETCH_BYTES`], small enough for one GET.
+/// listed: both are the server's clock) and small enough for one GET, in listed order,
+/// within [`PREFETCH_OBJECTS`] and [`PREFETCH_BYTES`].
 pub fn likely_changed(objects: &[Listed], since: jiff::Timestamp) -> Vec<&Listed> {
     let mut bytes = 0;
-    objects
-        .iter()
-        .filter(|o| o.size <= PART)
-        .filter(|o| {
-            o.last_modified
-                .parse::<jiff::Timestamp>()
-                .is_ok_and(|t| t > since)
-        })
-        .take_while(|o| {
+    let mut out = Vec::new();
+    for o in objects {
+        if out.len() == PREFETCH_OBJECTS {
+            break;
+        }
+        let newer = o
+            .last_modified
+            .parse::<jiff::Timestamp>()
+            .is_ok_and(|t| t > since);
+        if newer && o.size <= PART && bytes + o.size <= PREFETCH_BYTES {
             bytes += o.size;
-            bytes <= PREFETCH_BYTES
-        })
-        .take(PREFETCH_OBJECTS)
-        .collect()
+            out.push(o);
+        }
+    }
+    out
 }
 
 impl Bucket {
@@ -73,27 +71,24 @@ impl Bucket {
                 (o.key.clone(), early)
             })
             .collect();
-        Prefetched(Mutex::new(fetches))
+        Prefetched(fetches)
     }
 }
 
 impl Prefetched {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Early>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// How many objects are being fetched or were.
+    /// How many objects are being fetched (or were).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0.is_empty()
     }
 
-    /// The fetch of `key`, if it was of the version `size` and `etag` say.
-    pub(super) fn take(&self, key: &str, size: u64, etag: &str) -> Option<Fetching> {
-        let early = self.lock().remove(key)?;
+    /// The fetch of `key`, if it is of the version `size` and `etag` say (else it is
+    /// stopped).
+    pub(super) fn take(&mut self, key: &str, size: u64, etag: &str) -> Option<Fetching> {
+        let early = self.0.remove(key)?;
         if early.size == size && early.etag == etag {
             Some(early.task)
         } else {
@@ -101,22 +96,11 @@ impl Prefetched {
             None
         }
     }
-
-    /// Stop (and drop) the fetches of objects not in `keep`.
-    pub(super) fn keep_only(&self, keep: &HashSet<&str>) {
-        self.lock().retain(|key, early| {
-            let kept = keep.contains(key.as_str());
-            if !kept {
-                early.task.abort();
-            }
-            kept
-        });
-    }
 }
 
 impl Drop for Prefetched {
     fn drop(&mut self) {
-        for (_, early) in self.lock().drain() {
+        for (_, early) in self.0.drain() {
             early.task.abort();
         }
     }
@@ -153,9 +137,39 @@ mod tests {
         let got = keys(likely_changed(&many, since));
         assert_eq!(got.len(), PREFETCH_OBJECTS);
         assert_eq!(got[0], "k0000");
-        let big: Vec<Listed> = (0..10).map(|i| o(&format!("b{i}"), PART, at(11))).collect();
-        let got = likely_changed(&big, since);
-        assert_eq!(got.len() as u64, PREFETCH_BYTES / PART);
-        assert!(got.iter().map(|o| o.size).sum::<u64>() <= PREFETCH_BYTES);
+        let mut big: Vec<Listed> = (0..10)
+            .map(|i| o(&format!("b{i}"), PART - 1, at(11)))
+            .collect();
+        big.push(o("small after", 1, at(11)));
+        let got = keys(likely_changed(&big, since));
+        let full = (PREFETCH_BYTES / PART) as usize;
+        assert_eq!(got.len(), full + 1, "{got:?}");
+        assert_eq!(got[full], "small after", "a small one still fits");
+    }
+
+    #[test]
+    fn early_fetches_are_handed_over_only_as_listed_and_stopped_otherwise() {
+        let mut running = Vec::new();
+        let mut early = Prefetched::default();
+        for (key, size, etag) in [("a", 1, "e1"), ("b", 2, "e2"), ("c", 3, "e3")] {
+            let task = runtime().spawn(std::future::pending());
+            running.push(task.abort_handle());
+            let (size, etag) = (size, etag.to_string());
+            early.0.insert(key.into(), Early { size, etag, task });
+        }
+        let a = early.take("a", 1, "e1").expect("as listed: handed over");
+        assert!(early.take("b", 2, "another").is_none(), "another version");
+        assert!(early.take("z", 1, "").is_none(), "never fetched");
+        assert_eq!(early.len(), 1);
+        drop(early);
+        let stopped = |i: usize| running[i].is_finished();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !(stopped(1) && stopped(2)) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(stopped(1), "the fetch of another version is stopped");
+        assert!(stopped(2), "what was not taken is stopped with the rest");
+        assert!(!stopped(0), "the one handed over runs on");
+        a.abort();
     }
 }

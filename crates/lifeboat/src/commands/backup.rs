@@ -24,8 +24,8 @@ pub async fn run(ctx: &Context, args: BackupArgs) -> CliResult<i32> {
     let names = select_targets(&config, &args.targets)?;
     // The first target's backup starts reading while the repository opens (deriving the
     // key from the password takes a few tenths of a second); dropped, and its dump
-    // stopped, if opening or locking fails or a signal comes first (a bucket's listing,
-    // which changes nothing, ends on its own or with the process).
+    // stopped, if opening or locking fails or a signal comes first (a bucket's listing and
+    // its early fetches, which change nothing, end on their own or with the process).
     let early = names
         .first()
         .and_then(|n| Some((n.clone(), lifeboat_engine::backup::prestart(&config, n)?)));

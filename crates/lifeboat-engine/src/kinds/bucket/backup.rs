@@ -53,7 +53,8 @@ struct EarlyList {
 }
 
 /// How old an early listing may be when the backup starts: older (the lock was held by
-/// another process a while), the bucket is listed again.
+/// another process a while), the bucket is listed again (and the early listing's fetches
+/// are stopped).
 const EARLY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 type Listing =
@@ -91,6 +92,15 @@ fn hint_key<'a>(repository: &'a str, name: &'a str, bucket: &'a str) -> HintKey<
     }
 }
 
+/// The bucket as the hint knows it: its URL and its server.
+fn hint_bucket(loc: &lifeboat_core::S3Location) -> String {
+    format!(
+        "{} at {}",
+        loc.url(),
+        loc.endpoint.as_deref().unwrap_or("AWS")
+    )
+}
+
 pub(super) fn prestart(
     name: &str,
     target: &lifeboat_core::TargetConfig,
@@ -98,7 +108,7 @@ pub(super) fn prestart(
 ) -> Option<Prestarted> {
     let loc = target.bucket_location(name).ok()?;
     tokio::runtime::Handle::try_current().ok()?;
-    let since = hint_key(repository, name, &loc.url()).read();
+    let since = hint_key(repository, name, &hint_bucket(&loc)).read();
     Some(Prestarted::new(EarlyList {
         started_at: jiff::Timestamp::now(),
         started: std::time::Instant::now(),
@@ -110,6 +120,7 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
     let (repo, name, target) = (job.repo, job.name, job.target);
     let loc = target.bucket_location(name)?;
     let url = loc.url();
+    let hint_bucket = hint_bucket(&loc);
     // The bucket is listed while the previous snapshot is read.
     let (listing, started_at) = match job
         .prestarted
@@ -121,7 +132,7 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
             (early.task, early.started_at.min(job.started_at))
         }
         _ => {
-            let since = hint_key(repo.url(), name, &url).read();
+            let since = hint_key(repo.url(), name, &hint_bucket).read();
             (start_listing(loc, since), job.started_at)
         }
     };
@@ -147,7 +158,6 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
         .map(|o| !old.get(&o.key).is_some_and(|p| unchanged(p, o)))
         .collect();
     let root = format!("{name}/bucket");
-    let hint_bucket = url.clone();
     // What the parent cannot give is read: changed objects (those with a fresh HEAD).
     let (with_index, seen) = bucket::entries(&source, &root, &listed, |i| changed[i], early);
     let mut stats: Vec<Option<Arc<StreamStat>>> = vec![None; listed.len()];
@@ -344,17 +354,15 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
     )
     .await?;
     // The next backup of the target reads its previous manifest from this machine, and
-    // guesses from the newest time listed what changed.
-    let (n, id) = (name.to_string(), info.id.to_string());
-    let bytes = repo
-        .call(move |r| {
-            r.cache_manifest(&n, &id, &bytes);
-            if let Some(newest) = newest {
-                hint_key(r.url(), &n, &hint_bucket).write(newest);
-            }
-            bytes
-        })
-        .await;
+    // guesses from the newest time listed what changed: written beside what follows (the
+    // job's record; the command waits for it before it exits).
+    let (n, id, manifest) = (name.to_string(), info.id.to_string(), bytes.clone());
+    drop(repo.start(move |r| {
+        r.cache_manifest(&n, &id, &manifest);
+        if let Some(newest) = newest {
+            hint_key(r.url(), &n, &hint_bucket).write(newest);
+        }
+    }));
     Ok((info, bytes))
 }
 
