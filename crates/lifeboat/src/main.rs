@@ -61,8 +61,9 @@ fn main() {
         }
     };
     // Children are done, and blocking tasks too but for one that only reads (a bucket
-    // listing started early, left by a failed backup); don't wait long for it or for idle
-    // runtime threads.
+    // listing started early, left by a failed backup; its early fetches run on the S3
+    // runtime, which ends with the process); don't wait long for it or for idle runtime
+    // threads.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::exit(code);
 }

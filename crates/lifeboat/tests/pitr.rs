@@ -944,12 +944,16 @@ fn wal_archiving_to_s3_rides_out_an_outage() {
     );
 }
 
-/// Run `cmd` as the `postgres` user (the tests run as root), with a home of its own.
+/// Run `cmd` as the `postgres` user (the tests run as root), with a home of its own (and
+/// its caches there, not in root's workspace folder).
 fn as_server_user(mut cmd: std::process::Command) -> Run {
     use std::os::unix::process::CommandExt;
     let (uid, gid) = lifeboat_postgres::cluster::server_user()
         .unwrap()
         .expect("the tests run as root");
-    cmd.uid(uid).gid(gid).env("HOME", "/tmp");
+    cmd.uid(uid)
+        .gid(gid)
+        .env("HOME", "/tmp")
+        .env_remove("XDG_CACHE_HOME");
     Run::from(cmd.output().expect("run lifeboat"))
 }

@@ -626,6 +626,8 @@ fn a_bucket_backup_fetches_what_changed_since_the_last_one_while_the_repository_
             early, plain,
             "requests with the early fetches, and without: each object was fetched once"
         );
+    } else {
+        eprintln!("a listing was repeated (the repository opened slowly): requests not compared");
     }
     // A hint far older than the last backup: every object is fetched early (there are
     // fewer than the limit), only the changed one is read into the snapshot.

@@ -861,6 +861,40 @@ impl Drop for AheadHandle {
     }
 }
 
+/// Where a fetch of the read-ahead ends, however it ends (done, failed, stopped, or its
+/// task panicked): the object leaves `fetching`, its bytes are kept if they may still be
+/// read, and readers waiting for it wake (one waiting forever is what this prevents).
+struct Landing {
+    ahead: Arc<ReadAhead>,
+    i: usize,
+    size: u64,
+    got: Option<(Vec<u8>, Option<Head>)>,
+}
+
+impl Landing {
+    /// The fetch ended with these bytes (or none).
+    fn land(mut self, got: Option<(Vec<u8>, Option<Head>)>) {
+        self.got = got;
+    }
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        let me = &self.ahead;
+        let mut s = me.lock();
+        s.fetching.remove(&self.i);
+        match self.got.take() {
+            // Not if the archiver went far past it (linked it from the parent).
+            Some(got) if !s.stopped && self.i + AHEAD_REQUESTS >= s.read => {
+                s.ready.insert(self.i, got);
+            }
+            _ => s.bytes -= self.size,
+        }
+        me.fill(&mut s);
+        me.changed.notify_all();
+    }
+}
+
 /// An early fetch taken over: stopped if the task awaiting it is (dropping a `JoinHandle`
 /// would leave it running).
 struct Adopted(Fetching);
@@ -899,12 +933,19 @@ impl ReadAhead {
     fn start(self: &Arc<Self>, s: &mut AheadState, i: usize, early: Option<Fetching>) {
         let (key, size, etag) = self.order[i].clone();
         s.bytes += size;
-        let (me, op) = (self.clone(), self.op.clone());
+        let op = self.op.clone();
+        let landing = Landing {
+            ahead: self.clone(),
+            i,
+            size,
+            got: None,
+        };
         let early = early.map(Adopted);
         let task = runtime().spawn(async move {
             let got = match early {
                 // One that failed is a fetch that failed: the object is fetched again
-                // (by the reader, which then sees why).
+                // (by the window if it has not passed it, else by the reader, which then
+                // sees why).
                 Some(mut early) => (&mut early.0).await.unwrap_or_else(|e| {
                     Err(opendal::Error::new(
                         opendal::ErrorKind::Unexpected,
@@ -916,17 +957,7 @@ impl ReadAhead {
                     get(&op, &key, Get::Whole(size), if_match).await
                 }
             };
-            let mut s = me.lock();
-            s.fetching.remove(&i);
-            match got {
-                // Not if the archiver went far past it (linked it from the parent).
-                Ok(got) if !s.stopped && i + AHEAD_REQUESTS >= s.read => {
-                    s.ready.insert(i, got);
-                }
-                _ => s.bytes -= size,
-            }
-            me.fill(&mut s);
-            me.changed.notify_all();
+            landing.land(got.ok());
         });
         s.fetching.insert(i, task.abort_handle());
     }

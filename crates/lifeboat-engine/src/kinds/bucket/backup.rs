@@ -353,16 +353,18 @@ pub(super) async fn backup(mut job: BackupJob<'_>) -> EngineResult<Stored> {
         },
     )
     .await?;
-    // The next backup of the target reads its previous manifest from this machine, and
-    // guesses from the newest time listed what changed: written beside what follows (the
-    // job's record; the command waits for it before it exits).
-    let (n, id, manifest) = (name.to_string(), info.id.to_string(), bytes.clone());
-    drop(repo.start(move |r| {
-        r.cache_manifest(&n, &id, &manifest);
-        if let Some(newest) = newest {
-            hint_key(r.url(), &n, &hint_bucket).write(newest);
-        }
-    }));
+    // The next backup of the target guesses from the newest time listed what changed, and
+    // reads its previous manifest from this machine.
+    let (n, id) = (name.to_string(), info.id.to_string());
+    let bytes = repo
+        .call(move |r| {
+            if let Some(newest) = newest {
+                hint_key(r.url(), &n, &hint_bucket).write(newest);
+            }
+            r.cache_manifest(&n, &id, &bytes);
+            bytes
+        })
+        .await;
     Ok((info, bytes))
 }
 
