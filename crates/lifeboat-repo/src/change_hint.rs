@@ -1,7 +1,8 @@
 //! What this machine remembers of a bucket's last backup, to guess before the repository
 //! is open what changed since: the newest last-modified time that backup listed. Objects
-//! last modified after it probably changed, and are fetched while the key is derived
-//! ([`crate::bucket::likely_changed`], [`crate::bucket::Bucket::prefetch`]).
+//! last modified after it probably changed, and are fetched while the key is derived (or
+//! the previous snapshot read) ([`crate::bucket::likely_changed`],
+//! [`crate::bucket::Bucket::prefetch`]).
 //!
 //! Only a hint: a wrong one costs a bounded number of fetches for nothing, or none are
 //! fetched early; what the backup reads is decided from the previous manifest as always.

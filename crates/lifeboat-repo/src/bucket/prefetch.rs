@@ -1,5 +1,6 @@
 //! Objects fetched before a backup knows it will read them: while the repository opens
-//! (deriving its key takes a few tenths of a second), the objects a hint says probably
+//! (deriving its key takes a few tenths of a second), or while the previous snapshot is read
+//! where it is open already (`serve`, a second target), the objects a hint says probably
 //! changed ([`likely_changed`], from [`crate::HintKey`]) are fetched as the read-ahead
 //! would fetch them, and the read-ahead takes each over if it reads that object as listed.
 
