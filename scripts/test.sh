@@ -18,3 +18,7 @@ cargo test --locked --workspace
 CARGO_TARGET_DIR=target/vendor-rustic_core \
   cargo test --locked --lib --manifest-path vendor/rustic_core/Cargo.toml -- \
   chunker lifeboat_patch_
+# The patched scrypt (vendor/README.md): the RFC 7914 vectors through its new path, ROMix the
+# same both ways, V made present by the helper. Own Cargo.lock and target folder too.
+CARGO_TARGET_DIR=target/vendor-scrypt \
+  cargo test --locked --manifest-path vendor/scrypt/Cargo.toml
