@@ -220,6 +220,16 @@ pub fn s3_retries() -> usize {
         .unwrap_or(6)
 }
 
+/// The size of the parts of an object written in parts ([`Store::put_parts`]).
+const PART_SIZE: usize = 8 << 20;
+
+/// The largest object written in one request: what two parts in flight at once would carry.
+/// One request is no slower on a slow link (its two parts would share it, each under the
+/// same time limit), and saves the three requests of a multipart upload — the last, partly
+/// filled pack of a backup often is one (and a server that assembles the parts, as s3s-fs
+/// does, copies the object once more).
+const ONE_REQUEST_MAX: usize = 2 * PART_SIZE;
+
 /// How long one S3 request may take, in seconds: `$LIFEBOAT_S3_TIMEOUT`, default 60; one
 /// read or write of a request's body may stall half as long. Then it counts as a transient
 /// error, retried like the others.
@@ -578,18 +588,29 @@ impl Store {
     }
 
     /// Write `parts` (one object, in order) at `rel`, replacing what is there. On S3 an
-    /// object above 8 MiB goes up in parts, two at a time, so a slow link never holds one
-    /// request past the I/O timeout.
+    /// object above [`ONE_REQUEST_MAX`] goes up in parts of [`PART_SIZE`], two at a time,
+    /// so a slow link never holds one request past the I/O timeout; a smaller one in one
+    /// request.
     pub fn put_parts(&self, rel: &str, parts: Vec<bytes::Bytes>) -> Result<(), StoreError> {
         match self {
             Self::Local(_) => self.put(rel, &parts.concat()),
             Self::S3 { op, sub, .. } => {
                 self.writable()?;
                 let (op, rel2) = (op.clone(), format!("{sub}{rel}"));
+                let len: usize = parts.iter().map(bytes::Bytes::len).sum();
                 let buf = opendal::Buffer::from(parts);
-                block(async move { op.write_with(&rel2, buf).chunk(8 << 20).concurrent(2).await })
-                    .map(|_| ())
-                    .map_err(|e| s3_err(&self.display(rel), e))
+                block(async move {
+                    if len <= ONE_REQUEST_MAX {
+                        op.write(&rel2, buf).await
+                    } else {
+                        op.write_with(&rel2, buf)
+                            .chunk(PART_SIZE)
+                            .concurrent(2)
+                            .await
+                    }
+                })
+                .map(|_| ())
+                .map_err(|e| s3_err(&self.display(rel), e))
             }
         }
     }

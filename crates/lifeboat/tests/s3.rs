@@ -448,6 +448,65 @@ fn a_killed_backup_leaves_a_repository_that_works_on_s3() {
     ws.run(&["check", "--read-data"]).expect_code(0);
 }
 
+/// `n` bytes no compressor shrinks (xorshift from `seed`).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A pack that two parts would carry goes up in one request (the last pack of a backup
+/// often is one: here 12 MiB); a larger one in parts (a full pack of 32 MiB). Both read
+/// back whole.
+#[test]
+fn a_pack_two_parts_would_carry_goes_up_in_one_request() {
+    let s3 = S3Server::start();
+    let proxy = FaultProxy::start(s3.port());
+    // Counts the requests of multipart uploads (creation, parts, completion) only.
+    proxy.set(Faults::NONE.only("upload"));
+    let ws = Workspace::s3(BIN, &proxy.endpoint(), &s3.bucket());
+    let (small, large) = (ws.path().join("small"), ws.path().join("large"));
+    for (dir, mib, seed) in [(&small, 12, 1), (&large, 40, 2)] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("noise"), noise(mib << 20, seed)).unwrap();
+    }
+    ws.write_config(&format!(
+        "[targets.small]\nkind = \"files\"\npaths = [\"{}\"]\n\n[targets.large]\nkind = \"files\"\npaths = [\"{}\"]\n",
+        small.display(),
+        large.display()
+    ));
+    ws.run(&["init"]).expect_code(0);
+    ws.run(&["backup", "small"]).expect_code(0);
+    assert_eq!(proxy.counts().0, 0, "a 12 MiB pack went up in parts");
+    ws.run(&["backup", "large"]).expect_code(0);
+    // Creation, at least four parts of 8 MiB, completion.
+    assert!(
+        proxy.counts().0 >= 6,
+        "a 32 MiB pack went up in {} multipart requests",
+        proxy.counts().0
+    );
+    ws.run(&["check", "--read-data"]).expect_code(0);
+    for name in ["small", "large"] {
+        let out = ws.path().join(format!("out-{name}"));
+        ws.run(&["restore", name, "--to-dir", out.to_str().unwrap()])
+            .expect_code(0);
+        let dir = if name == "small" { &small } else { &large };
+        let want = std::fs::read(dir.join("noise")).unwrap();
+        let got: Vec<_> = tree(&out)
+            .into_iter()
+            .filter(|(rel, _)| rel.ends_with("/noise"))
+            .collect();
+        assert_eq!(got.len(), 1, "{name}: {} restored files", got.len());
+        assert!(got[0].1 == want, "{name} differs");
+    }
+}
+
 /// A bucket backup reads the previous manifest from this machine's cache (sealed, named by
 /// its snapshot, replaced by the next), and from the repository when the cached file does
 /// not open; both ways only the changed object is read again.
