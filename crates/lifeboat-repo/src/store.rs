@@ -590,7 +590,9 @@ impl Store {
     /// Write `parts` (one object, in order) at `rel`, replacing what is there. On S3 an
     /// object above [`ONE_REQUEST_MAX`] goes up in parts of [`PART_SIZE`], two at a time,
     /// so a slow link never holds one request past the I/O timeout; a smaller one in one
-    /// request.
+    /// request. In a bucket with Object Lock every object goes up in one request: a write
+    /// there needs a checksum, and S3 takes a multipart upload only with a CRC or SHA one,
+    /// not the MD5 lifeboat sends (opendal refuses to start it).
     pub fn put_parts(&self, rel: &str, parts: Vec<bytes::Bytes>) -> Result<(), StoreError> {
         match self {
             Self::Local(_) => self.put(rel, &parts.concat()),
@@ -598,9 +600,10 @@ impl Store {
                 self.writable()?;
                 let (op, rel2) = (op.clone(), format!("{sub}{rel}"));
                 let len: usize = parts.iter().map(bytes::Bytes::len).sum();
+                let one_request = len <= ONE_REQUEST_MAX || self.locked().is_some();
                 let buf = opendal::Buffer::from(parts);
                 block(async move {
-                    if len <= ONE_REQUEST_MAX {
+                    if one_request {
                         op.write(&rel2, buf).await
                     } else {
                         op.write_with(&rel2, buf)

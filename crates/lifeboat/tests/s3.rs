@@ -448,19 +448,6 @@ fn a_killed_backup_leaves_a_repository_that_works_on_s3() {
     ws.run(&["check", "--read-data"]).expect_code(0);
 }
 
-/// `n` bytes no compressor shrinks (xorshift from `seed`).
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// A pack that two parts would carry goes up in one request (the last pack of a backup
 /// often is one: here 12 MiB); a larger one in parts (a full pack of 32 MiB). Both read
 /// back whole.
@@ -474,7 +461,7 @@ fn a_pack_two_parts_would_carry_goes_up_in_one_request() {
     let (small, large) = (ws.path().join("small"), ws.path().join("large"));
     for (dir, mib, seed) in [(&small, 12, 1), (&large, 40, 2)] {
         std::fs::create_dir_all(dir).unwrap();
-        std::fs::write(dir.join("noise"), noise(mib << 20, seed)).unwrap();
+        std::fs::write(dir.join("noise"), lifeboat_testkit::noise(seed, mib << 20)).unwrap();
     }
     ws.write_config(&format!(
         "[targets.small]\nkind = \"files\"\npaths = [\"{}\"]\n\n[targets.large]\nkind = \"files\"\npaths = [\"{}\"]\n",

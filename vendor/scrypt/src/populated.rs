@@ -10,14 +10,17 @@
 //! (`MADV_HUGEPAGE`), which a helper thread makes present and writable ahead of the loop,
 //! piece by piece in the loop's order (`MADV_POPULATE_WRITE`, Linux 5.14). The helper
 //! touches no byte of V: it only has the kernel do, earlier and on another core, what the
-//! loop's own page faults would do. Whatever the system refuses of this (huge pages off, an
-//! older kernel, no thread) leaves the loop to fault its pages in itself, as before.
+//! loop's own page faults would do. Whatever the system refuses of this (an older kernel, no
+//! thread) leaves the loop to fault its pages in itself, as before — in huge pages where the
+//! kernel gives them, which under THP `defrag=madvise` a fault may wait for compaction to
+//! find.
 //! Elsewhere, and for V smaller than [`MAPPED_FROM`], V is a `Vec` as before. Same bytes in
 //! V either way (zeroed, then written by the loop), same result.
 
 use alloc::vec;
 
 /// Smaller V are allocated as before: a mapping and a thread would cost more than they save.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const MAPPED_FROM: usize = 4 << 20;
 
 /// Calls `f` with a zeroed V of `len` bytes.
@@ -93,7 +96,12 @@ mod linux {
                 // SAFETY: `start..start + len` lies inside the mapping, which is readable,
                 // writable, zero-filled and lives as long as `self`, borrowed mutably here;
                 // the helper reads and writes none of its bytes.
-                let v = unsafe { core::slice::from_raw_parts_mut(start as *mut u8, len) };
+                let v = unsafe {
+                    core::slice::from_raw_parts_mut(
+                        self.map.cast::<u8>().add(start - self.map as usize),
+                        len,
+                    )
+                };
                 f(v);
             });
         }
@@ -147,6 +155,8 @@ mod linux {
             flags.iter().filter(|&&f| f & 1 == 1).count()
         }
 
+        /// Needs Linux 5.14 or later (`MADV_POPULATE_WRITE`); on an older kernel the patch
+        /// leaves the pages to the loop, and this test says so by failing.
         #[test]
         fn lifeboat_patch_the_helper_makes_every_page_present_and_v_reads_zero() {
             let len = 24 << 20;
