@@ -479,11 +479,10 @@ fn a_pack_two_parts_would_carry_goes_up_in_one_request() {
         proxy.counts().0
     );
     ws.run(&["check", "--read-data"]).expect_code(0);
-    for name in ["small", "large"] {
+    for (name, dir) in [("small", &small), ("large", &large)] {
         let out = ws.path().join(format!("out-{name}"));
         ws.run(&["restore", name, "--to-dir", out.to_str().unwrap()])
             .expect_code(0);
-        let dir = if name == "small" { &small } else { &large };
         let want = std::fs::read(dir.join("noise")).unwrap();
         let got: Vec<_> = tree(&out)
             .into_iter()
