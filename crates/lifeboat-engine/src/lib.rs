@@ -11,6 +11,7 @@
 //! - [`wal`]: the archive of a physical target's WAL: push, fetch, the feed recovery reads,
 //!   retention;
 //! - [`objectives`]: whether a target meets its RPO and RTO objectives;
+//! - [`memory`]: how the process asks glibc's malloc to keep and give back memory;
 //! - [`events`]: what the engine reports while it works; [`cancel`]: the token long
 //!   operations watch; [`EngineError`]: errors that keep their cause and carry a hint.
 
@@ -26,6 +27,7 @@ pub mod incidents;
 pub mod jobs;
 pub mod kinds;
 pub mod maintenance;
+pub mod memory;
 pub mod notify;
 pub mod objectives;
 pub mod probes;

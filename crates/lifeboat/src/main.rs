@@ -39,9 +39,11 @@ fn main() {
             report_panic(info);
         }
     }));
-    // `serve` runs many jobs for a long time: two malloc arenas, set before any thread.
+    // Chunk and pack buffers from the heap, reused; `serve` runs many jobs for a long
+    // time: two malloc arenas. Set before any thread.
+    lifeboat_engine::memory::keep_large_buffers();
     if matches!(cli.command, cli::Command::Serve(_)) {
-        lifeboat_engine::serve::memory::limit_arenas();
+        lifeboat_engine::memory::limit_arenas();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -15,7 +15,6 @@ pub mod capture;
 pub mod dashboard;
 pub mod http;
 pub mod instance;
-pub mod memory;
 pub mod probes;
 pub mod state;
 
@@ -269,7 +268,7 @@ impl Shared {
                 .count()
                 <= 1
             {
-                memory::trim();
+                crate::memory::trim();
             }
             // A new backup or drill changes what `status` says: judge again soon — once
             // for all the jobs of a slot, not once per job (each judgement reads every
