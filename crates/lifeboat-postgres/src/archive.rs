@@ -815,23 +815,49 @@ impl LayoutWatch {
     /// The usual case, taken without the state machine: chunks of table data lying whole
     /// in `bytes` from `*i` on (a header of `head` bytes with a length above zero, and the
     /// data). Takes as many as there are; `false` if not even one (nothing taken).
+    ///
+    /// Their line ends are counted in one pass over all of them, headers included, less
+    /// those in the headers: a row is often shorter than a vector loop's setup is worth.
     fn whole_rows(&mut self, bytes: &[u8], i: &mut usize, head: usize) -> bool {
         let from = *i;
+        let (mut header_newlines, mut data_bytes) = (0u64, 0u64);
+        // Where the data of the last TAIL rows lie: each has a byte at least, so they hold
+        // the last TAIL bytes of data.
+        let mut recent = [(0usize, 0usize); TAIL];
+        let mut taken = 0usize;
         while let Some(h) = bytes.get(*i..*i + head) {
-            let len = decode_int(h);
-            let Some(data) = usize::try_from(len)
+            let start = *i + head;
+            let Some(n) = usize::try_from(decode_int(h))
                 .ok()
-                .filter(|&n| n > 0)
-                .and_then(|n| bytes.get(*i + head..*i + head + n))
+                .filter(|&n| n > 0 && n <= bytes.len() - start)
             else {
                 break;
             };
             self.row_starts(self.pos);
-            self.see_rows(data);
-            *i += head + data.len();
-            self.pos += (head + data.len()) as u64;
+            header_newlines += h.iter().filter(|&&b| b == b'\n').count() as u64;
+            recent[taken % TAIL] = (start, start + n);
+            taken += 1;
+            data_bytes += n as u64;
+            *i = start + n;
+            self.pos += (head + n) as u64;
         }
-        *i > from
+        if taken == 0 {
+            return false;
+        }
+        self.lines += count_newlines(&bytes[from..*i]) - header_newlines;
+        self.data_bytes += data_bytes;
+        // The rows whose bytes make up the tail, oldest first.
+        let (mut rows, mut held) = (0, 0);
+        while rows < taken.min(TAIL) && held < TAIL {
+            let (s, e) = recent[(taken - 1 - rows) % TAIL];
+            held += e - s;
+            rows += 1;
+        }
+        for back in (0..rows).rev() {
+            let (s, e) = recent[(taken - 1 - back) % TAIL];
+            self.keep_tail(&bytes[s..e]);
+        }
+        true
     }
 
     /// Table data passing: count its line ends (COPY's text format escapes newlines in
@@ -839,6 +865,11 @@ impl LayoutWatch {
     fn see_rows(&mut self, data: &[u8]) {
         self.lines += count_newlines(data);
         self.data_bytes += data.len() as u64;
+        self.keep_tail(data);
+    }
+
+    /// The last [`TAIL`] bytes of the table data read so far, `data` the latest.
+    fn keep_tail(&mut self, data: &[u8]) {
         if data.len() >= TAIL {
             self.tail.copy_from_slice(&data[data.len() - TAIL..]);
             self.tail_len = TAIL;
@@ -1166,7 +1197,18 @@ pub(crate) mod tests {
         // and an empty line; a zero-column table's rows are empty lines; a row may be one
         // chunk or several, and the end line may share a chunk with the last row.
         let long = format!("9\t{}\n", "x".repeat(100));
+        // Lengths whose headers hold `\n` bytes: 10 (0x0a) and 2,570 (0x0a0a).
+        let ten = "123456789\n";
+        let wide = format!("{}\n", "y".repeat(2569));
+        let mut many_short = vec!["7\n"; 40];
+        many_short.push("\\.\n\n");
+        let mut many_short_no_end = vec!["7\n"; 40];
+        many_short_no_end.push("x\\.\n");
         let cases: Vec<(Vec<&str>, Option<u64>)> = vec![
+            (vec![ten, ten, ten, "\\.\n\n"], Some(3)),
+            (vec![wide.as_str(), ten, "\\.\n\n"], Some(2)),
+            (many_short, Some(40)),
+            (many_short_no_end, None),
             (vec!["1\talice\n", "2\tline\\nbreak\n", "\\.\n\n"], Some(2)),
             (vec!["\\.\n\n"], Some(0)),
             // As pg_dump 15 writes it: `\.`, then two more line ends.
@@ -1246,7 +1288,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn newlines_are_counted_eight_bytes_at_a_time_exactly() {
+    fn newlines_are_counted_exactly() {
         // Every length up to 100 and every byte value near `\n` (and 0x8a, 0x0a | 0x80).
         let mut x = 0x2545_f491_4f6c_dd1du64;
         for len in 0..100 {

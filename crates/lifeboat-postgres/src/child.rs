@@ -19,6 +19,10 @@ pub struct ChildStream {
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_thread: Option<thread::JoinHandle<()>>,
     done: bool,
+    /// The pipe was widened: after a read that drained it, wait [`DRAINED_PAUSE`] before
+    /// the next one.
+    pause_when_drained: bool,
+    drained: bool,
 }
 
 const STDERR_KEEP: usize = 16 * 1024;
@@ -36,7 +40,7 @@ impl ChildStream {
             .stdout
             .take()
             .ok_or_else(|| io::Error::other("no stdout"))?;
-        widen_pipe(&stdout);
+        let pause_when_drained = widen_pipe(&stdout);
         let mut err_pipe = child
             .stderr
             .take()
@@ -64,6 +68,8 @@ impl ChildStream {
             stderr,
             stderr_thread: Some(stderr_thread),
             done: false,
+            pause_when_drained,
+            drained: false,
         })
     }
 
@@ -105,19 +111,33 @@ impl ChildStream {
 /// The pipe's buffer, asked for (Linux: 64 KiB by default).
 pub const PIPE_BYTES: usize = 1 << 20;
 
+/// How long a read that found the widened pipe drained lets the child write before the
+/// next read: 1 MiB takes a writer of 1 GB/s about that long to fill.
+const DRAINED_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Widen the pipe the child writes to to [`PIPE_BYTES`], where the system allows it (an
-/// unprivileged process may go up to `/proc/sys/fs/pipe-max-size`, 1 MiB by default). With
-/// 64 KiB the child stops whenever the reader spends more than a few hundred microseconds
-/// on a chunk (hashing 1 MiB takes longer), and every few pages of output cost both sides a
-/// wake-up: `pg_dump | lifeboat` made 200,000 context switches per GB of dump (issue 24).
-/// Refused, the pipe keeps its size: nothing else changes.
-fn widen_pipe(stdout: &ChildStdout) {
+/// unprivileged process may go up to `/proc/sys/fs/pipe-max-size`, 1 MiB by default);
+/// whether it was. With 64 KiB the child stops whenever the reader spends more than a few
+/// hundred microseconds on a chunk (hashing 1 MiB takes longer). And a reader that reads
+/// again as soon as it drained the pipe is woken for every write: pg_dump writes 4 KiB at a
+/// time, so both sides switched for nearly every 4 KiB of dump — 100,000 context switches
+/// on a 0.9 GB dump beyond pg_dump's own with the server (issue 24). So a read that drained
+/// the widened pipe waits [`DRAINED_PAUSE`] before the next. Refused, the pipe keeps its
+/// size and reads never wait (64 KiB would cap the stream at 64 MB/s).
+fn widen_pipe(stdout: &ChildStdout) -> bool {
     #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::pipe::fcntl_setpipe_size(stdout, PIPE_BYTES) {
-        log::debug!("the pipe keeps its size: {e}");
+    match rustix::pipe::fcntl_setpipe_size(stdout, PIPE_BYTES) {
+        Ok(size) => size >= PIPE_BYTES,
+        Err(e) => {
+            log::debug!("the pipe keeps its size: {e}");
+            false
+        }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = stdout;
+    {
+        let _ = stdout;
+        false
+    }
 }
 
 fn last_lines(text: &str, n: usize) -> String {
@@ -130,9 +150,15 @@ impl Read for ChildStream {
         if self.done {
             return Ok(0);
         }
+        if self.drained {
+            thread::sleep(DRAINED_PAUSE);
+        }
         match self.stdout.read(buf) {
             Ok(0) if !buf.is_empty() => self.finish().map(|()| 0),
-            Ok(n) => Ok(n),
+            Ok(n) => {
+                self.drained = self.pause_when_drained && n < buf.len();
+                Ok(n)
+            }
             Err(e) => {
                 let _ = self.child.kill();
                 let _ = self.finish();
