@@ -1204,11 +1204,16 @@ pub(crate) mod tests {
         many_short.push("\\.\n\n");
         let mut many_short_no_end = vec!["7\n"; 40];
         many_short_no_end.push("x\\.\n");
+        // The `\.` follows a row's last byte, not a line end: a tail missing the row
+        // before the last would take it for COPY's end.
+        let mut many_short_glued = vec!["7\n"; 40];
+        many_short_glued.extend(["x", "\\.\n\n"]);
         let cases: Vec<(Vec<&str>, Option<u64>)> = vec![
             (vec![ten, ten, ten, "\\.\n\n"], Some(3)),
             (vec![wide.as_str(), ten, "\\.\n\n"], Some(2)),
             (many_short, Some(40)),
             (many_short_no_end, None),
+            (many_short_glued, None),
             (vec!["1\talice\n", "2\tline\\nbreak\n", "\\.\n\n"], Some(2)),
             (vec!["\\.\n\n"], Some(0)),
             // As pg_dump 15 writes it: `\.`, then two more line ends.

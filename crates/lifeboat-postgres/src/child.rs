@@ -4,6 +4,11 @@
 //! tells that the dump is truncated. [`ChildStream`] waits for the child at EOF and turns a
 //! non-zero status into a read error carrying the last lines of its stderr. Dropped before
 //! EOF, it kills the child (and always reaps it).
+//!
+//! The child's pipe is widened to 1 MiB where the system allows it, and a read that found
+//! it drained waits up to 1 ms before the next ([`widen_pipe`]): every child streamed so
+//! (pg_dump, pg_basebackup, a command target's command) writes whole pages with fewer
+//! wake-ups on both sides.
 
 use std::{
     io::{self, Read},
@@ -19,10 +24,11 @@ pub struct ChildStream {
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_thread: Option<thread::JoinHandle<()>>,
     done: bool,
-    /// The pipe was widened: after a read that drained it, wait [`DRAINED_PAUSE`] before
-    /// the next one.
-    pause_when_drained: bool,
-    drained: bool,
+    /// The pipe's size if it was widened (reads may then pause), else `None`.
+    widened: Option<usize>,
+    /// When a read last found the pipe drained; the next waits until [`DRAINED_PAUSE`]
+    /// after it.
+    drained_at: Option<std::time::Instant>,
 }
 
 const STDERR_KEEP: usize = 16 * 1024;
@@ -40,7 +46,7 @@ impl ChildStream {
             .stdout
             .take()
             .ok_or_else(|| io::Error::other("no stdout"))?;
-        let pause_when_drained = widen_pipe(&stdout);
+        let widened = widen_pipe(&stdout);
         let mut err_pipe = child
             .stderr
             .take()
@@ -68,8 +74,8 @@ impl ChildStream {
             stderr,
             stderr_thread: Some(stderr_thread),
             done: false,
-            pause_when_drained,
-            drained: false,
+            widened,
+            drained_at: None,
         })
     }
 
@@ -109,7 +115,7 @@ impl ChildStream {
 }
 
 /// The pipe's buffer, asked for (Linux: 64 KiB by default).
-pub const PIPE_BYTES: usize = 1 << 20;
+const PIPE_BYTES: usize = 1 << 20;
 
 /// How long a read that found the widened pipe drained lets the child write before the
 /// next read: 1 MiB takes a writer of 1 GB/s about that long to fill.
@@ -122,22 +128,32 @@ const DRAINED_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 /// again as soon as it drained the pipe is woken for every write: pg_dump writes 4 KiB at a
 /// time, so both sides switched for nearly every 4 KiB of dump — 100,000 context switches
 /// on a 0.9 GB dump beyond pg_dump's own with the server (issue 24). So a read that drained
-/// the widened pipe waits [`DRAINED_PAUSE`] before the next. Refused, the pipe keeps its
-/// size and reads never wait (64 KiB would cap the stream at 64 MB/s).
-fn widen_pipe(stdout: &ChildStdout) -> bool {
+/// the widened pipe waits until [`DRAINED_PAUSE`] after it before the next. Refused, the
+/// pipe keeps its size and reads never wait (64 KiB would cap the stream at 64 MB/s).
+///
+/// Each widened pipe counts 256 pages against the user's `pipe-user-pages-soft` (16,384
+/// by default): past about 60 streams at once, Linux refuses (and gives new pipes of that
+/// user a smaller buffer); those keep their size.
+fn widen_pipe(stdout: &ChildStdout) -> Option<usize> {
     #[cfg(target_os = "linux")]
     match rustix::pipe::fcntl_setpipe_size(stdout, PIPE_BYTES) {
-        Ok(size) => size >= PIPE_BYTES,
+        Ok(size) => (size >= PIPE_BYTES).then_some(size),
         Err(e) => {
             log::debug!("the pipe keeps its size: {e}");
-            false
+            None
         }
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = stdout;
-        false
+        None
     }
+}
+
+/// Whether a read of `n` bytes into a buffer of `asked` found a pipe of `pipe` bytes
+/// drained: it returned less than the buffer or the pipe could hold.
+fn drained(n: usize, asked: usize, pipe: usize) -> bool {
+    n < asked.min(pipe)
 }
 
 fn last_lines(text: &str, n: usize) -> String {
@@ -150,13 +166,17 @@ impl Read for ChildStream {
         if self.done {
             return Ok(0);
         }
-        if self.drained {
-            thread::sleep(DRAINED_PAUSE);
+        if let Some(at) = self.drained_at.take() {
+            thread::sleep(DRAINED_PAUSE.saturating_sub(at.elapsed()));
         }
         match self.stdout.read(buf) {
             Ok(0) if !buf.is_empty() => self.finish().map(|()| 0),
             Ok(n) => {
-                self.drained = self.pause_when_drained && n < buf.len();
+                if let Some(pipe) = self.widened
+                    && drained(n, buf.len(), pipe)
+                {
+                    self.drained_at = Some(std::time::Instant::now());
+                }
                 Ok(n)
             }
             Err(e) => {
@@ -324,12 +344,58 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_childs_pipe_is_widened() {
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         let s = ChildStream::spawn("sleep", sh("sleep 5")).unwrap();
         let size = rustix::pipe::fcntl_getpipe_size(&s.stdout).unwrap();
+        // `/proc/self` belongs to the effective user (root may go past the maximum).
+        let root =
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+        if max < PIPE_BYTES && !root {
+            // The system allows less: the pipe keeps its size, reads never wait.
+            assert!(s.widened.is_none(), "{size}");
+            return;
+        }
         assert_eq!(
             size, PIPE_BYTES,
             "the child's stdout pipe holds {size} bytes"
         );
+        assert_eq!(s.widened, Some(PIPE_BYTES));
+    }
+
+    #[test]
+    fn a_read_short_of_the_buffer_or_the_pipe_found_it_drained() {
+        let pipe = 1 << 20;
+        // Less than asked, the buffer smaller than the pipe: drained.
+        assert!(drained(4096, 65536, pipe));
+        // As much as asked: more may be waiting.
+        assert!(!drained(65536, 65536, pipe));
+        // A buffer larger than the pipe, filled with the whole pipe: not drained.
+        assert!(!drained(pipe, 8 << 20, pipe));
+        assert!(drained(pipe - 1, 8 << 20, pipe));
+    }
+
+    #[test]
+    fn a_stream_of_small_writes_arrives_whole_and_in_order() {
+        // Many small writes with pauses between (the reader drains the pipe often and
+        // waits): every byte arrives once, in order, and the stream ends.
+        let script = "i=0; while [ $i -lt 300 ]; do printf '%05d\\n' $i; i=$((i+1)); \
+                      [ $((i % 50)) -eq 0 ] && sleep 0.01; done; true";
+        let mut s = ChildStream::spawn("writer", sh(script)).unwrap();
+        let mut out = String::new();
+        let mut buf = [0u8; 700];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        }
+        let expected: String = (0..300).map(|i| format!("{i:05}\n")).collect();
+        assert_eq!(out, expected);
     }
 
     #[test]
