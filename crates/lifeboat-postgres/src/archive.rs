@@ -978,8 +978,9 @@ impl LayoutWatch {
 }
 
 /// How many `\n` bytes `data` holds. memchr counts 32 bytes at a time (AVX2, chosen at
-/// run time) where an eight-byte loop compiled for plain x86-64 has no `popcnt`: a third
-/// of the layout walk's time went to counting (`perf`, issue 24).
+/// run time), where an eight-byte loop compiled for plain x86-64 has no `popcnt`. With it,
+/// counted once per run of whole rows, the layout walk went from 4.2% to 1.7% of a logical
+/// backup's CPU samples (`perf`, issue 24).
 fn count_newlines(data: &[u8]) -> u64 {
     memchr::memchr_iter(b'\n', data).count() as u64
 }
