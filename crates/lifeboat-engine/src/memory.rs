@@ -23,13 +23,21 @@ pub fn trim() {
 /// At most two malloc arenas (glibc): threads share them, so what one job frees another
 /// reuses, instead of each thread growing an arena of its own. Call it once, in `main`,
 /// before any other thread exists.
-#[allow(unsafe_code)]
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    set("M_ARENA_MAX", libc::M_ARENA_MAX, 2);
+}
+
+/// One `mallopt` setting; a refusal is logged (debug) and leaves the default.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn set(name: &str, param: i32, value: i32) {
     // SAFETY: `mallopt` takes two integers and no pointers. glibc documents it as not
-    // thread-safe (MT-Unsafe init): it is called before the runtime starts any thread.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+    // thread-safe (MT-Unsafe init) but takes the main arena's lock inside; `main` calls
+    // the functions here before the runtime starts any thread (the test below, beside
+    // other test threads, relies on that lock).
+    if unsafe { libc::mallopt(param, value) } == 0 {
+        log::debug!("malloc refused {name} = {value}");
     }
 }
 
@@ -54,20 +62,11 @@ const KEEP_FREE: i32 = 16 << 20;
 /// next buffer; `serve` gives free blocks back between jobs ([`trim`]). Call it once, in
 /// `main`, before any other thread exists. A setting glibc refuses is logged (debug) and
 /// left at its default.
-#[allow(unsafe_code)]
 pub fn keep_large_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    for (name, param, value) in [
-        ("M_MMAP_THRESHOLD", libc::M_MMAP_THRESHOLD, HEAP_UP_TO),
-        ("M_TRIM_THRESHOLD", libc::M_TRIM_THRESHOLD, KEEP_FREE),
-    ] {
-        // SAFETY: `mallopt` takes two integers and no pointers. glibc documents it as not
-        // thread-safe (MT-Unsafe init) but takes the main arena's lock inside; `main`
-        // calls it before the runtime starts any thread (the test below, beside other
-        // test threads, relies on that lock).
-        if unsafe { libc::mallopt(param, value) } == 0 {
-            log::debug!("malloc refused {name} = {value}");
-        }
+    {
+        set("M_MMAP_THRESHOLD", libc::M_MMAP_THRESHOLD, HEAP_UP_TO);
+        set("M_TRIM_THRESHOLD", libc::M_TRIM_THRESHOLD, KEEP_FREE);
     }
 }
 

@@ -341,6 +341,18 @@ mod tests {
         c
     }
 
+    /// Everything `r` gives until its end, read `piece` bytes at a time at most.
+    fn read_in_pieces(r: &mut impl Read, piece: usize) -> Vec<u8> {
+        let (mut out, mut buf) = (Vec::new(), vec![0u8; piece]);
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                return out;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn a_childs_pipe_is_widened() {
@@ -385,15 +397,7 @@ mod tests {
         let script = "i=0; while [ $i -lt 300 ]; do printf '%05d\\n' $i; i=$((i+1)); \
                       [ $((i % 50)) -eq 0 ] && sleep 0.01; done; true";
         let mut s = ChildStream::spawn("writer", sh(script)).unwrap();
-        let mut out = String::new();
-        let mut buf = [0u8; 700];
-        loop {
-            let n = s.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.push_str(std::str::from_utf8(&buf[..n]).unwrap());
-        }
+        let out = String::from_utf8(read_in_pieces(&mut s, 700)).unwrap();
         let expected: String = (0..300).map(|i| format!("{i:05}\n")).collect();
         assert_eq!(out, expected);
     }
@@ -436,17 +440,9 @@ mod tests {
             std::io::Cursor::new((0..=255u8).cycle().take(700_000).collect::<Vec<u8>>()),
             300_000,
         );
-        let mut out = Vec::new();
-        let mut buf = [0u8; 1000];
-        loop {
-            let n = ahead.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
+        let out = read_in_pieces(&mut ahead, 1000);
         assert_eq!(out, (0..=255u8).cycle().take(700_000).collect::<Vec<u8>>());
-        assert_eq!(ahead.read(&mut buf).unwrap(), 0);
+        assert_eq!(ahead.read(&mut [0u8; 1000]).unwrap(), 0);
     }
 
     #[test]
